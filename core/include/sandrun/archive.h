@@ -1,0 +1,129 @@
+// The result archive.
+//
+// ArchiveStore is the storage a backend provides (a host directory, a Docker
+// volume, a Modal Volume): a tree of files addressed by relative paths with
+// '/' separators. ResultArchive puts sandrun's layout on top of a store:
+//
+//   <run_id>/run.json
+//   <run_id>/tasks/<task_id>.json
+//   <run_id>/artifacts/<task_id>/...
+//
+// Every record is first written to a local outbox directory and then
+// delivered to the store; a record the store refused stays in the outbox and
+// Sync() delivers it later, so nothing already recorded is lost.
+#ifndef SANDRUN_ARCHIVE_H_
+#define SANDRUN_ARCHIVE_H_
+
+#include <filesystem>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "sandrun/record.h"
+#include "sandrun/status.h"
+
+namespace sandrun {
+
+/// A tree of files in some backend's volume. Paths are relative, '/'-separated
+/// and never contain ".." (callers validate with IsSafeRelativePath).
+/// Implementations must be thread-safe.
+class ArchiveStore {
+ public:
+  virtual ~ArchiveStore() = default;
+  /// "directory /home/me/.local/share/sandrun/results", for humans.
+  virtual std::string Describe() const = 0;
+  /// Stores a host file (or a whole directory tree) at `path`, replacing it.
+  virtual Status PutFile(const std::string& path, const std::filesystem::path& host_path) = 0;
+  virtual Status PutBytes(const std::string& path, std::string_view data) = 0;
+  virtual Result<std::string> ReadBytes(const std::string& path) = 0;
+  /// Names directly under `dir` ("" = root); directories end with '/'.
+  /// kNotFound when `dir` does not exist.
+  virtual Result<std::vector<std::string>> List(const std::string& dir) = 0;
+  /// Copies `path` (file or directory) into host directory `dest`.
+  virtual Status Fetch(const std::string& path, const std::filesystem::path& dest) = 0;
+  /// Removes `path` recursively; OK when already absent.
+  virtual Status Remove(const std::string& path) = 0;
+};
+
+/// An ArchiveStore that is a directory on this host (the local backend's
+/// archive, and the outbox).
+class DirectoryArchiveStore : public ArchiveStore {
+ public:
+  explicit DirectoryArchiveStore(std::filesystem::path root);
+  std::string Describe() const override;
+  Status PutFile(const std::string& path, const std::filesystem::path& host_path) override;
+  Status PutBytes(const std::string& path, std::string_view data) override;
+  Result<std::string> ReadBytes(const std::string& path) override;
+  Result<std::vector<std::string>> List(const std::string& dir) override;
+  Status Fetch(const std::string& path, const std::filesystem::path& dest) override;
+  Status Remove(const std::string& path) override;
+  const std::filesystem::path& root() const { return root_; }
+
+ private:
+  std::filesystem::path root_;
+};
+
+/// True for "a/b.json"; false for "", "/abs", "a/../b", "a//b", "./a".
+bool IsSafeRelativePath(std::string_view path);
+
+/// A new run id: "20261122T031500Z-4f2a" (UTC time, then random hex). Sorts by
+/// time; the random part and an exclusive create in the outbox keep two runs
+/// started in the same second apart.
+std::string NewRunId();
+
+/// Summary line of one run, for `sandrun results list`.
+struct RunListing {
+  std::string run_id;
+  bool has_summary = false;  ///< run.json exists (false: run still going or killed).
+  RunRecord summary;
+};
+
+/// sandrun's layout over a store, with an outbox in front of it.
+class ResultArchive {
+ public:
+  /// `outbox_dir` is a host directory private to this user.
+  ResultArchive(std::shared_ptr<ArchiveStore> store, std::filesystem::path outbox_dir);
+
+  const ArchiveStore& store() const { return *store_; }
+  const std::filesystem::path& outbox_dir() const { return outbox_dir_; }
+
+  /// Reserves a fresh run id (exclusive directory in the outbox).
+  Result<std::string> BeginRun();
+  /// Where a task's artifacts (stream spills, downloads) should be written
+  /// before delivery: <outbox>/<run>/artifacts/<task>/. Created on demand.
+  Result<std::filesystem::path> ArtifactDir(const std::string& run_id,
+                                            const std::string& task_id);
+
+  /// Writes the record (and the task's artifact directory) to the outbox,
+  /// then delivers both to the store. A delivery failure returns the Status
+  /// but the record stays in the outbox for Sync().
+  Status WriteTask(const TaskRecord& record);
+  Status WriteRun(const RunRecord& record);
+
+  /// Delivers everything left in the outbox. Returns how many records went.
+  Result<int> Sync();
+  /// Records waiting in the outbox.
+  int PendingCount() const;
+
+  Result<std::vector<RunListing>> ListRuns();  ///< Newest first.
+  Result<RunRecord> ReadRun(const std::string& run_id);
+  Result<std::vector<TaskRecord>> ReadTasks(const std::string& run_id);
+  Result<TaskRecord> ReadTask(const std::string& run_id, const std::string& task_id);
+  /// Copies the whole run (records and artifacts) into `dest/<run_id>/`.
+  Status Fetch(const std::string& run_id, const std::filesystem::path& dest);
+  /// Keeps the newest `keep` runs, removes the rest; returns the removed ids.
+  Result<std::vector<std::string>> Prune(int keep);
+
+ private:
+  Status Deliver(const std::string& relative_path);
+  std::shared_ptr<ArchiveStore> store_;
+  std::filesystem::path outbox_dir_;
+  DirectoryArchiveStore outbox_;
+  std::mutex mu_;
+};
+
+}  // namespace sandrun
+
+#endif  // SANDRUN_ARCHIVE_H_

@@ -1,0 +1,112 @@
+// The Backend plugin interface: what every kind of sandbox (local processes,
+// Docker, Modal) provides. The engine sees only this; it never names a backend
+// and branches on Capabilities, never on Name().
+//
+// Threading: a Backend is shared by all of a run's worker threads, so its
+// methods must be thread-safe. A Sandbox is used by one worker at a time,
+// except Terminate(), which the engine may call from any thread while Exec()
+// is blocked (host deadline, Ctrl-C, --race).
+#ifndef SANDRUN_BACKEND_H_
+#define SANDRUN_BACKEND_H_
+
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "sandrun/result.h"
+#include "sandrun/spec.h"
+#include "sandrun/status.h"
+
+namespace sandrun {
+
+class ArchiveStore;
+
+/// What a backend can honour. A spec field the backend cannot enforce is not
+/// silently ignored: the result carries a note, and the conformance suite
+/// records the case as unsupported.
+struct Capabilities {
+  bool isolates_network = false;   ///< NetworkMode::kNone really blocks traffic.
+  bool limits_memory = false;
+  bool limits_cpu = false;
+  bool supports_gpu = false;
+  bool supports_images = false;    ///< SandboxSpec::image selects a root filesystem.
+  bool reports_oom = false;        ///< Can tell an OOM kill from other kills.
+  int max_parallel = 0;            ///< Suggested -j; 0 = no opinion.
+};
+
+/// Whether the backend can be used right now, and if not, why.
+struct Availability {
+  bool available = false;
+  std::string reason;  ///< "docker: cannot connect to unix:///var/run/docker.sock: ..."
+};
+
+/// A sandbox that exists. Destroying the handle terminates it.
+class Sandbox {
+ public:
+  virtual ~Sandbox() = default;
+
+  /// Backend-specific id (container id, Modal sandbox id, local directory).
+  virtual const std::string& Id() const = 0;
+
+  /// Copies a host file or directory in. Blocks. Fails with kNotFound when the
+  /// source is missing.
+  virtual Status Put(const FileUpload& upload) = 0;
+
+  /// Runs one command and blocks until it ends, times out, or Terminate() is
+  /// called. A command that fails, crashes or times out is a successful call
+  /// with that outcome; a non-OK Result means the backend itself failed (and
+  /// says whether retrying may help). After Terminate(), returns promptly
+  /// with Outcome::kCancelled and the output captured so far.
+  virtual Result<ExecResult> Exec(const ExecRequest& request) = 0;
+
+  /// Copies `sandbox_path` (file or directory) into `host_dir`, refusing
+  /// anything that would land outside it. Returns the host paths written,
+  /// relative to host_dir. Fails with kNotFound when the path is missing.
+  virtual Result<std::vector<std::string>> Get(
+      const std::string& sandbox_path, const std::filesystem::path& host_dir) = 0;
+
+  /// Kills everything running in the sandbox and releases it. Idempotent,
+  /// callable from any thread, concurrently with Exec().
+  virtual Status Terminate() = 0;
+};
+
+/// A sandbox left behind by an earlier run (found by its labels).
+struct Leftover {
+  std::string id;
+  std::map<std::string, std::string> labels;
+  bool owner_alive = false;  ///< The host process that created it still runs.
+  bool expired = false;      ///< Its lifetime has passed.
+  std::string description;   ///< One line for `sandrun cleanup --dry-run`.
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+
+  /// The name it was registered under ("local", "docker", "modal").
+  virtual std::string_view Name() const = 0;
+  virtual Capabilities GetCapabilities() const = 0;
+
+  /// Checks, cheaply, that a run can start (daemon reachable, credentials
+  /// present). Never throws; says why not.
+  virtual Availability CheckAvailable() = 0;
+
+  /// Creates a sandbox. Uploads in the spec are NOT done here; the engine
+  /// calls Sandbox::Put so it can time them.
+  virtual Result<std::unique_ptr<Sandbox>> Create(const SandboxSpec& spec) = 0;
+
+  /// Sandboxes carrying sandrun's labels. Never lists anything without them.
+  virtual Result<std::vector<Leftover>> ListLeftovers() = 0;
+  /// Removes one leftover by id (as ListLeftovers returned it).
+  virtual Status RemoveLeftover(const std::string& id) = 0;
+
+  /// The result archive kept in this backend's volume.
+  virtual Result<std::unique_ptr<ArchiveStore>> OpenArchive() = 0;
+};
+
+}  // namespace sandrun
+
+#endif  // SANDRUN_BACKEND_H_

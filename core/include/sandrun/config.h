@@ -1,0 +1,73 @@
+// Config: one struct, filled from four layers with this precedence:
+//   flags > SANDRUN_* environment > sandrun.json (found upward from the
+//   working directory) > defaults.
+// Every value remembers where it came from, for `sandrun config`.
+// No globals: callers pass the Config down.
+#ifndef SANDRUN_CONFIG_H_
+#define SANDRUN_CONFIG_H_
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "sandrun/spec.h"
+#include "sandrun/status.h"
+
+namespace sandrun {
+
+struct Config {
+  std::string backend = "local";       ///< Name, or "auto" (first available).
+  std::vector<std::string> fallback;   ///< Tried in order when `backend` is unavailable.
+  int jobs = 0;                        ///< Concurrency; 0 = backend's suggestion or cores.
+  int retries = 1;                     ///< Retries of retryable infrastructure errors.
+  double timeout_s = 0;                ///< Per-execution timeout; 0 = none.
+  std::int64_t lifetime_s = 3600;      ///< Sandbox lifetime limit.
+  std::string image;
+  double cpu = 0;
+  std::int64_t memory_mb = 0;
+  NetworkMode network = NetworkMode::kNone;
+  std::size_t output_cap_bytes = 1 << 20;
+  std::filesystem::path archive_dir;   ///< The local backend's archive.
+  std::filesystem::path state_dir;     ///< Outbox, caches, local sandboxes.
+  std::string plugin_path;             ///< ':'-separated dirs of .so plugins.
+  /// Raw JSON of each backend's own section ("backends": {"docker": {...}}),
+  /// parsed by that plugin only.
+  std::map<std::string, std::string> backend_sections;
+
+  /// Where each key's value came from: "default", "flag --jobs",
+  /// "env SANDRUN_JOBS", "file /repo/sandrun.json".
+  std::map<std::string, std::string> origins;
+  /// The sandrun.json that was read, if any.
+  std::filesystem::path config_file;
+};
+
+/// The keys `sandrun config` prints and sandrun.json / SANDRUN_<KEY> accept:
+/// backend, fallback, jobs, retries, timeout, lifetime, image, cpu, memory,
+/// network, output_cap, archive_dir, state_dir, plugin_path.
+const std::vector<std::string>& ConfigKeys();
+
+/// The value of `key` in `config`, as text.
+std::string ConfigValueText(const Config& config, const std::string& key);
+
+/// Inputs to LoadConfig, injectable for tests.
+struct ConfigInputs {
+  /// Flags given on the command line: key -> value (e.g. "jobs" -> "8").
+  std::map<std::string, std::string> flags;
+  /// The environment (normally the process's).
+  std::map<std::string, std::string> env;
+  /// Where to start looking for sandrun.json.
+  std::filesystem::path cwd;
+};
+
+/// The process environment as a map.
+std::map<std::string, std::string> ProcessEnvironment();
+
+/// Builds the effective config. kInvalidArgument names the key, the bad value
+/// and where it came from (file:line:column for JSON syntax errors).
+Result<Config> LoadConfig(const ConfigInputs& inputs);
+
+}  // namespace sandrun
+
+#endif  // SANDRUN_CONFIG_H_

@@ -1,0 +1,113 @@
+// The Engine runs many tasks in sandboxes, with:
+//  - a concurrency limit (RunOptions::jobs);
+//  - a host-side deadline for every execution on top of the backend's own
+//    (timeout + host_grace), after which the engine terminates the sandbox
+//    and records the task as timed out;
+//  - cancellation (CancelFlag): every sandbox it created is terminated, the
+//    unfinished tasks and the run are recorded as cancelled;
+//  - retries of retryable infrastructure errors, never of test failures;
+//  - fallback to the next candidate backend when one is unavailable;
+//  - a record per task and one per run in the backend's result archive.
+// It never names a backend: it is handed candidates in order of preference.
+#ifndef SANDRUN_ENGINE_H_
+#define SANDRUN_ENGINE_H_
+
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "sandrun/archive.h"
+#include "sandrun/backend.h"
+#include "sandrun/listener.h"
+#include "sandrun/record.h"
+#include "sandrun/spec.h"
+#include "sandrun/status.h"
+
+namespace sandrun {
+
+/// One unit of work: a sandbox and one command in it.
+struct Task {
+  std::string id;         ///< Unique in the run; [A-Za-z0-9._-]+, at most 128 chars.
+  std::string test_name;  ///< Defaults to id.
+  SandboxSpec sandbox;
+  ExecRequest exec;
+  /// Paths in the sandbox copied back into the task's artifacts afterwards.
+  std::vector<std::string> downloads;
+};
+
+/// Checks a task before anything runs: id syntax, non-empty argv, positive
+/// timeout, upload sources that exist. kInvalidArgument names the task.
+Status ValidateTask(const Task& task);
+/// Validates every task and that ids are unique.
+Status ValidateTasks(const std::vector<Task>& tasks);
+
+/// Set from a signal handler (or any thread); the engine polls it.
+class CancelFlag {
+ public:
+  void Cancel() { cancelled_.store(true, std::memory_order_relaxed); }
+  bool cancelled() const { return cancelled_.load(std::memory_order_relaxed); }
+
+ private:
+  std::atomic<bool> cancelled_{false};
+};
+
+struct RunOptions {
+  int jobs = 1;
+  int retries = 1;              ///< Extra attempts for retryable infra errors.
+  bool race = false;            ///< Stop at the first passing task; cancel the rest.
+  /// Added to a task's timeout to get the host-side deadline.
+  std::chrono::milliseconds host_grace{5000};
+  std::chrono::milliseconds retry_backoff{200};  ///< Doubles per attempt.
+  std::filesystem::path outbox_dir;
+  std::vector<std::string> command_line;  ///< Recorded in run.json.
+  std::map<std::string, std::string> labels;  ///< Added to every sandbox and record.
+  std::string host;             ///< Defaults to gethostname().
+};
+
+/// A backend the engine may use, in order of preference.
+struct BackendCandidate {
+  std::shared_ptr<Backend> backend;
+  /// When the backend could not even be constructed: why (it then counts as
+  /// unavailable with this reason).
+  std::string construction_error;
+  std::string name;  ///< For messages when `backend` is null.
+};
+
+struct RunOutcome {
+  RunRecord run;
+  std::vector<TaskRecord> tasks;  ///< In input order.
+  std::string archive;            ///< Where the records are (Describe()).
+  std::string outbox;
+  /// Records that could not reach the archive yet (they are in the outbox).
+  int undelivered = 0;
+};
+
+class Engine {
+ public:
+  explicit Engine(std::vector<BackendCandidate> candidates);
+
+  /// Adds a listener; events are serialised across worker threads.
+  void AddListener(std::shared_ptr<RunListener> listener);
+
+  /// Runs the tasks and blocks until all ended or were cancelled. Tasks must
+  /// have passed ValidateTasks. A non-OK Result means the run could not start
+  /// at all (no backend available, archive unusable): nothing ran.
+  Result<RunOutcome> Run(std::vector<Task> tasks, const RunOptions& options,
+                         const CancelFlag& cancel);
+
+ private:
+  std::vector<BackendCandidate> candidates_;
+  std::shared_ptr<ListenerList> listeners_;
+};
+
+/// Exit code for a whole batch: 0 all passed, 130 cancelled, 125 when only
+/// infrastructure errors kept it from passing, 1 otherwise.
+int BatchExitCode(const RunRecord& run);
+
+}  // namespace sandrun
+
+#endif  // SANDRUN_ENGINE_H_

@@ -1,0 +1,71 @@
+// The records of the result archive, schema "sandrun.result/v1" (one per
+// execution) and "sandrun.run/v1" (one per run). docs/archive.md documents the
+// JSON; this header is its C++ shape. Round-trips exactly through JSON.
+#ifndef SANDRUN_RECORD_H_
+#define SANDRUN_RECORD_H_
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "sandrun/result.h"
+#include "sandrun/status.h"
+
+namespace sandrun {
+
+inline constexpr char kTaskRecordSchema[] = "sandrun.result/v1";
+inline constexpr char kRunRecordSchema[] = "sandrun.run/v1";
+
+/// One execution of one task (the last attempt; earlier ones are summarised).
+struct TaskRecord {
+  std::string run_id;
+  std::string task_id;
+  std::string test_name;     ///< "Suite.Test" for adapters; else the task id.
+  std::string backend;
+  std::string image;
+  std::string sandbox_id;
+  std::vector<std::string> argv;
+  ExecResult result;         ///< Outcome, exit code, streams, durations.
+  int attempts = 1;          ///< 1 + infrastructure retries used.
+  std::vector<std::string> attempt_errors;  ///< Why earlier attempts failed.
+  std::string fallback_reason;  ///< Set when a fallback backend was used.
+  std::string started_at;    ///< RFC 3339 UTC, millisecond precision.
+  std::string finished_at;
+  std::string host;
+  std::map<std::string, std::string> labels;
+};
+
+/// Summary of a whole run: written at its end (and on cancellation).
+struct RunRecord {
+  std::string run_id;
+  std::string status;        ///< "passed", "failed", "cancelled", "error".
+  std::string backend;
+  std::string started_at;
+  std::string finished_at;
+  std::int64_t wall_ms = 0;
+  std::string host;
+  std::vector<std::string> command_line;  ///< How sandrun was invoked.
+  int total = 0;
+  int passed = 0;
+  int failed = 0;            ///< Ran and did not pass (exit != 0, signal).
+  int timed_out = 0;
+  int infra_errors = 0;
+  int cancelled = 0;
+  std::string fastest_passing_task;  ///< Set for --race (and always when any passed).
+  std::vector<std::string> task_ids;
+  std::map<std::string, std::string> labels;
+};
+
+std::string ToJson(const TaskRecord& record, int indent = 2);
+std::string ToJson(const RunRecord& record, int indent = 2);
+/// Parses a record; kInvalidArgument names what is wrong.
+Result<TaskRecord> TaskRecordFromJson(const std::string& json);
+Result<RunRecord> RunRecordFromJson(const std::string& json);
+
+/// "passed" / "failed" / "timed_out" / "infra_error" / "cancelled" / "oom".
+std::string VerdictOf(const ExecResult& result);
+
+}  // namespace sandrun
+
+#endif  // SANDRUN_RECORD_H_

@@ -1,0 +1,76 @@
+// What to run and where: SandboxSpec (the sandbox) and ExecRequest (one
+// command in it). Both are plain data, backend-neutral. Anything only one
+// backend understands (Modal app name, Docker host) lives in that plugin's own
+// config section, never here.
+#ifndef SANDRUN_SPEC_H_
+#define SANDRUN_SPEC_H_
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace sandrun {
+
+/// Whether the sandbox may reach any network. sandrun's default is kNone.
+enum class NetworkMode { kNone, kOpen };
+std::string_view NetworkModeName(NetworkMode mode);  // "none" / "open"
+
+/// One host file or directory copied into the sandbox before the command runs.
+/// `destination` is relative to the sandbox's working directory unless
+/// absolute; empty means the source's file name.
+struct FileUpload {
+  std::string source;
+  std::string destination;
+};
+
+/// A sandbox: an isolated place where one or more commands run.
+struct SandboxSpec {
+  std::string image;          ///< Empty: the backend's default (local: host).
+  double cpu = 0;             ///< Cores; 0 = backend default.
+  std::int64_t memory_mb = 0; ///< 0 = backend default.
+  std::string gpu;            ///< "A10G:1"; empty = none.
+  /// Hard limit on the sandbox's whole life, so a sandbox leaked by a killed
+  /// host process still ends by itself.
+  std::chrono::seconds lifetime{3600};
+  std::string workdir;        ///< Absolute path inside; empty = backend's own.
+  std::map<std::string, std::string> env;
+  NetworkMode network = NetworkMode::kNone;
+  std::vector<FileUpload> uploads;
+  /// Identifying labels, always including "managed-by=sandrun", run and task.
+  std::map<std::string, std::string> labels;
+};
+
+/// Which stream a chunk of output came from.
+enum class StreamKind { kStdout, kStderr };
+
+/// Called from the executing thread as output arrives. Must be thread-safe if
+/// shared between requests; must not block for long.
+using OutputCallback = std::function<void(StreamKind, std::string_view)>;
+
+/// One command to run inside a sandbox.
+struct ExecRequest {
+  std::vector<std::string> argv;  ///< Never a shell string unless the user gave one.
+  std::map<std::string, std::string> env;  ///< On top of the sandbox's env.
+  std::string cwd;                ///< Relative to the sandbox workdir, or absolute.
+  std::optional<std::string> stdin_data;   ///< Unset: stdin is empty (/dev/null).
+  /// Backend-enforced limit; zero means none. The engine adds its own
+  /// host-side deadline on top.
+  std::chrono::milliseconds timeout{0};
+  /// Bytes of each stream kept in memory and in the record; the whole stream
+  /// goes to `spill_dir` when that is set.
+  std::size_t output_cap_bytes = 1 << 20;
+  /// Where the full stdout/stderr are written (stdout.log, stderr.log).
+  /// Empty: nothing is spilled.
+  std::string spill_dir;
+  /// Live output; may be empty.
+  OutputCallback on_output;
+};
+
+}  // namespace sandrun
+
+#endif  // SANDRUN_SPEC_H_
