@@ -47,6 +47,7 @@ class BackendRegistry {
                                           const Config& config) const;
 
  private:
+  friend Status LoadPlugin(const std::filesystem::path&, BackendRegistry&);
   struct Entry {
     BackendInfo info;
     BackendFactory factory;

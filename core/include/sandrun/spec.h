@@ -26,11 +26,18 @@ std::string_view NetworkModeName(NetworkMode mode);  // "none" / "open"
 struct FileUpload {
   std::string source;
   std::string destination;
+  /// The source is an executable built on the host: also send the shared
+  /// libraries it needs and their loader (found from its ELF headers), so it
+  /// runs in an image that lacks them. See portable_exe.h.
+  bool portable = false;
 };
 
 /// A sandbox: an isolated place where one or more commands run.
 struct SandboxSpec {
   std::string image;          ///< Empty: the backend's default (local: host).
+  /// Build the image from this Dockerfile (its directory is the context)
+  /// instead of using `image`. Backends without images refuse it.
+  std::string dockerfile;
   double cpu = 0;             ///< Cores; 0 = backend default.
   std::int64_t memory_mb = 0; ///< 0 = backend default.
   std::string gpu;            ///< "A10G:1"; empty = none.

@@ -1,0 +1,72 @@
+// What every `sandrun` subcommand shares: the registry of backends, the
+// config flags, opening a backend and its archive, and the exit-code
+// conventions for usage errors. One home for each, so subcommands stay thin.
+#ifndef SANDRUN_CLI_CLI_COMMON_H_
+#define SANDRUN_CLI_CLI_COMMON_H_
+
+#include <cxxopts.hpp>
+
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "sandrun/archive.h"
+#include "sandrun/backend.h"
+#include "sandrun/config.h"
+#include "sandrun/registry.h"
+
+namespace sandrun::cli {
+
+/// Built once in main() and handed to the subcommand.
+struct CliContext {
+  BackendRegistry registry;              ///< Built-ins plus SANDRUN_PLUGIN_PATH plugins.
+  std::vector<Status> plugin_problems;   ///< Plugins that failed to load.
+  std::map<std::string, std::string> env;
+  std::filesystem::path cwd;
+  std::vector<std::string> command_line; ///< The whole argv, for run.json.
+};
+
+/// Thrown inside a subcommand for bad usage; main() prints it and exits 2.
+struct UsageError {
+  std::string message;
+};
+
+/// Adds the options that map onto Config keys (--backend, --jobs, --timeout,
+/// --image, --cpu, --memory, --network, --retries, --output-cap, ...).
+/// `which` selects groups: "backend" only, or "all".
+void AddConfigOptions(cxxopts::Options& options, const std::string& which = "all");
+
+/// Loads the Config with the flags that were given on top of env and file.
+/// Exits via UsageError on a bad value.
+Config LoadConfigOrThrow(const cxxopts::ParseResult& parsed, const CliContext& context);
+
+/// Parses args (args[0] is the subcommand's name). Unknown flags, missing
+/// values and stray arguments raise UsageError naming them. Handles --help by
+/// printing and returning nullopt.
+std::optional<cxxopts::ParseResult> ParseOrThrow(cxxopts::Options& options,
+                                                 const std::vector<std::string>& args);
+
+/// A backend and the result archive in its volume, ready to use.
+struct OpenedArchive {
+  std::shared_ptr<Backend> backend;
+  std::shared_ptr<ResultArchive> archive;
+};
+/// Opens `config.backend`'s archive, with the outbox under config.state_dir.
+Result<OpenedArchive> OpenArchive(const CliContext& context, const Config& config);
+
+/// The outbox directory for a config.
+std::filesystem::path OutboxDir(const Config& config);
+
+/// Prints "sandrun: <message>" to stderr.
+void PrintError(const std::string& message);
+
+/// True when stdout/stderr is a terminal (for progress lines and colour).
+bool StdoutIsTerminal();
+bool StderrIsTerminal();
+
+}  // namespace sandrun::cli
+
+#endif  // SANDRUN_CLI_CLI_COMMON_H_

@@ -1,0 +1,38 @@
+// Small helpers shared by the core, the CLI and the plugins, so each lives in
+// one place: time stamps, host identity, random ids, quoting for display.
+#ifndef SANDRUN_UTIL_H_
+#define SANDRUN_UTIL_H_
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace sandrun {
+
+/// "2026-11-22T03:15:00.123Z".
+std::string FormatRfc3339(std::chrono::system_clock::time_point when);
+inline std::string NowRfc3339() { return FormatRfc3339(std::chrono::system_clock::now()); }
+
+/// gethostname(), or "unknown-host".
+std::string HostName();
+
+/// `n` lowercase hex digits from a non-deterministic source.
+std::string RandomHex(int n);
+
+/// A shell-safe rendering of argv for humans (never executed by sandrun).
+std::string QuoteForDisplay(const std::vector<std::string>& argv);
+
+/// Milliseconds between two steady-clock points.
+inline std::int64_t MillisBetween(std::chrono::steady_clock::time_point a,
+                                  std::chrono::steady_clock::time_point b) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(b - a).count();
+}
+
+/// True if a process with this pid exists on this host.
+bool ProcessAlive(int pid);
+
+}  // namespace sandrun
+
+#endif  // SANDRUN_UTIL_H_

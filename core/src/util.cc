@@ -1,0 +1,67 @@
+#include "sandrun/util.h"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <ctime>
+#include <random>
+
+namespace sandrun {
+
+std::string FormatRfc3339(std::chrono::system_clock::time_point when) {
+  auto secs = std::chrono::time_point_cast<std::chrono::seconds>(when);
+  auto millis = std::chrono::duration_cast<std::chrono::milliseconds>(when - secs).count();
+  std::time_t t = std::chrono::system_clock::to_time_t(secs);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[40];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+  char out[64];
+  std::snprintf(out, sizeof out, "%s.%03dZ", buf, static_cast<int>(millis));
+  return out;
+}
+
+std::string HostName() {
+  char buf[256] = {};
+  if (gethostname(buf, sizeof buf - 1) != 0 || buf[0] == '\0') return "unknown-host";
+  return buf;
+}
+
+std::string RandomHex(int n) {
+  static thread_local std::mt19937_64 gen{std::random_device{}() ^
+                                          static_cast<std::uint64_t>(getpid()) << 32};
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(n);
+  for (int i = 0; i < n; ++i) out.push_back(kDigits[gen() & 0xf]);
+  return out;
+}
+
+std::string QuoteForDisplay(const std::vector<std::string>& argv) {
+  std::string out;
+  for (const auto& arg : argv) {
+    if (!out.empty()) out += ' ';
+    bool plain = !arg.empty() && arg.find_first_not_of(
+        "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-./=:,+@%") ==
+        std::string::npos;
+    if (plain) {
+      out += arg;
+      continue;
+    }
+    out += '\'';
+    for (char c : arg) {
+      if (c == '\'') out += "'\\''";
+      else out += c;
+    }
+    out += '\'';
+  }
+  return out;
+}
+
+bool ProcessAlive(int pid) {
+  if (pid <= 0) return false;
+  return kill(pid, 0) == 0 || errno == EPERM;
+}
+
+}  // namespace sandrun
