@@ -15,6 +15,7 @@
 #define SANDRUN_ARCHIVE_H_
 
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -91,6 +92,9 @@ class ResultArchive {
 
   /// Reserves a fresh run id (exclusive directory in the outbox).
   Result<std::string> BeginRun();
+  /// Replaces NewRunId() as BeginRun's source of candidate ids (tests use it
+  /// to force collisions). Not thread-safe against a concurrent BeginRun.
+  void SetRunIdGeneratorForTesting(std::function<std::string()> generator);
   /// Where a task's artifacts (stream spills, downloads) should be written
   /// before delivery: <outbox>/<run>/artifacts/<task>/. Created on demand.
   Result<std::filesystem::path> ArtifactDir(const std::string& run_id,
@@ -122,6 +126,7 @@ class ResultArchive {
   std::filesystem::path outbox_dir_;
   DirectoryArchiveStore outbox_;
   std::mutex mu_;
+  std::function<std::string()> new_run_id_;
 };
 
 }  // namespace sandrun

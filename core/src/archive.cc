@@ -1,0 +1,642 @@
+#include "sandrun/archive.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <ctime>
+#include <exception>
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <system_error>
+#include <thread>
+#include <utility>
+
+#include "sandrun/util.h"
+
+namespace sandrun {
+namespace fs = std::filesystem;
+namespace {
+
+// Temporary files and directories carry this prefix; List() hides them.
+constexpr char kTempPrefix[] = ".sandrun-tmp-";
+
+bool IsTempName(const std::string& name) { return name.rfind(kTempPrefix, 0) == 0; }
+
+Status FsError(const std::string& what, const fs::path& path, const std::error_code& ec) {
+  std::string message = what + " " + path.string() + ": " + ec.message();
+  switch (ec.value()) {
+    case ENOENT: return NotFoundError(message);
+    case EACCES:
+    case EPERM:
+    case EROFS: return PermissionDeniedError(message);
+    case ENOSPC:
+    case EDQUOT: return Status(StatusCode::kResourceExhausted, message);
+    case ENOTDIR:
+    case EEXIST:
+    case EISDIR: return FailedPreconditionError(message);
+    default: return InternalError(message);
+  }
+}
+
+// Runs `body`, turning any exception (bad_alloc, filesystem_error) into a
+// Status so none crosses the module boundary.
+template <typename Fn>
+auto Guard(const char* what, Fn&& body) -> decltype(body()) {
+  try {
+    return body();
+  } catch (const std::exception& e) {
+    return InternalError(std::string(what) + ": " + e.what());
+  }
+}
+
+// Creates `dir` and its parents; a directory created here gets `mode`.
+Status EnsureDirectory(const fs::path& dir, mode_t mode = 0755) {
+  std::error_code ec;
+  if (fs::is_directory(dir, ec)) return OkStatus();
+  if (!dir.parent_path().empty() && dir.parent_path() != dir) {
+    SANDRUN_RETURN_IF_ERROR(EnsureDirectory(dir.parent_path()));
+  }
+  if (::mkdir(dir.c_str(), mode) != 0 && errno != EEXIST) {
+    return FsError("cannot create directory", dir, std::error_code(errno, std::generic_category()));
+  }
+  if (!fs::is_directory(dir, ec)) {
+    return FailedPreconditionError("not a directory: " + dir.string());
+  }
+  return OkStatus();
+}
+
+fs::path TempSibling(const fs::path& target) {
+  return target.parent_path() /
+         (std::string(kTempPrefix) + RandomHex(8) + "-" + target.filename().string());
+}
+
+Status WriteFileAtomically(const fs::path& target, std::string_view data) {
+  fs::path temp = TempSibling(target);
+  int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (fd < 0) return FsError("cannot create", temp, std::error_code(errno, std::generic_category()));
+  std::size_t done = 0;
+  while (done < data.size()) {
+    ssize_t n = ::write(fd, data.data() + done, data.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      std::error_code ec(errno, std::generic_category());
+      ::close(fd);
+      ::unlink(temp.c_str());
+      return FsError("cannot write", temp, ec);
+    }
+    done += static_cast<std::size_t>(n);
+  }
+  // fsync so a crash never leaves a renamed but empty record behind.
+  if (::fsync(fd) != 0 || ::close(fd) != 0) {
+    std::error_code ec(errno, std::generic_category());
+    ::unlink(temp.c_str());
+    return FsError("cannot write", temp, ec);
+  }
+  if (::rename(temp.c_str(), target.c_str()) != 0) {
+    std::error_code ec(errno, std::generic_category());
+    ::unlink(temp.c_str());
+    return FsError("cannot rename into", target, ec);
+  }
+  return OkStatus();
+}
+
+// Puts `temp` (a finished file or tree) at `target`, replacing what is there.
+// A directory cannot be renamed over a non-empty one, so an existing target
+// is first moved aside; a concurrent writer of the same target may win the
+// race, so retry a few times.
+Status ReplaceWith(const fs::path& temp, const fs::path& target) {
+  std::error_code ec;
+  for (int attempt = 0; attempt < 5; ++attempt) {
+    if (::rename(temp.c_str(), target.c_str()) == 0) return OkStatus();
+    if (errno != ENOTEMPTY && errno != EEXIST && errno != EISDIR && errno != ENOTDIR) break;
+    fs::path aside = TempSibling(target);
+    if (::rename(target.c_str(), aside.c_str()) == 0) fs::remove_all(aside, ec);
+  }
+  std::error_code rename_ec(errno, std::generic_category());
+  fs::remove_all(temp, ec);
+  return FsError("cannot replace", target, rename_ec);
+}
+
+// True when `path` is a symlink whose target leaves `tree_root`. `path` lies
+// inside `tree_root`; both are lexically normal.
+bool SymlinkEscapes(const fs::path& path, const fs::path& tree_root) {
+  std::error_code ec;
+  fs::path target = fs::read_symlink(path, ec);
+  if (ec || target.is_absolute()) return true;
+  fs::path resolved = (path.parent_path() / target).lexically_normal();
+  fs::path rel = resolved.lexically_relative(tree_root);
+  return rel.empty() || *rel.begin() == "..";
+}
+
+// Finds a symlink under `root` (or `root` itself) pointing outside `root`.
+Status CheckNoEscapingSymlinks(const fs::path& root) {
+  std::error_code ec;
+  fs::path tree = root.lexically_normal();
+  if (fs::is_symlink(tree, ec)) {
+    return PermissionDeniedError("refusing to fetch symlink " + tree.string());
+  }
+  if (!fs::is_directory(tree, ec)) return OkStatus();
+  for (auto it = fs::recursive_directory_iterator(tree, ec); !ec && it != fs::end(it);
+       it.increment(ec)) {
+    if (it->is_symlink(ec) && SymlinkEscapes(it->path().lexically_normal(), tree)) {
+      return PermissionDeniedError("refusing to fetch " + it->path().string() +
+                                   ": symlink points outside the archive entry");
+    }
+  }
+  if (ec) return FsError("cannot read", tree, ec);
+  return OkStatus();
+}
+
+// Copies a file or tree; symlinks are copied as symlinks, never followed.
+Status CopyTree(const fs::path& from, const fs::path& to) {
+  std::error_code ec;
+  fs::file_status st = fs::symlink_status(from, ec);
+  if (ec) return FsError("cannot read", from, ec);
+  if (fs::is_directory(st)) {
+    fs::copy(from, to, fs::copy_options::recursive | fs::copy_options::copy_symlinks, ec);
+  } else if (fs::is_symlink(st)) {
+    fs::copy_symlink(from, to, ec);
+  } else {
+    fs::copy_file(from, to, fs::copy_options::overwrite_existing, ec);
+  }
+  if (ec) return FsError("cannot copy " + from.string() + " to", to, ec);
+  return OkStatus();
+}
+
+bool IsRunIdLike(const std::string& name) {
+  // "20261122T031500Z-4f2a": digits, 'T', digits, 'Z', '-', hex.
+  if (name.size() < 18 || name[8] != 'T' || name[15] != 'Z' || name[16] != '-') return false;
+  return IsSafeRelativePath(name) && name.find('/') == std::string::npos;
+}
+
+Status CheckId(const std::string& kind, const std::string& id) {
+  if (!IsSafeRelativePath(id) || id.find('/') != std::string::npos) {
+    return InvalidArgumentError("invalid " + kind + " '" + id + "'");
+  }
+  return OkStatus();
+}
+
+// The fast path of delivery into a directory store on the same filesystem:
+// rename instead of copying (artifact spills can be a GiB). Returns false
+// when a rename is not possible (other filesystem, existing directory) and
+// the caller should copy instead.
+bool TryMoveInto(const DirectoryArchiveStore& store, const std::string& path,
+                 const fs::path& source) {
+  fs::path target = store.root() / path;
+  if (!EnsureDirectory(store.root(), 0700).ok() ||
+      !EnsureDirectory(target.parent_path()).ok()) {
+    return false;
+  }
+  return ::rename(source.c_str(), target.c_str()) == 0;
+}
+
+}  // namespace
+
+bool IsSafeRelativePath(std::string_view path) {
+  if (path.empty() || path.front() == '/') return false;
+  std::size_t start = 0;
+  while (true) {
+    std::size_t slash = path.find('/', start);
+    std::string_view part = path.substr(start, slash == std::string_view::npos
+                                                    ? std::string_view::npos
+                                                    : slash - start);
+    if (part.empty() || part == "." || part == "..") return false;
+    if (part.find('\0') != std::string_view::npos) return false;
+    if (slash == std::string_view::npos) return true;
+    start = slash + 1;
+  }
+}
+
+std::string NewRunId() {
+  // The random suffix keeps processes apart; within this process, remember
+  // the suffixes handed out this second so 1000 ids in a burst never repeat.
+  static std::mutex mu;
+  static std::time_t last_second = 0;
+  static std::set<std::string> used;
+  std::lock_guard<std::mutex> lock(mu);
+  while (true) {
+    std::time_t now = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
+    if (now != last_second) {
+      last_second = now;
+      used.clear();
+    }
+    if (used.size() >= 0x8000) {  // Suffix space half used: wait for the next second.
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      continue;
+    }
+    std::string suffix;
+    do {
+      suffix = RandomHex(4);
+    } while (!used.insert(suffix).second);
+    std::tm tm{};
+    gmtime_r(&now, &tm);
+    char stamp[32];
+    std::strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", &tm);
+    return std::string(stamp) + "-" + suffix;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// DirectoryArchiveStore
+
+DirectoryArchiveStore::DirectoryArchiveStore(fs::path root) : root_(std::move(root)) {}
+
+std::string DirectoryArchiveStore::Describe() const { return "directory " + root_.string(); }
+
+Status DirectoryArchiveStore::PutFile(const std::string& path, const fs::path& host_path) {
+  if (!IsSafeRelativePath(path)) return InvalidArgumentError("unsafe archive path '" + path + "'");
+  return Guard("put", [&]() -> Status {
+    fs::path target = root_ / path;
+    SANDRUN_RETURN_IF_ERROR(EnsureDirectory(root_, 0700));
+    SANDRUN_RETURN_IF_ERROR(EnsureDirectory(target.parent_path()));
+    fs::path temp = TempSibling(target);
+    Status copied = CopyTree(host_path, temp);
+    if (!copied.ok()) {
+      std::error_code ec;
+      fs::remove_all(temp, ec);
+      return copied;
+    }
+    return ReplaceWith(temp, target);
+  });
+}
+
+Status DirectoryArchiveStore::PutBytes(const std::string& path, std::string_view data) {
+  if (!IsSafeRelativePath(path)) return InvalidArgumentError("unsafe archive path '" + path + "'");
+  return Guard("put", [&]() -> Status {
+    fs::path target = root_ / path;
+    SANDRUN_RETURN_IF_ERROR(EnsureDirectory(root_, 0700));
+    SANDRUN_RETURN_IF_ERROR(EnsureDirectory(target.parent_path()));
+    return WriteFileAtomically(target, data);
+  });
+}
+
+Result<std::string> DirectoryArchiveStore::ReadBytes(const std::string& path) {
+  if (!IsSafeRelativePath(path)) return InvalidArgumentError("unsafe archive path '" + path + "'");
+  return Guard("read", [&]() -> Result<std::string> {
+    fs::path file = root_ / path;
+    std::ifstream in(file, std::ios::binary);
+    if (!in) {
+      std::error_code ec(errno, std::generic_category());
+      return FsError("cannot read", file, ec);
+    }
+    std::ostringstream data;
+    data << in.rdbuf();
+    if (in.bad()) return InternalError("cannot read " + file.string());
+    return data.str();
+  });
+}
+
+Result<std::vector<std::string>> DirectoryArchiveStore::List(const std::string& dir) {
+  if (!dir.empty() && !IsSafeRelativePath(dir)) {
+    return InvalidArgumentError("unsafe archive path '" + dir + "'");
+  }
+  return Guard("list", [&]() -> Result<std::vector<std::string>> {
+    fs::path where = dir.empty() ? root_ : root_ / dir;
+    std::error_code ec;
+    std::vector<std::string> names;
+    for (fs::directory_iterator it(where, ec); !ec && it != fs::directory_iterator();
+         it.increment(ec)) {
+      std::string name = it->path().filename().string();
+      if (IsTempName(name)) continue;
+      std::error_code type_ec;
+      bool is_dir = it->is_directory(type_ec) && !it->is_symlink(type_ec);
+      names.push_back(is_dir ? name + "/" : name);
+    }
+    if (ec) return FsError("cannot list", where, ec);
+    std::sort(names.begin(), names.end());
+    return names;
+  });
+}
+
+Status DirectoryArchiveStore::Fetch(const std::string& path, const fs::path& dest) {
+  if (!IsSafeRelativePath(path)) return InvalidArgumentError("unsafe archive path '" + path + "'");
+  return Guard("fetch", [&]() -> Status {
+    fs::path source = root_ / path;
+    std::error_code ec;
+    if (!fs::exists(fs::symlink_status(source, ec))) {
+      return NotFoundError("not in the archive: " + path);
+    }
+    SANDRUN_RETURN_IF_ERROR(CheckNoEscapingSymlinks(source));
+    SANDRUN_RETURN_IF_ERROR(EnsureDirectory(dest));
+    fs::path target = dest / source.filename();
+    fs::path temp = TempSibling(target);
+    Status copied = CopyTree(source, temp);
+    if (!copied.ok()) {
+      fs::remove_all(temp, ec);
+      return copied;
+    }
+    return ReplaceWith(temp, target);
+  });
+}
+
+Status DirectoryArchiveStore::Remove(const std::string& path) {
+  if (!IsSafeRelativePath(path)) return InvalidArgumentError("unsafe archive path '" + path + "'");
+  return Guard("remove", [&]() -> Status {
+    std::error_code ec;
+    fs::remove_all(root_ / path, ec);
+    if (ec && ec.value() != ENOENT) return FsError("cannot remove", root_ / path, ec);
+    return OkStatus();
+  });
+}
+
+// ---------------------------------------------------------------------------
+// ResultArchive
+
+namespace {
+
+std::string TaskRecordPath(const std::string& run_id, const std::string& task_id) {
+  return run_id + "/tasks/" + task_id + ".json";
+}
+std::string ArtifactPath(const std::string& run_id, const std::string& task_id) {
+  return run_id + "/artifacts/" + task_id;
+}
+std::string RunRecordPath(const std::string& run_id) { return run_id + "/run.json"; }
+
+// A spill file inside the task's outbox artifact dir becomes the matching
+// archive-relative path, which stays meaningful after delivery.
+void RelocateSpillPath(std::string& spill_path, const fs::path& artifact_dir,
+                       const std::string& archive_dir) {
+  if (spill_path.empty()) return;
+  fs::path rel = fs::path(spill_path).lexically_normal().lexically_relative(
+      artifact_dir.lexically_normal());
+  if (rel.empty() || *rel.begin() == ".." || rel == ".") return;
+  spill_path = archive_dir + "/" + rel.generic_string();
+}
+
+bool DirectoryIsEmpty(const fs::path& dir) {
+  std::error_code ec;
+  return fs::is_directory(dir, ec) && fs::directory_iterator(dir, ec) == fs::directory_iterator();
+}
+
+// The run is over: drop its outbox directory unless something is pending.
+void RemoveFinishedRunDir(const fs::path& run_dir) {
+  std::error_code ec;
+  for (const char* sub : {"artifacts", "tasks"}) {
+    if (DirectoryIsEmpty(run_dir / sub)) fs::remove(run_dir / sub, ec);
+  }
+  if (DirectoryIsEmpty(run_dir)) fs::remove(run_dir, ec);
+}
+
+bool EndsWith(const std::string& s, std::string_view suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+}  // namespace
+
+ResultArchive::ResultArchive(std::shared_ptr<ArchiveStore> store, fs::path outbox_dir)
+    : store_(std::move(store)), outbox_dir_(outbox_dir), outbox_(std::move(outbox_dir)) {}
+
+void ResultArchive::SetRunIdGeneratorForTesting(std::function<std::string()> generator) {
+  new_run_id_ = std::move(generator);
+}
+
+Result<std::string> ResultArchive::BeginRun() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return Guard("begin run", [&]() -> Result<std::string> {
+    SANDRUN_RETURN_IF_ERROR(EnsureDirectory(outbox_dir_, 0700));
+    for (int attempt = 0; attempt < 100; ++attempt) {
+      std::string id = new_run_id_ ? new_run_id_() : NewRunId();
+      SANDRUN_RETURN_IF_ERROR(CheckId("run id", id));
+      // An id the archive already holds (from another host) is taken too. An
+      // unreachable store does not stop the run: records wait in the outbox.
+      if (store_->List(id).ok()) continue;
+      fs::path dir = outbox_dir_ / id;
+      if (::mkdir(dir.c_str(), 0700) == 0) return id;
+      if (errno != EEXIST) {
+        return FsError("cannot create run directory", dir,
+                       std::error_code(errno, std::generic_category()));
+      }
+    }
+    return InternalError("could not find a free run id in " + outbox_dir_.string());
+  });
+}
+
+Result<fs::path> ResultArchive::ArtifactDir(const std::string& run_id,
+                                            const std::string& task_id) {
+  SANDRUN_RETURN_IF_ERROR(CheckId("run id", run_id));
+  SANDRUN_RETURN_IF_ERROR(CheckId("task id", task_id));
+  return Guard("artifact dir", [&]() -> Result<fs::path> {
+    fs::path dir = outbox_dir_ / ArtifactPath(run_id, task_id);
+    SANDRUN_RETURN_IF_ERROR(EnsureDirectory(outbox_dir_, 0700));
+    SANDRUN_RETURN_IF_ERROR(EnsureDirectory(dir));
+    return dir;
+  });
+}
+
+Status ResultArchive::Deliver(const std::string& relative_path) {
+  return Guard("deliver", [&]() -> Status {
+    fs::path source = outbox_dir_ / relative_path;
+    std::error_code ec;
+    // Missing: another Sync (maybe in another process) delivered it already.
+    if (!fs::exists(fs::symlink_status(source, ec))) return OkStatus();
+    if (DirectoryIsEmpty(source)) {
+      fs::remove(source, ec);
+      return OkStatus();
+    }
+    if (auto* dir_store = dynamic_cast<DirectoryArchiveStore*>(store_.get());
+        dir_store != nullptr && TryMoveInto(*dir_store, relative_path, source)) {
+      return OkStatus();
+    }
+    Status put = store_->PutFile(relative_path, source);
+    if (!put.ok()) {
+      if (!fs::exists(fs::symlink_status(source, ec))) return OkStatus();  // Raced a Sync.
+      return put.WithContext("cannot deliver " + relative_path + " to " + store_->Describe());
+    }
+    return outbox_.Remove(relative_path);
+  });
+}
+
+Status ResultArchive::WriteTask(const TaskRecord& record) {
+  SANDRUN_RETURN_IF_ERROR(CheckId("run id", record.run_id));
+  SANDRUN_RETURN_IF_ERROR(CheckId("task id", record.task_id));
+  TaskRecord stored = record;
+  fs::path artifact_dir = outbox_dir_ / ArtifactPath(record.run_id, record.task_id);
+  std::string archive_dir = ArtifactPath(record.run_id, record.task_id);
+  RelocateSpillPath(stored.result.stdout_stream.spill_path, artifact_dir, archive_dir);
+  RelocateSpillPath(stored.result.stderr_stream.spill_path, artifact_dir, archive_dir);
+  std::string path = TaskRecordPath(record.run_id, record.task_id);
+  SANDRUN_RETURN_IF_ERROR(outbox_.PutBytes(path, ToJson(stored)));
+  // Artifacts first, so a record in the store never names missing files.
+  SANDRUN_RETURN_IF_ERROR(Deliver(archive_dir));
+  return Deliver(path);
+}
+
+Status ResultArchive::WriteRun(const RunRecord& record) {
+  SANDRUN_RETURN_IF_ERROR(CheckId("run id", record.run_id));
+  std::string path = RunRecordPath(record.run_id);
+  SANDRUN_RETURN_IF_ERROR(outbox_.PutBytes(path, ToJson(record)));
+  SANDRUN_RETURN_IF_ERROR(Deliver(path));
+  RemoveFinishedRunDir(outbox_dir_ / record.run_id);
+  return OkStatus();
+}
+
+Result<int> ResultArchive::Sync() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return Guard("sync", [&]() -> Result<int> {
+    int delivered = 0, failed = 0;
+    Status first_error;
+    auto note = [&](const Status& s) {
+      if (s.ok()) {
+        ++delivered;
+      } else {
+        ++failed;
+        if (first_error.ok()) first_error = s;
+      }
+    };
+    auto runs = outbox_.List("");
+    if (!runs.ok()) {
+      if (runs.status().code() == StatusCode::kNotFound) return 0;
+      return runs.status();
+    }
+    for (const std::string& entry : *runs) {
+      if (entry.back() != '/') continue;
+      std::string run_id = entry.substr(0, entry.size() - 1);
+      if (!CheckId("run id", run_id).ok()) continue;
+      auto tasks = outbox_.List(run_id + "/tasks");
+      if (tasks.ok()) {
+        for (const std::string& name : *tasks) {
+          if (!EndsWith(name, ".json")) continue;
+          std::string task_id = name.substr(0, name.size() - 5);
+          Status s = Deliver(ArtifactPath(run_id, task_id));
+          if (s.ok()) s = Deliver(TaskRecordPath(run_id, task_id));
+          note(s);
+        }
+      }
+      std::error_code ec;
+      if (fs::exists(outbox_dir_ / RunRecordPath(run_id), ec)) {
+        Status s = Deliver(RunRecordPath(run_id));
+        note(s);
+        if (s.ok()) RemoveFinishedRunDir(outbox_dir_ / run_id);
+      }
+    }
+    if (failed > 0) {
+      return Status(first_error.code(),
+                    std::to_string(delivered) + " delivered, " + std::to_string(failed) +
+                        " still in the outbox: " + first_error.message(),
+                    first_error.retryable());
+    }
+    return delivered;
+  });
+}
+
+int ResultArchive::PendingCount() const {
+  // Counts the records in the outbox; temp files are ignored, and a record is
+  // only ever renamed in whole, so no lock is needed.
+  int count = 0;
+  std::error_code ec;
+  for (fs::directory_iterator run(outbox_dir_, ec); !ec && run != fs::directory_iterator();
+       run.increment(ec)) {
+    std::error_code sub_ec;
+    if (!run->is_directory(sub_ec)) continue;
+    if (fs::is_regular_file(run->path() / "run.json", sub_ec)) ++count;
+    for (fs::directory_iterator task(run->path() / "tasks", sub_ec);
+         !sub_ec && task != fs::directory_iterator(); task.increment(sub_ec)) {
+      std::string name = task->path().filename().string();
+      if (!IsTempName(name) && EndsWith(name, ".json")) ++count;
+    }
+  }
+  return count;
+}
+
+Result<std::vector<RunListing>> ResultArchive::ListRuns() {
+  auto entries = store_->List("");
+  if (!entries.ok()) {
+    if (entries.status().code() == StatusCode::kNotFound) return std::vector<RunListing>{};
+    return entries.status();
+  }
+  std::vector<RunListing> runs;
+  for (const std::string& entry : *entries) {
+    if (entry.back() != '/') continue;
+    RunListing listing;
+    listing.run_id = entry.substr(0, entry.size() - 1);
+    if (!IsRunIdLike(listing.run_id)) continue;
+    auto summary = ReadRun(listing.run_id);
+    listing.has_summary = summary.ok();
+    if (summary.ok()) listing.summary = std::move(*summary);
+    runs.push_back(std::move(listing));
+  }
+  std::sort(runs.begin(), runs.end(),
+            [](const RunListing& a, const RunListing& b) { return a.run_id > b.run_id; });
+  return runs;
+}
+
+namespace {
+
+Status RunNotFound(const std::string& run_id, const ArchiveStore& store) {
+  return NotFoundError("no run '" + run_id + "' in " + store.Describe());
+}
+
+}  // namespace
+
+Result<RunRecord> ResultArchive::ReadRun(const std::string& run_id) {
+  SANDRUN_RETURN_IF_ERROR(CheckId("run id", run_id));
+  auto json = store_->ReadBytes(RunRecordPath(run_id));
+  if (!json.ok()) {
+    if (json.status().code() != StatusCode::kNotFound) return json.status();
+    if (!store_->List(run_id).ok()) return RunNotFound(run_id, *store_);
+    return NotFoundError("run '" + run_id + "' has no run.json (still running, or interrupted)");
+  }
+  auto record = RunRecordFromJson(*json);
+  if (!record.ok()) return record.status().WithContext(RunRecordPath(run_id));
+  return record;
+}
+
+Result<std::vector<TaskRecord>> ResultArchive::ReadTasks(const std::string& run_id) {
+  SANDRUN_RETURN_IF_ERROR(CheckId("run id", run_id));
+  auto names = store_->List(run_id + "/tasks");
+  std::vector<TaskRecord> tasks;
+  if (!names.ok()) {
+    if (names.status().code() != StatusCode::kNotFound) return names.status();
+    if (!store_->List(run_id).ok()) return RunNotFound(run_id, *store_);
+    return tasks;
+  }
+  for (const std::string& name : *names) {
+    if (!EndsWith(name, ".json")) continue;
+    SANDRUN_ASSIGN_OR_RETURN(TaskRecord task,
+                             ReadTask(run_id, name.substr(0, name.size() - 5)));
+    tasks.push_back(std::move(task));
+  }
+  std::sort(tasks.begin(), tasks.end(),
+            [](const TaskRecord& a, const TaskRecord& b) { return a.task_id < b.task_id; });
+  return tasks;
+}
+
+Result<TaskRecord> ResultArchive::ReadTask(const std::string& run_id, const std::string& task_id) {
+  SANDRUN_RETURN_IF_ERROR(CheckId("run id", run_id));
+  SANDRUN_RETURN_IF_ERROR(CheckId("task id", task_id));
+  std::string path = TaskRecordPath(run_id, task_id);
+  auto json = store_->ReadBytes(path);
+  if (!json.ok()) {
+    if (json.status().code() != StatusCode::kNotFound) return json.status();
+    if (!store_->List(run_id).ok()) return RunNotFound(run_id, *store_);
+    return NotFoundError("run '" + run_id + "' has no task '" + task_id + "'");
+  }
+  auto record = TaskRecordFromJson(*json);
+  if (!record.ok()) return record.status().WithContext(path);
+  return record;
+}
+
+Status ResultArchive::Fetch(const std::string& run_id, const fs::path& dest) {
+  SANDRUN_RETURN_IF_ERROR(CheckId("run id", run_id));
+  if (!store_->List(run_id).ok()) return RunNotFound(run_id, *store_);
+  return store_->Fetch(run_id, dest);
+}
+
+Result<std::vector<std::string>> ResultArchive::Prune(int keep) {
+  if (keep < 0) return InvalidArgumentError("prune: --keep must be >= 0, got " + std::to_string(keep));
+  SANDRUN_ASSIGN_OR_RETURN(std::vector<RunListing> runs, ListRuns());
+  std::vector<std::string> removed;
+  for (std::size_t i = static_cast<std::size_t>(keep); i < runs.size(); ++i) {
+    SANDRUN_RETURN_IF_ERROR(store_->Remove(runs[i].run_id));
+    removed.push_back(runs[i].run_id);
+  }
+  return removed;
+}
+
+}  // namespace sandrun

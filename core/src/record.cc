@@ -1,0 +1,433 @@
+#include "sandrun/record.h"
+
+#include <cstdint>
+#include <exception>
+#include <limits>
+#include <optional>
+#include <string_view>
+#include <utility>
+
+#include <nlohmann/json.hpp>
+
+namespace sandrun {
+namespace {
+
+// ordered_json keeps the fields in the documented order, for human readers.
+using Json = nlohmann::ordered_json;
+
+constexpr std::string_view kReplacementChar = "\xEF\xBF\xBD";  // U+FFFD
+
+// Length of the well-formed UTF-8 sequence starting at text[i] (RFC 3629: no
+// overlong forms, no surrogates, nothing above U+10FFFF), or 0 if malformed.
+std::size_t Utf8SequenceLength(std::string_view text, std::size_t i) {
+  auto byte = [&](std::size_t k) { return static_cast<unsigned char>(text[k]); };
+  unsigned char lead = byte(i);
+  if (lead < 0x80) return 1;
+  std::size_t len;
+  unsigned char lo = 0x80, hi = 0xBF;  // Allowed range of the second byte.
+  if (lead >= 0xC2 && lead <= 0xDF) {
+    len = 2;
+  } else if (lead >= 0xE0 && lead <= 0xEF) {
+    len = 3;
+    if (lead == 0xE0) lo = 0xA0;
+    if (lead == 0xED) hi = 0x9F;
+  } else if (lead >= 0xF0 && lead <= 0xF4) {
+    len = 4;
+    if (lead == 0xF0) lo = 0x90;
+    if (lead == 0xF4) hi = 0x8F;
+  } else {
+    return 0;
+  }
+  if (i + len > text.size()) return 0;
+  if (byte(i + 1) < lo || byte(i + 1) > hi) return 0;
+  for (std::size_t k = 2; k < len; ++k) {
+    if ((byte(i + k) & 0xC0) != 0x80) return 0;
+  }
+  return len;
+}
+
+bool IsValidUtf8(std::string_view text) {
+  for (std::size_t i = 0; i < text.size();) {
+    std::size_t len = Utf8SequenceLength(text, i);
+    if (len == 0) return false;
+    i += len;
+  }
+  return true;
+}
+
+// Valid UTF-8 with every malformed byte replaced by U+FFFD.
+std::string SanitizeUtf8(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  for (std::size_t i = 0; i < text.size();) {
+    std::size_t len = Utf8SequenceLength(text, i);
+    if (len == 0) {
+      out += kReplacementChar;
+      ++i;
+    } else {
+      out.append(text, i, len);
+      i += len;
+    }
+  }
+  return out;
+}
+
+constexpr char kBase64Digits[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+std::string Base64Encode(std::string_view data) {
+  std::string out;
+  out.reserve((data.size() + 2) / 3 * 4);
+  for (std::size_t i = 0; i < data.size(); i += 3) {
+    std::uint32_t chunk = static_cast<unsigned char>(data[i]) << 16;
+    if (i + 1 < data.size()) chunk |= static_cast<unsigned char>(data[i + 1]) << 8;
+    if (i + 2 < data.size()) chunk |= static_cast<unsigned char>(data[i + 2]);
+    out += kBase64Digits[(chunk >> 18) & 63];
+    out += kBase64Digits[(chunk >> 12) & 63];
+    out += i + 1 < data.size() ? kBase64Digits[(chunk >> 6) & 63] : '=';
+    out += i + 2 < data.size() ? kBase64Digits[chunk & 63] : '=';
+  }
+  return out;
+}
+
+std::optional<std::string> Base64Decode(std::string_view text) {
+  if (text.size() % 4 != 0) return std::nullopt;
+  auto value = [](char c) -> int {
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    if (c == '+') return 62;
+    if (c == '/') return 63;
+    return -1;
+  };
+  std::string out;
+  out.reserve(text.size() / 4 * 3);
+  for (std::size_t i = 0; i < text.size(); i += 4) {
+    int pad = (text[i + 3] == '=') + (text[i + 2] == '=');
+    if (pad > 0 && i + 4 != text.size()) return std::nullopt;
+    if (pad == 1 && text[i + 2] == '=') return std::nullopt;
+    std::uint32_t chunk = 0;
+    for (int k = 0; k < 4; ++k) {
+      int v = k >= 4 - pad ? 0 : value(text[i + k]);
+      if (v < 0) return std::nullopt;
+      chunk = (chunk << 6) | static_cast<std::uint32_t>(v);
+    }
+    out += static_cast<char>((chunk >> 16) & 0xFF);
+    if (pad < 2) out += static_cast<char>((chunk >> 8) & 0xFF);
+    if (pad < 1) out += static_cast<char>(chunk & 0xFF);
+  }
+  return out;
+}
+
+// Stream text is arbitrary bytes. JSON strings must be UTF-8, so text that is
+// not gets a readable copy (U+FFFD for bad bytes) plus the exact bytes in
+// base64, which the reader prefers.
+Json StreamToJson(const CapturedStream& stream) {
+  Json j;
+  if (IsValidUtf8(stream.text)) {
+    j["text"] = stream.text;
+  } else {
+    j["text"] = SanitizeUtf8(stream.text);
+    j["text_base64"] = Base64Encode(stream.text);
+  }
+  j["total_bytes"] = stream.total_bytes;
+  j["truncated"] = stream.truncated;
+  j["spill_path"] = stream.spill_path;
+  return j;
+}
+
+Json StringMap(const std::map<std::string, std::string>& map) {
+  Json j = Json::object();
+  for (const auto& [key, value] : map) j[key] = value;
+  return j;
+}
+
+std::string Dump(const Json& j, int indent) {
+  // Fields other than stream text (argv, error, labels) may still hold invalid
+  // UTF-8; replace those bytes rather than throw.
+  return j.dump(indent, ' ', false, Json::error_handler_t::replace);
+}
+
+// Reads typed fields out of a parsed record and remembers the first problem,
+// so parsing code reads like a list of fields.
+class FieldReader {
+ public:
+  FieldReader(const Json& root, std::string_view what) : root_(root), what_(what) {}
+
+  std::string String(const Json& obj, const char* key, const std::string& path = "") {
+    const Json* v = Find(obj, key);
+    if (v == nullptr) return "";
+    if (!v->is_string()) return Fail(path + key, "must be a string"), "";
+    return v->get<std::string>();
+  }
+  std::int64_t Int(const Json& obj, const char* key, const std::string& path = "") {
+    const Json* v = Find(obj, key);
+    if (v == nullptr) return 0;
+    if (!v->is_number_integer()) return Fail(path + key, "must be an integer"), 0;
+    if (v->is_number_unsigned() &&
+        v->get<std::uint64_t>() > static_cast<std::uint64_t>(
+                                       std::numeric_limits<std::int64_t>::max())) {
+      return Fail(path + key, "is out of range"), 0;
+    }
+    return v->get<std::int64_t>();
+  }
+  int SmallInt(const Json& obj, const char* key) {
+    std::int64_t value = Int(obj, key);
+    if (value < std::numeric_limits<int>::min() || value > std::numeric_limits<int>::max()) {
+      Fail(key, "is out of range");
+      return 0;
+    }
+    return static_cast<int>(value);
+  }
+  std::uint64_t UInt(const Json& obj, const char* key, const std::string& path = "") {
+    const Json* v = Find(obj, key);
+    if (v == nullptr) return 0;
+    if (!v->is_number_unsigned()) return Fail(path + key, "must be a non-negative integer"), 0;
+    return v->get<std::uint64_t>();
+  }
+  bool Bool(const Json& obj, const char* key, bool fallback, const std::string& path = "") {
+    const Json* v = Find(obj, key);
+    if (v == nullptr) return fallback;
+    if (!v->is_boolean()) return Fail(path + key, "must be true or false"), fallback;
+    return v->get<bool>();
+  }
+  std::vector<std::string> StringList(const Json& obj, const char* key) {
+    std::vector<std::string> out;
+    const Json* v = Find(obj, key);
+    if (v == nullptr) return out;
+    if (!v->is_array()) return Fail(key, "must be an array of strings"), out;
+    for (const auto& item : *v) {
+      if (!item.is_string()) return Fail(key, "must be an array of strings"), out;
+      out.push_back(item.get<std::string>());
+    }
+    return out;
+  }
+  std::map<std::string, std::string> StringMap(const Json& obj, const char* key) {
+    std::map<std::string, std::string> out;
+    const Json* v = Find(obj, key);
+    if (v == nullptr) return out;
+    if (!v->is_object()) return Fail(key, "must be an object of strings"), out;
+    for (const auto& [name, item] : v->items()) {
+      if (!item.is_string()) {
+        Fail(std::string(key) + "." + name, "must be a string");
+        return out;
+      }
+      out[name] = item.get<std::string>();
+    }
+    return out;
+  }
+  // The sub-object at `key`, or an empty object when absent.
+  const Json& Object(const Json& obj, const char* key) {
+    static const Json kEmpty = Json::object();
+    const Json* v = Find(obj, key);
+    if (v == nullptr) return kEmpty;
+    if (!v->is_object()) return Fail(key, "must be an object"), kEmpty;
+    return *v;
+  }
+  std::string Required(const char* key) {
+    if (Find(root_, key) == nullptr) Fail(key, "is missing");
+    return String(root_, key);
+  }
+  void Fail(const std::string& field, const std::string& problem) {
+    if (!status_.ok()) return;
+    status_ = InvalidArgumentError(std::string(what_) + ": field '" + field + "' " + problem);
+  }
+  const Status& status() const { return status_; }
+
+ private:
+  static const Json* Find(const Json& obj, const char* key) {
+    auto it = obj.find(key);
+    if (it == obj.end() || it->is_null()) return nullptr;
+    return &*it;
+  }
+  const Json& root_;
+  std::string_view what_;
+  Status status_;
+};
+
+CapturedStream StreamFromJson(FieldReader& reader, const Json& j, const std::string& name) {
+  std::string path = name + ".";
+  CapturedStream stream;
+  stream.text = reader.String(j, "text", path);
+  std::string exact = reader.String(j, "text_base64", path);
+  if (!exact.empty()) {
+    std::optional<std::string> decoded = Base64Decode(exact);
+    if (!decoded) {
+      reader.Fail(path + "text_base64", "is not valid base64");
+    } else {
+      stream.text = std::move(*decoded);
+    }
+  }
+  stream.total_bytes = reader.UInt(j, "total_bytes", path);
+  stream.truncated = reader.Bool(j, "truncated", false, path);
+  stream.spill_path = reader.String(j, "spill_path", path);
+  return stream;
+}
+
+// Parses `text` as a JSON object and checks its schema string.
+Result<Json> ParseRecord(const std::string& text, std::string_view what,
+                         std::string_view schema) {
+  Json j;
+  try {
+    j = Json::parse(text);
+  } catch (const std::exception& e) {
+    return InvalidArgumentError(std::string(what) + ": not valid JSON: " + e.what());
+  }
+  if (!j.is_object()) return InvalidArgumentError(std::string(what) + ": not a JSON object");
+  auto it = j.find("schema");
+  if (it == j.end() || !it->is_string()) {
+    return InvalidArgumentError(std::string(what) + ": field 'schema' is missing");
+  }
+  if (it->get<std::string>() != schema) {
+    return InvalidArgumentError(std::string(what) + ": field 'schema' is '" +
+                                it->get<std::string>() + "', expected '" +
+                                std::string(schema) + "'");
+  }
+  return j;
+}
+
+}  // namespace
+
+std::string VerdictOf(const ExecResult& result) {
+  switch (result.outcome) {
+    case Outcome::kExited: return result.exit_code == 0 ? "passed" : "failed";
+    case Outcome::kSignaled: return "failed";
+    case Outcome::kTimedOut: return "timed_out";
+    case Outcome::kOomKilled: return "oom";
+    case Outcome::kCancelled: return "cancelled";
+    case Outcome::kInfraError: return "infra_error";
+  }
+  return "infra_error";
+}
+
+std::string ToJson(const TaskRecord& record, int indent) {
+  const ExecResult& r = record.result;
+  Json j;
+  j["schema"] = kTaskRecordSchema;
+  j["run_id"] = record.run_id;
+  j["task_id"] = record.task_id;
+  j["test_name"] = record.test_name;
+  j["backend"] = record.backend;
+  j["image"] = record.image;
+  j["sandbox_id"] = record.sandbox_id.empty() ? r.sandbox_id : record.sandbox_id;
+  j["argv"] = record.argv;
+  j["outcome"] = std::string(OutcomeName(r.outcome));
+  j["verdict"] = VerdictOf(r);
+  j["exit_code"] = r.exit_code;
+  j["signal"] = r.signal;
+  j["error"] = r.error;
+  j["stdout"] = StreamToJson(r.stdout_stream);
+  j["stderr"] = StreamToJson(r.stderr_stream);
+  j["durations_ms"] = Json{{"queue", r.durations.queue_ms},       {"create", r.durations.create_ms},
+                           {"upload", r.durations.upload_ms},     {"exec", r.durations.exec_ms},
+                           {"download", r.durations.download_ms}, {"total", r.durations.total_ms}};
+  j["attempts"] = record.attempts;
+  j["attempt_errors"] = record.attempt_errors;
+  j["fallback_reason"] = record.fallback_reason;
+  j["network_isolated"] = r.network_isolated;
+  j["notes"] = r.notes;
+  j["artifacts"] = r.artifacts;
+  j["started_at"] = record.started_at;
+  j["finished_at"] = record.finished_at;
+  j["host"] = record.host;
+  j["labels"] = StringMap(record.labels);
+  return Dump(j, indent);
+}
+
+Result<TaskRecord> TaskRecordFromJson(const std::string& json) {
+  constexpr std::string_view kWhat = "record";
+  SANDRUN_ASSIGN_OR_RETURN(Json j, ParseRecord(json, kWhat, kTaskRecordSchema));
+  FieldReader in(j, kWhat);
+  TaskRecord record;
+  ExecResult& r = record.result;
+  record.run_id = in.Required("run_id");
+  record.task_id = in.Required("task_id");
+  std::string outcome = in.Required("outcome");
+  if (in.status().ok()) {
+    std::optional<Outcome> parsed = OutcomeFromName(outcome);
+    if (!parsed) in.Fail("outcome", "has unknown value '" + outcome + "'");
+    else r.outcome = *parsed;
+  }
+  record.test_name = in.String(j, "test_name");
+  record.backend = in.String(j, "backend");
+  record.image = in.String(j, "image");
+  record.sandbox_id = in.String(j, "sandbox_id");
+  r.sandbox_id = record.sandbox_id;
+  record.argv = in.StringList(j, "argv");
+  r.exit_code = in.SmallInt(j, "exit_code");
+  r.signal = in.SmallInt(j, "signal");
+  r.error = in.String(j, "error");
+  r.stdout_stream = StreamFromJson(in, in.Object(j, "stdout"), "stdout");
+  r.stderr_stream = StreamFromJson(in, in.Object(j, "stderr"), "stderr");
+  const Json& d = in.Object(j, "durations_ms");
+  const std::string dp = "durations_ms.";
+  r.durations.queue_ms = in.Int(d, "queue", dp);
+  r.durations.create_ms = in.Int(d, "create", dp);
+  r.durations.upload_ms = in.Int(d, "upload", dp);
+  r.durations.exec_ms = in.Int(d, "exec", dp);
+  r.durations.download_ms = in.Int(d, "download", dp);
+  r.durations.total_ms = in.Int(d, "total", dp);
+  record.attempts = j.contains("attempts") ? in.SmallInt(j, "attempts") : 1;
+  record.attempt_errors = in.StringList(j, "attempt_errors");
+  record.fallback_reason = in.String(j, "fallback_reason");
+  r.network_isolated = in.Bool(j, "network_isolated", true);
+  r.notes = in.StringList(j, "notes");
+  r.artifacts = in.StringList(j, "artifacts");
+  record.started_at = in.String(j, "started_at");
+  record.finished_at = in.String(j, "finished_at");
+  record.host = in.String(j, "host");
+  record.labels = in.StringMap(j, "labels");
+  if (!in.status().ok()) return in.status();
+  return record;
+}
+
+std::string ToJson(const RunRecord& record, int indent) {
+  Json j;
+  j["schema"] = kRunRecordSchema;
+  j["run_id"] = record.run_id;
+  j["status"] = record.status;
+  j["backend"] = record.backend;
+  j["started_at"] = record.started_at;
+  j["finished_at"] = record.finished_at;
+  j["wall_ms"] = record.wall_ms;
+  j["host"] = record.host;
+  j["command_line"] = record.command_line;
+  j["total"] = record.total;
+  j["passed"] = record.passed;
+  j["failed"] = record.failed;
+  j["timed_out"] = record.timed_out;
+  j["infra_errors"] = record.infra_errors;
+  j["cancelled"] = record.cancelled;
+  j["fastest_passing_task"] = record.fastest_passing_task;
+  j["task_ids"] = record.task_ids;
+  j["labels"] = StringMap(record.labels);
+  return Dump(j, indent);
+}
+
+Result<RunRecord> RunRecordFromJson(const std::string& json) {
+  constexpr std::string_view kWhat = "run record";
+  SANDRUN_ASSIGN_OR_RETURN(Json j, ParseRecord(json, kWhat, kRunRecordSchema));
+  FieldReader in(j, kWhat);
+  RunRecord record;
+  record.run_id = in.Required("run_id");
+  record.status = in.Required("status");
+  record.backend = in.String(j, "backend");
+  record.started_at = in.String(j, "started_at");
+  record.finished_at = in.String(j, "finished_at");
+  record.wall_ms = in.Int(j, "wall_ms");
+  record.host = in.String(j, "host");
+  record.command_line = in.StringList(j, "command_line");
+  record.total = in.SmallInt(j, "total");
+  record.passed = in.SmallInt(j, "passed");
+  record.failed = in.SmallInt(j, "failed");
+  record.timed_out = in.SmallInt(j, "timed_out");
+  record.infra_errors = in.SmallInt(j, "infra_errors");
+  record.cancelled = in.SmallInt(j, "cancelled");
+  record.fastest_passing_task = in.String(j, "fastest_passing_task");
+  record.task_ids = in.StringList(j, "task_ids");
+  record.labels = in.StringMap(j, "labels");
+  if (!in.status().ok()) return in.status();
+  return record;
+}
+
+}  // namespace sandrun
