@@ -1,0 +1,177 @@
+// Commands about backends themselves: `backends`, `doctor`, `cleanup`.
+#include <iostream>
+
+#include "commands.h"
+#include "run_support.h"
+
+namespace sandrun::cli {
+namespace {
+
+std::string CapabilityList(const Capabilities& c) {
+  std::string out;
+  auto add = [&](bool on, const char* name) {
+    if (on) out += (out.empty() ? "" : ", ") + std::string(name);
+  };
+  add(c.isolates_network, "network isolation");
+  add(c.supports_images, "images");
+  add(c.limits_memory, "memory limits");
+  add(c.limits_cpu, "cpu limits");
+  add(c.reports_oom, "oom detection");
+  add(c.supports_gpu, "gpus");
+  return out.empty() ? "-" : out;
+}
+
+}  // namespace
+
+int BackendsCommand(const std::vector<std::string>& args, CliContext& context) {
+  cxxopts::Options options("sandrun backends", "List backends and whether each can be used now.");
+  AddConfigOptions(options, "backend");
+  auto parsed = ParseOrThrow(options, args);
+  if (!parsed) return 0;
+  Config config = LoadConfigOrThrow(*parsed, context);
+  for (const auto& info : context.registry.List()) {
+    auto backend = context.registry.Create(info.name, config);
+    std::string state, detail;
+    if (!backend.ok()) {
+      state = "unavailable";
+      detail = backend.status().message();
+    } else {
+      Availability a = (*backend)->CheckAvailable();
+      state = a.available ? "available" : "unavailable";
+      detail = a.available ? CapabilityList((*backend)->GetCapabilities()) : a.reason;
+    }
+    std::cout << (info.name == config.backend ? "* " : "  ") << info.name
+              << std::string(info.name.size() < 8 ? 8 - info.name.size() : 1, ' ') << state
+              << std::string(state.size() < 12 ? 12 - state.size() : 1, ' ') << info.description
+              << (info.origin == "built-in" ? "" : " [" + info.origin + "]") << "\n"
+              << "            " << detail << "\n";
+  }
+  return 0;
+}
+
+int DoctorCommand(const std::vector<std::string>& args, CliContext& context) {
+  cxxopts::Options options("sandrun doctor", "Check everything a run needs and say what to fix.");
+  AddConfigOptions(options, "backend");
+  auto parsed = ParseOrThrow(options, args);
+  if (!parsed) return 0;
+  int problems = 0;
+  auto report = [&](bool ok, const std::string& what, const std::string& fix = "") {
+    std::cout << (ok ? "[ok]   " : "[fail] ") << what << "\n";
+    if (!ok) {
+      ++problems;
+      if (!fix.empty()) std::cout << "       fix: " << fix << "\n";
+    }
+  };
+  ConfigInputs inputs{{}, context.env, context.cwd};
+  auto loaded = LoadConfig(inputs);
+  if (!loaded.ok()) {
+    report(false, "config: " + loaded.status().message(), "correct the value named above");
+    return 1;
+  }
+  Config config = LoadConfigOrThrow(*parsed, context);
+  report(true, "config loads (" + (config.config_file.empty() ? std::string("no sandrun.json")
+                                                               : config.config_file.string()) + ")");
+  for (const auto& problem : context.plugin_problems) {
+    report(false, "plugin: " + problem.message(), "rebuild or remove the plugin");
+  }
+  std::vector<BackendCandidate> candidates;
+  try {
+    candidates = MakeCandidates(context, config);
+  } catch (const UsageError& e) {
+    report(false, "backend: " + e.message, "pick one of the known backends with --backend");
+    return 1;
+  }
+  bool any_available = false;
+  for (const auto& c : candidates) {
+    if (!c.backend) {
+      report(false, "backend " + c.name + ": " + c.construction_error);
+      continue;
+    }
+    Availability a = c.backend->CheckAvailable();
+    report(a.available, "backend " + c.name + (a.available ? " is available" : ": " + a.reason),
+           c.name == "docker" ? "start a Docker engine or set DOCKER_HOST" : "");
+    if (!a.available) continue;
+    any_available = true;
+    Capabilities caps = c.backend->GetCapabilities();
+    std::cout << "       can do: " << CapabilityList(caps) << "\n";
+    if (!caps.isolates_network) {
+      std::cout << "       note: --network none cannot be enforced here; results will say so\n";
+    }
+    auto store = c.backend->OpenArchive();
+    if (!store.ok()) {
+      report(false, "archive of " + c.name + ": " + store.status().message());
+      continue;
+    }
+    std::string probe = ".sandrun-doctor-" + RandomHex(6);
+    Status wrote = (*store)->PutBytes(probe, "ok");
+    if (wrote.ok()) (*store)->Remove(probe).IgnoreError();
+    report(wrote.ok(), "archive " + (*store)->Describe() + (wrote.ok() ? " is writable" : ": " + wrote.message()));
+    ResultArchive archive(std::shared_ptr<ArchiveStore>(std::move(store).value()), OutboxDir(config));
+    int pending = archive.PendingCount();
+    report(pending == 0, "outbox " + OutboxDir(config).string() + ": " + std::to_string(pending) +
+                             " record(s) waiting", "run `sandrun results sync`");
+  }
+  if (!any_available) report(false, "no configured backend can run now");
+  std::cout << (problems == 0 ? "everything looks good\n"
+                              : std::to_string(problems) + " problem(s) found\n");
+  return problems == 0 ? 0 : 1;
+}
+
+int CleanupCommand(const std::vector<std::string>& args, CliContext& context) {
+  cxxopts::Options options("sandrun cleanup",
+                           "Remove sandboxes that sandrun left behind: those whose owning process is\n"
+                           "gone or whose lifetime has passed. Never touches anything sandrun did\n"
+                           "not label as its own.");
+  AddConfigOptions(options, "backend");
+  options.add_options("Cleanup")
+      ("dry-run", "Only list what would be removed")
+      ("all-expired", "Remove only expired sandboxes, even when their owner still runs")
+      ("run", "Only sandboxes of this run id", cxxopts::value<std::string>());
+  auto parsed = ParseOrThrow(options, args);
+  if (!parsed) return 0;
+  Config config = LoadConfigOrThrow(*parsed, context);
+  std::vector<BackendCandidate> candidates = MakeCandidates(context, config);
+  auto& backend = candidates.front().backend;
+  if (!backend) {
+    PrintError(candidates.front().construction_error);
+    return kExitSandrunError;
+  }
+  Availability available = backend->CheckAvailable();
+  if (!available.available) {
+    PrintError(config.backend + " unavailable: " + available.reason);
+    return kExitSandrunError;
+  }
+  auto leftovers = backend->ListLeftovers();
+  if (!leftovers.ok()) {
+    PrintError(leftovers.status().message());
+    return kExitSandrunError;
+  }
+  bool dry_run = parsed->count("dry-run") > 0;
+  bool expired_only = parsed->count("all-expired") > 0;
+  std::string run = parsed->count("run") ? (*parsed)["run"].as<std::string>() : "";
+  int removed = 0, kept = 0, failed = 0;
+  for (const auto& leftover : *leftovers) {
+    auto label = leftover.labels.find("run");
+    if (!run.empty() && (label == leftover.labels.end() || label->second != run)) continue;
+    bool remove = expired_only ? leftover.expired : (leftover.expired || !leftover.owner_alive);
+    if (!remove) {
+      ++kept;
+      continue;
+    }
+    std::cout << (dry_run ? "would remove " : "removing ") << leftover.id << "  "
+              << leftover.description << "\n";
+    if (dry_run) continue;
+    Status status = backend->RemoveLeftover(leftover.id);
+    if (status.ok()) ++removed;
+    else {
+      ++failed;
+      PrintError("cannot remove " + leftover.id + ": " + status.message());
+    }
+  }
+  std::cout << (dry_run ? "dry run: " : "") << removed << " removed, " << kept
+            << " kept (owner still running)" << (failed ? ", " + std::to_string(failed) + " failed" : "")
+            << "\n";
+  return failed == 0 ? 0 : 1;
+}
+
+}  // namespace sandrun::cli

@@ -1,0 +1,108 @@
+#include "cli_common.h"
+
+#include <unistd.h>
+
+#include <iostream>
+
+namespace sandrun::cli {
+namespace {
+
+/// Flags that set a Config key: flag name, key, help, group.
+struct ConfigFlag {
+  const char* flag;
+  const char* key;
+  const char* help;
+  const char* group;  // "backend" flags are accepted by every subcommand
+};
+
+constexpr ConfigFlag kConfigFlags[] = {
+    {"backend", "backend", "Backend: local, docker, modal, or auto", "backend"},
+    {"fallback", "fallback", "Backends to try, in order, when --backend is unavailable (comma list)", "backend"},
+    {"archive-dir", "archive_dir", "Directory of the local backend's result archive", "backend"},
+    {"state-dir", "state_dir", "Directory for the outbox and local sandboxes", "backend"},
+    {"j,jobs", "jobs", "How many executions run at once", "run"},
+    {"retries", "retries", "Retries of transient infrastructure errors (never of test failures)", "run"},
+    {"timeout", "timeout", "Per-execution timeout in seconds (0 = none)", "run"},
+    {"lifetime", "lifetime", "Sandbox lifetime limit in seconds", "run"},
+    {"image", "image", "Image to run in (docker, modal)", "run"},
+    {"cpu", "cpu", "CPU cores for the sandbox", "run"},
+    {"memory", "memory", "Memory limit in MiB", "run"},
+    {"network", "network", "Network access: none (default) or open", "run"},
+    {"output-cap", "output_cap", "Bytes of each output stream kept in the record", "run"},
+};
+
+std::string LongName(const char* flag) {
+  std::string f = flag;
+  auto comma = f.find(',');
+  return comma == std::string::npos ? f : f.substr(comma + 1);
+}
+
+}  // namespace
+
+void AddConfigOptions(cxxopts::Options& options, const std::string& which) {
+  auto adder = options.add_options("Config");
+  for (const auto& f : kConfigFlags) {
+    if (which != "all" && std::string(f.group) != which) continue;
+    adder(f.flag, f.help, cxxopts::value<std::string>());
+  }
+}
+
+Config LoadConfigOrThrow(const cxxopts::ParseResult& parsed, const CliContext& context) {
+  ConfigInputs inputs;
+  inputs.env = context.env;
+  inputs.cwd = context.cwd;
+  for (const auto& f : kConfigFlags) {
+    std::string name = LongName(f.flag);
+    // An option that was not declared for this subcommand is simply absent.
+    try {
+      if (parsed.count(name) > 0) inputs.flags[f.key] = parsed[name].as<std::string>();
+    } catch (const cxxopts::exceptions::exception&) {
+    }
+  }
+  auto config = LoadConfig(inputs);
+  if (!config.ok()) throw UsageError{config.status().message()};
+  return std::move(config).value();
+}
+
+std::optional<cxxopts::ParseResult> ParseOrThrow(cxxopts::Options& options,
+                                                 const std::vector<std::string>& args) {
+  options.add_options("Help")("h,help", "Show this help");
+  std::vector<std::string> copy = args;
+  std::vector<char*> argv;
+  for (auto& a : copy) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  try {
+    auto parsed = options.parse(static_cast<int>(copy.size()), argv.data());
+    if (parsed.count("help") > 0) {
+      std::cout << options.help() << std::flush;
+      return std::nullopt;
+    }
+    if (!parsed.unmatched().empty()) {
+      throw UsageError{"unexpected argument '" + parsed.unmatched().front() + "' (see --help)"};
+    }
+    return parsed;
+  } catch (const cxxopts::exceptions::exception& e) {
+    throw UsageError{std::string(e.what()) + " (see `" + args[0] + " --help`)"};
+  }
+}
+
+std::filesystem::path OutboxDir(const Config& config) { return config.state_dir / "outbox"; }
+
+Result<OpenedArchive> OpenArchive(const CliContext& context, const Config& config) {
+  auto backend = context.registry.Create(config.backend, config);
+  if (!backend.ok()) return backend.status();
+  OpenedArchive opened;
+  opened.backend = std::shared_ptr<Backend>(std::move(backend).value());
+  auto store = opened.backend->OpenArchive();
+  if (!store.ok()) return store.status().WithContext("opening the " + config.backend + " archive");
+  opened.archive = std::make_shared<ResultArchive>(
+      std::shared_ptr<ArchiveStore>(std::move(store).value()), OutboxDir(config));
+  return opened;
+}
+
+void PrintError(const std::string& message) { std::cerr << "sandrun: " << message << "\n"; }
+
+bool StdoutIsTerminal() { return isatty(STDOUT_FILENO) == 1; }
+bool StderrIsTerminal() { return isatty(STDERR_FILENO) == 1; }
+
+}  // namespace sandrun::cli

@@ -1,0 +1,136 @@
+// `sandrun exec`: one command in one sandbox, output streamed live, the
+// command's exit code returned (124 timeout, 125 sandrun error, 128+N signal).
+#include <unistd.h>
+
+#include <iostream>
+#include <iterator>
+#include <mutex>
+
+#include "commands.h"
+#include "console_listener.h"
+#include "run_support.h"
+#include "sandrun/batch_file.h"
+
+namespace sandrun::cli {
+namespace {
+
+void WriteAll(int fd, std::string_view data) {
+  while (!data.empty()) {
+    ssize_t n = write(fd, data.data(), data.size());
+    if (n <= 0) return;  // a closed pipe downstream is not our failure
+    data.remove_prefix(static_cast<std::size_t>(n));
+  }
+}
+
+}  // namespace
+
+int ExecCommand(const std::vector<std::string>& args, CliContext& context) {
+  // Everything after "--" is the command, untouched by option parsing.
+  auto dashdash = std::find(args.begin(), args.end(), "--");
+  std::vector<std::string> own(args.begin(), dashdash);
+  std::vector<std::string> command;
+  if (dashdash != args.end()) command.assign(dashdash + 1, args.end());
+
+  cxxopts::Options options("sandrun exec", "Run one command in a sandbox.\n"
+                                           "usage: sandrun exec [options] -- CMD [ARGS...]");
+  AddConfigOptions(options);
+  options.add_options("Exec")
+      ("e,env", "Set K=V in the sandbox (repeatable)", cxxopts::value<std::vector<std::string>>())
+      ("upload", "Copy SRC[:DST] into the sandbox (repeatable)", cxxopts::value<std::vector<std::string>>())
+      ("upload-exe", "Copy a host executable with its shared libraries (repeatable)",
+       cxxopts::value<std::vector<std::string>>())
+      ("download", "Copy PATH back as an artifact afterwards (repeatable)",
+       cxxopts::value<std::vector<std::string>>())
+      ("workdir", "Working directory inside the sandbox", cxxopts::value<std::string>())
+      ("dockerfile", "Build the image from this Dockerfile", cxxopts::value<std::string>())
+      ("name", "Task id for the record (default: exec)", cxxopts::value<std::string>())
+      ("i,interactive", "Pass sandrun's standard input to the command")
+      ("json", "Print the record as JSON instead of streaming output");
+  auto parsed = ParseOrThrow(options, own);
+  if (!parsed) return 0;
+  if (command.empty()) throw UsageError{"no command given: sandrun exec [options] -- CMD [ARGS...]"};
+  Config config = LoadConfigOrThrow(*parsed, context);
+
+  Task task = TaskFromConfig(config);
+  task.id = parsed->count("name") ? (*parsed)["name"].as<std::string>() : "exec";
+  task.exec.argv = command;
+  if (parsed->count("env")) {
+    for (const auto& kv : (*parsed)["env"].as<std::vector<std::string>>()) {
+      auto eq = kv.find('=');
+      if (eq == std::string::npos || eq == 0) throw UsageError{"--env expects K=V, got '" + kv + "'"};
+      task.exec.env[kv.substr(0, eq)] = kv.substr(eq + 1);
+    }
+  }
+  if (parsed->count("upload")) {
+    for (const auto& u : (*parsed)["upload"].as<std::vector<std::string>>()) {
+      task.sandbox.uploads.push_back(ParseUploadArg(u));
+    }
+  }
+  if (parsed->count("upload-exe")) {
+    for (const auto& u : (*parsed)["upload-exe"].as<std::vector<std::string>>()) {
+      FileUpload upload = ParseUploadArg(u);
+      upload.portable = true;
+      task.sandbox.uploads.push_back(upload);
+    }
+  }
+  if (parsed->count("download")) task.downloads = (*parsed)["download"].as<std::vector<std::string>>();
+  if (parsed->count("workdir")) task.sandbox.workdir = (*parsed)["workdir"].as<std::string>();
+  if (parsed->count("dockerfile")) task.sandbox.dockerfile = (*parsed)["dockerfile"].as<std::string>();
+  if (parsed->count("interactive")) {
+    task.exec.stdin_data = std::string(std::istreambuf_iterator<char>(std::cin), {});
+  }
+  if (config.timeout_s < 0) throw UsageError{"--timeout must be positive"};
+  Status valid = ValidateTask(task);
+  if (!valid.ok()) throw UsageError{valid.message()};
+
+  bool json = parsed->count("json") > 0;
+  if (!json) {
+    auto write_mutex = std::make_shared<std::mutex>();
+    task.exec.on_output = [write_mutex](StreamKind kind, std::string_view chunk) {
+      std::lock_guard lock(*write_mutex);
+      WriteAll(kind == StreamKind::kStdout ? STDOUT_FILENO : STDERR_FILENO, chunk);
+    };
+  }
+
+  std::vector<BackendCandidate> candidates = MakeCandidates(context, config);
+  RunOptions run_options = MakeRunOptions(context, config, candidates);
+  run_options.jobs = 1;
+  Engine engine(candidates);
+  engine.AddListener(std::make_shared<ConsoleListener>(
+      stderr, ConsoleListener::Options{false, false, false}));
+  const CancelFlag& cancel = InstallCancelHandlers();
+  auto outcome = engine.Run({task}, run_options, cancel);
+  if (!outcome.ok()) {
+    PrintError(outcome.status().message());
+    return kExitSandrunError;
+  }
+  const TaskRecord& record = outcome->tasks.front();
+  if (json) {
+    std::cout << ToJson(record) << "\n";
+  }
+  const ExecResult& result = record.result;
+  for (const auto& note : result.notes) PrintError("note: " + note);
+  switch (result.outcome) {
+    case Outcome::kTimedOut:
+      PrintError("timed out after " + FormatDuration(task.exec.timeout.count()) + " (" +
+                 record.backend + " sandbox " + record.sandbox_id + ")");
+      break;
+    case Outcome::kInfraError:
+      PrintError(record.backend + " failed: " + result.error);
+      break;
+    case Outcome::kOomKilled:
+      PrintError("killed: out of memory (limit " + std::to_string(task.sandbox.memory_mb) + " MiB)");
+      break;
+    case Outcome::kCancelled:
+      PrintError("cancelled");
+      break;
+    default: break;
+  }
+  if (result.stdout_stream.truncated || result.stderr_stream.truncated) {
+    PrintError("note: output longer than the record's cap; the full streams are in run " +
+               record.run_id + " (sandrun results fetch " + record.run_id + " -o DIR)");
+  }
+  return ExitCodeOf(result);
+}
+
+}  // namespace sandrun::cli

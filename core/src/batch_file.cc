@@ -1,0 +1,270 @@
+#include "sandrun/batch_file.h"
+
+#include <cmath>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+namespace sandrun {
+namespace {
+
+using json = nlohmann::json;
+
+std::pair<int, int> LineColumnAt(const std::string& text, std::size_t offset) {
+  int line = 1, column = 1;
+  for (std::size_t i = 0; i < offset && i < text.size(); ++i) {
+    if (text[i] == '\n') {
+      ++line;
+      column = 1;
+    } else {
+      ++column;
+    }
+  }
+  return {line, column};
+}
+
+/// Line of the start of each element of the task list (the top-level array,
+/// or the array under "tasks"), found by scanning the text with string and
+/// nesting awareness. Only used to point messages at the right line.
+std::vector<int> ElementLines(const std::string& text) {
+  std::vector<int> lines;
+  int line = 1, depth = 0, list_depth = -1;
+  bool in_string = false, escaped = false, expect_element = false;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    char c = text[i];
+    if (c == '\n') ++line;
+    if (in_string) {
+      if (escaped) escaped = false;
+      else if (c == '\\') escaped = true;
+      else if (c == '"') in_string = false;
+      continue;
+    }
+    if (c == ' ' || c == '\t' || c == '\r' || c == '\n') continue;
+    if (expect_element && c != ']') {
+      lines.push_back(line);
+      expect_element = false;
+    }
+    switch (c) {
+      case '"': in_string = true; break;
+      case '[':
+        ++depth;
+        // The task list is the first array at depth 1 (a bare list) or 2 ({"tasks": [...]}).
+        if (list_depth < 0 && depth <= 2) {
+          list_depth = depth;
+          expect_element = true;
+        }
+        break;
+      case '{': ++depth; break;
+      case ']':
+      case '}': --depth; break;
+      case ',':
+        if (depth == list_depth) expect_element = true;
+        break;
+      default: break;
+    }
+  }
+  return lines;
+}
+
+class TaskParser {
+ public:
+  TaskParser(std::string where, const std::filesystem::path& base_dir)
+      : where_(std::move(where)), base_dir_(base_dir) {}
+
+  Status Error(const std::string& message) const {
+    return InvalidArgumentError(where_ + ": " + message);
+  }
+
+  Status String(const json& value, const std::string& key, std::string* out) const {
+    if (!value.is_string()) return Error("'" + key + "' must be a string");
+    *out = value.get<std::string>();
+    return OkStatus();
+  }
+
+  Status StringList(const json& value, const std::string& key, std::vector<std::string>* out) const {
+    if (!value.is_array()) return Error("'" + key + "' must be an array of strings");
+    for (const auto& item : value) {
+      if (!item.is_string()) return Error("'" + key + "' must be an array of strings");
+      out->push_back(item.get<std::string>());
+    }
+    return OkStatus();
+  }
+
+  Status Number(const json& value, const std::string& key, double* out) const {
+    if (!value.is_number()) return Error("'" + key + "' must be a number");
+    *out = value.get<double>();
+    return OkStatus();
+  }
+
+  std::string Resolve(const std::string& path) const {
+    std::filesystem::path p(path);
+    return p.is_absolute() || base_dir_.empty() ? path : (base_dir_ / p).lexically_normal().string();
+  }
+
+  Status Apply(const json& item, Task& task) const {
+    if (!item.is_object()) return Error("a task must be a JSON object");
+    for (const auto& [key, value] : item.items()) {
+      if (key == "id") {
+        SANDRUN_RETURN_IF_ERROR(String(value, key, &task.id));
+      } else if (key == "name") {
+        SANDRUN_RETURN_IF_ERROR(String(value, key, &task.test_name));
+      } else if (key == "command") {
+        if (value.is_string()) {
+          return Error("'command' must be an argv array, e.g. [\"make\", \"test\"]; for a shell "
+                       "line write [\"sh\", \"-c\", \"...\"]");
+        }
+        SANDRUN_RETURN_IF_ERROR(StringList(value, key, &task.exec.argv));
+      } else if (key == "timeout") {
+        double seconds = 0;
+        SANDRUN_RETURN_IF_ERROR(Number(value, key, &seconds));
+        if (!(seconds > 0) || !std::isfinite(seconds)) {
+          return Error("'timeout' must be a positive number of seconds");
+        }
+        task.exec.timeout = std::chrono::milliseconds(static_cast<std::int64_t>(seconds * 1000));
+      } else if (key == "env") {
+        if (!value.is_object()) return Error("'env' must be an object of strings");
+        for (const auto& [name, v] : value.items()) {
+          if (!v.is_string()) return Error("env '" + name + "' must be a string");
+          task.exec.env[name] = v.get<std::string>();
+        }
+      } else if (key == "image") {
+        SANDRUN_RETURN_IF_ERROR(String(value, key, &task.sandbox.image));
+      } else if (key == "cpu") {
+        SANDRUN_RETURN_IF_ERROR(Number(value, key, &task.sandbox.cpu));
+        if (task.sandbox.cpu < 0) return Error("'cpu' must not be negative");
+      } else if (key == "memory") {
+        double mb = 0;
+        SANDRUN_RETURN_IF_ERROR(Number(value, key, &mb));
+        if (mb < 0) return Error("'memory' must not be negative");
+        task.sandbox.memory_mb = static_cast<std::int64_t>(mb);
+      } else if (key == "network") {
+        std::string mode;
+        SANDRUN_RETURN_IF_ERROR(String(value, key, &mode));
+        if (mode == "none") task.sandbox.network = NetworkMode::kNone;
+        else if (mode == "open") task.sandbox.network = NetworkMode::kOpen;
+        else return Error("'network' must be \"none\" or \"open\"");
+      } else if (key == "upload") {
+        if (!value.is_array()) return Error("'upload' must be an array");
+        for (const auto& u : value) {
+          FileUpload upload;
+          if (u.is_string()) {
+            upload = ParseUploadArg(u.get<std::string>());
+          } else if (u.is_object() && u.contains("source") && u["source"].is_string()) {
+            upload.source = u["source"].get<std::string>();
+            if (u.contains("destination")) {
+              SANDRUN_RETURN_IF_ERROR(String(u["destination"], "destination", &upload.destination));
+            }
+            if (u.contains("portable")) upload.portable = u["portable"].is_boolean() && u["portable"].get<bool>();
+          } else {
+            return Error("each 'upload' entry is \"SRC[:DST]\" or {\"source\": ..., \"destination\": ...}");
+          }
+          upload.source = Resolve(upload.source);
+          task.sandbox.uploads.push_back(upload);
+        }
+      } else if (key == "download") {
+        SANDRUN_RETURN_IF_ERROR(StringList(value, key, &task.downloads));
+      } else if (key == "stdin") {
+        std::string data;
+        SANDRUN_RETURN_IF_ERROR(String(value, key, &data));
+        task.exec.stdin_data = data;
+      } else if (key == "cwd") {
+        SANDRUN_RETURN_IF_ERROR(String(value, key, &task.exec.cwd));
+      } else {
+        return Error("unknown key '" + key +
+                     "' (known: id, name, command, timeout, env, image, cpu, memory, network, "
+                     "upload, download, stdin, cwd)");
+      }
+    }
+    if (!item.contains("command")) return Error("'command' is missing");
+    if (task.exec.argv.empty()) return Error("'command' is empty");
+    return OkStatus();
+  }
+
+ private:
+  std::string where_;
+  std::filesystem::path base_dir_;
+};
+
+}  // namespace
+
+FileUpload ParseUploadArg(const std::string& text) {
+  FileUpload upload;
+  auto colon = text.find(':');
+  upload.source = text.substr(0, colon);
+  if (colon != std::string::npos) upload.destination = text.substr(colon + 1);
+  return upload;
+}
+
+Task TaskFromConfig(const Config& config) {
+  Task task;
+  task.sandbox.image = config.image;
+  task.sandbox.cpu = config.cpu;
+  task.sandbox.memory_mb = config.memory_mb;
+  task.sandbox.network = config.network;
+  task.sandbox.lifetime = std::chrono::seconds(config.lifetime_s);
+  task.exec.timeout = std::chrono::milliseconds(static_cast<std::int64_t>(config.timeout_s * 1000));
+  task.exec.output_cap_bytes = config.output_cap_bytes;
+  return task;
+}
+
+Result<std::vector<Task>> ParseBatch(const std::string& text, const std::string& origin,
+                                     const std::filesystem::path& base_dir, const Config& config) {
+  json doc;
+  try {
+    doc = json::parse(text);
+  } catch (const json::parse_error& e) {
+    auto [line, column] = LineColumnAt(text, e.byte == 0 ? 0 : e.byte - 1);
+    std::string what = e.what();
+    auto pos = what.find("syntax error");
+    return InvalidArgumentError(origin + ":" + std::to_string(line) + ":" +
+                                std::to_string(column) + ": invalid JSON: " +
+                                (pos == std::string::npos ? what : what.substr(pos)));
+  }
+  const json* list = &doc;
+  if (doc.is_object() && doc.contains("tasks")) list = &doc["tasks"];
+  if (!list->is_array()) {
+    return InvalidArgumentError(origin + ": expected a JSON list of tasks (or {\"tasks\": [...]})");
+  }
+  if (list->empty()) return InvalidArgumentError(origin + ": the batch has no tasks");
+  std::vector<int> lines = ElementLines(text);
+  std::vector<Task> tasks;
+  std::set<std::string> ids;
+  for (std::size_t i = 0; i < list->size(); ++i) {
+    const json& item = (*list)[i];
+    std::string where = origin;
+    if (i < lines.size()) where += ":" + std::to_string(lines[i]);
+    where += ": task #" + std::to_string(i + 1);
+    if (item.is_object() && item.contains("id") && item["id"].is_string()) {
+      where += " '" + item["id"].get<std::string>() + "'";
+    }
+    Task task = TaskFromConfig(config);
+    TaskParser parser(where, base_dir);
+    SANDRUN_RETURN_IF_ERROR(parser.Apply(item, task));
+    if (task.id.empty()) task.id = "task-" + std::to_string(i + 1);
+    if (!ids.insert(task.id).second) {
+      return InvalidArgumentError(where + ": id '" + task.id + "' is used by an earlier task");
+    }
+    Status valid = ValidateTask(task);
+    if (!valid.ok()) {
+      std::string message = valid.message();
+      std::string prefix = "task '" + task.id + "': ";
+      if (message.rfind(prefix, 0) == 0) message.erase(0, prefix.size());
+      return InvalidArgumentError(where + ": " + message);
+    }
+    tasks.push_back(std::move(task));
+  }
+  return tasks;
+}
+
+Result<std::vector<Task>> ParseBatchFile(const std::filesystem::path& file, const Config& config) {
+  std::ifstream in(file, std::ios::binary);
+  if (!in) return InvalidArgumentError("cannot read batch file " + file.string());
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  std::filesystem::path base = std::filesystem::absolute(file).parent_path();
+  return ParseBatch(buffer.str(), file.string(), base, config);
+}
+
+}  // namespace sandrun

@@ -1,0 +1,486 @@
+#include "sandrun/engine.h"
+
+#include <algorithm>
+#include <condition_variable>
+#include <mutex>
+#include <optional>
+#include <cctype>
+#include <thread>
+
+#include "sandrun/util.h"
+
+namespace sandrun {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+bool ValidTaskId(const std::string& id) {
+  return !id.empty() && id.size() <= 128 && id != "." && id != ".." &&
+         std::all_of(id.begin(), id.end(), [](char c) {
+           return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-';
+         });
+}
+
+/// Delivers listener events one at a time, whatever thread fires them.
+class SerializedListener : public RunListener {
+ public:
+  explicit SerializedListener(std::shared_ptr<RunListener> inner) : inner_(std::move(inner)) {}
+  void OnRunStart(const RunInfo& i) override { std::lock_guard l(mu_); inner_->OnRunStart(i); }
+  void OnTaskStart(const Task& t, int a) override { std::lock_guard l(mu_); inner_->OnTaskStart(t, a); }
+  void OnTaskEnd(const TaskRecord& r) override { std::lock_guard l(mu_); inner_->OnTaskEnd(r); }
+  void OnWarning(std::string_view m) override { std::lock_guard l(mu_); inner_->OnWarning(m); }
+  void OnRunEnd(const RunRecord& r) override { std::lock_guard l(mu_); inner_->OnRunEnd(r); }
+
+ private:
+  std::mutex mu_;
+  std::shared_ptr<RunListener> inner_;
+};
+
+/// The state of one run, shared by the monitor (calling thread) and workers.
+class RunState {
+ public:
+  /// A sandbox currently in use by a worker, so the monitor can end it.
+  struct Slot {
+    Sandbox* sandbox = nullptr;
+    std::optional<Clock::time_point> deadline;
+    bool host_timed_out = false;
+  };
+
+  std::mutex mu;
+  std::condition_variable cv;
+  bool stop = false;           // cancel or race won: start nothing new, end what runs
+  bool user_cancelled = false;
+  std::string race_winner;
+  std::size_t next_task = 0;
+  std::size_t finished = 0;
+  std::map<std::size_t, Slot> slots;  // by task index
+
+  /// Sets `stop` and terminates every sandbox in use. Caller holds `mu`.
+  void StopAllLocked() {
+    stop = true;
+    for (auto& [index, slot] : slots) {
+      if (slot.sandbox != nullptr) slot.sandbox->Terminate().IgnoreError();
+    }
+    cv.notify_all();
+  }
+};
+
+class RunContext {
+ public:
+  RunContext(Backend& backend, ResultArchive& archive, const RunOptions& options,
+             std::string run_id, std::string fallback_reason, RunListener& listener)
+      : backend_(backend),
+        archive_(archive),
+        options_(options),
+        run_id_(std::move(run_id)),
+        fallback_reason_(std::move(fallback_reason)),
+        listener_(listener) {}
+
+  RunState state;
+  std::atomic<int> undelivered{0};
+
+  /// Worker body: takes tasks until none are left or the run stops.
+  void Work(std::vector<Task>& tasks, std::vector<TaskRecord>& records,
+            Clock::time_point run_start) {
+    while (true) {
+      std::size_t index;
+      bool stopped;
+      {
+        std::lock_guard lock(state.mu);
+        if (state.next_task >= tasks.size()) return;
+        index = state.next_task++;
+        stopped = state.stop;
+      }
+      TaskRecord record = stopped ? NotStarted(tasks[index])
+                                  : RunTask(tasks[index], index, run_start);
+      Status written = archive_.WriteTask(record);
+      if (!written.ok()) {
+        ++undelivered;
+        listener_.OnWarning("record " + record.task_id + " kept in the outbox " +
+                            archive_.outbox_dir().string() + " (" + written.ToString() +
+                            "); `sandrun results sync` delivers it");
+      }
+      listener_.OnTaskEnd(record);
+      std::lock_guard lock(state.mu);
+      if (options_.race && Passed(record.result) && state.race_winner.empty()) {
+        state.race_winner = record.task_id;
+        state.StopAllLocked();
+      }
+      records[index] = std::move(record);
+      ++state.finished;
+      state.cv.notify_all();
+    }
+  }
+
+ private:
+  TaskRecord NewRecord(const Task& task) const {
+    TaskRecord record;
+    record.run_id = run_id_;
+    record.task_id = task.id;
+    record.test_name = task.test_name.empty() ? task.id : task.test_name;
+    record.backend = std::string(backend_.Name());
+    record.image = task.sandbox.image;
+    record.argv = task.exec.argv;
+    record.fallback_reason = fallback_reason_;
+    record.host = options_.host.empty() ? HostName() : options_.host;
+    record.labels = options_.labels;
+    for (const auto& [k, v] : task.sandbox.labels) record.labels[k] = v;
+    record.started_at = NowRfc3339();
+    return record;
+  }
+
+  TaskRecord NotStarted(const Task& task) const {
+    TaskRecord record = NewRecord(task);
+    record.attempts = 0;
+    record.result.outcome = Outcome::kCancelled;
+    record.result.exit_code = kExitInterrupted;
+    record.result.error = "not started: the run was stopped";
+    record.finished_at = record.started_at;
+    return record;
+  }
+
+  TaskRecord RunTask(const Task& task, std::size_t index, Clock::time_point run_start) {
+    TaskRecord record = NewRecord(task);
+    Clock::time_point begin = Clock::now();
+    std::int64_t queue_ms = MillisBetween(run_start, begin);
+    ExecResult result;
+    for (int attempt = 1;; ++attempt) {
+      listener_.OnTaskStart(task, attempt);
+      record.attempts = attempt;
+      Result<ExecResult> outcome = RunAttempt(task, index);
+      if (outcome.ok()) {
+        result = std::move(outcome).value();
+        break;
+      }
+      Status status = outcome.status();
+      bool stopped;
+      {
+        std::lock_guard lock(state.mu);
+        stopped = state.stop;
+      }
+      if (stopped) {
+        result.outcome = Outcome::kCancelled;
+        result.exit_code = kExitInterrupted;
+        result.error = "run stopped during an infrastructure failure: " + status.ToString();
+        break;
+      }
+      if (status.retryable() && attempt <= options_.retries) {
+        record.attempt_errors.push_back(status.ToString());
+        listener_.OnWarning("task " + task.id + ": attempt " + std::to_string(attempt) +
+                            " hit an infrastructure error, retrying: " + status.ToString());
+        std::unique_lock lock(state.mu);
+        state.cv.wait_for(lock, options_.retry_backoff * (1 << std::min(attempt - 1, 6)),
+                          [&] { return state.stop; });
+        continue;
+      }
+      result = ExecResult{};
+      result.outcome = Outcome::kInfraError;
+      result.exit_code = kExitSandrunError;
+      result.error = status.ToString();
+      if (!status.retryable() && attempt == 1 && options_.retries > 0) {
+        result.notes.push_back("not retried: the error is not transient");
+      }
+      break;
+    }
+    result.durations.queue_ms = queue_ms;
+    result.durations.total_ms = MillisBetween(begin, Clock::now()) + queue_ms;
+    record.sandbox_id = result.sandbox_id;
+    record.result = std::move(result);
+    record.finished_at = NowRfc3339();
+    return record;
+  }
+
+  /// Creates a sandbox, uploads, runs, downloads, terminates. A non-OK Result
+  /// is an infrastructure failure of this attempt.
+  Result<ExecResult> RunAttempt(const Task& task, std::size_t index) {
+    SandboxSpec spec = task.sandbox;
+    spec.labels["managed-by"] = "sandrun";
+    spec.labels["run"] = run_id_;
+    spec.labels["task"] = task.id;
+    for (const auto& [k, v] : options_.labels) spec.labels.try_emplace(k, v);
+    auto timeout = std::chrono::duration_cast<std::chrono::seconds>(task.exec.timeout);
+    // The sandbox must outlive the command's own timeout and our grace.
+    auto needed = timeout + std::chrono::duration_cast<std::chrono::seconds>(options_.host_grace) +
+                  std::chrono::seconds(60);
+    if (task.exec.timeout.count() > 0 && spec.lifetime < needed) spec.lifetime = needed;
+
+    Clock::time_point t0 = Clock::now();
+    Result<std::unique_ptr<Sandbox>> created = backend_.Create(spec);
+    if (!created.ok()) return created.status().WithContext("creating sandbox");
+    std::unique_ptr<Sandbox> sandbox = std::move(created).value();
+    Clock::time_point t1 = Clock::now();
+    {
+      std::lock_guard lock(state.mu);
+      state.slots[index].sandbox = sandbox.get();
+      if (state.stop) sandbox->Terminate().IgnoreError();
+    }
+    // Whatever happens below, the sandbox leaves the slot table and ends.
+    struct Release {
+      RunState& state;
+      std::size_t index;
+      std::unique_ptr<Sandbox>& sandbox;
+      ~Release() {
+        {
+          std::lock_guard lock(state.mu);
+          state.slots.erase(index);
+        }
+        sandbox->Terminate().IgnoreError();
+      }
+    } release{state, index, sandbox};
+
+    for (const auto& upload : task.sandbox.uploads) {
+      Status put = sandbox->Put(upload);
+      if (!put.ok()) return put.WithContext("uploading " + upload.source);
+    }
+    Clock::time_point t2 = Clock::now();
+
+    ExecRequest request = task.exec;
+    SANDRUN_ASSIGN_OR_RETURN(std::filesystem::path artifacts,
+                             archive_.ArtifactDir(run_id_, task.id));
+    request.spill_dir = artifacts.string();
+    {
+      std::lock_guard lock(state.mu);
+      if (request.timeout.count() > 0) {
+        state.slots[index].deadline = Clock::now() + request.timeout + options_.host_grace;
+      }
+    }
+    Result<ExecResult> executed = sandbox->Exec(request);
+    Clock::time_point t3 = Clock::now();
+    bool host_timed_out;
+    {
+      std::lock_guard lock(state.mu);
+      host_timed_out = state.slots[index].host_timed_out;
+    }
+    if (!executed.ok()) {
+      if (host_timed_out) {
+        return DeadlineExceededError("the backend did not end the command within its timeout "
+                                     "plus " + std::to_string(options_.host_grace.count()) +
+                                     " ms, and failed when sandrun stopped it: " +
+                                     executed.status().ToString());
+      }
+      return executed.status().WithContext("running the command");
+    }
+    ExecResult result = std::move(executed).value();
+    if (host_timed_out && result.outcome != Outcome::kTimedOut) {
+      result.outcome = Outcome::kTimedOut;
+      result.exit_code = kExitTimedOut;
+      result.notes.push_back("stopped by sandrun's host-side deadline (timeout + " +
+                             std::to_string(options_.host_grace.count()) +
+                             " ms) because the backend had not ended it");
+    }
+    if (result.sandbox_id.empty()) result.sandbox_id = sandbox->Id();
+
+    for (const auto& path : task.downloads) {
+      auto got = sandbox->Get(path, artifacts / "downloads");
+      if (!got.ok()) {
+        result.notes.push_back("download " + path + " failed: " + got.status().ToString());
+        continue;
+      }
+      for (const auto& file : got.value()) result.artifacts.push_back("downloads/" + file);
+    }
+    Clock::time_point t4 = Clock::now();
+    result.durations.create_ms = MillisBetween(t0, t1);
+    result.durations.upload_ms = MillisBetween(t1, t2);
+    result.durations.exec_ms = MillisBetween(t2, t3);
+    result.durations.download_ms = MillisBetween(t3, t4);
+    return result;
+  }
+
+  Backend& backend_;
+  ResultArchive& archive_;
+  const RunOptions& options_;
+  std::string run_id_;
+  std::string fallback_reason_;
+  RunListener& listener_;
+};
+
+RunRecord Summarise(const std::string& run_id, const std::string& backend,
+                    const std::vector<TaskRecord>& records, const RunOptions& options,
+                    const RunState& state) {
+  RunRecord run;
+  run.run_id = run_id;
+  run.backend = backend;
+  run.host = options.host.empty() ? HostName() : options.host;
+  run.command_line = options.command_line;
+  run.labels = options.labels;
+  run.total = static_cast<int>(records.size());
+  std::int64_t best_exec = -1;
+  for (const auto& r : records) {
+    run.task_ids.push_back(r.task_id);
+    switch (r.result.outcome) {
+      case Outcome::kExited:
+        if (r.result.exit_code == 0) ++run.passed;
+        else ++run.failed;
+        break;
+      case Outcome::kSignaled:
+      case Outcome::kOomKilled: ++run.failed; break;
+      case Outcome::kTimedOut: ++run.timed_out; break;
+      case Outcome::kInfraError: ++run.infra_errors; break;
+      case Outcome::kCancelled: ++run.cancelled; break;
+    }
+    if (Passed(r.result) && (best_exec < 0 || r.result.durations.exec_ms < best_exec)) {
+      best_exec = r.result.durations.exec_ms;
+      run.fastest_passing_task = r.task_id;
+    }
+  }
+  if (options.race && !state.race_winner.empty()) {
+    run.status = "passed";
+  } else if (state.user_cancelled) {
+    run.status = "cancelled";
+  } else if (run.passed == run.total) {
+    run.status = "passed";
+  } else if (run.failed + run.timed_out > 0) {
+    run.status = "failed";
+  } else {
+    run.status = "error";
+  }
+  return run;
+}
+
+}  // namespace
+
+Status ValidateTask(const Task& task) {
+  std::string who = "task '" + task.id + "'";
+  if (!ValidTaskId(task.id)) {
+    return InvalidArgumentError(who + ": id must be 1-128 characters of letters, digits, "
+                                      "'.', '_' or '-'");
+  }
+  if (task.exec.argv.empty() || task.exec.argv[0].empty()) {
+    return InvalidArgumentError(who + ": the command is empty");
+  }
+  if (task.exec.timeout.count() < 0) {
+    return InvalidArgumentError(who + ": timeout must be positive");
+  }
+  for (const auto& upload : task.sandbox.uploads) {
+    std::error_code ec;
+    if (upload.source.empty() || !std::filesystem::exists(upload.source, ec)) {
+      return InvalidArgumentError(who + ": upload source '" + upload.source +
+                                  "' does not exist");
+    }
+  }
+  for (const auto& [key, value] : task.exec.env) {
+    if (key.empty() || key.find('=') != std::string::npos) {
+      return InvalidArgumentError(who + ": bad environment variable name '" + key + "'");
+    }
+  }
+  return OkStatus();
+}
+
+Status ValidateTasks(const std::vector<Task>& tasks) {
+  std::map<std::string, int> seen;
+  for (const auto& task : tasks) {
+    SANDRUN_RETURN_IF_ERROR(ValidateTask(task));
+    if (++seen[task.id] > 1) {
+      return InvalidArgumentError("task id '" + task.id + "' is used more than once");
+    }
+  }
+  return OkStatus();
+}
+
+Engine::Engine(std::vector<BackendCandidate> candidates)
+    : candidates_(std::move(candidates)), listeners_(std::make_shared<ListenerList>()) {}
+
+void Engine::AddListener(std::shared_ptr<RunListener> listener) {
+  listeners_->Add(std::move(listener));
+}
+
+Result<RunOutcome> Engine::Run(std::vector<Task> tasks, const RunOptions& options,
+                               const CancelFlag& cancel) {
+  SerializedListener listener(listeners_);
+
+  // The first available candidate wins; the others' reasons are kept.
+  std::shared_ptr<Backend> backend;
+  std::string skipped;
+  for (const auto& candidate : candidates_) {
+    std::string name = candidate.backend ? std::string(candidate.backend->Name()) : candidate.name;
+    std::string reason = candidate.construction_error;
+    if (candidate.backend) {
+      Availability availability = candidate.backend->CheckAvailable();
+      if (availability.available) {
+        backend = candidate.backend;
+        break;
+      }
+      reason = availability.reason;
+    }
+    skipped += (skipped.empty() ? "" : "; ") + name + " unavailable: " + reason;
+  }
+  if (!backend) {
+    return FailedPreconditionError(skipped.empty() ? "no backend configured" : skipped);
+  }
+  std::string fallback_reason;
+  if (!skipped.empty()) {
+    fallback_reason = skipped + "; used " + std::string(backend->Name());
+    listener.OnWarning(fallback_reason);
+  }
+
+  auto store = backend->OpenArchive();
+  if (!store.ok()) return store.status().WithContext("opening the result archive");
+  ResultArchive archive(std::shared_ptr<ArchiveStore>(std::move(store).value()),
+                        options.outbox_dir);
+  SANDRUN_ASSIGN_OR_RETURN(std::string run_id, archive.BeginRun());
+
+  Clock::time_point run_start = Clock::now();
+  std::string started_at = NowRfc3339();
+  int jobs = std::max(1, std::min<int>(options.jobs, static_cast<int>(tasks.size())));
+  RunInfo info{run_id, std::string(backend->Name()), archive.store().Describe(),
+               archive.outbox_dir().string(), static_cast<int>(tasks.size()), jobs};
+  listener.OnRunStart(info);
+
+  RunContext context(*backend, archive, options, run_id, fallback_reason, listener);
+  std::vector<TaskRecord> records(tasks.size());
+  std::vector<std::thread> workers;
+  for (int i = 0; i < jobs; ++i) {
+    workers.emplace_back([&] { context.Work(tasks, records, run_start); });
+  }
+
+  // Monitor: host deadlines and cancellation, until every task has ended.
+  {
+    RunState& state = context.state;
+    std::unique_lock lock(state.mu);
+    while (state.finished < tasks.size()) {
+      state.cv.wait_for(lock, std::chrono::milliseconds(20));
+      if (cancel.cancelled() && !state.user_cancelled) {
+        state.user_cancelled = true;
+        state.StopAllLocked();
+      }
+      Clock::time_point now = Clock::now();
+      for (auto& [index, slot] : state.slots) {
+        if (slot.deadline && now > *slot.deadline && !slot.host_timed_out &&
+            slot.sandbox != nullptr) {
+          slot.host_timed_out = true;
+          slot.sandbox->Terminate().IgnoreError();
+        }
+      }
+    }
+  }
+  for (auto& worker : workers) worker.join();
+
+  RunRecord run = Summarise(run_id, std::string(backend->Name()), records, options, context.state);
+  run.started_at = started_at;
+  run.finished_at = NowRfc3339();
+  run.wall_ms = MillisBetween(run_start, Clock::now());
+  Status written = archive.WriteRun(run);
+  if (!written.ok()) {
+    ++context.undelivered;
+    listener.OnWarning("run summary kept in the outbox " + archive.outbox_dir().string() + " (" +
+                       written.ToString() + "); `sandrun results sync` delivers it");
+  }
+  listener.OnRunEnd(run);
+
+  RunOutcome outcome;
+  outcome.run = std::move(run);
+  outcome.tasks = std::move(records);
+  outcome.archive = archive.store().Describe();
+  outcome.outbox = archive.outbox_dir().string();
+  outcome.undelivered = context.undelivered.load();
+  return outcome;
+}
+
+int BatchExitCode(const RunRecord& run) {
+  if (run.status == "passed") return 0;
+  if (run.status == "cancelled") return kExitInterrupted;
+  if (run.status == "error") return kExitSandrunError;
+  return 1;
+}
+
+}  // namespace sandrun
