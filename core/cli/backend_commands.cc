@@ -3,6 +3,7 @@
 
 #include "commands.h"
 #include "run_support.h"
+#include "sandrun/util.h"
 
 namespace sandrun::cli {
 namespace {

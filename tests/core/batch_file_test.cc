@@ -1,0 +1,107 @@
+#include "sandrun/batch_file.h"
+
+#include <gtest/gtest.h>
+
+#include "support/test_util.h"
+
+namespace sandrun {
+namespace {
+
+using testing::TempDir;
+
+Config DefaultConfig() {
+  Config config;
+  config.timeout_s = 10;
+  config.image = "img";
+  return config;
+}
+
+Status ParseError(const std::string& text) {
+  auto parsed = ParseBatch(text, "tasks.json", "/base", DefaultConfig());
+  return parsed.ok() ? OkStatus() : parsed.status();
+}
+
+TEST(BatchFileTest, ParsesAGoodFileWithDefaultsFromConfig) {
+  TempDir dir;
+  dir.Write("data/input.txt", "x");
+  auto file = dir.Write("tasks.json", R"([
+    {"id": "one", "command": ["echo", "hi"]},
+    {"id": "two", "command": ["cat"], "stdin": "abc", "timeout": 2.5,
+     "env": {"A": "1"}, "upload": ["data/input.txt:in.txt"], "image": "other",
+     "memory": 256, "network": "open", "download": ["out"]},
+    {"command": ["true"]}
+  ])");
+  auto tasks = ParseBatchFile(file, DefaultConfig());
+  ASSERT_TRUE(tasks.ok()) << tasks.status().ToString();
+  ASSERT_EQ(tasks->size(), 3u);
+  const Task& one = (*tasks)[0];
+  EXPECT_EQ(one.exec.argv, (std::vector<std::string>{"echo", "hi"}));
+  EXPECT_EQ(one.exec.timeout, std::chrono::seconds(10));
+  EXPECT_EQ(one.sandbox.image, "img");
+  const Task& two = (*tasks)[1];
+  EXPECT_EQ(two.exec.stdin_data.value_or(""), "abc");
+  EXPECT_EQ(two.exec.timeout, std::chrono::milliseconds(2500));
+  EXPECT_EQ(two.exec.env.at("A"), "1");
+  ASSERT_EQ(two.sandbox.uploads.size(), 1u);
+  EXPECT_EQ(two.sandbox.uploads[0].source, (dir.path() / "data/input.txt").string());
+  EXPECT_EQ(two.sandbox.uploads[0].destination, "in.txt");
+  EXPECT_EQ(two.sandbox.image, "other");
+  EXPECT_EQ(two.sandbox.memory_mb, 256);
+  EXPECT_EQ(two.sandbox.network, NetworkMode::kOpen);
+  EXPECT_EQ(two.downloads, (std::vector<std::string>{"out"}));
+  EXPECT_EQ((*tasks)[2].id, "task-3");
+}
+
+TEST(BatchFileTest, AcceptsTheObjectForm) {
+  auto tasks = ParseBatch(R"({"tasks": [{"id": "a", "command": ["true"]}]})", "t.json", "",
+                          DefaultConfig());
+  ASSERT_TRUE(tasks.ok()) << tasks.status().ToString();
+  EXPECT_EQ(tasks->size(), 1u);
+}
+
+TEST(BatchFileTest, SyntaxErrorsNameLineAndColumn) {
+  Status s = ParseError("[\n  {\"id\": \"a\", \"command\": [\"true\"]},\n  {\"id\": \"b\" \"command\": []}\n]");
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("tasks.json:3:"), std::string::npos) << s.message();
+  EXPECT_NE(s.message().find("invalid JSON"), std::string::npos);
+}
+
+TEST(BatchFileTest, BadTasksNameTheirLineIndexAndId) {
+  Status s = ParseError("[\n  {\"id\": \"a\", \"command\": [\"true\"]},\n\n  {\"id\": \"b\",\n   \"command\": \"make test\"}\n]");
+  EXPECT_NE(s.message().find("tasks.json:4: task #2 'b'"), std::string::npos) << s.message();
+  EXPECT_NE(s.message().find("argv array"), std::string::npos);
+
+  s = ParseError(R"([{"id": "a", "comand": ["true"]}])");
+  EXPECT_NE(s.message().find("unknown key 'comand'"), std::string::npos) << s.message();
+  s = ParseError(R"([{"id": "a"}])");
+  EXPECT_NE(s.message().find("'command' is missing"), std::string::npos) << s.message();
+  s = ParseError(R"([{"id": "a", "command": []}])");
+  EXPECT_NE(s.message().find("empty"), std::string::npos) << s.message();
+  s = ParseError(R"([{"id": "a", "command": ["x"], "timeout": 0}])");
+  EXPECT_NE(s.message().find("positive"), std::string::npos) << s.message();
+  s = ParseError(R"([{"id": "a", "command": ["x"], "timeout": -3}])");
+  EXPECT_NE(s.message().find("positive"), std::string::npos) << s.message();
+  s = ParseError(R"([{"id": "a", "command": ["x"]}, {"id": "a", "command": ["y"]}])");
+  EXPECT_NE(s.message().find("used by an earlier task"), std::string::npos) << s.message();
+  s = ParseError(R"([{"id": "a", "command": ["x"], "upload": ["/no/such/file"]}])");
+  EXPECT_NE(s.message().find("/no/such/file"), std::string::npos) << s.message();
+  s = ParseError(R"([{"id": "bad id!", "command": ["x"]}])");
+  EXPECT_NE(s.message().find("id must be"), std::string::npos) << s.message();
+  EXPECT_NE(ParseError("[]").message().find("no tasks"), std::string::npos);
+  EXPECT_NE(ParseError(R"({"x": 1})").message().find("expected a JSON list"), std::string::npos);
+}
+
+TEST(BatchFileTest, MissingFileIsAClearError) {
+  auto tasks = ParseBatchFile("/no/such/tasks.json", DefaultConfig());
+  ASSERT_FALSE(tasks.ok());
+  EXPECT_NE(tasks.status().message().find("/no/such/tasks.json"), std::string::npos);
+}
+
+TEST(UploadArgTest, SplitsSourceAndDestination) {
+  EXPECT_EQ(ParseUploadArg("a/b").source, "a/b");
+  EXPECT_EQ(ParseUploadArg("a/b").destination, "");
+  EXPECT_EQ(ParseUploadArg("a/b:c").destination, "c");
+}
+
+}  // namespace
+}  // namespace sandrun
