@@ -1,0 +1,434 @@
+#include "local_backend.h"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "local_files.h"
+#include "local_process.h"
+#include "sandrun/archive.h"
+#include "sandrun/output_collector.h"
+#include "sandrun/util.h"
+
+namespace sandrun {
+namespace {
+
+namespace fs = std::filesystem;
+using Json = nlohmann::json;
+
+// Host variables a command may see; everything else (tokens, keys) stays out.
+constexpr const char* kInheritedEnv[] = {"PATH", "LANG", "LC_ALL", "TZ", "LD_LIBRARY_PATH"};
+constexpr const char* kDefaultPath = "/usr/local/bin:/usr/bin:/bin";
+constexpr const char* kManifestName = "sandbox.json";
+
+fs::path DirOrTemp(const fs::path& configured, const std::string& leaf) {
+  if (!configured.empty()) return configured;
+  std::error_code ec;
+  fs::path tmp = fs::temp_directory_path(ec);
+  if (ec) tmp = "/tmp";
+  return tmp / (leaf + "-" + std::to_string(getuid()));
+}
+
+std::int64_t UnixNow() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+bool IsValidSandboxId(const std::string& id) {
+  return !id.empty() && id.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789-") ==
+                            std::string::npos;
+}
+
+Result<Json> ReadManifest(const fs::path& path) {
+  std::ifstream in(path);
+  if (!in) return NotFoundError("no manifest at " + path.string());
+  Json manifest = Json::parse(in, nullptr, /*allow_exceptions=*/false);
+  if (manifest.is_discarded() || !manifest.is_object()) {
+    return InternalError("unreadable manifest " + path.string());
+  }
+  return manifest;
+}
+
+class LocalSandbox : public Sandbox {
+ public:
+  LocalSandbox(std::string id, fs::path root, fs::path workdir, SandboxSpec spec,
+               std::vector<std::string> notes, const LocalNetworkSupport& network)
+      : id_(std::move(id)),
+        root_(std::move(root)),
+        workdir_(std::move(workdir)),
+        spec_(std::move(spec)),
+        notes_(std::move(notes)),
+        isolate_network_(spec_.network == NetworkMode::kNone && network.isolates),
+        needs_user_namespace_(network.needs_user_namespace),
+        created_(std::chrono::system_clock::now()),
+        expires_(created_ + spec_.lifetime),
+        tracker_([this] { WriteManifest(); }) {}
+
+  ~LocalSandbox() override { Terminate().IgnoreError(); }
+
+  const std::string& Id() const override { return id_; }
+
+  void WriteManifest() {
+    Json groups = Json::array();
+    for (const auto& group : tracker_.Snapshot()) {
+      groups.push_back({{"pgid", group.pgid}, {"start_time", group.start_time}});
+    }
+    Json manifest = {
+        {"schema", "sandrun.local-sandbox/v1"},
+        {"id", id_},
+        {"owner_pid", getpid()},
+        {"owner_start_time", local::ProcessStartTime(getpid())},
+        {"host", HostName()},
+        {"created_at", FormatRfc3339(created_)},
+        {"expires_at", FormatRfc3339(expires_)},
+        {"expires_at_unix", std::chrono::duration_cast<std::chrono::seconds>(
+                                expires_.time_since_epoch()).count()},
+        {"labels", spec_.labels},
+        {"process_groups", groups},
+    };
+    std::lock_guard<std::mutex> lock(manifest_mu_);
+    fs::path tmp = root_ / (std::string(kManifestName) + ".tmp");
+    {
+      std::ofstream out(tmp, std::ios::trunc);
+      if (!out) return;  // removed by Terminate()
+      out << manifest.dump(2) << '\n';
+    }
+    std::error_code ec;
+    fs::rename(tmp, root_ / kManifestName, ec);
+  }
+
+  Status Put(const FileUpload& upload) override {
+    SANDRUN_RETURN_IF_ERROR(CheckUsable());
+    return local::CopyIn(upload, workdir_);
+  }
+
+  Result<std::vector<std::string>> Get(const std::string& sandbox_path,
+                                       const fs::path& host_dir) override {
+    SANDRUN_RETURN_IF_ERROR(CheckUsable());
+    return local::CopyOut(sandbox_path, host_dir, workdir_, root_);
+  }
+
+  Result<ExecResult> Exec(const ExecRequest& request) override {
+    auto started = std::chrono::steady_clock::now();
+    ExecResult result;
+    result.sandbox_id = id_;
+    result.notes = notes_;
+    result.network_isolated = isolate_network_;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (terminated_) {
+        result.outcome = Outcome::kCancelled;
+        result.exit_code = kExitInterrupted;
+        return result;
+      }
+      ++active_execs_;
+    }
+    Result<ExecResult> out = ExecActive(request, std::move(result));
+    bool remove = false;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      remove = --active_execs_ == 0 && terminated_;
+    }
+    if (remove) RemoveDirectory().IgnoreError();  // Terminate() came during this Exec
+    if (out.ok()) out->durations.exec_ms = MillisBetween(started, std::chrono::steady_clock::now());
+    return out;
+  }
+
+  Status Terminate() override {
+    bool remove = false;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      terminated_ = true;
+      remove = active_execs_ == 0;
+    }
+    tracker_.CancelAll();
+    return remove ? RemoveDirectory() : OkStatus();
+  }
+
+ private:
+  Status CheckUsable() {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (terminated_) return FailedPreconditionError("local sandbox " + id_ + " was terminated");
+    return OkStatus();
+  }
+
+  Status RemoveDirectory() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (removed_) return OkStatus();
+      removed_ = true;
+    }
+    std::lock_guard<std::mutex> lock(manifest_mu_);
+    std::error_code ec;
+    fs::remove_all(root_, ec);
+    if (ec) return InternalError("cannot remove " + root_.string() + ": " + ec.message());
+    return OkStatus();
+  }
+
+  std::vector<std::string> Environment(const ExecRequest& request) const {
+    std::map<std::string, std::string> env;
+    for (const char* key : kInheritedEnv) {
+      if (const char* value = std::getenv(key)) env[key] = value;
+    }
+    env.emplace("PATH", kDefaultPath);
+    env["HOME"] = (root_ / "home").string();
+    env["TMPDIR"] = (root_ / "tmp").string();
+    for (const auto& [key, value] : spec_.env) env[key] = value;
+    for (const auto& [key, value] : request.env) env[key] = value;
+    std::vector<std::string> entries;
+    for (const auto& [key, value] : env) entries.push_back(key + "=" + value);
+    return entries;
+  }
+
+  Result<fs::path> ResolveCwd(const std::string& cwd) const {
+    if (cwd.empty()) return workdir_;
+    fs::path path(cwd);
+    std::error_code ec;
+    if (path.is_absolute()) {
+      if (!fs::is_directory(path, ec)) {
+        return NotFoundError("working directory '" + cwd + "' does not exist on this host");
+      }
+      return path;
+    }
+    path = (workdir_ / path).lexically_normal();
+    if (!local::IsWithin(path, root_)) {
+      return InvalidArgumentError("working directory '" + cwd + "' leads out of the sandbox");
+    }
+    fs::create_directories(path, ec);
+    if (ec) return InternalError("cannot create working directory " + path.string());
+    return path;
+  }
+
+  Result<ExecResult> ExecActive(const ExecRequest& request, ExecResult result) {
+    SANDRUN_ASSIGN_OR_RETURN(fs::path cwd, ResolveCwd(request.cwd));
+    std::string out_spill, err_spill;
+    if (!request.spill_dir.empty()) {
+      std::error_code ec;
+      fs::create_directories(request.spill_dir, ec);
+      if (ec) return InternalError("cannot create spill directory " + request.spill_dir);
+      out_spill = (fs::path(request.spill_dir) / "stdout.log").string();
+      err_spill = (fs::path(request.spill_dir) / "stderr.log").string();
+    }
+    OutputCollector out(StreamKind::kStdout, request.output_cap_bytes, out_spill,
+                        request.on_output);
+    OutputCollector err(StreamKind::kStderr, request.output_cap_bytes, err_spill,
+                        request.on_output);
+
+    local::LaunchSpec launch;
+    launch.argv = request.argv;
+    launch.env = Environment(request);
+    launch.cwd = cwd;
+    launch.stdin_data = request.stdin_data;
+    launch.timeout = request.timeout;
+    launch.isolate_network = isolate_network_;
+    launch.needs_user_namespace = needs_user_namespace_;
+    // The sandbox's lifetime bounds every command, so nothing outlives it.
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        expires_ - std::chrono::system_clock::now());
+    bool lifetime_bound = launch.timeout.count() == 0 || left < launch.timeout;
+    if (lifetime_bound) launch.timeout = std::max(left, std::chrono::milliseconds(1));
+
+    Result<local::ProcessEnd> end = local::RunProcess(launch, tracker_, out, err);
+    Status out_status, err_status;
+    result.stdout_stream = out.Finish(&out_status);
+    result.stderr_stream = err.Finish(&err_status);
+    if (!end.ok()) return end.status();
+    result.outcome = end->outcome;
+    result.exit_code = end->exit_code;
+    result.signal = end->signal;
+    for (auto& note : end->notes) result.notes.push_back(std::move(note));
+    for (const Status& spill : {out_status, err_status}) {
+      if (!spill.ok()) result.notes.push_back("local backend: " + spill.message());
+    }
+    if (lifetime_bound && result.outcome == Outcome::kTimedOut) {
+      result.notes.push_back("local backend: sandbox lifetime of " +
+                             std::to_string(spec_.lifetime.count()) + " s reached");
+    }
+    return result;
+  }
+
+  const std::string id_;
+  const fs::path root_;
+  const fs::path workdir_;
+  const SandboxSpec spec_;
+  const std::vector<std::string> notes_;
+  const bool isolate_network_;
+  const bool needs_user_namespace_;
+  const std::chrono::system_clock::time_point created_;
+  const std::chrono::system_clock::time_point expires_;
+  std::mutex manifest_mu_;
+  std::mutex mu_;
+  bool terminated_ = false;
+  bool removed_ = false;
+  int active_execs_ = 0;
+  local::GroupTracker tracker_;  // last: its callback uses the members above
+};
+
+// What the spec asks for that processes on this host cannot honour.
+std::vector<std::string> UnenforcedNotes(const SandboxSpec& spec,
+                                         const LocalNetworkSupport& network) {
+  std::vector<std::string> notes;
+  if (!spec.image.empty()) {
+    notes.push_back("local backend: image '" + spec.image +
+                    "' ignored (commands run on the host)");
+  }
+  if (spec.memory_mb > 0) {
+    notes.push_back("local backend: memory limit of " + std::to_string(spec.memory_mb) +
+                    " MB not enforced");
+  }
+  if (spec.cpu > 0) {
+    notes.push_back("local backend: cpu limit of " + std::to_string(spec.cpu) +
+                    " cores not enforced");
+  }
+  if (spec.network == NetworkMode::kNone && !network.isolates) {
+    notes.push_back("local backend: network isolation unavailable (" + network.reason +
+                    "); the command can reach the network");
+  }
+  return notes;
+}
+
+}  // namespace
+
+LocalBackend::LocalBackend(const Config& config)
+    : sandboxes_dir_(DirOrTemp(config.state_dir, "sandrun-state") / "sandboxes" / "local"),
+      archive_dir_(DirOrTemp(config.archive_dir, "sandrun-results")) {}
+
+const LocalNetworkSupport& LocalBackend::NetworkSupport() const {
+  std::call_once(probe_once_, [this] { network_ = local::ProbeNetworkIsolation(); });
+  return network_;
+}
+
+Capabilities LocalBackend::GetCapabilities() const {
+  Capabilities caps;
+  caps.isolates_network = NetworkSupport().isolates;
+  caps.supports_images = false;
+  caps.limits_memory = false;
+  caps.max_parallel = static_cast<int>(std::thread::hardware_concurrency());
+  return caps;
+}
+
+Availability LocalBackend::CheckAvailable() {
+  std::error_code ec;
+  fs::create_directories(sandboxes_dir_, ec);
+  if (ec) {
+    return {false, "local: cannot create " + sandboxes_dir_.string() + ": " + ec.message()};
+  }
+  if (access(sandboxes_dir_.c_str(), W_OK | X_OK) != 0) {
+    return {false, "local: " + sandboxes_dir_.string() + " is not writable: " +
+                       std::strerror(errno)};
+  }
+  return {true, ""};
+}
+
+Result<std::unique_ptr<Sandbox>> LocalBackend::Create(const SandboxSpec& spec) {
+  if (!spec.dockerfile.empty()) {
+    return UnimplementedError("local backend cannot build Dockerfile '" + spec.dockerfile +
+                              "': commands run on the host; use an image-capable backend");
+  }
+  if (!spec.gpu.empty()) {
+    return UnimplementedError("local backend cannot provide GPU '" + spec.gpu + "'");
+  }
+  std::error_code ec;
+  fs::create_directories(sandboxes_dir_, ec);
+  if (ec) return InternalError("cannot create " + sandboxes_dir_.string() + ": " + ec.message());
+  std::string id;
+  fs::path root;
+  for (int attempt = 0; attempt < 8 && root.empty(); ++attempt) {
+    id = "local-" + RandomHex(12);
+    if (fs::create_directory(sandboxes_dir_ / id, ec)) root = sandboxes_dir_ / id;
+  }
+  if (root.empty()) return InternalError("cannot create a sandbox under " + sandboxes_dir_.string());
+  for (const char* sub : {"work", "home", "tmp"}) fs::create_directory(root / sub, ec);
+
+  fs::path workdir = root / "work";
+  if (!spec.workdir.empty()) {
+    fs::path wanted(spec.workdir);
+    workdir = wanted.is_absolute() ? wanted : (workdir / wanted).lexically_normal();
+    if (wanted.is_relative()) fs::create_directories(workdir, ec);
+    if (!fs::is_directory(workdir, ec)) {
+      fs::remove_all(root, ec);
+      return NotFoundError("workdir '" + spec.workdir +
+                           "' does not exist on this host (the local backend has no root "
+                           "filesystem of its own)");
+    }
+  }
+  const LocalNetworkSupport& network = NetworkSupport();
+  auto sandbox = std::make_unique<LocalSandbox>(id, root, workdir, spec,
+                                                UnenforcedNotes(spec, network), network);
+  sandbox->WriteManifest();
+  return std::unique_ptr<Sandbox>(std::move(sandbox));
+}
+
+Result<std::vector<Leftover>> LocalBackend::ListLeftovers() {
+  std::vector<Leftover> leftovers;
+  std::error_code ec;
+  if (!fs::is_directory(sandboxes_dir_, ec)) return leftovers;
+  for (const auto& entry : fs::directory_iterator(sandboxes_dir_, ec)) {
+    Result<Json> manifest = ReadManifest(entry.path() / kManifestName);
+    if (!manifest.ok()) continue;
+    const Json& m = *manifest;
+    Leftover leftover;
+    leftover.id = entry.path().filename().string();
+    leftover.labels = m.value("labels", std::map<std::string, std::string>{});
+    leftover.labels.emplace("managed-by", "sandrun");
+    std::string host = m.value("host", "");
+    pid_t owner = m.value("owner_pid", 0);
+    std::uint64_t owner_start = m.value("owner_start_time", std::uint64_t{0});
+    // On another host (a shared state_dir) its owner cannot be checked: assume alive.
+    leftover.owner_alive =
+        host != HostName() || (owner_start != 0 && local::ProcessStartTime(owner) == owner_start);
+    leftover.expired = UnixNow() >= m.value("expires_at_unix", std::int64_t{0});
+    leftover.description = "local sandbox " + leftover.id + " created " +
+                           m.value("created_at", "?") + " by pid " + std::to_string(owner) +
+                           " on " + host + (leftover.owner_alive ? " (running)" : " (owner gone)") +
+                           ", expires " + m.value("expires_at", "?");
+    leftovers.push_back(std::move(leftover));
+  }
+  std::sort(leftovers.begin(), leftovers.end(),
+            [](const Leftover& a, const Leftover& b) { return a.id < b.id; });
+  return leftovers;
+}
+
+Status LocalBackend::RemoveLeftover(const std::string& id) {
+  if (!IsValidSandboxId(id)) return InvalidArgumentError("not a local sandbox id: '" + id + "'");
+  fs::path root = sandboxes_dir_ / id;
+  std::error_code ec;
+  if (!fs::is_directory(root, ec)) return NotFoundError("no local sandbox '" + id + "'");
+  Result<Json> manifest = ReadManifest(root / kManifestName);
+  if (manifest.ok() && manifest->value("host", "") == HostName()) {
+    for (const auto& group : manifest->value("process_groups", Json::array())) {
+      pid_t pgid = group.value("pgid", 0);
+      // Only the same process: a pid reused since then has another start time.
+      if (pgid > 0 && local::ProcessStartTime(pgid) == group.value("start_time", std::uint64_t{0})) {
+        kill(-pgid, SIGKILL);
+      }
+    }
+  }
+  fs::remove_all(root, ec);
+  if (ec) return InternalError("cannot remove " + root.string() + ": " + ec.message());
+  return OkStatus();
+}
+
+Result<std::unique_ptr<ArchiveStore>> LocalBackend::OpenArchive() {
+  return std::unique_ptr<ArchiveStore>(std::make_unique<DirectoryArchiveStore>(archive_dir_));
+}
+
+void RegisterLocalBackend(BackendRegistry& registry) {
+  registry
+      .Register("local", "processes on this host, one directory per sandbox (no daemon)",
+                [](const BackendContext& context) -> Result<std::unique_ptr<Backend>> {
+                  if (context.config == nullptr) {
+                    return InvalidArgumentError("local backend: no config given");
+                  }
+                  return std::unique_ptr<Backend>(std::make_unique<LocalBackend>(*context.config));
+                })
+      .IgnoreError();  // only fails for a duplicate name: the first one stays
+}
+
+}  // namespace sandrun

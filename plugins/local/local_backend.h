@@ -1,0 +1,78 @@
+// The local backend: runs commands as processes on this host, one fresh
+// directory per sandbox, no daemon needed.
+//
+// Layout of a sandbox, under <state_dir>/sandboxes/local/<id>/:
+//   sandbox.json  manifest (owner pid and start time, host, lifetime, labels,
+//                 running process groups) so leftovers can be found and reaped
+//   work/         the working directory; relative paths in Put, Get and
+//                 ExecRequest::cwd resolve against it
+//   home/, tmp/   HOME and TMPDIR of the commands
+//
+// What it enforces: its own process group per command (timeouts and
+// Terminate() kill the whole group, grandchildren included), a clean
+// environment (only PATH, LANG, LC_ALL, TZ and LD_LIBRARY_PATH come from the
+// host), and NetworkMode::kNone through a new network namespace where the
+// kernel allows one (probed once per backend; when it cannot, results say
+// network_isolated=false and carry a note). It cannot enforce memory, cpu or
+// image: those are reported as notes, never pretended. `gpu` and `dockerfile`
+// are refused with kUnimplemented.
+#ifndef SANDRUN_PLUGINS_LOCAL_LOCAL_BACKEND_H_
+#define SANDRUN_PLUGINS_LOCAL_LOCAL_BACKEND_H_
+
+#include <filesystem>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "sandrun/backend.h"
+#include "sandrun/config.h"
+#include "sandrun/registry.h"
+
+namespace sandrun {
+
+/// Whether and how the local backend can cut a command off the network.
+struct LocalNetworkSupport {
+  bool isolates = false;
+  bool needs_user_namespace = false;  ///< Not root: CLONE_NEWUSER as well.
+  std::string reason;                 ///< Why not, when !isolates.
+};
+
+/// Thread-safe, as Backend requires. `config` must outlive the backend; an
+/// empty state_dir or archive_dir falls back to a directory under $TMPDIR.
+class LocalBackend : public Backend {
+ public:
+  explicit LocalBackend(const Config& config);
+
+  std::string_view Name() const override { return "local"; }
+  Capabilities GetCapabilities() const override;
+  /// Unavailable only when the sandbox directory cannot be created or written.
+  Availability CheckAvailable() override;
+  /// kUnimplemented for a dockerfile or a gpu; otherwise a new directory.
+  Result<std::unique_ptr<Sandbox>> Create(const SandboxSpec& spec) override;
+  /// Every directory under <state_dir>/sandboxes/local with a manifest.
+  Result<std::vector<Leftover>> ListLeftovers() override;
+  /// Kills the leftover's recorded process groups whose leader is still the
+  /// same process (pid and start time), then removes its directory.
+  Status RemoveLeftover(const std::string& id) override;
+  Result<std::unique_ptr<ArchiveStore>> OpenArchive() override;
+
+  /// Probes (once, by forking a child that tries) and caches.
+  const LocalNetworkSupport& NetworkSupport() const;
+  /// <state_dir>/sandboxes/local.
+  const std::filesystem::path& sandboxes_dir() const { return sandboxes_dir_; }
+
+ private:
+  std::filesystem::path sandboxes_dir_;
+  std::filesystem::path archive_dir_;
+  mutable std::once_flag probe_once_;
+  mutable LocalNetworkSupport network_;
+};
+
+/// Registers "local" in `registry`. Called from the generated built-in table.
+void RegisterLocalBackend(BackendRegistry& registry);
+
+}  // namespace sandrun
+
+#endif  // SANDRUN_PLUGINS_LOCAL_LOCAL_BACKEND_H_

@@ -1,0 +1,101 @@
+// Internal to the local backend: running one command as a process group and
+// the bookkeeping Terminate() needs. No Boost types here, so only
+// local_process.cc pays for Boost.Process and Asio.
+#ifndef SANDRUN_PLUGINS_LOCAL_LOCAL_PROCESS_H_
+#define SANDRUN_PLUGINS_LOCAL_LOCAL_PROCESS_H_
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "local_backend.h"
+#include "sandrun/output_collector.h"
+#include "sandrun/result.h"
+#include "sandrun/status.h"
+
+namespace sandrun::local {
+
+/// SIGTERM first, then SIGKILL this much later, when a command times out.
+inline constexpr std::chrono::seconds kTerminateGrace{2};
+/// After the command's process group is gone, how long to keep reading pipes
+/// still held open by a process that left the group (setsid) before giving up.
+inline constexpr std::chrono::seconds kDrainAfterExit{2};
+/// Size of each read from a command's stdout/stderr pipe.
+inline constexpr std::size_t kReadChunkBytes = 64 * 1024;
+
+/// /proc/<pid>/stat field 22 (start time in clock ticks since boot), or 0
+/// when the process does not exist. Together with the pid it names one
+/// process for good: a reused pid has another start time.
+std::uint64_t ProcessStartTime(pid_t pid);
+
+/// Forks a child that tries to enter a new network namespace.
+LocalNetworkSupport ProbeNetworkIsolation();
+
+/// A running process group, as recorded in the manifest.
+struct GroupRecord {
+  pid_t pgid = 0;
+  std::uint64_t start_time = 0;
+};
+
+/// The process groups a sandbox is running, shared between the thread in
+/// Exec() and whoever calls Terminate(). Thread-safe.
+class GroupTracker {
+ public:
+  /// `changed` runs (outside the lock) after every Add/Remove.
+  explicit GroupTracker(std::function<void()> changed) : changed_(std::move(changed)) {}
+  /// Records a started group. False when CancelAll() came first: the caller
+  /// must kill the group itself.
+  bool Add(GroupRecord group);
+  void Remove(pid_t pgid);
+  /// Marks the tracker cancelled and SIGKILLs every recorded group.
+  void CancelAll();
+  bool cancelled() const;
+  std::vector<GroupRecord> Snapshot() const;
+
+ private:
+  mutable std::mutex mu_;
+  bool cancelled_ = false;
+  std::vector<GroupRecord> groups_;
+  std::function<void()> changed_;
+};
+
+struct LaunchSpec {
+  /// argv[0] is looked up in the PATH of `env` (relative to `cwd` when it
+  /// holds a '/'), and passed to the command as given.
+  std::vector<std::string> argv;
+  std::vector<std::string> env;      ///< "KEY=VALUE"
+  std::filesystem::path cwd;
+  std::optional<std::string> stdin_data;
+  std::chrono::milliseconds timeout{0};  ///< Zero: none.
+  bool isolate_network = false;
+  bool needs_user_namespace = false;
+};
+
+/// How the command ended (the part of ExecResult RunProcess fills).
+struct ProcessEnd {
+  Outcome outcome = Outcome::kInfraError;
+  int exit_code = 0;
+  int signal = 0;
+  std::vector<std::string> notes;
+};
+
+/// Runs one command in its own process group and blocks until the group is
+/// gone and both pipes are drained (or kDrainAfterExit passed). Output goes
+/// to `out` and `err`. A timeout sends SIGTERM to the group, SIGKILL after
+/// kTerminateGrace. `tracker.CancelAll()` from another thread ends it with
+/// kCancelled. exec() failures map to 127 (ENOENT) or 126 (EACCES, ENOEXEC),
+/// with a "sandrun: ..." line on stderr; a non-OK Status means sandrun could
+/// not start it at all.
+Result<ProcessEnd> RunProcess(const LaunchSpec& spec, GroupTracker& tracker,
+                              OutputCollector& out, OutputCollector& err);
+
+}  // namespace sandrun::local
+
+#endif  // SANDRUN_PLUGINS_LOCAL_LOCAL_PROCESS_H_
