@@ -15,6 +15,7 @@
 #include <sstream>
 #include <system_error>
 #include <thread>
+#include <typeinfo>
 #include <utility>
 
 #include "sandrun/util.h"
@@ -439,8 +440,9 @@ Status ResultArchive::Deliver(const std::string& relative_path) {
       fs::remove(source, ec);
       return OkStatus();
     }
-    if (auto* dir_store = dynamic_cast<DirectoryArchiveStore*>(store_.get());
-        dir_store != nullptr && TryMoveInto(*dir_store, relative_path, source)) {
+    // Only a plain DirectoryArchiveStore: a subclass may override PutFile.
+    if (typeid(*store_) == typeid(DirectoryArchiveStore) &&
+        TryMoveInto(static_cast<const DirectoryArchiveStore&>(*store_), relative_path, source)) {
       return OkStatus();
     }
     Status put = store_->PutFile(relative_path, source);

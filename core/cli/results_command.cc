@@ -1,0 +1,470 @@
+// `sandrun results`: list, show, fetch, export, prune and sync the runs kept
+// in a backend's result archive. Every subcommand reads the archive through
+// ResultArchive, so they work the same for every backend.
+#include <algorithm>
+#include <cstdint>
+#include <iostream>
+#include <limits>
+#include <memory>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "commands.h"
+#include "console_listener.h"
+#include "sandrun/junit.h"
+#include "sandrun/record.h"
+#include "sandrun/util.h"
+
+namespace sandrun::cli {
+namespace {
+
+constexpr int kExitFailure = 1;
+constexpr std::size_t kShowMaxLines = 200;
+constexpr std::size_t kShowMaxBytes = 16 * 1024;
+
+constexpr char kResultsUsage[] =
+    "usage: sandrun results <command> [options]\n\n"
+    "Reads the result archive of a backend (--backend, default from config).\n\n"
+    "commands:\n"
+    "  list [--limit N] [--json]           runs, newest first\n"
+    "  show RUN [TASK] [--full] [--json]   a run's tasks, or one task's record and output\n"
+    "  fetch RUN -o DIR                    copy a run (records and artifacts) into DIR/RUN\n"
+    "  export RUN --junit FILE             write a run as JUnit XML\n"
+    "  prune --keep N                      remove all but the newest N runs\n"
+    "  sync                                deliver records waiting in the outbox\n\n"
+    "RUN may be `latest`. `sandrun results <command> --help` describes each.\n";
+
+// Columns padded to their widest cell; the last column is not padded.
+class Table {
+ public:
+  explicit Table(std::vector<std::string> header) { rows_.push_back(std::move(header)); }
+  void Add(std::vector<std::string> row) { rows_.push_back(std::move(row)); }
+  void Print(std::ostream& out) const {
+    std::vector<std::size_t> widths;
+    for (const auto& row : rows_) {
+      widths.resize(std::max(widths.size(), row.size()));
+      for (std::size_t i = 0; i < row.size(); ++i) widths[i] = std::max(widths[i], row[i].size());
+    }
+    for (const auto& row : rows_) {
+      std::string line;
+      for (std::size_t i = 0; i < row.size(); ++i) {
+        line += row[i];
+        if (i + 1 < row.size()) line += std::string(widths[i] - row[i].size() + 2, ' ');
+      }
+      out << line << "\n";
+    }
+  }
+
+ private:
+  std::vector<std::vector<std::string>> rows_;
+};
+
+// The state every subcommand starts from: parsed flags and an open archive.
+struct Session {
+  cxxopts::ParseResult parsed;
+  std::shared_ptr<ResultArchive> archive;
+};
+
+// Parses the subcommand's flags and opens the archive. Returns nullopt after
+// --help (exit 0); `*exit_code` is set when the archive cannot be opened.
+std::optional<Session> Open(cxxopts::Options& options, const std::vector<std::string>& args,
+                            CliContext& context, int* exit_code) {
+  AddConfigOptions(options, "backend");
+  auto parsed = ParseOrThrow(options, args);
+  *exit_code = 0;
+  if (!parsed) return std::nullopt;
+  Config config = LoadConfigOrThrow(*parsed, context);
+  auto opened = OpenArchive(context, config);
+  if (!opened.ok()) {
+    PrintError(opened.status().message());
+    *exit_code = kExitFailure;
+    return std::nullopt;
+  }
+  return Session{std::move(*parsed), opened->archive};
+}
+
+std::string RequireString(const cxxopts::ParseResult& parsed, const std::string& name,
+                          const std::string& usage) {
+  if (parsed.count(name) == 0) throw UsageError{"missing " + name + ": " + usage};
+  return parsed[name].as<std::string>();
+}
+
+int NonNegativeInt(const cxxopts::ParseResult& parsed, const std::string& flag) {
+  std::string text = parsed[flag].as<std::string>();
+  std::size_t used = 0;
+  long value = -1;
+  try {
+    value = std::stol(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used != text.size() || value < 0 || value > std::numeric_limits<int>::max()) {
+    throw UsageError{"--" + flag + " must be a non-negative integer, got '" + text + "'"};
+  }
+  return static_cast<int>(value);
+}
+
+// Prints the failure; a missing run also points at `sandrun results list`.
+int Fail(const Status& status) {
+  std::string message = status.message();
+  if (status.code() == StatusCode::kNotFound) message += "; see `sandrun results list`";
+  PrintError(message);
+  return kExitFailure;
+}
+
+// "latest" is the newest run; anything else is taken as a run id.
+Result<std::string> ResolveRun(ResultArchive& archive, const std::string& run) {
+  if (run != "latest") return run;
+  SANDRUN_ASSIGN_OR_RETURN(std::vector<RunListing> runs, archive.ListRuns());
+  if (runs.empty()) return NotFoundError("no runs in " + archive.store().Describe());
+  return runs.front().run_id;
+}
+
+void NotePending(const ResultArchive& archive) {
+  int pending = archive.PendingCount();
+  if (pending > 0) {
+    std::cerr << pending << " record(s) wait in the outbox " << archive.outbox_dir().string()
+              << "; `sandrun results sync` delivers them\n";
+  }
+}
+
+std::string Count(int n) { return std::to_string(n); }
+
+std::string ExitText(const ExecResult& r) {
+  switch (r.outcome) {
+    case Outcome::kExited: return std::to_string(r.exit_code);
+    case Outcome::kSignaled: return "signal " + std::to_string(r.signal);
+    default: return std::to_string(ExitCodeOf(r));
+  }
+}
+
+// ---------------------------------------------------------------------------
+
+int ListRuns(const std::vector<std::string>& args, CliContext& context) {
+  cxxopts::Options options("sandrun results list",
+                           "List archived runs, newest first.\n"
+                           "usage: sandrun results list [--limit N] [--json] [--backend B]");
+  options.add_options("List")
+      ("limit", "Show at most N runs (0 = all)", cxxopts::value<std::string>()->default_value("20"))
+      ("json", "Print the run summaries as a JSON array");
+  int exit_code = 0;
+  auto session = Open(options, args, context, &exit_code);
+  if (!session) return exit_code;
+  int limit = NonNegativeInt(session->parsed, "limit");
+  auto runs = session->archive->ListRuns();
+  if (!runs.ok()) return Fail(runs.status());
+  std::size_t shown = limit == 0 ? runs->size() : std::min<std::size_t>(runs->size(), limit);
+
+  if (session->parsed.count("json")) {
+    nlohmann::json out = nlohmann::json::array();
+    for (std::size_t i = 0; i < shown; ++i) {
+      const RunListing& run = (*runs)[i];
+      if (run.has_summary) {
+        out.push_back(nlohmann::json::parse(ToJson(run.summary, -1)));
+      } else {
+        out.push_back({{"run_id", run.run_id}, {"status", "incomplete"}});
+      }
+    }
+    std::cout << out.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+    return 0;
+  }
+  if (runs->empty()) {
+    std::cout << "no runs in " << session->archive->store().Describe() << "\n";
+    NotePending(*session->archive);
+    return 0;
+  }
+  Table table({"RUN", "STATUS", "PASSED", "FAILED", "TIMED OUT", "ERRORS", "TOTAL", "WALL",
+               "BACKEND"});
+  for (std::size_t i = 0; i < shown; ++i) {
+    const RunListing& run = (*runs)[i];
+    if (!run.has_summary) {
+      table.Add({run.run_id, "incomplete", "-", "-", "-", "-", "-", "-", "-"});
+      continue;
+    }
+    const RunRecord& s = run.summary;
+    table.Add({run.run_id, s.status, Count(s.passed), Count(s.failed), Count(s.timed_out),
+               Count(s.infra_errors), Count(s.total), FormatDuration(s.wall_ms),
+               s.backend.empty() ? "-" : s.backend});
+  }
+  table.Print(std::cout);
+  if (shown < runs->size()) {
+    std::cout << "(" << runs->size() - shown << " older run(s) not shown; --limit 0 shows all)\n";
+  }
+  NotePending(*session->archive);
+  return 0;
+}
+
+// Prints a stream's text, cut to kShowMaxLines / kShowMaxBytes unless `full`.
+void PrintStream(const char* name, const CapturedStream& stream, bool full,
+                 const std::string& archive) {
+  std::cout << "--- " << name << " (" << stream.total_bytes << " bytes"
+            << (stream.truncated ? ", record keeps " + std::to_string(stream.text.size()) : "")
+            << ") ---\n";
+  std::string_view text = stream.text;
+  bool cut = false;
+  if (!full) {
+    std::size_t end = std::min(text.size(), kShowMaxBytes);
+    std::size_t lines = 0;
+    for (std::size_t i = 0; i < end; ++i) {
+      if (text[i] == '\n' && ++lines == kShowMaxLines) {
+        end = i + 1;
+        break;
+      }
+    }
+    cut = end < text.size();
+    text = text.substr(0, end);
+  }
+  std::cout << text;
+  if (!text.empty() && text.back() != '\n') std::cout << "\n";
+  if (cut) {
+    std::cout << "[... " << stream.text.size() - text.size()
+              << " more bytes in the record; --full prints them]\n";
+  }
+  if (stream.truncated && !stream.spill_path.empty()) {
+    std::cout << "[the whole stream is the artifact " << stream.spill_path << " in " << archive
+              << "; `sandrun results fetch` copies it]\n";
+  }
+}
+
+int ShowTask(const Session& session, const std::string& run_id, const std::string& task_id) {
+  auto task = session.archive->ReadTask(run_id, task_id);
+  if (!task.ok()) return Fail(task.status());
+  const TaskRecord& t = *task;
+  if (session.parsed.count("json")) {
+    std::cout << ToJson(t) << "\n";
+    return 0;
+  }
+  const ExecResult& r = t.result;
+  Table fields({"run", t.run_id});
+  fields.Add({"task", t.task_id});
+  if (t.test_name != t.task_id) fields.Add({"test", t.test_name});
+  fields.Add({"verdict", VerdictOf(r)});
+  fields.Add({"outcome", std::string(OutcomeName(r.outcome))});
+  fields.Add({"exit code", ExitText(r)});
+  if (!r.error.empty()) fields.Add({"error", r.error});
+  fields.Add({"command", QuoteForDisplay(t.argv)});
+  fields.Add({"backend", t.backend});
+  if (!t.image.empty()) fields.Add({"image", t.image});
+  fields.Add({"sandbox", t.sandbox_id});
+  fields.Add({"host", t.host});
+  fields.Add({"started", t.started_at});
+  fields.Add({"finished", t.finished_at});
+  const Durations& d = r.durations;
+  fields.Add({"durations", "total " + FormatDuration(d.total_ms) + " (queue " +
+                               FormatDuration(d.queue_ms) + ", create " +
+                               FormatDuration(d.create_ms) + ", upload " +
+                               FormatDuration(d.upload_ms) + ", exec " + FormatDuration(d.exec_ms) +
+                               ", download " + FormatDuration(d.download_ms) + ")"});
+  fields.Add({"attempts", std::to_string(t.attempts)});
+  for (const auto& e : t.attempt_errors) fields.Add({"attempt error", e});
+  if (!t.fallback_reason.empty()) fields.Add({"fallback", t.fallback_reason});
+  fields.Add({"network", r.network_isolated ? "isolated" : "NOT isolated"});
+  for (const auto& n : r.notes) fields.Add({"note", n});
+  for (const auto& a : r.artifacts) fields.Add({"artifact", a});
+  for (const auto& [k, v] : t.labels) fields.Add({"label", k + "=" + v});
+  fields.Print(std::cout);
+  bool full = session.parsed.count("full") > 0;
+  std::string archive = session.archive->store().Describe();
+  PrintStream("stdout", r.stdout_stream, full, archive);
+  PrintStream("stderr", r.stderr_stream, full, archive);
+  return 0;
+}
+
+int ShowRun(const std::vector<std::string>& args, CliContext& context) {
+  cxxopts::Options options("sandrun results show",
+                           "Show a run's summary and tasks, or one task's record and output.\n"
+                           "usage: sandrun results show RUN [TASK] [--full] [--json]");
+  options.add_options("Show")
+      ("full", "Print all of the output text kept in the record (default: 200 lines / 16 KiB)")
+      ("json", "Print the record(s) as JSON")
+      ("run", "Run id, or `latest`", cxxopts::value<std::string>())
+      ("task", "Task id", cxxopts::value<std::string>());
+  options.parse_positional({"run", "task"});
+  options.positional_help("RUN [TASK]");
+  int exit_code = 0;
+  auto session = Open(options, args, context, &exit_code);
+  if (!session) return exit_code;
+  auto run_id = ResolveRun(*session->archive,
+                           RequireString(session->parsed, "run", "sandrun results show RUN [TASK]"));
+  if (!run_id.ok()) return Fail(run_id.status());
+  if (session->parsed.count("task")) {
+    return ShowTask(*session, *run_id, session->parsed["task"].as<std::string>());
+  }
+
+  auto run = session->archive->ReadRun(*run_id);
+  // A run without run.json (still going, or killed) still has its tasks.
+  if (!run.ok() && run.status().code() != StatusCode::kNotFound) {
+    return Fail(run.status());
+  }
+  auto tasks = session->archive->ReadTasks(*run_id);
+  if (!tasks.ok()) return Fail(tasks.status());
+
+  if (session->parsed.count("json")) {
+    nlohmann::json out;
+    out["run"] = run.ok() ? nlohmann::json::parse(ToJson(*run, -1)) : nlohmann::json();
+    out["tasks"] = nlohmann::json::array();
+    for (const auto& t : *tasks) out["tasks"].push_back(nlohmann::json::parse(ToJson(t, -1)));
+    std::cout << out.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+    return 0;
+  }
+  if (run.ok()) {
+    const RunRecord& s = *run;
+    Table fields({"run", s.run_id});
+    fields.Add({"status", s.status});
+    fields.Add({"backend", s.backend});
+    fields.Add({"host", s.host});
+    fields.Add({"started", s.started_at});
+    fields.Add({"wall time", FormatDuration(s.wall_ms)});
+    if (!s.command_line.empty()) fields.Add({"command", QuoteForDisplay(s.command_line)});
+    fields.Add({"tasks", Count(s.total) + " total, " + Count(s.passed) + " passed, " +
+                             Count(s.failed) + " failed, " + Count(s.timed_out) + " timed out, " +
+                             Count(s.infra_errors) + " errors, " + Count(s.cancelled) +
+                             " cancelled"});
+    if (!s.fastest_passing_task.empty()) fields.Add({"fastest passing", s.fastest_passing_task});
+    fields.Print(std::cout);
+  } else {
+    std::cout << "run " << *run_id << ": incomplete (no run.json: still running, or killed)\n";
+  }
+  std::cout << "\n";
+  if (tasks->empty()) {
+    std::cout << "no task records\n";
+    return 0;
+  }
+  Table table({"TASK", "VERDICT", "EXIT", "DURATION", "SANDBOX"});
+  for (const auto& t : *tasks) {
+    table.Add({t.task_id, VerdictOf(t.result), ExitText(t.result),
+               FormatDuration(t.result.durations.total_ms),
+               t.sandbox_id.empty() ? "-" : t.sandbox_id});
+  }
+  table.Print(std::cout);
+  return 0;
+}
+
+int FetchRun(const std::vector<std::string>& args, CliContext& context) {
+  cxxopts::Options options("sandrun results fetch",
+                           "Copy a run (records and artifacts) into DIR/RUN.\n"
+                           "usage: sandrun results fetch RUN -o DIR");
+  options.add_options("Fetch")
+      ("o,output", "Directory to copy into", cxxopts::value<std::string>())
+      ("run", "Run id, or `latest`", cxxopts::value<std::string>());
+  options.parse_positional({"run"});
+  options.positional_help("RUN");
+  int exit_code = 0;
+  auto session = Open(options, args, context, &exit_code);
+  if (!session) return exit_code;
+  const char* usage = "sandrun results fetch RUN -o DIR";
+  std::string run_arg = RequireString(session->parsed, "run", usage);
+  std::filesystem::path dest = RequireString(session->parsed, "output", usage);
+  auto run_id = ResolveRun(*session->archive, run_arg);
+  if (!run_id.ok()) return Fail(run_id.status());
+  Status fetched = session->archive->Fetch(*run_id, dest);
+  if (!fetched.ok()) return Fail(fetched);
+  std::cout << (dest / *run_id).string() << "\n";
+  return 0;
+}
+
+int ExportRun(const std::vector<std::string>& args, CliContext& context) {
+  cxxopts::Options options("sandrun results export",
+                           "Write an archived run as JUnit XML.\n"
+                           "usage: sandrun results export RUN --junit FILE");
+  options.add_options("Export")
+      ("junit", "The JUnit XML file to write", cxxopts::value<std::string>())
+      ("run", "Run id, or `latest`", cxxopts::value<std::string>());
+  options.parse_positional({"run"});
+  options.positional_help("RUN");
+  int exit_code = 0;
+  auto session = Open(options, args, context, &exit_code);
+  if (!session) return exit_code;
+  const char* usage = "sandrun results export RUN --junit FILE";
+  std::string run_arg = RequireString(session->parsed, "run", usage);
+  std::filesystem::path file = RequireString(session->parsed, "junit", usage);
+  auto run_id = ResolveRun(*session->archive, run_arg);
+  if (!run_id.ok()) return Fail(run_id.status());
+  auto tasks = session->archive->ReadTasks(*run_id);
+  if (!tasks.ok()) return Fail(tasks.status());
+  auto run = session->archive->ReadRun(*run_id);
+  RunRecord summary;
+  if (run.ok()) {
+    summary = std::move(*run);
+  } else {
+    summary.run_id = *run_id;
+    summary.status = "incomplete";
+  }
+  // The listener writes atomically; the archive's records are written whole.
+  JUnitFileListener writer(file, std::numeric_limits<std::size_t>::max());
+  for (const auto& t : *tasks) writer.OnTaskEnd(t);
+  writer.OnRunEnd(summary);
+  if (!writer.status().ok()) return Fail(writer.status());
+  std::cout << "wrote " << file.string() << " (" << tasks->size() << " test(s) of run "
+            << *run_id << ")\n";
+  return 0;
+}
+
+int PruneRuns(const std::vector<std::string>& args, CliContext& context) {
+  cxxopts::Options options("sandrun results prune",
+                           "Remove all but the newest N runs from the archive.\n"
+                           "usage: sandrun results prune --keep N");
+  options.add_options("Prune")("keep", "How many of the newest runs to keep",
+                               cxxopts::value<std::string>());
+  int exit_code = 0;
+  auto session = Open(options, args, context, &exit_code);
+  if (!session) return exit_code;
+  RequireString(session->parsed, "keep", "sandrun results prune --keep N");
+  int keep = NonNegativeInt(session->parsed, "keep");
+  auto removed = session->archive->Prune(keep);
+  if (!removed.ok()) return Fail(removed.status());
+  for (const auto& id : *removed) std::cout << "removed " << id << "\n";
+  std::cout << "removed " << removed->size() << " run(s), kept the newest " << keep << "\n";
+  return 0;
+}
+
+int SyncOutbox(const std::vector<std::string>& args, CliContext& context) {
+  cxxopts::Options options("sandrun results sync",
+                           "Deliver records left in the outbox to the archive.\n"
+                           "usage: sandrun results sync [--backend B]");
+  int exit_code = 0;
+  auto session = Open(options, args, context, &exit_code);
+  if (!session) return exit_code;
+  auto delivered = session->archive->Sync();
+  if (!delivered.ok()) {
+    PrintError(delivered.status().message());
+    NotePending(*session->archive);
+    return kExitFailure;
+  }
+  std::cout << "delivered " << *delivered << " record(s) to "
+            << session->archive->store().Describe() << "\n";
+  return 0;
+}
+
+struct ResultsSubcommand {
+  const char* name;
+  int (*run)(const std::vector<std::string>&, CliContext&);
+};
+
+constexpr ResultsSubcommand kResultsSubcommands[] = {
+    {"list", ListRuns},   {"show", ShowRun},    {"fetch", FetchRun},
+    {"export", ExportRun}, {"prune", PruneRuns}, {"sync", SyncOutbox},
+};
+
+}  // namespace
+
+int ResultsCommand(const std::vector<std::string>& args, CliContext& context) {
+  if (args.size() >= 2 && (args[1] == "-h" || args[1] == "--help" || args[1] == "help")) {
+    std::cout << kResultsUsage;
+    return 0;
+  }
+  if (args.size() < 2) throw UsageError{std::string("missing command\n") + kResultsUsage};
+  for (const auto& sub : kResultsSubcommands) {
+    if (args[1] != sub.name) continue;
+    std::vector<std::string> sub_args(args.begin() + 1, args.end());
+    sub_args[0] = "sandrun results " + args[1];
+    return sub.run(sub_args, context);
+  }
+  throw UsageError{"unknown results command '" + args[1] + "' (see `sandrun results --help`)"};
+}
+
+}  // namespace sandrun::cli

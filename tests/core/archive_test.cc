@@ -1,0 +1,399 @@
+#include "sandrun/archive.h"
+
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <atomic>
+#include <fstream>
+#include <regex>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "support/test_util.h"
+
+namespace sandrun {
+namespace {
+
+namespace fs = std::filesystem;
+using ::sandrun::testing::ReadFile;
+using ::sandrun::testing::TempDir;
+
+TaskRecord MakeTask(const std::string& run_id, const std::string& task_id, int exit_code = 0) {
+  TaskRecord t;
+  t.run_id = run_id;
+  t.task_id = task_id;
+  t.test_name = task_id;
+  t.backend = "local";
+  t.argv = {"echo", task_id};
+  t.result.outcome = Outcome::kExited;
+  t.result.exit_code = exit_code;
+  t.result.stdout_stream.text = task_id + "\n";
+  t.result.stdout_stream.total_bytes = task_id.size() + 1;
+  return t;
+}
+
+RunRecord MakeRun(const std::string& run_id) {
+  RunRecord r;
+  r.run_id = run_id;
+  r.status = "passed";
+  r.backend = "local";
+  r.total = 1;
+  r.passed = 1;
+  return r;
+}
+
+// A store that refuses every write, like a volume that is unreachable.
+class BrokenStore : public DirectoryArchiveStore {
+ public:
+  using DirectoryArchiveStore::DirectoryArchiveStore;
+  Status PutFile(const std::string&, const fs::path&) override {
+    return UnavailableError("volume unreachable");
+  }
+  Status PutBytes(const std::string&, std::string_view) override {
+    return UnavailableError("volume unreachable");
+  }
+};
+
+struct Fixture {
+  TempDir dir;
+  fs::path store_root = dir.path() / "store";
+  fs::path outbox = dir.path() / "outbox";
+  std::shared_ptr<DirectoryArchiveStore> store =
+      std::make_shared<DirectoryArchiveStore>(store_root);
+  ResultArchive archive{store, outbox};
+};
+
+TEST(IsSafeRelativePathTest, AcceptsPlainRelativePaths) {
+  EXPECT_TRUE(IsSafeRelativePath("a"));
+  EXPECT_TRUE(IsSafeRelativePath("a/b.json"));
+  EXPECT_TRUE(IsSafeRelativePath("run/artifacts/t-1/stdout.log"));
+  EXPECT_TRUE(IsSafeRelativePath("..a/b.."));
+}
+
+TEST(IsSafeRelativePathTest, RejectsEscapesAndOddForms) {
+  for (const char* bad : {"", "/abs", "a/../b", "..", "../a", "a//b", "./a", "a/.", "a/",
+                          "a/./b"}) {
+    EXPECT_FALSE(IsSafeRelativePath(bad)) << bad;
+  }
+  EXPECT_FALSE(IsSafeRelativePath(std::string_view("a\0b", 3)));
+}
+
+TEST(NewRunIdTest, HasTheDocumentedFormatAndNeverRepeats) {
+  const std::regex format("^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{4}$");
+  std::set<std::string> ids;
+  for (int i = 0; i < 1000; ++i) {
+    std::string id = NewRunId();
+    ASSERT_TRUE(std::regex_match(id, format)) << id;
+    ids.insert(id);
+  }
+  EXPECT_EQ(ids.size(), 1000u);
+  // Sorts by time: an id from later compares greater than the first of today.
+  EXPECT_LE(*ids.begin(), NewRunId());
+}
+
+TEST(DirectoryArchiveStoreTest, PutReadListRemove) {
+  TempDir dir;
+  fs::path root = dir.path() / "archive";
+  DirectoryArchiveStore store(root);
+  EXPECT_EQ(store.Describe(), "directory " + root.string());
+  ASSERT_TRUE(store.PutBytes("r1/run.json", "{}").ok());
+  EXPECT_EQ(fs::status(root).permissions() & fs::perms::all, fs::perms::owner_all);
+  ASSERT_TRUE(store.PutBytes("r1/tasks/a.json", "A").ok());
+  ASSERT_TRUE(store.PutBytes("r1/tasks/a.json", "A2").ok());  // Replaces.
+  EXPECT_EQ(*store.ReadBytes("r1/tasks/a.json"), "A2");
+
+  auto root_list = store.List("");
+  ASSERT_TRUE(root_list.ok());
+  EXPECT_EQ(*root_list, std::vector<std::string>{"r1/"});
+  EXPECT_EQ(*store.List("r1"), (std::vector<std::string>{"run.json", "tasks/"}));
+  EXPECT_EQ(store.List("nope").status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(store.ReadBytes("r1/missing").status().code(), StatusCode::kNotFound);
+
+  ASSERT_TRUE(store.Remove("r1").ok());
+  EXPECT_FALSE(fs::exists(root / "r1"));
+  EXPECT_TRUE(store.Remove("r1").ok());  // Already absent is fine.
+}
+
+TEST(DirectoryArchiveStoreTest, RejectsUnsafePaths) {
+  TempDir dir;
+  DirectoryArchiveStore store(dir.path() / "a");
+  EXPECT_EQ(store.PutBytes("../x", "x").code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(store.PutFile("/etc/passwd", dir.path()).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(store.ReadBytes("a/../../x").status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(store.List("..").status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(store.Fetch("../", dir.path()).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(store.Remove("").code(), StatusCode::kInvalidArgument);
+  EXPECT_FALSE(fs::exists(dir.path() / "x"));
+}
+
+TEST(DirectoryArchiveStoreTest, PutFileCopiesFilesAndTrees) {
+  TempDir dir;
+  DirectoryArchiveStore store(dir.path() / "archive");
+  dir.Write("src/a.txt", "alpha");
+  dir.Write("src/sub/b.txt", "beta");
+  ASSERT_TRUE(store.PutFile("r/artifacts/t", dir.path() / "src").ok());
+  EXPECT_EQ(ReadFile(dir.path() / "archive/r/artifacts/t/sub/b.txt"), "beta");
+  EXPECT_TRUE(fs::exists(dir.path() / "src/a.txt"));  // A copy, not a move.
+
+  // Replacing a tree drops files that are no longer there.
+  fs::remove(dir.path() / "src/a.txt");
+  ASSERT_TRUE(store.PutFile("r/artifacts/t", dir.path() / "src").ok());
+  EXPECT_FALSE(fs::exists(dir.path() / "archive/r/artifacts/t/a.txt"));
+  ASSERT_TRUE(store.PutFile("r/one.txt", dir.path() / "src/sub/b.txt").ok());
+  EXPECT_EQ(ReadFile(dir.path() / "archive/r/one.txt"), "beta");
+  EXPECT_EQ(store.PutFile("r/x", dir.path() / "nope").code(), StatusCode::kNotFound);
+  // No temporary leftovers are listed.
+  EXPECT_EQ(*store.List("r"), (std::vector<std::string>{"artifacts/", "one.txt"}));
+}
+
+TEST(DirectoryArchiveStoreTest, FetchCopiesAndRefusesEscapingSymlinks) {
+  TempDir dir;
+  DirectoryArchiveStore store(dir.path() / "archive");
+  ASSERT_TRUE(store.PutBytes("r/tasks/a.json", "A").ok());
+  fs::create_symlink("tasks/a.json", dir.path() / "archive/r/inside-link");
+  ASSERT_TRUE(store.Fetch("r", dir.path() / "dest").ok());
+  EXPECT_EQ(ReadFile(dir.path() / "dest/r/tasks/a.json"), "A");
+  EXPECT_TRUE(fs::is_symlink(dir.path() / "dest/r/inside-link"));
+  EXPECT_EQ(ReadFile(dir.path() / "dest/r/inside-link"), "A");
+
+  dir.Write("secret.txt", "secret");
+  fs::create_symlink("../../../secret.txt", dir.path() / "archive/r/tasks/escape");
+  Status relative_escape = store.Fetch("r", dir.path() / "dest2");
+  EXPECT_EQ(relative_escape.code(), StatusCode::kPermissionDenied);
+  EXPECT_NE(relative_escape.message().find("escape"), std::string::npos);
+  EXPECT_FALSE(fs::exists(dir.path() / "dest2/r"));
+
+  fs::remove(dir.path() / "archive/r/tasks/escape");
+  fs::create_symlink(dir.path() / "secret.txt", dir.path() / "archive/r/abs");
+  EXPECT_EQ(store.Fetch("r", dir.path() / "dest3").code(), StatusCode::kPermissionDenied);
+
+  // The fetched entry itself being a link out of the archive is refused too.
+  fs::create_symlink(dir.path(), dir.path() / "archive/linked-run");
+  EXPECT_EQ(store.Fetch("linked-run", dir.path() / "dest4").code(),
+            StatusCode::kPermissionDenied);
+  EXPECT_EQ(store.Fetch("absent", dir.path() / "dest5").code(), StatusCode::kNotFound);
+}
+
+TEST(ResultArchiveTest, BeginRunReservesDistinctIdsInTheOutbox) {
+  Fixture f;
+  std::set<std::string> ids;
+  for (int i = 0; i < 20; ++i) {
+    auto id = f.archive.BeginRun();
+    ASSERT_TRUE(id.ok()) << id.status().ToString();
+    EXPECT_TRUE(fs::is_directory(f.outbox / *id));
+    ids.insert(*id);
+  }
+  EXPECT_EQ(ids.size(), 20u);
+}
+
+TEST(ResultArchiveTest, BeginRunSkipsIdsTakenInOutboxOrStore) {
+  Fixture f;
+  fs::create_directories(f.outbox / "20260101T000000Z-aaaa");
+  ASSERT_TRUE(f.store->PutBytes("20260101T000000Z-bbbb/run.json", "{}").ok());
+  std::vector<std::string> candidates = {"20260101T000000Z-aaaa", "20260101T000000Z-bbbb",
+                                         "20260101T000000Z-cccc"};
+  std::size_t next = 0;
+  f.archive.SetRunIdGeneratorForTesting([&] { return candidates.at(next++); });
+  auto id = f.archive.BeginRun();
+  ASSERT_TRUE(id.ok()) << id.status().ToString();
+  EXPECT_EQ(*id, "20260101T000000Z-cccc");
+  EXPECT_EQ(next, 3u);
+
+  // When every candidate collides it gives up with an error, not a loop.
+  f.archive.SetRunIdGeneratorForTesting([] { return std::string("20260101T000000Z-aaaa"); });
+  EXPECT_FALSE(f.archive.BeginRun().ok());
+}
+
+TEST(ResultArchiveTest, WritesReadsAndListsRuns) {
+  Fixture f;
+  auto run_id = f.archive.BeginRun();
+  ASSERT_TRUE(run_id.ok());
+  auto artifacts = f.archive.ArtifactDir(*run_id, "t2");
+  ASSERT_TRUE(artifacts.ok());
+  EXPECT_EQ(*artifacts, f.outbox / *run_id / "artifacts" / "t2");
+  std::ofstream(*artifacts / "stdout.log") << "full stream";
+
+  TaskRecord t2 = MakeTask(*run_id, "t2", 1);
+  t2.result.stdout_stream.spill_path = (*artifacts / "stdout.log").string();
+  t2.result.stdout_stream.truncated = true;
+  ASSERT_TRUE(f.archive.WriteTask(t2).ok());
+  ASSERT_TRUE(f.archive.WriteTask(MakeTask(*run_id, "t1")).ok());
+  EXPECT_EQ(f.archive.PendingCount(), 0);
+
+  // Delivered: record and artifacts are in the store, gone from the outbox.
+  EXPECT_EQ(ReadFile(f.store_root / *run_id / "artifacts/t2/stdout.log"), "full stream");
+  EXPECT_FALSE(fs::exists(f.outbox / *run_id / "tasks/t2.json"));
+  EXPECT_FALSE(fs::exists(*artifacts));
+
+  auto listed = f.archive.ListRuns();
+  ASSERT_TRUE(listed.ok());
+  ASSERT_EQ(listed->size(), 1u);
+  EXPECT_FALSE((*listed)[0].has_summary);  // No run.json yet.
+
+  RunRecord run = MakeRun(*run_id);
+  run.task_ids = {"t2", "t1"};
+  ASSERT_TRUE(f.archive.WriteRun(run).ok());
+  EXPECT_FALSE(fs::exists(f.outbox / *run_id));  // Nothing pending: outbox dir gone.
+
+  auto tasks = f.archive.ReadTasks(*run_id);
+  ASSERT_TRUE(tasks.ok()) << tasks.status().ToString();
+  ASSERT_EQ(tasks->size(), 2u);
+  EXPECT_EQ((*tasks)[0].task_id, "t1");  // Sorted by task id.
+  EXPECT_EQ((*tasks)[1].task_id, "t2");
+  EXPECT_EQ((*tasks)[1].result.exit_code, 1);
+  // The spill path now names the archived file.
+  EXPECT_EQ((*tasks)[1].result.stdout_stream.spill_path,
+            *run_id + "/artifacts/t2/stdout.log");
+
+  auto one = f.archive.ReadTask(*run_id, "t2");
+  ASSERT_TRUE(one.ok());
+  EXPECT_EQ(one->argv, (std::vector<std::string>{"echo", "t2"}));
+  auto read_run = f.archive.ReadRun(*run_id);
+  ASSERT_TRUE(read_run.ok());
+  EXPECT_EQ(read_run->task_ids, run.task_ids);
+  listed = f.archive.ListRuns();
+  ASSERT_TRUE(listed.ok());
+  EXPECT_TRUE((*listed)[0].has_summary);
+  EXPECT_EQ((*listed)[0].summary.status, "passed");
+
+  EXPECT_EQ(f.archive.ReadTask(*run_id, "t9").status().code(), StatusCode::kNotFound);
+  Status unknown = f.archive.ReadRun("20200101T000000Z-0000").status();
+  EXPECT_EQ(unknown.code(), StatusCode::kNotFound);
+  EXPECT_NE(unknown.message().find("20200101T000000Z-0000"), std::string::npos);
+  EXPECT_EQ(f.archive.ReadTasks("20200101T000000Z-0000").status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(f.archive.ReadTask("../x", "t").status().code(), StatusCode::kInvalidArgument);
+}
+
+TEST(ResultArchiveTest, ListRunsNewestFirstAndPruneRemovesOldest) {
+  Fixture f;
+  const std::vector<std::string> ids = {"20260101T000000Z-0001", "20260301T000000Z-0003",
+                                        "20260201T000000Z-0002"};
+  for (const auto& id : ids) {
+    ASSERT_TRUE(f.archive.WriteTask(MakeTask(id, "t")).ok());
+    ASSERT_TRUE(f.archive.WriteRun(MakeRun(id)).ok());
+  }
+  ASSERT_TRUE(f.store->PutBytes("not-a-run/file", "x").ok());  // Ignored by ListRuns.
+  auto listed = f.archive.ListRuns();
+  ASSERT_TRUE(listed.ok());
+  ASSERT_EQ(listed->size(), 3u);
+  EXPECT_EQ((*listed)[0].run_id, "20260301T000000Z-0003");
+  EXPECT_EQ((*listed)[1].run_id, "20260201T000000Z-0002");
+  EXPECT_EQ((*listed)[2].run_id, "20260101T000000Z-0001");
+
+  auto removed = f.archive.Prune(1);
+  ASSERT_TRUE(removed.ok());
+  EXPECT_EQ(*removed,
+            (std::vector<std::string>{"20260201T000000Z-0002", "20260101T000000Z-0001"}));
+  EXPECT_FALSE(fs::exists(f.store_root / "20260101T000000Z-0001"));
+  EXPECT_TRUE(fs::exists(f.store_root / "20260301T000000Z-0003/run.json"));
+  EXPECT_TRUE(f.archive.Prune(5)->empty());
+  EXPECT_EQ(f.archive.Prune(-1).status().code(), StatusCode::kInvalidArgument);
+}
+
+TEST(ResultArchiveTest, FetchCopiesTheWholeRun) {
+  Fixture f;
+  const std::string id = "20260101T000000Z-0001";
+  auto artifacts = f.archive.ArtifactDir(id, "t");
+  ASSERT_TRUE(artifacts.ok());
+  std::ofstream(*artifacts / "out.bin") << "bytes";
+  ASSERT_TRUE(f.archive.WriteTask(MakeTask(id, "t")).ok());
+  ASSERT_TRUE(f.archive.WriteRun(MakeRun(id)).ok());
+  fs::path dest = f.dir.path() / "fetched";
+  ASSERT_TRUE(f.archive.Fetch(id, dest).ok());
+  EXPECT_TRUE(fs::exists(dest / id / "run.json"));
+  EXPECT_TRUE(fs::exists(dest / id / "tasks/t.json"));
+  EXPECT_EQ(ReadFile(dest / id / "artifacts/t/out.bin"), "bytes");
+  EXPECT_EQ(f.archive.Fetch("20990101T000000Z-ffff", dest).code(), StatusCode::kNotFound);
+}
+
+TEST(ResultArchiveTest, UndeliverableRecordsStayInTheOutboxUntilSync) {
+  TempDir dir;
+  fs::path outbox = dir.path() / "outbox";
+  const std::string id = "20260101T000000Z-0001";
+  {
+    // A store whose root is a regular file cannot take anything.
+    dir.Write("file-not-dir", "x");
+    ResultArchive broken(std::make_shared<DirectoryArchiveStore>(dir.path() / "file-not-dir"),
+                         outbox);
+    auto artifacts = broken.ArtifactDir(id, "t");
+    ASSERT_TRUE(artifacts.ok());
+    std::ofstream(*artifacts / "stdout.log") << "spilled";
+    Status s = broken.WriteTask(MakeTask(id, "t", 3));
+    EXPECT_FALSE(s.ok());
+    EXPECT_EQ(broken.PendingCount(), 1);
+    EXPECT_TRUE(fs::exists(outbox / id / "tasks/t.json"));
+    EXPECT_TRUE(fs::exists(*artifacts / "stdout.log"));
+  }
+  {
+    // An unreachable remote volume: same story, and run.json waits too.
+    ResultArchive unreachable(std::make_shared<BrokenStore>(dir.path() / "never"), outbox);
+    Status s = unreachable.WriteRun(MakeRun(id));
+    EXPECT_EQ(s.code(), StatusCode::kUnavailable);
+    EXPECT_NE(s.message().find("volume unreachable"), std::string::npos);
+    EXPECT_EQ(unreachable.PendingCount(), 2);
+    auto synced = unreachable.Sync();
+    EXPECT_FALSE(synced.ok());
+    EXPECT_EQ(unreachable.PendingCount(), 2);
+  }
+  // A later process with a working store delivers everything.
+  auto store = std::make_shared<DirectoryArchiveStore>(dir.path() / "store");
+  ResultArchive working(store, outbox);
+  auto synced = working.Sync();
+  ASSERT_TRUE(synced.ok()) << synced.status().ToString();
+  EXPECT_EQ(*synced, 2);
+  EXPECT_EQ(working.PendingCount(), 0);
+  auto task = working.ReadTask(id, "t");
+  ASSERT_TRUE(task.ok()) << task.status().ToString();
+  EXPECT_EQ(task->result.exit_code, 3);
+  EXPECT_EQ(ReadFile(dir.path() / "store" / id / "artifacts/t/stdout.log"), "spilled");
+  EXPECT_TRUE(working.ReadRun(id).ok());
+  EXPECT_FALSE(fs::exists(outbox / id));
+  EXPECT_EQ(*working.Sync(), 0);  // Nothing left to do.
+}
+
+TEST(ResultArchiveTest, ConcurrentWriteTaskLosesNothing) {
+  Fixture f;
+  auto run_id = f.archive.BeginRun();
+  ASSERT_TRUE(run_id.ok());
+  constexpr int kThreads = 8, kPerThread = 25;
+  std::atomic<int> failures{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kPerThread; ++i) {
+        std::string task_id = "t" + std::to_string(t) + "-" + std::to_string(i);
+        auto dir = f.archive.ArtifactDir(*run_id, task_id);
+        if (!dir.ok()) {
+          ++failures;
+          continue;
+        }
+        std::ofstream(*dir / "stdout.log") << task_id;
+        if (!f.archive.WriteTask(MakeTask(*run_id, task_id, i % 3)).ok()) ++failures;
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(failures.load(), 0);
+  EXPECT_EQ(f.archive.PendingCount(), 0);
+  auto tasks = f.archive.ReadTasks(*run_id);
+  ASSERT_TRUE(tasks.ok()) << tasks.status().ToString();
+  ASSERT_EQ(tasks->size(), static_cast<std::size_t>(kThreads * kPerThread));
+  for (const TaskRecord& task : *tasks) {
+    EXPECT_EQ(ReadFile(f.store_root / *run_id / "artifacts" / task.task_id / "stdout.log"),
+              task.task_id);
+  }
+}
+
+TEST(ResultArchiveTest, RejectsUnsafeIds) {
+  Fixture f;
+  EXPECT_EQ(f.archive.WriteTask(MakeTask("../evil", "t")).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(f.archive.WriteTask(MakeTask("r", "a/b")).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(f.archive.ArtifactDir("r", "..").status().code(), StatusCode::kInvalidArgument);
+  EXPECT_FALSE(fs::exists(f.dir.path() / "evil"));
+}
+
+}  // namespace
+}  // namespace sandrun
