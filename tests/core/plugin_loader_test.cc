@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "sandrun/engine.h"
+#include "sandrun/plugin_abi.h"
 #include "sandrun/registry.h"
 #include "support/test_util.h"
 
