@@ -1,0 +1,313 @@
+#include "docker_archive_store.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <mutex>
+#include <set>
+
+#include <nlohmann/json.hpp>
+
+#include "docker_backend.h"
+#include "docker_tar.h"
+#include "sandrun/util.h"
+
+namespace sandrun::docker {
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+constexpr char kHelperImage[] = "sandrun-archive-helper:1";
+
+Status ApiError(const HttpResponse& res, const std::string& what) {
+  std::string message = "docker: " + what + ": " + DockerErrorMessage(res);
+  if (res.status == 404) return NotFoundError(message);
+  if (res.status >= 500) return UnavailableError(message);
+  return FailedPreconditionError(message);
+}
+
+// Imports an image whose only content is the empty /sandrun/results directory.
+Status EnsureHelperImage(DockerClient& client) {
+  SANDRUN_ASSIGN_OR_RETURN(HttpResponse res,
+                           client.Request("GET", std::string("/images/") + kHelperImage + "/json"));
+  if (res.status == 200) return OkStatus();
+  TarEntry dir;
+  dir.name = "sandrun/results";
+  dir.directory = true;
+  dir.mode = 0755;
+  TarEntry parent = dir;
+  parent.name = "sandrun";
+  SANDRUN_ASSIGN_OR_RETURN(std::string tar, TarOfEntries({parent, dir}));
+  SANDRUN_ASSIGN_OR_RETURN(
+      res, client.Request("POST", "/images/create?fromSrc=-&repo=sandrun-archive-helper&tag=1",
+                          std::move(tar), "application/x-tar"));
+  if (res.status != 200 || res.body.find("\"error") != std::string::npos) {
+    return ApiError(res, "import of the archive helper image");
+  }
+  return OkStatus();
+}
+
+class VolumeArchiveStore : public ArchiveStore {
+ public:
+  VolumeArchiveStore(std::shared_ptr<DockerClient> client, std::string volume,
+                     std::string tool_image)
+      : client_(std::move(client)), volume_(std::move(volume)), tool_image_(std::move(tool_image)) {}
+
+  std::string Describe() const override {
+    return "docker volume " + volume_ + " on " + client_->host().text;
+  }
+
+  Status PutFile(const std::string& path, const fs::path& host_path) override {
+    if (!IsSafeRelativePath(path)) return InvalidArgumentError("unsafe archive path '" + path + "'");
+    std::error_code ec;
+    if (fs::is_directory(host_path, ec)) {
+      SANDRUN_ASSIGN_OR_RETURN(bool exists, Exists(path));
+      if (exists) SANDRUN_RETURN_IF_ERROR(Remove(path));
+    }
+    SANDRUN_ASSIGN_OR_RETURN(std::string tar, TarFromHost(host_path, path));
+    return Upload(std::move(tar));
+  }
+
+  Status PutBytes(const std::string& path, std::string_view data) override {
+    if (!IsSafeRelativePath(path)) return InvalidArgumentError("unsafe archive path '" + path + "'");
+    TarEntry entry;
+    entry.name = path;
+    entry.data = std::string(data);
+    SANDRUN_ASSIGN_OR_RETURN(std::string tar, TarOfEntries({entry}));
+    return Upload(std::move(tar));
+  }
+
+  Result<std::string> ReadBytes(const std::string& path) override {
+    if (!IsSafeRelativePath(path)) return InvalidArgumentError("unsafe archive path '" + path + "'");
+    SANDRUN_ASSIGN_OR_RETURN(std::string tar, Download(path));
+    return ReadFirstFile(tar);
+  }
+
+  Result<std::vector<std::string>> List(const std::string& dir) override {
+    if (!dir.empty() && !IsSafeRelativePath(dir)) {
+      return InvalidArgumentError("unsafe archive path '" + dir + "'");
+    }
+    // The archive endpoint has no listing: the tar of the directory is read
+    // header by header (docs/docker.md notes the cost on large archives).
+    SANDRUN_ASSIGN_OR_RETURN(std::string tar, Download(dir));
+    SANDRUN_ASSIGN_OR_RETURN(std::vector<TarMember> members, ListTar(tar));
+    std::set<std::string> names;
+    for (const auto& m : members) {
+      std::string name = m.name;
+      while (!name.empty() && name.back() == '/') name.pop_back();
+      std::size_t slash = name.find('/');
+      if (slash == std::string::npos) continue;  // The directory itself.
+      std::string rest = name.substr(slash + 1);
+      std::size_t next = rest.find('/');
+      std::string child = rest.substr(0, next);
+      if (child.empty() || child.front() == '.') continue;  // Temp and hidden names.
+      bool is_dir = next != std::string::npos || m.directory;
+      names.insert(is_dir ? child + "/" : child);
+    }
+    // A name seen both as a file and as a directory prefix is a directory.
+    std::vector<std::string> out;
+    for (const auto& n : names) {
+      if (n.back() != '/' && names.count(n + "/")) continue;
+      out.push_back(n);
+    }
+    return out;
+  }
+
+  Status Fetch(const std::string& path, const fs::path& dest) override {
+    if (!IsSafeRelativePath(path)) return InvalidArgumentError("unsafe archive path '" + path + "'");
+    SANDRUN_ASSIGN_OR_RETURN(std::string tar, Download(path));
+    return ExtractTarSafely(tar, dest).status();
+  }
+
+  Status Remove(const std::string& path) override {
+    if (!IsSafeRelativePath(path)) return InvalidArgumentError("unsafe archive path '" + path + "'");
+    SANDRUN_ASSIGN_OR_RETURN(bool exists, Exists(path));
+    if (!exists) return OkStatus();
+    SANDRUN_ASSIGN_OR_RETURN(
+        int code, RunToolContainer(*client_, tool_image_, volume_,
+                                   {"rm", "-rf", "--", std::string(kResultsMount) + "/" + path}));
+    if (code != 0) {
+      return InternalError("docker: rm -rf " + path + " in volume " + volume_ + " exited " +
+                           std::to_string(code));
+    }
+    return OkStatus();
+  }
+
+ private:
+  // The helper container's id, created on first use. A helper removed from
+  // outside (cleanup) is recreated by the retry in Call().
+  Result<std::string> Helper() {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!helper_id_.empty()) return helper_id_;
+    const std::string name = "sandrun-archive-" + volume_;
+    for (int attempt = 0; attempt < 3; ++attempt) {
+      SANDRUN_ASSIGN_OR_RETURN(HttpResponse res,
+                               client_->Request("GET", "/containers/" + name + "/json"));
+      if (res.status == 200) {
+        try {
+          auto j = json::parse(res.body);
+          auto labels = j.at("Config").value("Labels", json::object());
+          if (labels.value("dev.sandrun.role", "") != "archive") {
+            return FailedPreconditionError("docker: a container named " + name +
+                                           " exists but is not sandrun's archive helper");
+          }
+          helper_id_ = j.at("Id").get<std::string>();
+          return helper_id_;
+        } catch (const std::exception& e) {
+          return UnavailableError(std::string("docker: bad inspect answer: ") + e.what());
+        }
+      }
+      if (res.status != 404) return ApiError(res, "inspect " + name);
+      SANDRUN_RETURN_IF_ERROR(EnsureHelperImage(*client_));
+      json body = {
+          {"Image", kHelperImage},
+          {"Cmd", json::array({"/sandrun-archive-helper-never-runs"})},
+          {"Labels",
+           {{std::string(kManagedLabel), "1"},
+            {"dev.sandrun.role", "archive"},
+            {"dev.sandrun.volume", volume_}}},
+          {"HostConfig",
+           {{"NetworkMode", "none"},
+            {"Mounts", json::array({{{"Type", "volume"},
+                                     {"Source", volume_},
+                                     {"Target", std::string(kResultsMount)}}})}}}};
+      SANDRUN_ASSIGN_OR_RETURN(
+          HttpResponse created,
+          client_->Request("POST", "/containers/create?name=" + name, body.dump()));
+      if (created.status == 201) continue;  // Inspect it on the next round.
+      if (created.status != 409) return ApiError(created, "create the archive helper");
+      // 409: another process created it at the same moment; inspect again.
+    }
+    return UnavailableError("docker: could not create the archive helper container");
+  }
+
+  template <typename F>
+  Result<HttpResponse> Call(F&& request) {
+    for (int attempt = 0;; ++attempt) {
+      SANDRUN_ASSIGN_OR_RETURN(std::string helper, Helper());
+      SANDRUN_ASSIGN_OR_RETURN(HttpResponse res, request(helper));
+      bool helper_gone = res.status == 404 &&
+                         DockerErrorMessage(res).find("No such container") != std::string::npos;
+      if (!helper_gone || attempt > 0) return res;
+      std::lock_guard<std::mutex> lock(mu_);
+      helper_id_.clear();
+    }
+  }
+
+  std::string VolumePath(const std::string& path) const {
+    return path.empty() ? std::string(kResultsMount) : std::string(kResultsMount) + "/" + path;
+  }
+
+  Status Upload(std::string tar) {
+    SANDRUN_ASSIGN_OR_RETURN(HttpResponse res, Call([&](const std::string& helper) {
+      return client_->Request("PUT",
+                              "/containers/" + helper + "/archive?path=" +
+                                  UrlEncode(std::string(kResultsMount)),
+                              tar, "application/x-tar");
+    }));
+    if (res.status != 200) return ApiError(res, "write to volume " + volume_);
+    return OkStatus();
+  }
+
+  Result<std::string> Download(const std::string& path) {
+    SANDRUN_ASSIGN_OR_RETURN(HttpResponse res, Call([&](const std::string& helper) {
+      return client_->Request("GET", "/containers/" + helper + "/archive?path=" +
+                                         UrlEncode(VolumePath(path)));
+    }));
+    if (res.status == 404) {
+      return NotFoundError("not in the archive: " + (path.empty() ? "/" : path));
+    }
+    if (res.status != 200) return ApiError(res, "read from volume " + volume_);
+    return std::move(res.body);
+  }
+
+  Result<bool> Exists(const std::string& path) {
+    SANDRUN_ASSIGN_OR_RETURN(HttpResponse res, Call([&](const std::string& helper) {
+      return client_->Request("HEAD", "/containers/" + helper + "/archive?path=" +
+                                          UrlEncode(VolumePath(path)));
+    }));
+    if (res.status == 200) return true;
+    if (res.status == 404) return false;
+    return ApiError(res, "stat in volume " + volume_);
+  }
+
+  std::shared_ptr<DockerClient> client_;
+  std::string volume_;
+  std::string tool_image_;
+  std::mutex mu_;
+  std::string helper_id_;
+};
+
+}  // namespace
+
+Status EnsureVolume(DockerClient& client, const std::string& volume) {
+  SANDRUN_ASSIGN_OR_RETURN(HttpResponse res, client.Request("GET", "/volumes/" + volume));
+  if (res.status == 200) return OkStatus();
+  json body = {{"Name", volume}, {"Labels", {{std::string(kManagedLabel), "1"}}}};
+  SANDRUN_ASSIGN_OR_RETURN(res, client.Request("POST", "/volumes/create", body.dump()));
+  if (res.status != 201 && res.status != 200) return ApiError(res, "create volume " + volume);
+  return OkStatus();
+}
+
+Result<int> RunToolContainer(DockerClient& client, const std::string& image,
+                             const std::string& volume, const std::vector<std::string>& cmd) {
+  json body = {
+      {"Image", image},
+      {"Entrypoint", json::array()},
+      {"Cmd", cmd},
+      {"Labels",
+       {{std::string(kManagedLabel), "1"},
+        {"dev.sandrun.role", "tool"},
+        {"dev.sandrun.owner-pid", std::to_string(::getpid())},
+        {"dev.sandrun.owner-host", HostName()}}},
+      {"HostConfig",
+       {{"NetworkMode", "none"},
+        {"Mounts", json::array({{{"Type", "volume"},
+                                 {"Source", volume},
+                                 {"Target", std::string(kResultsMount)}}})}}}};
+  SANDRUN_ASSIGN_OR_RETURN(
+      HttpResponse res,
+      client.Request("POST", "/containers/create?name=sandrun-tool-" + RandomHex(12), body.dump()));
+  if (res.status == 404) {
+    return FailedPreconditionError("docker: tool image '" + image +
+                                   "' is not available (set backends.docker.tool_image): " +
+                                   DockerErrorMessage(res));
+  }
+  if (res.status != 201) return ApiError(res, "create a tool container from '" + image + "'");
+  std::string id;
+  try {
+    id = json::parse(res.body).at("Id").get<std::string>();
+  } catch (const std::exception& e) {
+    return UnavailableError(std::string("docker: bad create answer: ") + e.what());
+  }
+  auto cleanup = [&] {
+    auto r = client.Request("DELETE", "/containers/" + id + "?force=1&v=1");
+    (void)r;
+  };
+  SANDRUN_ASSIGN_OR_RETURN(res, client.Request("POST", "/containers/" + id + "/start"));
+  if (res.status != 204) {
+    cleanup();
+    return ApiError(res, "start a tool container");
+  }
+  auto waited = client.Request("POST", "/containers/" + id + "/wait", {}, "application/json",
+                               std::chrono::minutes(10));
+  cleanup();
+  if (!waited.ok()) return waited.status();
+  if (waited->status != 200) return ApiError(*waited, "wait for a tool container");
+  try {
+    return json::parse(waited->body).value("StatusCode", -1);
+  } catch (const std::exception& e) {
+    return UnavailableError(std::string("docker: bad wait answer: ") + e.what());
+  }
+}
+
+Result<std::unique_ptr<ArchiveStore>> OpenVolumeArchive(std::shared_ptr<DockerClient> client,
+                                                        std::string volume,
+                                                        std::string tool_image) {
+  return std::unique_ptr<ArchiveStore>(
+      new VolumeArchiveStore(std::move(client), std::move(volume), std::move(tool_image)));
+}
+
+}  // namespace sandrun::docker

@@ -1,0 +1,38 @@
+// The Docker backend's result archive: a named volume, read and written only
+// through the Engine API so it works against a remote engine too.
+//
+// The volume is mounted in a helper container that is created but never
+// started (labels dev.sandrun.managed=1, dev.sandrun.role=archive), from a
+// tiny image the plugin imports itself from an empty tar, so no registry or
+// image with tools is needed: the archive endpoints work on created
+// containers. Only Remove needs to run something ("rm -rf"), in a short-lived
+// container of the tool image.
+#ifndef SANDRUN_PLUGINS_DOCKER_DOCKER_ARCHIVE_STORE_H_
+#define SANDRUN_PLUGINS_DOCKER_DOCKER_ARCHIVE_STORE_H_
+
+#include <memory>
+#include <string>
+
+#include "docker_client.h"
+#include "sandrun/archive.h"
+#include "sandrun/status.h"
+
+namespace sandrun::docker {
+
+/// Creates `volume` (labelled dev.sandrun.managed=1) unless it exists.
+Status EnsureVolume(DockerClient& client, const std::string& volume);
+
+/// An ArchiveStore over `volume`. `tool_image` must have sh and rm; it is only
+/// used by Remove().
+Result<std::unique_ptr<ArchiveStore>> OpenVolumeArchive(std::shared_ptr<DockerClient> client,
+                                                        std::string volume,
+                                                        std::string tool_image);
+
+/// Runs `cmd` to completion in a fresh container of `image` with `volume` at
+/// /sandrun/results, network none, then removes it. Returns the exit code.
+Result<int> RunToolContainer(DockerClient& client, const std::string& image,
+                             const std::string& volume, const std::vector<std::string>& cmd);
+
+}  // namespace sandrun::docker
+
+#endif  // SANDRUN_PLUGINS_DOCKER_DOCKER_ARCHIVE_STORE_H_

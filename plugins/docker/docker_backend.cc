@@ -1,0 +1,902 @@
+// The Docker backend and its sandboxes. See docker_backend.h for the contract
+// and docs/docker.md for the user's view.
+//
+// Timeouts: Docker does not forward signals to exec'd processes and has no
+// "kill exec" endpoint, so every command runs under a tiny sh supervisor
+// (kSupervisor) that starts it with setsid, making it the leader of a new
+// process group, and writes that group's id to a file. A timeout is then a
+// second exec that signals the whole group (TERM, grace, KILL). Images without
+// /bin/sh run the command directly, and a note says tree-kill is unavailable.
+//
+// OOM: State.OOMKilled only describes the container's main process. The
+// supervisor snapshots the cgroup's oom_kill counter before the command runs;
+// when the command dies of SIGKILL we read the counter again and compare.
+#include "docker_backend.h"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <mutex>
+#include <optional>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "docker_archive_store.h"
+#include "docker_client.h"
+#include "docker_images.h"
+#include "docker_tar.h"
+#include "sandrun/archive.h"
+#include "sandrun/output_collector.h"
+#include "sandrun/util.h"
+
+namespace sandrun::docker {
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+// $1 = exec token, $2 = working directory (created if missing), then argv.
+// Writes /tmp/.sandrun-exec-<token>.pid (the
+// command's process group) and .oom (the cgroup oom_kill counter before).
+constexpr char kSupervisor[] =
+    "t=/tmp/.sandrun-exec-$1; d=$2; shift 2\n"
+    "[ -d /tmp ] || mkdir -p /tmp 2>/dev/null\n"
+    "[ -d \"$d\" ] || mkdir -p \"$d\" 2>/dev/null\n"
+    "cd \"$d\" || exit 126\n"
+    "for f in /sys/fs/cgroup/memory.events /sys/fs/cgroup/memory/memory.oom_control; do\n"
+    "  if [ -r \"$f\" ]; then\n"
+    "    while read k v; do [ \"$k\" = oom_kill ] && echo \"$v\" > \"$t.oom\"; done < \"$f\"\n"
+    "    break\n"
+    "  fi\n"
+    "done\n"
+    "exec 3<&0\n"
+    "if command -v setsid >/dev/null 2>&1; then setsid \"$@\" <&3 3<&- &\n"
+    "else \"$@\" <&3 3<&- &\n"
+    "fi\n"
+    "echo $! > \"$t.pid\"\n"
+    "exec 3<&-\n"
+    "wait $!\n"
+    "rc=$?\n"
+    "rm -f \"$t.pid\"\n"
+    "exit $rc\n";
+
+// $1 = token, $2 = grace in tenths of a second. Kills the process group the
+// supervisor recorded (or the process alone when setsid was missing).
+constexpr char kKillTree[] =
+    "f=/tmp/.sandrun-exec-$1.pid; i=0\n"
+    "while [ ! -r \"$f\" ] && [ $i -lt 20 ]; do sleep 0.1; i=$((i+1)); done\n"
+    "[ -r \"$f\" ] || exit 0\n"
+    "read p < \"$f\"\n"
+    "kill -TERM -$p 2>/dev/null || kill -TERM $p 2>/dev/null\n"
+    "i=0\n"
+    "while [ $i -lt $2 ] && { kill -0 -$p 2>/dev/null || kill -0 $p 2>/dev/null; }; do\n"
+    "  sleep 0.1; i=$((i+1))\n"
+    "done\n"
+    "kill -KILL -$p 2>/dev/null; kill -KILL $p 2>/dev/null\n"
+    "exit 0\n";
+
+// Reads the oom_kill counter now and the snapshot the supervisor took.
+constexpr char kOomCheck[] =
+    "t=/tmp/.sandrun-exec-$1; b=; cat \"$t.oom\" 2>/dev/null; rm -f \"$t.oom\"\n"
+    "for f in /sys/fs/cgroup/memory.events /sys/fs/cgroup/memory/memory.oom_control; do\n"
+    "  if [ -r \"$f\" ]; then\n"
+    "    while read k v; do [ \"$k\" = oom_kill ] && echo \"$v\"; done < \"$f\"\n"
+    "    break\n"
+    "  fi\n"
+    "done\n"
+    "exit 0\n";
+
+std::string Quote(std::string_view s) { return "'" + std::string(s) + "'"; }
+
+std::string ContainerPath(const std::string& workdir, const std::string& path) {
+  if (!path.empty() && path.front() == '/') return path;
+  if (path.empty() || path == ".") return workdir;
+  return (fs::path(workdir) / path).lexically_normal().generic_string();
+}
+
+std::string FiltersQuery(const std::vector<std::string>& labels) {
+  json filters = {{"label", labels}};
+  return "filters=" + UrlEncode(filters.dump());
+}
+
+// Turns an HTTP error into a Status: 404 kNotFound, 5xx kUnavailable, else the
+// given code.
+Status HttpError(const HttpResponse& res, std::string_view what,
+                 StatusCode otherwise = StatusCode::kFailedPrecondition) {
+  std::string message = "docker: " + std::string(what) + ": " + DockerErrorMessage(res);
+  if (res.status == 404) return NotFoundError(message);
+  if (res.status >= 500) return UnavailableError(message);
+  return Status(otherwise, message);
+}
+
+// Splits the multiplexed exec stream: 8-byte headers [stream, 0, 0, 0, size
+// big-endian] followed by `size` bytes of that stream.
+class Demuxer {
+ public:
+  Demuxer(OutputCollector* out, OutputCollector* err) : out_(out), err_(err) {}
+  void Feed(const char* data, std::size_t size) {
+    buffer_.append(data, size);
+    std::size_t pos = 0;
+    for (;;) {
+      if (remaining_ > 0) {
+        std::size_t take = std::min(remaining_, buffer_.size() - pos);
+        if (take == 0) break;
+        (stream_ == 2 ? err_ : out_)->Append(std::string_view(buffer_).substr(pos, take));
+        pos += take;
+        remaining_ -= take;
+        continue;
+      }
+      if (buffer_.size() - pos < 8) break;
+      const auto* h = reinterpret_cast<const unsigned char*>(buffer_.data() + pos);
+      stream_ = h[0];
+      remaining_ = (std::size_t{h[4]} << 24) | (std::size_t{h[5]} << 16) |
+                   (std::size_t{h[6]} << 8) | std::size_t{h[7]};
+      pos += 8;
+    }
+    buffer_.erase(0, pos);
+  }
+
+ private:
+  OutputCollector* out_;
+  OutputCollector* err_;
+  std::string buffer_;
+  int stream_ = 1;
+  std::size_t remaining_ = 0;
+};
+
+class DockerSandbox;
+
+class DockerBackend : public Backend {
+ public:
+  explicit DockerBackend(DockerOptions options)
+      : options_(std::move(options)),
+        client_(std::make_shared<DockerClient>(ParseDockerHost(options_.host).ok()
+                                                   ? ParseDockerHost(options_.host).value()
+                                                   : DockerHost{options_.host, "", "", ""})) {}
+
+  std::string_view Name() const override { return "docker"; }
+
+  Capabilities GetCapabilities() const override {
+    Capabilities caps;
+    caps.isolates_network = true;
+    caps.limits_memory = true;
+    caps.limits_cpu = true;
+    caps.supports_images = true;
+    caps.reports_oom = true;
+    caps.max_parallel = options_.max_parallel;
+    return caps;
+  }
+
+  Availability CheckAvailable() override {
+    Availability a;
+    auto parsed = ParseDockerHost(options_.host);
+    if (!parsed.ok()) {
+      a.reason = parsed.status().message();
+      return a;
+    }
+    auto res = client_->Request("GET", "/_ping", {}, {}, std::chrono::seconds(5));
+    if (!res.ok()) {
+      a.reason = "docker: cannot reach the engine at DOCKER_HOST=" + options_.host + ": " +
+                 FirstLine(res.status().message());
+      return a;
+    }
+    if (res->status != 200) {
+      a.reason = "docker: engine at DOCKER_HOST=" + options_.host + " answered /_ping with " +
+                 std::to_string(res->status);
+      return a;
+    }
+    Status st = EnsureVersion();
+    if (!st.ok()) {
+      a.reason = FirstLine(st.message());
+      return a;
+    }
+    a.available = true;
+    return a;
+  }
+
+  Result<std::unique_ptr<Sandbox>> Create(const SandboxSpec& spec) override;
+  Result<std::vector<Leftover>> ListLeftovers() override;
+  Status RemoveLeftover(const std::string& id) override;
+  Result<std::unique_ptr<ArchiveStore>> OpenArchive() override;
+
+  const DockerOptions& options() const { return options_; }
+  DockerClient& client() { return *client_; }
+
+ private:
+  static std::string FirstLine(const std::string& s) { return s.substr(0, s.find('\n')); }
+
+  Status EnsureVersion() {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (version_ok_) return OkStatus();
+    Status st = client_->NegotiateVersion();
+    if (st.ok()) version_ok_ = true;
+    return st;
+  }
+
+  Status EnsureVolume() {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (volume_ok_) return OkStatus();
+    Status st = docker::EnsureVolume(*client_, options_.volume);
+    if (st.ok()) volume_ok_ = true;
+    return st;
+  }
+
+  Result<std::string> ResolveImage(const SandboxSpec& spec);
+  Status PullImage(const std::string& image);
+
+  DockerOptions options_;
+  std::shared_ptr<DockerClient> client_;
+  std::mutex mu_;
+  bool version_ok_ = false;
+  bool volume_ok_ = false;
+};
+
+class DockerSandbox : public Sandbox {
+ public:
+  DockerSandbox(std::shared_ptr<DockerClient> client, std::string id, std::string workdir,
+                int kill_grace_ms)
+      : client_(std::move(client)),
+        id_(std::move(id)),
+        workdir_(std::move(workdir)),
+        kill_grace_ms_(kill_grace_ms) {}
+  ~DockerSandbox() override { Terminate().IgnoreError(); }
+
+  const std::string& Id() const override { return id_; }
+  Status Put(const FileUpload& upload) override;
+  Result<ExecResult> Exec(const ExecRequest& request) override;
+  Result<std::vector<std::string>> Get(const std::string& sandbox_path,
+                                       const fs::path& host_dir) override;
+  Status Terminate() override;
+
+ private:
+  struct RawExec {
+    int exit_code = -1;
+    bool running = false;
+  };
+
+  // Creates an exec; returns its id.
+  Result<std::string> CreateExec(const std::vector<std::string>& cmd,
+                                 const std::map<std::string, std::string>& env,
+                                 const std::string& workdir, bool attach_stdin);
+  Result<RawExec> InspectExec(const std::string& exec_id);
+  // Runs a short helper command and returns its exit code and stdout.
+  Result<std::pair<int, std::string>> RunQuiet(const std::vector<std::string>& cmd);
+  Result<bool> HasShell();
+  // After an abnormal end: kUnavailable if the container is gone or stopped.
+  Status ContainerAlive(bool* oom_killed);
+  Result<bool> OomCounterRose(const std::string& token);
+
+  std::shared_ptr<DockerClient> client_;
+  std::string id_;
+  std::string workdir_;
+  int kill_grace_ms_;
+  std::atomic<bool> terminated_{false};
+  std::mutex mu_;
+  HijackedStream* active_stream_ = nullptr;  // Guarded by mu_.
+  std::optional<bool> has_shell_;
+  bool removed_ = false;  // Guarded by mu_.
+};
+
+Result<std::string> DockerSandbox::CreateExec(const std::vector<std::string>& cmd,
+                                              const std::map<std::string, std::string>& env,
+                                              const std::string& workdir, bool attach_stdin) {
+  json body = {{"AttachStdin", attach_stdin}, {"AttachStdout", true}, {"AttachStderr", true},
+               {"Tty", false},                {"Cmd", cmd}};
+  if (!env.empty()) {
+    json e = json::array();
+    for (const auto& [k, v] : env) e.push_back(k + "=" + v);
+    body["Env"] = e;
+  }
+  if (!workdir.empty()) body["WorkingDir"] = workdir;
+  SANDRUN_ASSIGN_OR_RETURN(HttpResponse res,
+                           client_->Request("POST", "/containers/" + id_ + "/exec", body.dump()));
+  if (res.status == 404 || res.status == 409) {
+    // The container vanished or stopped underneath us: infrastructure, retryable.
+    return UnavailableError("docker: container " + id_.substr(0, 12) +
+                            " is gone or not running: " + DockerErrorMessage(res));
+  }
+  if (res.status != 201) return HttpError(res, "exec create", StatusCode::kUnavailable);
+  try {
+    return json::parse(res.body).at("Id").get<std::string>();
+  } catch (const std::exception& e) {
+    return UnavailableError(std::string("docker: bad exec create answer: ") + e.what());
+  }
+}
+
+Result<DockerSandbox::RawExec> DockerSandbox::InspectExec(const std::string& exec_id) {
+  SANDRUN_ASSIGN_OR_RETURN(HttpResponse res, client_->Request("GET", "/exec/" + exec_id + "/json"));
+  if (res.status == 404) {
+    return UnavailableError("docker: container " + id_.substr(0, 12) +
+                            " disappeared during the command");
+  }
+  if (res.status != 200) return HttpError(res, "exec inspect", StatusCode::kUnavailable);
+  RawExec out;
+  try {
+    auto j = json::parse(res.body);
+    out.running = j.value("Running", false);
+    if (j.contains("ExitCode") && j["ExitCode"].is_number()) out.exit_code = j["ExitCode"].get<int>();
+  } catch (const std::exception& e) {
+    return UnavailableError(std::string("docker: bad exec inspect answer: ") + e.what());
+  }
+  return out;
+}
+
+Result<std::pair<int, std::string>> DockerSandbox::RunQuiet(const std::vector<std::string>& cmd) {
+  SANDRUN_ASSIGN_OR_RETURN(std::string exec_id, CreateExec(cmd, {}, "", false));
+  SANDRUN_ASSIGN_OR_RETURN(auto stream,
+                           client_->Hijack("/exec/" + exec_id + "/start",
+                                           R"({"Detach":false,"Tty":false})"));
+  OutputCollector out(StreamKind::kStdout, 1 << 16, "", nullptr);
+  OutputCollector err(StreamKind::kStderr, 1 << 16, "", nullptr);
+  Demuxer demux(&out, &err);
+  char buffer[16384];
+  const auto deadline = Clock::now() + std::chrono::seconds(60);
+  for (;;) {
+    auto n = stream->Read(buffer, sizeof buffer, deadline);
+    if (!n.ok()) return n.status();
+    if (*n == 0) break;
+    demux.Feed(buffer, *n);
+  }
+  SANDRUN_ASSIGN_OR_RETURN(RawExec raw, InspectExec(exec_id));
+  return std::make_pair(raw.exit_code, out.Finish().text);
+}
+
+Result<bool> DockerSandbox::HasShell() {
+  if (has_shell_) return *has_shell_;
+  SANDRUN_ASSIGN_OR_RETURN(
+      HttpResponse res,
+      client_->Request("HEAD", "/containers/" + id_ + "/archive?path=" + UrlEncode("/bin/sh")));
+  if (res.status >= 500) return HttpError(res, "stat /bin/sh", StatusCode::kUnavailable);
+  has_shell_ = res.status == 200;
+  return *has_shell_;
+}
+
+Status DockerSandbox::ContainerAlive(bool* oom_killed) {
+  *oom_killed = false;
+  SANDRUN_ASSIGN_OR_RETURN(HttpResponse res, client_->Request("GET", "/containers/" + id_ + "/json"));
+  if (res.status == 404) {
+    return UnavailableError("docker: container " + id_.substr(0, 12) + " was removed");
+  }
+  if (res.status != 200) return HttpError(res, "container inspect", StatusCode::kUnavailable);
+  try {
+    auto state = json::parse(res.body).at("State");
+    if (!state.value("Running", false)) {
+      *oom_killed = state.value("OOMKilled", false);
+      if (*oom_killed) return OkStatus();
+      return UnavailableError("docker: container " + id_.substr(0, 12) + " stopped (" +
+                              state.value("Status", std::string("?")) + ", exit " +
+                              std::to_string(state.value("ExitCode", 0)) + ")");
+    }
+  } catch (const std::exception& e) {
+    return UnavailableError(std::string("docker: bad container inspect answer: ") + e.what());
+  }
+  return OkStatus();
+}
+
+Result<bool> DockerSandbox::OomCounterRose(const std::string& token) {
+  SANDRUN_ASSIGN_OR_RETURN(auto out, RunQuiet({"/bin/sh", "-c", kOomCheck, "sh", token}));
+  if (out.first != 0) {
+    return UnavailableError("docker: OOM check in " + id_.substr(0, 12) + " exited " +
+                            std::to_string(out.first));
+  }
+  std::vector<long long> values;
+  std::size_t start = 0;
+  const std::string& text = out.second;
+  while (start < text.size()) {
+    std::size_t end = text.find('\n', start);
+    if (end == std::string::npos) end = text.size();
+    std::string line = text.substr(start, end - start);
+    if (!line.empty()) values.push_back(std::atoll(line.c_str()));
+    start = end + 1;
+  }
+  return values.size() == 2 && values[1] > values[0];
+}
+
+Result<ExecResult> DockerSandbox::Exec(const ExecRequest& request) {
+  ExecResult result;
+  result.sandbox_id = id_;
+  const auto started = Clock::now();
+  if (!request.spill_dir.empty()) {
+    std::error_code ec;
+    fs::create_directories(request.spill_dir, ec);
+  }
+  auto spill = [&](const char* name) {
+    return request.spill_dir.empty() ? std::string()
+                                     : (fs::path(request.spill_dir) / name).string();
+  };
+  OutputCollector out(StreamKind::kStdout, request.output_cap_bytes, spill("stdout.log"),
+                      request.on_output);
+  OutputCollector err(StreamKind::kStderr, request.output_cap_bytes, spill("stderr.log"),
+                      request.on_output);
+  auto finish = [&](Outcome outcome) {
+    result.outcome = outcome;
+    result.stdout_stream = out.Finish();
+    result.stderr_stream = err.Finish();
+    result.durations.exec_ms = MillisBetween(started, Clock::now());
+    return result;
+  };
+  if (request.argv.empty()) return InvalidArgumentError("docker: empty argv");
+  if (terminated_) return finish(Outcome::kCancelled);
+
+  SANDRUN_ASSIGN_OR_RETURN(bool has_shell, HasShell());
+  const std::string token = RandomHex(16);
+  const std::string cwd = ContainerPath(workdir_, request.cwd);
+  std::vector<std::string> cmd;
+  if (has_shell) {
+    cmd = {"/bin/sh", "-c", kSupervisor, "sandrun-exec", token, cwd};
+  } else {
+    result.notes.push_back("image has no /bin/sh: a timed-out command's process tree cannot be killed");
+  }
+  cmd.insert(cmd.end(), request.argv.begin(), request.argv.end());
+  // With the supervisor, the shell changes directory (creating it if needed);
+  // Docker itself refuses an exec whose WorkingDir does not exist.
+  SANDRUN_ASSIGN_OR_RETURN(std::string exec_id,
+                           CreateExec(cmd, request.env, has_shell ? workdir_ : cwd,
+                                      request.stdin_data.has_value()));
+  SANDRUN_ASSIGN_OR_RETURN(std::unique_ptr<HijackedStream> stream,
+                           client_->Hijack("/exec/" + exec_id + "/start",
+                                           R"({"Detach":false,"Tty":false})"));
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    active_stream_ = stream.get();
+  }
+  // Terminate() may have run between the check above and the registration.
+  if (terminated_) stream->Abort();
+  struct Unregister {
+    DockerSandbox* self;
+    ~Unregister() {
+      std::lock_guard<std::mutex> lock(self->mu_);
+      self->active_stream_ = nullptr;
+    }
+  } unregister{this};
+
+  // stdin goes from its own thread so a command that writes before it reads
+  // cannot deadlock against us.
+  std::thread stdin_writer;
+  if (request.stdin_data) {
+    stdin_writer = std::thread([&stream, &request] {
+      if (stream->WriteAll(*request.stdin_data).ok()) stream->CloseWrite();
+    });
+  }
+  struct Joiner {
+    std::thread& t;
+    ~Joiner() {
+      if (t.joinable()) t.join();
+    }
+  } joiner{stdin_writer};
+
+  Demuxer demux(&out, &err);
+  bool timed_out = false;
+  Status stream_error;
+  auto deadline = request.timeout.count() > 0 ? started + request.timeout
+                                              : Clock::time_point::max();
+  char buffer[65536];
+  for (;;) {
+    auto n = stream->Read(buffer, sizeof buffer, deadline);
+    if (n.ok()) {
+      if (*n == 0) break;
+      demux.Feed(buffer, *n);
+      continue;
+    }
+    if (n.status().code() == StatusCode::kDeadlineExceeded && !timed_out) {
+      timed_out = true;
+      if (has_shell) {
+        std::string tenths = std::to_string(std::max(1, kill_grace_ms_ / 100));
+        auto killed = RunQuiet({"/bin/sh", "-c", kKillTree, "sh", token, tenths});
+        if (!killed.ok()) result.notes.push_back("tree kill failed: " + killed.status().message());
+      }
+      // Let what the dying tree still writes arrive, but not forever.
+      deadline = Clock::now() + std::chrono::seconds(5);
+      continue;
+    }
+    if (n.status().code() == StatusCode::kDeadlineExceeded) {
+      stream->Abort();
+      break;
+    }
+    stream_error = n.status();
+    break;
+  }
+  if (stdin_writer.joinable()) {
+    stream->Abort();  // Unblocks a writer stuck on a command that never read stdin.
+    stdin_writer.join();
+  }
+  if (terminated_) return finish(Outcome::kCancelled);
+  if (timed_out) {
+    result.exit_code = kExitTimedOut;
+    result.signal = has_shell ? SIGTERM : 0;
+    if (!has_shell) result.notes.push_back("the timed-out command may still run in the container");
+    return finish(Outcome::kTimedOut);
+  }
+  if (!stream_error.ok()) {
+    bool oom = false;
+    Status alive = ContainerAlive(&oom);
+    if (!alive.ok()) return alive;
+    if (oom) {
+      result.exit_code = 128 + SIGKILL;
+      result.signal = SIGKILL;
+      return finish(Outcome::kOomKilled);
+    }
+    return stream_error;
+  }
+  SANDRUN_ASSIGN_OR_RETURN(RawExec raw, InspectExec(exec_id));
+  for (int i = 0; raw.running && i < 50; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    SANDRUN_ASSIGN_OR_RETURN(raw, InspectExec(exec_id));
+  }
+  if (terminated_) return finish(Outcome::kCancelled);
+  if (raw.exit_code == 128 + SIGKILL || raw.exit_code < 0) {
+    bool oom = false;
+    SANDRUN_RETURN_IF_ERROR(ContainerAlive(&oom));
+    if (!oom && has_shell && raw.exit_code == 128 + SIGKILL) {
+      auto rose = OomCounterRose(token);
+      if (!rose.ok()) {
+        SANDRUN_RETURN_IF_ERROR(ContainerAlive(&oom));
+        return rose.status();
+      }
+      oom = *rose;
+      // A SIGKILL can also come from the container being removed: by now its
+      // state says so.
+      if (!oom) SANDRUN_RETURN_IF_ERROR(ContainerAlive(&oom));
+    }
+    if (oom) {
+      result.exit_code = 128 + SIGKILL;
+      result.signal = SIGKILL;
+      return finish(Outcome::kOomKilled);
+    }
+  }
+  if (raw.exit_code < 0) {
+    return UnavailableError("docker: exec in " + id_.substr(0, 12) + " ended without an exit code");
+  }
+  result.exit_code = raw.exit_code;
+  // sh reports death by signal N as 128+N; so does Docker without a shell.
+  if (raw.exit_code > 128 && raw.exit_code <= 128 + 31) {
+    result.signal = raw.exit_code - 128;
+    return finish(Outcome::kSignaled);
+  }
+  return finish(Outcome::kExited);
+}
+
+Status DockerSandbox::Put(const FileUpload& upload) {
+  std::error_code ec;
+  if (!fs::exists(fs::symlink_status(upload.source, ec))) {
+    return NotFoundError("upload source not found: " + upload.source);
+  }
+  std::string dest = upload.destination.empty()
+                         ? fs::path(upload.source).filename().string()
+                         : upload.destination;
+  std::string target = ContainerPath(workdir_, dest);
+  std::string entry = target.substr(1);  // Relative to "/": Docker creates the parents.
+  if (entry.empty()) return InvalidArgumentError("docker: cannot upload onto /");
+  std::string tar;
+  if (upload.portable) {
+    SANDRUN_ASSIGN_OR_RETURN(tar, PortableUploadTar(upload.source, entry));
+  } else {
+    SANDRUN_ASSIGN_OR_RETURN(tar, TarFromHost(upload.source, entry));
+  }
+  SANDRUN_ASSIGN_OR_RETURN(
+      HttpResponse res,
+      client_->Request("PUT", "/containers/" + id_ + "/archive?path=%2F", std::move(tar),
+                       "application/x-tar"));
+  if (res.status == 404) {
+    return UnavailableError("docker: container " + id_.substr(0, 12) + " is gone");
+  }
+  if (res.status != 200) return HttpError(res, "upload of " + upload.source);
+  return OkStatus();
+}
+
+Result<std::vector<std::string>> DockerSandbox::Get(const std::string& sandbox_path,
+                                                    const fs::path& host_dir) {
+  std::string path = ContainerPath(workdir_, sandbox_path);
+  SANDRUN_ASSIGN_OR_RETURN(
+      HttpResponse res,
+      client_->Request("GET", "/containers/" + id_ + "/archive?path=" + UrlEncode(path)));
+  if (res.status == 404) {
+    std::string message = DockerErrorMessage(res);
+    if (message.find("No such container") != std::string::npos) {
+      return UnavailableError("docker: container " + id_.substr(0, 12) + " is gone");
+    }
+    return NotFoundError("docker: " + path + " not found in the sandbox");
+  }
+  if (res.status != 200) return HttpError(res, "download of " + path);
+  return ExtractTarSafely(res.body, host_dir);
+}
+
+Status DockerSandbox::Terminate() {
+  terminated_ = true;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (active_stream_ != nullptr) active_stream_->Abort();
+    if (removed_) return OkStatus();
+    removed_ = true;
+  }
+  auto res = client_->Request("DELETE", "/containers/" + id_ + "?force=1&v=1", {}, {},
+                              std::chrono::seconds(60));
+  if (!res.ok()) {
+    std::lock_guard<std::mutex> lock(mu_);
+    removed_ = false;
+    return res.status();
+  }
+  if (res->status == 204 || res->status == 404) return OkStatus();
+  if (res->status == 409) return OkStatus();  // Removal already in progress.
+  std::lock_guard<std::mutex> lock(mu_);
+  removed_ = false;
+  return HttpError(*res, "remove container " + id_.substr(0, 12), StatusCode::kUnavailable);
+}
+
+Result<std::string> DockerBackend::ResolveImage(const SandboxSpec& spec) {
+  if (!spec.dockerfile.empty()) return BuildImage(*client_, spec.dockerfile);
+  if (!spec.image.empty()) return spec.image;
+  if (!options_.default_image.empty()) return options_.default_image;
+  return InvalidArgumentError("docker backend needs an image (--image)");
+}
+
+Status DockerBackend::PullImage(const std::string& image) {
+  std::string name = image, tag = "latest";
+  std::size_t at = name.find('@');
+  std::size_t colon = name.rfind(':');
+  if (at == std::string::npos && colon != std::string::npos &&
+      name.find('/', colon) == std::string::npos) {
+    tag = name.substr(colon + 1);
+    name = name.substr(0, colon);
+  }
+  std::string target = "/images/create?fromImage=" + UrlEncode(name);
+  if (at == std::string::npos) target += "&tag=" + UrlEncode(tag);
+  SANDRUN_ASSIGN_OR_RETURN(HttpResponse res, client_->Request("POST", target, {}, "text/plain",
+                                                              std::chrono::minutes(30)));
+  if (res.status != 200) return Status(StatusCode::kFailedPrecondition, DockerErrorMessage(res));
+  // The pull reports failures inside its JSON progress stream.
+  std::size_t start = 0;
+  while (start < res.body.size()) {
+    std::size_t end = res.body.find('\n', start);
+    if (end == std::string::npos) end = res.body.size();
+    try {
+      auto j = json::parse(res.body.substr(start, end - start));
+      if (j.contains("error")) {
+        return FailedPreconditionError(j["error"].is_string() ? j["error"].get<std::string>()
+                                                              : j["error"].dump());
+      }
+    } catch (...) {
+    }
+    start = end + 1;
+  }
+  return OkStatus();
+}
+
+Result<std::unique_ptr<Sandbox>> DockerBackend::Create(const SandboxSpec& spec) {
+  SANDRUN_RETURN_IF_ERROR(EnsureVersion());
+  SANDRUN_ASSIGN_OR_RETURN(std::string image, ResolveImage(spec));
+  SANDRUN_RETURN_IF_ERROR(EnsureVolume());
+  const std::string workdir = spec.workdir.empty() ? std::string(kDefaultWorkdir) : spec.workdir;
+  const auto lifetime = std::max<std::int64_t>(spec.lifetime.count(), 1);
+  const auto expires = std::chrono::duration_cast<std::chrono::seconds>(
+                           std::chrono::system_clock::now().time_since_epoch())
+                           .count() +
+                       lifetime;
+  json labels = {{std::string(kManagedLabel), "1"},
+                 {"dev.sandrun.owner-pid", std::to_string(::getpid())},
+                 {"dev.sandrun.owner-host", HostName()},
+                 {"dev.sandrun.expires", std::to_string(expires)},
+                 {"dev.sandrun.volume", options_.volume}};
+  for (const auto& [k, v] : spec.labels) {
+    if (k == "run" || k == "task") labels["dev.sandrun." + k] = v;
+    labels["dev.sandrun.label." + k] = v;
+  }
+  if (!labels.contains("dev.sandrun.run")) labels["dev.sandrun.run"] = "";
+  if (!labels.contains("dev.sandrun.task")) labels["dev.sandrun.task"] = "";
+  json env = json::array();
+  for (const auto& [k, v] : spec.env) env.push_back(k + "=" + v);
+  json mounts = json::array({{{"Type", "volume"},
+                              {"Source", options_.volume},
+                              {"Target", std::string(kResultsMount)}}});
+  for (const auto& m : options_.mounts) {
+    // "source:/target[:ro]"; an absolute source is a bind mount the user named.
+    std::size_t first = m.find(':');
+    if (first == std::string::npos) return InvalidArgumentError("docker: bad mount '" + m + "'");
+    std::string source = m.substr(0, first), rest = m.substr(first + 1);
+    bool read_only = false;
+    if (rest.size() > 3 && rest.compare(rest.size() - 3, 3, ":ro") == 0) {
+      read_only = true;
+      rest.resize(rest.size() - 3);
+    }
+    mounts.push_back({{"Type", source.front() == '/' ? "bind" : "volume"},
+                      {"Source", source},
+                      {"Target", rest},
+                      {"ReadOnly", read_only}});
+  }
+  json host_config = {{"NetworkMode", spec.network == NetworkMode::kOpen ? "host" : "none"},
+                      {"PidsLimit", options_.pids_limit},
+                      {"Privileged", false},
+                      {"Init", true},
+                      {"AutoRemove", false},
+                      {"Mounts", mounts}};
+  if (spec.memory_mb > 0) {
+    host_config["Memory"] = spec.memory_mb * 1024 * 1024;
+    host_config["MemorySwap"] = spec.memory_mb * 1024 * 1024;  // No swap: OOM, not thrash.
+  }
+  if (spec.cpu > 0) host_config["NanoCpus"] = static_cast<std::int64_t>(spec.cpu * 1e9);
+  json body = {{"Image", image},
+               {"Entrypoint", json::array({"sleep"})},
+               {"Cmd", json::array({std::to_string(lifetime)})},
+               {"Labels", labels},
+               {"WorkingDir", workdir},
+               {"Env", env},
+               {"AttachStdin", false},
+               {"AttachStdout", false},
+               {"AttachStderr", false},
+               {"HostConfig", host_config}};
+  if (spec.network != NetworkMode::kOpen) body["NetworkDisabled"] = false;
+  const std::string target = "/containers/create?name=sandrun-" + RandomHex(12);
+  SANDRUN_ASSIGN_OR_RETURN(HttpResponse res, client_->Request("POST", target, body.dump()));
+  if (res.status == 404) {
+    Status pulled = PullImage(image);
+    if (!pulled.ok()) {
+      return FailedPreconditionError("docker: image '" + image +
+                                     "' is not available: not found locally, and pulling it "
+                                     "failed: " + FirstLine(pulled.message()));
+    }
+    SANDRUN_ASSIGN_OR_RETURN(res, client_->Request("POST", target, body.dump()));
+  }
+  if (res.status != 201) {
+    return HttpError(res, "create container from '" + image + "'",
+                     res.status == 400 ? StatusCode::kInvalidArgument
+                                       : StatusCode::kFailedPrecondition);
+  }
+  std::string id;
+  try {
+    id = json::parse(res.body).at("Id").get<std::string>();
+  } catch (const std::exception& e) {
+    return UnavailableError(std::string("docker: bad create answer: ") + e.what());
+  }
+  auto sandbox = std::make_unique<DockerSandbox>(client_, id, workdir, options_.kill_grace_ms);
+  SANDRUN_ASSIGN_OR_RETURN(HttpResponse started,
+                           client_->Request("POST", "/containers/" + id + "/start"));
+  if (started.status != 204 && started.status != 304) {
+    Status st = HttpError(started, "start container from '" + image + "'");
+    sandbox->Terminate().IgnoreError();
+    return st;
+  }
+  return std::unique_ptr<Sandbox>(std::move(sandbox));
+}
+
+Result<std::vector<Leftover>> DockerBackend::ListLeftovers() {
+  SANDRUN_RETURN_IF_ERROR(EnsureVersion());
+  SANDRUN_ASSIGN_OR_RETURN(
+      HttpResponse res,
+      client_->Request("GET", "/containers/json?all=1&" +
+                                  FiltersQuery({std::string(kManagedLabel) + "=1"})));
+  if (res.status != 200) return HttpError(res, "list containers", StatusCode::kUnavailable);
+  std::vector<Leftover> out;
+  const auto now = std::chrono::duration_cast<std::chrono::seconds>(
+                       std::chrono::system_clock::now().time_since_epoch())
+                       .count();
+  const std::string this_host = HostName();
+  try {
+    for (const auto& c : json::parse(res.body)) {
+      Leftover l;
+      l.id = c.at("Id").get<std::string>();
+      const json container_labels = c.value("Labels", json::object());
+      for (const auto& [k, v] : container_labels.items()) {
+        if (v.is_string()) l.labels[k] = v.get<std::string>();
+      }
+      if (l.labels[std::string(kManagedLabel)] != "1") continue;  // Belt and braces.
+      const std::string state = c.value("State", "");
+      if (l.labels["dev.sandrun.role"] == "archive") {
+        l.owner_alive = true;  // Shared and never started: kept.
+        l.description = l.id.substr(0, 12) + " archive helper for volume " +
+                        l.labels["dev.sandrun.volume"] + " (kept)";
+        out.push_back(std::move(l));
+        continue;
+      }
+      int pid = std::atoi(l.labels["dev.sandrun.owner-pid"].c_str());
+      l.owner_alive = l.labels["dev.sandrun.owner-host"] == this_host && pid > 0 &&
+                      ProcessAlive(pid);
+      long long expires = std::atoll(l.labels["dev.sandrun.expires"].c_str());
+      l.expired = (expires > 0 && expires <= now) || state == "exited" || state == "dead";
+      l.description = l.id.substr(0, 12) + " run " + l.labels["dev.sandrun.run"] + " task " +
+                      l.labels["dev.sandrun.task"] + " (" + state + ", owner pid " +
+                      l.labels["dev.sandrun.owner-pid"] + "@" +
+                      l.labels["dev.sandrun.owner-host"] +
+                      (l.owner_alive ? " alive" : " gone") + (l.expired ? ", expired" : "") + ")";
+      out.push_back(std::move(l));
+    }
+  } catch (const std::exception& e) {
+    return UnavailableError(std::string("docker: bad container list: ") + e.what());
+  }
+  return out;
+}
+
+Status DockerBackend::RemoveLeftover(const std::string& id) {
+  SANDRUN_RETURN_IF_ERROR(EnsureVersion());
+  // Check the label on the object itself: an id from elsewhere is refused.
+  SANDRUN_ASSIGN_OR_RETURN(HttpResponse res,
+                           client_->Request("GET", "/containers/" + UrlEncode(id) + "/json"));
+  if (res.status == 404) return OkStatus();
+  if (res.status != 200) return HttpError(res, "inspect " + id, StatusCode::kUnavailable);
+  try {
+    auto labels = json::parse(res.body).at("Config").value("Labels", json::object());
+    if (!labels.is_object() || labels.value(std::string(kManagedLabel), "") != "1") {
+      return PermissionDeniedError("docker: container " + id +
+                                   " is not managed by sandrun; not removing it");
+    }
+  } catch (const std::exception& e) {
+    return UnavailableError(std::string("docker: bad inspect answer: ") + e.what());
+  }
+  SANDRUN_ASSIGN_OR_RETURN(HttpResponse del,
+                           client_->Request("DELETE", "/containers/" + UrlEncode(id) + "?force=1&v=1"));
+  if (del.status == 204 || del.status == 404) return OkStatus();
+  return HttpError(del, "remove " + id, StatusCode::kUnavailable);
+}
+
+Result<std::unique_ptr<ArchiveStore>> DockerBackend::OpenArchive() {
+  SANDRUN_RETURN_IF_ERROR(EnsureVersion());
+  SANDRUN_RETURN_IF_ERROR(EnsureVolume());
+  std::string tool_image = options_.tool_image.empty() ? options_.default_image : options_.tool_image;
+  if (tool_image.empty()) tool_image = "busybox";
+  return OpenVolumeArchive(client_, options_.volume, tool_image);
+}
+
+}  // namespace
+
+Result<DockerOptions> ParseDockerOptions(std::string_view section_json,
+                                         const std::map<std::string, std::string>& env) {
+  DockerOptions o;
+  json j;
+  try {
+    j = section_json.empty() ? json::object() : json::parse(section_json);
+  } catch (const std::exception& e) {
+    return InvalidArgumentError(std::string("docker: bad config section: ") + e.what());
+  }
+  if (!j.is_object()) return InvalidArgumentError("docker: config section must be an object");
+  try {
+    for (const auto& [key, value] : j.items()) {
+      if (key == "host") o.host = value.get<std::string>();
+      else if (key == "volume") o.volume = value.get<std::string>();
+      else if (key == "default_image") o.default_image = value.get<std::string>();
+      else if (key == "tool_image") o.tool_image = value.get<std::string>();
+      else if (key == "pids_limit") o.pids_limit = value.get<std::int64_t>();
+      else if (key == "max_parallel") o.max_parallel = value.get<int>();
+      else if (key == "kill_grace_ms") o.kill_grace_ms = value.get<int>();
+      else if (key == "mounts") o.mounts = value.get<std::vector<std::string>>();
+      else return InvalidArgumentError("docker: unknown config key '" + key + "'");
+    }
+  } catch (const std::exception& e) {
+    return InvalidArgumentError(std::string("docker: bad config value: ") + e.what());
+  }
+  if (auto it = env.find("DOCKER_HOST"); it != env.end() && !it->second.empty()) {
+    o.host = it->second;
+  }
+  if (o.volume.empty()) return InvalidArgumentError("docker: 'volume' must not be empty");
+  SANDRUN_RETURN_IF_ERROR(ParseDockerHost(o.host).status());
+  return o;
+}
+
+std::unique_ptr<Backend> CreateDockerBackend(DockerOptions options) {
+  return std::make_unique<DockerBackend>(std::move(options));
+}
+
+}  // namespace sandrun::docker
+
+namespace sandrun {
+
+void RegisterDockerBackend(BackendRegistry& registry) {
+  registry
+      .Register("docker", "containers on a Docker engine (DOCKER_HOST), via the Engine API",
+                [](const BackendContext& context) -> Result<std::unique_ptr<Backend>> {
+                  std::map<std::string, std::string> env;
+                  if (const char* host = std::getenv("DOCKER_HOST")) env["DOCKER_HOST"] = host;
+                  SANDRUN_ASSIGN_OR_RETURN(
+                      docker::DockerOptions options,
+                      docker::ParseDockerOptions(context.section_json, env));
+                  return docker::CreateDockerBackend(std::move(options));
+                })
+      .IgnoreError();
+}
+
+}  // namespace sandrun

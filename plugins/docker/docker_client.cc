@@ -1,0 +1,398 @@
+// The only file of the plugin that includes Boost.Beast/Asio (they compile
+// slowly). Each request runs its own io_context with asynchronous operations so
+// that beast::basic_stream's expiry gives every step a deadline; a hijacked
+// connection is then released from Asio and driven with poll(2), which gives
+// a thread-safe Abort() via shutdown(2).
+#include "docker_client.h"
+
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <limits>
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
+#include <boost/beast/core/basic_stream.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http/empty_body.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/string_body.hpp>
+#include <boost/beast/http/write.hpp>
+#include <nlohmann/json.hpp>
+
+namespace sandrun::docker {
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using Clock = std::chrono::steady_clock;
+using boost::system::error_code;
+
+// Runs one asynchronous operation to completion on `ioc`.
+template <typename Start>
+error_code RunOp(asio::io_context& ioc, Start&& start) {
+  error_code result = asio::error::would_block;
+  start([&result](error_code ec, auto&&...) { result = ec; });
+  ioc.restart();
+  ioc.run();
+  return result;
+}
+
+std::chrono::milliseconds Remaining(Clock::time_point deadline) {
+  auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+  return std::max(left, std::chrono::milliseconds(1));
+}
+
+Status ConnectionError(const DockerHost& host, std::string_view what, const error_code& ec) {
+  if (ec == beast::error::timeout) {
+    return DeadlineExceededError("docker: " + std::string(what) + " " + host.text +
+                                 " timed out");
+  }
+  return UnavailableError("docker: cannot " + std::string(what) + " " + host.text + ": " +
+                          ec.message());
+}
+
+// A connected beast stream over either protocol, plus the context it runs on.
+template <typename Protocol>
+struct Connection {
+  asio::io_context ioc;
+  beast::basic_stream<Protocol> stream{ioc};
+};
+
+Status Connect(Connection<asio::local::stream_protocol>& c, const DockerHost& host,
+               Clock::time_point deadline) {
+  c.stream.expires_after(Remaining(deadline));
+  error_code ec = RunOp(c.ioc, [&](auto handler) {
+    c.stream.async_connect(asio::local::stream_protocol::endpoint(host.unix_path),
+                           std::move(handler));
+  });
+  return ec ? ConnectionError(host, "connect to", ec) : OkStatus();
+}
+
+Status Connect(Connection<asio::ip::tcp>& c, const DockerHost& host,
+               Clock::time_point deadline) {
+  asio::ip::tcp::resolver resolver(c.ioc);
+  error_code ec;
+  auto endpoints = resolver.resolve(host.tcp_host, host.tcp_port, ec);
+  if (ec) return ConnectionError(host, "resolve", ec);
+  c.stream.expires_after(Remaining(deadline));
+  ec = RunOp(c.ioc, [&](auto handler) {
+    c.stream.async_connect(endpoints, [h = std::move(handler)](error_code e, auto&&) mutable {
+      h(e);
+    });
+  });
+  return ec ? ConnectionError(host, "connect to", ec) : OkStatus();
+}
+
+http::request<http::string_body> MakeRequest(std::string_view method, const std::string& target,
+                                             std::string body, std::string_view content_type) {
+  http::request<http::string_body> req;
+  req.method_string(method);
+  req.target(target);
+  req.version(11);
+  req.set(http::field::host, "docker");
+  req.set(http::field::user_agent, "sandrun");
+  if (!body.empty() || method == "POST" || method == "PUT") {
+    req.set(http::field::content_type, content_type);
+    req.body() = std::move(body);
+    req.prepare_payload();
+  }
+  return req;
+}
+
+template <typename Protocol>
+Result<HttpResponse> DoRequest(const DockerHost& host,
+                               http::request<http::string_body> req,
+                               std::chrono::milliseconds timeout) {
+  const auto deadline = Clock::now() + timeout;
+  Connection<Protocol> c;
+  SANDRUN_RETURN_IF_ERROR(Connect(c, host, deadline));
+  req.keep_alive(false);
+  c.stream.expires_after(Remaining(deadline));
+  error_code ec = RunOp(c.ioc, [&](auto handler) {
+    http::async_write(c.stream, req, std::move(handler));
+  });
+  if (ec) return ConnectionError(host, "send to", ec);
+  beast::flat_buffer buffer;
+  http::response_parser<http::string_body> parser;
+  parser.body_limit((std::numeric_limits<std::uint64_t>::max)());
+  c.stream.expires_after(Remaining(deadline));
+  ec = RunOp(c.ioc, [&](auto handler) {
+    http::async_read(c.stream, buffer, parser, std::move(handler));
+  });
+  if (ec) return ConnectionError(host, "read from", ec);
+  auto& res = parser.get();
+  HttpResponse out;
+  out.status = static_cast<int>(res.result_int());
+  out.body = std::move(res.body());
+  for (const auto& field : res) {
+    std::string name(field.name_string());
+    std::transform(name.begin(), name.end(), name.begin(),
+                   [](unsigned char ch) { return std::tolower(ch); });
+    out.headers[name] = std::string(field.value());
+  }
+  error_code ignored;
+  c.stream.socket().shutdown(Protocol::socket::shutdown_both, ignored);
+  return out;
+}
+
+// A hijacked connection driven with poll(2) on the raw descriptor.
+class FdStream : public HijackedStream {
+ public:
+  FdStream(int fd, std::string pending) : fd_(fd), pending_(std::move(pending)) {}
+  ~FdStream() override { ::close(fd_); }
+
+  Result<std::size_t> Read(char* data, std::size_t size,
+                           Clock::time_point deadline) override {
+    if (aborted_) return CancelledError("docker: stream closed");
+    if (!pending_.empty()) {
+      std::size_t n = std::min(size, pending_.size());
+      std::memcpy(data, pending_.data(), n);
+      pending_.erase(0, n);
+      return n;
+    }
+    for (;;) {
+      int wait_ms = -1;
+      if (deadline != Clock::time_point::max()) {
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+        if (left.count() <= 0) return DeadlineExceededError("docker: read deadline");
+        wait_ms = static_cast<int>(std::min<std::int64_t>(left.count() + 1, 1 << 30));
+      }
+      pollfd pfd{fd_, POLLIN, 0};
+      int rc = ::poll(&pfd, 1, wait_ms);
+      if (aborted_) return CancelledError("docker: stream closed");
+      if (rc < 0) {
+        if (errno == EINTR) continue;
+        return UnavailableError(std::string("docker: poll: ") + std::strerror(errno));
+      }
+      if (rc == 0) continue;  // Loop re-checks the deadline.
+      ssize_t n = ::recv(fd_, data, size, MSG_DONTWAIT);
+      if (n >= 0) return static_cast<std::size_t>(n);
+      if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK) continue;
+      if (aborted_) return CancelledError("docker: stream closed");
+      return UnavailableError(std::string("docker: connection to the daemon broke: ") +
+                              std::strerror(errno));
+    }
+  }
+
+  Status WriteAll(std::string_view data) override {
+    while (!data.empty()) {
+      if (aborted_) return CancelledError("docker: stream closed");
+      ssize_t n = ::send(fd_, data.data(), data.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (n > 0) {
+        data.remove_prefix(static_cast<std::size_t>(n));
+        continue;
+      }
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+        pollfd pfd{fd_, POLLOUT, 0};
+        ::poll(&pfd, 1, 1000);
+        continue;
+      }
+      return UnavailableError(std::string("docker: writing stdin failed: ") +
+                              std::strerror(errno));
+    }
+    return OkStatus();
+  }
+
+  void CloseWrite() override { ::shutdown(fd_, SHUT_WR); }
+
+  void Abort() override {
+    aborted_ = true;
+    ::shutdown(fd_, SHUT_RDWR);
+  }
+
+ private:
+  int fd_;
+  std::string pending_;
+  std::atomic<bool> aborted_{false};
+};
+
+template <typename Protocol>
+Result<std::unique_ptr<HijackedStream>> DoHijack(const DockerHost& host,
+                                                 http::request<http::string_body> req) {
+  const auto deadline = Clock::now() + std::chrono::seconds(60);
+  Connection<Protocol> c;
+  SANDRUN_RETURN_IF_ERROR(Connect(c, host, deadline));
+  req.set(http::field::connection, "Upgrade");
+  req.set(http::field::upgrade, "tcp");
+  c.stream.expires_after(Remaining(deadline));
+  error_code ec = RunOp(c.ioc, [&](auto handler) {
+    http::async_write(c.stream, req, std::move(handler));
+  });
+  if (ec) return ConnectionError(host, "send to", ec);
+  beast::flat_buffer buffer;
+  http::response_parser<http::string_body> parser;
+  c.stream.expires_after(Remaining(deadline));
+  ec = RunOp(c.ioc, [&](auto handler) {
+    http::async_read_header(c.stream, buffer, parser, std::move(handler));
+  });
+  if (ec) return ConnectionError(host, "read from", ec);
+  int status = static_cast<int>(parser.get().result_int());
+  if (status != 101 && status != 200) {
+    // An error: the body is a JSON message.
+    c.stream.expires_after(Remaining(deadline));
+    RunOp(c.ioc, [&](auto handler) {
+      http::async_read(c.stream, buffer, parser, std::move(handler));
+    });
+    HttpResponse res;
+    res.status = status;
+    res.body = parser.get().body();
+    std::string message = "docker: " + DockerErrorMessage(res);
+    if (status == 404) return NotFoundError(message);
+    if (status == 409) return Status(StatusCode::kFailedPrecondition, message, true);
+    return UnavailableError(message);
+  }
+  auto bytes = buffer.data();
+  std::string pending(static_cast<const char*>(bytes.data()), bytes.size());
+  c.stream.expires_never();
+  auto socket = c.stream.release_socket();
+  int fd = socket.release(ec);
+  if (ec) return InternalError("docker: cannot release socket: " + ec.message());
+  return std::unique_ptr<HijackedStream>(new FdStream(fd, std::move(pending)));
+}
+
+// "1.41" -> {1, 41}.
+std::pair<int, int> ParseVersion(std::string_view v) {
+  int major = 0, minor = 0;
+  std::size_t dot = v.find('.');
+  try {
+    major = std::stoi(std::string(v.substr(0, dot)));
+    if (dot != std::string_view::npos) minor = std::stoi(std::string(v.substr(dot + 1)));
+  } catch (...) {
+    return {0, 0};
+  }
+  return {major, minor};
+}
+
+}  // namespace
+
+Result<DockerHost> ParseDockerHost(std::string_view text) {
+  DockerHost host;
+  host.text = std::string(text);
+  if (text.rfind("unix://", 0) == 0) {
+    host.unix_path = std::string(text.substr(7));
+    if (host.unix_path.empty()) return InvalidArgumentError("docker: empty socket path in '" + host.text + "'");
+    return host;
+  }
+  if (text.rfind("tcp://", 0) == 0 || text.rfind("http://", 0) == 0) {
+    std::string_view rest = text.substr(text.find("://") + 3);
+    if (std::size_t slash = rest.find('/'); slash != std::string_view::npos) rest = rest.substr(0, slash);
+    std::size_t colon = rest.rfind(':');
+    if (colon == std::string_view::npos) {
+      host.tcp_host = std::string(rest);
+      host.tcp_port = "2375";
+    } else {
+      host.tcp_host = std::string(rest.substr(0, colon));
+      host.tcp_port = std::string(rest.substr(colon + 1));
+    }
+    if (host.tcp_host.size() > 2 && host.tcp_host.front() == '[') {
+      host.tcp_host = host.tcp_host.substr(1, host.tcp_host.size() - 2);
+    }
+    if (host.tcp_host.empty()) return InvalidArgumentError("docker: no host in '" + host.text + "'");
+    return host;
+  }
+  return InvalidArgumentError("docker: DOCKER_HOST '" + host.text +
+                              "' is neither unix:///path nor tcp://host:port");
+}
+
+DockerClient::DockerClient(DockerHost host) : host_(std::move(host)), api_version_(kMinApiVersion) {}
+DockerClient::~DockerClient() = default;
+
+std::string DockerClient::api_version() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return api_version_;
+}
+
+std::string DockerClient::Prefixed(const std::string& target) const {
+  if (target == "/_ping" || target.rfind("/version", 0) == 0) return target;
+  return "/v" + api_version() + target;
+}
+
+Status DockerClient::NegotiateVersion() {
+  SANDRUN_ASSIGN_OR_RETURN(HttpResponse res,
+                           Request("GET", "/version", {}, {}, std::chrono::seconds(10)));
+  if (res.status != 200) {
+    return UnavailableError("docker: GET /version on " + host_.text + " answered " +
+                            std::to_string(res.status) + ": " + DockerErrorMessage(res));
+  }
+  std::string server;
+  try {
+    server = nlohmann::json::parse(res.body).value("ApiVersion", "");
+  } catch (const std::exception& e) {
+    return UnavailableError(std::string("docker: bad /version answer: ") + e.what());
+  }
+  auto have = ParseVersion(server);
+  if (have < ParseVersion(kMinApiVersion)) {
+    return FailedPreconditionError("docker: the daemon at " + host_.text + " speaks API " + server +
+                                   "; sandrun needs at least " + std::string(kMinApiVersion));
+  }
+  std::string chosen = have < ParseVersion(kMaxApiVersion) ? server : std::string(kMaxApiVersion);
+  std::lock_guard<std::mutex> lock(mu_);
+  api_version_ = chosen;
+  return OkStatus();
+}
+
+Result<HttpResponse> DockerClient::Request(std::string_view method, const std::string& target,
+                                           std::string body, std::string_view content_type,
+                                           std::chrono::milliseconds timeout) {
+  try {
+    auto req = MakeRequest(method, Prefixed(target), std::move(body), content_type);
+    if (!host_.unix_path.empty()) {
+      return DoRequest<asio::local::stream_protocol>(host_, std::move(req), timeout);
+    }
+    return DoRequest<asio::ip::tcp>(host_, std::move(req), timeout);
+  } catch (const std::exception& e) {
+    return UnavailableError("docker: " + std::string(method) + " " + target + " on " +
+                            host_.text + ": " + e.what());
+  }
+}
+
+Result<std::unique_ptr<HijackedStream>> DockerClient::Hijack(const std::string& target,
+                                                             const std::string& body) {
+  try {
+    auto req = MakeRequest("POST", Prefixed(target), body, "application/json");
+    if (!host_.unix_path.empty()) {
+      return DoHijack<asio::local::stream_protocol>(host_, std::move(req));
+    }
+    return DoHijack<asio::ip::tcp>(host_, std::move(req));
+  } catch (const std::exception& e) {
+    return UnavailableError("docker: POST " + target + " on " + host_.text + ": " + e.what());
+  }
+}
+
+std::string DockerErrorMessage(const HttpResponse& response) {
+  try {
+    auto j = nlohmann::json::parse(response.body);
+    if (j.is_object() && j.contains("message") && j["message"].is_string()) {
+      return j["message"].get<std::string>();
+    }
+  } catch (...) {
+  }
+  std::string body = response.body;
+  while (!body.empty() && (body.back() == '\n' || body.back() == '\r')) body.pop_back();
+  return body.empty() ? "HTTP " + std::to_string(response.status) : body;
+}
+
+std::string UrlEncode(std::string_view value) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char ch : value) {
+    if (std::isalnum(ch) || ch == '-' || ch == '_' || ch == '.' || ch == '~' || ch == '/') {
+      out += static_cast<char>(ch);
+    } else {
+      out += '%';
+      out += kHex[ch >> 4];
+      out += kHex[ch & 15];
+    }
+  }
+  return out;
+}
+
+}  // namespace sandrun::docker

@@ -1,0 +1,84 @@
+// Tar streams for the Docker archive endpoints, built and read with libarchive.
+//
+// Extraction to the host is the security-sensitive part: a tar coming from a
+// container is untrusted. ExtractTarSafely refuses (kPermissionDenied, naming
+// the entry) absolute paths, ".." components, symlinks whose target is
+// absolute or leads outside the target directory, and hard links to anything
+// outside the archive; it never writes through a symlink, and drops setuid,
+// setgid and device entries.
+#ifndef SANDRUN_PLUGINS_DOCKER_DOCKER_TAR_H_
+#define SANDRUN_PLUGINS_DOCKER_DOCKER_TAR_H_
+
+#include <filesystem>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "sandrun/status.h"
+
+namespace sandrun::docker {
+
+/// One in-memory file for TarOfEntries.
+struct TarEntry {
+  std::string name;   ///< Relative path inside the tar, '/'-separated.
+  std::string data;
+  int mode = 0644;
+  bool directory = false;
+  std::string symlink_target;  ///< Non-empty: a symlink, `data` unused.
+  std::string hardlink_target; ///< Non-empty: a hard link to that entry.
+};
+
+/// A tar holding `source` (a file, or a directory tree with its symlinks kept
+/// as symlinks) under `entry_name`; an empty `entry_name` puts a directory's
+/// contents at the top. kNotFound when `source` is missing.
+Result<std::string> TarFromHost(const std::filesystem::path& source,
+                                const std::string& entry_name);
+
+/// Builds one tar from several host paths and in-memory entries (several
+/// uploads in one PUT). Add* calls have TarFromHost's contract.
+class TarBuilder {
+ public:
+  TarBuilder();
+  ~TarBuilder();
+  TarBuilder(const TarBuilder&) = delete;
+  TarBuilder& operator=(const TarBuilder&) = delete;
+  Status AddHostPath(const std::filesystem::path& source, const std::string& entry_name);
+  Status AddEntry(const TarEntry& entry);
+  /// Ends the archive and returns its bytes; the builder is then spent.
+  Result<std::string> Finish();
+
+ private:
+  struct Impl;
+  Impl* impl_;
+};
+
+/// A tar of in-memory entries.
+Result<std::string> TarOfEntries(const std::vector<TarEntry>& entries);
+
+/// What a tar holds, without extracting it.
+struct TarMember {
+  std::string name;   ///< As stored (directories may end with '/').
+  bool directory = false;
+  bool symlink = false;
+  std::int64_t size = 0;
+};
+Result<std::vector<TarMember>> ListTar(std::string_view tar);
+
+/// The contents of the first regular file in `tar`. kInvalidArgument when the
+/// first entry is a directory.
+Result<std::string> ReadFirstFile(std::string_view tar);
+
+/// Extracts `tar` under `host_dir` (created if needed) with the checks above.
+/// Returns the files and symlinks written, relative to host_dir. On a refused
+/// entry nothing after it is extracted and the Status names the entry.
+Result<std::vector<std::string>> ExtractTarSafely(std::string_view tar,
+                                                  const std::filesystem::path& host_dir);
+
+/// Like ExtractTarSafely, but first strips the leading component `strip`
+/// ("results/") from every entry name, skipping entries outside it.
+Result<std::vector<std::string>> ExtractTarSafelyStripping(
+    std::string_view tar, const std::filesystem::path& host_dir, std::string_view strip);
+
+}  // namespace sandrun::docker
+
+#endif  // SANDRUN_PLUGINS_DOCKER_DOCKER_TAR_H_
