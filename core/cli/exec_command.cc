@@ -1,5 +1,6 @@
 // `sandrun exec`: one command in one sandbox, output streamed live, the
 // command's exit code returned (124 timeout, 125 sandrun error, 128+N signal).
+#include <string.h>
 #include <unistd.h>
 
 #include <iostream>
@@ -13,6 +14,11 @@
 
 namespace sandrun::cli {
 namespace {
+
+std::string SignalName(int signal) {
+  const char* abbrev = sigabbrev_np(signal);
+  return abbrev ? std::string("SIG") + abbrev : "unknown signal";
+}
 
 void WriteAll(int fd, std::string_view data) {
   while (!data.empty()) {
@@ -123,6 +129,10 @@ int ExecCommand(const std::vector<std::string>& args, CliContext& context) {
       break;
     case Outcome::kCancelled:
       PrintError("cancelled");
+      break;
+    case Outcome::kSignaled:
+      PrintError("killed by signal " + std::to_string(result.signal) + " (" +
+                 SignalName(result.signal) + ")");
       break;
     default: break;
   }

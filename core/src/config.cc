@@ -102,7 +102,7 @@ const std::vector<Field>& Fields() {
        [](Config& c, const std::string& v) { return ParseNumber("retries", v, 0, &c.retries); },
        [](const Config& c) { return std::to_string(c.retries); }},
       {"timeout",
-       [](Config& c, const std::string& v) { return ParseDouble("timeout", v, true, &c.timeout_s); },
+       [](Config& c, const std::string& v) { return ParseDouble("timeout", v, false, &c.timeout_s); },
        [](const Config& c) { return FormatDouble(c.timeout_s); }},
       {"lifetime",
        [](Config& c, const std::string& v) {

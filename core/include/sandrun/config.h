@@ -22,7 +22,7 @@ struct Config {
   std::vector<std::string> fallback;   ///< Tried in order when `backend` is unavailable.
   int jobs = 0;                        ///< Concurrency; 0 = backend's suggestion or cores.
   int retries = 1;                     ///< Retries of retryable infrastructure errors.
-  double timeout_s = 0;                ///< Per-execution timeout; 0 = none.
+  double timeout_s = 0;                ///< Per-execution timeout; 0 (unset) = none; when set, > 0.
   std::int64_t lifetime_s = 3600;      ///< Sandbox lifetime limit.
   std::string image;
   double cpu = 0;
