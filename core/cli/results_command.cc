@@ -2,6 +2,7 @@
 // in a backend's result archive. Every subcommand reads the archive through
 // ResultArchive, so they work the same for every backend.
 #include <algorithm>
+#include <cctype>
 #include <cstdint>
 #include <iostream>
 #include <limits>
@@ -21,6 +22,9 @@
 
 namespace sandrun::cli {
 namespace {
+
+// ordered_json keeps the records' documented field order.
+using Json = nlohmann::ordered_json;
 
 constexpr int kExitFailure = 1;
 constexpr std::size_t kShowMaxLines = 200;
@@ -87,9 +91,14 @@ std::optional<Session> Open(cxxopts::Options& options, const std::vector<std::st
   return Session{std::move(*parsed), opened->archive};
 }
 
+// `name` is an option; positional ones are named in upper case in messages.
 std::string RequireString(const cxxopts::ParseResult& parsed, const std::string& name,
-                          const std::string& usage) {
-  if (parsed.count(name) == 0) throw UsageError{"missing " + name + ": " + usage};
+                          const std::string& usage, bool positional = false) {
+  if (parsed.count(name) == 0) {
+    std::string shown = name;
+    for (char& c : shown) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    throw UsageError{"missing " + (positional ? shown : "--" + name) + ": usage: " + usage};
+  }
   return parsed[name].as<std::string>();
 }
 
@@ -160,16 +169,16 @@ int ListRuns(const std::vector<std::string>& args, CliContext& context) {
   std::size_t shown = limit == 0 ? runs->size() : std::min<std::size_t>(runs->size(), limit);
 
   if (session->parsed.count("json")) {
-    nlohmann::json out = nlohmann::json::array();
+    Json out = Json::array();
     for (std::size_t i = 0; i < shown; ++i) {
       const RunListing& run = (*runs)[i];
       if (run.has_summary) {
-        out.push_back(nlohmann::json::parse(ToJson(run.summary, -1)));
+        out.push_back(Json::parse(ToJson(run.summary, -1)));
       } else {
         out.push_back({{"run_id", run.run_id}, {"status", "incomplete"}});
       }
     }
-    std::cout << out.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+    std::cout << out.dump(2, ' ', false, Json::error_handler_t::replace) << "\n";
     return 0;
   }
   if (runs->empty()) {
@@ -288,8 +297,9 @@ int ShowRun(const std::vector<std::string>& args, CliContext& context) {
   int exit_code = 0;
   auto session = Open(options, args, context, &exit_code);
   if (!session) return exit_code;
-  auto run_id = ResolveRun(*session->archive,
-                           RequireString(session->parsed, "run", "sandrun results show RUN [TASK]"));
+  std::string run_arg =
+      RequireString(session->parsed, "run", "sandrun results show RUN [TASK]", true);
+  auto run_id = ResolveRun(*session->archive, run_arg);
   if (!run_id.ok()) return Fail(run_id.status());
   if (session->parsed.count("task")) {
     return ShowTask(*session, *run_id, session->parsed["task"].as<std::string>());
@@ -304,11 +314,11 @@ int ShowRun(const std::vector<std::string>& args, CliContext& context) {
   if (!tasks.ok()) return Fail(tasks.status());
 
   if (session->parsed.count("json")) {
-    nlohmann::json out;
-    out["run"] = run.ok() ? nlohmann::json::parse(ToJson(*run, -1)) : nlohmann::json();
-    out["tasks"] = nlohmann::json::array();
-    for (const auto& t : *tasks) out["tasks"].push_back(nlohmann::json::parse(ToJson(t, -1)));
-    std::cout << out.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+    Json out;
+    out["run"] = run.ok() ? Json::parse(ToJson(*run, -1)) : Json();
+    out["tasks"] = Json::array();
+    for (const auto& t : *tasks) out["tasks"].push_back(Json::parse(ToJson(t, -1)));
+    std::cout << out.dump(2, ' ', false, Json::error_handler_t::replace) << "\n";
     return 0;
   }
   if (run.ok()) {
@@ -357,7 +367,7 @@ int FetchRun(const std::vector<std::string>& args, CliContext& context) {
   auto session = Open(options, args, context, &exit_code);
   if (!session) return exit_code;
   const char* usage = "sandrun results fetch RUN -o DIR";
-  std::string run_arg = RequireString(session->parsed, "run", usage);
+  std::string run_arg = RequireString(session->parsed, "run", usage, true);
   std::filesystem::path dest = RequireString(session->parsed, "output", usage);
   auto run_id = ResolveRun(*session->archive, run_arg);
   if (!run_id.ok()) return Fail(run_id.status());
@@ -380,7 +390,7 @@ int ExportRun(const std::vector<std::string>& args, CliContext& context) {
   auto session = Open(options, args, context, &exit_code);
   if (!session) return exit_code;
   const char* usage = "sandrun results export RUN --junit FILE";
-  std::string run_arg = RequireString(session->parsed, "run", usage);
+  std::string run_arg = RequireString(session->parsed, "run", usage, true);
   std::filesystem::path file = RequireString(session->parsed, "junit", usage);
   auto run_id = ResolveRun(*session->archive, run_arg);
   if (!run_id.ok()) return Fail(run_id.status());
