@@ -510,7 +510,14 @@ Result<ExecResult> DockerSandbox::Exec(const ExecRequest& request) {
   if (terminated_) return finish(Outcome::kCancelled);
   if (timed_out) {
     result.exit_code = kExitTimedOut;
-    result.signal = has_shell ? SIGTERM : 0;
+    // The supervisor reports the signal that ended the command as 128+N.
+    result.signal = SIGKILL;
+    if (has_shell) {
+      auto raw = InspectExec(exec_id);
+      if (raw.ok() && !raw->running && raw->exit_code > 128 && raw->exit_code <= 128 + 31) {
+        result.signal = raw->exit_code - 128;
+      }
+    }
     if (!has_shell) result.notes.push_back("the timed-out command may still run in the container");
     return finish(Outcome::kTimedOut);
   }
@@ -782,8 +789,12 @@ Result<std::vector<Leftover>> DockerBackend::ListLeftovers() {
       Leftover l;
       l.id = c.at("Id").get<std::string>();
       const json container_labels = c.value("Labels", json::object());
+      // Both the raw Docker labels and the spec's own (prefix stripped).
+      static constexpr std::string_view kSpecPrefix = "dev.sandrun.label.";
       for (const auto& [k, v] : container_labels.items()) {
-        if (v.is_string()) l.labels[k] = v.get<std::string>();
+        if (!v.is_string()) continue;
+        l.labels[k] = v.get<std::string>();
+        if (k.rfind(kSpecPrefix, 0) == 0) l.labels[k.substr(kSpecPrefix.size())] = v.get<std::string>();
       }
       if (l.labels[std::string(kManagedLabel)] != "1") continue;  // Belt and braces.
       const std::string state = c.value("State", "");
