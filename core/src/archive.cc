@@ -29,6 +29,8 @@ constexpr char kTempPrefix[] = ".sandrun-tmp-";
 
 bool IsTempName(const std::string& name) { return name.rfind(kTempPrefix, 0) == 0; }
 
+std::error_code LastError() { return std::error_code(errno, std::generic_category()); }
+
 Status FsError(const std::string& what, const fs::path& path, const std::error_code& ec) {
   std::string message = what + " " + path.string() + ": " + ec.message();
   switch (ec.value()) {
@@ -64,7 +66,8 @@ Status EnsureDirectory(const fs::path& dir, mode_t mode = 0755) {
     SANDRUN_RETURN_IF_ERROR(EnsureDirectory(dir.parent_path()));
   }
   if (::mkdir(dir.c_str(), mode) != 0 && errno != EEXIST) {
-    return FsError("cannot create directory", dir, std::error_code(errno, std::generic_category()));
+    std::error_code ec = LastError();
+    return FsError("cannot create directory", dir, ec);
   }
   if (!fs::is_directory(dir, ec)) {
     return FailedPreconditionError("not a directory: " + dir.string());
@@ -80,13 +83,16 @@ fs::path TempSibling(const fs::path& target) {
 Status WriteFileAtomically(const fs::path& target, std::string_view data) {
   fs::path temp = TempSibling(target);
   int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-  if (fd < 0) return FsError("cannot create", temp, std::error_code(errno, std::generic_category()));
+  if (fd < 0) {
+    std::error_code ec = LastError();
+    return FsError("cannot create", temp, ec);
+  }
   std::size_t done = 0;
   while (done < data.size()) {
     ssize_t n = ::write(fd, data.data() + done, data.size() - done);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) {
-      std::error_code ec(errno, std::generic_category());
+      std::error_code ec = LastError();
       ::close(fd);
       ::unlink(temp.c_str());
       return FsError("cannot write", temp, ec);
@@ -95,12 +101,12 @@ Status WriteFileAtomically(const fs::path& target, std::string_view data) {
   }
   // fsync so a crash never leaves a renamed but empty record behind.
   if (::fsync(fd) != 0 || ::close(fd) != 0) {
-    std::error_code ec(errno, std::generic_category());
+    std::error_code ec = LastError();
     ::unlink(temp.c_str());
     return FsError("cannot write", temp, ec);
   }
   if (::rename(temp.c_str(), target.c_str()) != 0) {
-    std::error_code ec(errno, std::generic_category());
+    std::error_code ec = LastError();
     ::unlink(temp.c_str());
     return FsError("cannot rename into", target, ec);
   }
@@ -112,14 +118,15 @@ Status WriteFileAtomically(const fs::path& target, std::string_view data) {
 // is first moved aside; a concurrent writer of the same target may win the
 // race, so retry a few times.
 Status ReplaceWith(const fs::path& temp, const fs::path& target) {
-  std::error_code ec;
+  std::error_code ec, rename_ec;
   for (int attempt = 0; attempt < 5; ++attempt) {
     if (::rename(temp.c_str(), target.c_str()) == 0) return OkStatus();
-    if (errno != ENOTEMPTY && errno != EEXIST && errno != EISDIR && errno != ENOTDIR) break;
+    rename_ec = LastError();
+    int err = rename_ec.value();
+    if (err != ENOTEMPTY && err != EEXIST && err != EISDIR && err != ENOTDIR) break;
     fs::path aside = TempSibling(target);
     if (::rename(target.c_str(), aside.c_str()) == 0) fs::remove_all(aside, ec);
   }
-  std::error_code rename_ec(errno, std::generic_category());
   fs::remove_all(temp, ec);
   return FsError("cannot replace", target, rename_ec);
 }
@@ -283,7 +290,7 @@ Result<std::string> DirectoryArchiveStore::ReadBytes(const std::string& path) {
     fs::path file = root_ / path;
     std::ifstream in(file, std::ios::binary);
     if (!in) {
-      std::error_code ec(errno, std::generic_category());
+      std::error_code ec = LastError();
       return FsError("cannot read", file, ec);
     }
     std::ostringstream data;
@@ -385,7 +392,8 @@ void RemoveFinishedRunDir(const fs::path& run_dir) {
 }
 
 bool EndsWith(const std::string& s, std::string_view suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+  return s.size() >= suffix.size() &&
+         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
 }  // namespace
@@ -410,8 +418,8 @@ Result<std::string> ResultArchive::BeginRun() {
       fs::path dir = outbox_dir_ / id;
       if (::mkdir(dir.c_str(), 0700) == 0) return id;
       if (errno != EEXIST) {
-        return FsError("cannot create run directory", dir,
-                       std::error_code(errno, std::generic_category()));
+        std::error_code ec = LastError();
+        return FsError("cannot create run directory", dir, ec);
       }
     }
     return InternalError("could not find a free run id in " + outbox_dir_.string());
@@ -631,7 +639,9 @@ Status ResultArchive::Fetch(const std::string& run_id, const fs::path& dest) {
 }
 
 Result<std::vector<std::string>> ResultArchive::Prune(int keep) {
-  if (keep < 0) return InvalidArgumentError("prune: --keep must be >= 0, got " + std::to_string(keep));
+  if (keep < 0) {
+    return InvalidArgumentError("prune: --keep must be >= 0, got " + std::to_string(keep));
+  }
   SANDRUN_ASSIGN_OR_RETURN(std::vector<RunListing> runs, ListRuns());
   std::vector<std::string> removed;
   for (std::size_t i = static_cast<std::size_t>(keep); i < runs.size(); ++i) {

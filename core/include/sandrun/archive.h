@@ -42,14 +42,18 @@ class ArchiveStore {
   /// Names directly under `dir` ("" = root); directories end with '/'.
   /// kNotFound when `dir` does not exist.
   virtual Result<std::vector<std::string>> List(const std::string& dir) = 0;
-  /// Copies `path` (file or directory) into host directory `dest`.
+  /// Copies `path` (file or directory) into host directory `dest`, as
+  /// dest/<last component of path>. Refuses (kPermissionDenied, nothing
+  /// copied) when it holds a symlink pointing outside `path`.
   virtual Status Fetch(const std::string& path, const std::filesystem::path& dest) = 0;
   /// Removes `path` recursively; OK when already absent.
   virtual Status Remove(const std::string& path) = 0;
 };
 
 /// An ArchiveStore that is a directory on this host (the local backend's
-/// archive, and the outbox).
+/// archive, and the outbox). The root is created on demand with mode 0700.
+/// Every write goes to a temporary name in the target's directory and is
+/// renamed into place, so readers never see a partial file or tree.
 class DirectoryArchiveStore : public ArchiveStore {
  public:
   explicit DirectoryArchiveStore(std::filesystem::path root);
