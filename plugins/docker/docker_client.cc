@@ -123,6 +123,8 @@ Result<HttpResponse> DoRequest(const DockerHost& host,
   beast::flat_buffer buffer;
   http::response_parser<http::string_body> parser;
   parser.body_limit((std::numeric_limits<std::uint64_t>::max)());
+  // A HEAD answer carries the Content-Length of a body that never comes.
+  if (req.method() == http::verb::head) parser.skip(true);
   c.stream.expires_after(Remaining(deadline));
   ec = RunOp(c.ioc, [&](auto handler) {
     http::async_read(c.stream, buffer, parser, std::move(handler));

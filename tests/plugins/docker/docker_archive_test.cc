@@ -1,0 +1,138 @@
+// The result archive in a Docker volume, through the API only; and images
+// built from a Dockerfile, cached by content.
+#include <filesystem>
+
+#include <gtest/gtest.h>
+
+#include "docker_images.h"
+#include "docker_test_env.h"
+#include "sandrun/archive.h"
+#include "sandrun/util.h"
+#include "support/test_util.h"
+
+namespace sandrun::docker {
+namespace {
+
+namespace fs = std::filesystem;
+
+class DockerArchiveTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    backend_ = CreateDockerBackend(testing::TestOptions());
+    SANDRUN_REQUIRE_DOCKER(*backend_);
+    auto store = backend_->OpenArchive();
+    ASSERT_TRUE(store.ok()) << store.status().ToString();
+    store_ = std::move(store).value();
+    prefix_ = "test-" + RandomHex(8);
+  }
+  void TearDown() override {
+    if (store_) store_->Remove(prefix_).IgnoreError();
+  }
+
+  std::unique_ptr<Backend> backend_;
+  std::unique_ptr<ArchiveStore> store_;
+  std::string prefix_;
+};
+
+TEST_F(DockerArchiveTest, PutReadListFetchRemove) {
+  EXPECT_NE(store_->Describe().find("sandrun-test-results"), std::string::npos);
+  ASSERT_TRUE(store_->PutBytes(prefix_ + "/run.json", "{\"a\":1}").ok());
+  ASSERT_TRUE(store_->PutBytes(prefix_ + "/tasks/t1.json", "one").ok());
+  sandrun::testing::TempDir host;
+  host.Write("art/out.txt", "artifact");
+  host.Write("art/deep/x.bin", std::string("\0\1", 2));
+  Status put = store_->PutFile(prefix_ + "/artifacts/t1", host.path() / "art");
+  ASSERT_TRUE(put.ok()) << put.ToString();
+
+  auto bytes = store_->ReadBytes(prefix_ + "/run.json");
+  ASSERT_TRUE(bytes.ok()) << bytes.status().ToString();
+  EXPECT_EQ(*bytes, "{\"a\":1}");
+  EXPECT_EQ(store_->ReadBytes(prefix_ + "/nope.json").status().code(), StatusCode::kNotFound);
+
+  auto names = store_->List(prefix_);
+  ASSERT_TRUE(names.ok()) << names.status().ToString();
+  EXPECT_EQ(*names, (std::vector<std::string>{"artifacts/", "run.json", "tasks/"}));
+  auto root = store_->List("");
+  ASSERT_TRUE(root.ok());
+  EXPECT_NE(std::find(root->begin(), root->end(), prefix_ + "/"), root->end());
+  EXPECT_EQ(store_->List(prefix_ + "/missing").status().code(), StatusCode::kNotFound);
+
+  sandrun::testing::TempDir dest;
+  ASSERT_TRUE(store_->Fetch(prefix_, dest.path()).ok());
+  EXPECT_EQ(sandrun::testing::ReadFile(dest.path() / prefix_ / "artifacts/t1/out.txt"), "artifact");
+  EXPECT_EQ(sandrun::testing::ReadFile(dest.path() / prefix_ / "tasks/t1.json"), "one");
+
+  // Replacing a directory drops what the old one had.
+  sandrun::testing::TempDir other;
+  other.Write("art/new.txt", "new");
+  ASSERT_TRUE(store_->PutFile(prefix_ + "/artifacts/t1", other.path() / "art").ok());
+  auto replaced = store_->List(prefix_ + "/artifacts/t1");
+  ASSERT_TRUE(replaced.ok());
+  EXPECT_EQ(*replaced, (std::vector<std::string>{"new.txt"}));
+
+  ASSERT_TRUE(store_->Remove(prefix_ + "/tasks").ok());
+  names = store_->List(prefix_);
+  ASSERT_TRUE(names.ok());
+  EXPECT_EQ(*names, (std::vector<std::string>{"artifacts/", "run.json"}));
+  EXPECT_TRUE(store_->Remove(prefix_ + "/never-was").ok());
+}
+
+TEST_F(DockerArchiveTest, ResultsWrittenInASandboxAreReadBack) {
+  // The volume is mounted at /sandrun/results in every sandbox.
+  auto sandbox = backend_->Create(SandboxSpec{.image = testing::kBusybox});
+  ASSERT_TRUE(sandbox.ok()) << sandbox.status().ToString();
+  ExecRequest request;
+  request.argv = {"sh", "-c", "mkdir -p /sandrun/results/" + prefix_ +
+                                  " && echo from-sandbox > /sandrun/results/" + prefix_ + "/f"};
+  auto r = (*sandbox)->Exec(request);
+  ASSERT_TRUE(r.ok());
+  ASSERT_EQ(r->exit_code, 0) << r->stderr_stream.text;
+  auto bytes = store_->ReadBytes(prefix_ + "/f");
+  ASSERT_TRUE(bytes.ok()) << bytes.status().ToString();
+  EXPECT_EQ(*bytes, "from-sandbox\n");
+}
+
+TEST_F(DockerArchiveTest, ResultArchiveOverTheVolume) {
+  sandrun::testing::TempDir outbox;
+  ResultArchive archive(std::shared_ptr<ArchiveStore>(std::move(store_)), outbox.path());
+  auto runs = archive.ListRuns();
+  ASSERT_TRUE(runs.ok()) << runs.status().ToString();
+}
+
+TEST(DockerBuildTest, DockerfileIsBuiltOnceAndCachedByContent) {
+  auto backend = CreateDockerBackend(testing::TestOptions());
+  SANDRUN_REQUIRE_DOCKER(*backend);
+  sandrun::testing::TempDir context;
+  const std::string marker = RandomHex(8);
+  context.Write("Dockerfile", std::string("FROM ") + testing::kBusybox +
+                                  "\nCOPY hello.txt /hello.txt\nRUN echo built-" + marker +
+                                  " > /built.txt\n");
+  context.Write("hello.txt", "hello " + marker + "\n");
+  SandboxSpec spec;
+  spec.dockerfile = (context.path() / "Dockerfile").string();
+  auto sandbox = backend->Create(spec);
+  ASSERT_TRUE(sandbox.ok()) << sandbox.status().ToString();
+  ExecRequest request;
+  request.argv = {"cat", "/hello.txt", "/built.txt"};
+  auto r = (*sandbox)->Exec(request);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->stdout_stream.text, "hello " + marker + "\nbuilt-" + marker + "\n");
+
+  auto client = testing::TestClient();
+  auto start = std::chrono::steady_clock::now();
+  auto tag = BuildImage(*client, spec.dockerfile);
+  ASSERT_TRUE(tag.ok());
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(2)) << "not cached";
+  EXPECT_EQ(tag->rfind("sandrun-build:", 0), 0u);
+  (void)client->Request("DELETE", "/images/" + *tag + "?force=1");
+
+  context.Write("Dockerfile", std::string("FROM ") + testing::kBusybox + "\nRUN exit 7\n");
+  auto failed = backend->Create(spec);
+  ASSERT_FALSE(failed.ok());
+  EXPECT_EQ(failed.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(failed.status().message().find("exit 7"), std::string::npos)
+      << failed.status().message();
+}
+
+}  // namespace
+}  // namespace sandrun::docker
