@@ -23,6 +23,7 @@
 #include <filesystem>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <thread>
 
 #include <nlohmann/json.hpp>
@@ -282,6 +283,8 @@ class DockerSandbox : public Sandbox {
   HijackedStream* active_stream_ = nullptr;  // Guarded by mu_.
   std::optional<bool> has_shell_;
   bool removed_ = false;  // Guarded by mu_.
+  std::mutex portable_mu_;
+  std::set<std::string> portable_sent_;  // Guarded by portable_mu_.
 };
 
 Result<std::string> DockerSandbox::CreateExec(const std::vector<std::string>& cmd,
@@ -582,8 +585,13 @@ Status DockerSandbox::Put(const FileUpload& upload) {
   std::string entry = target.substr(1);  // Relative to "/": Docker creates the parents.
   if (entry.empty()) return InvalidArgumentError("docker: cannot upload onto /");
   std::string tar;
+  std::set<std::string> sent_after;  // Portable files in the sandbox once this succeeds.
   if (upload.portable) {
-    SANDRUN_ASSIGN_OR_RETURN(tar, PortableUploadTar(upload.source, entry));
+    {
+      std::lock_guard<std::mutex> lock(portable_mu_);
+      sent_after = portable_sent_;
+    }
+    SANDRUN_ASSIGN_OR_RETURN(tar, PortableUploadTar(upload.source, entry, &sent_after));
   } else {
     SANDRUN_ASSIGN_OR_RETURN(tar, TarFromHost(upload.source, entry));
   }
@@ -595,6 +603,10 @@ Status DockerSandbox::Put(const FileUpload& upload) {
     return UnavailableError("docker: container " + id_.substr(0, 12) + " is gone");
   }
   if (res.status != 200) return HttpError(res, "upload of " + upload.source);
+  if (upload.portable) {
+    std::lock_guard<std::mutex> lock(portable_mu_);
+    portable_sent_.insert(sent_after.begin(), sent_after.end());
+  }
   return OkStatus();
 }
 
