@@ -61,9 +61,10 @@ constexpr char kSupervisor[] =
     "if command -v setsid >/dev/null 2>&1; then setsid \"$@\" <&3 3<&- &\n"
     "else \"$@\" <&3 3<&- &\n"
     "fi\n"
-    "echo $! > \"$t.pid\"\n"
+    "p=$!; echo $p > \"$t.pid\"\n"
     "exec 3<&-\n"
-    "wait $!\n"
+    // The redirection keeps sh's own "Terminated" notice out of the output.
+    "wait $p 2>/dev/null\n"
     "rc=$?\n"
     "rm -f \"$t.pid\"\n"
     "exit $rc\n";

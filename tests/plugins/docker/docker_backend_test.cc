@@ -367,6 +367,13 @@ TEST_F(DockerBackendTest, CleanupTouchesOnlyLabelledLeftovers) {
                               unrelated.dump());
   ASSERT_TRUE(res.ok() && res->status == 201) << (res.ok() ? res->body : res.status().ToString());
   std::string unrelated_id = json::parse(res->body)["Id"];
+  struct RemoveAtEnd {
+    DockerClient* client;
+    std::vector<std::string> ids;
+    ~RemoveAtEnd() {
+      for (const auto& id : ids) (void)client->Request("DELETE", "/containers/" + id + "?force=1");
+    }
+  } remove_at_end{client_.get(), {unrelated_id}};
   ASSERT_EQ(client_->Request("POST", "/containers/" + unrelated_id + "/start")->status, 204);
 
   // A leftover of a "dead" sandrun: labelled, owner pid gone, expired.
@@ -383,6 +390,7 @@ TEST_F(DockerBackendTest, CleanupTouchesOnlyLabelledLeftovers) {
   res = client_->Request("POST", "/containers/create", leftover.dump());
   ASSERT_TRUE(res.ok() && res->status == 201);
   std::string leftover_id = json::parse(res->body)["Id"];
+  remove_at_end.ids.push_back(leftover_id);
 
   auto live = MakeSandbox();
   ASSERT_TRUE(live);
@@ -414,8 +422,6 @@ TEST_F(DockerBackendTest, CleanupTouchesOnlyLabelledLeftovers) {
   EXPECT_TRUE(Inspect(leftover_id).is_null());
   EXPECT_FALSE(Inspect(unrelated_id).is_null()) << "cleanup removed an unrelated container";
   EXPECT_FALSE(Inspect(live->Id()).is_null());
-  auto del = client_->Request("DELETE", "/containers/" + unrelated_id + "?force=1");
-  (void)del;
 }
 
 }  // namespace
