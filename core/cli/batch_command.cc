@@ -38,8 +38,10 @@ int BatchCommand(const std::vector<std::string>& args, CliContext& context) {
   bool terminal = StderrIsTerminal();
   engine.AddListener(std::make_shared<ConsoleListener>(
       stderr, ConsoleListener::Options{terminal, true, true}));
+  std::shared_ptr<JUnitFileListener> junit;
   if (parsed->count("junit")) {
-    engine.AddListener(std::make_shared<JUnitFileListener>((*parsed)["junit"].as<std::string>()));
+    junit = std::make_shared<JUnitFileListener>((*parsed)["junit"].as<std::string>());
+    engine.AddListener(junit);
   }
   const CancelFlag& cancel = InstallCancelHandlers();
   auto outcome = engine.Run(std::move(tasks).value(), run_options, cancel);
@@ -48,6 +50,9 @@ int BatchCommand(const std::vector<std::string>& args, CliContext& context) {
     return kExitSandrunError;
   }
   if (parsed->count("json")) std::cout << ToJson(outcome->run) << "\n";
+  if (junit && !junit->status().ok()) {
+    PrintError("cannot write JUnit XML: " + junit->status().message());
+  }
   if (outcome->undelivered > 0) {
     PrintError("warning: " + std::to_string(outcome->undelivered) +
                " record(s) wait in the outbox " + outcome->outbox +

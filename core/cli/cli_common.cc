@@ -86,7 +86,9 @@ std::optional<cxxopts::ParseResult> ParseOrThrow(cxxopts::Options& options,
   }
 }
 
-std::filesystem::path OutboxDir(const Config& config) { return config.state_dir / "outbox"; }
+std::filesystem::path OutboxRoot(const Config& config) { return config.state_dir / "outbox"; }
+
+std::filesystem::path OutboxDir(const Config& config) { return OutboxRoot(config) / config.backend; }
 
 Result<OpenedArchive> OpenArchive(const CliContext& context, const Config& config) {
   auto backend = context.registry.Create(config.backend, config);

@@ -57,7 +57,10 @@ struct OpenedArchive {
 /// Opens `config.backend`'s archive, with the outbox under config.state_dir.
 Result<OpenedArchive> OpenArchive(const CliContext& context, const Config& config);
 
-/// The outbox directory for a config.
+/// Where records wait before delivery: OutboxRoot()/<backend>, as the
+/// engine lays it out.
+std::filesystem::path OutboxRoot(const Config& config);
+/// The outbox of config.backend.
 std::filesystem::path OutboxDir(const Config& config);
 
 /// Prints "sandrun: <message>" to stderr.

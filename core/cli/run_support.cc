@@ -72,7 +72,7 @@ RunOptions MakeRunOptions(const CliContext& context, const Config& config,
   }
   if (options.jobs <= 0) options.jobs = std::max(1u, std::thread::hardware_concurrency());
   options.retries = config.retries;
-  options.outbox_dir = OutboxDir(config);
+  options.outbox_dir = OutboxRoot(config);
   options.command_line = context.command_line;
   return options;
 }

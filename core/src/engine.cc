@@ -415,8 +415,10 @@ Result<RunOutcome> Engine::Run(std::vector<Task> tasks, const RunOptions& option
 
   auto store = backend->OpenArchive();
   if (!store.ok()) return store.status().WithContext("opening the result archive");
+  // One outbox per backend, so `results sync` delivers a record to the
+  // archive it was meant for.
   ResultArchive archive(std::shared_ptr<ArchiveStore>(std::move(store).value()),
-                        options.outbox_dir);
+                        options.outbox_dir / std::string(backend->Name()));
   SANDRUN_ASSIGN_OR_RETURN(std::string run_id, archive.BeginRun());
 
   Clock::time_point run_start = Clock::now();

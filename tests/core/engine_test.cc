@@ -59,7 +59,7 @@ TEST_F(EngineTest, AllPassingTasksPassTheRunAndAreArchived) {
   EXPECT_EQ(backend->created.load(), backend->terminated.load());
 
   ResultArchive archive(std::make_shared<DirectoryArchiveStore>(dir_.path() / "archive-fake"),
-                        dir_.path() / "outbox");
+                        dir_.path() / "outbox" / "fake");
   auto stored = archive.ReadTask(out.run.run_id, "b");
   ASSERT_TRUE(stored.ok()) << stored.status().ToString();
   EXPECT_EQ(stored->result.stdout_stream.text, "hello");
@@ -272,7 +272,7 @@ TEST_F(EngineTest, ArchiveFailureKeepsRecordsInTheOutboxForSync) {
   EXPECT_EQ(out.undelivered, 3);  // two task records and run.json
 
   ResultArchive later(std::make_shared<DirectoryArchiveStore>(dir_.path() / "good"),
-                      dir_.path() / "outbox");
+                      dir_.path() / "outbox" / "fake");
   EXPECT_EQ(later.PendingCount(), 3);
   auto synced = later.Sync();
   ASSERT_TRUE(synced.ok()) << synced.status().ToString();

@@ -62,6 +62,7 @@ struct RunOptions {
   /// Added to a task's timeout to get the host-side deadline.
   std::chrono::milliseconds host_grace{5000};
   std::chrono::milliseconds retry_backoff{200};  ///< Doubles per attempt.
+  /// Records wait here before delivery, in a subdirectory per backend.
   std::filesystem::path outbox_dir;
   std::vector<std::string> command_line;  ///< Recorded in run.json.
   std::map<std::string, std::string> labels;  ///< Added to every sandbox and record.
