@@ -13,6 +13,7 @@ namespace sandrun::conformance {
 namespace {
 
 constexpr char kImage[] = "sandrun-test/busybox";
+constexpr char kDebianImage[] = "sandrun-test/debian:bookworm";
 
 const Config& DockerConfig() {
   static const Config config = [] {
@@ -32,11 +33,12 @@ Result<std::unique_ptr<Backend>> MakeDocker() {
   return registry.Create("docker", DockerConfig());
 }
 
-ConformanceTarget DockerTarget() {
+// `image` must exist on the engine (scripts/docker-test-env builds both).
+ConformanceTarget DockerTarget(const std::string& name, const std::string& image) {
   ConformanceTarget target;
-  target.name = "docker";
+  target.name = name;
   target.make = MakeDocker;
-  target.base_spec.image = kImage;
+  target.base_spec.image = image;
   auto backend = MakeDocker();
   if (!backend.ok()) {
     target.skip_reason = "docker backend unavailable: " + backend.status().ToString();
@@ -51,6 +53,9 @@ ConformanceTarget DockerTarget() {
 
 }  // namespace
 
-SANDRUN_INSTANTIATE_BACKEND_CONFORMANCE(Docker, DockerTarget());
+// busybox: sh is busybox ash, no libc at all; debian: dash, glibc, libstdc++.
+SANDRUN_INSTANTIATE_BACKEND_CONFORMANCE(Docker, DockerTarget("docker", kImage));
+SANDRUN_INSTANTIATE_BACKEND_CONFORMANCE(DockerDebian,
+                                        DockerTarget("docker_debian", kDebianImage));
 
 }  // namespace sandrun::conformance
