@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <deque>
@@ -184,21 +185,13 @@ std::string ShellQuote(const std::string& s) {
   return out + "'";
 }
 
-}  // namespace
-
-Result<std::string> Sha256OfFile(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return NotFoundError("cannot read " + path.string());
+// Feeds `read(buffer) -> bytes` chunks to SHA-256 until it returns 0.
+template <typename Reader>
+std::string Sha256Of(Reader&& read) {
   std::unique_ptr<EVP_MD_CTX, void (*)(EVP_MD_CTX*)> ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
-  if (!ctx || EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr) != 1) {
-    return InternalError("sha256: cannot initialise OpenSSL");
-  }
+  EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr);
   std::string buffer(1 << 16, '\0');
-  while (in) {
-    in.read(buffer.data(), static_cast<std::streamsize>(buffer.size()));
-    if (in.gcount() > 0) EVP_DigestUpdate(ctx.get(), buffer.data(), static_cast<size_t>(in.gcount()));
-  }
-  if (in.bad()) return InternalError("error reading " + path.string());
+  for (std::size_t n; (n = read(buffer)) > 0;) EVP_DigestUpdate(ctx.get(), buffer.data(), n);
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int length = 0;
   EVP_DigestFinal_ex(ctx.get(), digest, &length);
@@ -209,6 +202,29 @@ Result<std::string> Sha256OfFile(const fs::path& path) {
     hex += kHex[digest[i] & 15];
   }
   return hex;
+}
+
+}  // namespace
+
+Result<std::string> Sha256OfFile(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return NotFoundError("cannot read " + path.string());
+  std::string hex = Sha256Of([&](std::string& buffer) -> std::size_t {
+    if (!in) return 0;
+    in.read(buffer.data(), static_cast<std::streamsize>(buffer.size()));
+    return static_cast<std::size_t>(in.gcount());
+  });
+  if (in.bad()) return InternalError("error reading " + path.string());
+  return hex;
+}
+
+std::string Sha256Hex(std::string_view data) {
+  return Sha256Of([&](std::string& buffer) -> std::size_t {
+    std::size_t n = std::min(buffer.size(), data.size());
+    data.copy(buffer.data(), n);
+    data.remove_prefix(n);
+    return n;
+  });
 }
 
 Result<PortablePlan> PlanPortableExecutable(const fs::path& executable,

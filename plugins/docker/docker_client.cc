@@ -107,26 +107,33 @@ http::request<http::string_body> MakeRequest(std::string_view method, const std:
   return req;
 }
 
+// Connects and sends `req`; the connection is then ready for the answer.
+template <typename Protocol>
+Status SendRequest(Connection<Protocol>& c, const DockerHost& host,
+                   const http::request<http::string_body>& req, Clock::time_point deadline) {
+  SANDRUN_RETURN_IF_ERROR(Connect(c, host, deadline));
+  c.stream.expires_after(Remaining(deadline));
+  error_code ec = RunOp(c.ioc, [&](auto handler) {
+    http::async_write(c.stream, req, std::move(handler));
+  });
+  return ec ? ConnectionError(host, "send to", ec) : OkStatus();
+}
+
 template <typename Protocol>
 Result<HttpResponse> DoRequest(const DockerHost& host,
                                http::request<http::string_body> req,
                                std::chrono::milliseconds timeout) {
   const auto deadline = Clock::now() + timeout;
   Connection<Protocol> c;
-  SANDRUN_RETURN_IF_ERROR(Connect(c, host, deadline));
   req.keep_alive(false);
-  c.stream.expires_after(Remaining(deadline));
-  error_code ec = RunOp(c.ioc, [&](auto handler) {
-    http::async_write(c.stream, req, std::move(handler));
-  });
-  if (ec) return ConnectionError(host, "send to", ec);
+  SANDRUN_RETURN_IF_ERROR(SendRequest(c, host, req, deadline));
   beast::flat_buffer buffer;
   http::response_parser<http::string_body> parser;
   parser.body_limit((std::numeric_limits<std::uint64_t>::max)());
   // A HEAD answer carries the Content-Length of a body that never comes.
   if (req.method() == http::verb::head) parser.skip(true);
   c.stream.expires_after(Remaining(deadline));
-  ec = RunOp(c.ioc, [&](auto handler) {
+  error_code ec = RunOp(c.ioc, [&](auto handler) {
     http::async_read(c.stream, buffer, parser, std::move(handler));
   });
   if (ec) return ConnectionError(host, "read from", ec);
@@ -221,18 +228,13 @@ Result<std::unique_ptr<HijackedStream>> DoHijack(const DockerHost& host,
                                                  http::request<http::string_body> req) {
   const auto deadline = Clock::now() + std::chrono::seconds(60);
   Connection<Protocol> c;
-  SANDRUN_RETURN_IF_ERROR(Connect(c, host, deadline));
   req.set(http::field::connection, "Upgrade");
   req.set(http::field::upgrade, "tcp");
-  c.stream.expires_after(Remaining(deadline));
-  error_code ec = RunOp(c.ioc, [&](auto handler) {
-    http::async_write(c.stream, req, std::move(handler));
-  });
-  if (ec) return ConnectionError(host, "send to", ec);
+  SANDRUN_RETURN_IF_ERROR(SendRequest(c, host, req, deadline));
   beast::flat_buffer buffer;
   http::response_parser<http::string_body> parser;
   c.stream.expires_after(Remaining(deadline));
-  ec = RunOp(c.ioc, [&](auto handler) {
+  error_code ec = RunOp(c.ioc, [&](auto handler) {
     http::async_read_header(c.stream, buffer, parser, std::move(handler));
   });
   if (ec) return ConnectionError(host, "read from", ec);

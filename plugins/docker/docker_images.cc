@@ -1,17 +1,16 @@
 #include "docker_images.h"
 
-#include <openssl/evp.h>
 #include <sys/stat.h>
 
 #include <algorithm>
 #include <deque>
 #include <filesystem>
-#include <fstream>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "docker_tar.h"
+#include "sandrun/portable_exe.h"
 
 namespace sandrun::docker {
 namespace {
@@ -19,13 +18,10 @@ namespace {
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
-// SHA-256 over every file's relative path, mode and content, in sorted order:
-// the cache key of a build context (mtimes do not matter).
+// SHA-256 over a manifest of every file's relative path, mode and content
+// hash, in sorted order: the cache key of a build context (mtimes do not
+// matter).
 Result<std::string> HashContext(const fs::path& dir) {
-  std::unique_ptr<EVP_MD_CTX, void (*)(EVP_MD_CTX*)> ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
-  if (!ctx || EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr) != 1) {
-    return InternalError("sha256: cannot initialise");
-  }
   std::vector<fs::path> paths;
   std::error_code ec;
   for (auto it = fs::recursive_directory_iterator(dir, ec);
@@ -34,31 +30,19 @@ Result<std::string> HashContext(const fs::path& dir) {
   }
   if (ec) return PermissionDeniedError("cannot read " + dir.string() + ": " + ec.message());
   std::sort(paths.begin(), paths.end());
-  std::string buffer(1 << 16, '\0');
+  std::string manifest;
   for (const auto& p : paths) {
     struct stat st;
     if (::lstat(p.c_str(), &st) != 0) continue;
-    std::string header = p.lexically_relative(dir).generic_string() + '\0' +
-                         std::to_string(st.st_mode) + '\0';
-    if (S_ISLNK(st.st_mode)) header += fs::read_symlink(p, ec).string();
-    EVP_DigestUpdate(ctx.get(), header.data(), header.size());
-    if (!S_ISREG(st.st_mode)) continue;
-    std::ifstream in(p, std::ios::binary);
-    while (in) {
-      in.read(buffer.data(), static_cast<std::streamsize>(buffer.size()));
-      if (in.gcount() > 0) EVP_DigestUpdate(ctx.get(), buffer.data(), static_cast<size_t>(in.gcount()));
+    manifest += p.lexically_relative(dir).generic_string() + '\0' + std::to_string(st.st_mode) + '\0';
+    if (S_ISLNK(st.st_mode)) manifest += fs::read_symlink(p, ec).string();
+    if (S_ISREG(st.st_mode)) {
+      SANDRUN_ASSIGN_OR_RETURN(std::string sha, Sha256OfFile(p));
+      manifest += sha;
     }
+    manifest += '\n';
   }
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int length = 0;
-  EVP_DigestFinal_ex(ctx.get(), digest, &length);
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string hex;
-  for (unsigned int i = 0; i < length; ++i) {
-    hex += kHex[digest[i] >> 4];
-    hex += kHex[digest[i] & 15];
-  }
-  return hex;
+  return Sha256Hex(manifest);
 }
 
 }  // namespace

@@ -23,6 +23,7 @@
 #include <filesystem>
 #include <map>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "sandrun/status.h"
@@ -75,6 +76,8 @@ Result<PortablePlan> PlanPortableExecutable(const std::filesystem::path& executa
 
 /// SHA-256 of a file's content as lowercase hex (OpenSSL).
 Result<std::string> Sha256OfFile(const std::filesystem::path& path);
+/// SHA-256 of `data` as lowercase hex.
+std::string Sha256Hex(std::string_view data);
 
 }  // namespace sandrun
 

@@ -27,6 +27,23 @@ using json = nlohmann::json;
 using namespace std::chrono_literals;
 namespace fs = std::filesystem;
 
+// A listening TCP socket on 127.0.0.1 (the only address tests may use);
+// returns the descriptor (-1 on failure) and sets *port.
+int ListenOnLoopback(int* port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+      ::listen(fd, 4) != 0 || ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    if (fd >= 0) ::close(fd);
+    return -1;
+  }
+  *port = ntohs(addr.sin_port);
+  return fd;
+}
+
 class DockerBackendTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -191,16 +208,10 @@ TEST_F(DockerBackendTest, LabelsLimitsAndNoNetwork) {
 
   // A listener on the host's loopback: with network none the container has its
   // own loopback, so it must not reach it.
-  int listener = ::socket(AF_INET, SOCK_STREAM, 0);
+  int port_number = 0;
+  int listener = ListenOnLoopback(&port_number);
   ASSERT_GE(listener, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-  ASSERT_EQ(::listen(listener, 4), 0);
-  socklen_t len = sizeof addr;
-  ::getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len);
-  std::string port = std::to_string(ntohs(addr.sin_port));
+  std::string port = std::to_string(port_number);
   ExecResult r = Run(*sandbox, {"sh", "-c", "ls /sys/class/net; echo hi | nc -w 2 127.0.0.1 " + port});
   EXPECT_NE(r.exit_code, 0);
   EXPECT_EQ(r.stdout_stream.text, "lo\n");
@@ -211,14 +222,9 @@ TEST_F(DockerBackendTest, LabelsLimitsAndNoNetwork) {
 }
 
 TEST_F(DockerBackendTest, OpenNetworkUsesHostNetworkOnLoopback) {
-  int listener = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-  ASSERT_EQ(::listen(listener, 4), 0);
-  socklen_t len = sizeof addr;
-  ::getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len);
+  int port = 0;
+  int listener = ListenOnLoopback(&port);
+  ASSERT_GE(listener, 0);
   SandboxSpec spec;
   spec.network = NetworkMode::kOpen;
   auto sandbox = MakeSandbox(spec);
@@ -232,7 +238,7 @@ TEST_F(DockerBackendTest, OpenNetworkUsesHostNetworkOnLoopback) {
     }
   });
   ExecResult r = Run(*sandbox, {"sh", "-c", "nc -w 5 127.0.0.1 " +
-                                                std::to_string(ntohs(addr.sin_port)) + " </dev/null"});
+                                                std::to_string(port) + " </dev/null"});
   accept_one.join();
   ::close(listener);
   EXPECT_EQ(r.stdout_stream.text, "pong\n");
