@@ -37,7 +37,7 @@ int BatchCommand(const std::vector<std::string>& args, CliContext& context) {
   Engine engine(candidates);
   bool terminal = StderrIsTerminal();
   engine.AddListener(std::make_shared<ConsoleListener>(
-      stderr, ConsoleListener::Options{terminal, true, true}));
+      stderr, ConsoleListener::Options{terminal, true, true, run_options.race}));
   std::shared_ptr<JUnitFileListener> junit;
   if (parsed->count("junit")) {
     junit = std::make_shared<JUnitFileListener>((*parsed)["junit"].as<std::string>());

@@ -18,8 +18,7 @@ std::string Label(const TaskRecord& r) {
   return "ERROR";
 }
 
-std::string Detail(const TaskRecord& r) {
-  const ExecResult& x = r.result;
+std::string OutcomeDetail(const ExecResult& x) {
   switch (x.outcome) {
     case Outcome::kExited: return "exit " + std::to_string(x.exit_code);
     case Outcome::kSignaled: return "signal " + std::to_string(x.signal);
@@ -29,6 +28,15 @@ std::string Detail(const TaskRecord& r) {
     case Outcome::kInfraError: return "sandrun/backend error";
   }
   return "";
+}
+
+/// The outcome, plus a word when the record holds only part of the output.
+std::string Detail(const TaskRecord& r) {
+  std::string detail = OutcomeDetail(r.result);
+  if (r.result.stdout_stream.truncated || r.result.stderr_stream.truncated) {
+    detail += ", output capped";
+  }
+  return detail;
 }
 
 /// The last `n` non-empty lines of a text.
@@ -132,7 +140,7 @@ void ConsoleListener::OnRunEnd(const RunRecord& run) {
   // What went wrong, briefly, for each task that did not pass.
   for (const auto& r : finished_) {
     if (Passed(r.result) || r.result.outcome == Outcome::kCancelled) continue;
-    std::fprintf(out_, "\n--- %s: %s\n", r.task_id.c_str(), Detail(r).c_str());
+    std::fprintf(out_, "\n--- %s: %s\n", r.task_id.c_str(), OutcomeDetail(r.result).c_str());
     if (!r.result.error.empty()) std::fprintf(out_, "    %s\n", r.result.error.c_str());
     const std::string& text =
         r.result.stderr_stream.text.empty() ? r.result.stdout_stream.text : r.result.stderr_stream.text;
@@ -143,7 +151,7 @@ void ConsoleListener::OnRunEnd(const RunRecord& run) {
   if (run.infra_errors > 0) std::fprintf(out_, ", %d infrastructure errors", run.infra_errors);
   if (run.cancelled > 0) std::fprintf(out_, ", %d cancelled", run.cancelled);
   std::fprintf(out_, " in %s\n", FormatDuration(run.wall_ms).c_str());
-  if (!run.fastest_passing_task.empty()) {
+  if (options_.show_fastest && !run.fastest_passing_task.empty()) {
     std::fprintf(out_, "fastest passing task: %s\n", run.fastest_passing_task.c_str());
   }
   std::fprintf(out_, "run %s (%s), records in %s\n", run.run_id.c_str(), run.status.c_str(),

@@ -20,6 +20,7 @@ class ConsoleListener : public RunListener {
     bool progress_line = false;  ///< Redraw a status line (terminal only).
     bool task_lines = true;      ///< One line per finished task.
     bool summary = true;         ///< The table at the end.
+    bool show_fastest = false;   ///< Name the fastest passing task (--race).
   };
   ConsoleListener(std::FILE* out, Options options);
 
