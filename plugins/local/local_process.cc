@@ -5,6 +5,7 @@
 #include "local_process.h"
 
 #include <fcntl.h>
+#include <linux/close_range.h>
 #include <net/if.h>
 #include <pthread.h>
 #include <sched.h>
@@ -37,6 +38,7 @@
 #include <cstring>
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 namespace sandrun::local {
 namespace {
@@ -97,6 +99,8 @@ int EnterNetworkNamespace(bool user_namespace, const IdMaps& maps) {
   return 0;
 }
 
+constexpr int kTextBusyRetries = 20;
+
 enum SetupStage : char { kStageGroup = 'g', kStageNetwork = 'n', kStageCwd = 'c' };
 
 const char* StageName(char stage) {
@@ -143,7 +147,29 @@ struct ChildSetup {
       return Fail(kStageNetwork);
     }
     if (chdir(cwd) != 0) return Fail(kStageCwd);
+    MarkInheritedFdsCloseOnExec();
     return {};
+  }
+
+  // Boost 1.81's close_all() skips the fds between stderr and its own error
+  // pipe (it compares each whitelist entry with itself), so the command would
+  // inherit sandrun's pipe ends, its own stdin writer included, and never see
+  // EOF. Runs after process_stdio has dup2'd 0-2, which stay open.
+  static void MarkInheritedFdsCloseOnExec() {
+    if (syscall(SYS_close_range, 3u, ~0u, CLOSE_RANGE_CLOEXEC) == 0) return;
+    long max_fd = sysconf(_SC_OPEN_MAX);
+    if (max_fd < 0 || max_fd > 65536) max_fd = 65536;
+    for (int fd = 3; fd < max_fd; ++fd) fcntl(fd, F_SETFD, FD_CLOEXEC);
+  }
+
+  // Boost 1.81 ends a child whose exec failed with exit(), which would run
+  // sandrun's atexit handlers and static destructors in the child (deleting
+  // temporary directories, flushing files twice). The error has already been
+  // reported through Boost's pipe when this runs. Boost detects the hook with
+  // a five-argument signature but calls it with four, hence the pack.
+  template <typename... Args>
+  void on_exec_error(Args&&...) {
+    _exit(EXIT_FAILURE);
   }
 
   error_code Fail(char stage) const {
@@ -468,7 +494,9 @@ Result<ProcessEnd> RunProcessOrThrow(const LaunchSpec& spec, GroupTracker& track
   UniqueFd dev_null(spec.stdin_data ? -1 : open("/dev/null", O_RDONLY | O_CLOEXEC));
   int stdin_fd = spec.stdin_data ? in_read.native_handle() : dev_null.get();
   int report[2];
-  if (pipe2(report, O_CLOEXEC) != 0) {
+  // Non-blocking: children forked meanwhile by other threads may hold the
+  // write end open until they exec.
+  if (pipe2(report, O_CLOEXEC | O_NONBLOCK) != 0) {
     return InternalError(std::string("pipe2: ") + std::strerror(errno));
   }
   UniqueFd report_read(report[0]);
@@ -485,11 +513,23 @@ Result<ProcessEnd> RunProcessOrThrow(const LaunchSpec& spec, GroupTracker& track
   ChildSetup setup{argv_ptrs.data(), env_ptrs.data(),      cwd.c_str(), spec.isolate_network,
                    spec.needs_user_namespace, getpid(), &maps,       report_write.get()};
 
-  bp::posix::default_launcher launcher;
   const std::vector<std::string> unused_args;  // ChildSetup supplies argv
-  auto process = launcher(ctx.get_executor(), ec, found.path, unused_args, setup,
-                          bp::process_stdio{stdin_fd, out_write.native_handle(),
-                                            err_write.native_handle()});
+  bp::posix::default_launcher launcher;
+  bp::basic_process<asio::io_context::executor_type> process(ctx.get_executor());
+  // ETXTBSY: a child forked by another thread still holds a write descriptor
+  // to this freshly copied executable until it execs; wait for that.
+  for (int attempt = 0;; ++attempt) {
+    launcher = bp::posix::default_launcher();
+    ec.clear();
+    // process_stdio must come first: ChildSetup's last step relies on 0-2 being set.
+    process = launcher(ctx.get_executor(), ec, found.path, unused_args,
+                       bp::process_stdio{stdin_fd, out_write.native_handle(),
+                                         err_write.native_handle()},
+                       setup);
+    if (ec != boost::system::errc::text_file_busy || attempt == kTextBusyRetries) break;
+    if (launcher.pid > 0) waitpid(launcher.pid, nullptr, 0);
+    std::this_thread::sleep_for(std::chrono::milliseconds(5 * (attempt + 1)));
+  }
   out_write.close();
   err_write.close();
   in_read.close();
@@ -500,7 +540,7 @@ Result<ProcessEnd> RunProcessOrThrow(const LaunchSpec& spec, GroupTracker& track
     char stage = 0;
     if (read(report_read.get(), &stage, 1) == 1) {
       return InternalError(std::string("local: ") + StageName(stage) + " failed for '" + command +
-                           "': " + ec.message());
+                           "' (in " + cwd + "): " + ec.message());
     }
     int code = ec.value();
     if (code == ENOENT) return ExecFailure(kExitNotFound, command, ec.message(), err);

@@ -1,0 +1,660 @@
+#include "conformance/backend_conformance.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <fstream>
+#include <mutex>
+#include <sstream>
+#include <thread>
+
+#include "conformance/helper_protocol.h"
+#include "sandrun/archive.h"
+#include "sandrun/util.h"
+#include "support/test_util.h"
+
+#ifndef SANDRUN_CONFORMANCE_HELPER
+#error "SANDRUN_CONFORMANCE_HELPER must name the built conformance_helper"
+#endif
+
+namespace sandrun::conformance {
+namespace {
+
+namespace fs = std::filesystem;
+using ::sandrun::testing::ReadFile;
+using ::sandrun::testing::TempDir;
+
+constexpr const char* kHelper = "./conformance_helper";
+constexpr std::uint64_t kMiB = 1024 * 1024;
+
+ExecRequest Shell(const std::string& script) {
+  ExecRequest request;
+  request.argv = {"/bin/sh", "-c", script};
+  return request;
+}
+
+std::string Trimmed(std::string text) {
+  while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
+  return text;
+}
+
+// Memory figures of this process from /proc/self/status, in KiB.
+std::int64_t StatusKiB(const std::string& key) {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind(key + ":", 0) == 0) return std::stoll(line.substr(key.size() + 1));
+  }
+  return -1;
+}
+
+// Resets VmHWM to the current RSS (proc(5), clear_refs "5"), so the peak
+// measured afterwards belongs to the case and not to earlier ones.
+bool ResetPeakRss() {
+  std::ofstream out("/proc/self/clear_refs");
+  out << "5";
+  out.flush();
+  return static_cast<bool>(out);
+}
+
+// A TCP listener on 127.0.0.1, opened by the test itself.
+class LoopbackListener {
+ public:
+  LoopbackListener() {
+    fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof addr;
+    if (fd_ >= 0 && bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
+        listen(fd_, 16) == 0 &&
+        getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
+      port_ = ntohs(addr.sin_port);
+    }
+  }
+  ~LoopbackListener() {
+    if (fd_ >= 0) close(fd_);
+  }
+  int port() const { return port_; }
+
+ private:
+  int fd_ = -1;
+  int port_ = 0;
+};
+
+bool Contains(const std::string& text, const std::string& part) {
+  return text.find(part) != std::string::npos;
+}
+bool Lacks(const std::string& text, const std::string& part) { return !Contains(text, part); }
+
+bool AnyNoteMentions(const ExecResult& result, const std::string& word) {
+  for (const auto& note : result.notes) {
+    if (note.find(word) != std::string::npos) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+void PrintTo(const ConformanceTarget& target, std::ostream* os) { *os << target.name; }
+
+std::string ConformanceTargetName(const ::testing::TestParamInfo<ConformanceTarget>& info) {
+  return info.param.name;
+}
+
+std::string Describe(const ExecResult& result) {
+  std::ostringstream out;
+  out << "outcome=" << OutcomeName(result.outcome) << " exit_code=" << result.exit_code
+      << " signal=" << result.signal << " error='" << result.error << "'";
+  for (const auto& note : result.notes) out << "\n  note: " << note;
+  out << "\n  stdout: " << result.stdout_stream.text.substr(0, 300)
+      << "\n  stderr: " << result.stderr_stream.text.substr(0, 300);
+  return out.str();
+}
+
+void BackendConformanceTest::SetUp() {
+  if (!GetParam().skip_reason.empty()) GTEST_SKIP() << GetParam().skip_reason;
+  auto made = GetParam().make();
+  ASSERT_TRUE(made.ok()) << made.status().ToString();
+  backend_ = std::move(made).value();
+}
+
+void BackendConformanceTest::TearDown() { backend_.reset(); }
+
+std::unique_ptr<Sandbox> BackendConformanceTest::NewSandbox(
+    const std::function<void(SandboxSpec&)>& adjust) {
+  SandboxSpec spec = GetParam().base_spec;
+  spec.labels.emplace("managed-by", "sandrun");
+  spec.labels.emplace("task", ::testing::UnitTest::GetInstance()->current_test_info()->name());
+  if (adjust) adjust(spec);
+  auto created = backend_->Create(spec);
+  if (!created.ok()) {
+    ADD_FAILURE() << "Create failed: " << created.status().ToString();
+    return nullptr;
+  }
+  return std::move(created).value();
+}
+
+std::unique_ptr<Sandbox> BackendConformanceTest::NewSandboxWithHelper(
+    const std::function<void(SandboxSpec&)>& adjust) {
+  auto sandbox = NewSandbox(adjust);
+  if (sandbox == nullptr) return nullptr;
+  Status put = sandbox->Put(FileUpload{SANDRUN_CONFORMANCE_HELPER, "conformance_helper"});
+  if (!put.ok()) {
+    ADD_FAILURE() << "uploading conformance_helper failed: " << put.ToString();
+    return nullptr;
+  }
+  return sandbox;
+}
+
+ExecResult BackendConformanceTest::Run(Sandbox& sandbox, ExecRequest request) {
+  auto result = sandbox.Exec(request);
+  if (!result.ok()) {
+    ADD_FAILURE() << "Exec(" << QuoteForDisplay(request.argv)
+                  << ") failed: " << result.status().ToString();
+    ExecResult failed;
+    failed.error = result.status().ToString();
+    return failed;
+  }
+  return std::move(result).value();
+}
+
+ExecResult BackendConformanceTest::RunHelper(Sandbox& sandbox, std::vector<std::string> args,
+                                             ExecRequest request) {
+  request.argv = {kHelper};
+  request.argv.insert(request.argv.end(), args.begin(), args.end());
+  return Run(sandbox, std::move(request));
+}
+
+// ---- exit codes, exec failures, signals ----
+
+TEST_P(BackendConformanceTest, ExitCodesArePassedThrough) {
+  auto sandbox = NewSandboxWithHelper();
+  ASSERT_NE(sandbox, nullptr);
+  for (int code : {0, 1, 42}) {
+    ExecResult result = RunHelper(*sandbox, {"exit", std::to_string(code)});
+    EXPECT_EQ(result.outcome, Outcome::kExited) << Describe(result);
+    EXPECT_EQ(result.exit_code, code) << Describe(result);
+    EXPECT_EQ(ExitCodeOf(result), code);
+    EXPECT_EQ(Passed(result), code == 0);
+  }
+  ExecResult shell = Run(*sandbox, Shell("exit 42"));
+  EXPECT_EQ(shell.exit_code, 42) << Describe(shell);
+}
+
+TEST_P(BackendConformanceTest, MissingCommandIs127) {
+  auto sandbox = NewSandbox();
+  ASSERT_NE(sandbox, nullptr);
+  ExecRequest request;
+  request.argv = {"sandrun-conformance-no-such-command"};
+  ExecResult result = Run(*sandbox, request);
+  EXPECT_EQ(result.outcome, Outcome::kExited) << Describe(result);
+  EXPECT_EQ(result.exit_code, kExitNotFound) << Describe(result);
+  EXPECT_EQ(ExitCodeOf(result), kExitNotFound);
+  EXPECT_PRED2(Contains, result.stderr_stream.text, "sandrun-conformance-no-such-command");
+}
+
+TEST_P(BackendConformanceTest, NonExecutableFileIs126) {
+  TempDir host;
+  fs::path script = host.Write("not-executable", "#!/bin/sh\necho should not run\n");
+  fs::permissions(script, fs::perms::owner_read | fs::perms::owner_write);
+  auto sandbox = NewSandbox();
+  ASSERT_NE(sandbox, nullptr);
+  ASSERT_TRUE(sandbox->Put(FileUpload{script.string(), "not-executable"}).ok());
+  ExecRequest request;
+  request.argv = {"./not-executable"};
+  ExecResult result = Run(*sandbox, request);
+  EXPECT_EQ(result.outcome, Outcome::kExited) << Describe(result);
+  EXPECT_EQ(result.exit_code, kExitNotExecutable) << Describe(result);
+  EXPECT_PRED2(Lacks, result.stdout_stream.text, "should not run");
+}
+
+TEST_P(BackendConformanceTest, SignalsAreReportedAsSignaled) {
+  auto sandbox = NewSandboxWithHelper();
+  ASSERT_NE(sandbox, nullptr);
+  for (int sig : {SIGSEGV, SIGKILL}) {
+    ExecResult result = RunHelper(*sandbox, {"signal", std::to_string(sig)});
+    EXPECT_EQ(result.outcome, Outcome::kSignaled) << Describe(result);
+    EXPECT_EQ(result.signal, sig) << Describe(result);
+    EXPECT_EQ(ExitCodeOf(result), kExitSignalBase + sig);
+  }
+}
+
+// ---- timeouts and cancellation ----
+
+TEST_P(BackendConformanceTest, TimeoutKillsTheWholeTree) {
+  auto sandbox = NewSandboxWithHelper();
+  ASSERT_NE(sandbox, nullptr);
+  ExecRequest request;
+  request.timeout = std::chrono::milliseconds(1500);
+  ExecResult result = RunHelper(*sandbox, {"grandchild", "grandchild.pid"}, request);
+  EXPECT_EQ(result.outcome, Outcome::kTimedOut) << Describe(result);
+  EXPECT_EQ(result.exit_code, kExitTimedOut);
+  EXPECT_EQ(ExitCodeOf(result), kExitTimedOut);
+  EXPECT_NE(result.signal, 0) << "the signal that ended it";
+  EXPECT_PRED2(Contains, result.stdout_stream.text, "started") << "output before the timeout";
+
+  std::string pid = Trimmed(Run(*sandbox, Shell("cat grandchild.pid")).stdout_stream.text);
+  ASSERT_FALSE(pid.empty()) << "the grandchild never wrote its pid";
+  // Killed processes can take a moment to be reaped; poll generously.
+  std::string state;
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    state = Trimmed(RunHelper(*sandbox, {"alive", pid}).stdout_stream.text);
+    if (state == "gone") break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_EQ(state, "gone") << "grandchild " << pid << " survived the timeout";
+}
+
+TEST_P(BackendConformanceTest, TimeoutEscalatesToSigkill) {
+  auto sandbox = NewSandboxWithHelper();
+  ASSERT_NE(sandbox, nullptr);
+  ExecRequest request;
+  request.timeout = std::chrono::milliseconds(500);
+  ExecResult result = RunHelper(*sandbox, {"ignore-term", "600"}, request);
+  EXPECT_EQ(result.outcome, Outcome::kTimedOut) << Describe(result);
+  EXPECT_EQ(result.signal, SIGKILL) << "SIGTERM is ignored, so SIGKILL must end it";
+  EXPECT_LT(result.durations.exec_ms, 60'000);
+}
+
+TEST_P(BackendConformanceTest, TerminateFromAnotherThreadCancelsExec) {
+  auto sandbox = NewSandboxWithHelper();
+  ASSERT_NE(sandbox, nullptr);
+  std::mutex mu;
+  std::condition_variable cv;
+  bool started = false;
+  ExecRequest request;
+  request.on_output = [&](StreamKind, std::string_view chunk) {
+    if (chunk.find("started") == std::string_view::npos) return;
+    std::lock_guard<std::mutex> lock(mu);
+    started = true;
+    cv.notify_all();
+  };
+  request.argv = {kHelper, "sleep", "600"};
+  Result<ExecResult> result = InternalError("not run");
+  std::thread runner([&] { result = sandbox->Exec(request); });
+  {
+    std::unique_lock<std::mutex> lock(mu);
+    cv.wait_for(lock, std::chrono::seconds(60), [&] { return started; });
+  }
+  auto cancel_time = std::chrono::steady_clock::now();
+  EXPECT_TRUE(sandbox->Terminate().ok());
+  runner.join();
+  auto took = std::chrono::steady_clock::now() - cancel_time;
+  ASSERT_TRUE(started) << "the command never started";
+  ASSERT_TRUE(result.ok()) << result.status().ToString();
+  EXPECT_EQ(result->outcome, Outcome::kCancelled) << Describe(*result);
+  EXPECT_EQ(ExitCodeOf(*result), kExitInterrupted);
+  EXPECT_PRED2(Contains, result->stdout_stream.text, "started") << "output so far is kept";
+  EXPECT_LT(took, std::chrono::seconds(30)) << "Terminate() must end Exec promptly";
+  EXPECT_TRUE(sandbox->Terminate().ok()) << "Terminate() is idempotent";
+}
+
+// ---- stdin, env, cwd ----
+
+TEST_P(BackendConformanceTest, StdinRoundTripsBinaryData) {
+  auto sandbox = NewSandboxWithHelper();
+  ASSERT_NE(sandbox, nullptr);
+  std::string data;
+  for (int round = 0; round < 4096; ++round) {
+    for (int byte = 0; byte < 256; ++byte) data.push_back(static_cast<char>(byte));
+  }
+  ExecRequest request;
+  request.stdin_data = data;
+  request.output_cap_bytes = 2 * data.size();
+  ExecResult echoed = RunHelper(*sandbox, {"cat"}, request);
+  EXPECT_EQ(echoed.exit_code, 0) << Describe(echoed);
+  EXPECT_EQ(echoed.stdout_stream.total_bytes, data.size());
+  EXPECT_TRUE(echoed.stdout_stream.text == data) << "stdin came back altered";
+
+  std::string big(8 * kMiB, '\0');
+  for (std::size_t i = 0; i < big.size(); ++i) big[i] = static_cast<char>(PatternByte(i));
+  ExecRequest sum_request;
+  sum_request.stdin_data = big;
+  ExecResult sum = RunHelper(*sandbox, {"checksum"}, sum_request);
+  char expected[64];
+  std::snprintf(expected, sizeof expected, "%zu %016llx\n", big.size(),
+                static_cast<unsigned long long>(Fnv1a(kFnvOffset, big)));
+  EXPECT_EQ(sum.stdout_stream.text, expected) << Describe(sum);
+
+  ExecResult empty = RunHelper(*sandbox, {"cat"});
+  EXPECT_EQ(empty.exit_code, 0) << "unset stdin must read as empty, not hang";
+  EXPECT_EQ(empty.stdout_stream.total_bytes, 0u);
+}
+
+TEST_P(BackendConformanceTest, EnvComesFromSpecThenRequest) {
+  auto sandbox = NewSandboxWithHelper([](SandboxSpec& spec) {
+    spec.env["CONFORMANCE_SPEC_ONLY"] = "from-spec";
+    spec.env["CONFORMANCE_BOTH"] = "from-spec";
+  });
+  ASSERT_NE(sandbox, nullptr);
+  ExecRequest request;
+  request.env["CONFORMANCE_BOTH"] = "from-request";
+  request.env["CONFORMANCE_SPACES"] = "a b  c=d";
+  EXPECT_EQ(RunHelper(*sandbox, {"env", "CONFORMANCE_SPEC_ONLY"}, request).stdout_stream.text,
+            "from-spec\n");
+  EXPECT_EQ(RunHelper(*sandbox, {"env", "CONFORMANCE_BOTH"}, request).stdout_stream.text,
+            "from-request\n");
+  EXPECT_EQ(RunHelper(*sandbox, {"env", "CONFORMANCE_SPACES"}, request).stdout_stream.text,
+            "a b  c=d\n");
+  ExecResult unset = RunHelper(*sandbox, {"env", "CONFORMANCE_NEVER_SET"});
+  EXPECT_EQ(unset.exit_code, 1) << Describe(unset);
+}
+
+TEST_P(BackendConformanceTest, CwdDefaultsToWorkdirAndFollowsRequest) {
+  TempDir host;
+  host.Write("tree/marker.txt", "here\n");
+  auto sandbox = NewSandboxWithHelper();
+  ASSERT_NE(sandbox, nullptr);
+  ASSERT_TRUE(sandbox->Put(FileUpload{(host.path() / "tree").string(), "tree"}).ok());
+  std::string workdir = Trimmed(RunHelper(*sandbox, {"pwd"}).stdout_stream.text);
+  ASSERT_FALSE(workdir.empty());
+  EXPECT_EQ(workdir.front(), '/');
+
+  ExecRequest request;
+  request.cwd = "tree";
+  request.argv = {"../conformance_helper", "pwd"};
+  ExecResult in_tree = Run(*sandbox, request);
+  EXPECT_EQ(Trimmed(in_tree.stdout_stream.text), workdir + "/tree") << Describe(in_tree);
+  ExecRequest cat = Shell("cat marker.txt");
+  cat.cwd = "tree";
+  EXPECT_EQ(Run(*sandbox, cat).stdout_stream.text, "here\n");
+}
+
+// ---- output ----
+
+// 100 MiB through one stream. Figures: the collector keeps at most the cap
+// (1 MiB here) and reads in small chunks, so the test process should not grow
+// by much more than that; 48 MiB leaves room for allocator slack and for
+// backends that buffer a few chunks in flight.
+TEST_P(BackendConformanceTest, HundredMebibytesKeepMemoryBounded) {
+  constexpr std::uint64_t kTotal = 100 * kMiB;
+  constexpr std::int64_t kAllowedGrowthKiB = 48 * 1024;
+  auto sandbox = NewSandboxWithHelper();
+  ASSERT_NE(sandbox, nullptr);
+  TempDir spill;
+  std::atomic<std::uint64_t> live_bytes{0};
+  ExecRequest request;
+  request.output_cap_bytes = kMiB;
+  request.spill_dir = spill.path().string();
+  request.on_output = [&](StreamKind kind, std::string_view chunk) {
+    if (kind == StreamKind::kStdout) live_bytes += chunk.size();
+  };
+  bool peak_reset = ResetPeakRss();
+  std::int64_t rss_before = StatusKiB("VmRSS");
+  ExecResult result = RunHelper(*sandbox, {"bytes", std::to_string(kTotal)}, request);
+  std::int64_t peak_after = StatusKiB(peak_reset ? "VmHWM" : "VmRSS");
+  std::int64_t growth = peak_after - rss_before;
+  RecordProperty("peak_growth_kib", static_cast<int>(growth));
+  std::printf("[ figures  ] 100 MiB stdout: peak RSS growth %lld KiB (allowed %lld KiB)%s\n",
+              static_cast<long long>(growth), static_cast<long long>(kAllowedGrowthKiB),
+              peak_reset ? "" : " [VmHWM reset unsupported: current RSS used]");
+
+  ASSERT_EQ(result.outcome, Outcome::kExited) << Describe(result);
+  EXPECT_EQ(result.exit_code, 0);
+  EXPECT_EQ(result.stdout_stream.total_bytes, kTotal);
+  EXPECT_EQ(live_bytes.load(), kTotal) << "the live callback must see every byte";
+  EXPECT_TRUE(result.stdout_stream.truncated);
+  EXPECT_LE(result.stdout_stream.text.size(), kMiB + 100) << "record over the cap";
+  const std::string& text = result.stdout_stream.text;
+  ASSERT_GE(text.size(), kMiB / 2);
+  for (std::uint64_t i = 0; i < kMiB / 2; ++i) {
+    ASSERT_EQ(static_cast<unsigned char>(text[i]), PatternByte(i)) << "head differs at " << i;
+  }
+  for (std::uint64_t i = 1; i <= kMiB / 2; ++i) {
+    ASSERT_EQ(static_cast<unsigned char>(text[text.size() - i]), PatternByte(kTotal - i))
+        << "tail differs " << i << " bytes from the end";
+  }
+  EXPECT_LT(growth, kAllowedGrowthKiB) << "sandrun's memory grew with the output";
+
+  ASSERT_FALSE(result.stdout_stream.spill_path.empty());
+  std::ifstream in(result.stdout_stream.spill_path, std::ios::binary);
+  std::vector<char> chunk(kMiB);
+  std::uint64_t offset = 0;
+  while (in.read(chunk.data(), chunk.size()) || in.gcount() > 0) {
+    for (std::streamsize i = 0; i < in.gcount(); ++i, ++offset) {
+      ASSERT_EQ(static_cast<unsigned char>(chunk[i]), PatternByte(offset))
+          << "spill file differs at " << offset;
+    }
+  }
+  EXPECT_EQ(offset, kTotal) << "spill file must hold the whole stream";
+}
+
+TEST_P(BackendConformanceTest, BinaryAndUtf8OutputArePreservedExactly) {
+  auto sandbox = NewSandboxWithHelper();
+  ASSERT_NE(sandbox, nullptr);
+  std::string all;
+  for (int byte = 0; byte < 256; ++byte) all.push_back(static_cast<char>(byte));
+  ExecResult binary = RunHelper(*sandbox, {"allbytes"});
+  EXPECT_EQ(binary.stdout_stream.total_bytes, 256u);
+  EXPECT_FALSE(binary.stdout_stream.truncated);
+  EXPECT_TRUE(binary.stdout_stream.text == all) << "binary output altered";
+  ExecResult utf8 = RunHelper(*sandbox, {"utf8"});
+  EXPECT_EQ(utf8.stdout_stream.text, std::string(kUtf8Sample));
+}
+
+TEST_P(BackendConformanceTest, StdoutAndStderrAreSeparate) {
+  auto sandbox = NewSandboxWithHelper();
+  ASSERT_NE(sandbox, nullptr);
+  ExecResult result = RunHelper(*sandbox, {"streams"});
+  EXPECT_EQ(result.stdout_stream.text, "to-stdout\n") << Describe(result);
+  EXPECT_EQ(result.stderr_stream.text, "to-stderr\n") << Describe(result);
+  EXPECT_EQ(result.stderr_stream.total_bytes, 10u);
+}
+
+// ---- files ----
+
+TEST_P(BackendConformanceTest, UploadsFilesAndDirectories) {
+  TempDir host;
+  fs::path file = host.Write("single.txt", "single file\n");
+  host.Write("dir/a/b.txt", "nested\n");
+  fs::path tool = host.Write("dir/bin/tool.sh", "#!/bin/sh\necho tool ran\n");
+  fs::permissions(tool, fs::perms::owner_exec, fs::perm_options::add);
+  auto sandbox = NewSandbox();
+  ASSERT_NE(sandbox, nullptr);
+  ASSERT_TRUE(sandbox->Put(FileUpload{file.string(), ""}).ok());
+  ASSERT_TRUE(sandbox->Put(FileUpload{file.string(), "renamed/copy.txt"}).ok());
+  ASSERT_TRUE(sandbox->Put(FileUpload{(host.path() / "dir").string(), "dir"}).ok());
+  EXPECT_EQ(Run(*sandbox, Shell("cat single.txt renamed/copy.txt dir/a/b.txt")).stdout_stream.text,
+            "single file\nsingle file\nnested\n");
+  ExecRequest run_tool;
+  run_tool.argv = {"./dir/bin/tool.sh"};
+  ExecResult ran = Run(*sandbox, run_tool);
+  EXPECT_EQ(ran.stdout_stream.text, "tool ran\n") << "exec bit lost? " << Describe(ran);
+
+  Status missing = sandbox->Put(FileUpload{(host.path() / "no-such-file").string(), ""});
+  EXPECT_EQ(missing.code(), StatusCode::kNotFound) << missing.ToString();
+  EXPECT_PRED2(Contains, missing.message(), "no-such-file");
+}
+
+TEST_P(BackendConformanceTest, DownloadsFilesAndDirectories) {
+  auto sandbox = NewSandbox();
+  ASSERT_NE(sandbox, nullptr);
+  ExecResult made = Run(*sandbox, Shell("mkdir -p out/sub && printf one > out/sub/f.txt && "
+                                        "printf two > out/g.txt && printf three > lone.txt"));
+  ASSERT_EQ(made.exit_code, 0) << Describe(made);
+  TempDir host;
+  auto tree = sandbox->Get("out", host.path() / "dl");
+  ASSERT_TRUE(tree.ok()) << tree.status().ToString();
+  EXPECT_EQ(*tree, (std::vector<std::string>{"out/g.txt", "out/sub/f.txt"}));
+  EXPECT_EQ(ReadFile(host.path() / "dl/out/sub/f.txt"), "one");
+  EXPECT_EQ(ReadFile(host.path() / "dl/out/g.txt"), "two");
+  auto lone = sandbox->Get("lone.txt", host.path() / "dl");
+  ASSERT_TRUE(lone.ok()) << lone.status().ToString();
+  EXPECT_EQ(*lone, std::vector<std::string>{"lone.txt"});
+  EXPECT_EQ(ReadFile(host.path() / "dl/lone.txt"), "three");
+  auto missing = sandbox->Get("not-there", host.path() / "dl");
+  EXPECT_EQ(missing.status().code(), StatusCode::kNotFound);
+}
+
+// Whatever a backend calls "inside", a download may never write outside the
+// target directory: it is refused (kPermissionDenied naming the path) or
+// lands entirely under host_dir.
+TEST_P(BackendConformanceTest, DownloadsNeverEscapeTheTargetDirectory) {
+  auto sandbox = NewSandbox();
+  ASSERT_NE(sandbox, nullptr);
+  ExecResult made = Run(*sandbox, Shell("ln -s ../../../../../../../../../etc escape-dir && "
+                                        "ln -s /etc/passwd escape-file && mkdir -p mixed && "
+                                        "printf ok > mixed/ok.txt && ln -s /etc/hostname mixed/link"));
+  ASSERT_EQ(made.exit_code, 0) << Describe(made);
+  TempDir host;
+  fs::path target = host.path() / "target";
+  for (const std::string path : {"escape-dir", "escape-file", "mixed",
+                                 "../../../../../../../../etc/passwd"}) {
+    SCOPED_TRACE(path);
+    auto got = sandbox->Get(path, target);
+    if (!got.ok()) {
+      EXPECT_EQ(got.status().code(), StatusCode::kPermissionDenied) << got.status().ToString();
+      EXPECT_PRED2(Contains, got.status().message(), fs::path(path).filename().string());
+      continue;
+    }
+    for (const auto& written : *got) {
+      EXPECT_TRUE(IsSafeRelativePath(written)) << written;
+      EXPECT_TRUE(fs::exists(fs::symlink_status(target / written))) << written;
+    }
+  }
+  for (const auto& entry : fs::directory_iterator(host.path())) {
+    EXPECT_EQ(entry.path().filename(), "target") << "written outside the target: " << entry.path();
+  }
+  for (const auto& entry : fs::recursive_directory_iterator(target)) {
+    EXPECT_FALSE(fs::is_symlink(entry.symlink_status())) << "symlink left in target: " << entry.path();
+  }
+}
+
+// ---- network ----
+
+TEST_P(BackendConformanceTest, NetworkNoneBlocksLoopback) {
+  LoopbackListener listener;
+  ASSERT_NE(listener.port(), 0);
+  auto sandbox = NewSandboxWithHelper([](SandboxSpec& spec) { spec.network = NetworkMode::kNone; });
+  ASSERT_NE(sandbox, nullptr);
+  ExecResult result = RunHelper(*sandbox, {"connect", std::to_string(listener.port())});
+  if (!backend_->GetCapabilities().isolates_network) {
+    EXPECT_FALSE(result.network_isolated) << "claims isolation it cannot provide";
+    EXPECT_TRUE(AnyNoteMentions(result, "network")) << Describe(result);
+    GTEST_SKIP() << "unsupported: the backend cannot isolate the network here";
+  }
+  EXPECT_TRUE(result.network_isolated);
+  EXPECT_NE(result.exit_code, 0) << "reached the host's loopback listener: " << Describe(result);
+  EXPECT_PRED2(Lacks, result.stdout_stream.text, "connected");
+}
+
+TEST_P(BackendConformanceTest, NetworkOpenReachesLoopback) {
+  LoopbackListener listener;
+  ASSERT_NE(listener.port(), 0);
+  auto sandbox = NewSandboxWithHelper([](SandboxSpec& spec) { spec.network = NetworkMode::kOpen; });
+  ASSERT_NE(sandbox, nullptr);
+  ExecResult result = RunHelper(*sandbox, {"connect", std::to_string(listener.port())});
+  EXPECT_EQ(result.exit_code, 0) << Describe(result);
+  EXPECT_EQ(result.stdout_stream.text, "connected\n");
+}
+
+// ---- processes ----
+
+TEST_P(BackendConformanceTest, ForkInsideTheSandbox) {
+  auto sandbox = NewSandboxWithHelper();
+  ASSERT_NE(sandbox, nullptr);
+  ExecResult result = RunHelper(*sandbox, {"fork", "8"});
+  EXPECT_EQ(result.exit_code, 0) << Describe(result);
+  EXPECT_EQ(result.stdout_stream.text, "forked 8\n");
+}
+
+TEST_P(BackendConformanceTest, ManySequentialExecsInOneSandbox) {
+  auto sandbox = NewSandboxWithHelper();
+  ASSERT_NE(sandbox, nullptr);
+  for (int i = 0; i < 40; ++i) {
+    ExecResult result = RunHelper(*sandbox, {"exit", std::to_string(i % 7)});
+    ASSERT_EQ(result.exit_code, i % 7) << "exec #" << i << ": " << Describe(result);
+  }
+}
+
+TEST_P(BackendConformanceTest, EightSandboxesInParallel) {
+  constexpr int kSandboxes = 8;
+  std::vector<std::string> outputs(kSandboxes);
+  std::vector<std::string> errors(kSandboxes);
+  std::vector<std::thread> threads;
+  SandboxSpec base = GetParam().base_spec;
+  for (int i = 0; i < kSandboxes; ++i) {
+    threads.emplace_back([&, i] {
+      SandboxSpec spec = base;
+      spec.env["CONFORMANCE_INDEX"] = std::to_string(i);
+      auto sandbox = backend_->Create(spec);
+      if (!sandbox.ok()) {
+        errors[i] = sandbox.status().ToString();
+        return;
+      }
+      Status put = (*sandbox)->Put(FileUpload{SANDRUN_CONFORMANCE_HELPER, "conformance_helper"});
+      if (!put.ok()) {
+        errors[i] = put.ToString();
+        return;
+      }
+      ExecRequest request;
+      request.argv = {kHelper, "env", "CONFORMANCE_INDEX"};
+      auto result = (*sandbox)->Exec(request);
+      if (!result.ok()) {
+        errors[i] = result.status().ToString();
+        return;
+      }
+      outputs[i] = result->stdout_stream.text;
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  for (int i = 0; i < kSandboxes; ++i) {
+    EXPECT_EQ(errors[i], "") << "sandbox " << i;
+    EXPECT_EQ(outputs[i], std::to_string(i) + "\n") << "sandbox " << i;
+  }
+}
+
+// ---- honesty and cleanup ----
+
+TEST_P(BackendConformanceTest, UnenforcedLimitsAreReported) {
+  Capabilities caps = backend_->GetCapabilities();
+  if (caps.limits_memory && caps.limits_cpu) {
+    GTEST_SKIP() << "the backend enforces memory and cpu limits";
+  }
+  auto sandbox = NewSandbox([](SandboxSpec& spec) {
+    spec.memory_mb = 256;
+    spec.cpu = 1.5;
+  });
+  ASSERT_NE(sandbox, nullptr);
+  ExecResult result = Run(*sandbox, Shell("true"));
+  EXPECT_EQ(result.exit_code, 0) << Describe(result);
+  if (!caps.limits_memory) {
+    EXPECT_TRUE(AnyNoteMentions(result, "memory")) << Describe(result);
+  }
+  if (!caps.limits_cpu) {
+    EXPECT_TRUE(AnyNoteMentions(result, "cpu")) << Describe(result);
+  }
+}
+
+TEST_P(BackendConformanceTest, LeftoversAreListedByLabelAndRemovable) {
+  const std::string tag = RandomHex(12);
+  auto sandbox = NewSandbox([&](SandboxSpec& spec) { spec.labels["conformance-tag"] = tag; });
+  ASSERT_NE(sandbox, nullptr);
+  auto find = [&]() -> std::optional<Leftover> {
+    auto listed = backend_->ListLeftovers();
+    EXPECT_TRUE(listed.ok()) << listed.status().ToString();
+    if (!listed.ok()) return std::nullopt;
+    for (const auto& leftover : *listed) {
+      auto it = leftover.labels.find("conformance-tag");
+      if (it != leftover.labels.end() && it->second == tag) return leftover;
+    }
+    return std::nullopt;
+  };
+  std::optional<Leftover> found = find();
+  ASSERT_TRUE(found.has_value()) << "a live sandbox must be listed by its labels";
+  EXPECT_TRUE(found->owner_alive) << found->description;
+  EXPECT_FALSE(found->expired) << found->description;
+  EXPECT_EQ(found->labels.at("managed-by"), "sandrun");
+  EXPECT_TRUE(backend_->RemoveLeftover(found->id).ok());
+  EXPECT_FALSE(find().has_value()) << "still listed after RemoveLeftover";
+  sandbox->Terminate().IgnoreError();  // its resources are already gone
+}
+
+}  // namespace sandrun::conformance

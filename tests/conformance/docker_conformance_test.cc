@@ -1,0 +1,61 @@
+// The conformance suite against the Docker backend, created the way the CLI
+// creates it (registration function, registry, the config's docker section),
+// in the busybox-only test image that scripts/docker-test-env builds. Skipped,
+// with the reason, only when no Docker engine answers.
+#include <cstdlib>
+
+#include "conformance/backend_conformance.h"
+#include "docker_backend.h"
+#include "sandrun/config.h"
+#include "sandrun/registry.h"
+
+namespace sandrun::conformance {
+namespace {
+
+constexpr char kImage[] = "sandrun-test/busybox";
+constexpr char kDebianImage[] = "sandrun-test/debian:bookworm";
+
+const Config& DockerConfig() {
+  static const Config config = [] {
+    Config c;
+    c.backend = "docker";
+    c.backend_sections["docker"] =
+        R"({"volume": "sandrun-test-results", "tool_image": "sandrun-test/busybox",
+            "kill_grace_ms": 1000})";
+    return c;
+  }();
+  return config;
+}
+
+Result<std::unique_ptr<Backend>> MakeDocker() {
+  BackendRegistry registry;
+  RegisterDockerBackend(registry);
+  return registry.Create("docker", DockerConfig());
+}
+
+// `image` must exist on the engine (scripts/docker-test-env builds both).
+ConformanceTarget DockerTarget(const std::string& name, const std::string& image) {
+  ConformanceTarget target;
+  target.name = name;
+  target.make = MakeDocker;
+  target.base_spec.image = image;
+  auto backend = MakeDocker();
+  if (!backend.ok()) {
+    target.skip_reason = "docker backend unavailable: " + backend.status().ToString();
+    return target;
+  }
+  Availability availability = (*backend)->CheckAvailable();
+  if (!availability.available) {
+    target.skip_reason = "no Docker engine (run scripts/docker-test-env): " + availability.reason;
+  }
+  return target;
+}
+
+}  // namespace
+
+// busybox: sh is busybox ash, no libc at all; debian: dash, glibc, libstdc++.
+SANDRUN_INSTANTIATE_BACKEND_CONFORMANCE(Docker, DockerTarget("docker", kImage));
+SANDRUN_INSTANTIATE_BACKEND_CONFORMANCE(DockerDebian,
+                                        DockerTarget("docker_debian", kDebianImage));
+
+}  // namespace sandrun::conformance

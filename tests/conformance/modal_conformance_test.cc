@@ -1,0 +1,61 @@
+// The conformance suite against the Modal backend talking to the fake Modal
+// server (tests/plugins/modal/fake_modal_server.h), embedded in this process
+// on an ephemeral 127.0.0.1 port. Built only with SANDRUN_WITH_MODAL (the
+// fake is linked in by tests/plugins/modal/CMakeLists.txt).
+#ifdef SANDRUN_WITH_MODAL_FAKE
+
+#include <memory>
+
+#include "conformance/backend_conformance.h"
+#include "fake_modal_server.h"
+#include "modal_backend.h"
+
+namespace sandrun::conformance {
+namespace {
+
+std::unique_ptr<modal::fake::FakeModalServer>& Server() {
+  static std::unique_ptr<modal::fake::FakeModalServer> server;
+  return server;
+}
+
+// Stops the fake (and every process it runs) before gRPC's globals go away.
+class StopFakeModal : public ::testing::Environment {
+ public:
+  void TearDown() override { Server().reset(); }
+};
+
+Result<std::unique_ptr<Backend>> MakeModal() {
+  auto options = modal::ParseModalOptions(R"({"timeout_grace_ms": 3000})");
+  if (!options.ok()) return options.status();
+  auto& server = Server();
+  return modal::CreateModalBackend(*options,
+                                   {{"MODAL_TOKEN_ID", server->options().token_id},
+                                    {"MODAL_TOKEN_SECRET", server->options().token_secret},
+                                    {"MODAL_SERVER_URL", server->url()},
+                                    {"HOME", "/nonexistent-sandrun-test-home"}});
+}
+
+ConformanceTarget ModalFakeTarget() {
+  ConformanceTarget target;
+  target.name = "modal_fake";
+  target.make = MakeModal;
+  // The fake runs commands on this host; the image is only recorded.
+  target.base_spec.image = "debian:bookworm-slim";
+  if (!Server()) {
+    Server() = std::make_unique<modal::fake::FakeModalServer>();
+    if (!Server()->Start()) {
+      target.skip_reason = "the fake Modal server could not listen on 127.0.0.1";
+      return target;
+    }
+    ::testing::AddGlobalTestEnvironment(new StopFakeModal);
+  }
+  return target;
+}
+
+}  // namespace
+
+SANDRUN_INSTANTIATE_BACKEND_CONFORMANCE(ModalFake, ModalFakeTarget());
+
+}  // namespace sandrun::conformance
+
+#endif  // SANDRUN_WITH_MODAL_FAKE

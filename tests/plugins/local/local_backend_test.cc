@@ -1,0 +1,361 @@
+// Local-backend specifics the generic conformance suite cannot see: the
+// host environment, the manifest, process groups checked on the host, and
+// leftovers.
+#include "local_backend.h"
+
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "local_process.h"
+#include "sandrun/archive.h"
+#include "sandrun/registry.h"
+#include "sandrun/util.h"
+#include "support/test_util.h"
+
+namespace sandrun {
+namespace {
+
+namespace fs = std::filesystem;
+using ::sandrun::testing::ReadFile;
+using ::sandrun::testing::TempDir;
+
+Config ConfigIn(const TempDir& state, const TempDir& archive) {
+  Config config;
+  config.state_dir = state.path();
+  config.archive_dir = archive.path();
+  return config;
+}
+
+class LocalBackendTest : public ::testing::Test {
+ protected:
+
+  std::unique_ptr<Sandbox> Create(SandboxSpec spec = {}) {
+    auto sandbox = backend_.Create(spec);
+    EXPECT_TRUE(sandbox.ok()) << sandbox.status().ToString();
+    return sandbox.ok() ? std::move(sandbox).value() : nullptr;
+  }
+
+  fs::path WorkDir(const Sandbox& sandbox) const {
+    return backend_.sandboxes_dir() / sandbox.Id() / "work";
+  }
+
+  static ExecResult Sh(Sandbox& sandbox, const std::string& script, ExecRequest request = {}) {
+    request.argv = {"/bin/sh", "-c", script};
+    auto result = sandbox.Exec(request);
+    EXPECT_TRUE(result.ok()) << result.status().ToString();
+    return result.ok() ? std::move(result).value() : ExecResult{};
+  }
+
+  TempDir state_;
+  TempDir archive_;
+  Config config_ = ConfigIn(state_, archive_);
+  LocalBackend backend_{config_};
+};
+
+// True while `pid` is a live (non-zombie) process.
+bool Running(pid_t pid) {
+  std::string stat = ReadFile("/proc/" + std::to_string(pid) + "/stat");
+  auto paren = stat.rfind(')');
+  return paren != std::string::npos && stat.size() > paren + 2 && stat[paren + 2] != 'Z';
+}
+
+bool EventuallyGone(pid_t pid) {
+  for (int i = 0; i < 100 && Running(pid); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return !Running(pid);
+}
+
+TEST(LocalRegistrationTest, RegistersLocalWithADescription) {
+  BackendRegistry registry;
+  RegisterLocalBackend(registry);
+  ASSERT_TRUE(registry.Has("local"));
+  auto infos = registry.List();
+  ASSERT_EQ(infos.size(), 1u);
+  EXPECT_FALSE(infos[0].description.empty());
+  TempDir tmp;
+  std::string old_tmpdir = std::getenv("TMPDIR") ? std::getenv("TMPDIR") : "";
+  setenv("TMPDIR", tmp.path().c_str(), 1);
+  Config config;  // no dirs at all: falls back to $TMPDIR
+  auto backend = registry.Create("local", config);
+  if (old_tmpdir.empty()) {
+    unsetenv("TMPDIR");
+  } else {
+    setenv("TMPDIR", old_tmpdir.c_str(), 1);
+  }
+  ASSERT_TRUE(backend.ok()) << backend.status().ToString();
+  EXPECT_EQ((*backend)->Name(), "local");
+  EXPECT_TRUE((*backend)->CheckAvailable().available) << (*backend)->CheckAvailable().reason;
+  EXPECT_TRUE(fs::is_directory(tmp.path() / ("sandrun-state-" + std::to_string(getuid())) /
+                               "sandboxes" / "local"));
+}
+
+TEST_F(LocalBackendTest, CapabilitiesFollowTheProbe) {
+  Capabilities caps = backend_.GetCapabilities();
+  EXPECT_EQ(caps.isolates_network, backend_.NetworkSupport().isolates);
+  if (!caps.isolates_network) EXPECT_FALSE(backend_.NetworkSupport().reason.empty());
+  EXPECT_FALSE(caps.supports_images);
+  EXPECT_FALSE(caps.limits_memory);
+  EXPECT_GT(caps.max_parallel, 0);
+}
+
+TEST_F(LocalBackendTest, HostEnvironmentDoesNotLeakIn) {
+  ASSERT_EQ(setenv("SANDRUN_LOCAL_TEST_SECRET", "hunter2", 1), 0);
+  auto sandbox = Create();
+  ASSERT_NE(sandbox, nullptr);
+  ExecResult result =
+      Sh(*sandbox, "echo ${SANDRUN_LOCAL_TEST_SECRET-unset}; echo $HOME; echo $TMPDIR; echo $PATH");
+  unsetenv("SANDRUN_LOCAL_TEST_SECRET");
+  fs::path root = backend_.sandboxes_dir() / sandbox->Id();
+  std::string expected = "unset\n" + (root / "home").string() + "\n" + (root / "tmp").string() +
+                         "\n" + (std::getenv("PATH") ? std::getenv("PATH") : "") + "\n";
+  EXPECT_EQ(result.stdout_stream.text, expected);
+}
+
+TEST_F(LocalBackendTest, WritesAManifestWithRunningGroups) {
+  SandboxSpec spec;
+  spec.labels = {{"run", "r1"}, {"task", "t1"}};
+  auto sandbox = Create(spec);
+  ASSERT_NE(sandbox, nullptr);
+  fs::path manifest_path = backend_.sandboxes_dir() / sandbox->Id() / "sandbox.json";
+  auto manifest = nlohmann::json::parse(ReadFile(manifest_path));
+  EXPECT_EQ(manifest["owner_pid"].get<int>(), getpid());
+  EXPECT_EQ(manifest["owner_start_time"].get<std::uint64_t>(), local::ProcessStartTime(getpid()));
+  EXPECT_EQ(manifest["labels"]["run"], "r1");
+  EXPECT_TRUE(manifest["process_groups"].empty());
+
+  nlohmann::json during;
+  ExecRequest request;
+  request.on_output = [&](StreamKind, std::string_view) {
+    if (during.is_null()) during = nlohmann::json::parse(ReadFile(manifest_path));
+  };
+  ExecResult result = Sh(*sandbox, "echo running; sleep 0.2", request);
+  ASSERT_EQ(result.exit_code, 0);
+  ASSERT_EQ(during["process_groups"].size(), 1u) << during.dump();
+  EXPECT_GT(during["process_groups"][0]["pgid"].get<int>(), 0);
+  EXPECT_TRUE(nlohmann::json::parse(ReadFile(manifest_path))["process_groups"].empty());
+}
+
+TEST_F(LocalBackendTest, TimeoutKillsGrandchildrenOnTheHost) {
+  auto sandbox = Create();
+  ASSERT_NE(sandbox, nullptr);
+  ExecRequest request;
+  request.timeout = std::chrono::milliseconds(500);
+  ExecResult result = Sh(*sandbox, "sleep 600 & echo $! > bg.pid; wait", request);
+  EXPECT_EQ(result.outcome, Outcome::kTimedOut);
+  EXPECT_EQ(result.signal, SIGTERM);
+  pid_t pid = std::stoi(ReadFile(WorkDir(*sandbox) / "bg.pid"));
+  EXPECT_TRUE(EventuallyGone(pid)) << "grandchild " << pid << " survived";
+}
+
+TEST_F(LocalBackendTest, BackgroundProcessHoldingThePipeDoesNotHangExec) {
+  auto sandbox = Create();
+  ASSERT_NE(sandbox, nullptr);
+  auto start = std::chrono::steady_clock::now();
+  ExecResult result = Sh(*sandbox, "sleep 600 & echo $! > bg.pid; echo done");
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(30));
+  EXPECT_EQ(result.outcome, Outcome::kExited);
+  EXPECT_EQ(result.stdout_stream.text, "done\n");
+  pid_t pid = std::stoi(ReadFile(WorkDir(*sandbox) / "bg.pid"));
+  EXPECT_TRUE(EventuallyGone(pid)) << "left-behind process " << pid << " still runs";
+}
+
+TEST_F(LocalBackendTest, StdinIgnoredByTheCommandIsNotFatal) {
+  auto sandbox = Create();
+  ASSERT_NE(sandbox, nullptr);
+  ExecRequest request;
+  request.stdin_data = std::string(8 << 20, 'x');  // far more than a pipe holds
+  ExecResult result = Sh(*sandbox, "exit 3", request);
+  EXPECT_EQ(result.exit_code, 3);  // and no SIGPIPE killed this test
+}
+
+TEST_F(LocalBackendTest, SpillsBothStreams) {
+  auto sandbox = Create();
+  ASSERT_NE(sandbox, nullptr);
+  TempDir spill;
+  ExecRequest request;
+  request.spill_dir = (spill.path() / "nested").string();
+  request.output_cap_bytes = 4;
+  ExecResult result = Sh(*sandbox, "echo 0123456789; echo abcdefgh >&2", request);
+  EXPECT_EQ(ReadFile(spill.path() / "nested/stdout.log"), "0123456789\n");
+  EXPECT_EQ(ReadFile(spill.path() / "nested/stderr.log"), "abcdefgh\n");
+  EXPECT_EQ(result.stdout_stream.spill_path, (spill.path() / "nested/stdout.log").string());
+  EXPECT_TRUE(result.stdout_stream.truncated);
+}
+
+TEST_F(LocalBackendTest, TerminateRemovesTheSandboxAndRefusesMore) {
+  auto sandbox = Create();
+  ASSERT_NE(sandbox, nullptr);
+  fs::path root = backend_.sandboxes_dir() / sandbox->Id();
+  ASSERT_TRUE(fs::exists(root));
+  EXPECT_TRUE(sandbox->Terminate().ok());
+  EXPECT_FALSE(fs::exists(root));
+  EXPECT_TRUE(sandbox->Terminate().ok());
+  ExecRequest request;
+  request.argv = {"/bin/true"};
+  auto result = sandbox->Exec(request);
+  ASSERT_TRUE(result.ok());
+  EXPECT_EQ(result->outcome, Outcome::kCancelled);
+  EXPECT_EQ(sandbox->Put(FileUpload{"/etc/hostname", ""}).code(),
+            StatusCode::kFailedPrecondition);
+}
+
+TEST_F(LocalBackendTest, DestructorRemovesTheSandbox) {
+  fs::path root;
+  {
+    auto sandbox = Create();
+    ASSERT_NE(sandbox, nullptr);
+    root = backend_.sandboxes_dir() / sandbox->Id();
+  }
+  EXPECT_FALSE(fs::exists(root));
+}
+
+TEST_F(LocalBackendTest, RefusesWhatItCannotIgnoreAndNotesTheRest) {
+  SandboxSpec docker;
+  docker.dockerfile = "Dockerfile";
+  EXPECT_EQ(backend_.Create(docker).status().code(), StatusCode::kUnimplemented);
+  SandboxSpec gpu;
+  gpu.gpu = "A10G:1";
+  auto refused = backend_.Create(gpu);
+  EXPECT_EQ(refused.status().code(), StatusCode::kUnimplemented);
+  EXPECT_NE(refused.status().message().find("A10G"), std::string::npos);
+
+  SandboxSpec spec;
+  spec.image = "debian:bookworm";
+  spec.memory_mb = 512;
+  auto sandbox = Create(spec);
+  ASSERT_NE(sandbox, nullptr);
+  ExecResult result = Sh(*sandbox, "true");
+  std::string notes;
+  for (const auto& note : result.notes) notes += note + "\n";
+  EXPECT_NE(notes.find("image 'debian:bookworm' ignored"), std::string::npos) << notes;
+  EXPECT_NE(notes.find("memory"), std::string::npos) << notes;
+}
+
+TEST_F(LocalBackendTest, WorkdirAndCwdResolveInsideTheSandbox) {
+  SandboxSpec spec;
+  spec.workdir = "project";
+  auto sandbox = Create(spec);
+  ASSERT_NE(sandbox, nullptr);
+  fs::path expected = WorkDir(*sandbox) / "project";
+  EXPECT_EQ(Sh(*sandbox, "pwd -P").stdout_stream.text, fs::canonical(expected).string() + "\n");
+  TempDir outside;
+  ExecRequest absolute;
+  absolute.cwd = outside.path().string();
+  EXPECT_EQ(Sh(*sandbox, "pwd -P", absolute).stdout_stream.text,
+            fs::canonical(outside.path()).string() + "\n");
+  ExecRequest escaping;
+  escaping.cwd = "../../../..";
+  escaping.argv = {"/bin/true"};
+  EXPECT_EQ(sandbox->Exec(escaping).status().code(), StatusCode::kInvalidArgument);
+  ExecRequest empty;
+  EXPECT_EQ(sandbox->Exec(empty).status().code(), StatusCode::kInvalidArgument);
+}
+
+TEST_F(LocalBackendTest, GetRefusesEscapes) {
+  auto sandbox = Create();
+  ASSERT_NE(sandbox, nullptr);
+  Sh(*sandbox, "ln -s /etc/hostname host-link; mkdir d; ln -s /etc d/etc-link; "
+               "printf in > inside.txt; ln -s inside.txt good-link");
+  TempDir target;
+  for (const std::string path : {"host-link", "d", "../../../../etc/passwd"}) {
+    auto got = sandbox->Get(path, target.path());
+    EXPECT_EQ(got.status().code(), StatusCode::kPermissionDenied) << path;
+  }
+  auto good = sandbox->Get("good-link", target.path());
+  ASSERT_TRUE(good.ok()) << good.status().ToString();
+  EXPECT_EQ(*good, std::vector<std::string>{"good-link"});
+  EXPECT_EQ(ReadFile(target.path() / "good-link"), "in");
+  EXPECT_FALSE(fs::is_symlink(target.path() / "good-link"));
+}
+
+// Writes a manifest for a sandbox that no live sandrun owns.
+fs::path FakeLeftover(const fs::path& sandboxes_dir, const std::string& id,
+                      const nlohmann::json& groups, std::int64_t expires_at_unix) {
+  fs::create_directories(sandboxes_dir / id / "work");
+  nlohmann::json manifest = {{"id", id},
+                             {"owner_pid", 999999999},
+                             {"owner_start_time", 1},
+                             {"host", HostName()},
+                             {"created_at", "2020-01-01T00:00:00.000Z"},
+                             {"expires_at", "2020-01-01T01:00:00.000Z"},
+                             {"expires_at_unix", expires_at_unix},
+                             {"labels", {{"managed-by", "sandrun"}, {"run", "old"}}},
+                             {"process_groups", groups}};
+  std::ofstream(sandboxes_dir / id / "sandbox.json") << manifest.dump();
+  return sandboxes_dir / id;
+}
+
+// A `sleep` in its own process group, as a leftover command would be.
+pid_t SpawnGroupLeader() {
+  pid_t pid = fork();
+  if (pid == 0) {
+    setpgid(0, 0);
+    execl("/bin/sleep", "sleep", "600", static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  setpgid(pid, pid);
+  return pid;
+}
+
+TEST_F(LocalBackendTest, ListsAndRemovesLeftoversWithoutKillingReusedPids) {
+  auto live = Create();
+  ASSERT_NE(live, nullptr);
+  pid_t matching = SpawnGroupLeader();
+  pid_t reused = SpawnGroupLeader();
+  std::uint64_t matching_start = 0;
+  for (int i = 0; i < 100 && matching_start == 0; ++i) matching_start = local::ProcessStartTime(matching);
+  nlohmann::json groups = nlohmann::json::array(
+      {{{"pgid", matching}, {"start_time", matching_start}},
+       {{"pgid", reused}, {"start_time", 12345}}});  // the pid now names another process
+  fs::path dead = FakeLeftover(backend_.sandboxes_dir(), "local-0123456789ab", groups, 1);
+
+  auto listed = backend_.ListLeftovers();
+  ASSERT_TRUE(listed.ok());
+  ASSERT_EQ(listed->size(), 2u);
+  for (const auto& leftover : *listed) {
+    if (leftover.id == live->Id()) {
+      EXPECT_TRUE(leftover.owner_alive);
+      EXPECT_FALSE(leftover.expired);
+    } else {
+      EXPECT_EQ(leftover.id, "local-0123456789ab");
+      EXPECT_FALSE(leftover.owner_alive) << leftover.description;
+      EXPECT_TRUE(leftover.expired);
+      EXPECT_EQ(leftover.labels.at("run"), "old");
+    }
+  }
+  EXPECT_TRUE(backend_.RemoveLeftover("local-0123456789ab").ok());
+  EXPECT_FALSE(fs::exists(dead));
+  int status = 0;
+  EXPECT_EQ(waitpid(matching, &status, 0), matching);
+  EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << "recorded group not killed";
+  EXPECT_TRUE(Running(reused)) << "a reused pid was killed";
+  kill(reused, SIGKILL);
+  waitpid(reused, nullptr, 0);
+
+  EXPECT_EQ(backend_.RemoveLeftover("local-0123456789ab").code(), StatusCode::kNotFound);
+  EXPECT_EQ(backend_.RemoveLeftover("../etc").code(), StatusCode::kInvalidArgument);
+}
+
+TEST_F(LocalBackendTest, ArchiveIsTheConfiguredDirectory) {
+  auto archive = backend_.OpenArchive();
+  ASSERT_TRUE(archive.ok()) << archive.status().ToString();
+  ASSERT_TRUE((*archive)->PutBytes("run/x.json", "{}").ok());
+  EXPECT_EQ(ReadFile(archive_.path() / "run/x.json"), "{}");
+}
+
+TEST(LocalProcessTest, StartTimeNamesOneProcess) {
+  EXPECT_GT(local::ProcessStartTime(getpid()), 0u);
+  EXPECT_EQ(local::ProcessStartTime(0), 0u);
+  EXPECT_EQ(local::ProcessStartTime(999999999), 0u);
+}
+
+}  // namespace
+}  // namespace sandrun
