@@ -176,6 +176,38 @@ TEST_F(LocalBackendTest, StdinIgnoredByTheCommandIsNotFatal) {
   EXPECT_EQ(result.exit_code, 3);  // and no SIGPIPE killed this test
 }
 
+fs::path* atexit_marker = nullptr;
+pid_t atexit_owner = 0;
+
+// Touches the marker when run in any process but the test itself.
+void TouchMarkerInForeignProcess() {
+  if (atexit_marker != nullptr && getpid() != atexit_owner) std::ofstream(*atexit_marker) << "ran";
+}
+
+TEST_F(LocalBackendTest, FailedExecRunsNoAtexitHandlersInTheChild) {
+  TempDir dir;
+  static fs::path marker;
+  marker = dir.path() / "atexit-ran";
+  atexit_marker = &marker;
+  atexit_owner = getpid();
+  static bool registered = std::atexit(TouchMarkerInForeignProcess) == 0;
+  ASSERT_TRUE(registered);
+  auto sandbox = Create();
+  ASSERT_NE(sandbox, nullptr);
+  // Executable bit, but no format the kernel knows: execve fails with ENOEXEC.
+  fs::path garbage = WorkDir(*sandbox) / "garbage";
+  std::ofstream(garbage) << std::string(64, '\x01');
+  fs::permissions(garbage, fs::perms::owner_all);
+  ExecRequest request;
+  request.argv = {"./garbage"};
+  auto result = sandbox->Exec(request);
+  atexit_marker = nullptr;
+  ASSERT_TRUE(result.ok()) << result.status().ToString();
+  EXPECT_EQ(result->exit_code, kExitNotExecutable);
+  EXPECT_NE(result->stderr_stream.text.find("sandrun: ./garbage: "), std::string::npos);
+  EXPECT_FALSE(fs::exists(marker)) << "the failed child ran the parent's atexit handlers";
+}
+
 TEST_F(LocalBackendTest, SpillsBothStreams) {
   auto sandbox = Create();
   ASSERT_NE(sandbox, nullptr);
