@@ -182,6 +182,21 @@ TEST(E2eExec, JsonPrintsTheRecordWithTheOutcome) {
   EXPECT_EQ(archived["exit_code"], 3);
 }
 
+TEST(E2eExec, JsonSpillPathIsTheArchivePath) {
+  Home home;
+  CommandOutput out = Exec(home, {"--json"}, {"sh", "-c", "echo spilled"});
+  ASSERT_EQ(out.exit_code, 0) << out.err;
+  auto record = nlohmann::json::parse(out.out, nullptr, false);
+  ASSERT_TRUE(record.is_object()) << out.out;
+  std::string run = record.value("run_id", "");
+  // As documented and as archived: relative to the archive, valid after the
+  // outbox handed the file over (an outbox path would name a moved file).
+  std::string spill = record["stdout"].value("spill_path", "");
+  EXPECT_EQ(spill, run + "/artifacts/exec/stdout.log");
+  EXPECT_EQ(ReadFile(home.archive() / spill), "spilled\n");
+  EXPECT_EQ(home.Show(run, "exec")["stdout"]["spill_path"], spill);
+}
+
 TEST(E2eExec, JsonRecordOfATimeout) {
   Home home;
   CommandOutput out = Exec(home, {"--json", "--timeout", "1"}, {"sleep", "30"});
