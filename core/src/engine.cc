@@ -21,6 +21,22 @@ bool ValidTaskId(const std::string& id) {
          });
 }
 
+/// Names the task's spill files by their archive path (`RUN/artifacts/TASK/
+/// stdout.log`), as the archived record does: delivery moves them out of the
+/// outbox, so the outbox path the backend wrote to would soon name nothing.
+void UseArchiveSpillPaths(TaskRecord& record, const std::filesystem::path& outbox) {
+  std::string artifacts = record.run_id + "/artifacts/" + record.task_id;
+  std::filesystem::path outbox_artifacts = (outbox / artifacts).lexically_normal();
+  for (CapturedStream* stream : {&record.result.stdout_stream, &record.result.stderr_stream}) {
+    if (stream->spill_path.empty()) continue;
+    std::filesystem::path rel = std::filesystem::path(stream->spill_path)
+                                    .lexically_normal()
+                                    .lexically_relative(outbox_artifacts);
+    if (rel.empty() || rel == "." || *rel.begin() == "..") continue;
+    stream->spill_path = artifacts + "/" + rel.generic_string();
+  }
+}
+
 /// Delivers listener events one at a time, whatever thread fires them.
 class SerializedListener : public RunListener {
  public:
@@ -93,6 +109,7 @@ class RunContext {
       }
       TaskRecord record = stopped ? NotStarted(tasks[index])
                                   : RunTask(tasks[index], index, run_start);
+      UseArchiveSpillPaths(record, archive_.outbox_dir());
       Status written = archive_.WriteTask(record);
       if (!written.ok()) {
         ++undelivered;
