@@ -47,6 +47,14 @@ namespace asio = boost::asio;
 namespace bp = boost::process::v2;
 using boost::system::error_code;
 
+// waitpid(pid) until it ends; returns the wait status.
+int Reap(pid_t pid) {
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  return status;
+}
+
 // ---- child-side helpers: run after fork, so only async-signal-safe calls ----
 
 int WriteWholeFile(const char* path, const char* text) {
@@ -327,8 +335,7 @@ class ProcessRun {
   ~ProcessRun() {
     if (!reaped_) {  // only on an exception: leave nothing behind
       kill(-pid_, SIGKILL);
-      while (waitpid(pid_, &status_, 0) < 0 && errno == EINTR) {
-      }
+      status_ = Reap(pid_);
       tracker_.Remove(pid_);
     }
   }
@@ -427,8 +434,7 @@ class ProcessRun {
     // Until it is reaped the leader is a zombie, so its pid, which is also the
     // group id, cannot be reused: this kill reaches only what it left behind.
     kill(-pid_, SIGKILL);
-    while (waitpid(pid_, &status_, 0) < 0 && errno == EINTR) {
-    }
+    status_ = Reap(pid_);
     reaped_ = true;
     tracker_.Remove(pid_);
     timeout_timer_.cancel();
@@ -527,7 +533,7 @@ Result<ProcessEnd> RunProcessOrThrow(const LaunchSpec& spec, GroupTracker& track
                                          err_write.native_handle()},
                        setup);
     if (ec != boost::system::errc::text_file_busy || attempt == kTextBusyRetries) break;
-    if (launcher.pid > 0) waitpid(launcher.pid, nullptr, 0);
+    if (launcher.pid > 0) Reap(launcher.pid);
     std::this_thread::sleep_for(std::chrono::milliseconds(5 * (attempt + 1)));
   }
   out_write.close();
@@ -536,7 +542,7 @@ Result<ProcessEnd> RunProcessOrThrow(const LaunchSpec& spec, GroupTracker& track
   dev_null.Reset();
   report_write.Reset();
   if (ec) {
-    if (launcher.pid > 0) waitpid(launcher.pid, nullptr, 0);
+    if (launcher.pid > 0) Reap(launcher.pid);
     char stage = 0;
     if (read(report_read.get(), &stage, 1) == 1) {
       return InternalError(std::string("local: ") + StageName(stage) + " failed for '" + command +
@@ -591,9 +597,7 @@ LocalNetworkSupport ProbeNetworkIsolation() {
       support.reason = std::string("fork: ") + std::strerror(errno);
       return support;
     }
-    int status = 0;
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-    }
+    int status = Reap(pid);
     if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
       support.isolates = true;
       support.needs_user_namespace = user_namespace;
