@@ -22,7 +22,7 @@ constexpr ConfigFlag kConfigFlags[] = {
     {"state-dir", "state_dir", "Directory for the outbox and local sandboxes", "backend"},
     {"j,jobs", "jobs", "How many executions run at once", "run"},
     {"retries", "retries", "Retries of transient infrastructure errors (never of test failures)", "run"},
-    {"timeout", "timeout", "Per-execution timeout in seconds (0 = none)", "run"},
+    {"timeout", "timeout", "Per-execution timeout in seconds (more than 0)", "run"},
     {"lifetime", "lifetime", "Sandbox lifetime limit in seconds", "run"},
     {"image", "image", "Image to run in (docker, modal)", "run"},
     {"cpu", "cpu", "CPU cores for the sandbox", "run"},
