@@ -94,6 +94,8 @@ TEST_F(E2eBadInput, ZeroTimeout) {
   EXPECT_EQ(out.exit_code, 2);
   EXPECT_CONTAINS(out.err, "--timeout");
   ExpectNothingRan();
+  // ... and the help does not offer 0 as "no timeout".
+  EXPECT_LACKS(home_.Run({"exec", "--help"}).out, "0 = none");
 }
 
 TEST_F(E2eBadInput, NegativeTimeout) {

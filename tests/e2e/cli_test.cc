@@ -1,5 +1,6 @@
 // The command line itself: --version, --help for every subcommand, and the
 // usage errors for unknown subcommands and flags.
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -37,6 +38,13 @@ struct HelpCase {
   std::vector<std::string> args;
   std::vector<std::string> options;  // each must appear in the help text
 };
+
+// Names the case in test listings (ctest shows it next to the test name).
+void PrintTo(const HelpCase& help_case, std::ostream* os) {
+  *os << "sandrun";
+  for (const auto& arg : help_case.args) *os << " " << arg;
+  *os << " --help";
+}
 
 class E2eSubcommandHelp : public ::testing::TestWithParam<HelpCase> {};
 
