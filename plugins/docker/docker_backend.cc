@@ -95,8 +95,6 @@ constexpr char kOomCheck[] =
     "done\n"
     "exit 0\n";
 
-std::string Quote(std::string_view s) { return "'" + std::string(s) + "'"; }
-
 std::string ContainerPath(const std::string& workdir, const std::string& path) {
   if (!path.empty() && path.front() == '/') return path;
   if (path.empty() || path == ".") return workdir;
@@ -130,7 +128,7 @@ class Demuxer {
       if (remaining_ > 0) {
         std::size_t take = std::min(remaining_, buffer_.size() - pos);
         if (take == 0) break;
-        (stream_ == 2 ? err_ : out_)->Append(std::string_view(buffer_).substr(pos, take));
+        (stream_ >= 2 ? err_ : out_)->Append(std::string_view(buffer_).substr(pos, take));
         pos += take;
         remaining_ -= take;
         continue;
@@ -185,8 +183,9 @@ class DockerBackend : public Backend {
     }
     auto res = client_->Request("GET", "/_ping", {}, {}, std::chrono::seconds(5));
     if (!res.ok()) {
-      a.reason = "docker: cannot reach the engine at DOCKER_HOST=" + options_.host + ": " +
-                 FirstLine(res.status().message());
+      std::string why = FirstLine(res.status().message());
+      if (why.rfind("docker: ", 0) == 0) why = why.substr(8);
+      a.reason = "docker: cannot reach the engine at DOCKER_HOST=" + options_.host + ": " + why;
       return a;
     }
     if (res->status != 200) {
@@ -304,7 +303,8 @@ Result<std::string> DockerSandbox::CreateExec(const std::vector<std::string>& cm
   if (res.status == 404 || res.status == 409) {
     // The container vanished or stopped underneath us: infrastructure, retryable.
     return UnavailableError("docker: container " + id_.substr(0, 12) +
-                            " is gone or not running: " + DockerErrorMessage(res));
+                            " is gone or not running (removed, or its lifetime ended): " +
+                            DockerErrorMessage(res));
   }
   if (res.status != 201) return HttpError(res, "exec create", StatusCode::kUnavailable);
   try {

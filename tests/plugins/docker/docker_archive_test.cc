@@ -79,7 +79,7 @@ TEST_F(DockerArchiveTest, PutReadListFetchRemove) {
 
 TEST_F(DockerArchiveTest, ResultsWrittenInASandboxAreReadBack) {
   // The volume is mounted at /sandrun/results in every sandbox.
-  auto sandbox = backend_->Create(SandboxSpec{.image = testing::kBusybox});
+  auto sandbox = backend_->Create(testing::ImageSpec(testing::kBusybox));
   ASSERT_TRUE(sandbox.ok()) << sandbox.status().ToString();
   ExecRequest request;
   request.argv = {"sh", "-c", "mkdir -p /sandrun/results/" + prefix_ +

@@ -88,7 +88,7 @@ TEST(DockerAvailabilityTest, UnreachableDaemonNamesDockerHost) {
   EXPECT_FALSE(a.available);
   EXPECT_NE(a.reason.find("DOCKER_HOST=unix:///nonexistent.sock"), std::string::npos) << a.reason;
   EXPECT_EQ(a.reason.find('\n'), std::string::npos) << a.reason;
-  auto created = backend->Create(SandboxSpec{.image = "x"});
+  auto created = backend->Create(testing::ImageSpec("x"));
   ASSERT_FALSE(created.ok());
   EXPECT_TRUE(created.status().retryable()) << created.status().ToString();
 }
@@ -116,7 +116,7 @@ TEST_F(DockerBackendTest, NoImageIsInvalidArgument) {
 }
 
 TEST_F(DockerBackendTest, MissingImageNamesItAndIsFailedPrecondition) {
-  auto created = backend_->Create(SandboxSpec{.image = "sandrun-test/does-not-exist:1"});
+  auto created = backend_->Create(testing::ImageSpec("sandrun-test/does-not-exist:1"));
   ASSERT_FALSE(created.ok());
   EXPECT_EQ(created.status().code(), StatusCode::kFailedPrecondition) << created.status().ToString();
   EXPECT_NE(created.status().message().find("sandrun-test/does-not-exist:1"), std::string::npos);
@@ -421,7 +421,9 @@ TEST_F(DockerBackendTest, CleanupTouchesOnlyLabelledLeftovers) {
   EXPECT_TRUE(saw_live);
   // What `sandrun cleanup` does: remove those whose owner is gone or expired.
   for (const auto& l : *list) {
-    if (!l.owner_alive || l.expired) EXPECT_TRUE(backend_->RemoveLeftover(l.id).ok());
+    if (!l.owner_alive || l.expired) {
+      EXPECT_TRUE(backend_->RemoveLeftover(l.id).ok());
+    }
   }
   Status refused = backend_->RemoveLeftover(unrelated_id);
   EXPECT_EQ(refused.code(), StatusCode::kPermissionDenied);

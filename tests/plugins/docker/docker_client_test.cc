@@ -128,7 +128,7 @@ TEST(DockerClientTest, TcpHostWorksEndToEnd) {
   auto over_tcp = CreateDockerBackend(options);
   Availability a = over_tcp->CheckAvailable();
   ASSERT_TRUE(a.available) << a.reason;
-  auto sandbox = over_tcp->Create(SandboxSpec{.image = testing::kBusybox});
+  auto sandbox = over_tcp->Create(testing::ImageSpec(testing::kBusybox));
   ASSERT_TRUE(sandbox.ok()) << sandbox.status().ToString();
   ExecRequest request;
   request.argv = {"sh", "-c", "cat; echo err >&2"};

@@ -29,6 +29,13 @@ inline DockerOptions TestOptions() {
   return options.value();
 }
 
+/// A spec that only names an image.
+inline SandboxSpec ImageSpec(const std::string& image) {
+  SandboxSpec spec;
+  spec.image = image;
+  return spec;
+}
+
 /// A client to the same engine, for looking behind the backend's back.
 inline std::unique_ptr<DockerClient> TestClient() {
   auto client = std::make_unique<DockerClient>(ParseDockerHost(TestOptions().host).value());

@@ -95,7 +95,7 @@ TEST(PortableExeTest, HostCppBinaryRunsInBusyboxImage) {
   sandrun::testing::TempDir dir;
   fs::path exe = BuildHello(dir.path());
   ASSERT_FALSE(exe.empty());
-  auto sandbox = backend->Create(SandboxSpec{.image = docker::testing::kBusybox});
+  auto sandbox = backend->Create(docker::testing::ImageSpec(docker::testing::kBusybox));
   ASSERT_TRUE(sandbox.ok()) << sandbox.status().ToString();
 
   ExecRequest plain;
