@@ -187,6 +187,21 @@ TEST(E2eBatch, JunitFileHasTheRightCounts) {
   EXPECT_CONTAINS(ReadFile(exported), "tests=\"4\" failures=\"2\" errors=\"0\"");
 }
 
+TEST(E2eBatch, PruneKeepsTheNewestRuns) {
+  Home home;
+  fs::path file = home.Write("tasks.json", R"([{"id": "a", "command": ["true"]}])");
+  for (int i = 0; i < 3; ++i) ASSERT_EQ(Batch(home, file).exit_code, 0);
+  nlohmann::json before = home.Runs();
+  ASSERT_EQ(before.size(), 3u);
+  CommandOutput pruned = home.Run({"results", "prune", "--keep", "1"});
+  EXPECT_EQ(pruned.exit_code, 0) << pruned.err;
+  EXPECT_CONTAINS(pruned.out, "removed 2 run(s)");
+  nlohmann::json after = home.Runs();
+  ASSERT_EQ(after.size(), 1u);
+  EXPECT_EQ(after[0]["run_id"], before[0]["run_id"]);
+  EXPECT_EQ(Home::CountFiles(home.archive(), "run.json"), 1);
+}
+
 TEST(E2eBatch, QuickstartExample) {
   Home home;
   fs::path file = fs::path(SANDRUN_SOURCE_DIR) / "examples" / "quickstart" / "tasks.json";

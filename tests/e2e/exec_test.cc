@@ -1,5 +1,6 @@
 // `sandrun exec --backend local`: exit codes, streamed output, env, stdin,
 // uploads and downloads, --json and the network switch.
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -103,6 +104,50 @@ TEST(E2eExec, OutputLongerThanTheRecordCapIsStreamedWhole) {
   EXPECT_EQ(out.out.size(), expected.out.size());
   EXPECT_TRUE(out.out == expected.out);
   EXPECT_CONTAINS(out.err, "sandrun results fetch");  // the note about the cap
+}
+
+TEST(E2eExec, OutputIsStreamedWhileTheCommandRuns) {
+  Home home;
+  auto exec = StartSandrun(home, {"exec", "--backend", "local", "--", "sh", "-c",
+                                  "echo first; echo first-err >&2; sleep 3; echo second"});
+  ASSERT_TRUE(exec->started());
+  // Both lines arrive long before the command ends.
+  EXPECT_TRUE(WaitUntil([&] { return exec->Out() == "first\n"; }, std::chrono::seconds(2)))
+      << exec->Out();
+  EXPECT_CONTAINS(exec->Err(), "first-err\n");
+  EXPECT_FALSE(exec->Wait(std::chrono::milliseconds(0)).has_value());
+  std::optional<int> code = exec->Wait(std::chrono::seconds(20));
+  ASSERT_TRUE(code.has_value());
+  EXPECT_EQ(*code, 0) << exec->Err();
+  EXPECT_EQ(exec->Out(), "first\nsecond\n");
+}
+
+TEST(E2eExec, CtrlCExits130AndRecordsCancelled) {
+  Home home;
+  auto exec = StartSandrun(home, {"exec", "--backend", "local", "--", "sh", "-c",
+                                  "echo started; exec sleep 300"});
+  ASSERT_TRUE(exec->started());
+  ASSERT_TRUE(WaitUntil([&] { return exec->Out() == "started\n"; }, std::chrono::seconds(10)));
+  auto interrupted = Clock::now();
+  exec->Signal(SIGINT);
+  std::optional<int> code = exec->Wait(std::chrono::seconds(10));
+  ASSERT_TRUE(code.has_value()) << exec->Err();
+  EXPECT_EQ(*code, 130) << exec->Err();
+  EXPECT_LT(SecondsSince(interrupted), 5.0);
+  nlohmann::json runs = home.Runs();
+  ASSERT_EQ(runs.size(), 1u);
+  EXPECT_EQ(runs[0]["status"], "cancelled");
+  EXPECT_EQ(home.Show(runs[0].value("run_id", ""), "exec")["outcome"], "cancelled");
+}
+
+TEST(E2eExec, UnenforcedLimitsAreNotedReadably) {
+  Home home;
+  CommandOutput out = Exec(home, {"--memory", "64", "--cpu", "1"}, {"true"});
+  EXPECT_EQ(out.exit_code, 0) << out.err;
+  // The local backend cannot enforce either; it must say so, in plain numbers.
+  EXPECT_CONTAINS(out.err, "memory limit of 64");
+  EXPECT_CONTAINS(out.err, "cpu limit of 1");
+  EXPECT_LACKS(out.err, "1.000000");  // printed with std::to_string(double)
 }
 
 TEST(E2eExec, EnvIsSetInTheSandbox) {
