@@ -491,7 +491,11 @@ Result<ExecResult> DockerSandbox::Exec(const ExecRequest& request) {
     }
     if (n.status().code() == StatusCode::kDeadlineExceeded && !timed_out) {
       timed_out = true;
-      if (has_shell) {
+      if (!has_shell) {
+        stream->Abort();  // Nothing can be killed; stop waiting for it.
+        break;
+      }
+      {
         std::string tenths = std::to_string(std::max(1, kill_grace_ms_ / 100));
         auto killed = RunQuiet({"/bin/sh", "-c", kKillTree, "sh", token, tenths});
         if (!killed.ok()) result.notes.push_back("tree kill failed: " + killed.status().message());
@@ -515,7 +519,7 @@ Result<ExecResult> DockerSandbox::Exec(const ExecRequest& request) {
   if (timed_out) {
     result.exit_code = kExitTimedOut;
     // The supervisor reports the signal that ended the command as 128+N.
-    result.signal = SIGKILL;
+    result.signal = has_shell ? SIGKILL : 0;  // Without sh no signal was sent.
     if (has_shell) {
       auto raw = InspectExec(exec_id);
       if (raw.ok() && !raw->running && raw->exit_code > 128 && raw->exit_code <= 128 + 31) {

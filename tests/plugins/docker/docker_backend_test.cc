@@ -15,6 +15,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "docker_tar.h"
 #include "docker_test_env.h"
 #include "sandrun/result.h"
 #include "sandrun/util.h"
@@ -430,6 +431,46 @@ TEST_F(DockerBackendTest, CleanupTouchesOnlyLabelledLeftovers) {
   EXPECT_TRUE(Inspect(leftover_id).is_null());
   EXPECT_FALSE(Inspect(unrelated_id).is_null()) << "cleanup removed an unrelated container";
   EXPECT_FALSE(Inspect(live->Id()).is_null());
+}
+
+// An image without /bin/sh: commands still run (directly), and a timeout says
+// that the process tree could not be killed instead of pretending.
+TEST_F(DockerBackendTest, ImageWithoutShellRunsCommandsDirectly) {
+  const std::string image = "sandrun-test/no-shell:1";
+  if (!testing::ImageExists(*client_, image)) {
+    // busybox under the names sleep and echo only: no sh anywhere.
+    std::string busybox;
+    for (const char* candidate : {"/bin/busybox", "/usr/bin/busybox"}) {
+      if (fs::exists(candidate)) busybox = candidate;
+    }
+    if (busybox.empty()) GTEST_SKIP() << "busybox-static is not installed on the host";
+    TarBuilder tar;
+    ASSERT_TRUE(tar.AddHostPath(busybox, "bin/busybox").ok());
+    for (const char* applet : {"sleep", "echo"}) {
+      TarEntry link;
+      link.name = std::string("bin/") + applet;
+      link.symlink_target = "busybox";
+      ASSERT_TRUE(tar.AddEntry(link).ok());
+    }
+    auto bytes = tar.Finish();
+    ASSERT_TRUE(bytes.ok());
+    auto res = client_->Request("POST", "/images/create?fromSrc=-&repo=sandrun-test/no-shell&tag=1",
+                                *bytes, "application/x-tar");
+    ASSERT_TRUE(res.ok() && res->status == 200) << (res.ok() ? res->body : res.status().ToString());
+  }
+  auto sandbox = MakeSandbox(testing::ImageSpec(image));
+  ASSERT_TRUE(sandbox);
+  ExecResult r = Run(*sandbox, {"/bin/echo", "no", "shell"});
+  EXPECT_EQ(r.outcome, Outcome::kExited);
+  EXPECT_EQ(r.stdout_stream.text, "no shell\n");
+  ExecRequest request;
+  request.timeout = 500ms;
+  r = Run(*sandbox, {"/bin/sleep", "30"}, request);
+  EXPECT_EQ(r.outcome, Outcome::kTimedOut);
+  bool noted = std::any_of(r.notes.begin(), r.notes.end(), [](const std::string& n) {
+    return n.find("/bin/sh") != std::string::npos;
+  });
+  EXPECT_TRUE(noted) << "a note must say tree-kill is unavailable";
 }
 
 }  // namespace
