@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -280,11 +281,12 @@ std::vector<std::string> UnenforcedNotes(const SandboxSpec& spec,
   }
   if (spec.memory_mb > 0) {
     notes.push_back("local backend: memory limit of " + std::to_string(spec.memory_mb) +
-                    " MB not enforced");
+                    " MiB not enforced");
   }
   if (spec.cpu > 0) {
-    notes.push_back("local backend: cpu limit of " + std::to_string(spec.cpu) +
-                    " cores not enforced");
+    char cores[32];
+    std::snprintf(cores, sizeof cores, "%g", spec.cpu);  // "1", "0.5", not "1.000000"
+    notes.push_back("local backend: cpu limit of " + std::string(cores) + " cores not enforced");
   }
   if (spec.network == NetworkMode::kNone && !network.isolates) {
     notes.push_back("local backend: network isolation unavailable (" + network.reason +
