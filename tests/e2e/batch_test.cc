@@ -210,7 +210,7 @@ TEST(E2eBatch, QuickstartExample) {
   EXPECT_CONTAINS(out.err, "10 passed, 2 failed (1 timed out)");
   EXPECT_CONTAINS(SummaryRow(out.err, "check-sum-wrong"), "FAIL");
   EXPECT_CONTAINS(SummaryRow(out.err, "hangs-forever"), "TIMEOUT");
-  EXPECT_CONTAINS(SummaryRow(out.err, "compile-and-run"), "PASS");
+  EXPECT_CONTAINS(SummaryRow(out.err, "top-words"), "PASS");
   std::string run = OnlyRun(home);
   EXPECT_EQ(Home::CountFiles(home.archive() / run / "tasks", ".json"), 12);
 }
