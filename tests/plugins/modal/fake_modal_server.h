@@ -1,0 +1,115 @@
+// A fake Modal server for tests: the subset of modal.client.ModalClient and
+// modal.task_command_router.TaskCommandRouter that sandrun's Modal backend
+// uses, plaintext gRPC on 127.0.0.1, following MODAL_PROTOCOL.md.
+//
+// It checks what a real server would: the token id and secret on every
+// control-plane call, a valid (unexpired) x-modal-auth-token on unary calls,
+// the bearer JWT (and no x-modal-* credentials) on router calls, that ids
+// exist, that stdout/stderr are PIPE, and sane field values; otherwise it
+// answers UNAUTHENTICATED, NOT_FOUND or INVALID_ARGUMENT.
+//
+// Each sandbox is a local process tree: a fresh directory stands for the
+// sandbox's root; paths and argv elements under /sandrun/ are rewritten into
+// it (the only "chroot" it offers), so a workdir such as /sandrun/work lands
+// there. Commands run on the host with the host's tools; network BLOCKED
+// puts each command in a new network namespace (needs root or user
+// namespaces). The in-sandbox file tool (/__modal/.bin/modal-sandbox-fs-tools)
+// is emulated in-process. Stdout and stderr go to files, so offset reads are
+// cheap and memory stays bounded whatever a command prints.
+//
+// The TCR is served on the same port; TaskGetCommandRouterAccess answers
+// "http://127.0.0.1:<port>". Volume blocks are served over plain HTTP on a
+// second port.
+//
+// Where a protocol fact is UNCONFIRMED (exec timeout status, missing
+// commands), the fake makes a guess; tests must not rely on the guess
+// beyond what the client treats as unconfirmed.
+#ifndef SANDRUN_TESTS_PLUGINS_MODAL_FAKE_MODAL_SERVER_H_
+#define SANDRUN_TESTS_PLUGINS_MODAL_FAKE_MODAL_SERVER_H_
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace sandrun::modal::fake {
+
+struct FakeOptions {
+  std::string token_id = "ak-fake-token-id";
+  std::string token_secret = "as-fake-token-secret-do-not-print";
+  int port = 0;  ///< 0: an ephemeral port.
+  /// Where sandbox roots are made; empty: $TMPDIR or /tmp.
+  std::string scratch_dir;
+};
+
+/// What the fake saw, for assertions.
+struct FakeStats {
+  int exec_processes_started = 0;  ///< Real processes spawned (not fs-tool ops).
+  int exec_start_calls = 0;        ///< TaskExecStart calls, repeats included.
+  int sandboxes_created = 0;
+  int sandboxes_terminated = 0;
+  std::map<std::string, int> calls;  ///< Per RPC name.
+};
+
+class FakeModalServer {
+ public:
+  explicit FakeModalServer(FakeOptions options = {});
+  ~FakeModalServer();  ///< Stops the server, kills every process it started.
+  FakeModalServer(const FakeModalServer&) = delete;
+  FakeModalServer& operator=(const FakeModalServer&) = delete;
+
+  /// Starts listening. False (with a message on stderr) on failure.
+  bool Start();
+  int port() const;
+  std::string url() const;  ///< "http://127.0.0.1:<port>"
+  const FakeOptions& options() const;
+
+  // ---- fault injection (thread-safe, effective for the next calls) ----
+  /// The next `n` calls of `rpc` fail with `code` (a grpc::StatusCode value,
+  /// default UNAVAILABLE) before doing anything.
+  void FailNext(const std::string& rpc, int n, int code = 14);
+  /// The next `n` calls of `rpc` do their work, then answer `code` anyway
+  /// (a lost response: the client cannot know it worked).
+  void FailAfterNext(const std::string& rpc, int n, int code = 14);
+  /// The next `n` calls of `rpc` are throttled: RESOURCE_EXHAUSTED with an
+  /// RPCRetryPolicy{retry_after_secs} in grpc-status-details-bin.
+  void ThrottleNext(const std::string& rpc, int n, double retry_after_secs);
+  /// The next `n` stdio streams are cut (UNAVAILABLE) after sending `bytes`.
+  void CutStdioAfter(std::uint64_t bytes, int n);
+  /// The next `n` AuthTokenGet answers carry a JWT that has already expired;
+  /// calls made with an expired token get UNAUTHENTICATED.
+  void IssueExpiredTokens(int n);
+  /// Sandboxes get their task id only this long after creation.
+  void SetCreationDelay(std::chrono::milliseconds delay);
+  /// Every call sleeps this long first.
+  void SetLatency(std::chrono::milliseconds latency);
+  /// Kills every process of the sandbox and marks it finished (FAILURE).
+  void KillSandbox(const std::string& sandbox_id);
+
+  // ---- inspection ----
+  FakeStats Stats() const;
+  std::vector<std::string> SandboxIds(bool running_only) const;
+  bool SandboxRunning(const std::string& sandbox_id) const;
+  /// Tags of a sandbox (empty if unknown).
+  std::map<std::string, std::string> SandboxTags(const std::string& sandbox_id) const;
+  /// Network access type the sandbox was created with (0 unspecified,
+  /// 1 open, 2 blocked, 3 allowlist).
+  int SandboxNetworkType(const std::string& sandbox_id) const;
+  /// Adds a running sandbox with no processes, as some other tool would have
+  /// created it; returns its id.
+  std::string AddForeignSandbox(const std::string& app_name,
+                                const std::map<std::string, std::string>& tags);
+  /// The id of an App the client created ("" if none).
+  std::string AppId(const std::string& app_name) const;
+
+  class Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace sandrun::modal::fake
+
+#endif  // SANDRUN_TESTS_PLUGINS_MODAL_FAKE_MODAL_SERVER_H_

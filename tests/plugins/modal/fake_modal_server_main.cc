@@ -1,0 +1,61 @@
+// fake_modal_server: the fake Modal server as a program, for benchmarks and
+// manual runs. Prints its URL and the credentials to use, then serves until
+// SIGINT/SIGTERM.
+//
+//   fake_modal_server [--port N] [--latency-ms N] [--creation-delay-ms N]
+//                     [--token-id ID] [--token-secret SECRET]
+#include <signal.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+#include "fake_modal_server.h"
+
+int main(int argc, char** argv) {
+  sandrun::modal::fake::FakeOptions options;
+  long latency_ms = 0, creation_ms = 0;
+  if (const char* env = std::getenv("FAKE_MODAL_LATENCY_MS")) latency_ms = std::atol(env);
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) {
+        std::fprintf(stderr, "fake_modal_server: %s needs a value\n", arg.c_str());
+        std::exit(2);
+      }
+      return argv[++i];
+    };
+    if (arg == "--port") {
+      options.port = std::atoi(value().c_str());
+    } else if (arg == "--latency-ms") {
+      latency_ms = std::atol(value().c_str());
+    } else if (arg == "--creation-delay-ms") {
+      creation_ms = std::atol(value().c_str());
+    } else if (arg == "--token-id") {
+      options.token_id = value();
+    } else if (arg == "--token-secret") {
+      options.token_secret = value();
+    } else {
+      std::fprintf(stderr,
+                   "usage: fake_modal_server [--port N] [--latency-ms N] "
+                   "[--creation-delay-ms N] [--token-id ID] [--token-secret SECRET]\n");
+      return 2;
+    }
+  }
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  sandrun::modal::fake::FakeModalServer server(options);
+  if (!server.Start()) return 1;
+  server.SetLatency(std::chrono::milliseconds(latency_ms));
+  server.SetCreationDelay(std::chrono::milliseconds(creation_ms));
+  std::printf("MODAL_SERVER_URL=%s\nMODAL_TOKEN_ID=%s\n", server.url().c_str(),
+              options.token_id.c_str());
+  std::fflush(stdout);
+  int sig = 0;
+  sigwait(&set, &sig);
+  return 0;
+}

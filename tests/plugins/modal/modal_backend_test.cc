@@ -1,0 +1,361 @@
+// The Modal backend against the fake Modal server: the request it sends,
+// every injected fault (retried and succeeding, or reported after the
+// retries run out, never running a command twice), cleanup that touches only
+// sandrun's sandboxes, and no token in any output.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <thread>
+
+#include "modal_archive_store.h"
+#include "modal_client.h"
+#include "modal_test_env.h"
+#include "sandrun/archive.h"
+#include "support/test_util.h"
+
+namespace sandrun::modal {
+namespace {
+
+using ::sandrun::modal::testing::FakeModalEnv;
+using ::sandrun::testing::TempDir;
+using std::chrono::milliseconds;
+using Clock = std::chrono::steady_clock;
+
+SandboxSpec Spec() {
+  SandboxSpec spec;
+  spec.labels = {{"managed-by", "sandrun"}, {"run", "r1"}, {"task", "t1"}};
+  spec.lifetime = std::chrono::seconds(600);
+  return spec;
+}
+
+ExecRequest Shell(const std::string& script) {
+  ExecRequest request;
+  request.argv = {"/bin/sh", "-c", script};
+  return request;
+}
+
+class ModalBackendTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(env_.started());
+    auto backend = env_.MakeBackend();
+    ASSERT_TRUE(backend.ok()) << backend.status().ToString();
+    backend_ = std::move(backend).value();
+  }
+  std::unique_ptr<Sandbox> NewSandbox(SandboxSpec spec = Spec()) {
+    auto created = backend_->Create(spec);
+    EXPECT_TRUE(created.ok()) << created.status().ToString();
+    return created.ok() ? std::move(created).value() : nullptr;
+  }
+  fake::FakeModalServer& server() { return env_.server(); }
+
+  FakeModalEnv env_;
+  std::unique_ptr<Backend> backend_;
+};
+
+TEST_F(ModalBackendTest, AvailableWithGoodCredentials) {
+  Availability availability = backend_->CheckAvailable();
+  EXPECT_TRUE(availability.available) << availability.reason;
+}
+
+TEST_F(ModalBackendTest, RejectedCredentialsAreNotAvailableAndNeverEchoed) {
+  auto bad = env_.MakeBackend("{}", {{"MODAL_TOKEN_SECRET", "as-wrong-secret-value"}});
+  ASSERT_TRUE(bad.ok());
+  Availability availability = (*bad)->CheckAvailable();
+  EXPECT_FALSE(availability.available);
+  EXPECT_NE(availability.reason.find("UNAUTHENTICATED"), std::string::npos) << availability.reason;
+  EXPECT_EQ(availability.reason.find("as-wrong-secret-value"), std::string::npos);
+  auto created = (*bad)->Create(Spec());
+  ASSERT_FALSE(created.ok());
+  EXPECT_EQ(created.status().code(), StatusCode::kPermissionDenied);
+  EXPECT_FALSE(created.status().retryable());
+}
+
+TEST_F(ModalBackendTest, MissingCredentialsAreNotAvailable) {
+  auto options = ParseModalOptions("{}");
+  ASSERT_TRUE(options.ok());
+  auto backend = CreateModalBackend(*options, {{"HOME", "/nonexistent-sandrun-home"}});
+  Availability availability = backend->CheckAvailable();
+  EXPECT_FALSE(availability.available);
+  EXPECT_NE(availability.reason.find("no credentials"), std::string::npos) << availability.reason;
+}
+
+TEST_F(ModalBackendTest, SandboxIsTaggedAndNetworkBlockedByDefault) {
+  auto sandbox = NewSandbox();
+  ASSERT_NE(sandbox, nullptr);
+  auto tags = server().SandboxTags(sandbox->Id());
+  EXPECT_EQ(tags["managed-by"], "sandrun");
+  EXPECT_EQ(tags["run"], "r1");
+  EXPECT_EQ(tags["task"], "t1");
+  EXPECT_FALSE(tags["owner-pid"].empty());
+  EXPECT_EQ(server().SandboxNetworkType(sandbox->Id()), 2) << "BLOCKED";
+  SandboxSpec open = Spec();
+  open.network = NetworkMode::kOpen;
+  auto open_sandbox = NewSandbox(open);
+  ASSERT_NE(open_sandbox, nullptr);
+  EXPECT_EQ(server().SandboxNetworkType(open_sandbox->Id()), 1) << "OPEN";
+}
+
+TEST_F(ModalBackendTest, CidrAllowlistFromSection) {
+  auto backend = env_.MakeBackend(R"({"cidr_allowlist": ["192.0.2.0/24"]})");
+  ASSERT_TRUE(backend.ok());
+  auto sandbox = (*backend)->Create(Spec());
+  ASSERT_TRUE(sandbox.ok()) << sandbox.status().ToString();
+  EXPECT_EQ(server().SandboxNetworkType((*sandbox)->Id()), 3) << "ALLOWLIST";
+}
+
+TEST_F(ModalBackendTest, UnavailableBurstIsRetried) {
+  server().FailNext("SandboxCreate", 3);
+  server().FailNext("AppGetOrCreate", 2);
+  auto sandbox = NewSandbox();
+  ASSERT_NE(sandbox, nullptr);
+  ExecResult result = *sandbox->Exec(Shell("echo hi"));
+  EXPECT_EQ(result.stdout_stream.text, "hi\n");
+}
+
+TEST_F(ModalBackendTest, UnavailableBeyondRetriesIsARetryableError) {
+  server().FailNext("SandboxCreate", 4);  // 1 attempt + 3 retries
+  auto created = backend_->Create(Spec());
+  ASSERT_FALSE(created.ok());
+  EXPECT_EQ(created.status().code(), StatusCode::kUnavailable);
+  EXPECT_TRUE(created.status().retryable());
+  EXPECT_NE(created.status().message().find("4 attempts"), std::string::npos)
+      << created.status().message();
+  EXPECT_EQ(server().Stats().sandboxes_created, 0);
+}
+
+TEST_F(ModalBackendTest, ThrottlingWaitsWithoutUsingRetries) {
+  server().ThrottleNext("SandboxCreate", 5, 0.15);
+  auto start = Clock::now();
+  auto sandbox = NewSandbox();
+  ASSERT_NE(sandbox, nullptr);
+  EXPECT_GE(Clock::now() - start, milliseconds(5 * 150)) << "retry_after must be honoured";
+  EXPECT_EQ(server().Stats().calls["SandboxCreate"], 6);
+}
+
+TEST_F(ModalBackendTest, MaxThrottleWaitZeroDisablesThrottleRetries) {
+  auto backend = env_.MakeBackend("{}", {{"MODAL_MAX_THROTTLE_WAIT", "0"}});
+  ASSERT_TRUE(backend.ok());
+  server().ThrottleNext("SandboxCreate", 1, 0.1);
+  auto created = (*backend)->Create(Spec());
+  ASSERT_FALSE(created.ok());
+  EXPECT_EQ(created.status().code(), StatusCode::kResourceExhausted);
+}
+
+TEST_F(ModalBackendTest, LostExecStartResponseDoesNotRunTwice) {
+  auto sandbox = NewSandbox();
+  ASSERT_NE(sandbox, nullptr);
+  int before = server().Stats().exec_processes_started;
+  server().FailAfterNext("TaskExecStart", 2);
+  ExecResult result = *sandbox->Exec(Shell("echo once"));
+  EXPECT_EQ(result.outcome, Outcome::kExited);
+  EXPECT_EQ(result.stdout_stream.text, "once\n");
+  EXPECT_EQ(server().Stats().exec_processes_started - before, 1) << "exec id must make it idempotent";
+  EXPECT_GE(server().Stats().exec_start_calls, 3);
+}
+
+TEST_F(ModalBackendTest, ExecStartFailingBeyondRetriesIsInfraErrorAndRunsNothing) {
+  auto sandbox = NewSandbox();
+  ASSERT_NE(sandbox, nullptr);
+  int before = server().Stats().exec_processes_started;
+  server().FailNext("TaskExecStart", 11);  // 1 + 10 router retries
+  auto result = sandbox->Exec(Shell("echo never"));
+  ASSERT_FALSE(result.ok());
+  EXPECT_EQ(result.status().code(), StatusCode::kUnavailable);
+  EXPECT_TRUE(result.status().retryable()) << "the engine may retry: nothing ran";
+  EXPECT_EQ(server().Stats().exec_processes_started, before);
+}
+
+TEST_F(ModalBackendTest, StdioStreamCutResumesAtOffset) {
+  auto sandbox = NewSandbox();
+  ASSERT_NE(sandbox, nullptr);
+  server().CutStdioAfter(100000, 4);
+  ExecResult result = *sandbox->Exec(
+      Shell("i=0; while [ $i -lt 20000 ]; do echo line-$i; i=$((i+1)); done; echo err >&2"));
+  ASSERT_EQ(result.outcome, Outcome::kExited) << result.error;
+  std::string expected;
+  for (int i = 0; i < 20000; ++i) expected += "line-" + std::to_string(i) + "\n";
+  EXPECT_EQ(result.stdout_stream.total_bytes, expected.size());
+  EXPECT_TRUE(result.stdout_stream.text == expected) << "output lost or duplicated at a cut";
+  EXPECT_EQ(result.stderr_stream.text, "err\n");
+}
+
+TEST_F(ModalBackendTest, StdioStreamThatKeepsFailingIsInfraError) {
+  auto sandbox = NewSandbox();
+  ASSERT_NE(sandbox, nullptr);
+  server().FailNext("TaskExecStdioRead", 100);
+  auto result = sandbox->Exec(Shell("echo hi"));
+  ASSERT_TRUE(result.ok()) << result.status().ToString();
+  EXPECT_EQ(result->outcome, Outcome::kInfraError);
+  EXPECT_EQ(ExitCodeOf(*result), kExitSandrunError);
+  EXPECT_NE(result->error.find("output stream lost"), std::string::npos) << result->error;
+}
+
+TEST_F(ModalBackendTest, ExpiredAuthTokenIsRefreshed) {
+  server().IssueExpiredTokens(1);
+  auto sandbox = NewSandbox();
+  ASSERT_NE(sandbox, nullptr);
+  EXPECT_GE(server().Stats().calls["AuthTokenGet"], 2);
+}
+
+TEST_F(ModalBackendTest, SlowCreationIsWaitedFor) {
+  server().SetCreationDelay(milliseconds(800));
+  auto start = Clock::now();
+  auto sandbox = NewSandbox();
+  ASSERT_NE(sandbox, nullptr);
+  EXPECT_GE(Clock::now() - start, milliseconds(800));
+  EXPECT_EQ(sandbox->Exec(Shell("echo ready"))->stdout_stream.text, "ready\n");
+}
+
+TEST_F(ModalBackendTest, SandboxThatDiesEndsExecWithoutHanging) {
+  auto sandbox = NewSandbox();
+  ASSERT_NE(sandbox, nullptr);
+  std::thread killer([&] {
+    std::this_thread::sleep_for(milliseconds(500));
+    server().KillSandbox(sandbox->Id());
+  });
+  auto start = Clock::now();
+  auto result = sandbox->Exec(Shell("echo started; sleep 60"));
+  killer.join();
+  EXPECT_LT(Clock::now() - start, std::chrono::seconds(30));
+  if (result.ok()) {
+    EXPECT_EQ(result->outcome, Outcome::kInfraError) << "a dead sandbox is not the test's failure";
+    EXPECT_EQ(ExitCodeOf(*result), kExitSandrunError);
+  } else {
+    EXPECT_NE(result.status().code(), StatusCode::kOk);
+  }
+  auto after = sandbox->Exec(Shell("true"));
+  EXPECT_FALSE(after.ok()) << "exec in a dead sandbox must fail";
+  EXPECT_EQ(after.status().code(), StatusCode::kNotFound) << after.status().ToString();
+}
+
+TEST_F(ModalBackendTest, AddedLatencyStillWorks) {
+  server().SetLatency(milliseconds(50));
+  auto sandbox = NewSandbox();
+  ASSERT_NE(sandbox, nullptr);
+  EXPECT_EQ(sandbox->Exec(Shell("echo slow"))->stdout_stream.text, "slow\n");
+}
+
+TEST_F(ModalBackendTest, ExecTimeoutIsEnforcedRemotely) {
+  auto sandbox = NewSandbox();
+  ASSERT_NE(sandbox, nullptr);
+  ExecRequest request = Shell("echo started; sleep 30");
+  request.timeout = milliseconds(1000);
+  auto start = Clock::now();
+  ExecResult result = *sandbox->Exec(request);
+  EXPECT_EQ(result.outcome, Outcome::kTimedOut);
+  EXPECT_EQ(ExitCodeOf(result), kExitTimedOut);
+  EXPECT_LT(Clock::now() - start, std::chrono::seconds(10));
+  EXPECT_EQ(result.stdout_stream.text, "started\n");
+}
+
+TEST_F(ModalBackendTest, CleanupTouchesOnlyTaggedSandboxesOfOurApp) {
+  auto ours = NewSandbox();
+  ASSERT_NE(ours, nullptr);
+  std::string untagged = server().AddForeignSandbox("sandrun", {{"owner", "someone-else"}});
+  std::string other_app = server().AddForeignSandbox("other-app", {{"managed-by", "sandrun"}});
+  std::string wrong_value = server().AddForeignSandbox("sandrun", {{"managed-by", "not-sandrun"}});
+  // More than one page of ours (the fake pages by 3).
+  std::vector<std::unique_ptr<Sandbox>> more;
+  for (int i = 0; i < 4; ++i) more.push_back(NewSandbox());
+  auto listed = backend_->ListLeftovers();
+  ASSERT_TRUE(listed.ok()) << listed.status().ToString();
+  std::set<std::string> ids;
+  for (const auto& leftover : *listed) ids.insert(leftover.id);
+  EXPECT_EQ(ids.size(), 5u);
+  EXPECT_TRUE(ids.count(ours->Id()));
+  for (const auto& foreign : {untagged, other_app, wrong_value}) {
+    EXPECT_FALSE(ids.count(foreign)) << foreign;
+    Status removed = backend_->RemoveLeftover(foreign);
+    EXPECT_EQ(removed.code(), StatusCode::kNotFound) << removed.ToString();
+    EXPECT_TRUE(server().SandboxRunning(foreign)) << "terminated a sandbox sandrun does not own";
+  }
+  EXPECT_TRUE(backend_->RemoveLeftover(ours->Id()).ok());
+  EXPECT_FALSE(server().SandboxRunning(ours->Id()));
+}
+
+TEST_F(ModalBackendTest, TerminateEndsTheSandbox) {
+  auto sandbox = NewSandbox();
+  ASSERT_NE(sandbox, nullptr);
+  std::string id = sandbox->Id();
+  EXPECT_TRUE(sandbox->Terminate().ok());
+  EXPECT_FALSE(server().SandboxRunning(id));
+  auto another = NewSandbox();
+  ASSERT_NE(another, nullptr);
+  id = another->Id();
+  another.reset();
+  EXPECT_FALSE(server().SandboxRunning(id)) << "destroying the handle terminates";
+}
+
+TEST_F(ModalBackendTest, FailedImageBuildKeepsTheLogForTheError) {
+  TempDir dir;
+  auto dockerfile = dir.Write("Dockerfile", "FROM debian\nRUN sandrun-fake-fail-build\n");
+  SandboxSpec spec = Spec();
+  spec.dockerfile = dockerfile.string();
+  auto created = backend_->Create(spec);
+  ASSERT_FALSE(created.ok());
+  EXPECT_NE(created.status().message().find("fake build: step 1/1"), std::string::npos)
+      << created.status().message();
+}
+
+TEST_F(ModalBackendTest, GpuSpecIsParsed) {
+  std::string type;
+  int count = 0;
+  ASSERT_TRUE(ParseGpu("A10G:2", &type, &count).ok());
+  EXPECT_EQ(type, "A10G");
+  EXPECT_EQ(count, 2);
+  ASSERT_TRUE(ParseGpu("A100-80GB", &type, &count).ok());
+  EXPECT_EQ(count, 1);
+  EXPECT_FALSE(ParseGpu("A10G:0", &type, &count).ok());
+  EXPECT_FALSE(ParseGpu(":1", &type, &count).ok());
+}
+
+TEST_F(ModalBackendTest, ArchiveOnTheVolumeRoundTrips) {
+  auto store = backend_->OpenArchive();
+  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  // Over one 8 MiB block, ending in zeros (stripped before hashing).
+  std::string big(9 * 1024 * 1024, 'x');
+  for (std::size_t i = big.size() - 4096; i < big.size(); ++i) big[i] = '\0';
+  ASSERT_TRUE((*store)->PutBytes("run1/tasks/a.json", "{\"a\":1}").ok());
+  ASSERT_TRUE((*store)->PutBytes("run1/artifacts/a/big.bin", big).ok());
+  auto read = (*store)->ReadBytes("run1/tasks/a.json");
+  ASSERT_TRUE(read.ok()) << read.status().ToString();
+  EXPECT_EQ(*read, "{\"a\":1}");
+  auto read_big = (*store)->ReadBytes("run1/artifacts/a/big.bin");
+  ASSERT_TRUE(read_big.ok()) << read_big.status().ToString();
+  EXPECT_TRUE(*read_big == big);
+  auto root = (*store)->List("");
+  ASSERT_TRUE(root.ok()) << root.status().ToString();
+  EXPECT_EQ(*root, std::vector<std::string>{"run1/"});
+  auto run = (*store)->List("run1");
+  ASSERT_TRUE(run.ok());
+  EXPECT_EQ(*run, (std::vector<std::string>{"artifacts/", "tasks/"}));
+  TempDir dest;
+  ASSERT_TRUE((*store)->Fetch("run1", dest.path()).ok());
+  EXPECT_EQ(::sandrun::testing::ReadFile(dest.path() / "run1/tasks/a.json"), "{\"a\":1}");
+  EXPECT_EQ((*store)->ReadBytes("run1/missing.json").status().code(), StatusCode::kNotFound);
+  EXPECT_EQ((*store)->Remove("run1").code(), StatusCode::kUnimplemented);
+}
+
+TEST_F(ModalBackendTest, NoTokenInAnyOutput) {
+  const std::string secret = server().options().token_secret;
+  std::string everything;
+  auto collect = [&](const Status& status) { everything += status.ToString() + "\n"; };
+  auto bad = env_.MakeBackend("{}", {{"MODAL_TOKEN_ID", "ak-wrong"}});
+  ASSERT_TRUE(bad.ok());
+  everything += (*bad)->CheckAvailable().reason;
+  collect((*bad)->Create(Spec()).status());
+  server().FailNext("SandboxCreate", 4);
+  collect(backend_->Create(Spec()).status());
+  auto sandbox = NewSandbox();
+  ASSERT_NE(sandbox, nullptr);
+  ExecResult result = *sandbox->Exec(Shell("env; echo done"));
+  everything += result.stdout_stream.text + result.stderr_stream.text + result.error;
+  for (const auto& note : result.notes) everything += note;
+  collect(sandbox->Put(FileUpload{"/nonexistent/file", ""}));
+  EXPECT_EQ(everything.find(secret), std::string::npos) << "the token secret leaked";
+  EXPECT_EQ(everything.find("MODAL_TOKEN"), std::string::npos) << "credentials reached the sandbox";
+}
+
+}  // namespace
+}  // namespace sandrun::modal

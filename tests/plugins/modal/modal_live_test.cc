@@ -1,0 +1,94 @@
+// Against real Modal: runs only when MODAL_TOKEN_ID and MODAL_TOKEN_SECRET
+// are set (see docs/modal.md), and is skipped with the reason otherwise. It
+// creates sandboxes in the App "sandrun-live-test" (overridable with
+// SANDRUN_MODAL_LIVE_APP), uses a public registry image, and terminates
+// everything it created, even on failure.
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+
+#include "modal_backend.h"
+#include "sandrun/config.h"
+#include "support/test_util.h"
+
+namespace sandrun::modal {
+namespace {
+
+class ModalLiveTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const char* id = std::getenv("MODAL_TOKEN_ID");
+    const char* secret = std::getenv("MODAL_TOKEN_SECRET");
+    if (id == nullptr || *id == '\0' || secret == nullptr || *secret == '\0') {
+      GTEST_SKIP() << "MODAL_TOKEN_ID and MODAL_TOKEN_SECRET are not set: the live Modal test "
+                      "needs real credentials (see docs/modal.md)";
+    }
+    const char* app = std::getenv("SANDRUN_MODAL_LIVE_APP");
+    std::string section = std::string(R"({"app_name": ")") +
+                          (app != nullptr ? app : "sandrun-live-test") +
+                          R"(", "volume": "sandrun-live-test-results"})";
+    auto options = ParseModalOptions(section);
+    ASSERT_TRUE(options.ok()) << options.status().ToString();
+    backend_ = CreateModalBackend(*options, ProcessEnvironment());
+    Availability availability = backend_->CheckAvailable();
+    ASSERT_TRUE(availability.available) << availability.reason;
+  }
+
+  std::unique_ptr<Backend> backend_;
+};
+
+TEST_F(ModalLiveTest, RunsACommandWithStdinFilesAndTimeout) {
+  SandboxSpec spec;
+  spec.image = "debian:bookworm-slim";
+  spec.lifetime = std::chrono::seconds(300);
+  spec.labels = {{"managed-by", "sandrun"}, {"run", "live-test"}, {"task", "live"}};
+  auto created = backend_->Create(spec);
+  ASSERT_TRUE(created.ok()) << created.status().ToString();
+  std::unique_ptr<Sandbox> sandbox = std::move(created).value();
+
+  ExecRequest hello;
+  hello.argv = {"/bin/sh", "-c", "echo out; echo err >&2; exit 3"};
+  auto result = sandbox->Exec(hello);
+  ASSERT_TRUE(result.ok()) << result.status().ToString();
+  EXPECT_EQ(result->exit_code, 3);
+  EXPECT_EQ(result->stdout_stream.text, "out\n");
+  EXPECT_EQ(result->stderr_stream.text, "err\n");
+
+  ExecRequest cat;
+  cat.argv = {"cat"};
+  cat.stdin_data = "through stdin";
+  EXPECT_EQ(sandbox->Exec(cat)->stdout_stream.text, "through stdin");
+
+  ::sandrun::testing::TempDir dir;
+  auto file = dir.Write("hello.txt", "uploaded\n");
+  ASSERT_TRUE(sandbox->Put(FileUpload{file.string(), "in/hello.txt"}).ok());
+  ExecRequest read;
+  read.argv = {"cat", "in/hello.txt"};
+  EXPECT_EQ(sandbox->Exec(read)->stdout_stream.text, "uploaded\n");
+  auto got = sandbox->Get("in", dir.path() / "dl");
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  EXPECT_EQ(::sandrun::testing::ReadFile(dir.path() / "dl/in/hello.txt"), "uploaded\n");
+
+  ExecRequest slow;
+  slow.argv = {"sleep", "60"};
+  slow.timeout = std::chrono::seconds(2);
+  auto timed = sandbox->Exec(slow);
+  ASSERT_TRUE(timed.ok()) << timed.status().ToString();
+  EXPECT_EQ(timed->outcome, Outcome::kTimedOut);
+
+  ExecRequest network;
+  network.argv = {"/bin/sh", "-c", "getent hosts modal.com || echo blocked"};
+  auto blocked = sandbox->Exec(network);
+  ASSERT_TRUE(blocked.ok());
+  std::printf("[ live     ] network none: %s", blocked->stdout_stream.text.c_str());
+  EXPECT_TRUE(sandbox->Terminate().ok());
+}
+
+TEST_F(ModalLiveTest, LeftoversAreOnlyOurs) {
+  auto listed = backend_->ListLeftovers();
+  ASSERT_TRUE(listed.ok()) << listed.status().ToString();
+  for (const auto& leftover : *listed) EXPECT_EQ(leftover.labels.at("managed-by"), "sandrun");
+}
+
+}  // namespace
+}  // namespace sandrun::modal
