@@ -1,0 +1,170 @@
+// GoogleTest's runner protocol, as sandrun speaks it to run test cases of a
+// gtest binary in sandboxes. Shared by the in-process adapter (gtest.h) and
+// the zero-code runner (`sandrun gtest`). Nothing here scrapes human output:
+//  - discovery: `--gtest_list_tests` (run on the host only);
+//  - selection: `--gtest_filter` (and the same syntax for sandrun's filter);
+//  - results: `--gtest_output=json:<file>`, parsed defensively;
+//  - early exits: TEST_PREMATURE_EXIT_FILE, created by gtest at start and
+//    deleted at a normal end, so a leftover file means the binary quit early.
+#ifndef SANDRUN_GTEST_PROTOCOL_H_
+#define SANDRUN_GTEST_PROTOCOL_H_
+
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "sandrun/backend.h"
+#include "sandrun/config.h"
+#include "sandrun/engine.h"
+#include "sandrun/record.h"
+#include "sandrun/status.h"
+
+namespace sandrun::gtest {
+
+/// True when `name` ("Suite.Test") is selected by `filter` in GoogleTest's
+/// syntax: "pos1:pos2-neg1:neg2", '*' and '?' wildcards; an empty positive
+/// part means "*".
+bool FilterMatches(std::string_view filter, std::string_view name);
+
+/// The full names listed by `--gtest_list_tests` output, in order, without
+/// disabled tests (DISABLED_ suite or test).
+std::vector<std::string> ParseTestList(std::string_view listing);
+
+/// Runs `binary --gtest_list_tests` on this host (never in a sandbox) and
+/// caches the names under `cache_dir/<sha256 of the binary>.txt`.
+Result<std::vector<std::string>> ListTests(const std::filesystem::path& binary,
+                                           const std::filesystem::path& cache_dir);
+
+/// One assertion failure, at its source location (file empty when gtest had
+/// none: "unknown file").
+struct Failure {
+  std::string file;
+  int line = -1;
+  std::string message;
+};
+
+/// One test's entry of gtest's JSON report.
+struct CaseReport {
+  std::string name;  ///< "Suite.Test".
+  bool ran = true;   ///< status RUN (false: NOTRUN).
+  bool skipped = false;
+  std::vector<Failure> failures;
+  std::string skip_message;
+  double seconds = 0;
+};
+
+/// Parses `--gtest_output=json` text. Unknown fields are ignored; missing
+/// ones take defaults; kInvalidArgument only when it is not JSON at all.
+Result<std::vector<CaseReport>> ParseGtestJson(std::string_view json);
+
+/// How one sandboxed test ended, from the task record and the files it left.
+struct Verdict {
+  enum class Kind {
+    kPassed,
+    kFailed,        ///< Assertions failed (failures hold them).
+    kSkipped,
+    kTimedOut,
+    kCrashed,       ///< Killed by a signal (or OOM).
+    kExitedEarly,   ///< Quit before gtest finished (premature-exit file left).
+    kNoReport,      ///< Ended without a JSON report naming the test.
+    kInfraError,    ///< sandrun or the backend failed, after retries.
+    kCancelled,
+  };
+  Kind kind = Kind::kInfraError;
+  /// Assertion failures with their locations, then (for every kind but
+  /// kPassed/kSkipped) one failure without a location describing the end.
+  std::vector<Failure> failures;
+  std::string skip_message;
+  std::string summary;  ///< One line: "timed out after 2 s (docker sandbox 3f2a...)".
+  bool ok() const { return kind == Kind::kPassed || kind == Kind::kSkipped; }
+};
+std::string_view VerdictKindName(Verdict::Kind kind);  // "passed", "timed out", ...
+
+/// Where the report and the premature-exit marker go, relative to the
+/// sandbox's working directory; the whole directory is downloaded.
+inline constexpr char kOutputDir[] = "sandrun-gtest";
+inline constexpr char kReportFile[] = "sandrun-gtest/report.json";
+inline constexpr char kPrematureExitFile[] = "sandrun-gtest/premature-exit";
+/// The test property an adapter-linked binary records a skip's message in
+/// (gtest's JSON report before 1.13 has no skip message).
+inline constexpr char kSkipMessageProperty[] = "sandrun_skip_message";
+/// Set in the sandbox so an adapter-linked binary runs the real bodies.
+inline constexpr char kInsideEnv[] = "SANDRUN_GTEST_INSIDE";
+
+/// Files a task downloaded: relative path under its download dir -> bytes.
+using DownloadedFiles = std::map<std::string, std::string>;
+
+/// Judges `test` ("Suite.Test") from its task's record and downloads.
+/// `timeout_ms` is the task's own timeout, for the message.
+Verdict Judge(const std::string& test, const TaskRecord& record,
+              const DownloadedFiles& files, long long timeout_ms);
+
+/// What to run: one or more tests of a binary in one sandbox.
+struct CaseTask {
+  std::string task_id;
+  std::string test_name;               ///< For the record ("Suite.Test").
+  std::vector<std::string> tests;      ///< Full names, joined into --gtest_filter.
+  std::string image;
+  double cpu = 0;
+  std::int64_t memory_mb = 0;
+  std::string gpu;
+  double timeout_s = 0;                ///< 0: config's.
+  std::map<std::string, std::string> env;
+  std::vector<FileUpload> uploads;
+  bool network_set = false;
+  NetworkMode network = NetworkMode::kNone;
+};
+
+/// Builds the engine task: the binary uploaded as a portable executable,
+/// argv `./<binary> --gtest_filter=... --gtest_output=json:... --gtest_color=no`,
+/// env SANDRUN_GTEST_INSIDE=1 and TEST_PREMATURE_EXIT_FILE, and the report
+/// directory as a download. `empty_dir` is an existing empty host directory
+/// (uploaded so the report directory exists before gtest starts).
+Task MakeCaseTask(const Config& config, const std::filesystem::path& binary,
+                  const std::filesystem::path& empty_dir, const CaseTask& spec);
+
+/// A valid task id from a test name ([A-Za-z0-9._-], at most 128 chars),
+/// made unique by `used`.
+std::string TaskIdFor(const std::string& test_name, std::map<std::string, int>* used);
+
+/// Keeps what sandboxes downloaded, by task id, so results can be judged as
+/// soon as a task ends without reading them back from the archive.
+class DownloadTap {
+ public:
+  void Reset(const std::string& task_id);
+  void Add(const std::string& task_id, const std::string& path, std::string bytes);
+  DownloadedFiles Take(const std::string& task_id);
+
+ private:
+  std::mutex mu_;
+  std::map<std::string, DownloadedFiles> files_;
+};
+
+/// A Backend decorator: forwards everything to `inner`, and copies every
+/// file a sandbox downloads into `tap` under the sandbox's "task" label.
+std::shared_ptr<Backend> TapBackend(std::shared_ptr<Backend> inner,
+                                    std::shared_ptr<DownloadTap> tap);
+
+/// The candidates for `config` (backend, then fallback; "auto" = every
+/// registered backend, remote first), built-ins plus SANDRUN_PLUGIN_PATH
+/// plugins, each wrapped by TapBackend. Unknown names are kInvalidArgument.
+Result<std::vector<BackendCandidate>> TappedCandidates(const Config& config,
+                                                       std::shared_ptr<DownloadTap> tap);
+
+/// Engine concurrency for `config`: its jobs, else the first candidate's
+/// suggestion, else the number of cores.
+int JobsFor(const Config& config, const std::vector<BackendCandidate>& candidates);
+
+/// Where the outbox lives for `config` (as the CLI lays it out).
+std::filesystem::path OutboxRootFor(const Config& config);
+
+/// The last `max_bytes` of a task's stderr then stdout, for crash messages.
+std::string OutputTail(const TaskRecord& record, std::size_t max_bytes = 2000);
+
+}  // namespace sandrun::gtest
+
+#endif  // SANDRUN_GTEST_PROTOCOL_H_

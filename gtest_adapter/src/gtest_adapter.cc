@@ -1,0 +1,546 @@
+// The in-process side of the GoogleTest adapter (see sandrun/gtest.h).
+//
+// A process-wide Runtime holds the config, the marked tests and the
+// Launcher of the current gtest iteration. GoogleTest's own registry is
+// process-wide too, so a singleton here mirrors it rather than adding state.
+#include "sandrun/gtest.h"
+
+#include <unistd.h>
+
+#include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <thread>
+
+#include "sandrun/config.h"
+#include "sandrun/engine.h"
+#include "sandrun/gtest_protocol.h"
+#include "sandrun/listener.h"
+
+namespace sandrun::gtest {
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr char kStandInPrefix[] = "sandrun/";
+
+struct Marked {
+  std::string remote_name;  ///< "Suite.Name": what runs in the sandbox.
+  std::string file;
+  int line = 0;
+  Options options;
+};
+
+/// Marked tests by their host-side full name. Filled during static init by
+/// the macros (function-local static: safe in any init order).
+std::map<std::string, Marked>& MarkedTests() {
+  static auto* tests = new std::map<std::string, Marked>();
+  return *tests;
+}
+
+/// What a waiting host test gets.
+struct RemoteResult {
+  Verdict verdict;
+  std::string backend;
+  std::string sandbox_id;
+  std::string run_id;
+  std::string task_id;
+};
+
+/// Runs a set of marked tests through the Engine in the background; each
+/// host-side test waits for its own result.
+class Launcher : public RunListenerBase {
+ public:
+  struct Job {
+    CaseTask spec;
+    std::string backend;  ///< Empty: the config's.
+  };
+
+  Launcher(Config config, std::vector<Job> jobs) : config_(std::move(config)) {
+    for (auto& job : jobs) {
+      for (const auto& test : job.spec.tests) {
+        pending_.insert(test);
+        timeout_ms_[test] = static_cast<long long>(
+            (job.spec.timeout_s > 0 ? job.spec.timeout_s : config_.timeout_s) * 1000);
+      }
+      task_tests_[job.spec.task_id] = job.spec.tests;
+      by_backend_[job.backend].push_back(std::move(job.spec));
+    }
+  }
+
+  ~Launcher() override { Join(); }
+
+  void Start(std::shared_ptr<Launcher> self) {
+    for (auto& [backend, specs] : by_backend_) {
+      threads_.emplace_back([self, backend = backend, specs = std::move(specs)]() mutable {
+        self->RunGroup(backend, std::move(specs));
+      });
+    }
+  }
+
+  bool Has(const std::string& test) {
+    std::lock_guard lock(mu_);
+    return pending_.count(test) > 0 || results_.count(test) > 0;
+  }
+
+  RemoteResult Wait(const std::string& test) {
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [&] { return results_.count(test) > 0; });
+    return results_[test];
+  }
+
+  void Join() {
+    for (auto& t : threads_) {
+      if (t.joinable()) t.join();
+    }
+    threads_.clear();
+  }
+
+  void OnTaskEnd(const TaskRecord& record) override {
+    DownloadedFiles files = tap_->Take(record.task_id);
+    std::lock_guard lock(mu_);
+    for (const auto& test : task_tests_[record.task_id]) {
+      RemoteResult result;
+      result.verdict = Judge(test, record, files, timeout_ms_[test]);
+      result.backend = record.backend;
+      result.sandbox_id = record.result.sandbox_id;
+      result.run_id = record.run_id;
+      result.task_id = record.task_id;
+      Deliver(test, std::move(result));
+    }
+  }
+
+  void OnWarning(std::string_view message) override {
+    std::fprintf(stderr, "sandrun: warning: %.*s\n", static_cast<int>(message.size()),
+                 message.data());
+  }
+
+ private:
+  // Requires mu_.
+  void Deliver(const std::string& test, RemoteResult result) {
+    pending_.erase(test);
+    results_[test] = std::move(result);
+    cv_.notify_all();
+  }
+
+  void FailAll(const std::vector<CaseTask>& specs, const std::string& why) {
+    std::lock_guard lock(mu_);
+    for (const auto& spec : specs) {
+      for (const auto& test : spec.tests) {
+        if (results_.count(test)) continue;
+        RemoteResult result;
+        result.verdict.kind = Verdict::Kind::kInfraError;
+        result.verdict.summary = why;
+        result.verdict.failures.push_back({"", -1, why});
+        Deliver(test, std::move(result));
+      }
+    }
+  }
+
+  void RunGroup(const std::string& backend, std::vector<CaseTask> specs) {
+    Config config = config_;
+    if (!backend.empty()) config.backend = backend;
+    auto candidates = TappedCandidates(config, tap_);
+    if (!candidates.ok()) {
+      FailAll(specs, "sandrun infrastructure error (not a test failure): " +
+                         candidates.status().message());
+      return;
+    }
+    std::error_code ec;
+    fs::path empty_dir = config.state_dir / "gtest" / "empty";
+    fs::create_directories(empty_dir, ec);
+    fs::path binary = fs::read_symlink("/proc/self/exe", ec);
+    std::vector<Task> tasks;
+    for (const auto& spec : specs) tasks.push_back(MakeCaseTask(config, binary, empty_dir, spec));
+    Status valid = ValidateTasks(tasks);
+    if (!valid.ok()) {
+      FailAll(specs, "sandrun: cannot run in a sandbox: " + valid.message());
+      return;
+    }
+    RunOptions options;
+    options.jobs = JobsFor(config, candidates.value());
+    options.retries = config.retries;
+    options.outbox_dir = OutboxRootFor(config);
+    options.command_line = {binary.string(), "(sandrun gtest adapter)"};
+    Engine engine(std::move(candidates).value());
+    // The listener outlives the run: the Launcher owns the thread that runs it.
+    engine.AddListener(std::shared_ptr<RunListener>(this, [](RunListener*) {}));
+    CancelFlag never;
+    auto outcome = engine.Run(std::move(tasks), options, never);
+    if (!outcome.ok()) {
+      FailAll(specs, "sandrun infrastructure error (not a test failure): " +
+                         outcome.status().message());
+      return;
+    }
+    // Anything the engine did not report (it always should) still ends.
+    FailAll(specs, "sandrun infrastructure error (not a test failure): no result came back");
+  }
+
+  Config config_;
+  std::shared_ptr<DownloadTap> tap_ = std::make_shared<DownloadTap>();
+  std::map<std::string, std::vector<CaseTask>> by_backend_;
+  std::map<std::string, std::vector<std::string>> task_tests_;
+  std::map<std::string, long long> timeout_ms_;
+  std::vector<std::thread> threads_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::set<std::string> pending_;
+  std::map<std::string, RemoteResult> results_;
+};
+
+class Runtime {
+ public:
+  static Runtime& Get() {
+    static auto* runtime = new Runtime();
+    return *runtime;
+  }
+
+  /// Loads the config once (flags from Init, else environment and file).
+  const Config& config() {
+    std::lock_guard lock(mu_);
+    LoadLocked();
+    return config_;
+  }
+
+  void SetFlags(std::map<std::string, std::string> flags) {
+    std::lock_guard lock(mu_);
+    flags_ = std::move(flags);
+    loaded_ = false;
+    LoadLocked();
+  }
+
+  /// Launches `jobs`; tests already running keep their launcher.
+  void Launch(std::vector<Launcher::Job> jobs) {
+    if (jobs.empty()) return;
+    auto launcher = std::make_shared<Launcher>(config(), std::move(jobs));
+    launcher->Start(launcher);
+    std::lock_guard lock(mu_);
+    launchers_.push_back(launcher);
+  }
+
+  std::shared_ptr<Launcher> LauncherFor(const std::string& test) {
+    std::lock_guard lock(mu_);
+    for (auto it = launchers_.rbegin(); it != launchers_.rend(); ++it) {
+      if ((*it)->Has(test)) return *it;
+    }
+    return nullptr;
+  }
+
+  /// Waits for every launcher and forgets them (end of an iteration).
+  void JoinAll() {
+    std::vector<std::shared_ptr<Launcher>> launchers;
+    {
+      std::lock_guard lock(mu_);
+      launchers.swap(launchers_);
+    }
+    for (auto& l : launchers) l->Join();
+  }
+
+ private:
+  void LoadLocked() {
+    if (loaded_) return;
+    loaded_ = true;
+    ConfigInputs inputs;
+    inputs.flags = flags_;
+    inputs.env = ProcessEnvironment();
+    std::error_code ec;
+    inputs.cwd = fs::current_path(ec);
+    auto config = LoadConfig(inputs);
+    if (!config.ok()) {
+      std::fprintf(stderr, "sandrun: %s\n", config.status().message().c_str());
+      std::exit(kExitUsage);
+    }
+    config_ = std::move(config).value();
+  }
+
+  std::mutex mu_;
+  bool loaded_ = false;
+  std::map<std::string, std::string> flags_;
+  Config config_;
+  std::vector<std::shared_ptr<Launcher>> launchers_;
+};
+
+CaseTask SpecFor(const Marked& marked, std::map<std::string, int>* used_ids) {
+  CaseTask spec;
+  spec.task_id = TaskIdFor(marked.remote_name, used_ids);
+  spec.test_name = marked.remote_name;
+  spec.tests = {marked.remote_name};
+  const Options& o = marked.options;
+  spec.image = o.image();
+  spec.cpu = o.cpu();
+  spec.memory_mb = o.memory_mb();
+  spec.gpu = o.gpu();
+  spec.timeout_s = o.timeout_s();
+  spec.env = o.env();
+  spec.uploads = o.uploads();
+  spec.network_set = o.network_set();
+  spec.network = o.network();
+  return spec;
+}
+
+/// Reuse() tests with the same settings share one sandbox: the settings that
+/// shape a sandbox, as one comparable string.
+std::string ReuseKey(const Options& o) {
+  std::string key = o.backend() + "|" + o.image() + "|" + std::to_string(o.cpu()) + "|" +
+                    std::to_string(o.memory_mb()) + "|" + o.gpu() + "|" +
+                    (o.network_set() ? std::string(NetworkModeName(o.network())) : "") + "|";
+  for (const auto& [k, v] : o.env()) key += k + "=" + v + ";";
+  key += "|";
+  for (const auto& u : o.uploads()) key += u.source + ">" + u.destination + ";";
+  return key;
+}
+
+std::vector<Launcher::Job> MakeJobs(const std::vector<const Marked*>& tests) {
+  std::vector<Launcher::Job> jobs;
+  std::map<std::string, int> used_ids;
+  std::map<std::string, std::size_t> reuse_groups;  // key -> index in jobs
+  for (const Marked* m : tests) {
+    if (m->options.reuse()) {
+      std::string key = ReuseKey(m->options);
+      auto it = reuse_groups.find(key);
+      if (it != reuse_groups.end()) {
+        CaseTask& spec = jobs[it->second].spec;
+        spec.tests.push_back(m->remote_name);
+        spec.test_name += ":" + m->remote_name;
+        // Tests run one after another: their timeouts add up.
+        if (spec.timeout_s > 0 && m->options.timeout_s() > 0) {
+          spec.timeout_s += m->options.timeout_s();
+        } else {
+          spec.timeout_s = 0;
+        }
+        continue;
+      }
+      Launcher::Job job{SpecFor(*m, &used_ids), m->options.backend()};
+      job.spec.task_id = TaskIdFor("reuse-" + std::to_string(reuse_groups.size() + 1), &used_ids);
+      reuse_groups[key] = jobs.size();
+      jobs.push_back(std::move(job));
+      continue;
+    }
+    jobs.push_back({SpecFor(*m, &used_ids), m->options.backend()});
+  }
+  return jobs;
+}
+
+/// Launches the marked tests an iteration will run, as it starts.
+class FanOutListener : public ::testing::EmptyTestEventListener {
+ public:
+  void OnTestIterationStart(const ::testing::UnitTest& unit_test, int) override {
+    std::vector<const Marked*> selected;
+    const auto& marked = MarkedTests();
+    for (int i = 0; i < unit_test.total_test_suite_count(); ++i) {
+      const ::testing::TestSuite* suite = unit_test.GetTestSuite(i);
+      for (int j = 0; j < suite->total_test_count(); ++j) {
+        const ::testing::TestInfo* info = suite->GetTestInfo(j);
+        if (!info->should_run()) continue;
+        auto it = marked.find(std::string(suite->name()) + "." + info->name());
+        if (it != marked.end()) selected.push_back(&it->second);
+      }
+    }
+    Runtime::Get().Launch(MakeJobs(selected));
+  }
+  void OnTestIterationEnd(const ::testing::UnitTest&, int) override { Runtime::Get().JoinAll(); }
+};
+
+void Replay(const Marked& marked, const RemoteResult& result) {
+  ::testing::Test::RecordProperty("sandrun_backend", result.backend);
+  ::testing::Test::RecordProperty("sandrun_sandbox", result.sandbox_id);
+  ::testing::Test::RecordProperty("sandrun_run", result.run_id);
+  ::testing::Test::RecordProperty("sandrun_verdict", std::string(VerdictKindName(result.verdict.kind)));
+  for (const Failure& f : result.verdict.failures) {
+    std::string file = f.file.empty() ? marked.file : f.file;
+    int line = f.file.empty() ? marked.line : f.line;
+    ::testing::internal::AssertHelper(::testing::TestPartResult::kNonFatalFailure, file.c_str(),
+                                      line, f.message.c_str()) = ::testing::Message();
+  }
+  if (result.verdict.kind == Verdict::Kind::kSkipped) {
+    ::testing::internal::AssertHelper(::testing::TestPartResult::kSkip, marked.file.c_str(),
+                                      marked.line, result.verdict.skip_message.c_str()) =
+        ::testing::Message();
+  }
+}
+
+void RunOnHost(const std::string& host_name) {
+  auto it = MarkedTests().find(host_name);
+  if (it == MarkedTests().end()) {
+    ADD_FAILURE() << "sandrun: " << host_name << " is not a marked test";
+    return;
+  }
+  const Marked& marked = it->second;
+  auto launcher = Runtime::Get().LauncherFor(marked.remote_name);
+  if (launcher == nullptr) {
+    // Not launched up front (no Init, or run outside RUN_ALL_TESTS'
+    // iteration events): run it now, alone.
+    Runtime::Get().Launch(MakeJobs({&marked}));
+    launcher = Runtime::Get().LauncherFor(marked.remote_name);
+  }
+  Replay(marked, launcher->Wait(marked.remote_name));
+}
+
+/// Stands in for a TEST marked by --sandrun_filter.
+class StandIn : public ::testing::Test {
+ public:
+  explicit StandIn(std::string host_name) : host_name_(std::move(host_name)) {}
+  void TestBody() override { RunOnHost(host_name_); }
+
+ private:
+  std::string host_name_;
+};
+
+/// Inside a sandbox: keeps each skip's message as a test property, because
+/// gtest's JSON report (before 1.13) drops it.
+class SkipMessageRecorder : public ::testing::EmptyTestEventListener {
+ public:
+  // GoogleTest holds its lock while it reports a part result, so the
+  // property is recorded when the test ends, not here.
+  void OnTestPartResult(const ::testing::TestPartResult& result) override {
+    if (result.skipped()) message_ = result.message();
+  }
+  void OnTestStart(const ::testing::TestInfo&) override { message_.clear(); }
+  void OnTestEnd(const ::testing::TestInfo& info) override {
+    if (info.result()->Skipped() && !message_.empty()) {
+      ::testing::Test::RecordProperty(kSkipMessageProperty, message_);
+    }
+  }
+
+ private:
+  std::string message_;
+};
+
+/// Strips "--sandrun_KEY=VALUE" flags from argv into `flags`; returns a
+/// problem, if any.
+std::string TakeFlags(int* argc, char** argv, std::map<std::string, std::string>* flags) {
+  std::string problem;
+  int out = 1;
+  for (int i = 1; i < *argc; ++i) {
+    std::string_view arg = argv[i];
+    if (arg.rfind("--sandrun_", 0) != 0) {
+      argv[out++] = argv[i];
+      continue;
+    }
+    std::string_view rest = arg.substr(std::strlen("--sandrun_"));
+    std::size_t eq = rest.find('=');
+    if (eq == std::string_view::npos) {
+      problem = "flag " + std::string(arg) + " needs a value (--sandrun_KEY=VALUE)";
+      continue;
+    }
+    (*flags)[std::string(rest.substr(0, eq))] = std::string(rest.substr(eq + 1));
+  }
+  *argc = out;
+  argv[out] = nullptr;
+  return problem;
+}
+
+/// Marks the TESTs `filter` names: each leaves the local run and gets a
+/// stand-in "sandrun/Suite.Name" that runs it in a sandbox.
+void MarkByFilter(const std::string& filter) {
+  ::testing::UnitTest& unit_test = *::testing::UnitTest::GetInstance();
+  struct Found {
+    std::string suite, name, file;
+    int line;
+  };
+  std::vector<Found> found;
+  for (int i = 0; i < unit_test.total_test_suite_count(); ++i) {
+    const ::testing::TestSuite* suite = unit_test.GetTestSuite(i);
+    if (std::string_view(suite->name()).rfind(kStandInPrefix, 0) == 0) continue;
+    for (int j = 0; j < suite->total_test_count(); ++j) {
+      const ::testing::TestInfo* info = suite->GetTestInfo(j);
+      std::string full = std::string(suite->name()) + "." + info->name();
+      if (MarkedTests().count(full) || !FilterMatches(filter, full)) continue;
+      found.push_back({suite->name(), info->name(), info->file() ? info->file() : "", info->line()});
+    }
+  }
+  if (found.empty()) return;
+  std::string gtest_filter = GTEST_FLAG_GET(filter);
+  std::size_t dash = gtest_filter.find('-');
+  std::string positive = gtest_filter.substr(0, dash);
+  std::string negative = dash == std::string::npos ? "" : gtest_filter.substr(dash + 1);
+  if (positive.empty()) positive = "*";
+  for (const Found& f : found) {
+    std::string original = f.suite + "." + f.name;
+    std::string stand_in = kStandInPrefix + original;
+    bool selected = FilterMatches(gtest_filter, original);
+    negative += (negative.empty() ? "" : ":") + original;
+    if (selected) positive += ":" + stand_in;
+    else negative += ":" + stand_in;
+    MarkedTests()[stand_in] = Marked{original, f.file, f.line, Options()};
+    std::string suite_name = kStandInPrefix + f.suite;
+    ::testing::RegisterTest(suite_name.c_str(), f.name.c_str(), nullptr, nullptr,
+                            f.file.c_str(), f.line,
+                            [stand_in]() -> ::testing::Test* { return new StandIn(stand_in); });
+  }
+  GTEST_FLAG_SET(filter, positive + "-" + negative);
+}
+
+}  // namespace
+
+bool InsideSandbox() {
+  static const bool inside = [] {
+    const char* v = std::getenv(kInsideEnv);
+    return v != nullptr && std::strcmp(v, "1") == 0;
+  }();
+  return inside;
+}
+
+void Init(int* argc, char** argv) {
+  std::map<std::string, std::string> flags;
+  std::string problem = TakeFlags(argc, argv, &flags);
+  if (InsideSandbox()) {
+    // gtest removes the marker by the path it was given; make it absolute so
+    // a test that changes directory does not leave it behind.
+    if (const char* marker = std::getenv("TEST_PREMATURE_EXIT_FILE")) {
+      std::error_code ec;
+      fs::path absolute = fs::absolute(marker, ec);
+      if (!ec) setenv("TEST_PREMATURE_EXIT_FILE", absolute.c_str(), 1);
+    }
+    static bool recorder_added = false;
+    if (!recorder_added) {
+      recorder_added = true;
+      ::testing::UnitTest::GetInstance()->listeners().Append(new SkipMessageRecorder());
+    }
+    return;
+  }
+  if (!problem.empty()) {
+    std::fprintf(stderr, "sandrun: %s\n", problem.c_str());
+    std::exit(kExitUsage);
+  }
+  std::string filter;
+  if (auto it = flags.find("filter"); it != flags.end()) {
+    filter = it->second;
+    flags.erase(it);
+  } else if (const char* env = std::getenv("SANDRUN_FILTER")) {
+    filter = env;
+  }
+  Runtime::Get().SetFlags(std::move(flags));
+  if (!filter.empty()) MarkByFilter(filter);
+  static bool listener_added = false;
+  if (!listener_added) {
+    listener_added = true;
+    ::testing::UnitTest::GetInstance()->listeners().Append(new FanOutListener());
+  }
+}
+
+namespace internal {
+
+bool RegisterMarked(const char* suite, const char* name, const char* file, int line,
+                    const Options& options) {
+  std::string full = std::string(suite) + "." + name;
+  MarkedTests()[full] = Marked{full, file, line, options};
+  return true;
+}
+
+void Dispatch(const char* suite, const char* name, const std::function<void()>& body) {
+  if (InsideSandbox()) {
+    body();
+    return;
+  }
+  RunOnHost(std::string(suite) + "." + name);
+}
+
+}  // namespace internal
+}  // namespace sandrun::gtest

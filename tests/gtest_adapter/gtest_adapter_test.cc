@@ -1,0 +1,291 @@
+// Runs the sample GoogleTest binaries (sample_tests.cc, fanout_tests.cc) the
+// way users do — the binary itself, and `sandrun gtest` — on the local and
+// Docker backends, and checks from the host's own --gtest_output=json every
+// test's status, failure message and file:line.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+
+#include "sandrun/config.h"
+#include "sandrun/registry.h"
+#include "support/test_util.h"
+
+namespace sandrun::gtest {
+namespace {
+
+using json = nlohmann::json;
+using sandrun::testing::CommandOptions;
+using sandrun::testing::CommandOutput;
+using sandrun::testing::ReadFile;
+using sandrun::testing::RunCommand;
+using sandrun::testing::TempDir;
+
+/// The line of sample_tests.cc carrying "// @marker".
+int LineOf(const std::string& marker) {
+  std::ifstream in(SAMPLE_SOURCE);
+  std::string line;
+  for (int n = 1; std::getline(in, line); ++n) {
+    if (line.find("// @" + marker) != std::string::npos) return n;
+  }
+  ADD_FAILURE() << "no marker " << marker;
+  return -1;
+}
+
+struct HostTest {
+  std::string result;  // COMPLETED / SKIPPED
+  std::vector<std::string> failures;
+  std::map<std::string, std::string> properties;
+  double seconds = 0;
+};
+
+/// The host's own gtest JSON report, by "Suite.Test".
+std::map<std::string, HostTest> ReadHostReport(const std::filesystem::path& path) {
+  std::map<std::string, HostTest> tests;
+  json doc = json::parse(ReadFile(path), nullptr, false);
+  if (doc.is_discarded()) return tests;
+  for (const auto& suite : doc["testsuites"]) {
+    for (const auto& test : suite["testsuite"]) {
+      HostTest t;
+      t.result = test.value("result", "");
+      t.seconds = std::atof(test.value("time", "0").c_str());
+      if (test.contains("failures")) {
+        for (const auto& f : test["failures"]) t.failures.push_back(f.value("failure", ""));
+      }
+      for (const auto& [k, v] : test.items()) {
+        if (k.rfind("sandrun_", 0) == 0 && v.is_string()) t.properties[k] = v.get<std::string>();
+      }
+      tests[suite["name"].get<std::string>() + "." + test["name"].get<std::string>()] = t;
+    }
+  }
+  return tests;
+}
+
+bool DockerAvailable(std::string* reason) {
+  BackendRegistry registry;
+  RegisterBuiltinBackends(registry);
+  Config config;
+  auto backend = registry.Create("docker", config);
+  if (!backend.ok()) {
+    *reason = backend.status().message();
+    return false;
+  }
+  auto availability = (*backend)->CheckAvailable();
+  *reason = availability.reason;
+  return availability.available;
+}
+
+/// An isolated environment for one backend: HOME, state, archive, config.
+class BackendEnv {
+ public:
+  explicit BackendEnv(const std::string& backend) {
+    std::string config = R"({"backends": {"docker": {"volume": "sandrun-test-results",
+                              "tool_image": "sandrun-test/busybox"}}})";
+    dir_.Write("sandrun.json", config);
+    env_["HOME"] = (dir_.path() / "home").string();
+    env_["XDG_DATA_HOME"] = (dir_.path() / "data").string();
+    env_["XDG_STATE_HOME"] = (dir_.path() / "state").string();
+    env_["SANDRUN_CONFIG"] = (dir_.path() / "sandrun.json").string();
+    env_["SANDRUN_BACKEND"] = backend;
+    env_["SANDRUN_FALLBACK"] = "";
+    env_["SANDRUN_FILTER"] = "";
+    env_["SANDRUN_JOBS"] = "16";
+    if (backend == "docker") env_["SANDRUN_IMAGE"] = "sandrun-test/busybox";
+  }
+  CommandOptions Options() const {
+    CommandOptions o;
+    o.env = env_;
+    o.cwd = dir_.path();
+    o.timeout = std::chrono::seconds(240);
+    return o;
+  }
+  const std::filesystem::path& path() const { return dir_.path(); }
+
+ private:
+  TempDir dir_;
+  std::map<std::string, std::string> env_;
+};
+
+class GtestAdapterTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    std::string reason;
+    if (GetParam() == "docker" && !DockerAvailable(&reason)) {
+      GTEST_SKIP() << "no Docker engine (run scripts/docker-test-env): " << reason;
+    }
+    env_ = std::make_unique<BackendEnv>(GetParam());
+  }
+  std::unique_ptr<BackendEnv> env_;
+};
+
+/// Checks one failure text: "file:line\n...message...".
+void ExpectFailureAt(const HostTest& test, const std::string& marker, const std::string& message) {
+  std::string where = std::string(SAMPLE_SOURCE) + ":" + std::to_string(LineOf(marker)) + "\n";
+  bool found = false;
+  for (const auto& f : test.failures) {
+    if (f.rfind(where, 0) == 0 && f.find(message) != std::string::npos) found = true;
+  }
+  EXPECT_TRUE(found) << "no failure at " << where << " with '" << message << "' in:\n"
+                     << ::testing::PrintToString(test.failures);
+}
+
+void ExpectFailureMentions(const HostTest& test, const std::string& text) {
+  bool found = false;
+  for (const auto& f : test.failures) found = found || f.find(text) != std::string::npos;
+  EXPECT_TRUE(found) << "no failure mentions '" << text << "' in:\n"
+                     << ::testing::PrintToString(test.failures);
+}
+
+TEST_P(GtestAdapterTest, SampleBinaryReportsEveryRemoteOutcome) {
+  std::filesystem::path report = env_->path() / "host.json";
+  CommandOutput run = RunCommand({SAMPLE_BINARY, "--gtest_output=json:" + report.string(),
+                                  "--sandrun_filter=Filtered.*"},
+                                 env_->Options());
+  EXPECT_EQ(run.exit_code, 1) << run.out << run.err;
+  auto tests = ReadHostReport(report);
+  ASSERT_FALSE(tests.empty()) << run.out << run.err;
+
+  auto passed = [&](const std::string& name) {
+    ASSERT_TRUE(tests.count(name)) << name << " missing\n" << run.out;
+    EXPECT_EQ(tests[name].result, "COMPLETED") << name;
+    EXPECT_TRUE(tests[name].failures.empty())
+        << name << ": " << ::testing::PrintToString(tests[name].failures);
+  };
+  passed("Sample.Passes");
+  passed("Sample.HugeOutput");
+  passed("Sample.ReadsEnv");
+  passed("Sample.ReadsUpload");
+  passed("SampleDeathTest.Dies");
+  passed("Sample.Forks");
+  passed("SampleFixture.UsesSetUp");
+  passed("Local.RunsOnHost");
+  passed("sandrun/Filtered.RunsInSandbox");
+  passed("Flaky.FailsOnce");
+  EXPECT_EQ(tests.count("Filtered.RunsInSandbox"), 0u) << "the marked TEST ran locally too";
+  EXPECT_EQ(tests["Sample.Passes"].properties["sandrun_backend"], GetParam());
+  EXPECT_FALSE(tests["Sample.Passes"].properties["sandrun_sandbox"].empty());
+
+  ExpectFailureAt(tests["Sample.ExpectFails"], "expect_fail", "expect message from the sandbox");
+  EXPECT_EQ(tests["Sample.ExpectFails"].failures.size(), 1u);
+  ExpectFailureAt(tests["Sample.AssertFails"], "assert_fail", "assert message from the sandbox");
+  EXPECT_EQ(tests["Sample.AssertFails"].failures.size(), 1u) << "ran past the ASSERT";
+  ExpectFailureAt(tests["SampleFixture.FailsInFixture"], "fixture_fail", "fixture failure");
+  ExpectFailureAt(tests["sandrun/Filtered.Fails"], "filtered_fail", "filtered failure");
+
+  EXPECT_EQ(tests["Sample.Skipped"].result, "SKIPPED");
+  EXPECT_TRUE(tests["Sample.Skipped"].failures.empty());
+
+  ExpectFailureMentions(tests["Sample.Crashes"], "signal 11 (SIGSEGV)");
+  ExpectFailureMentions(tests["Sample.Crashes"], "about to crash");
+  ExpectFailureMentions(tests["Sample.Hangs"], "timed out after 1 s on backend " + GetParam());
+  ExpectFailureMentions(tests["Sample.ExitsEarly"], "exited early");
+  ExpectFailureMentions(tests["Sample.ExitsEarly"], "TEST_PREMATURE_EXIT_FILE");
+
+  // Each sandboxed test left a record named Suite.Test with its report.
+  CommandOutput records =
+      sandrun::testing::RunSandrun({"results", "show", "latest", "--json"}, env_->Options());
+  ASSERT_EQ(records.exit_code, 0) << records.err;
+  // Several runs may exist (one per backend group); look through all of them.
+  CommandOutput list =
+      sandrun::testing::RunSandrun({"results", "list", "--json", "--limit", "0"}, env_->Options());
+  std::string all_records;
+  for (const auto& r : json::parse(list.out, nullptr, false)) {
+    std::string id = r.is_object() && r.contains("run_id") ? r["run_id"].get<std::string>() : "";
+    if (id.empty()) continue;
+    all_records += sandrun::testing::RunSandrun({"results", "show", id, "--json"}, env_->Options()).out;
+  }
+  for (const char* name : {"Sample.Passes", "Sample.ExpectFails", "Filtered.Fails",
+                           "SampleFixture.UsesSetUp"}) {
+    EXPECT_NE(all_records.find(std::string("\"test_name\": \"") + name + "\""), std::string::npos)
+        << name << " has no record";
+  }
+  EXPECT_NE(all_records.find("report.json"), std::string::npos) << "no gtest JSON artifact";
+}
+
+TEST_P(GtestAdapterTest, FanOutRunsMarkedTestsAtOnce) {
+  if (GetParam() != "local") {
+    // On Docker each of the 16 sandboxes receives the whole (debug) binary:
+    // ~56 MB x 16 uploads make this a load test of the machine, not a check
+    // of the fan-out. bench/gtest/run-gtest-bench measures Docker instead.
+    GTEST_SKIP() << "fan-out is checked on the local backend; Docker is benchmarked";
+  }
+  std::filesystem::path report = env_->path() / "fanout.json";
+  auto started = std::chrono::steady_clock::now();
+  CommandOutput run = RunCommand({FANOUT_BINARY, "--gtest_output=json:" + report.string()},
+                                 env_->Options());
+  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  EXPECT_EQ(run.exit_code, 1) << run.out << run.err;
+  auto tests = ReadHostReport(report);
+  for (int i = 1; i <= 16; ++i) {
+    std::string name = "FanOut.Sleep" + std::to_string(i);
+    ASSERT_TRUE(tests.count(name)) << name;
+    EXPECT_TRUE(tests[name].failures.empty()) << name;
+  }
+  EXPECT_TRUE(tests["Reused.First"].failures.empty());
+  ExpectFailureMentions(tests["Reused.Second"], "reused failure");
+  EXPECT_EQ(tests["Reused.First"].properties["sandrun_sandbox"],
+            tests["Reused.Second"].properties["sandrun_sandbox"]);
+  // All were launched at once: the first waits for its sandbox, the other
+  // fifteen find their results (nearly) ready. A sanity bound, not a benchmark.
+  double rest = 0;
+  for (int i = 2; i <= 16; ++i) rest += tests["FanOut.Sleep" + std::to_string(i)].seconds;
+  EXPECT_LT(rest, 8.0) << "tests 2..16 waited " << rest << " s in all\n" << run.out;
+  if (GetParam() == "local") {
+    // Nothing to upload locally: the whole binary takes about one second.
+    EXPECT_LT(seconds, 12.0) << "16 x 1 s tests took " << seconds << " s\n" << run.out;
+  }
+}
+
+TEST_P(GtestAdapterTest, ZeroCodeRunnerRetriesOnlyWhatFailed) {
+  TempDir flaky;  // where Flaky.FailsOnce remembers its first attempt (a host path: local only)
+  std::filesystem::path junit = env_->path() / "junit.xml";
+  std::vector<std::string> args = {"gtest", SAMPLE_BINARY, "--filter",
+                                   "Sample.Passes:Sample.ExpectFails:Sample.Skipped:Flaky.*",
+                                   "--retry-failed", "2", "--junit", junit.string()};
+  if (GetParam() == "local") {
+    args.insert(args.end(), {"-e", "SAMPLE_FLAKY_DIR=" + flaky.path().string()});
+  }
+  CommandOutput run = sandrun::testing::RunSandrun(args, env_->Options());
+  EXPECT_EQ(run.exit_code, 1) << run.out << run.err;
+  EXPECT_NE(run.out.find("[       OK ] Sample.Passes"), std::string::npos) << run.out;
+  EXPECT_NE(run.out.find("[  SKIPPED ] Sample.Skipped"), std::string::npos) << run.out;
+  std::string where = std::string(SAMPLE_SOURCE) + ":" + std::to_string(LineOf("expect_fail")) +
+                      ": Failure\n";
+  EXPECT_NE(run.out.find(where), std::string::npos) << run.out;
+  EXPECT_NE(run.out.find("expect message from the sandbox"), std::string::npos);
+  // Retries: only what failed runs again.
+  auto count = [&](const std::string& text) {
+    std::size_t n = 0;
+    for (auto pos = run.out.find(text); pos != std::string::npos; pos = run.out.find(text, pos + 1)) ++n;
+    return n;
+  };
+  EXPECT_EQ(count("[ RUN      ] Sample.Passes\n"), 1u) << run.out;
+  EXPECT_EQ(count("[ RUN      ] Sample.ExpectFails\n"), 3u) << run.out;
+  if (GetParam() == "local") {
+    EXPECT_EQ(count("[ RUN      ] Flaky.FailsOnce\n"), 2u) << run.out;
+    EXPECT_EQ(count("[       OK ] Flaky.FailsOnce"), 1u) << run.out;
+    EXPECT_EQ(count("[ RUN      ] Flaky.AlwaysFails\n"), 3u) << run.out;
+    EXPECT_NE(run.out.find("[  FAILED  ] Flaky.AlwaysFails (failed, 3 rounds)"), std::string::npos);
+  }
+  std::string xml = ReadFile(junit);
+  EXPECT_NE(xml.find("<testcase name=\"ExpectFails\" classname=\"Sample\""), std::string::npos) << xml;
+  EXPECT_NE(xml.find("expect message from the sandbox"), std::string::npos);
+  EXPECT_NE(xml.find("<skipped"), std::string::npos);
+
+  // All passed: exit 0.
+  CommandOutput ok = sandrun::testing::RunSandrun(
+      {"gtest", SAMPLE_BINARY, "--filter", "Sample.Passes:Filtered.RunsInSandbox"},
+      env_->Options());
+  EXPECT_EQ(ok.exit_code, 0) << ok.out << ok.err;
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, GtestAdapterTest, ::testing::Values("local", "docker"),
+                         [](const auto& info) { return info.param; });
+
+}  // namespace
+}  // namespace sandrun::gtest
