@@ -16,15 +16,21 @@
 //                              [--jobs J] [--sleep S] [--repeat R]
 //       Writes a batch file of N tasks `sleep S` to the working directory and
 //       times `BIN batch FILE --backend docker --image IMG -j J`, R times,
-//       against the ideal ceil(N / J) * S seconds.
+//       against the ideal ceil(N / J) * S seconds; interleaved with the same
+//       work done by N `CLI run --rm ... sleep S`, J at a time, as a
+//       reference, and with the machine's CPU use during each.
 //
 // Every mode prints a human table and `result:` lines for scripts. The
 // archive, outbox and volume are whatever the caller's XDG_* variables and
 // sandrun.json (found from the working directory) say; bench/run-docker
 // points them at scratch places.
+#include <fcntl.h>
+#include <spawn.h>
 #include <sys/wait.h>
 
+#include <cerrno>
 #include <cmath>
+#include <cstring>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -32,7 +38,9 @@
 #include <iostream>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "bench_util.h"
@@ -201,6 +209,73 @@ int Warm(const Options& o) {
   return 0;
 }
 
+// Jiffies the whole machine spent busy and in total, from /proc/stat.
+struct CpuTimes {
+  double busy = 0, total = 0;
+};
+
+CpuTimes ReadCpu() {
+  std::ifstream stat("/proc/stat");
+  std::string cpu;
+  double user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0, steal = 0;
+  stat >> cpu >> user >> nice >> system >> idle >> iowait >> irq >> softirq >> steal;
+  CpuTimes t;
+  t.busy = user + nice + system + irq + softirq + steal;
+  t.total = t.busy + idle + iowait;
+  return t;
+}
+
+// The share of all cores that were busy between two readings, in percent.
+double BusyPercent(const CpuTimes& before, const CpuTimes& after) {
+  double total = after.total - before.total;
+  return total > 0 ? 100.0 * (after.busy - before.busy) / total : 0;
+}
+
+// Runs `count` copies of argv, at most `parallel` at a time; the wall time,
+// or nullopt when one could not be started or did not exit 0.
+std::optional<double> RunMany(const std::vector<std::string>& argv, int count, int parallel) {
+  auto start = Clock::now();
+  int started = 0, running = 0, failed = 0;
+  std::vector<std::string> copy = argv;
+  std::vector<char*> args;
+  for (auto& a : copy) args.push_back(a.data());
+  args.push_back(nullptr);
+  while (started < count || running > 0) {
+    while (started < count && running < parallel) {
+      posix_spawn_file_actions_t actions;
+      posix_spawn_file_actions_init(&actions);
+      posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+      posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
+      posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0);
+      pid_t pid = 0;
+      int rc = posix_spawnp(&pid, args[0], &actions, nullptr, args.data(), environ);
+      posix_spawn_file_actions_destroy(&actions);
+      if (rc != 0) {
+        std::cerr << "cannot run " << argv[0] << ": " << std::strerror(rc) << "\n";
+        ++failed;
+        break;
+      }
+      ++started;
+      ++running;
+    }
+    if (running == 0) break;
+    int status = 0;
+    pid_t done = wait(&status);
+    if (done < 0) {
+      if (errno == EINTR) continue;
+      break;
+    }
+    --running;
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) ++failed;
+  }
+  if (failed > 0) {
+    std::cerr << failed << " of " << count << " `" << argv[0] << " " << argv[1]
+              << "` failed\n";
+    return std::nullopt;
+  }
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
 int Batch(const Options& o) {
   const std::string file = "bench-sleep-tasks.json";
   {
@@ -217,29 +292,54 @@ int Batch(const Options& o) {
     }
   }
   const double ideal = std::ceil(static_cast<double>(o.tasks) / o.jobs) * o.sleep_s;
-  const std::vector<std::string> argv{o.sandrun,  "batch",   file, "--backend", "docker",
-                                      "--image",  o.image,   "-j", std::to_string(o.jobs)};
-  std::vector<double> walls;
+  const std::vector<std::string> argv{o.sandrun, "batch",  file, "--backend", "docker",
+                                      "--image", o.image,  "-j", std::to_string(o.jobs)};
+  // The same work with the docker CLI, as a reference for what the engine
+  // itself manages on this machine: N `docker run --rm`, J at a time.
+  const std::vector<std::string> cli{o.docker, "run",   "--rm",  "--network",
+                                     "none",   o.image, "sleep", std::to_string(o.sleep_s)};
+  std::vector<double> walls, cli_walls, busy, cli_busy;
   for (int i = 0; i < o.repeat; ++i) {
+    CpuTimes before = ReadCpu();
     auto done = Run(argv, false);
+    CpuTimes after = ReadCpu();
     if (!done) return 1;
     if (!ExitedZero(*done)) {
       std::cerr << "sandrun batch failed (status " << done->status << ")\n";
       return 1;
     }
     walls.push_back(done->seconds);
-    std::cout << "  run " << (i + 1) << ": " << Fixed(done->seconds, 2) << " s\n";
+    busy.push_back(BusyPercent(before, after));
+    before = ReadCpu();
+    auto reference = RunMany(cli, o.tasks, o.jobs);
+    after = ReadCpu();
+    if (!reference) return 1;
+    cli_walls.push_back(*reference);
+    cli_busy.push_back(BusyPercent(before, after));
+    std::cout << "  run " << (i + 1) << ": sandrun batch " << Fixed(done->seconds, 2)
+              << " s (CPU " << Fixed(busy.back(), 0) << "% busy); " << o.tasks
+              << " x docker run --rm, " << o.jobs << " at a time, "
+              << Fixed(*reference, 2) << " s (CPU " << Fixed(cli_busy.back(), 0)
+              << "% busy)\n";
   }
-  Stats s = Summarize(walls);
+  Stats s = Summarize(walls), c = Summarize(cli_walls);
   std::cout << o.tasks << " tasks of `sleep " << o.sleep_s << "`, -j " << o.jobs << ", "
-            << o.repeat << " run(s): median wall " << Fixed(s.median, 2) << " s, min "
-            << Fixed(s.min, 2) << " s; ideal " << Fixed(ideal, 0) << " s; overhead "
-            << Fixed(s.median - ideal, 2) << " s (" << Fixed(s.median / ideal, 2)
-            << "x the ideal); per task beyond the sleep "
-            << Fixed((s.median - ideal) * 1000.0 * o.jobs / o.tasks, 0)
-            << " ms of a worker's time\n";
+            << o.repeat << " run(s) each, interleaved; CPU = share of all "
+            << std::thread::hardware_concurrency() << " cores busy (whole machine):\n"
+            << "  sandrun batch:                 median wall " << Fixed(s.median, 2)
+            << " s, min " << Fixed(s.min, 2) << " s, CPU " << Fixed(Summarize(busy).median, 0)
+            << "% busy\n"
+            << "  docker run --rm (reference):   median wall " << Fixed(c.median, 2)
+            << " s, min " << Fixed(c.min, 2) << " s, CPU "
+            << Fixed(Summarize(cli_busy).median, 0) << "% busy\n"
+            << "  ideal " << Fixed(ideal, 0) << " s: sandrun takes " << Fixed(s.median / ideal, 1)
+            << "x the ideal (" << Fixed(s.median - ideal, 2) << " s over), "
+            << Fixed(s.median / c.median, 2) << "x the CLI reference\n";
   std::cout << "result: batch tasks=" << o.tasks << " jobs=" << o.jobs
             << " median_wall_s=" << Fixed(s.median, 3) << " min_wall_s=" << Fixed(s.min, 3)
+            << " cpu_busy_pct=" << Fixed(Summarize(busy).median, 0)
+            << " cli_median_wall_s=" << Fixed(c.median, 3)
+            << " cli_cpu_busy_pct=" << Fixed(Summarize(cli_busy).median, 0)
             << " ideal_s=" << Fixed(ideal, 0) << "\n";
   return 0;
 }
