@@ -3,6 +3,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <filesystem>
 #include <iostream>
 #include <iterator>
 #include <mutex>
@@ -77,6 +79,23 @@ int ExecCommand(const std::vector<std::string>& args, CliContext& context) {
       FileUpload upload = ParseUploadArg(u);
       upload.portable = true;
       task.sandbox.uploads.push_back(upload);
+    }
+  }
+  // A relative command path (./build/my_test) names a file on this host; in
+  // a fresh sandbox it would name nothing, so it goes up with its libraries
+  // to the same relative path, unless the user uploads it already.
+  const std::string& program = task.exec.argv[0];
+  std::error_code ec;
+  if (program.find('/') != std::string::npos && program[0] != '/' &&
+      std::filesystem::is_regular_file(program, ec)) {
+    std::string destination = std::filesystem::path(program).lexically_normal().string();
+    bool already = std::any_of(task.sandbox.uploads.begin(), task.sandbox.uploads.end(),
+                               [&](const FileUpload& u) {
+                                 return std::filesystem::path(u.destination.empty() ? u.source : u.destination)
+                                            .lexically_normal() == destination;
+                               });
+    if (!already && destination.rfind("..", 0) != 0) {
+      task.sandbox.uploads.push_back(FileUpload{program, destination, true});
     }
   }
   if (parsed->count("download")) task.downloads = (*parsed)["download"].as<std::vector<std::string>>();

@@ -290,3 +290,23 @@ TEST(E2eExec, EveryExecIsArchivedAsARun) {
 
 }  // namespace
 }  // namespace sandrun::e2e
+
+namespace sandrun::e2e {
+namespace {
+
+// `sandrun exec -- ./build/my_test` runs the host's file: a relative command
+// path goes up to the same relative path in the sandbox.
+TEST(E2eExec, RelativeCommandPathIsUploadedAndRun) {
+  Home home;
+  fs::path script = home.Write("build/my_test", "#!/bin/sh\necho \"ran from $(pwd | tail -c 5)\"\nexit 3\n");
+  fs::permissions(script, fs::perms::owner_all);
+  CommandOutput out = home.Run({"exec", "--backend", "local", "--", "./build/my_test"});
+  EXPECT_EQ(out.exit_code, 3) << out.err;
+  EXPECT_EQ(out.out, "ran from work\n");
+  // An absolute path is the sandbox's own, never uploaded.
+  CommandOutput absolute = home.Run({"exec", "--backend", "local", "--", "/bin/sh", "-c", "exit 4"});
+  EXPECT_EQ(absolute.exit_code, 4) << absolute.err;
+}
+
+}  // namespace
+}  // namespace sandrun::e2e
