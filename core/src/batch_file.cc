@@ -7,23 +7,12 @@
 
 #include <nlohmann/json.hpp>
 
+#include "json_errors.h"
+
 namespace sandrun {
 namespace {
 
 using json = nlohmann::json;
-
-std::pair<int, int> LineColumnAt(const std::string& text, std::size_t offset) {
-  int line = 1, column = 1;
-  for (std::size_t i = 0; i < offset && i < text.size(); ++i) {
-    if (text[i] == '\n') {
-      ++line;
-      column = 1;
-    } else {
-      ++column;
-    }
-  }
-  return {line, column};
-}
 
 /// Line of the start of each element of the task list (the top-level array,
 /// or the array under "tasks"), found by scanning the text with string and
@@ -215,12 +204,7 @@ Result<std::vector<Task>> ParseBatch(const std::string& text, const std::string&
   try {
     doc = json::parse(text);
   } catch (const json::parse_error& e) {
-    auto [line, column] = LineColumnAt(text, e.byte == 0 ? 0 : e.byte - 1);
-    std::string what = e.what();
-    auto pos = what.find("syntax error");
-    return InvalidArgumentError(origin + ":" + std::to_string(line) + ":" +
-                                std::to_string(column) + ": invalid JSON: " +
-                                (pos == std::string::npos ? what : what.substr(pos)));
+    return JsonSyntaxError(origin, text, e);
   }
   const json* list = &doc;
   if (doc.is_object() && doc.contains("tasks")) list = &doc["tasks"];

@@ -11,6 +11,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "json_errors.h"
+
 extern char** environ;
 
 namespace sandrun {
@@ -191,20 +193,6 @@ void ApplyDefaults(Config& config, const std::map<std::string, std::string>& env
   for (const auto& f : Fields()) config.origins[f.key] = "default";
 }
 
-/// Line and column of a byte offset, for JSON syntax errors.
-std::pair<int, int> LineColumn(const std::string& text, std::size_t offset) {
-  int line = 1, column = 1;
-  for (std::size_t i = 0; i < offset && i < text.size(); ++i) {
-    if (text[i] == '\n') {
-      ++line;
-      column = 1;
-    } else {
-      ++column;
-    }
-  }
-  return {line, column};
-}
-
 std::filesystem::path FindConfigFile(std::filesystem::path dir) {
   std::error_code ec;
   dir = std::filesystem::absolute(dir, ec);
@@ -227,12 +215,7 @@ Status ApplyFile(Config& config, const std::filesystem::path& file) {
   try {
     doc = json::parse(text);
   } catch (const json::parse_error& e) {
-    auto [line, column] = LineColumn(text, e.byte == 0 ? 0 : e.byte - 1);
-    std::string what = e.what();
-    auto pos = what.find("syntax error");
-    return InvalidArgumentError(file.string() + ":" + std::to_string(line) + ":" +
-                                std::to_string(column) + ": invalid JSON: " +
-                                (pos == std::string::npos ? what : what.substr(pos)));
+    return JsonSyntaxError(file.string(), text, e);
   }
   if (!doc.is_object()) return InvalidArgumentError(file.string() + ": must hold a JSON object");
   std::string origin = "file " + file.string();
