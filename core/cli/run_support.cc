@@ -13,7 +13,8 @@ CancelFlag g_cancel;
 volatile sig_atomic_t g_signals = 0;
 
 void OnSignal(int) {
-  if (++g_signals > 1) _exit(kExitInterrupted);
+  g_signals = g_signals + 1;
+  if (g_signals > 1) _exit(kExitInterrupted);
   g_cancel.Cancel();
   static const char kMessage[] =
       "\nsandrun: interrupted, stopping sandboxes (press Ctrl-C again to quit at once)\n";
