@@ -63,13 +63,13 @@ int DoctorCommand(const std::vector<std::string>& args, CliContext& context) {
       if (!fix.empty()) std::cout << "       fix: " << fix << "\n";
     }
   };
-  ConfigInputs inputs{{}, context.env, context.cwd};
-  auto loaded = LoadConfig(inputs);
-  if (!loaded.ok()) {
-    report(false, "config: " + loaded.status().message(), "correct the value named above");
+  Config config;
+  try {
+    config = LoadConfigOrThrow(*parsed, context);
+  } catch (const UsageError& e) {
+    report(false, "config: " + e.message, "correct the value named above");
     return 1;
   }
-  Config config = LoadConfigOrThrow(*parsed, context);
   report(true, "config loads (" + (config.config_file.empty() ? std::string("no sandrun.json")
                                                                : config.config_file.string()) + ")");
   for (const auto& problem : context.plugin_problems) {
