@@ -257,6 +257,11 @@ DirectoryArchiveStore::DirectoryArchiveStore(fs::path root) : root_(std::move(ro
 
 std::string DirectoryArchiveStore::Describe() const { return "directory " + root_.string(); }
 
+Status ArchiveStore::PutFiles(const std::vector<ArchivePut>& puts) {
+  for (const ArchivePut& put : puts) SANDRUN_RETURN_IF_ERROR(PutFile(put.path, put.host_path));
+  return OkStatus();
+}
+
 Status DirectoryArchiveStore::PutFile(const std::string& path, const fs::path& host_path) {
   if (!IsSafeRelativePath(path)) return InvalidArgumentError("unsafe archive path '" + path + "'");
   return Guard("put", [&]() -> Status {
@@ -399,7 +404,9 @@ bool EndsWith(const std::string& s, std::string_view suffix) {
 }  // namespace
 
 ResultArchive::ResultArchive(std::shared_ptr<ArchiveStore> store, fs::path outbox_dir)
-    : store_(std::move(store)), outbox_dir_(outbox_dir), outbox_(std::move(outbox_dir)) {}
+    : store_(std::move(store)), outbox_dir_(outbox_dir), outbox_(std::move(outbox_dir)) {
+  if (typeid(*store_) != typeid(DirectoryArchiveStore)) delivery_interval_ = kRemoteDeliveryInterval;
+}
 
 void ResultArchive::SetRunIdGeneratorForTesting(std::function<std::string()> generator) {
   new_run_id_ = std::move(generator);
@@ -438,28 +445,111 @@ Result<fs::path> ResultArchive::ArtifactDir(const std::string& run_id,
   });
 }
 
-Status ResultArchive::Deliver(const std::string& relative_path) {
+Status ResultArchive::DeliverGroup(const std::vector<std::string>& paths) {
   return Guard("deliver", [&]() -> Status {
-    fs::path source = outbox_dir_ / relative_path;
+    std::vector<ArchivePut> puts;
     std::error_code ec;
-    // Missing: another Sync (maybe in another process) delivered it already.
-    if (!fs::exists(fs::symlink_status(source, ec))) return OkStatus();
-    if (DirectoryIsEmpty(source)) {
-      fs::remove(source, ec);
-      return OkStatus();
-    }
     // Only a plain DirectoryArchiveStore: a subclass may override PutFile.
-    if (typeid(*store_) == typeid(DirectoryArchiveStore) &&
-        TryMoveInto(static_cast<const DirectoryArchiveStore&>(*store_), relative_path, source)) {
-      return OkStatus();
+    const bool same_host = typeid(*store_) == typeid(DirectoryArchiveStore);
+    for (const std::string& relative_path : paths) {
+      fs::path source = outbox_dir_ / relative_path;
+      // Missing: another Sync (maybe in another process) delivered it already.
+      if (!fs::exists(fs::symlink_status(source, ec))) continue;
+      if (DirectoryIsEmpty(source)) {
+        fs::remove(source, ec);
+        continue;
+      }
+      if (same_host && TryMoveInto(static_cast<const DirectoryArchiveStore&>(*store_),
+                                   relative_path, source)) {
+        continue;
+      }
+      puts.push_back({relative_path, source});
     }
-    Status put = store_->PutFile(relative_path, source);
+    if (puts.empty()) return OkStatus();
+    Status put = store_->PutFiles(puts);
     if (!put.ok()) {
-      if (!fs::exists(fs::symlink_status(source, ec))) return OkStatus();  // Raced a Sync.
-      return put.WithContext("cannot deliver " + relative_path + " to " + store_->Describe());
+      bool raced = std::none_of(puts.begin(), puts.end(), [&](const ArchivePut& p) {
+        return fs::exists(fs::symlink_status(p.host_path, ec));
+      });
+      if (raced) return OkStatus();  // A concurrent Sync delivered all of them.
+      std::string what = puts.front().path;
+      if (puts.size() > 1) what += " and " + std::to_string(puts.size() - 1) + " more";
+      return put.WithContext("cannot deliver " + what + " to " + store_->Describe());
     }
-    return outbox_.Remove(relative_path);
+    for (const ArchivePut& p : puts) SANDRUN_RETURN_IF_ERROR(outbox_.Remove(p.path));
+    return OkStatus();
   });
+}
+
+Status ResultArchive::DeliverRun(const std::string& run_id, bool with_run_record,
+                                 int* records) {
+  *records = 0;
+  std::vector<std::string> artifacts, task_records;
+  auto tasks = outbox_.List(run_id + "/tasks");
+  if (tasks.ok()) {
+    for (const std::string& name : *tasks) {
+      if (!EndsWith(name, ".json")) continue;
+      std::string task_id = name.substr(0, name.size() - 5);
+      artifacts.push_back(ArtifactPath(run_id, task_id));
+      task_records.push_back(TaskRecordPath(run_id, task_id));
+    }
+  }
+  // Artifacts first, so a record in the store never names missing files;
+  // run.json last, so a finished run in the store has all its tasks.
+  std::vector<std::string> paths = std::move(artifacts);
+  paths.insert(paths.end(), task_records.begin(), task_records.end());
+  *records = static_cast<int>(task_records.size());
+  std::error_code ec;
+  if (with_run_record && fs::exists(outbox_dir_ / RunRecordPath(run_id), ec)) {
+    paths.push_back(RunRecordPath(run_id));
+    ++*records;
+  }
+  if (paths.empty()) return OkStatus();
+  SANDRUN_RETURN_IF_ERROR(DeliverGroup(paths));
+  if (with_run_record) RemoveFinishedRunDir(outbox_dir_ / run_id);
+  return OkStatus();
+}
+
+void ResultArchive::SetDeliveryInterval(std::chrono::milliseconds interval) {
+  std::lock_guard<std::mutex> lock(waiting_mu_);
+  delivery_interval_ = interval;
+  waiting_cv_.notify_all();
+}
+
+void ResultArchive::DeliveryLoop() {
+  std::unique_lock<std::mutex> lock(waiting_mu_);
+  for (;;) {
+    if (waiting_runs_.empty()) {
+      if (stopping_) return;
+      waiting_cv_.wait(lock);
+      continue;
+    }
+    // Runs are queued in the order their first record waited: oldest first.
+    auto due = waiting_runs_.front().second + delivery_interval_;
+    if (!stopping_ && std::chrono::steady_clock::now() < due) {
+      waiting_cv_.wait_until(lock, due);
+      continue;
+    }
+    std::string run_id = waiting_runs_.front().first;
+    waiting_runs_.erase(waiting_runs_.begin());
+    lock.unlock();
+    {
+      // A failure leaves the records in the outbox: WriteRun or Sync retry.
+      std::lock_guard<std::mutex> deliver(mu_);
+      int records = 0;
+      DeliverRun(run_id, /*with_run_record=*/false, &records).IgnoreError();
+    }
+    lock.lock();
+  }
+}
+
+ResultArchive::~ResultArchive() {
+  {
+    std::lock_guard<std::mutex> lock(waiting_mu_);
+    stopping_ = true;
+  }
+  waiting_cv_.notify_all();
+  if (delivery_thread_.joinable()) delivery_thread_.join();
 }
 
 Status ResultArchive::WriteTask(const TaskRecord& record) {
@@ -472,18 +562,31 @@ Status ResultArchive::WriteTask(const TaskRecord& record) {
   RelocateSpillPath(stored.result.stderr_stream.spill_path, artifact_dir, archive_dir);
   std::string path = TaskRecordPath(record.run_id, record.task_id);
   SANDRUN_RETURN_IF_ERROR(outbox_.PutBytes(path, ToJson(stored)));
-  // Artifacts first, so a record in the store never names missing files.
-  SANDRUN_RETURN_IF_ERROR(Deliver(archive_dir));
-  return Deliver(path);
+  {
+    std::lock_guard<std::mutex> lock(waiting_mu_);
+    if (delivery_interval_.count() > 0) {
+      bool queued = std::any_of(waiting_runs_.begin(), waiting_runs_.end(),
+                                [&](const auto& w) { return w.first == record.run_id; });
+      if (!queued) waiting_runs_.emplace_back(record.run_id, std::chrono::steady_clock::now());
+      if (!delivery_thread_.joinable()) delivery_thread_ = std::thread([this] { DeliveryLoop(); });
+      waiting_cv_.notify_all();
+      return OkStatus();
+    }
+  }
+  return DeliverGroup({archive_dir, path});
 }
 
 Status ResultArchive::WriteRun(const RunRecord& record) {
   SANDRUN_RETURN_IF_ERROR(CheckId("run id", record.run_id));
   std::string path = RunRecordPath(record.run_id);
   SANDRUN_RETURN_IF_ERROR(outbox_.PutBytes(path, ToJson(record)));
-  SANDRUN_RETURN_IF_ERROR(Deliver(path));
-  RemoveFinishedRunDir(outbox_dir_ / record.run_id);
-  return OkStatus();
+  {
+    std::lock_guard<std::mutex> lock(waiting_mu_);
+    std::erase_if(waiting_runs_, [&](const auto& w) { return w.first == record.run_id; });
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  int records = 0;
+  return DeliverRun(record.run_id, /*with_run_record=*/true, &records);
 }
 
 Result<int> ResultArchive::Sync() {
@@ -491,14 +594,6 @@ Result<int> ResultArchive::Sync() {
   return Guard("sync", [&]() -> Result<int> {
     int delivered = 0, failed = 0;
     Status first_error;
-    auto note = [&](const Status& s) {
-      if (s.ok()) {
-        ++delivered;
-      } else {
-        ++failed;
-        if (first_error.ok()) first_error = s;
-      }
-    };
     auto runs = outbox_.List("");
     if (!runs.ok()) {
       if (runs.status().code() == StatusCode::kNotFound) return 0;
@@ -508,21 +603,13 @@ Result<int> ResultArchive::Sync() {
       if (entry.back() != '/') continue;
       std::string run_id = entry.substr(0, entry.size() - 1);
       if (!CheckId("run id", run_id).ok()) continue;
-      auto tasks = outbox_.List(run_id + "/tasks");
-      if (tasks.ok()) {
-        for (const std::string& name : *tasks) {
-          if (!EndsWith(name, ".json")) continue;
-          std::string task_id = name.substr(0, name.size() - 5);
-          Status s = Deliver(ArtifactPath(run_id, task_id));
-          if (s.ok()) s = Deliver(TaskRecordPath(run_id, task_id));
-          note(s);
-        }
-      }
-      std::error_code ec;
-      if (fs::exists(outbox_dir_ / RunRecordPath(run_id), ec)) {
-        Status s = Deliver(RunRecordPath(run_id));
-        note(s);
-        if (s.ok()) RemoveFinishedRunDir(outbox_dir_ / run_id);
+      int records = 0;
+      Status s = DeliverRun(run_id, /*with_run_record=*/true, &records);
+      if (s.ok()) {
+        delivered += records;
+      } else {
+        failed += records;
+        if (first_error.ok()) first_error = s;
       }
     }
     if (failed > 0) {
@@ -535,7 +622,7 @@ Result<int> ResultArchive::Sync() {
   });
 }
 
-int ResultArchive::PendingCount() const {
+int ResultArchive::PendingCount(const std::string& run_id) const {
   // Counts the records in the outbox; temp files are ignored, and a record is
   // only ever renamed in whole, so no lock is needed.
   int count = 0;
@@ -544,6 +631,7 @@ int ResultArchive::PendingCount() const {
        run.increment(ec)) {
     std::error_code sub_ec;
     if (!run->is_directory(sub_ec)) continue;
+    if (!run_id.empty() && run->path().filename() != run_id) continue;
     if (fs::is_regular_file(run->path() / "run.json", sub_ec)) ++count;
     for (fs::directory_iterator task(run->path() / "tasks", sub_ec);
          !sub_ec && task != fs::directory_iterator(); task.increment(sub_ec)) {

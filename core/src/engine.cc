@@ -93,7 +93,6 @@ class RunContext {
         listener_(listener) {}
 
   RunState state;
-  std::atomic<int> undelivered{0};
 
   /// Worker body: takes tasks until none are left or the run stops.
   void Work(std::vector<Task>& tasks, std::vector<TaskRecord>& records,
@@ -112,7 +111,6 @@ class RunContext {
       UseArchiveSpillPaths(record, archive_.outbox_dir());
       Status written = archive_.WriteTask(record);
       if (!written.ok()) {
-        ++undelivered;
         listener_.OnWarning("record " + record.task_id + " kept in the outbox " +
                             archive_.outbox_dir().string() + " (" + written.ToString() +
                             "); `sandrun results sync` delivers it");
@@ -478,11 +476,13 @@ Result<RunOutcome> Engine::Run(std::vector<Task> tasks, const RunOptions& option
   run.started_at = started_at;
   run.finished_at = NowRfc3339();
   run.wall_ms = MillisBetween(run_start, Clock::now());
+  // WriteRun also retries the task records that could not be delivered yet.
   Status written = archive.WriteRun(run);
+  const int undelivered = archive.PendingCount(run_id);
   if (!written.ok()) {
-    ++context.undelivered;
-    listener.OnWarning("run summary kept in the outbox " + archive.outbox_dir().string() + " (" +
-                       written.ToString() + "); `sandrun results sync` delivers it");
+    listener.OnWarning(std::to_string(undelivered) + " record(s) of run " + run_id +
+                       " kept in the outbox " + archive.outbox_dir().string() + " (" +
+                       written.ToString() + "); `sandrun results sync` delivers them");
   }
   listener.OnRunEnd(run);
 
@@ -491,7 +491,7 @@ Result<RunOutcome> Engine::Run(std::vector<Task> tasks, const RunOptions& option
   outcome.tasks = std::move(records);
   outcome.archive = archive.store().Describe();
   outcome.outbox = archive.outbox_dir().string();
-  outcome.undelivered = context.undelivered.load();
+  outcome.undelivered = undelivered;
   return outcome;
 }
 

@@ -552,8 +552,14 @@ Result<ExecResult> DockerSandbox::Exec(const ExecRequest& request) {
     if (!oom && has_shell && raw.exit_code == 128 + SIGKILL) {
       auto rose = OomCounterRose(token);
       if (!rose.ok()) {
-        SANDRUN_RETURN_IF_ERROR(ContainerAlive(&oom));
-        return rose.status();
+        // Usually the container is being killed or removed from outside; its
+        // state may take a moment to say so, and that is the better error.
+        for (int i = 0; i < 10; ++i) {
+          SANDRUN_RETURN_IF_ERROR(ContainerAlive(&oom));
+          if (oom) break;
+          std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        }
+        if (!oom) return rose.status();
       }
       oom = *rose;
       // A SIGKILL can also come from the container being removed: by now its
@@ -642,6 +648,13 @@ Status DockerSandbox::Terminate() {
   }
   auto res = client_->Request("DELETE", "/containers/" + id_ + "?force=1&v=1", {}, {},
                               std::chrono::seconds(60));
+  // An engine that is restarting refuses connections for a few seconds;
+  // waiting for it here beats leaving the container to `sandrun cleanup`.
+  for (int i = 0; i < 10 && !res.ok() && res.status().code() == StatusCode::kUnavailable; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    res = client_->Request("DELETE", "/containers/" + id_ + "?force=1&v=1", {}, {},
+                           std::chrono::seconds(60));
+  }
   if (!res.ok()) {
     std::lock_guard<std::mutex> lock(mu_);
     removed_ = false;

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <atomic>
 #include <fstream>
+#include <mutex>
 #include <regex>
 #include <set>
 #include <string>
@@ -385,6 +386,80 @@ TEST(ResultArchiveTest, ConcurrentWriteTaskLosesNothing) {
     EXPECT_EQ(ReadFile(f.store_root / *run_id / "artifacts" / task.task_id / "stdout.log"),
               task.task_id);
   }
+}
+
+// A remote-like store: every PutFiles call is counted, as each would be a
+// request to a volume.
+class CountingStore : public DirectoryArchiveStore {
+ public:
+  using DirectoryArchiveStore::DirectoryArchiveStore;
+  Status PutFiles(const std::vector<ArchivePut>& puts) override {
+    std::lock_guard<std::mutex> lock(mu);
+    ++calls;
+    items += static_cast<int>(puts.size());
+    return DirectoryArchiveStore::PutFiles(puts);
+  }
+  std::mutex mu;
+  int calls = 0;
+  int items = 0;
+};
+
+TEST(ResultArchiveTest, RemoteStoreGetsTheRunsLastRecordsInOneWrite) {
+  TempDir dir;
+  auto store = std::make_shared<CountingStore>(dir.path() / "store");
+  ResultArchive archive(store, dir.path() / "outbox");
+  archive.SetDeliveryInterval(std::chrono::minutes(10));  // Nothing due before WriteRun.
+  auto run_id = archive.BeginRun();
+  ASSERT_TRUE(run_id.ok());
+  for (int i = 0; i < 5; ++i) {
+    std::string task_id = "t" + std::to_string(i);
+    auto artifacts = archive.ArtifactDir(*run_id, task_id);
+    ASSERT_TRUE(artifacts.ok());
+    std::ofstream(*artifacts / "stdout.log") << "out of " << task_id;
+    ASSERT_TRUE(archive.WriteTask(MakeTask(*run_id, task_id)).ok());
+  }
+  EXPECT_EQ(store->calls, 0);
+  EXPECT_EQ(archive.PendingCount(*run_id), 5);  // Waiting in the outbox, not lost.
+  ASSERT_TRUE(archive.WriteRun(MakeRun(*run_id)).ok());
+  EXPECT_EQ(store->calls, 1);
+  EXPECT_EQ(store->items, 11);  // Five artifact trees, five records, run.json.
+  EXPECT_EQ(archive.PendingCount(), 0);
+  auto tasks = archive.ReadTasks(*run_id);
+  ASSERT_TRUE(tasks.ok()) << tasks.status().ToString();
+  EXPECT_EQ(tasks->size(), 5u);
+  EXPECT_EQ(ReadFile(dir.path() / "store" / *run_id / "artifacts/t3/stdout.log"), "out of t3");
+  EXPECT_TRUE(archive.ReadRun(*run_id).ok());
+}
+
+TEST(ResultArchiveTest, WaitingRecordsAreDeliveredWithinTheIntervalWithoutWriteRun) {
+  TempDir dir;
+  auto store = std::make_shared<CountingStore>(dir.path() / "store");
+  ResultArchive archive(store, dir.path() / "outbox");
+  archive.SetDeliveryInterval(std::chrono::milliseconds(100));
+  auto run_id = archive.BeginRun();
+  ASSERT_TRUE(run_id.ok());
+  ASSERT_TRUE(archive.WriteTask(MakeTask(*run_id, "a")).ok());
+  ASSERT_TRUE(archive.WriteTask(MakeTask(*run_id, "b")).ok());
+  for (int i = 0; i < 100 && archive.PendingCount() > 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_EQ(archive.PendingCount(), 0) << "records must not wait for the end of the run";
+  EXPECT_TRUE(archive.ReadTask(*run_id, "a").ok());
+  EXPECT_TRUE(archive.ReadTask(*run_id, "b").ok());
+  EXPECT_LE(store->calls, 2);
+}
+
+TEST(ResultArchiveTest, DestructionDeliversWhatStillWaits) {
+  TempDir dir;
+  auto store = std::make_shared<CountingStore>(dir.path() / "store");
+  std::string run_id;
+  {
+    ResultArchive archive(store, dir.path() / "outbox");
+    archive.SetDeliveryInterval(std::chrono::minutes(10));
+    run_id = archive.BeginRun().value();
+    ASSERT_TRUE(archive.WriteTask(MakeTask(run_id, "a")).ok());
+  }
+  EXPECT_TRUE(fs::exists(dir.path() / "store" / run_id / "tasks/a.json"));
 }
 
 TEST(ResultArchiveTest, RejectsUnsafeIds) {

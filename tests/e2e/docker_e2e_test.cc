@@ -1,9 +1,11 @@
 // The built sandrun with the Docker backend, as a user drives it: fallback
-// when no engine answers, and what a SIGKILLed sandrun leaves behind
-// (`sandrun cleanup` removes it; the sandbox lifetime ends it anyway).
+// when no engine answers, what a SIGKILLed sandrun leaves behind
+// (`sandrun cleanup` removes it; the sandbox lifetime ends it anyway), and a
+// batch that loses a container or the whole engine midway.
 // Tests that need an engine skip, with the reason, only when none answers
 // or the test image is missing (scripts/docker-test-env provides both).
 #include <chrono>
+#include <map>
 #include <string>
 #include <thread>
 #include <vector>
@@ -57,6 +59,30 @@ bool ContainerRunning(const std::string& id) {
   CommandOutput out =
       sandrun::testing::RunCommand({"docker", "inspect", "-f", "{{.State.Running}}", id});
   return out.exit_code == 0 && out.out.rfind("true", 0) == 0;
+}
+
+/// The record of every task of `run`, by task id.
+std::map<std::string, nlohmann::json> TasksOfRun(const Home& home, const std::string& run,
+                                                 const std::map<std::string, std::string>& env) {
+  CommandOutput out =
+      home.Run({"results", "show", run, "--json", "--backend", "docker"}, {.env = env});
+  EXPECT_EQ(out.exit_code, 0) << out.err;
+  auto parsed = nlohmann::json::parse(out.out, nullptr, false);
+  std::map<std::string, nlohmann::json> tasks;
+  if (!parsed.is_object() || !parsed.contains("tasks")) {
+    ADD_FAILURE() << "no tasks in: " << out.out.substr(0, 500);
+    return tasks;
+  }
+  for (const auto& task : parsed["tasks"]) tasks[task.value("task_id", "")] = task;
+  return tasks;
+}
+
+/// The run id a batch printed ("run 2026...-abcd (passed), ...").
+std::string RunIdFromOutput(const std::string& err) {
+  std::size_t at = err.find("\nrun ");
+  if (at == std::string::npos) return "";
+  std::size_t start = at + 5, end = err.find(' ', start);
+  return err.substr(start, end - start);
 }
 
 /// Waits until `pred` holds or `limit` passes.
@@ -151,6 +177,138 @@ TEST(E2eDocker, TheSandboxLifetimeEndsALeakedContainerByItself) {
   CommandOutput cleanup = home.Run({"cleanup", "--backend", "docker", "--run", run});
   EXPECT_EQ(cleanup.exit_code, 0) << cleanup.err;
   EXPECT_TRUE(ContainersOfTask(task).empty()) << cleanup.out;
+}
+
+// A batch of `count` tasks, each `sleep SECONDS; echo task-N`.
+std::string SleepingBatch(int count, int seconds) {
+  nlohmann::json tasks = nlohmann::json::array();
+  for (int i = 0; i < count; ++i) {
+    tasks.push_back({{"id", "t" + std::to_string(i)},
+                     {"command", {"sh", "-c", "sleep " + std::to_string(seconds) +
+                                                  "; echo task-" + std::to_string(i)}}});
+  }
+  return nlohmann::json{{"tasks", tasks}}.dump();
+}
+
+TEST(E2eDocker, AContainerRemovedFromOutsideIsAnInfrastructureErrorAndIsRetried) {
+  std::string reason = DockerUnavailableReason();
+  if (!reason.empty()) GTEST_SKIP() << reason;
+  Home home;
+  home.Write("tasks.json", SleepingBatch(2, 3));
+  std::string tag = RandomHex(8);
+  std::vector<std::string> argv{SANDRUN_BINARY, "batch", "tasks.json", "--backend", "docker",
+                                "--image", kImage, "-j", "2", "--retries", "2"};
+  std::map<std::string, std::string> env = home.Env();
+  Background batch(argv, env, home.work());
+  ASSERT_TRUE(batch.started());
+  // Task ids are per run; find t0's container by its run's label once it runs.
+  std::string victim;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        for (const std::string& id : ContainersOfTask("t0")) {
+          if (ContainerRunning(id) && RunOfContainer(id).size() > 0) {
+            // Only a container of this test's batch: its run is in our outbox dir.
+            std::string run = RunOfContainer(id);
+            if (fs::exists(home.dir() / "state/sandrun/outbox/docker" / run)) victim = id;
+          }
+        }
+        return !victim.empty();
+      },
+      std::chrono::seconds(60)));
+  CommandOutput removed = sandrun::testing::RunCommand({"docker", "rm", "-f", victim});
+  ASSERT_EQ(removed.exit_code, 0) << removed.err;
+  auto code = batch.Wait(std::chrono::seconds(120));
+  ASSERT_TRUE(code.has_value()) << "batch did not finish";
+  EXPECT_EQ(*code, 0) << batch.Err();
+  EXPECT_CONTAINS(batch.Err(), "infrastructure error, retrying");
+  std::string run = RunIdFromOutput(batch.Err());
+  ASSERT_FALSE(run.empty()) << batch.Err();
+  auto tasks = TasksOfRun(home, run, {});
+  ASSERT_EQ(tasks.size(), 2u);
+  EXPECT_EQ(tasks["t0"].value("attempts", 0), 2) << tasks["t0"].dump();
+  EXPECT_CONTAINS(tasks["t0"].dump(), "task-0");
+  EXPECT_EQ(tasks["t1"].value("attempts", 0), 1) << "only the task that lost its container retries";
+}
+
+// The engine itself goes away and comes back (a daemon restart) while tasks
+// run: a private engine, so the shared one other tests use is not disturbed.
+class PrivateEngine {
+ public:
+  explicit PrivateEngine(fs::path dir) : dir_(std::move(dir)) {
+    CommandOutput out = Script({"start", dir_.string(), kImage});
+    started_ = out.exit_code == 0;
+    error_ = out.err;
+  }
+  ~PrivateEngine() { Script({"stop", dir_.string()}); }
+  bool started() const { return started_; }
+  const std::string& error() const { return error_; }
+  std::string host() const { return "unix://" + (dir_ / "docker.sock").string(); }
+  bool Restart() { return Script({"restart", dir_.string()}).exit_code == 0; }
+  /// `docker ARGS...` against this engine.
+  CommandOutput Docker(std::vector<std::string> args) const {
+    args.insert(args.begin(), "docker");
+    return sandrun::testing::RunCommand(args, {.env = {{"DOCKER_HOST", host()}}});
+  }
+
+ private:
+  static CommandOutput Script(std::vector<std::string> args) {
+    args.insert(args.begin(), std::string(SANDRUN_SOURCE_DIR) + "/tests/support/private-dockerd");
+    return sandrun::testing::RunCommand(args, {.timeout = std::chrono::seconds(90)});
+  }
+  fs::path dir_;
+  bool started_ = false;
+  std::string error_;
+};
+
+TEST(E2eDocker, AnEngineRestartMidBatchIsRetriedAndLosesNoRecord) {
+  std::string reason = DockerUnavailableReason();
+  if (!reason.empty()) GTEST_SKIP() << reason;
+  if (sandrun::testing::RunCommand({"sh", "-c", "command -v dockerd"}).exit_code != 0 ||
+      ::geteuid() != 0) {
+    GTEST_SKIP() << "needs root and dockerd to start an engine of its own";
+  }
+  Home home;
+  // A short path: the socket's must fit in sockaddr_un.
+  TempDir engine_dir;
+  PrivateEngine engine(engine_dir.path() / "e");
+  ASSERT_TRUE(engine.started()) << engine.error();
+  home.Write("tasks.json", SleepingBatch(4, 2));
+  std::map<std::string, std::string> env = home.Env();
+  env["DOCKER_HOST"] = engine.host();
+  std::vector<std::string> argv{SANDRUN_BINARY, "batch", "tasks.json", "--backend", "docker",
+                                "--image", kImage, "-j", "2", "--retries", "3"};
+  Background batch(argv, env, home.work());
+  ASSERT_TRUE(batch.started());
+  // Restart once the first two tasks run.
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        CommandOutput ps = engine.Docker({"ps", "-q", "--filter", "label=dev.sandrun.task"});
+        return std::count(ps.out.begin(), ps.out.end(), '\n') >= 2;
+      },
+      std::chrono::seconds(60)));
+  ASSERT_TRUE(engine.Restart());
+  auto code = batch.Wait(std::chrono::seconds(180));
+  ASSERT_TRUE(code.has_value()) << "batch did not finish";
+  EXPECT_EQ(*code, 0) << batch.Err();
+  EXPECT_CONTAINS(batch.Err(), "infrastructure error, retrying");
+  std::string run = RunIdFromOutput(batch.Err());
+  ASSERT_FALSE(run.empty()) << batch.Err();
+
+  // Every record reached the engine's volume; none waits in the outbox.
+  auto tasks = TasksOfRun(home, run, {{"DOCKER_HOST", engine.host()}});
+  ASSERT_EQ(tasks.size(), 4u);
+  int retried = 0;
+  for (int i = 0; i < 4; ++i) {
+    const auto& task = tasks["t" + std::to_string(i)];
+    EXPECT_EQ(task.value("outcome", ""), "exited") << task.dump();
+    EXPECT_CONTAINS(task.dump(), "task-" + std::to_string(i));
+    if (task.value("attempts", 1) > 1) ++retried;
+  }
+  EXPECT_GE(retried, 1) << "the tasks running at the restart must have been retried";
+  EXPECT_EQ(Home::CountFiles(home.dir() / "state/sandrun/outbox", ".json"), 0);
+  // The containers the restart stopped are not left behind.
+  CommandOutput left = engine.Docker({"ps", "-aq", "--filter", "label=dev.sandrun.task"});
+  EXPECT_EQ(left.out, "") << "containers left after the batch";
 }
 
 }  // namespace

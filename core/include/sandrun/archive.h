@@ -10,22 +10,35 @@
 //
 // Every record is first written to a local outbox directory and then
 // delivered to the store; a record the store refused stays in the outbox and
-// Sync() delivers it later, so nothing already recorded is lost.
+// Sync() delivers it later, so nothing already recorded is lost. A store on
+// this host gets each record at once; a remote one (a Docker or Modal volume,
+// where every write is a request) gets them in groups, at most a delivery
+// interval after they were written, and a run's last records together with
+// its run.json.
 #ifndef SANDRUN_ARCHIVE_H_
 #define SANDRUN_ARCHIVE_H_
 
+#include <chrono>
+#include <condition_variable>
 #include <filesystem>
 #include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include "sandrun/record.h"
 #include "sandrun/status.h"
 
 namespace sandrun {
+
+/// One item of ArchiveStore::PutFiles.
+struct ArchivePut {
+  std::string path;                 ///< Where in the store.
+  std::filesystem::path host_path;  ///< A host file or directory tree.
+};
 
 /// A tree of files in some backend's volume. Paths are relative, '/'-separated
 /// and never contain ".." (callers validate with IsSafeRelativePath).
@@ -38,6 +51,10 @@ class ArchiveStore {
   /// Stores a host file (or a whole directory tree) at `path`, replacing it.
   virtual Status PutFile(const std::string& path, const std::filesystem::path& host_path) = 0;
   virtual Status PutBytes(const std::string& path, std::string_view data) = 0;
+  /// Stores several host files or trees, in order, each as PutFile would.
+  /// The default calls PutFile for each; a store whose writes are requests
+  /// sends them together. On failure a prefix of them may be stored.
+  virtual Status PutFiles(const std::vector<ArchivePut>& puts);
   virtual Result<std::string> ReadBytes(const std::string& path) = 0;
   /// Names directly under `dir` ("" = root); directories end with '/'.
   /// kNotFound when `dir` does not exist.
@@ -90,6 +107,16 @@ class ResultArchive {
  public:
   /// `outbox_dir` is a host directory private to this user.
   ResultArchive(std::shared_ptr<ArchiveStore> store, std::filesystem::path outbox_dir);
+  /// Delivers what still waits (one last try), then stops the delivery thread.
+  ~ResultArchive();
+  ResultArchive(const ResultArchive&) = delete;
+  ResultArchive& operator=(const ResultArchive&) = delete;
+
+  /// How long a task record may wait in the outbox before it is delivered
+  /// with the others that wait. Default: zero (each at once) for a
+  /// DirectoryArchiveStore, kRemoteDeliveryInterval for any other store.
+  static constexpr std::chrono::milliseconds kRemoteDeliveryInterval{2000};
+  void SetDeliveryInterval(std::chrono::milliseconds interval);
 
   const ArchiveStore& store() const { return *store_; }
   const std::filesystem::path& outbox_dir() const { return outbox_dir_; }
@@ -105,15 +132,18 @@ class ResultArchive {
                                             const std::string& task_id);
 
   /// Writes the record (and the task's artifact directory) to the outbox,
-  /// then delivers both to the store. A delivery failure returns the Status
-  /// but the record stays in the outbox for Sync().
+  /// then delivers both to the store, at once or with the next group (see
+  /// SetDeliveryInterval). A failed delivery at once returns the Status; the
+  /// record stays in the outbox either way until a delivery succeeds.
   Status WriteTask(const TaskRecord& record);
+  /// Writes run.json to the outbox and delivers everything of the run that
+  /// still waits there, run.json last. An error: something was not delivered.
   Status WriteRun(const RunRecord& record);
 
   /// Delivers everything left in the outbox. Returns how many records went.
   Result<int> Sync();
-  /// Records waiting in the outbox.
-  int PendingCount() const;
+  /// Records waiting in the outbox (of one run when `run_id` is given).
+  int PendingCount(const std::string& run_id = "") const;
 
   Result<std::vector<RunListing>> ListRuns();  ///< Newest first.
   Result<RunRecord> ReadRun(const std::string& run_id);
@@ -125,12 +155,28 @@ class ResultArchive {
   Result<std::vector<std::string>> Prune(int keep);
 
  private:
-  Status Deliver(const std::string& relative_path);
+  /// Sends the outbox entries `paths` (artifact trees and records, in this
+  /// order) to the store in one PutFiles and removes them from the outbox.
+  Status DeliverGroup(const std::vector<std::string>& paths);
+  /// Delivers every task of `run_id` waiting in the outbox (and run.json
+  /// when `with_run_record`) in one group; `records` is how many it holds.
+  Status DeliverRun(const std::string& run_id, bool with_run_record, int* records);
+  void DeliveryLoop();
+
   std::shared_ptr<ArchiveStore> store_;
   std::filesystem::path outbox_dir_;
   DirectoryArchiveStore outbox_;
-  std::mutex mu_;
+  std::mutex mu_;  ///< Serialises deliveries and run id reservations.
   std::function<std::string()> new_run_id_;
+
+  // Grouped delivery: runs with task records waiting, and the thread that
+  // delivers them when their oldest has waited `delivery_interval_`.
+  std::chrono::milliseconds delivery_interval_{0};
+  std::mutex waiting_mu_;
+  std::condition_variable waiting_cv_;
+  std::vector<std::pair<std::string, std::chrono::steady_clock::time_point>> waiting_runs_;
+  bool stopping_ = false;
+  std::thread delivery_thread_;
 };
 
 }  // namespace sandrun

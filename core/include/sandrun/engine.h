@@ -61,7 +61,9 @@ struct RunOptions {
   bool race = false;            ///< Stop at the first passing task; cancel the rest.
   /// Added to a task's timeout to get the host-side deadline.
   std::chrono::milliseconds host_grace{5000};
-  std::chrono::milliseconds retry_backoff{200};  ///< Doubles per attempt.
+  /// Wait before the first retry; doubles per attempt (1, 2, 4 ... s), so
+  /// that three retries outlast an engine restart of several seconds.
+  std::chrono::milliseconds retry_backoff{1000};
   /// Records wait here before delivery, in a subdirectory per backend.
   std::filesystem::path outbox_dir;
   std::vector<std::string> command_line;  ///< Recorded in run.json.
