@@ -12,7 +12,9 @@
 #include <cstring>
 #include <deque>
 #include <fstream>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <set>
 #include <sstream>
@@ -227,6 +229,33 @@ std::string Sha256Hex(std::string_view data) {
   });
 }
 
+namespace {
+
+// Hashing a large test binary takes a noticeable fraction of a second, and an
+// adapter plans the same binary for every sandbox: hashes are remembered for
+// the life of the process, keyed by what changes when the file does.
+Result<std::string> CachedSha256OfFile(const fs::path& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return Sha256OfFile(path);
+  const std::string key = std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino) + ":" +
+                          std::to_string(st.st_size) + ":" + std::to_string(st.st_mtim.tv_sec) +
+                          "." + std::to_string(st.st_mtim.tv_nsec) + ":" +
+                          std::to_string(st.st_ctim.tv_sec) + "." +
+                          std::to_string(st.st_ctim.tv_nsec);
+  static std::mutex mu;
+  static std::map<std::string, std::string> known;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    if (auto it = known.find(key); it != known.end()) return it->second;
+  }
+  SANDRUN_ASSIGN_OR_RETURN(std::string sha, Sha256OfFile(path));
+  std::lock_guard<std::mutex> lock(mu);
+  known[key] = sha;
+  return sha;
+}
+
+}  // namespace
+
 Result<PortablePlan> PlanPortableExecutable(const fs::path& executable,
                                             const PortableOptions& options) {
   std::error_code ec;
@@ -239,7 +268,7 @@ Result<PortablePlan> PlanPortableExecutable(const fs::path& executable,
   auto add = [&](const fs::path& host, const std::string& name, bool exec) -> Result<std::string> {
     fs::path real = fs::canonical(host, ec);
     if (ec) return NotFoundError("cannot resolve " + host.string() + ": " + ec.message());
-    SANDRUN_ASSIGN_OR_RETURN(std::string sha, Sha256OfFile(real));
+    SANDRUN_ASSIGN_OR_RETURN(std::string sha, CachedSha256OfFile(real));
     PortableFile f{real, sha, std::string(kPortableExeRoot) + "/" + sha + "/" + name, exec};
     if (sent.insert(f.sandbox_path).second) plan.files.push_back(f);
     return f.sandbox_path;

@@ -11,6 +11,7 @@
 
 #include "docker_backend.h"
 #include "docker_tar.h"
+#include "docker_volume_helper.h"
 #include "sandrun/util.h"
 
 namespace sandrun::docker {
@@ -19,41 +20,19 @@ namespace {
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
-constexpr char kHelperImage[] = "sandrun-archive-helper:1";
-
 Status ApiError(const HttpResponse& res, const std::string& what) {
-  std::string message = "docker: " + what + ": " + DockerErrorMessage(res);
-  if (res.status == 404) return NotFoundError(message);
-  if (res.status >= 500) return UnavailableError(message);
-  return FailedPreconditionError(message);
-}
-
-// Imports an image whose only content is the empty /sandrun/results directory.
-Status EnsureHelperImage(DockerClient& client) {
-  SANDRUN_ASSIGN_OR_RETURN(HttpResponse res,
-                           client.Request("GET", std::string("/images/") + kHelperImage + "/json"));
-  if (res.status == 200) return OkStatus();
-  TarEntry dir;
-  dir.name = "sandrun/results";
-  dir.directory = true;
-  dir.mode = 0755;
-  TarEntry parent = dir;
-  parent.name = "sandrun";
-  SANDRUN_ASSIGN_OR_RETURN(std::string tar, TarOfEntries({parent, dir}));
-  SANDRUN_ASSIGN_OR_RETURN(
-      res, client.Request("POST", "/images/create?fromSrc=-&repo=sandrun-archive-helper&tag=1",
-                          std::move(tar), "application/x-tar"));
-  if (res.status != 200 || res.body.find("\"error") != std::string::npos) {
-    return ApiError(res, "import of the archive helper image");
-  }
-  return OkStatus();
+  return VolumeApiError(res, what);
 }
 
 class VolumeArchiveStore : public ArchiveStore {
  public:
   VolumeArchiveStore(std::shared_ptr<DockerClient> client, std::string volume,
                      std::string tool_image)
-      : client_(std::move(client)), volume_(std::move(volume)), tool_image_(std::move(tool_image)) {}
+      : client_(client),
+        volume_(volume),
+        tool_image_(std::move(tool_image)),
+        helper_(std::move(client), std::move(volume), std::string(kResultsMount),
+                kArchiveHelperRole) {}
 
   std::string Describe() const override {
     return "docker volume " + volume_ + " on " + client_->host().text;
@@ -148,64 +127,9 @@ class VolumeArchiveStore : public ArchiveStore {
   }
 
  private:
-  // The helper container's id, created on first use. A helper removed from
-  // outside (cleanup) is recreated by the retry in Call().
-  Result<std::string> Helper() {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (!helper_id_.empty()) return helper_id_;
-    const std::string name = "sandrun-archive-" + volume_;
-    for (int attempt = 0; attempt < 3; ++attempt) {
-      SANDRUN_ASSIGN_OR_RETURN(HttpResponse res,
-                               client_->Request("GET", "/containers/" + name + "/json"));
-      if (res.status == 200) {
-        try {
-          auto j = json::parse(res.body);
-          auto labels = j.at("Config").value("Labels", json::object());
-          if (labels.value("dev.sandrun.role", "") != "archive") {
-            return FailedPreconditionError("docker: a container named " + name +
-                                           " exists but is not sandrun's archive helper");
-          }
-          helper_id_ = j.at("Id").get<std::string>();
-          return helper_id_;
-        } catch (const std::exception& e) {
-          return UnavailableError(std::string("docker: bad inspect answer: ") + e.what());
-        }
-      }
-      if (res.status != 404) return ApiError(res, "inspect " + name);
-      SANDRUN_RETURN_IF_ERROR(EnsureHelperImage(*client_));
-      json body = {
-          {"Image", kHelperImage},
-          {"Cmd", json::array({"/sandrun-archive-helper-never-runs"})},
-          {"Labels",
-           {{std::string(kManagedLabel), "1"},
-            {"dev.sandrun.role", "archive"},
-            {"dev.sandrun.volume", volume_}}},
-          {"HostConfig",
-           {{"NetworkMode", "none"},
-            {"Mounts", json::array({{{"Type", "volume"},
-                                     {"Source", volume_},
-                                     {"Target", std::string(kResultsMount)}}})}}}};
-      SANDRUN_ASSIGN_OR_RETURN(
-          HttpResponse created,
-          client_->Request("POST", "/containers/create?name=" + name, body.dump()));
-      if (created.status == 201) continue;  // Inspect it on the next round.
-      if (created.status != 409) return ApiError(created, "create the archive helper");
-      // 409: another process created it at the same moment; inspect again.
-    }
-    return UnavailableError("docker: could not create the archive helper container");
-  }
-
   template <typename F>
   Result<HttpResponse> Call(F&& request) {
-    for (int attempt = 0;; ++attempt) {
-      SANDRUN_ASSIGN_OR_RETURN(std::string helper, Helper());
-      SANDRUN_ASSIGN_OR_RETURN(HttpResponse res, request(helper));
-      bool helper_gone = res.status == 404 &&
-                         DockerErrorMessage(res).find("No such container") != std::string::npos;
-      if (!helper_gone || attempt > 0) return res;
-      std::lock_guard<std::mutex> lock(mu_);
-      helper_id_.clear();
-    }
+    return helper_.Call(request);
   }
 
   std::string VolumePath(const std::string& path) const {
@@ -248,8 +172,7 @@ class VolumeArchiveStore : public ArchiveStore {
   std::shared_ptr<DockerClient> client_;
   std::string volume_;
   std::string tool_image_;
-  std::mutex mu_;
-  std::string helper_id_;
+  VolumeHelper helper_;
 };
 
 }  // namespace

@@ -1,12 +1,10 @@
 // The Docker backend's result archive: a named volume, read and written only
 // through the Engine API so it works against a remote engine too.
 //
-// The volume is mounted in a helper container that is created but never
-// started (labels dev.sandrun.managed=1, dev.sandrun.role=archive), from a
-// tiny image the plugin imports itself from an empty tar, so no registry or
-// image with tools is needed: the archive endpoints work on created
-// containers. Only Remove needs to run something ("rm -rf"), in a short-lived
-// container of the tool image.
+// Reads and writes go through the volume's helper container (a created,
+// never-started container, docker_volume_helper.h), so no registry or image
+// with tools is needed. Only Remove needs to run something ("rm -rf"), in a
+// short-lived container of the tool image.
 #ifndef SANDRUN_PLUGINS_DOCKER_DOCKER_ARCHIVE_STORE_H_
 #define SANDRUN_PLUGINS_DOCKER_DOCKER_ARCHIVE_STORE_H_
 

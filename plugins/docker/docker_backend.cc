@@ -32,6 +32,7 @@
 #include "docker_client.h"
 #include "docker_images.h"
 #include "docker_tar.h"
+#include "docker_volume_helper.h"
 #include "sandrun/archive.h"
 #include "sandrun/output_collector.h"
 #include "sandrun/util.h"
@@ -159,7 +160,8 @@ class DockerBackend : public Backend {
       : options_(std::move(options)),
         client_(std::make_shared<DockerClient>(ParseDockerHost(options_.host).ok()
                                                    ? ParseDockerHost(options_.host).value()
-                                                   : DockerHost{options_.host, "", "", ""})) {}
+                                                   : DockerHost{options_.host, "", "", ""})),
+        exe_cache_(std::make_shared<ExeCache>(client_, options_.exe_cache_volume)) {}
 
   std::string_view Name() const override { return "docker"; }
 
@@ -225,6 +227,7 @@ class DockerBackend : public Backend {
     std::lock_guard<std::mutex> lock(mu_);
     if (volume_ok_) return OkStatus();
     Status st = docker::EnsureVolume(*client_, options_.volume);
+    if (st.ok()) st = docker::EnsureVolume(*client_, options_.exe_cache_volume);
     if (st.ok()) volume_ok_ = true;
     return st;
   }
@@ -236,14 +239,16 @@ class DockerBackend : public Backend {
   std::shared_ptr<DockerClient> client_;
   std::mutex mu_;
   bool version_ok_ = false;
-  bool volume_ok_ = false;
+  bool volume_ok_ = false;  // Both the archive and the exe cache volume exist.
+  std::shared_ptr<ExeCache> exe_cache_;
 };
 
 class DockerSandbox : public Sandbox {
  public:
-  DockerSandbox(std::shared_ptr<DockerClient> client, std::string id, std::string workdir,
-                int kill_grace_ms)
+  DockerSandbox(std::shared_ptr<DockerClient> client, std::shared_ptr<ExeCache> exe_cache,
+                std::string id, std::string workdir, int kill_grace_ms)
       : client_(std::move(client)),
+        exe_cache_(std::move(exe_cache)),
         id_(std::move(id)),
         workdir_(std::move(workdir)),
         kill_grace_ms_(kill_grace_ms) {}
@@ -275,6 +280,7 @@ class DockerSandbox : public Sandbox {
   Result<bool> OomCounterRose(const std::string& token);
 
   std::shared_ptr<DockerClient> client_;
+  std::shared_ptr<ExeCache> exe_cache_;
   std::string id_;
   std::string workdir_;
   int kill_grace_ms_;
@@ -283,8 +289,6 @@ class DockerSandbox : public Sandbox {
   HijackedStream* active_stream_ = nullptr;  // Guarded by mu_.
   std::optional<bool> has_shell_;
   bool removed_ = false;  // Guarded by mu_.
-  std::mutex portable_mu_;
-  std::set<std::string> portable_sent_;  // Guarded by portable_mu_.
 };
 
 Result<std::string> DockerSandbox::CreateExec(const std::vector<std::string>& cmd,
@@ -596,13 +600,8 @@ Status DockerSandbox::Put(const FileUpload& upload) {
   std::string entry = target.substr(1);  // Relative to "/": Docker creates the parents.
   if (entry.empty()) return InvalidArgumentError("docker: cannot upload onto /");
   std::string tar;
-  std::set<std::string> sent_after;  // Portable files in the sandbox once this succeeds.
   if (upload.portable) {
-    {
-      std::lock_guard<std::mutex> lock(portable_mu_);
-      sent_after = portable_sent_;
-    }
-    SANDRUN_ASSIGN_OR_RETURN(tar, PortableUploadTar(upload.source, entry, &sent_after));
+    SANDRUN_ASSIGN_OR_RETURN(tar, PortableLauncherTar(*exe_cache_, upload.source, entry));
   } else {
     SANDRUN_ASSIGN_OR_RETURN(tar, TarFromHost(upload.source, entry));
   }
@@ -614,10 +613,6 @@ Status DockerSandbox::Put(const FileUpload& upload) {
     return UnavailableError("docker: container " + id_.substr(0, 12) + " is gone");
   }
   if (res.status != 200) return HttpError(res, "upload of " + upload.source);
-  if (upload.portable) {
-    std::lock_guard<std::mutex> lock(portable_mu_);
-    portable_sent_.insert(sent_after.begin(), sent_after.end());
-  }
   return OkStatus();
 }
 
@@ -731,7 +726,11 @@ Result<std::unique_ptr<Sandbox>> DockerBackend::Create(const SandboxSpec& spec) 
   for (const auto& [k, v] : spec.env) env.push_back(k + "=" + v);
   json mounts = json::array({{{"Type", "volume"},
                               {"Source", options_.volume},
-                              {"Target", std::string(kResultsMount)}}});
+                              {"Target", std::string(kResultsMount)}},
+                             {{"Type", "volume"},
+                              {"Source", options_.exe_cache_volume},
+                              {"Target", kPortableExeRoot},
+                              {"ReadOnly", true}}});
   for (const auto& m : options_.mounts) {
     // "source:/target[:ro]"; an absolute source is a bind mount the user named.
     std::size_t first = m.find(':');
@@ -791,7 +790,8 @@ Result<std::unique_ptr<Sandbox>> DockerBackend::Create(const SandboxSpec& spec) 
   } catch (const std::exception& e) {
     return UnavailableError(std::string("docker: bad create answer: ") + e.what());
   }
-  auto sandbox = std::make_unique<DockerSandbox>(client_, id, workdir, options_.kill_grace_ms);
+  auto sandbox =
+      std::make_unique<DockerSandbox>(client_, exe_cache_, id, workdir, options_.kill_grace_ms);
   SANDRUN_ASSIGN_OR_RETURN(HttpResponse started,
                            client_->Request("POST", "/containers/" + id + "/start"));
   if (started.status != 204 && started.status != 304) {
@@ -828,10 +828,10 @@ Result<std::vector<Leftover>> DockerBackend::ListLeftovers() {
       }
       if (l.labels[std::string(kManagedLabel)] != "1") continue;  // Belt and braces.
       const std::string state = c.value("State", "");
-      if (l.labels["dev.sandrun.role"] == "archive") {
+      if (IsVolumeHelperRole(l.labels["dev.sandrun.role"])) {
         l.owner_alive = true;  // Shared and never started: kept.
-        l.description = l.id.substr(0, 12) + " archive helper for volume " +
-                        l.labels["dev.sandrun.volume"] + " (kept)";
+        l.description = l.id.substr(0, 12) + " " + l.labels["dev.sandrun.role"] +
+                        " helper for volume " + l.labels["dev.sandrun.volume"] + " (kept)";
         out.push_back(std::move(l));
         continue;
       }
@@ -899,6 +899,7 @@ Result<DockerOptions> ParseDockerOptions(std::string_view section_json,
     for (const auto& [key, value] : j.items()) {
       if (key == "host") o.host = value.get<std::string>();
       else if (key == "volume") o.volume = value.get<std::string>();
+      else if (key == "exe_cache_volume") o.exe_cache_volume = value.get<std::string>();
       else if (key == "default_image") o.default_image = value.get<std::string>();
       else if (key == "tool_image") o.tool_image = value.get<std::string>();
       else if (key == "pids_limit") o.pids_limit = value.get<std::int64_t>();
@@ -914,6 +915,9 @@ Result<DockerOptions> ParseDockerOptions(std::string_view section_json,
     o.host = it->second;
   }
   if (o.volume.empty()) return InvalidArgumentError("docker: 'volume' must not be empty");
+  if (o.exe_cache_volume.empty()) {
+    return InvalidArgumentError("docker: 'exe_cache_volume' must not be empty");
+  }
   SANDRUN_RETURN_IF_ERROR(ParseDockerHost(o.host).status());
   return o;
 }

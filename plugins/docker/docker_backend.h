@@ -6,6 +6,8 @@
 //
 //   host           engine address when DOCKER_HOST is unset
 //   volume         result-archive volume (default "sandrun-results")
+//   exe_cache_volume  portable executables, content-addressed, mounted
+//                  read-only at /sandrun/exe (default "sandrun-exe-cache")
 //   default_image  image for specs that name none (else kInvalidArgument)
 //   tool_image     image with a shell, used to delete archive paths
 //                  (default: default_image, else "busybox")
@@ -47,6 +49,7 @@ inline constexpr std::string_view kDefaultWorkdir = "/sandrun/work";
 struct DockerOptions {
   std::string host = "unix:///var/run/docker.sock";
   std::string volume = "sandrun-results";
+  std::string exe_cache_volume = "sandrun-exe-cache";
   std::string default_image;
   std::string tool_image;
   std::int64_t pids_limit = 4096;

@@ -1,12 +1,12 @@
 // Images the Docker backend makes itself: Dockerfile builds (cached by the
-// content of the build context) and the tar of a portable executable upload.
+// content of the build context) and the launcher of a portable executable.
 #ifndef SANDRUN_PLUGINS_DOCKER_DOCKER_IMAGES_H_
 #define SANDRUN_PLUGINS_DOCKER_DOCKER_IMAGES_H_
 
-#include <set>
 #include <string>
 
 #include "docker_client.h"
+#include "docker_exe_cache.h"
 #include "sandrun/status.h"
 
 namespace sandrun::docker {
@@ -17,14 +17,13 @@ namespace sandrun::docker {
 /// kFailedPrecondition carrying the build's own output lines.
 Result<std::string> BuildImage(DockerClient& client, const std::string& dockerfile);
 
-/// The tar (entries relative to "/") that uploads the host executable `source`
-/// as `entry` (relative to "/") together with its loader and shared libraries
-/// under sandrun/exe/<sha256>/..., with `entry` itself a small sh launcher that
-/// runs the bundled loader. See sandrun/portable_exe.h. Files whose sandbox
-/// path is in `already_sent` are left out, and the ones sent are added to it,
-/// so a file goes to a sandbox once. The launcher needs /bin/sh in the image.
-Result<std::string> PortableUploadTar(const std::string& source, const std::string& entry,
-                                      std::set<std::string>* already_sent);
+/// Puts the host executable `source` with its loader and shared libraries
+/// into the engine's exe cache, and returns the tar (entries relative to "/")
+/// of the small sh launcher that replaces it at `entry` and runs it through
+/// the bundled loader. See sandrun/portable_exe.h. The launcher needs /bin/sh
+/// in the image.
+Result<std::string> PortableLauncherTar(ExeCache& cache, const std::string& source,
+                                        const std::string& entry);
 
 }  // namespace sandrun::docker
 

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <map>
 #include <filesystem>
 #include <fstream>
 #include <thread>
@@ -204,8 +205,14 @@ TEST_F(DockerBackendTest, LabelsLimitsAndNoNetwork) {
   EXPECT_EQ(c["HostConfig"]["PidsLimit"], 4096);
   EXPECT_EQ(c["Config"]["Cmd"], json::array({"120"}));
   EXPECT_TRUE(c["HostConfig"]["Binds"].is_null() || c["HostConfig"]["Binds"].empty());
-  ASSERT_EQ(c["Mounts"].size(), 1u);
-  EXPECT_EQ(c["Mounts"][0]["Destination"], "/sandrun/results");
+  // Only sandrun's own volumes: the archive, and the exe cache read-only.
+  ASSERT_EQ(c["Mounts"].size(), 2u);
+  std::map<std::string, json> mounts;
+  for (const auto& m : c["Mounts"]) mounts[m["Destination"].get<std::string>()] = m;
+  EXPECT_EQ(mounts["/sandrun/results"]["Type"], "volume");
+  EXPECT_EQ(mounts["/sandrun/results"]["RW"], true);
+  EXPECT_EQ(mounts["/sandrun/exe"]["Type"], "volume");
+  EXPECT_EQ(mounts["/sandrun/exe"]["RW"], false) << "a sandbox must not alter the shared cache";
 
   // A listener on the host's loopback: with network none the container has its
   // own loopback, so it must not reach it.
