@@ -5,8 +5,12 @@
 // process-wide too, so a singleton here mirrors it rather than adding state.
 #include "sandrun/gtest.h"
 
+#include <semaphore.h>
+#include <signal.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
@@ -43,6 +47,87 @@ std::map<std::string, Marked>& MarkedTests() {
   static auto* tests = new std::map<std::string, Marked>();
   return *tests;
 }
+
+/// Ctrl-C (SIGINT) or SIGTERM while sandboxed tests run. The first signal
+/// cancels every engine run of the adapter, so their sandboxes are
+/// terminated, and then ends the process by that same signal, as it would
+/// have ended without the adapter; a second signal ends it at once. Installed
+/// only when sandboxed tests are launched, and only over the default action:
+/// a test program's own handler is left alone.
+class Interrupts {
+ public:
+  static Interrupts& Get() {
+    static auto* interrupts = new Interrupts();
+    return *interrupts;
+  }
+
+  const CancelFlag& flag() const { return flag_; }
+
+  void InstallOnce() {
+    std::call_once(installed_, [this] {
+      if (sem_init(&raised_, 0, 0) != 0) return;
+      bool any = false;
+      for (int sig : {SIGINT, SIGTERM}) {
+        struct sigaction old {};
+        if (sigaction(sig, nullptr, &old) != 0 || old.sa_handler != SIG_DFL) continue;
+        struct sigaction action {};
+        action.sa_handler = OnSignal;
+        sigemptyset(&action.sa_mask);
+        sigaction(sig, &action, nullptr);
+        any = true;
+      }
+      if (any) std::thread([this] { Watch(); }).detach();
+    });
+  }
+
+  /// Brackets one engine run, so the watcher knows when all have stopped.
+  void RunStarted() {
+    std::lock_guard lock(mu_);
+    ++active_runs_;
+  }
+  void RunEnded() {
+    std::lock_guard lock(mu_);
+    --active_runs_;
+    cv_.notify_all();
+  }
+
+ private:
+  static void OnSignal(int sig) {
+    Interrupts& self = Get();
+    if (self.signal_.exchange(sig) != 0) {
+      signal(sig, SIG_DFL);
+      raise(sig);
+      return;
+    }
+    self.flag_.Cancel();
+    static const char kMessage[] =
+        "\nsandrun: interrupted, stopping sandboxes (press Ctrl-C again to quit at once)\n";
+    ssize_t ignored = write(STDERR_FILENO, kMessage, sizeof kMessage - 1);
+    (void)ignored;
+    sem_post(&self.raised_);
+  }
+
+  void Watch() {
+    while (sem_wait(&raised_) != 0) {
+    }
+    {
+      // Terminating sandboxes takes a moment (a request each on Docker).
+      std::unique_lock lock(mu_);
+      cv_.wait_for(lock, std::chrono::seconds(30), [&] { return active_runs_ == 0; });
+    }
+    int sig = signal_.load();
+    signal(sig, SIG_DFL);
+    raise(sig);
+  }
+
+  CancelFlag flag_;
+  std::once_flag installed_;
+  sem_t raised_;
+  std::atomic<int> signal_{0};
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int active_runs_ = 0;
+};
 
 /// What a waiting host test gets.
 struct RemoteResult {
@@ -171,8 +256,9 @@ class Launcher : public RunListenerBase {
     Engine engine(std::move(candidates).value());
     // The listener outlives the run: the Launcher owns the thread that runs it.
     engine.AddListener(std::shared_ptr<RunListener>(this, [](RunListener*) {}));
-    CancelFlag never;
-    auto outcome = engine.Run(std::move(tasks), options, never);
+    Interrupts::Get().RunStarted();
+    auto outcome = engine.Run(std::move(tasks), options, Interrupts::Get().flag());
+    Interrupts::Get().RunEnded();
     if (!outcome.ok()) {
       FailAll(specs, "sandrun infrastructure error (not a test failure): " +
                          outcome.status().message());
@@ -218,6 +304,7 @@ class Runtime {
   /// Launches `jobs`; tests already running keep their launcher.
   void Launch(std::vector<Launcher::Job> jobs) {
     if (jobs.empty()) return;
+    Interrupts::Get().InstallOnce();
     auto launcher = std::make_shared<Launcher>(config(), std::move(jobs));
     launcher->Start(launcher);
     std::lock_guard lock(mu_);

@@ -16,3 +16,9 @@ SANDRUN_TEST(Reused, First, sandrun::gtest::Options().Reuse()) { EXPECT_TRUE(tru
 SANDRUN_TEST(Reused, Second, sandrun::gtest::Options().Reuse()) {
   EXPECT_EQ(1, 2) << "reused failure";
 }
+
+// Runs only on request (--gtest_also_run_disabled_tests): the interrupt test
+// presses Ctrl-C while it runs in its sandbox.
+SANDRUN_TEST(Interrupted, DISABLED_SleepsLong) {
+  std::this_thread::sleep_for(std::chrono::seconds(120));
+}

@@ -14,6 +14,7 @@
 
 #include "sandrun/config.h"
 #include "sandrun/registry.h"
+#include "e2e/e2e_support.h"
 #include "support/test_util.h"
 
 namespace sandrun::gtest {
@@ -233,6 +234,36 @@ TEST_P(GtestAdapterTest, FanOutRunsMarkedTestsAtOnce) {
     // Nothing to upload locally: the whole binary takes about one second.
     EXPECT_LT(seconds, 12.0) << "16 x 1 s tests took " << seconds << " s\n" << run.out;
   }
+}
+
+/// Host processes (sandboxed ones included: containers share the host's
+/// process table) whose command line contains `pattern`.
+int ProcessesMatching(const std::string& pattern) {
+  CommandOutput out = RunCommand({"pgrep", "-c", "-f", pattern});
+  return std::atoi(out.out.c_str());
+}
+
+TEST_P(GtestAdapterTest, CtrlCStopsTheSandboxesAndEndsTheBinaryBySigint) {
+  // Only the in-sandbox process writes its report to the output directory.
+  const std::string in_sandbox = "DISABLED_SleepsLong --gtest_also_run_disabled_tests --gtest_output";
+  ASSERT_EQ(ProcessesMatching(in_sandbox), 0) << "a sandbox of an earlier run is still there";
+  sandrun::e2e::Background binary(
+      {FANOUT_BINARY, "--gtest_also_run_disabled_tests",
+       "--gtest_filter=Interrupted.DISABLED_SleepsLong"},
+      env_->Options().env, env_->path());
+  ASSERT_TRUE(binary.started());
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(90);
+  while (ProcessesMatching(in_sandbox) == 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_GT(ProcessesMatching(in_sandbox), 0) << "the test never started in its sandbox\n"
+                                              << binary.Err();
+  binary.Signal(SIGINT);
+  auto code = binary.Wait(std::chrono::seconds(40));
+  ASSERT_TRUE(code.has_value()) << "Ctrl-C did not end the binary\n" << binary.Err();
+  EXPECT_EQ(*code, 128 + SIGINT) << "ends by SIGINT, as without the adapter\n" << binary.Err();
+  EXPECT_NE(binary.Err().find("stopping sandboxes"), std::string::npos) << binary.Err();
+  EXPECT_EQ(ProcessesMatching(in_sandbox), 0) << "the sandboxed test outlived Ctrl-C";
 }
 
 TEST_P(GtestAdapterTest, ZeroCodeRunnerRetriesOnlyWhatFailed) {
