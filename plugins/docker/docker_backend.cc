@@ -172,7 +172,7 @@ class DockerBackend : public Backend {
     caps.limits_cpu = true;
     caps.supports_images = true;
     caps.reports_oom = true;
-    caps.max_parallel = options_.max_parallel;
+    caps.max_parallel = options_.max_parallel > 0 ? options_.max_parallel : EngineParallelism();
     return caps;
   }
 
@@ -215,6 +215,24 @@ class DockerBackend : public Backend {
  private:
   static std::string FirstLine(const std::string& s) { return s.substr(0, s.find('\n')); }
 
+  // Each container start costs the engine a few hundred ms of CPU: more
+  // sandboxes at once than it has cores to start them only queues them (and
+  // 32 at once on 2 cores was seen to wedge dockerd). 4 per engine CPU
+  // (GET /info NCPU), between 4 and 64; 8 when the engine does not answer.
+  int EngineParallelism() const {
+    std::call_once(parallelism_once_, [this] {
+      parallelism_ = 8;
+      auto res = client_->Request("GET", "/info", {}, {}, std::chrono::seconds(5));
+      if (!res.ok() || res->status != 200) return;
+      try {
+        int cpus = json::parse(res->body).value("NCPU", 0);
+        if (cpus > 0) parallelism_ = std::clamp(4 * cpus, 4, 64);
+      } catch (const std::exception&) {
+      }
+    });
+    return parallelism_;
+  }
+
   Status EnsureVersion() {
     std::lock_guard<std::mutex> lock(mu_);
     if (version_ok_) return OkStatus();
@@ -240,6 +258,8 @@ class DockerBackend : public Backend {
   std::mutex mu_;
   bool version_ok_ = false;
   bool volume_ok_ = false;  // Both the archive and the exe cache volume exist.
+  mutable std::once_flag parallelism_once_;
+  mutable int parallelism_ = 0;
   std::shared_ptr<ExeCache> exe_cache_;
 };
 

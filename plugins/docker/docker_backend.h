@@ -12,7 +12,7 @@
 //   tool_image     image with a shell, used to delete archive paths
 //                  (default: default_image, else "busybox")
 //   pids_limit     per-container pid limit (default 4096)
-//   max_parallel   suggested -j (default 32)
+//   max_parallel   suggested -j (default 0: 4 per engine CPU, 4..64)
 //   kill_grace_ms  SIGTERM -> SIGKILL grace on timeouts (default 2000)
 //   mounts         ["host_or_volume:/container/path[:ro]", ...] extra mounts
 //                  the user names; nothing else from the host is mounted
@@ -53,7 +53,7 @@ struct DockerOptions {
   std::string default_image;
   std::string tool_image;
   std::int64_t pids_limit = 4096;
-  int max_parallel = 32;
+  int max_parallel = 0;
   int kill_grace_ms = 2000;
   std::vector<std::string> mounts;
 };

@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <map>
 #include <filesystem>
@@ -108,6 +109,17 @@ TEST(DockerOptionsTest, SectionAndEnvironment) {
   ASSERT_TRUE(host.ok());
   EXPECT_EQ(host->tcp_host, "::1");
   EXPECT_EQ(host->tcp_port, "2376");
+}
+
+TEST_F(DockerBackendTest, SuggestedParallelismFollowsTheEnginesCpus) {
+  auto info = client_->Request("GET", "/info");
+  ASSERT_TRUE(info.ok() && info->status == 200);
+  int cpus = json::parse(info->body).value("NCPU", 0);
+  ASSERT_GT(cpus, 0);
+  EXPECT_EQ(backend_->GetCapabilities().max_parallel, std::clamp(4 * cpus, 4, 64));
+  DockerOptions fixed = testing::TestOptions();
+  fixed.max_parallel = 3;  // A configured value wins.
+  EXPECT_EQ(CreateDockerBackend(fixed)->GetCapabilities().max_parallel, 3);
 }
 
 TEST_F(DockerBackendTest, NoImageIsInvalidArgument) {
