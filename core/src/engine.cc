@@ -57,7 +57,7 @@ class RunState {
  public:
   /// A sandbox currently in use by a worker, so the monitor can end it.
   struct Slot {
-    Sandbox* sandbox = nullptr;
+    std::shared_ptr<Sandbox> sandbox;
     std::optional<Clock::time_point> deadline;
     bool host_timed_out = false;
   };
@@ -71,15 +71,23 @@ class RunState {
   std::size_t finished = 0;
   std::map<std::size_t, Slot> slots;  // by task index
 
-  /// Sets `stop` and terminates every sandbox in use. Caller holds `mu`.
-  void StopAllLocked() {
+  /// Sets `stop` and returns every sandbox in use, for the caller to
+  /// terminate once it has released `mu` (Terminate may be a request to a
+  /// remote engine; workers must not wait on it for the lock). Caller holds `mu`.
+  [[nodiscard]] std::vector<std::shared_ptr<Sandbox>> StopAllLocked() {
     stop = true;
+    std::vector<std::shared_ptr<Sandbox>> running;
     for (auto& [index, slot] : slots) {
-      if (slot.sandbox != nullptr) slot.sandbox->Terminate().IgnoreError();
+      if (slot.sandbox != nullptr) running.push_back(slot.sandbox);
     }
     cv.notify_all();
+    return running;
   }
 };
+
+void TerminateAll(const std::vector<std::shared_ptr<Sandbox>>& sandboxes) {
+  for (const auto& sandbox : sandboxes) sandbox->Terminate().IgnoreError();
+}
 
 class RunContext {
  public:
@@ -116,14 +124,18 @@ class RunContext {
                             "); `sandrun results sync` delivers it");
       }
       listener_.OnTaskEnd(record);
-      std::lock_guard lock(state.mu);
-      if (options_.race && Passed(record.result) && state.race_winner.empty()) {
-        state.race_winner = record.task_id;
-        state.StopAllLocked();
+      std::vector<std::shared_ptr<Sandbox>> losers;
+      {
+        std::lock_guard lock(state.mu);
+        if (options_.race && Passed(record.result) && state.race_winner.empty()) {
+          state.race_winner = record.task_id;
+          losers = state.StopAllLocked();
+        }
+        records[index] = std::move(record);
+        ++state.finished;
+        state.cv.notify_all();
       }
-      records[index] = std::move(record);
-      ++state.finished;
-      state.cv.notify_all();
+      TerminateAll(losers);
     }
   }
 
@@ -222,18 +234,20 @@ class RunContext {
     Clock::time_point t0 = Clock::now();
     Result<std::unique_ptr<Sandbox>> created = backend_.Create(spec);
     if (!created.ok()) return created.status().WithContext("creating sandbox");
-    std::unique_ptr<Sandbox> sandbox = std::move(created).value();
+    std::shared_ptr<Sandbox> sandbox = std::move(created).value();
     Clock::time_point t1 = Clock::now();
+    bool stopped;
     {
       std::lock_guard lock(state.mu);
-      state.slots[index].sandbox = sandbox.get();
-      if (state.stop) sandbox->Terminate().IgnoreError();
+      state.slots[index].sandbox = sandbox;
+      stopped = state.stop;
     }
+    if (stopped) sandbox->Terminate().IgnoreError();
     // Whatever happens below, the sandbox leaves the slot table and ends.
     struct Release {
       RunState& state;
       std::size_t index;
-      std::unique_ptr<Sandbox>& sandbox;
+      std::shared_ptr<Sandbox>& sandbox;
       ~Release() {
         {
           std::lock_guard lock(state.mu);
@@ -456,18 +470,23 @@ Result<RunOutcome> Engine::Run(std::vector<Task> tasks, const RunOptions& option
     std::unique_lock lock(state.mu);
     while (state.finished < tasks.size()) {
       state.cv.wait_for(lock, std::chrono::milliseconds(20));
+      std::vector<std::shared_ptr<Sandbox>> to_end;
       if (cancel.cancelled() && !state.user_cancelled) {
         state.user_cancelled = true;
-        state.StopAllLocked();
+        to_end = state.StopAllLocked();
       }
       Clock::time_point now = Clock::now();
       for (auto& [index, slot] : state.slots) {
         if (slot.deadline && now > *slot.deadline && !slot.host_timed_out &&
             slot.sandbox != nullptr) {
           slot.host_timed_out = true;
-          slot.sandbox->Terminate().IgnoreError();
+          to_end.push_back(slot.sandbox);
         }
       }
+      if (to_end.empty()) continue;
+      lock.unlock();
+      TerminateAll(to_end);
+      lock.lock();
     }
   }
   for (auto& worker : workers) worker.join();
