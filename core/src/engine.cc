@@ -89,6 +89,34 @@ void TerminateAll(const std::vector<std::shared_ptr<Sandbox>>& sandboxes) {
   for (const auto& sandbox : sandboxes) sandbox->Terminate().IgnoreError();
 }
 
+/// Ends the sandboxes of finished tasks in the background: removing one can
+/// take a request to a remote engine, which neither the next task nor the
+/// delivery of records needs to wait for. Wait() (before Run returns) makes
+/// sure none outlives the run.
+class Reaper {
+ public:
+  ~Reaper() { Wait(); }
+  void Add(std::shared_ptr<Sandbox> sandbox) {
+    std::lock_guard lock(mu_);
+    threads_.emplace_back([sandbox = std::move(sandbox)]() mutable {
+      sandbox->Terminate().IgnoreError();
+      sandbox.reset();  // The backend's own clean-up, here too.
+    });
+  }
+  void Wait() {
+    std::vector<std::thread> threads;
+    {
+      std::lock_guard lock(mu_);
+      threads.swap(threads_);
+    }
+    for (auto& t : threads) t.join();
+  }
+
+ private:
+  std::mutex mu_;
+  std::vector<std::thread> threads_;
+};
+
 class RunContext {
  public:
   RunContext(Backend& backend, ResultArchive& archive, const RunOptions& options,
@@ -101,6 +129,7 @@ class RunContext {
         listener_(listener) {}
 
   RunState state;
+  Reaper reaper;
 
   /// Worker body: takes tasks until none are left or the run stops.
   void Work(std::vector<Task>& tasks, std::vector<TaskRecord>& records,
@@ -246,6 +275,7 @@ class RunContext {
     // Whatever happens below, the sandbox leaves the slot table and ends.
     struct Release {
       RunState& state;
+      Reaper& reaper;
       std::size_t index;
       std::shared_ptr<Sandbox>& sandbox;
       ~Release() {
@@ -253,9 +283,9 @@ class RunContext {
           std::lock_guard lock(state.mu);
           state.slots.erase(index);
         }
-        sandbox->Terminate().IgnoreError();
+        reaper.Add(std::move(sandbox));
       }
-    } release{state, index, sandbox};
+    } release{state, reaper, index, sandbox};
 
     for (const auto& upload : task.sandbox.uploads) {
       Status put = sandbox->Put(upload);
@@ -497,6 +527,7 @@ Result<RunOutcome> Engine::Run(std::vector<Task> tasks, const RunOptions& option
   run.wall_ms = MillisBetween(run_start, Clock::now());
   // WriteRun also retries the task records that could not be delivered yet.
   Status written = archive.WriteRun(run);
+  context.reaper.Wait();  // While the records went, the last sandboxes ended.
   const int undelivered = archive.PendingCount(run_id);
   if (!written.ok()) {
     listener.OnWarning(std::to_string(undelivered) + " record(s) of run " + run_id +
