@@ -5,6 +5,7 @@
 // Tests that need an engine skip, with the reason, only when none answers
 // or the test image is missing (scripts/docker-test-env provides both).
 #include <chrono>
+#include <functional>
 #include <map>
 #include <string>
 #include <thread>
@@ -309,6 +310,67 @@ TEST(E2eDocker, AnEngineRestartMidBatchIsRetriedAndLosesNoRecord) {
   // The containers the restart stopped are not left behind.
   CommandOutput left = engine.Docker({"ps", "-aq", "--filter", "label=dev.sandrun.task"});
   EXPECT_EQ(left.out, "") << "containers left after the batch";
+}
+
+// A registry of the test's own on loopback (Debian's docker-registry), so a
+// missing image really is pulled, and one the registry lacks really fails.
+TEST(E2eDocker, AMissingImageIsPulledFromARegistryAndAnUnknownOneNamedWithExit125) {
+  std::string reason = DockerUnavailableReason();
+  if (!reason.empty()) GTEST_SKIP() << reason;
+  const std::string registry_binary = "/usr/bin/docker-registry";
+  if (!fs::exists(registry_binary)) {
+    GTEST_SKIP() << "docker-registry is not installed (scripts/bootstrap --with-docker installs it)";
+  }
+  Home home;
+  int port = 0;
+  {
+    LoopbackListener probe;  // A free port, given back before the registry takes it.
+    port = probe.port();
+  }
+  ASSERT_GT(port, 0);
+  const std::string address = "127.0.0.1:" + std::to_string(port);
+  fs::path config = home.Write("registry.yml",
+                               "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n"
+                               "    rootdirectory: " + (home.dir() / "registry").string() +
+                               "\nhttp:\n  addr: " + address + "\n");
+  Background registry({registry_binary, "serve", config.string()}, {}, home.dir());
+  ASSERT_TRUE(registry.started());
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        return sandrun::testing::RunCommand({"curl", "-sf", "http://" + address + "/v2/"})
+                   .exit_code == 0;
+      },
+      std::chrono::seconds(30)))
+      << registry.Err();
+
+  // Push the test image there under a new name, then forget it locally.
+  const std::string image = address + "/sandrun-pull-test:" + RandomHex(6);
+  auto docker = [](std::vector<std::string> args) {
+    args.insert(args.begin(), "docker");
+    return sandrun::testing::RunCommand(args);
+  };
+  ASSERT_EQ(docker({"tag", kImage, image}).exit_code, 0);
+  CommandOutput pushed = docker({"push", image});
+  ASSERT_EQ(pushed.exit_code, 0) << pushed.out << pushed.err;
+  ASSERT_EQ(docker({"rmi", image}).exit_code, 0);
+  ASSERT_NE(docker({"image", "inspect", image}).exit_code, 0);
+  struct Forget {
+    std::function<CommandOutput(std::vector<std::string>)> docker;
+    std::string image;
+    ~Forget() { docker({"rmi", "-f", image}); }
+  } forget{docker, image};
+
+  CommandOutput out =
+      home.Run({"exec", "--backend", "docker", "--image", image, "--", "echo", "pulled"});
+  EXPECT_EQ(out.exit_code, 0) << out.err;
+  EXPECT_EQ(out.out, "pulled\n") << out.err;
+  EXPECT_EQ(docker({"image", "inspect", image}).exit_code, 0) << "the image was not pulled";
+
+  const std::string unknown = address + "/sandrun-never-pushed:1";
+  out = home.Run({"exec", "--backend", "docker", "--image", unknown, "--", "true"});
+  EXPECT_EQ(out.exit_code, 125) << out.err;
+  EXPECT_CONTAINS(out.err, unknown);
+  EXPECT_CONTAINS(out.err, "pulling it failed");
 }
 
 }  // namespace
