@@ -125,6 +125,15 @@ const std::vector<Field>& Fields() {
          return ParseNumber<std::int64_t>("memory", v, 0, &c.memory_mb);
        },
        [](const Config& c) { return std::to_string(c.memory_mb); }},
+      {"gpu",
+       [](Config& c, const std::string& v) {
+         std::string type;
+         int count = 0;
+         if (!v.empty()) SANDRUN_RETURN_IF_ERROR(ParseGpuSpec(v, &type, &count));
+         c.gpu = v;
+         return OkStatus();
+       },
+       [](const Config& c) { return c.gpu; }},
       {"network",
        [](Config& c, const std::string& v) {
          if (v == "none") c.network = NetworkMode::kNone;
@@ -272,6 +281,30 @@ const std::vector<std::string>& ConfigKeys() {
 std::string ConfigValueText(const Config& config, const std::string& key) {
   const Field* field = FindField(key);
   return field == nullptr ? "" : field->get(config);
+}
+
+Status ParseGpuSpec(const std::string& gpu, std::string* type, int* count) {
+  auto bad = [&](const std::string& why) {
+    return BadValue("gpu", gpu, why + " (want TYPE[:N], e.g. A10G:1)");
+  };
+  std::size_t colon = gpu.find(':');
+  *type = gpu.substr(0, colon);
+  *count = 1;
+  if (type->empty()) return bad("no GPU type");
+  for (char c : *type) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_' && c != '.') {
+      return bad("bad character in the GPU type");
+    }
+  }
+  if (colon != std::string::npos) {
+    int n = 0;
+    std::string text = gpu.substr(colon + 1);
+    const char* end = text.data() + text.size();
+    auto [ptr, ec] = std::from_chars(text.data(), end, n);
+    if (ec != std::errc() || ptr != end || n < 1 || n > 64) return bad("count must be 1 to 64");
+    *count = n;
+  }
+  return OkStatus();
 }
 
 std::map<std::string, std::string> ProcessEnvironment() {
