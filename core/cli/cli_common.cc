@@ -46,17 +46,18 @@ struct SectionFlag {
   bool list;  // repeatable flag; comma list in the environment
   std::vector<const char*> env;
   const char* help;
+  const char* group;  // "backend": also for results, doctor, cleanup
 };
 
 const std::vector<SectionFlag>& SectionFlags() {
   static const std::vector<SectionFlag> flags = {
       {"secret", "modal", "secrets", true, {"SANDRUN_MODAL_SECRETS"},
-       "Attach this Modal Secret, by name, to every sandbox (repeatable; modal only)"},
+       "Attach this Modal Secret, by name, to every sandbox (repeatable; modal only)", "run"},
       {"allow-cidr", "modal", "cidr_allowlist", true, {"SANDRUN_MODAL_CIDR_ALLOWLIST"},
-       "Let sandboxes reach this CIDR, and only the listed ones (repeatable; modal only)"},
+       "Let sandboxes reach this CIDR, and only the listed ones (repeatable; modal only)", "run"},
       {"modal-environment", "modal", "environment", false,
        {"SANDRUN_MODAL_ENVIRONMENT", "MODAL_ENVIRONMENT"},
-       "Modal environment to run in (modal only; -e is --env)"},
+       "Modal environment to use (modal only; -e is --env)", "backend"},
   };
   return flags;
 }
@@ -124,9 +125,9 @@ void AddConfigOptions(cxxopts::Options& options, const std::string& which) {
     if (which != "all" && std::string(f.group) != which) continue;
     adder(f.flag, f.help, cxxopts::value<std::string>());
   }
-  if (which != "all") return;
   auto section_adder = options.add_options("Backend-specific");
   for (const auto& f : SectionFlags()) {
+    if (which != "all" && std::string(f.group) != which) continue;
     if (f.list) section_adder(f.flag, f.help, cxxopts::value<std::vector<std::string>>());
     else section_adder(f.flag, f.help, cxxopts::value<std::string>());
   }
