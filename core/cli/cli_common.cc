@@ -3,7 +3,6 @@
 #include <unistd.h>
 
 #include <iostream>
-#include <sstream>
 
 #include <nlohmann/json.hpp>
 
@@ -62,18 +61,6 @@ const std::vector<SectionFlag>& SectionFlags() {
   return flags;
 }
 
-std::vector<std::string> SplitCommas(const std::string& text) {
-  std::vector<std::string> out;
-  std::string item;
-  std::istringstream in(text);
-  while (std::getline(in, item, ',')) {
-    item.erase(0, item.find_first_not_of(" \t"));
-    item.erase(item.find_last_not_of(" \t") + 1);
-    if (!item.empty()) out.push_back(item);
-  }
-  return out;
-}
-
 /// Writes the section flags and variables that were given into
 /// config.backend_sections, recording their origin as
 /// "backends.<backend>.<key>".
@@ -95,7 +82,7 @@ void ApplySectionFlags(const cxxopts::ParseResult& parsed, const CliContext& con
       for (const char* name : f.env) {
         auto it = context.env.find(name);
         if (it == context.env.end() || it->second.empty()) continue;
-        if (f.list) value = SplitCommas(it->second);
+        if (f.list) value = SplitConfigList(it->second);
         else value = it->second;
         origin = std::string("env ") + name;
         break;

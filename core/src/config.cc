@@ -58,18 +58,6 @@ Status ParseDouble(const std::string& key, const std::string& text, bool allow_z
   }
 }
 
-std::vector<std::string> SplitList(const std::string& text) {
-  std::vector<std::string> out;
-  std::string item;
-  std::istringstream in(text);
-  while (std::getline(in, item, ',')) {
-    item.erase(0, item.find_first_not_of(" \t"));
-    item.erase(item.find_last_not_of(" \t") + 1);
-    if (!item.empty()) out.push_back(item);
-  }
-  return out;
-}
-
 std::string FormatDouble(double v) {
   std::ostringstream out;
   out << v;
@@ -93,7 +81,7 @@ const std::vector<Field>& Fields() {
        [](const Config& c) { return c.backend; }},
       {"fallback",
        [](Config& c, const std::string& v) {
-         c.fallback = SplitList(v);
+         c.fallback = SplitConfigList(v);
          return OkStatus();
        },
        [](const Config& c) { return JoinList(c.fallback); }},
@@ -281,6 +269,18 @@ const std::vector<std::string>& ConfigKeys() {
 std::string ConfigValueText(const Config& config, const std::string& key) {
   const Field* field = FindField(key);
   return field == nullptr ? "" : field->get(config);
+}
+
+std::vector<std::string> SplitConfigList(const std::string& text) {
+  std::vector<std::string> out;
+  std::string item;
+  std::istringstream in(text);
+  while (std::getline(in, item, ',')) {
+    item.erase(0, item.find_first_not_of(" \t"));
+    item.erase(item.find_last_not_of(" \t") + 1);
+    if (!item.empty()) out.push_back(item);
+  }
+  return out;
 }
 
 Status ParseGpuSpec(const std::string& gpu, std::string* type, int* count) {

@@ -62,6 +62,10 @@ struct ConfigInputs {
   std::filesystem::path cwd;
 };
 
+/// Splits a comma list the way list values are read from the environment
+/// and flags ("a, b,,c" -> {"a", "b", "c"}).
+std::vector<std::string> SplitConfigList(const std::string& text);
+
 /// Parses a GPU request "TYPE[:N]" ("A10G", "A100-80GB:2"): a non-empty type
 /// of [A-Za-z0-9_.-] and a count of 1 to 64 (1 when absent).
 /// kInvalidArgument says what is wrong with `gpu`.
