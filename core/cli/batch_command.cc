@@ -32,6 +32,7 @@ int BatchCommand(const std::vector<std::string>& args, CliContext& context) {
   if (!tasks.ok()) throw UsageError{tasks.status().message()};
 
   std::vector<BackendCandidate> candidates = MakeCandidates(context, config);
+  RefuseUnservedRequests(*parsed, config, candidates);
   RunOptions run_options = MakeRunOptions(context, config, candidates);
   run_options.race = parsed->count("race") > 0;
   Engine engine(candidates);

@@ -4,6 +4,8 @@
 
 #include <iostream>
 
+#include <nlohmann/json.hpp>
+
 namespace sandrun::cli {
 namespace {
 
@@ -27,9 +29,74 @@ constexpr ConfigFlag kConfigFlags[] = {
     {"image", "image", "Image to run in (docker, modal)", "run"},
     {"cpu", "cpu", "CPU cores for the sandbox", "run"},
     {"memory", "memory", "Memory limit in MiB", "run"},
+    {"gpu", "gpu", "GPU request TYPE[:N], e.g. A10G:1 (backends that cannot provide one refuse)", "run"},
     {"network", "network", "Network access: none (default) or open", "run"},
     {"output-cap", "output_cap", "Bytes of each output stream kept in the record", "run"},
 };
+
+/// Flags that set a key of one backend's own section ("backends": {"modal":
+/// {...}}), with the same precedence as the config keys: the flag, then the
+/// first variable of `env` that is set, then sandrun.json, then the
+/// backend's default. The backend validates the value when it is built.
+struct SectionFlag {
+  const char* flag;
+  const char* backend;
+  const char* key;
+  bool list;  // repeatable flag; comma list in the environment
+  std::vector<const char*> env;
+  const char* help;
+  const char* group;  // "backend": also for results, doctor, cleanup
+};
+
+const std::vector<SectionFlag>& SectionFlags() {
+  static const std::vector<SectionFlag> flags = {
+      {"secret", "modal", "secrets", true, {"SANDRUN_MODAL_SECRETS"},
+       "Attach this Modal Secret, by name, to every sandbox (repeatable; modal only)", "run"},
+      {"allow-cidr", "modal", "cidr_allowlist", true, {"SANDRUN_MODAL_CIDR_ALLOWLIST"},
+       "Let sandboxes reach this CIDR, and only the listed ones (repeatable; modal only)", "run"},
+      {"modal-environment", "modal", "environment", false,
+       {"SANDRUN_MODAL_ENVIRONMENT", "MODAL_ENVIRONMENT"},
+       "Modal environment to use (modal only; -e is --env)", "backend"},
+  };
+  return flags;
+}
+
+/// Writes the section flags and variables that were given into
+/// config.backend_sections, recording their origin as
+/// "backends.<backend>.<key>".
+void ApplySectionFlags(const cxxopts::ParseResult& parsed, const CliContext& context,
+                       Config& config) {
+  for (const auto& f : SectionFlags()) {
+    nlohmann::json value;
+    std::string origin;
+    bool given = false;
+    try {
+      given = parsed.count(f.flag) > 0;
+    } catch (const cxxopts::exceptions::exception&) {
+    }
+    if (given) {
+      if (f.list) value = parsed[f.flag].as<std::vector<std::string>>();
+      else value = parsed[f.flag].as<std::string>();
+      origin = std::string("flag --") + f.flag;
+    } else {
+      for (const char* name : f.env) {
+        auto it = context.env.find(name);
+        if (it == context.env.end() || it->second.empty()) continue;
+        if (f.list) value = SplitConfigList(it->second);
+        else value = it->second;
+        origin = std::string("env ") + name;
+        break;
+      }
+    }
+    if (origin.empty()) continue;
+    std::string& text = config.backend_sections[f.backend];
+    auto section = nlohmann::json::parse(text.empty() ? "{}" : text, nullptr, false);
+    if (!section.is_object()) continue;  // the backend reports its malformed section
+    section[f.key] = value;
+    text = section.dump();
+    config.origins[std::string("backends.") + f.backend + "." + f.key] = origin;
+  }
+}
 
 std::string LongName(const char* flag) {
   std::string f = flag;
@@ -45,6 +112,24 @@ void AddConfigOptions(cxxopts::Options& options, const std::string& which) {
     if (which != "all" && std::string(f.group) != which) continue;
     adder(f.flag, f.help, cxxopts::value<std::string>());
   }
+  auto section_adder = options.add_options("Backend-specific");
+  for (const auto& f : SectionFlags()) {
+    if (which != "all" && std::string(f.group) != which) continue;
+    if (f.list) section_adder(f.flag, f.help, cxxopts::value<std::vector<std::string>>());
+    else section_adder(f.flag, f.help, cxxopts::value<std::string>());
+  }
+}
+
+std::vector<std::pair<std::string, std::string>> BackendSpecificFlagsGiven(
+    const cxxopts::ParseResult& parsed) {
+  std::vector<std::pair<std::string, std::string>> given;
+  for (const auto& f : SectionFlags()) {
+    try {
+      if (parsed.count(f.flag) > 0) given.emplace_back(std::string("--") + f.flag, f.backend);
+    } catch (const cxxopts::exceptions::exception&) {
+    }
+  }
+  return given;
 }
 
 Config LoadConfigOrThrow(const cxxopts::ParseResult& parsed, const CliContext& context) {
@@ -61,6 +146,7 @@ Config LoadConfigOrThrow(const cxxopts::ParseResult& parsed, const CliContext& c
   }
   auto config = LoadConfig(inputs);
   if (!config.ok()) throw UsageError{config.status().message()};
+  ApplySectionFlags(parsed, context, *config);
   return std::move(config).value();
 }
 

@@ -11,6 +11,7 @@
 #include <optional>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "sandrun/archive.h"
@@ -35,11 +36,22 @@ struct UsageError {
 };
 
 /// Adds the options that map onto Config keys (--backend, --jobs, --timeout,
-/// --image, --cpu, --memory, --network, --retries, --output-cap, ...).
-/// `which` selects groups: "backend" only, or "all".
+/// --image, --cpu, --memory, --gpu, --network, --retries, --output-cap, ...).
+/// `which` selects groups: "backend" only, or "all". "all" also adds the
+/// flags that set keys of one backend's own section (--secret, --allow-cidr,
+/// --modal-environment for modal).
 void AddConfigOptions(cxxopts::Options& options, const std::string& which = "all");
 
+/// The backend-specific flags that were given, as (flag, backend) pairs
+/// ("--secret", "modal"), so a command can refuse them when that backend
+/// cannot run.
+std::vector<std::pair<std::string, std::string>> BackendSpecificFlagsGiven(
+    const cxxopts::ParseResult& parsed);
+
 /// Loads the Config with the flags that were given on top of env and file.
+/// Backend-specific flags (and their variables, such as MODAL_ENVIRONMENT)
+/// are written into config.backend_sections with the same precedence, and
+/// their origins recorded as "backends.<name>.<key>".
 /// Exits via UsageError on a bad value.
 Config LoadConfigOrThrow(const cxxopts::ParseResult& parsed, const CliContext& context);
 

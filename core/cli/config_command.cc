@@ -21,6 +21,15 @@ int ConfigCommand(const std::vector<std::string>& args, CliContext& context) {
     for (const auto& key : ConfigKeys()) {
       out[key] = {{"value", ConfigValueText(config, key)}, {"source", config.origins[key]}};
     }
+    for (const auto& [name, section] : config.backend_sections) {
+      nlohmann::json sources = nlohmann::json::object();
+      for (const auto& [key, origin] : config.origins) {
+        std::string prefix = "backends." + name + ".";
+        if (key.rfind(prefix, 0) == 0) sources[key.substr(prefix.size())] = origin;
+      }
+      out["backends"][name] = {{"value", nlohmann::json::parse(section, nullptr, false)},
+                               {"sources", sources}};
+    }
     out["config_file"] = config.config_file.string();
     std::cout << out.dump(2) << "\n";
     return 0;
@@ -33,7 +42,12 @@ int ConfigCommand(const std::vector<std::string>& args, CliContext& context) {
               << (value.empty() ? "\"\"" : value) << "  (" << config.origins[key] << ")\n";
   }
   for (const auto& [name, section] : config.backend_sections) {
-    std::cout << "  backends." << name << " " << section << "  (file)\n";
+    std::string sources;
+    for (const auto& [key, origin] : config.origins) {
+      std::string prefix = "backends." + name + ".";
+      if (key.rfind(prefix, 0) == 0) sources += "; " + key.substr(prefix.size()) + ": " + origin;
+    }
+    std::cout << "  backends." << name << " " << section << "  (file" << sources << ")\n";
   }
   return 0;
 }

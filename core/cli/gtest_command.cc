@@ -51,6 +51,7 @@ int GtestCommand(const std::vector<std::string>& args, CliContext& context) {
   runner.progress = StderrIsTerminal();
 
   std::vector<BackendCandidate> candidates = MakeCandidates(context, config);
+  RefuseUnservedRequests(*parsed, config, candidates);
   RunOptions run_options = MakeRunOptions(context, config, candidates);
   const CancelFlag& cancel = InstallCancelHandlers();
   return gtest::RunGtestBinary(config, std::move(candidates), run_options, runner, cancel,

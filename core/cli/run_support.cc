@@ -52,11 +52,45 @@ std::vector<BackendCandidate> MakeCandidates(const CliContext& context, const Co
     BackendCandidate candidate;
     candidate.name = name;
     auto backend = context.registry.Create(name, config);
-    if (backend.ok()) candidate.backend = std::shared_ptr<Backend>(std::move(backend).value());
-    else candidate.construction_error = backend.status().message();
+    if (backend.ok()) {
+      candidate.backend = std::shared_ptr<Backend>(std::move(backend).value());
+    } else if (backend.status().code() == StatusCode::kInvalidArgument) {
+      // A bad setting is the user's to fix, never a reason to fall back.
+      throw UsageError{backend.status().message()};
+    } else {
+      candidate.construction_error = backend.status().message();
+    }
     candidates.push_back(std::move(candidate));
   }
   return candidates;
+}
+
+void RefuseUnservedRequests(const cxxopts::ParseResult& parsed, const Config& config,
+                            const std::vector<BackendCandidate>& candidates) {
+  std::string names;
+  for (const auto& c : candidates) names += (names.empty() ? "" : ", ") + c.name;
+  auto has = [&](const std::string& name) {
+    return std::any_of(candidates.begin(), candidates.end(),
+                       [&](const BackendCandidate& c) { return c.name == name; });
+  };
+  for (const auto& [flag, backend] : BackendSpecificFlagsGiven(parsed)) {
+    if (has(backend)) continue;
+    throw UsageError{flag + " applies only to the " + backend +
+                     " backend, which this run cannot use (backends: " + names +
+                     "); add --backend " + backend + " or --fallback " + backend};
+  }
+  if (!config.gpu.empty()) {
+    bool any = std::any_of(candidates.begin(), candidates.end(), [](const BackendCandidate& c) {
+      return c.backend && c.backend->GetCapabilities().supports_gpu;
+    });
+    if (!any) {
+      auto origin = config.origins.find("gpu");
+      throw UsageError{"gpu '" + config.gpu + "' (" +
+                       (origin == config.origins.end() ? "config" : origin->second) +
+                       "): none of the backends this run may use (" + names +
+                       ") can provide a GPU; use --backend modal"};
+    }
+  }
 }
 
 RunOptions MakeRunOptions(const CliContext& context, const Config& config,

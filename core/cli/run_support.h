@@ -15,6 +15,12 @@ namespace sandrun::cli {
 /// name raises UsageError listing the known ones.
 std::vector<BackendCandidate> MakeCandidates(const CliContext& context, const Config& config);
 
+/// Refuses, as a UsageError (exit 2, nothing runs), what no candidate could
+/// honour: a backend-specific flag (--secret) when that backend is not a
+/// candidate, and a GPU request when no candidate can provide one.
+void RefuseUnservedRequests(const cxxopts::ParseResult& parsed, const Config& config,
+                            const std::vector<BackendCandidate>& candidates);
+
 /// Options from config: jobs (config, else the first candidate's suggestion,
 /// else the number of cores), retries, outbox, command line.
 RunOptions MakeRunOptions(const CliContext& context, const Config& config,

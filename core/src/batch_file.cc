@@ -128,6 +128,14 @@ class TaskParser {
         SANDRUN_RETURN_IF_ERROR(Number(value, key, &mb));
         if (mb < 0) return Error("'memory' must not be negative");
         task.sandbox.memory_mb = static_cast<std::int64_t>(mb);
+      } else if (key == "gpu") {
+        SANDRUN_RETURN_IF_ERROR(String(value, key, &task.sandbox.gpu));
+        std::string type;
+        int count = 0;
+        if (!task.sandbox.gpu.empty()) {
+          Status gpu = ParseGpuSpec(task.sandbox.gpu, &type, &count);
+          if (!gpu.ok()) return Error(gpu.message());
+        }
       } else if (key == "network") {
         std::string mode;
         SANDRUN_RETURN_IF_ERROR(String(value, key, &mode));
@@ -162,8 +170,8 @@ class TaskParser {
         SANDRUN_RETURN_IF_ERROR(String(value, key, &task.exec.cwd));
       } else {
         return Error("unknown key '" + key +
-                     "' (known: id, name, command, timeout, env, image, cpu, memory, network, "
-                     "upload, download, stdin, cwd)");
+                     "' (known: id, name, command, timeout, env, image, cpu, memory, gpu, "
+                     "network, upload, download, stdin, cwd)");
       }
     }
     if (!item.contains("command")) return Error("'command' is missing");
@@ -191,6 +199,7 @@ Task TaskFromConfig(const Config& config) {
   task.sandbox.image = config.image;
   task.sandbox.cpu = config.cpu;
   task.sandbox.memory_mb = config.memory_mb;
+  task.sandbox.gpu = config.gpu;
   task.sandbox.network = config.network;
   task.sandbox.lifetime = std::chrono::seconds(config.lifetime_s);
   task.exec.timeout = std::chrono::milliseconds(static_cast<std::int64_t>(config.timeout_s * 1000));

@@ -58,18 +58,6 @@ Status ParseDouble(const std::string& key, const std::string& text, bool allow_z
   }
 }
 
-std::vector<std::string> SplitList(const std::string& text) {
-  std::vector<std::string> out;
-  std::string item;
-  std::istringstream in(text);
-  while (std::getline(in, item, ',')) {
-    item.erase(0, item.find_first_not_of(" \t"));
-    item.erase(item.find_last_not_of(" \t") + 1);
-    if (!item.empty()) out.push_back(item);
-  }
-  return out;
-}
-
 std::string FormatDouble(double v) {
   std::ostringstream out;
   out << v;
@@ -93,7 +81,7 @@ const std::vector<Field>& Fields() {
        [](const Config& c) { return c.backend; }},
       {"fallback",
        [](Config& c, const std::string& v) {
-         c.fallback = SplitList(v);
+         c.fallback = SplitConfigList(v);
          return OkStatus();
        },
        [](const Config& c) { return JoinList(c.fallback); }},
@@ -125,6 +113,15 @@ const std::vector<Field>& Fields() {
          return ParseNumber<std::int64_t>("memory", v, 0, &c.memory_mb);
        },
        [](const Config& c) { return std::to_string(c.memory_mb); }},
+      {"gpu",
+       [](Config& c, const std::string& v) {
+         std::string type;
+         int count = 0;
+         if (!v.empty()) SANDRUN_RETURN_IF_ERROR(ParseGpuSpec(v, &type, &count));
+         c.gpu = v;
+         return OkStatus();
+       },
+       [](const Config& c) { return c.gpu; }},
       {"network",
        [](Config& c, const std::string& v) {
          if (v == "none") c.network = NetworkMode::kNone;
@@ -272,6 +269,42 @@ const std::vector<std::string>& ConfigKeys() {
 std::string ConfigValueText(const Config& config, const std::string& key) {
   const Field* field = FindField(key);
   return field == nullptr ? "" : field->get(config);
+}
+
+std::vector<std::string> SplitConfigList(const std::string& text) {
+  std::vector<std::string> out;
+  std::string item;
+  std::istringstream in(text);
+  while (std::getline(in, item, ',')) {
+    item.erase(0, item.find_first_not_of(" \t"));
+    item.erase(item.find_last_not_of(" \t") + 1);
+    if (!item.empty()) out.push_back(item);
+  }
+  return out;
+}
+
+Status ParseGpuSpec(const std::string& gpu, std::string* type, int* count) {
+  auto bad = [&](const std::string& why) {
+    return BadValue("gpu", gpu, why + " (want TYPE[:N], e.g. A10G:1)");
+  };
+  std::size_t colon = gpu.find(':');
+  *type = gpu.substr(0, colon);
+  *count = 1;
+  if (type->empty()) return bad("no GPU type");
+  for (char c : *type) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_' && c != '.') {
+      return bad("bad character in the GPU type");
+    }
+  }
+  if (colon != std::string::npos) {
+    int n = 0;
+    std::string text = gpu.substr(colon + 1);
+    const char* end = text.data() + text.size();
+    auto [ptr, ec] = std::from_chars(text.data(), end, n);
+    if (ec != std::errc() || ptr != end || n < 1 || n > 64) return bad("count must be 1 to 64");
+    *count = n;
+  }
+  return OkStatus();
 }
 
 std::map<std::string, std::string> ProcessEnvironment() {

@@ -260,6 +260,13 @@ class RunContext {
                   std::chrono::seconds(60);
     if (task.exec.timeout.count() > 0 && spec.lifetime < needed) spec.lifetime = needed;
 
+    // A GPU request is never silently dropped, whichever backend (or
+    // fallback) runs the task.
+    if (!spec.gpu.empty() && !backend_.GetCapabilities().supports_gpu) {
+      return UnimplementedError("the " + std::string(backend_.Name()) +
+                                " backend cannot provide GPU '" + spec.gpu +
+                                "'; use a backend that can (sandrun backends lists them)");
+    }
     Clock::time_point t0 = Clock::now();
     Result<std::unique_ptr<Sandbox>> created = backend_.Create(spec);
     if (!created.ok()) return created.status().WithContext("creating sandbox");

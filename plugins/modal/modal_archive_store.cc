@@ -32,8 +32,13 @@ class ModalArchiveStore : public ArchiveStore {
   Result<std::vector<std::string>> List(const std::string& dir) override;
   Status Fetch(const std::string& path, const fs::path& dest) override;
   Status Remove(const std::string& path) override {
-    return UnimplementedError("modal: removing " + path + " from volume " + volume_name_ +
-                              " is not supported yet");
+    // No control-plane call deletes a Volume file (MODAL_PROTOCOL.md §6 lists
+    // create, list, read, write and delete of the whole Volume only).
+    return UnimplementedError(
+        "modal: cannot remove " + path + " from volume " + volume_name_ +
+        ": Modal's API has no call sandrun can use to delete files in a Volume, so nothing was "
+        "removed; delete old runs with Modal's CLI: `modal volume rm " + volume_name_ + " /" +
+        path + " -r` (add `--env ENV` outside the default environment)");
   }
 
  private:

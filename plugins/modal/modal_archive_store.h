@@ -4,8 +4,9 @@
 // trailing zero bytes stripped, HTTP PUT of missing blocks, then a resend
 // with the PUT responses). Internal to plugins/modal.
 //
-// Not supported: Remove (Modal's volume file removal RPC is not among the
-// facts), so `sandrun results prune` reports kUnimplemented for Modal.
+// Not supported: Remove (no volume file removal RPC is among the protocol
+// facts), so `sandrun results prune` reports kUnimplemented for Modal, with
+// the `modal volume rm` command that does it instead.
 #ifndef SANDRUN_PLUGINS_MODAL_MODAL_ARCHIVE_STORE_H_
 #define SANDRUN_PLUGINS_MODAL_MODAL_ARCHIVE_STORE_H_
 

@@ -1,10 +1,13 @@
 #include "modal_backend.h"
 
+#include <arpa/inet.h>
 #include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
+#include <charconv>
+#include <cctype>
 #include <cmath>
 #include <condition_variable>
 #include <fstream>
@@ -284,12 +287,14 @@ Result<RawResult> ModalSandbox::RunRaw(const RawExec& exec) {
                          exec.on_stderr);
 
   // Stdin: the data in chunks at their offsets, then EOF; an unset stdin is
-  // closed at once so the command reads it as empty.
-  Status stdin_status;
-  {
+  // closed at once so the command reads it as empty. Written beside the
+  // wait below, not before it: neither needs the other's answer, and one
+  // round trip less per execution adds up at -j 256.
+  std::thread stdin_thread([&] {
     const std::string empty;
     const std::string& data = exec.stdin_data != nullptr ? *exec.stdin_data : empty;
     std::size_t offset = 0;
+    Status stdin_status;
     do {
       std::size_t n = std::min(kStdinChunk, data.size() - offset);
       tcr::TaskExecStdinWriteRequest write;
@@ -309,7 +314,7 @@ Result<RawResult> ModalSandbox::RunRaw(const RawExec& exec) {
     } while (stdin_status.ok() && offset < data.size());
     // A command that exits without reading all its stdin makes later writes
     // fail; that is the command's business, not an infrastructure error.
-  }
+  });
 
   // Wait: the remote timeout kills the command; the host deadline (timeout
   // plus a grace) stops waiting if the remote kill never shows up.
@@ -371,6 +376,9 @@ Result<RawResult> ModalSandbox::RunRaw(const RawExec& exec) {
       if (!raw.cancelled && !raw.host_deadline) raw.streams_left_open = true;
     }
   }
+  // Writes still pending after an abandoned wait would only delay the end.
+  if (raw.cancelled || raw.host_deadline) canceller.Cancel();
+  stdin_thread.join();
   out_thread.join();
   err_thread.join();
   raw.elapsed = Clock::now() - start;
@@ -940,7 +948,7 @@ Result<std::unique_ptr<Sandbox>> ModalBackend::Create(const SandboxSpec& spec) {
   Shared& s = *shared;
   std::string gpu_type;
   int gpu_count = 0;
-  if (!spec.gpu.empty()) SANDRUN_RETURN_IF_ERROR(ParseGpu(spec.gpu, &gpu_type, &gpu_count));
+  if (!spec.gpu.empty()) SANDRUN_RETURN_IF_ERROR(ParseGpuSpec(spec.gpu, &gpu_type, &gpu_count));
   SANDRUN_ASSIGN_OR_RETURN(std::string image_id, ImageId(s, spec));
   SANDRUN_ASSIGN_OR_RETURN(std::string volume_id, VolumeId(s));
   SANDRUN_RETURN_IF_ERROR(ResolveSecrets(s));
@@ -976,11 +984,13 @@ Result<std::unique_ptr<Sandbox>> ModalBackend::Create(const SandboxSpec& spec) {
   mount->set_mount_path(std::string(kResultsMount));
   mount->set_allow_background_commits(true);
   mc::NetworkAccess* network = def->mutable_network_access();
-  if (spec.network == NetworkMode::kOpen) {
-    network->set_network_access_type(mc::NETWORK_ACCESS_TYPE_OPEN);
-  } else if (!s.options.cidr_allowlist.empty()) {
+  // An allowlist narrows either mode to exactly its CIDRs, as Modal's own
+  // cidr_allowlist does; without one, "open" is OPEN and "none" BLOCKED.
+  if (!s.options.cidr_allowlist.empty()) {
     network->set_network_access_type(mc::NETWORK_ACCESS_TYPE_ALLOWLIST);
     for (const auto& cidr : s.options.cidr_allowlist) network->add_allowed_cidrs(cidr);
+  } else if (spec.network == NetworkMode::kOpen) {
+    network->set_network_access_type(mc::NETWORK_ACCESS_TYPE_OPEN);
   } else {
     network->set_network_access_type(mc::NETWORK_ACCESS_TYPE_BLOCKED);
   }
@@ -1152,19 +1162,25 @@ Status StringList(const json& j, const char* key, std::vector<std::string>* out)
 
 }  // namespace
 
-Status ParseGpu(const std::string& gpu, std::string* type, int* count) {
-  std::size_t colon = gpu.find(':');
-  *type = gpu.substr(0, colon);
-  *count = 1;
-  if (type->empty()) return InvalidArgumentError("modal: bad gpu '" + gpu + "' (want TYPE[:N])");
-  if (colon != std::string::npos) {
-    std::string n = gpu.substr(colon + 1);
-    char* end = nullptr;
-    long value = std::strtol(n.c_str(), &end, 10);
-    if (n.empty() || *end != '\0' || value < 1 || value > 64) {
-      return InvalidArgumentError("modal: bad gpu count in '" + gpu + "' (want TYPE[:N], N >= 1)");
-    }
-    *count = static_cast<int>(value);
+Status ValidateCidr(const std::string& cidr) {
+  auto bad = [&](const std::string& why) {
+    return InvalidArgumentError("modal: invalid CIDR '" + cidr + "' in cidr_allowlist: " + why +
+                                " (want ADDRESS/PREFIX, e.g. 203.0.113.0/24 or 2001:db8::/32)");
+  };
+  std::size_t slash = cidr.find('/');
+  if (slash == std::string::npos) return bad("no /PREFIX");
+  std::string address = cidr.substr(0, slash);
+  std::string prefix = cidr.substr(slash + 1);
+  unsigned char buffer[sizeof(struct in6_addr)];
+  int max_prefix = 0;
+  if (inet_pton(AF_INET, address.c_str(), buffer) == 1) max_prefix = 32;
+  else if (inet_pton(AF_INET6, address.c_str(), buffer) == 1) max_prefix = 128;
+  else return bad("'" + address + "' is not an IPv4 or IPv6 address");
+  int length = -1;
+  auto [ptr, ec] = std::from_chars(prefix.data(), prefix.data() + prefix.size(), length);
+  if (prefix.empty() || ec != std::errc() || ptr != prefix.data() + prefix.size() || length < 0 ||
+      length > max_prefix) {
+    return bad("prefix must be 0 to " + std::to_string(max_prefix));
   }
   return OkStatus();
 }
@@ -1199,6 +1215,13 @@ Result<ModalOptions> ParseModalOptions(std::string_view section_json) {
   SANDRUN_RETURN_IF_ERROR(int_key("idle_timeout_s", &options.idle_timeout_s, 0));
   SANDRUN_RETURN_IF_ERROR(int_key("max_parallel", &options.max_parallel, 1));
   SANDRUN_RETURN_IF_ERROR(int_key("timeout_grace_ms", &options.timeout_grace_ms, 0));
+  for (const auto& cidr : options.cidr_allowlist) SANDRUN_RETURN_IF_ERROR(ValidateCidr(cidr));
+  for (const auto& name : options.secrets) {
+    bool bad = name.empty() || std::any_of(name.begin(), name.end(), [](char c) {
+      return std::isspace(static_cast<unsigned char>(c)) || std::iscntrl(static_cast<unsigned char>(c));
+    });
+    if (bad) return InvalidArgumentError("modal: invalid secret name '" + name + "' (a Modal Secret's name)");
+  }
   if (options.app_name.empty()) return InvalidArgumentError("modal: app_name must not be empty");
   if (options.volume.empty()) return InvalidArgumentError("modal: volume must not be empty");
   for (const auto& key : j.items()) {

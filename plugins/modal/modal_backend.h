@@ -12,8 +12,8 @@
 //   server_url      control-plane URL (default: MODAL_SERVER_URL / profile /
 //                   https://api.modal.com:443)
 //   secrets         ["name", ...] Modal Secrets attached to every sandbox
-//   cidr_allowlist  ["10.0.0.0/8", ...] with network "none": only these
-//                   destinations are reachable (Modal ALLOWLIST)
+//   cidr_allowlist  ["203.0.113.0/24", ...]: only these destinations are
+//                   reachable, whatever the network mode (Modal ALLOWLIST)
 //   default_image   registry tag for specs naming no image
 //                   (default "debian:bookworm-slim")
 //   idle_timeout_s  sandbox idle timeout (default: none; lifetime applies)
@@ -65,12 +65,12 @@ struct ModalOptions {
   int timeout_grace_ms = 2000;
 };
 
-/// Reads the section JSON. kInvalidArgument names the bad key.
-Result<ModalOptions> ParseModalOptions(std::string_view section_json);
+/// Checks "ADDRESS/PREFIX" syntax (IPv4 or IPv6). kInvalidArgument says why.
+Status ValidateCidr(const std::string& cidr);
 
-/// Parses "A10G", "A100-80GB:2" into type and count (count 1 when absent).
-/// kInvalidArgument for an empty type or a bad count.
-Status ParseGpu(const std::string& gpu, std::string* type, int* count);
+/// Reads the section JSON. kInvalidArgument names the bad key (and a bad
+/// CIDR or secret name).
+Result<ModalOptions> ParseModalOptions(std::string_view section_json);
 
 /// The backend; contacts Modal only when first used. `env` is the process
 /// environment (credentials, MODAL_*), injectable for tests.

@@ -103,5 +103,20 @@ TEST(UploadArgTest, SplitsSourceAndDestination) {
   EXPECT_EQ(ParseUploadArg("a/b:c").destination, "c");
 }
 
+TEST(BatchFileTest, GpuIsPerTaskWithTheConfigAsDefault) {
+  Config config = DefaultConfig();
+  config.gpu = "T4";
+  auto tasks = ParseBatch(R"([{"id": "a", "command": ["x"]},
+                              {"id": "b", "command": ["x"], "gpu": "A10G:2"}])",
+                          "tasks.json", "/base", config);
+  ASSERT_TRUE(tasks.ok()) << tasks.status().ToString();
+  EXPECT_EQ((*tasks)[0].sandbox.gpu, "T4");
+  EXPECT_EQ((*tasks)[1].sandbox.gpu, "A10G:2");
+  Status bad = ParseError(R"([{"id": "a", "command": ["x"], "gpu": "A10G:zero"}])");
+  EXPECT_EQ(bad.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(bad.message().find("task #1 'a'"), std::string::npos) << bad.message();
+  EXPECT_NE(bad.message().find("invalid gpu 'A10G:zero'"), std::string::npos) << bad.message();
+}
+
 }  // namespace
 }  // namespace sandrun

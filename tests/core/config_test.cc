@@ -103,5 +103,31 @@ TEST_F(ConfigTest, ExplicitConfigFileAndListValues) {
   EXPECT_EQ(config->fallback, (std::vector<std::string>{"local"}));
 }
 
+TEST_F(ConfigTest, GpuIsAKeyWithItsSyntaxChecked) {
+  ConfigInputs in = Inputs();
+  in.env["SANDRUN_GPU"] = "T4";
+  auto from_env = LoadConfig(in);
+  ASSERT_TRUE(from_env.ok()) << from_env.status().ToString();
+  EXPECT_EQ(from_env->gpu, "T4");
+  EXPECT_EQ(from_env->origins["gpu"], "env SANDRUN_GPU");
+  in.flags["gpu"] = "A100-80GB:2";
+  auto from_flag = LoadConfig(in);
+  ASSERT_TRUE(from_flag.ok()) << from_flag.status().ToString();
+  EXPECT_EQ(from_flag->gpu, "A100-80GB:2");
+  for (const char* bad : {"A10G:0", "A10G:65", ":1", "A10G:x", "A 10G", "A10G:1:2"}) {
+    in.flags["gpu"] = bad;
+    auto config = LoadConfig(in);
+    ASSERT_FALSE(config.ok()) << bad;
+    EXPECT_NE(config.status().message().find("invalid gpu '" + std::string(bad) + "'"),
+              std::string::npos) << config.status().message();
+    EXPECT_NE(config.status().message().find("flag --gpu"), std::string::npos);
+  }
+  std::string type;
+  int count = 0;
+  ASSERT_TRUE(ParseGpuSpec("H100", &type, &count).ok());
+  EXPECT_EQ(type, "H100");
+  EXPECT_EQ(count, 1);
+}
+
 }  // namespace
 }  // namespace sandrun

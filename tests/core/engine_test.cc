@@ -297,5 +297,19 @@ TEST(ValidateTasksTest, RejectsBadInputWithAClearMessage) {
   EXPECT_NE(dup.message().find("more than once"), std::string::npos);
 }
 
+TEST_F(EngineTest, GpuRequestOnABackendWithoutGpusIsRefusedNotDropped) {
+  auto backend = MakeBackend();  // its capabilities have no GPUs
+  Engine engine({{backend}});
+  Task task = MakeTask("gpu", {"pass"});
+  task.sandbox.gpu = "A10G:1";
+  auto out = RunOk(engine, {task, MakeTask("plain", {"pass"})}, Options());
+  ASSERT_EQ(out.tasks.size(), 2u);
+  EXPECT_EQ(out.tasks[0].result.outcome, Outcome::kInfraError);
+  EXPECT_NE(out.tasks[0].result.error.find("cannot provide GPU 'A10G:1'"), std::string::npos)
+      << out.tasks[0].result.error;
+  EXPECT_EQ(out.tasks[1].result.outcome, Outcome::kExited);
+  EXPECT_EQ(backend->created.load(), 1) << "no sandbox for the GPU task";
+}
+
 }  // namespace
 }  // namespace sandrun

@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -124,9 +125,17 @@ class GtestAdapterTest : public ::testing::TestWithParam<std::string> {
   std::unique_ptr<BackendEnv> env_;
 };
 
+/// The sample's source file as its failures name it: __FILE__, which is
+/// relative to the build directory when the build rewrote absolute paths
+/// (ccache's base_dir does), as this file's own __FILE__ shows.
+std::string SampleFile() {
+  if (std::string(__FILE__).rfind('/', 0) == 0) return SAMPLE_SOURCE;
+  return std::filesystem::path(SAMPLE_SOURCE).lexically_relative(SANDRUN_BUILD_DIR).string();
+}
+
 /// Checks one failure text: "file:line\n...message...".
 void ExpectFailureAt(const HostTest& test, const std::string& marker, const std::string& message) {
-  std::string where = std::string(SAMPLE_SOURCE) + ":" + std::to_string(LineOf(marker)) + "\n";
+  std::string where = SampleFile() + ":" + std::to_string(LineOf(marker)) + "\n";
   bool found = false;
   for (const auto& f : test.failures) {
     if (f.rfind(where, 0) == 0 && f.find(message) != std::string::npos) found = true;
@@ -279,7 +288,7 @@ TEST_P(GtestAdapterTest, ZeroCodeRunnerRetriesOnlyWhatFailed) {
   EXPECT_EQ(run.exit_code, 1) << run.out << run.err;
   EXPECT_NE(run.out.find("[       OK ] Sample.Passes"), std::string::npos) << run.out;
   EXPECT_NE(run.out.find("[  SKIPPED ] Sample.Skipped"), std::string::npos) << run.out;
-  std::string where = std::string(SAMPLE_SOURCE) + ":" + std::to_string(LineOf("expect_fail")) +
+  std::string where = SampleFile() + ":" + std::to_string(LineOf("expect_fail")) +
                       ": Failure\n";
   EXPECT_NE(run.out.find(where), std::string::npos) << run.out;
   EXPECT_NE(run.out.find("expect message from the sandbox"), std::string::npos);

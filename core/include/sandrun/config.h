@@ -27,6 +27,7 @@ struct Config {
   std::string image;
   double cpu = 0;
   std::int64_t memory_mb = 0;
+  std::string gpu;                     ///< "TYPE[:N]" ("A10G:1"); empty = none.
   NetworkMode network = NetworkMode::kNone;
   std::size_t output_cap_bytes = 1 << 20;
   std::filesystem::path archive_dir;   ///< The local backend's archive.
@@ -45,7 +46,7 @@ struct Config {
 
 /// The keys `sandrun config` prints and sandrun.json / SANDRUN_<KEY> accept:
 /// backend, fallback, jobs, retries, timeout, lifetime, image, cpu, memory,
-/// network, output_cap, archive_dir, state_dir, plugin_path.
+/// gpu, network, output_cap, archive_dir, state_dir, plugin_path.
 const std::vector<std::string>& ConfigKeys();
 
 /// The value of `key` in `config`, as text.
@@ -60,6 +61,15 @@ struct ConfigInputs {
   /// Where to start looking for sandrun.json.
   std::filesystem::path cwd;
 };
+
+/// Splits a comma list the way list values are read from the environment
+/// and flags ("a, b,,c" -> {"a", "b", "c"}).
+std::vector<std::string> SplitConfigList(const std::string& text);
+
+/// Parses a GPU request "TYPE[:N]" ("A10G", "A100-80GB:2"): a non-empty type
+/// of [A-Za-z0-9_.-] and a count of 1 to 64 (1 when absent).
+/// kInvalidArgument says what is wrong with `gpu`.
+Status ParseGpuSpec(const std::string& gpu, std::string* type, int* count);
 
 /// The process environment as a map.
 std::map<std::string, std::string> ProcessEnvironment();

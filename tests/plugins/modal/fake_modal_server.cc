@@ -131,6 +131,8 @@ struct FakeSandbox {
   int result_status = 0;
   bool foreign = false;
   std::map<std::string, std::shared_ptr<Exec>> execs;
+  FakeSandboxDefinition definition;
+  std::map<std::string, std::string> secret_env;  // from the attached secrets
 };
 
 struct Fault {
@@ -318,6 +320,16 @@ class FakeModalServer::Impl final : public mc::ModalClient::Service,
 
   // ---------------- common checks and faults ----------------
 
+  // Records an environment name; unknown ("missing...") ones are NOT_FOUND.
+  grpc::Status SeeEnvironment(const std::string& name) {
+    std::lock_guard<std::mutex> lock(mu_);
+    environments_seen_.push_back(name);
+    if (name.rfind("missing", 0) == 0) {
+      return grpc::Status(grpc::StatusCode::NOT_FOUND, "environment '" + name + "' not found");
+    }
+    return grpc::Status::OK;
+  }
+
   // Called first by every handler: latency, counting, credentials, faults.
   grpc::Status Enter(grpc::ServerContext* context, const std::string& rpc, bool control,
                      bool needs_auth_token) {
@@ -414,6 +426,7 @@ class FakeModalServer::Impl final : public mc::ModalClient::Service,
   grpc::Status AppGetOrCreate(grpc::ServerContext* context, const mc::AppGetOrCreateRequest* request,
                               mc::AppGetOrCreateResponse* response) override {
     FAKE_ENTER("AppGetOrCreate", true, true);
+    if (grpc::Status env = SeeEnvironment(request->environment_name()); !env.ok()) return env;
     if (request->app_name().empty()) {
       return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "app_name is empty");
     }
@@ -425,6 +438,7 @@ class FakeModalServer::Impl final : public mc::ModalClient::Service,
       }
       it = apps_.emplace(request->app_name(), RandomId("ap-", 22)).first;
     }
+    app_environments_[it->second] = request->environment_name();
     response->set_app_id(it->second);
     return Leave("AppGetOrCreate", grpc::Status::OK);
   }
@@ -485,6 +499,7 @@ class FakeModalServer::Impl final : public mc::ModalClient::Service,
                                  const mc::VolumeGetOrCreateRequest* request,
                                  mc::VolumeGetOrCreateResponse* response) override {
     FAKE_ENTER("VolumeGetOrCreate", true, true);
+    if (grpc::Status env = SeeEnvironment(request->environment_name()); !env.ok()) return env;
     std::lock_guard<std::mutex> lock(mu_);
     auto it = volume_ids_.find(request->deployment_name());
     if (it == volume_ids_.end()) {
@@ -504,6 +519,7 @@ class FakeModalServer::Impl final : public mc::ModalClient::Service,
                                  const mc::SecretGetOrCreateRequest* request,
                                  mc::SecretGetOrCreateResponse* response) override {
     FAKE_ENTER("SecretGetOrCreate", true, true);
+    if (grpc::Status env = SeeEnvironment(request->environment_name()); !env.ok()) return env;
     if (request->deployment_name().rfind("missing", 0) == 0) {
       return grpc::Status(grpc::StatusCode::NOT_FOUND, "secret not found");
     }
@@ -534,6 +550,22 @@ class FakeModalServer::Impl final : public mc::ModalClient::Service,
       if (!known) return grpc::Status(grpc::StatusCode::NOT_FOUND, "volume not found");
     }
     auto sandbox = std::make_shared<FakeSandbox>();
+    for (const auto& id : def.secret_ids()) {
+      if (id.rfind("st-", 0) != 0) return grpc::Status(grpc::StatusCode::NOT_FOUND, "secret not found");
+      sandbox->definition.secret_ids.push_back(id);
+      auto known = options_.secrets.find(id.substr(3));
+      if (known != options_.secrets.end()) {
+        for (const auto& [k, v] : known->second) sandbox->secret_env[k] = v;
+      }
+    }
+    for (const auto& cidr : def.network_access().allowed_cidrs()) {
+      sandbox->definition.allowed_cidrs.push_back(cidr);
+    }
+    if (def.resources().has_gpu_config()) {
+      sandbox->definition.gpu_type = def.resources().gpu_config().gpu_type();
+      sandbox->definition.gpu_count = static_cast<int>(def.resources().gpu_config().count());
+    }
+    sandbox->definition.environment = app_environments_[request->app_id()];
     sandbox->id = RandomId("sb-", 22);
     sandbox->task_id = RandomId("ta-", 22);
     sandbox->app_id = request->app_id();
@@ -615,6 +647,7 @@ class FakeModalServer::Impl final : public mc::ModalClient::Service,
   grpc::Status SandboxList(grpc::ServerContext* context, const mc::SandboxListRequest* request,
                            mc::SandboxListResponse* response) override {
     FAKE_ENTER("SandboxList", true, true);
+    if (grpc::Status env = SeeEnvironment(request->environment_name()); !env.ok()) return env;
     std::lock_guard<std::mutex> lock(mu_);
     std::vector<std::shared_ptr<FakeSandbox>> matches;
     for (const auto& [id, sandbox] : sandboxes_) {
@@ -798,6 +831,12 @@ class FakeModalServer::Impl final : public mc::ModalClient::Service,
                           "the fake expects stdout and stderr PIPE (0 means DEVNULL)");
     }
     std::lock_guard<std::mutex> lock(mu_);
+    {
+      std::string seen;
+      for (const auto& arg : request->command_args()) seen += arg + " ";
+      for (const auto& [k, v] : request->env()) seen += k + "=" + v + " ";
+      exec_requests_.push_back(seen);
+    }
     if (sandbox->execs.count(request->exec_id())) {
       return Leave("TaskExecStart", grpc::Status::OK);  // idempotent by exec id
     }
@@ -1080,6 +1119,7 @@ class FakeModalServer::Impl final : public mc::ModalClient::Service,
       std::size_t eq = entry.find('=');
       if (eq != std::string::npos) merged[entry.substr(0, eq)] = entry.substr(eq + 1);
     }
+    for (const auto& [k, v] : sandbox.secret_env) merged[k] = v;
     for (const auto& [k, v] : env) merged[k] = v;
     for (const auto& [k, v] : merged) env_strings.push_back(k + "=" + v);
     std::vector<char*> envp, args;
@@ -1221,6 +1261,9 @@ class FakeModalServer::Impl final : public mc::ModalClient::Service,
   milliseconds latency_{0};
   std::map<std::string, double> auth_tokens_;
   std::map<std::string, std::string> apps_;        // name -> id
+  std::map<std::string, std::string> app_environments_;  // app id -> environment
+  std::vector<std::string> environments_seen_;
+  std::vector<std::string> exec_requests_;  // argv and env of every TaskExecStart
   std::map<std::string, int> images_;              // id -> final status
   std::map<std::string, std::string> volume_ids_;  // name -> id
   std::map<std::string, std::map<std::string, std::string>> volumes_;  // id -> path -> data
@@ -1317,6 +1360,19 @@ std::string FakeModalServer::AddForeignSandbox(const std::string& app_name,
   sandbox->foreign = true;
   impl_->sandboxes_[sandbox->id] = sandbox;
   return sandbox->id;
+}
+FakeSandboxDefinition FakeModalServer::SandboxDefinition(const std::string& sandbox_id) const {
+  std::lock_guard<std::mutex> lock(impl_->mu_);
+  auto it = impl_->sandboxes_.find(sandbox_id);
+  return it == impl_->sandboxes_.end() ? FakeSandboxDefinition() : it->second->definition;
+}
+std::vector<std::string> FakeModalServer::EnvironmentsSeen() const {
+  std::lock_guard<std::mutex> lock(impl_->mu_);
+  return impl_->environments_seen_;
+}
+std::vector<std::string> FakeModalServer::ExecRequestsSeen() const {
+  std::lock_guard<std::mutex> lock(impl_->mu_);
+  return impl_->exec_requests_;
 }
 std::string FakeModalServer::AppId(const std::string& app_name) const {
   std::lock_guard<std::mutex> lock(impl_->mu_);

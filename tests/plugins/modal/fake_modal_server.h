@@ -42,6 +42,19 @@ struct FakeOptions {
   int port = 0;  ///< 0: an ephemeral port.
   /// Where sandbox roots are made; empty: $TMPDIR or /tmp.
   std::string scratch_dir;
+  /// Modal Secrets by name: their keys and values appear in the environment
+  /// of every command of a sandbox the secret is attached to. Names starting
+  /// with "missing" are NOT_FOUND; other unknown names are empty secrets.
+  std::map<std::string, std::map<std::string, std::string>> secrets;
+};
+
+/// What a sandbox was created with, beyond its tags.
+struct FakeSandboxDefinition {
+  std::vector<std::string> secret_ids;
+  std::vector<std::string> allowed_cidrs;
+  std::string gpu_type;
+  int gpu_count = 0;
+  std::string environment;  ///< The environment of the App it belongs to.
 };
 
 /// What the fake saw, for assertions.
@@ -97,6 +110,15 @@ class FakeModalServer {
   /// Network access type the sandbox was created with (0 unspecified,
   /// 1 open, 2 blocked, 3 allowlist).
   int SandboxNetworkType(const std::string& sandbox_id) const;
+  /// The definition a sandbox was created with (empty if unknown).
+  FakeSandboxDefinition SandboxDefinition(const std::string& sandbox_id) const;
+  /// Every environment_name the client sent (AppGetOrCreate, VolumeGetOrCreate,
+  /// SecretGetOrCreate, SandboxList). Names starting with "missing" are
+  /// NOT_FOUND, as a real server answers for an unknown environment.
+  std::vector<std::string> EnvironmentsSeen() const;
+  /// The argv and env (space-separated "K=V") of every TaskExecStart, in
+  /// order: everything the client put on a command line in a sandbox.
+  std::vector<std::string> ExecRequestsSeen() const;
   /// Adds a running sandbox with no processes, as some other tool would have
   /// created it; returns its id.
   std::string AddForeignSandbox(const std::string& app_name,

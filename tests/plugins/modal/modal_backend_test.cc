@@ -301,13 +301,13 @@ TEST_F(ModalBackendTest, FailedImageBuildKeepsTheLogForTheError) {
 TEST_F(ModalBackendTest, GpuSpecIsParsed) {
   std::string type;
   int count = 0;
-  ASSERT_TRUE(ParseGpu("A10G:2", &type, &count).ok());
+  ASSERT_TRUE(ParseGpuSpec("A10G:2", &type, &count).ok());
   EXPECT_EQ(type, "A10G");
   EXPECT_EQ(count, 2);
-  ASSERT_TRUE(ParseGpu("A100-80GB", &type, &count).ok());
+  ASSERT_TRUE(ParseGpuSpec("A100-80GB", &type, &count).ok());
   EXPECT_EQ(count, 1);
-  EXPECT_FALSE(ParseGpu("A10G:0", &type, &count).ok());
-  EXPECT_FALSE(ParseGpu(":1", &type, &count).ok());
+  EXPECT_FALSE(ParseGpuSpec("A10G:0", &type, &count).ok());
+  EXPECT_FALSE(ParseGpuSpec(":1", &type, &count).ok());
 }
 
 TEST_F(ModalBackendTest, ArchiveOnTheVolumeRoundTrips) {
