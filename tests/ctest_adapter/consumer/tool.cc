@@ -1,6 +1,9 @@
 // The consumer's tool: `pass`, `fail`, `hang`, or `data FILE` (prints FILE
-// and $GREETING). Each prints where it runs, so the driver can tell a
-// sandbox (Docker: /.dockerenv) from the host.
+// and $GREETING). Each prints its working directory, so the driver can tell
+// which sandbox ran it (local: under sandrun's state dir; Docker: in the
+// container).
+#include <unistd.h>
+
 #include <chrono>
 #include <cstdlib>
 #include <fstream>
@@ -10,8 +13,9 @@
 
 int main(int argc, char** argv) {
   std::string mode = argc > 1 ? argv[1] : "";
-  bool docker = std::ifstream("/.dockerenv").good();
-  std::cout << "consumer_tool " << mode << " in-docker=" << (docker ? "yes" : "no") << std::endl;
+  char cwd[4096] = "?";
+  if (!getcwd(cwd, sizeof cwd)) cwd[0] = '?';
+  std::cout << "consumer_tool " << mode << " cwd=" << cwd << std::endl;
   if (mode == "pass") return 0;
   if (mode == "fail") {
     std::cerr << "consumer_tool: failing on purpose" << std::endl;
