@@ -152,6 +152,20 @@ TEST(CTestAdapter, TheFixtureBuiltTheConsumerAgainstTheInstalledPackage) {
   std::string discovered = ReadFile(kConsumerBuild / "consumer_gtests_sandrun_tests.cmake");
   EXPECT_CONTAINS(discovered, "--gtest_filter=Values/Even.IsEven/1");
   EXPECT_CONTAINS(discovered, "--upload-command");
+  EXPECT_TRUE(fs::exists(kPrefix / "include" / "sandrun" / "gtest.h"));
+}
+
+TEST(CTestAdapter, TheInstalledGtestMainLinksAndRunsAMarkedTest) {
+  Home home;
+  CommandOptions options;
+  options.env = home.Env();
+  options.env["SANDRUN_BACKEND"] = "local";
+  options.cwd = home.work();
+  CommandOutput out = sandrun::testing::RunCommand(
+      {(kConsumerBuild / "consumer_marked_tests").string()}, options);
+  EXPECT_EQ(out.exit_code, 0) << out.out << out.err;
+  EXPECT_CONTAINS(out.out, "[       OK ] Marked.RunsInASandbox");
+  EXPECT_CONTAINS(out.out, "[       OK ] Marked.HostTest");
 }
 
 TEST(CTestAdapter, LocalBackendCountsStatusesAndRecords) {
@@ -287,6 +301,8 @@ TEST(CTestAdapter, BadArgumentsStopTheConfigureNamingTheArgument) {
       {"discover_not_executable", "'not_an_executable' is a UTILITY, not an executable"},
       {"discover_properties", "PROPERTIES expects name/value pairs"},
       {"wrapper_twice", "sandrun_sandbox_directory_tests: called twice"},
+      {"libraries_without_cxx",
+       "sandrun's libraries are not available: the project does not enable CXX"},
   };
   for (const auto& [name, message] : cases) {
     CommandOutput out = ConfigureBadArgs(home, name);
