@@ -50,6 +50,12 @@ function(_sandrun_executable out genex)
     get_target_property(aliased Sandrun::sandrun ALIASED_TARGET)
     if(aliased)
       # sandrun's own tree: where the build puts the binary.
+      get_property(multi_config GLOBAL PROPERTY GENERATOR_IS_MULTI_CONFIG)
+      if(multi_config)
+        message(WARNING "SandrunCTest: with a multi-config generator and CMake < 3.29 the "
+                        "directory wrapper cannot name the in-tree sandrun of each "
+                        "configuration; install sandrun and use find_package(Sandrun)")
+      endif()
       get_target_property(dir ${aliased} RUNTIME_OUTPUT_DIRECTORY)
       if(NOT dir)
         get_target_property(dir ${aliased} BINARY_DIR)
