@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <filesystem>
 #include <iostream>
 #include <iterator>
@@ -20,6 +21,17 @@ namespace {
 std::string SignalName(int signal) {
   const char* abbrev = sigabbrev_np(signal);
   return abbrev ? std::string("SIG") + abbrev : "unknown signal";
+}
+
+/// A task id from any name (a CTest test name such as "Suite/Param.Case/0"
+/// or "tool pass"): characters an id cannot hold become '_'.
+std::string TaskIdFromName(const std::string& name) {
+  std::string id = name.substr(0, 128);
+  for (char& c : id) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '_' && c != '-') c = '_';
+  }
+  if (id == "." || id == "..") id = "_";
+  return id;
 }
 
 void WriteAll(int fd, std::string_view data) {
@@ -51,7 +63,10 @@ int ExecCommand(const std::vector<std::string>& args, CliContext& context) {
        cxxopts::value<std::vector<std::string>>())
       ("workdir", "Working directory inside the sandbox", cxxopts::value<std::string>())
       ("dockerfile", "Build the image from this Dockerfile", cxxopts::value<std::string>())
-      ("name", "Task id for the record (default: exec)", cxxopts::value<std::string>())
+      ("upload-command", "The command is a host executable even at an absolute path: "
+                         "upload it with its shared libraries and run the copy")
+      ("name", "Test name for the record (default: $SANDRUN_NAME, else exec)",
+       cxxopts::value<std::string>())
       ("i,interactive", "Pass sandrun's standard input to the command")
       ("json", "Print the record as JSON instead of streaming output");
   auto parsed = ParseOrThrow(options, own);
@@ -60,7 +75,18 @@ int ExecCommand(const std::vector<std::string>& args, CliContext& context) {
   Config config = LoadConfigOrThrow(*parsed, context);
 
   Task task = TaskFromConfig(config);
-  task.id = parsed->count("name") ? (*parsed)["name"].as<std::string>() : "exec";
+  // Any text names the record (CTest names have spaces and '/'); the task id
+  // is that name made safe for archive paths. SANDRUN_NAME lets a launcher
+  // that cannot change the command line (CTest's TEST_LAUNCHER) name it.
+  std::string name = "exec";
+  if (parsed->count("name")) {
+    name = (*parsed)["name"].as<std::string>();
+  } else if (auto it = context.env.find("SANDRUN_NAME"); it != context.env.end() && !it->second.empty()) {
+    name = it->second;
+  }
+  if (name.empty()) throw UsageError{"--name must not be empty"};
+  task.id = TaskIdFromName(name);
+  task.test_name = name;
   task.exec.argv = command;
   if (parsed->count("env")) {
     for (const auto& kv : (*parsed)["env"].as<std::vector<std::string>>()) {
@@ -84,8 +110,21 @@ int ExecCommand(const std::vector<std::string>& args, CliContext& context) {
   // A relative command path (./build/my_test) names a file on this host; in
   // a fresh sandbox it would name nothing, so it goes up with its libraries
   // to the same relative path, unless the user uploads it already.
-  const std::string& program = task.exec.argv[0];
+  // --upload-command says the same of an absolute path (a CMake target's
+  // file); the copy runs as ./NAME in the sandbox's working directory.
   std::error_code ec;
+  if (parsed->count("upload-command")) {
+    std::string& host_program = task.exec.argv[0];
+    if (!std::filesystem::is_regular_file(host_program, ec)) {
+      throw UsageError{"--upload-command: '" + host_program + "' is not a file on this host"};
+    }
+    if (host_program[0] == '/') {
+      std::string copy = std::filesystem::path(host_program).filename().string();
+      task.sandbox.uploads.push_back(FileUpload{host_program, copy, true});
+      host_program = "./" + copy;
+    }
+  }
+  const std::string& program = task.exec.argv[0];
   if (program.find('/') != std::string::npos && program[0] != '/' &&
       std::filesystem::is_regular_file(program, ec)) {
     std::string destination = std::filesystem::path(program).lexically_normal().string();

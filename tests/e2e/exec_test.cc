@@ -310,3 +310,58 @@ TEST(E2eExec, RelativeCommandPathIsUploadedAndRun) {
 
 }  // namespace
 }  // namespace sandrun::e2e
+
+namespace sandrun::e2e {
+namespace {
+
+// What the CTest adapter relies on (docs/ctest.md): a record named after any
+// test name, a launcher that names it through SANDRUN_NAME, a host
+// executable at an absolute path, and --gpu reaching the backend.
+TEST(E2eExec, AnyNameNamesTheRecordAndASafeTaskId) {
+  Home home;
+  CommandOutput out = Exec(home, {"--json", "--name", "Suite/Param.Case/0 x"}, {"true"});
+  ASSERT_EQ(out.exit_code, 0) << out.err;
+  auto record = nlohmann::json::parse(out.out, nullptr, false);
+  ASSERT_TRUE(record.is_object()) << out.out;
+  EXPECT_EQ(record["test_name"], "Suite/Param.Case/0 x");
+  EXPECT_EQ(record["task_id"], "Suite_Param.Case_0_x");
+  CommandOutput empty = Exec(home, {"--name", ""}, {"true"});
+  EXPECT_EQ(empty.exit_code, 2) << empty.err;
+}
+
+TEST(E2eExec, SandrunNameIsTheDefaultName) {
+  Home home;
+  CommandOutput out = Exec(home, {"--json"}, {"true"}, {.env = {{"SANDRUN_NAME", "from env"}}});
+  ASSERT_EQ(out.exit_code, 0) << out.err;
+  auto record = nlohmann::json::parse(out.out, nullptr, false);
+  ASSERT_TRUE(record.is_object()) << out.out;
+  EXPECT_EQ(record["test_name"], "from env");
+  CommandOutput flag = Exec(home, {"--json", "--name", "flag"}, {"true"},
+                            {.env = {{"SANDRUN_NAME", "from env"}}});
+  EXPECT_EQ(nlohmann::json::parse(flag.out, nullptr, false).value("test_name", ""), "flag");
+}
+
+TEST(E2eExec, UploadCommandRunsACopyOfAnAbsoluteHostPath) {
+  Home home;
+  fs::path script = home.Write("bin/tool", "#!/bin/sh\necho \"$0 $1\"\nexit 5\n");
+  fs::permissions(script, fs::perms::owner_all);
+  ASSERT_TRUE(script.is_absolute());
+  CommandOutput out = Exec(home, {"--upload-command"}, {script.string(), "arg"});
+  EXPECT_EQ(out.exit_code, 5) << out.err;
+  // The sandbox's copy ran (the local backend may show it by full path).
+  EXPECT_CONTAINS(out.out, "./tool arg\n");
+  EXPECT_EQ(out.out.find(script.string()), std::string::npos) << out.out;
+  CommandOutput missing = Exec(home, {"--upload-command"}, {"/no/such/tool"});
+  EXPECT_EQ(missing.exit_code, 2);
+  EXPECT_CONTAINS(missing.err, "/no/such/tool");
+}
+
+TEST(E2eExec, GpuReachesTheBackend) {
+  Home home;
+  CommandOutput out = Exec(home, {"--gpu", "A10G:1"}, {"true"});
+  EXPECT_EQ(out.exit_code, 125) << out.err;
+  EXPECT_CONTAINS(out.err, "GPU 'A10G:1'");
+}
+
+}  // namespace
+}  // namespace sandrun::e2e

@@ -1,0 +1,469 @@
+# SandrunCTest: CTest tests that run in sandrun sandboxes (docs/ctest.md).
+#
+#   sandrun_add_test(NAME name COMMAND cmd [args...] [sandbox options])
+#       One CTest test running `cmd` through `sandrun exec`. An executable
+#       target named as cmd goes up as a portable executable.
+#   sandrun_discover_tests(target [discovery options] [sandbox options])
+#       Each GoogleTest case of `target` (listed on the host after every
+#       build) becomes a CTest test running that one case in a sandbox.
+#   sandrun_sandbox_directory_tests([TARGETS t...] [EXCLUDE_TESTS n...] [sandbox options])
+#       Every add_test() of the calling directory whose command is an
+#       executable target runs through sandrun, unchanged in the source.
+#
+# Sandbox options, each optional (unset: sandrun's config decides, from the
+# SANDRUN_* environment of `ctest`, sandrun.json, or defaults):
+#   BACKEND b         default backend of these tests; SANDRUN_BACKEND set
+#                     when ctest runs overrides it
+#   IMAGE i | DOCKERFILE path
+#   TIMEOUT seconds   CTest's TIMEOUT; sandrun's own deadline is set
+#                     TIMEOUT_MARGIN below it (default TIMEOUT/4, 5..60 s)
+#   TIMEOUT_MARGIN seconds
+#   CPU n  MEMORY mib  GPU spec  NETWORK none|open
+#   ENV K=V...        environment inside the sandbox
+#   UPLOAD src[:dst]... files or directories copied in (relative src: to the
+#                     current source directory)
+#   LABELS l...       CTest labels
+#   WORKING_DIRECTORY dir   where ctest starts sandrun on the host
+#
+# The sandrun executable is the target Sandrun::sandrun (find_package(Sandrun)
+# or add_subdirectory of sandrun's tree), else SANDRUN_EXECUTABLE.
+
+include_guard(GLOBAL)
+
+# The sandbox keywords, one-value and multi-value, for cmake_parse_arguments.
+macro(_sandrun_sandbox_keywords)
+  set(_SANDRUN_SANDBOX_ONE BACKEND IMAGE DOCKERFILE TIMEOUT TIMEOUT_MARGIN CPU MEMORY GPU NETWORK
+      WORKING_DIRECTORY)
+  set(_SANDRUN_SANDBOX_MULTI ENV UPLOAD LABELS)
+endmacro()
+# Where the discovery script lives, read by functions called from anywhere.
+set_property(GLOBAL PROPERTY _SANDRUN_CTEST_MODULE_DIR "${CMAKE_CURRENT_LIST_DIR}")
+
+# The sandrun executable: a generator expression when `genex` is TRUE,
+# otherwise a plain path (for properties that do not evaluate them).
+function(_sandrun_executable out genex)
+  if(TARGET Sandrun::sandrun)
+    if(genex)
+      set(${out} "$<TARGET_FILE:Sandrun::sandrun>" PARENT_SCOPE)
+      return()
+    endif()
+    get_target_property(aliased Sandrun::sandrun ALIASED_TARGET)
+    if(aliased)
+      # sandrun's own tree: where the build puts the binary.
+      get_property(multi_config GLOBAL PROPERTY GENERATOR_IS_MULTI_CONFIG)
+      if(multi_config)
+        message(WARNING "SandrunCTest: with a multi-config generator and CMake < 3.29 the "
+                        "directory wrapper cannot name the in-tree sandrun of each "
+                        "configuration; install sandrun and use find_package(Sandrun)")
+      endif()
+      get_target_property(dir ${aliased} RUNTIME_OUTPUT_DIRECTORY)
+      if(NOT dir)
+        get_target_property(dir ${aliased} BINARY_DIR)
+      endif()
+      get_target_property(name ${aliased} OUTPUT_NAME)
+      if(NOT name)
+        set(name ${aliased})
+      endif()
+      set(${out} "${dir}/${name}${CMAKE_EXECUTABLE_SUFFIX}" PARENT_SCOPE)
+      return()
+    endif()
+    foreach(property IMPORTED_LOCATION_${CMAKE_BUILD_TYPE} IMPORTED_LOCATION_RELEASE
+                     IMPORTED_LOCATION_RELWITHDEBINFO IMPORTED_LOCATION_DEBUG IMPORTED_LOCATION)
+      string(TOUPPER "${property}" property)
+      get_target_property(location Sandrun::sandrun ${property})
+      if(location)
+        set(${out} "${location}" PARENT_SCOPE)
+        return()
+      endif()
+    endforeach()
+  endif()
+  if(SANDRUN_EXECUTABLE)
+    set(${out} "${SANDRUN_EXECUTABLE}" PARENT_SCOPE)
+    return()
+  endif()
+  message(FATAL_ERROR "SandrunCTest: no sandrun executable: use find_package(Sandrun), "
+                      "add_subdirectory(<sandrun source>), or set SANDRUN_EXECUTABLE")
+endfunction()
+
+# Checks the sandbox options parsed with prefix `p` in the caller and sets
+#   _sandrun_launcher  the command prefix up to (not including) `--`
+#   _sandrun_properties  CTest properties (TIMEOUT, LABELS, WORKING_DIRECTORY)
+#   _sandrun_exec_timeout  sandrun's deadline in seconds, or empty
+# `fn` names the calling function in error messages.
+macro(_sandrun_sandbox_arguments fn p genex)
+  _sandrun_executable(_sandrun_exe ${genex})
+  set(_sandrun_launcher)
+  set(_sandrun_properties)
+  set(_sandrun_exec_timeout)
+  if(DEFINED ${p}_BACKEND)
+    if(NOT ${p}_BACKEND MATCHES "^[A-Za-z0-9_.-]+$")
+      message(FATAL_ERROR "${fn}: BACKEND '${${p}_BACKEND}' is not a backend name "
+                          "(local, docker, modal, auto, or a plugin's name)")
+    endif()
+    # A default, not a pin: SANDRUN_BACKEND in ctest's environment wins, so
+    # one variable switches a whole pipeline (docs/ctest.md).
+    list(APPEND _sandrun_launcher sh -c
+         "exec \"\$0\" exec --backend \"\${SANDRUN_BACKEND:-${${p}_BACKEND}}\" \"\$@\""
+         "${_sandrun_exe}")
+  else()
+    list(APPEND _sandrun_launcher "${_sandrun_exe}" exec)
+  endif()
+  if(DEFINED ${p}_IMAGE AND DEFINED ${p}_DOCKERFILE)
+    message(FATAL_ERROR "${fn}: give IMAGE or DOCKERFILE, not both")
+  endif()
+  # Free-form values (CMake >= 3.31 keeps an explicit "" as a value).
+  foreach(_sandrun_key IMAGE GPU)
+    if(DEFINED ${p}_${_sandrun_key})
+      if("${${p}_${_sandrun_key}}" STREQUAL "")
+        message(FATAL_ERROR "${fn}: ${_sandrun_key} needs a value")
+      endif()
+      string(TOLOWER "${_sandrun_key}" _sandrun_flag)
+      list(APPEND _sandrun_launcher --${_sandrun_flag} "${${p}_${_sandrun_key}}")
+    endif()
+  endforeach()
+  if(DEFINED ${p}_DOCKERFILE)
+    get_filename_component(_sandrun_path "${${p}_DOCKERFILE}" ABSOLUTE
+                           BASE_DIR "${CMAKE_CURRENT_SOURCE_DIR}")
+    if(NOT EXISTS "${_sandrun_path}" OR IS_DIRECTORY "${_sandrun_path}")
+      message(FATAL_ERROR "${fn}: DOCKERFILE '${${p}_DOCKERFILE}' is not a file")
+    endif()
+    list(APPEND _sandrun_launcher --dockerfile "${_sandrun_path}")
+  endif()
+  foreach(_sandrun_key CPU MEMORY)
+    if(DEFINED ${p}_${_sandrun_key})
+      if(NOT ${p}_${_sandrun_key} MATCHES "^[0-9]+(\\.[0-9]+)?$" OR ${p}_${_sandrun_key} EQUAL 0)
+        message(FATAL_ERROR "${fn}: ${_sandrun_key} must be a positive number, "
+                            "got '${${p}_${_sandrun_key}}'")
+      endif()
+      string(TOLOWER "${_sandrun_key}" _sandrun_flag)
+      list(APPEND _sandrun_launcher --${_sandrun_flag} "${${p}_${_sandrun_key}}")
+    endif()
+  endforeach()
+  if(DEFINED ${p}_NETWORK)
+    if(NOT ${p}_NETWORK MATCHES "^(none|open)$")
+      message(FATAL_ERROR "${fn}: NETWORK must be none or open, got '${${p}_NETWORK}'")
+    endif()
+    list(APPEND _sandrun_launcher --network "${${p}_NETWORK}")
+  endif()
+  foreach(_sandrun_kv IN LISTS ${p}_ENV)
+    if(NOT _sandrun_kv MATCHES "^[^=]+=")
+      message(FATAL_ERROR "${fn}: ENV expects K=V, got '${_sandrun_kv}'")
+    endif()
+    list(APPEND _sandrun_launcher -e "${_sandrun_kv}")
+  endforeach()
+  foreach(_sandrun_upload IN LISTS ${p}_UPLOAD)
+    string(FIND "${_sandrun_upload}" ":" _sandrun_colon)
+    set(_sandrun_destination)
+    set(_sandrun_source "${_sandrun_upload}")
+    if(_sandrun_colon GREATER 0)
+      string(SUBSTRING "${_sandrun_upload}" 0 ${_sandrun_colon} _sandrun_source)
+      math(EXPR _sandrun_colon "${_sandrun_colon} + 1")
+      string(SUBSTRING "${_sandrun_upload}" ${_sandrun_colon} -1 _sandrun_destination)
+      set(_sandrun_destination ":${_sandrun_destination}")
+    endif()
+    if(_sandrun_source STREQUAL "")
+      message(FATAL_ERROR "${fn}: UPLOAD entry '${_sandrun_upload}' names no file")
+    endif()
+    get_filename_component(_sandrun_path "${_sandrun_source}" ABSOLUTE
+                           BASE_DIR "${CMAKE_CURRENT_SOURCE_DIR}")
+    list(APPEND _sandrun_launcher --upload "${_sandrun_path}${_sandrun_destination}")
+  endforeach()
+  if(DEFINED ${p}_TIMEOUT_MARGIN AND NOT DEFINED ${p}_TIMEOUT)
+    message(FATAL_ERROR "${fn}: TIMEOUT_MARGIN needs TIMEOUT")
+  endif()
+  if(DEFINED ${p}_TIMEOUT)
+    _sandrun_exec_deadline(_sandrun_exec_timeout "${fn}" "${${p}_TIMEOUT}" "${${p}_TIMEOUT_MARGIN}")
+    # The sandbox ends by itself about when CTest would give up on it
+    # (sandrun raises the lifetime to cover its deadline plus a minute).
+    list(APPEND _sandrun_launcher --timeout ${_sandrun_exec_timeout} --lifetime ${${p}_TIMEOUT})
+    list(APPEND _sandrun_properties TIMEOUT ${${p}_TIMEOUT})
+  endif()
+  if(DEFINED ${p}_LABELS)
+    list(APPEND _sandrun_properties LABELS "${${p}_LABELS}")
+  endif()
+  if(DEFINED ${p}_WORKING_DIRECTORY)
+    get_filename_component(_sandrun_path "${${p}_WORKING_DIRECTORY}" ABSOLUTE
+                           BASE_DIR "${CMAKE_CURRENT_BINARY_DIR}")
+    list(APPEND _sandrun_properties WORKING_DIRECTORY "${_sandrun_path}")
+  endif()
+endmacro()
+
+# sandrun's deadline for a CTest TIMEOUT: below it by `margin` (default
+# TIMEOUT/4, at least 5 s, at most 60 s) for creating, uploading to and
+# removing the sandbox, so sandrun reports the timeout and cleans up before
+# CTest kills it.
+function(_sandrun_exec_deadline out fn timeout margin)
+  if(NOT timeout MATCHES "^[0-9]+(\\.[0-9]+)?$" OR timeout EQUAL 0)
+    message(FATAL_ERROR "${fn}: TIMEOUT must be a positive number of seconds, got '${timeout}'")
+  endif()
+  string(REGEX REPLACE "\\..*" "" whole "${timeout}")
+  if(margin STREQUAL "")
+    math(EXPR margin "${whole} / 4")
+    if(margin LESS 5)
+      set(margin 5)
+    elseif(margin GREATER 60)
+      set(margin 60)
+    endif()
+  elseif(NOT margin MATCHES "^[0-9]+$")
+    message(FATAL_ERROR "${fn}: TIMEOUT_MARGIN must be whole seconds, got '${margin}'")
+  endif()
+  math(EXPR deadline "${whole} - ${margin}")
+  if(deadline LESS 1)
+    message(FATAL_ERROR "${fn}: TIMEOUT ${timeout} leaves no time for the command after the "
+                        "${margin} s margin for sandbox setup and cleanup; raise TIMEOUT "
+                        "or lower TIMEOUT_MARGIN")
+  endif()
+  set(${out} ${deadline} PARENT_SCOPE)
+endfunction()
+
+# Arguments that no keyword claimed are mistakes; name the first one.
+macro(_sandrun_no_stray fn p)
+  if(DEFINED ${p}_UNPARSED_ARGUMENTS)
+    list(GET ${p}_UNPARSED_ARGUMENTS 0 _sandrun_stray)
+    message(FATAL_ERROR "${fn}: unknown argument '${_sandrun_stray}'")
+  endif()
+  if(DEFINED ${p}_KEYWORDS_MISSING_VALUES)
+    string(REPLACE ";" ", " _sandrun_missing "${${p}_KEYWORDS_MISSING_VALUES}")
+    message(FATAL_ERROR "${fn}: ${_sandrun_missing} given without a value")
+  endif()
+endmacro()
+
+function(sandrun_add_test)
+  _sandrun_sandbox_keywords()
+  cmake_parse_arguments(PARSE_ARGV 0 ARG "" "NAME;${_SANDRUN_SANDBOX_ONE}"
+                        "COMMAND;${_SANDRUN_SANDBOX_MULTI}")
+  set(fn sandrun_add_test)
+  _sandrun_no_stray(${fn} ARG)
+  if(NOT DEFINED ARG_NAME)
+    message(FATAL_ERROR "${fn}: NAME is required")
+  endif()
+  if(NOT DEFINED ARG_COMMAND)
+    message(FATAL_ERROR "${fn}(${ARG_NAME}): COMMAND is required")
+  endif()
+  _sandrun_sandbox_arguments("${fn}(${ARG_NAME})" ARG TRUE)
+
+  list(POP_FRONT ARG_COMMAND program)
+  if(TARGET "${program}")
+    get_target_property(type "${program}" TYPE)
+    if(NOT type STREQUAL "EXECUTABLE")
+      message(FATAL_ERROR "${fn}(${ARG_NAME}): COMMAND target '${program}' is a ${type}, "
+                          "not an executable")
+    endif()
+    # Built on this host: it goes up with its shared libraries and loader.
+    set(program "$<TARGET_FILE:${program}>")
+    list(APPEND _sandrun_launcher --upload-command)
+  elseif(program MATCHES "^\\$<TARGET_FILE:")
+    list(APPEND _sandrun_launcher --upload-command)
+  endif()
+  add_test(NAME "${ARG_NAME}"
+           COMMAND ${_sandrun_launcher} --name "${ARG_NAME}" -- "${program}" ${ARG_COMMAND})
+  if(_sandrun_properties)
+    set_tests_properties("${ARG_NAME}" PROPERTIES ${_sandrun_properties})
+  endif()
+endfunction()
+
+# Writes `list` as CMake code appending each element to `var`, bracket-quoted
+# so any text survives (the discovery script reads it back).
+function(_sandrun_list_code out var)
+  set(code "set(${var})\n")
+  foreach(item IN LISTS ARGN)
+    string(APPEND code "list(APPEND ${var} [==[${item}]==])\n")
+  endforeach()
+  set(${out} "${code}" PARENT_SCOPE)
+endfunction()
+
+function(sandrun_discover_tests target)
+  _sandrun_sandbox_keywords()
+  cmake_parse_arguments(PARSE_ARGV 1 ARG ""
+                        "TEST_PREFIX;TEST_SUFFIX;TEST_FILTER;TEST_LIST;DISCOVERY_TIMEOUT;${_SANDRUN_SANDBOX_ONE}"
+                        "EXTRA_ARGS;PROPERTIES;${_SANDRUN_SANDBOX_MULTI}")
+  set(fn "sandrun_discover_tests(${target})")
+  _sandrun_no_stray("${fn}" ARG)
+  if(NOT TARGET "${target}")
+    message(FATAL_ERROR "${fn}: '${target}' is not a target")
+  endif()
+  get_target_property(type "${target}" TYPE)
+  if(NOT type STREQUAL "EXECUTABLE")
+    message(FATAL_ERROR "${fn}: '${target}' is a ${type}, not an executable")
+  endif()
+  if(NOT DEFINED ARG_DISCOVERY_TIMEOUT)
+    set(ARG_DISCOVERY_TIMEOUT 30)
+  elseif(NOT ARG_DISCOVERY_TIMEOUT MATCHES "^[0-9]+$" OR ARG_DISCOVERY_TIMEOUT EQUAL 0)
+    message(FATAL_ERROR "${fn}: DISCOVERY_TIMEOUT must be whole seconds, got "
+                        "'${ARG_DISCOVERY_TIMEOUT}'")
+  endif()
+  if(NOT DEFINED ARG_TEST_LIST)
+    set(ARG_TEST_LIST ${target}_TESTS)
+  endif()
+  if(NOT DEFINED ARG_WORKING_DIRECTORY)
+    set(ARG_WORKING_DIRECTORY "${CMAKE_CURRENT_BINARY_DIR}")
+  endif()
+  list(LENGTH ARG_PROPERTIES count)
+  math(EXPR odd "${count} % 2")
+  if(odd)
+    message(FATAL_ERROR "${fn}: PROPERTIES expects name/value pairs")
+  endif()
+  _sandrun_sandbox_arguments("${fn}" ARG TRUE)
+  list(APPEND _sandrun_launcher --upload-command)
+  # GoogleTest's own marker for a skipped test; the case's exit code is 0.
+  list(APPEND _sandrun_properties SKIP_REGULAR_EXPRESSION "\\[  SKIPPED \\]" ${ARG_PROPERTIES})
+
+  get_property(multi_config GLOBAL PROPERTY GENERATOR_IS_MULTI_CONFIG)
+  set(stem "${CMAKE_CURRENT_BINARY_DIR}/${target}_sandrun")
+  if(multi_config)
+    set(tests_file "${stem}_tests-$<CONFIG>.cmake")
+    set(include_tests "${stem}_tests-\${CTEST_CONFIGURATION_TYPE}.cmake")
+    set(args_file "${stem}_discovery-$<CONFIG>.cmake")
+  else()
+    set(tests_file "${stem}_tests.cmake")
+    set(include_tests "${tests_file}")
+    set(args_file "${stem}_discovery.cmake")
+  endif()
+
+  # What the discovery script needs, resolved per configuration.
+  set(content "# Written by sandrun_discover_tests(${target}); read at build time.\n")
+  string(APPEND content "set(SANDRUN_TARGET [==[${target}]==])\n"
+                        "set(SANDRUN_BINARY [==[$<TARGET_FILE:${target}>]==])\n"
+                        "set(SANDRUN_TESTS_FILE [==[${tests_file}]==])\n"
+                        "set(SANDRUN_TEST_LIST [==[${ARG_TEST_LIST}]==])\n"
+                        "set(SANDRUN_TEST_PREFIX [==[${ARG_TEST_PREFIX}]==])\n"
+                        "set(SANDRUN_TEST_SUFFIX [==[${ARG_TEST_SUFFIX}]==])\n"
+                        "set(SANDRUN_TEST_FILTER [==[${ARG_TEST_FILTER}]==])\n"
+                        "set(SANDRUN_WORKING_DIRECTORY [==[${ARG_WORKING_DIRECTORY}]==])\n"
+                        "set(SANDRUN_DISCOVERY_TIMEOUT [==[${ARG_DISCOVERY_TIMEOUT}]==])\n")
+  _sandrun_list_code(code SANDRUN_LAUNCHER ${_sandrun_launcher})
+  string(APPEND content "${code}")
+  _sandrun_list_code(code SANDRUN_EXTRA_ARGS ${ARG_EXTRA_ARGS})
+  string(APPEND content "${code}")
+  _sandrun_list_code(code SANDRUN_PROPERTIES ${_sandrun_properties})
+  string(APPEND content "${code}")
+  file(GENERATE OUTPUT "${args_file}" CONTENT "${content}")
+
+  get_property(module_dir GLOBAL PROPERTY _SANDRUN_CTEST_MODULE_DIR)
+  add_custom_command(TARGET ${target} POST_BUILD
+    COMMAND "${CMAKE_COMMAND}" -D "SANDRUN_DISCOVERY_ARGS=${args_file}"
+            -P "${module_dir}/SandrunDiscoverTests.cmake"
+    BYPRODUCTS "${tests_file}"
+    COMMENT "Listing the GoogleTest cases of ${target} for sandrun"
+    VERBATIM)
+
+  # ctest reads this: the listed cases, or one failing test until built.
+  set(include_file "${stem}_include.cmake")
+  file(WRITE "${include_file}"
+       "if(EXISTS \"${include_tests}\")\n"
+       "  include(\"${include_tests}\")\n"
+       "else()\n"
+       "  add_test(${target}_NOT_BUILT ${target}_NOT_BUILT)\n"
+       "endif()\n")
+  set_property(DIRECTORY APPEND PROPERTY TEST_INCLUDE_FILES "${include_file}")
+endfunction()
+
+function(sandrun_sandbox_directory_tests)
+  _sandrun_sandbox_keywords()
+  cmake_parse_arguments(PARSE_ARGV 0 ARG "" "${_SANDRUN_SANDBOX_ONE}"
+                        "TARGETS;EXCLUDE_TESTS;${_SANDRUN_SANDBOX_MULTI}")
+  set(fn sandrun_sandbox_directory_tests)
+  _sandrun_no_stray(${fn} ARG)
+  if(DEFINED ARG_WORKING_DIRECTORY)
+    message(FATAL_ERROR "${fn}: WORKING_DIRECTORY is each add_test()'s own; set it there")
+  endif()
+  get_property(done DIRECTORY PROPERTY _SANDRUN_DIRECTORY_LAUNCHER SET)
+  if(done)
+    message(FATAL_ERROR "${fn}: called twice in ${CMAKE_CURRENT_SOURCE_DIR}")
+  endif()
+  foreach(target IN LISTS ARG_TARGETS)
+    if(NOT TARGET "${target}")
+      message(FATAL_ERROR "${fn}: TARGETS entry '${target}' is not a target")
+    endif()
+  endforeach()
+  # TIMEOUT here is a default for tests that have none; each test's own
+  # TIMEOUT sets its deadline at the end of the directory.
+  set(timeout "${ARG_TIMEOUT}")
+  set(margin "${ARG_TIMEOUT_MARGIN}")
+  unset(ARG_TIMEOUT)
+  unset(ARG_TIMEOUT_MARGIN)
+  if(NOT timeout STREQUAL "")
+    _sandrun_exec_deadline(unused "${fn}" "${timeout}" "${margin}")
+  elseif(NOT margin STREQUAL "")
+    message(FATAL_ERROR "${fn}: TIMEOUT_MARGIN needs TIMEOUT")
+  endif()
+  # TEST_LAUNCHER (CMake >= 3.29) evaluates generator expressions;
+  # CROSSCOMPILING_EMULATOR on 3.25-3.28 does not, so it gets a path.
+  if(CMAKE_VERSION VERSION_GREATER_EQUAL 3.29)
+    set(genex TRUE)
+  else()
+    set(genex FALSE)
+    if(POLICY CMP0158)
+      cmake_policy(GET CMP0158 policy)
+      if(policy STREQUAL "NEW")
+        message(FATAL_ERROR "${fn}: CMake ${CMAKE_VERSION} with policy CMP0158 NEW ignores "
+                            "CROSSCOMPILING_EMULATOR in add_test() and has no TEST_LAUNCHER; "
+                            "use CMake 3.29 or later, or set CMP0158 to OLD")
+      endif()
+    endif()
+  endif()
+  _sandrun_sandbox_arguments(${fn} ARG ${genex})
+  list(APPEND _sandrun_launcher --upload-command --)
+  set_property(DIRECTORY PROPERTY _SANDRUN_DIRECTORY_LAUNCHER "${_sandrun_launcher}")
+  set_property(DIRECTORY PROPERTY _SANDRUN_DIRECTORY_LABELS "${ARG_LABELS}")
+  set_property(DIRECTORY PROPERTY _SANDRUN_DIRECTORY_TARGETS "${ARG_TARGETS}")
+  set_property(DIRECTORY PROPERTY _SANDRUN_DIRECTORY_EXCLUDE "${ARG_EXCLUDE_TESTS}")
+  set_property(DIRECTORY PROPERTY _SANDRUN_DIRECTORY_TIMEOUT "${timeout}")
+  set_property(DIRECTORY PROPERTY _SANDRUN_DIRECTORY_MARGIN "${margin}")
+  # Tests and targets added after this call count too: wrap at the end.
+  cmake_language(DEFER CALL _sandrun_wrap_directory_tests)
+endfunction()
+
+# The deferred half of sandrun_sandbox_directory_tests(), at the end of the
+# directory: launcher on the executables, name and deadline on each test.
+function(_sandrun_wrap_directory_tests)
+  set(fn sandrun_sandbox_directory_tests)
+  get_property(launcher DIRECTORY PROPERTY _SANDRUN_DIRECTORY_LAUNCHER)
+  get_property(labels DIRECTORY PROPERTY _SANDRUN_DIRECTORY_LABELS)
+  get_property(targets DIRECTORY PROPERTY _SANDRUN_DIRECTORY_TARGETS)
+  get_property(exclude DIRECTORY PROPERTY _SANDRUN_DIRECTORY_EXCLUDE)
+  get_property(default_timeout DIRECTORY PROPERTY _SANDRUN_DIRECTORY_TIMEOUT)
+  get_property(margin DIRECTORY PROPERTY _SANDRUN_DIRECTORY_MARGIN)
+  get_property(own DIRECTORY PROPERTY BUILDSYSTEM_TARGETS)
+  if(CMAKE_VERSION VERSION_GREATER_EQUAL 3.29)
+    set(property TEST_LAUNCHER)
+  else()
+    set(property CROSSCOMPILING_EMULATOR)
+  endif()
+  foreach(target IN LISTS own targets)
+    get_target_property(type ${target} TYPE)
+    if(NOT type STREQUAL "EXECUTABLE")
+      continue()
+    endif()
+    get_target_property(existing ${target} ${property})
+    if(existing)
+      message(WARNING "${fn}: ${target} already has ${property} '${existing}'; "
+                      "its tests do not run through sandrun")
+      continue()
+    endif()
+    set_property(TARGET ${target} PROPERTY ${property} "${launcher}")
+  endforeach()
+
+  get_property(tests DIRECTORY PROPERTY TESTS)
+  foreach(test IN LISTS tests)
+    if(test IN_LIST exclude)
+      continue()
+    endif()
+    # The launcher is shared by every test of a target; the record's name
+    # and the deadline come from the test's environment.
+    set_property(TEST "${test}" APPEND PROPERTY ENVIRONMENT "SANDRUN_NAME=${test}")
+    get_test_property("${test}" TIMEOUT timeout)
+    if(NOT timeout AND NOT default_timeout STREQUAL "")
+      set(timeout ${default_timeout})
+      set_tests_properties("${test}" PROPERTIES TIMEOUT ${timeout})
+    endif()
+    if(timeout)
+      _sandrun_exec_deadline(deadline "${fn}(${test})" "${timeout}" "${margin}")
+      set_property(TEST "${test}" APPEND PROPERTY ENVIRONMENT
+                   "SANDRUN_TIMEOUT=${deadline}" "SANDRUN_LIFETIME=${timeout}")
+    endif()
+    if(labels)
+      set_property(TEST "${test}" APPEND PROPERTY LABELS ${labels})
+    endif()
+  endforeach()
+endfunction()
