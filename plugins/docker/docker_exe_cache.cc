@@ -8,10 +8,11 @@
 namespace sandrun::docker {
 namespace {
 
-constexpr char kCompleteMarker[] = ".complete";
-
-std::string DirOf(const std::string& sandbox_path) {
-  return sandbox_path.substr(0, sandbox_path.rfind('/'));
+// "/sandrun/exe/<sha>/.<name>.complete": per name, because files of equal
+// content share the <sha> directory under the names they are looked up by.
+std::string MarkerOf(const std::string& sandbox_path) {
+  std::size_t slash = sandbox_path.rfind('/');
+  return sandbox_path.substr(0, slash + 1) + "." + sandbox_path.substr(slash + 1) + ".complete";
 }
 
 }  // namespace
@@ -20,7 +21,7 @@ ExeCache::ExeCache(std::shared_ptr<DockerClient> client, std::string volume)
     : helper_(std::move(client), std::move(volume), kPortableExeRoot, kExeCacheHelperRole) {}
 
 Result<bool> ExeCache::PresentInVolume(const PortableFile& file) {
-  const std::string marker = DirOf(file.sandbox_path) + "/" + kCompleteMarker;
+  const std::string marker = MarkerOf(file.sandbox_path);
   SANDRUN_ASSIGN_OR_RETURN(HttpResponse res, helper_.Call([&](const std::string& helper) {
     return helper_.client().Request("HEAD",
                                     "/containers/" + helper + "/archive?path=" + UrlEncode(marker));
@@ -58,7 +59,7 @@ Result<std::uintmax_t> ExeCache::Ensure(const PortablePlan& plan) {
     // Entries relative to "/": the helper mounts the volume at /sandrun/exe.
     SANDRUN_RETURN_IF_ERROR(tar.AddHostPath(file->host_path, file->sandbox_path.substr(1)));
     TarEntry marker;
-    marker.name = DirOf(file->sandbox_path).substr(1) + "/" + kCompleteMarker;
+    marker.name = MarkerOf(file->sandbox_path).substr(1);
     SANDRUN_RETURN_IF_ERROR(tar.AddEntry(marker));
     std::error_code ec;
     bytes += std::filesystem::file_size(file->host_path, ec);

@@ -5,9 +5,9 @@
 // sandboxes, runs and sandrun processes that use it; a sandbox then only
 // receives the small launcher script.
 //
-// A file counts as present when its directory also holds the marker
-// `.complete`, written after the file in the same upload, so a reader never
-// takes a half-written file. Thread-safe; concurrent uploads of the same
+// A file <name> counts as present when its directory also holds the marker
+// `.<name>.complete`, written after the file in the same upload, so a reader
+// never takes a half-written file. Thread-safe; concurrent uploads of the same
 // files by one process are made once.
 #ifndef SANDRUN_PLUGINS_DOCKER_DOCKER_EXE_CACHE_H_
 #define SANDRUN_PLUGINS_DOCKER_DOCKER_EXE_CACHE_H_

@@ -316,7 +316,7 @@ namespace {
 
 // What the CTest adapter relies on (docs/ctest.md): a record named after any
 // test name, a launcher that names it through SANDRUN_NAME, a host
-// executable at an absolute path, and --gpu reaching the backend.
+// executable at an absolute path, and a --gpu request no backend can meet.
 TEST(E2eExec, AnyNameNamesTheRecordAndASafeTaskId) {
   Home home;
   CommandOutput out = Exec(home, {"--json", "--name", "Suite/Param.Case/0 x"}, {"true"});
@@ -356,11 +356,13 @@ TEST(E2eExec, UploadCommandRunsACopyOfAnAbsoluteHostPath) {
   EXPECT_CONTAINS(missing.err, "/no/such/tool");
 }
 
-TEST(E2eExec, GpuReachesTheBackend) {
+TEST(E2eExec, AGpuNoBackendOfTheRunCanProvideIsRefusedUpFront) {
   Home home;
   CommandOutput out = Exec(home, {"--gpu", "A10G:1"}, {"true"});
-  EXPECT_EQ(out.exit_code, 125) << out.err;
-  EXPECT_CONTAINS(out.err, "GPU 'A10G:1'");
+  EXPECT_EQ(out.exit_code, 2) << out.err;
+  EXPECT_CONTAINS(out.err, "A10G:1");
+  EXPECT_CONTAINS(out.err, "can provide a GPU");
+  EXPECT_EQ(home.Runs().size(), 0u) << "nothing runs, nothing is recorded";
 }
 
 }  // namespace

@@ -84,6 +84,16 @@ TEST(PortableExeDockerTest, FilesCrossToTheEngineOnceWhateverTheSandboxes) {
   ASSERT_TRUE(sent.ok()) << sent.status().ToString();
   EXPECT_EQ(*sent, 0u) << "the volume already holds every file";
 
+  // The same content under another name shares the <sha> directory: only
+  // that name goes up, the libraries are there already.
+  fs::path copy = dir.path() / "hello-copy";
+  fs::copy_file(exe, copy);
+  auto copy_plan = PlanPortableExecutable(copy);
+  ASSERT_TRUE(copy_plan.ok());
+  sent = another_process.Ensure(*copy_plan);
+  ASSERT_TRUE(sent.ok()) << sent.status().ToString();
+  EXPECT_EQ(*sent, fs::file_size(copy));
+
   // Sandboxes on that cache only receive the launcher, and run the program.
   docker::DockerOptions options = docker::testing::TestOptions();
   options.exe_cache_volume = volume;
@@ -97,6 +107,11 @@ TEST(PortableExeDockerTest, FilesCrossToTheEngineOnceWhateverTheSandboxes) {
     auto r = (*sandbox)->Exec(run);
     ASSERT_TRUE(r.ok()) << r.status().ToString();
     EXPECT_EQ(r->stdout_stream.text, "hello from C++ from the cache\n") << r->stderr_stream.text;
+    ASSERT_TRUE((*sandbox)->Put({copy.string(), "hello-copy", true}).ok());
+    run.argv = {"./hello-copy"};
+    r = (*sandbox)->Exec(run);
+    ASSERT_TRUE(r.ok());
+    EXPECT_EQ(r->stdout_stream.text, "hello from C++\n") << r->stderr_stream.text;
     // The cache is shared: a sandbox cannot change what others will run.
     run.argv = {"sh", "-c", "echo x > " + plan->exe_sandbox_path + " && echo wrote"};
     r = (*sandbox)->Exec(run);
