@@ -33,7 +33,7 @@ int BatchCommand(const std::vector<std::string>& args, CliContext& context) {
 
   std::vector<BackendCandidate> candidates = MakeCandidates(context, config);
   RefuseUnservedRequests(*parsed, config, candidates);
-  RunOptions run_options = MakeRunOptions(context, config, candidates);
+  RunOptions run_options = MakeRunOptions(context, config, candidates, tasks->size());
   run_options.race = parsed->count("race") > 0;
   Engine engine(candidates);
   bool terminal = StderrIsTerminal();

@@ -158,8 +158,7 @@ int ExecCommand(const std::vector<std::string>& args, CliContext& context) {
 
   std::vector<BackendCandidate> candidates = MakeCandidates(context, config);
   RefuseUnservedRequests(*parsed, config, candidates);
-  RunOptions run_options = MakeRunOptions(context, config, candidates);
-  run_options.jobs = 1;
+  RunOptions run_options = MakeRunOptions(context, config, candidates, 1);
   Engine engine(candidates);
   engine.AddListener(std::make_shared<ConsoleListener>(
       stderr, ConsoleListener::Options{false, false, false}));

@@ -52,7 +52,7 @@ int GtestCommand(const std::vector<std::string>& args, CliContext& context) {
 
   std::vector<BackendCandidate> candidates = MakeCandidates(context, config);
   RefuseUnservedRequests(*parsed, config, candidates);
-  RunOptions run_options = MakeRunOptions(context, config, candidates);
+  RunOptions run_options = MakeRunOptions(context, config, candidates, /*task_count=*/0);
   const CancelFlag& cancel = InstallCancelHandlers();
   return gtest::RunGtestBinary(config, std::move(candidates), run_options, runner, cancel,
                                stdout, stderr);

@@ -94,9 +94,10 @@ void RefuseUnservedRequests(const cxxopts::ParseResult& parsed, const Config& co
 }
 
 RunOptions MakeRunOptions(const CliContext& context, const Config& config,
-                          const std::vector<BackendCandidate>& candidates) {
+                          const std::vector<BackendCandidate>& candidates,
+                          std::size_t task_count) {
   RunOptions options;
-  options.jobs = config.jobs;
+  options.jobs = task_count == 1 ? 1 : config.jobs;
   if (options.jobs <= 0) {
     for (const auto& c : candidates) {
       if (c.backend && c.backend->GetCapabilities().max_parallel > 0) {

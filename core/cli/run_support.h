@@ -22,9 +22,12 @@ void RefuseUnservedRequests(const cxxopts::ParseResult& parsed, const Config& co
                             const std::vector<BackendCandidate>& candidates);
 
 /// Options from config: jobs (config, else the first candidate's suggestion,
-/// else the number of cores), retries, outbox, command line.
+/// else the number of cores; 1 for a single task, without asking a backend;
+/// `task_count` 0 when not known yet),
+/// retries, outbox, command line.
 RunOptions MakeRunOptions(const CliContext& context, const Config& config,
-                          const std::vector<BackendCandidate>& candidates);
+                          const std::vector<BackendCandidate>& candidates,
+                          std::size_t task_count);
 
 /// The flag that SIGINT/SIGTERM set. The first signal asks the run to stop
 /// cleanly (sandboxes terminated, records written); a second one exits 130
