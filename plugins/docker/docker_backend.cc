@@ -19,8 +19,10 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
 #include <mutex>
 #include <optional>
 #include <set>
@@ -154,6 +156,43 @@ class Demuxer {
 
 class DockerSandbox;
 
+/// Container starts and removals are where the engine spends its CPU (runc,
+/// mounts, cgroups). However many sandboxes run at once, at most `limit()`
+/// of these go to the engine at the same time: 32 concurrent starts on a
+/// 2-core engine were seen to hang runc and wedge dockerd for good.
+class EngineGate {
+ public:
+  explicit EngineGate(std::function<int()> limit) : limit_fn_(std::move(limit)) {}
+
+  /// Holds one of the gate's places until destroyed.
+  class Pass {
+   public:
+    explicit Pass(EngineGate& gate) : gate_(gate) {
+      std::unique_lock lock(gate_.mu_);
+      if (gate_.limit_ == 0) gate_.limit_ = std::max(1, gate_.limit_fn_());
+      gate_.cv_.wait(lock, [&] { return gate_.inside_ < gate_.limit_; });
+      ++gate_.inside_;
+    }
+    ~Pass() {
+      std::lock_guard lock(gate_.mu_);
+      --gate_.inside_;
+      gate_.cv_.notify_one();
+    }
+    Pass(const Pass&) = delete;
+    Pass& operator=(const Pass&) = delete;
+
+   private:
+    EngineGate& gate_;
+  };
+
+ private:
+  std::function<int()> limit_fn_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int limit_ = 0;
+  int inside_ = 0;
+};
+
 class DockerBackend : public Backend {
  public:
   explicit DockerBackend(DockerOptions options)
@@ -215,23 +254,25 @@ class DockerBackend : public Backend {
  private:
   static std::string FirstLine(const std::string& s) { return s.substr(0, s.find('\n')); }
 
-  // Each container start costs the engine a few hundred ms of CPU: more
-  // sandboxes at once than it has cores to start them only queues them (and
-  // 32 at once on 2 cores was seen to wedge dockerd). 4 per engine CPU
-  // (GET /info NCPU), between 4 and 64; 8 when the engine does not answer.
-  int EngineParallelism() const {
-    std::call_once(parallelism_once_, [this] {
-      parallelism_ = 8;
+  // The engine's CPUs (GET /info NCPU), asked once; 2 when it does not say.
+  int EngineCpus() const {
+    std::call_once(cpus_once_, [this] {
+      cpus_ = 2;
       auto res = client_->Request("GET", "/info", {}, {}, std::chrono::seconds(5));
       if (!res.ok() || res->status != 200) return;
       try {
         int cpus = json::parse(res->body).value("NCPU", 0);
-        if (cpus > 0) parallelism_ = std::clamp(4 * cpus, 4, 64);
+        if (cpus > 0) cpus_ = cpus;
       } catch (const std::exception&) {
       }
     });
-    return parallelism_;
+    return cpus_;
   }
+
+  // Each container start costs the engine a few hundred ms of CPU: more
+  // sandboxes at once than it has cores to start them only queues them.
+  // 4 per engine CPU, between 4 and 64.
+  int EngineParallelism() const { return std::clamp(4 * EngineCpus(), 4, 64); }
 
   Status EnsureVersion() {
     std::lock_guard<std::mutex> lock(mu_);
@@ -258,17 +299,22 @@ class DockerBackend : public Backend {
   std::mutex mu_;
   bool version_ok_ = false;
   bool volume_ok_ = false;  // Both the archive and the exe cache volume exist.
-  mutable std::once_flag parallelism_once_;
-  mutable int parallelism_ = 0;
+  mutable std::once_flag cpus_once_;
+  mutable int cpus_ = 0;
+  // Starts and removals at once: one per engine CPU, at least 2.
+  std::shared_ptr<EngineGate> gate_ =
+      std::make_shared<EngineGate>([this] { return std::max(2, EngineCpus()); });
   std::shared_ptr<ExeCache> exe_cache_;
 };
 
 class DockerSandbox : public Sandbox {
  public:
   DockerSandbox(std::shared_ptr<DockerClient> client, std::shared_ptr<ExeCache> exe_cache,
-                std::string id, std::string workdir, int kill_grace_ms)
+                std::shared_ptr<EngineGate> gate, std::string id, std::string workdir,
+                int kill_grace_ms)
       : client_(std::move(client)),
         exe_cache_(std::move(exe_cache)),
+        gate_(std::move(gate)),
         id_(std::move(id)),
         workdir_(std::move(workdir)),
         kill_grace_ms_(kill_grace_ms) {}
@@ -301,6 +347,7 @@ class DockerSandbox : public Sandbox {
 
   std::shared_ptr<DockerClient> client_;
   std::shared_ptr<ExeCache> exe_cache_;
+  std::shared_ptr<EngineGate> gate_;
   std::string id_;
   std::string workdir_;
   int kill_grace_ms_;
@@ -661,6 +708,7 @@ Status DockerSandbox::Terminate() {
     if (removed_) return OkStatus();
     removed_ = true;
   }
+  EngineGate::Pass pass(*gate_);
   auto res = client_->Request("DELETE", "/containers/" + id_ + "?force=1&v=1", {}, {},
                               std::chrono::seconds(60));
   // An engine that is restarting refuses connections for a few seconds;
@@ -810,10 +858,13 @@ Result<std::unique_ptr<Sandbox>> DockerBackend::Create(const SandboxSpec& spec) 
   } catch (const std::exception& e) {
     return UnavailableError(std::string("docker: bad create answer: ") + e.what());
   }
-  auto sandbox =
-      std::make_unique<DockerSandbox>(client_, exe_cache_, id, workdir, options_.kill_grace_ms);
-  SANDRUN_ASSIGN_OR_RETURN(HttpResponse started,
-                           client_->Request("POST", "/containers/" + id + "/start"));
+  auto sandbox = std::make_unique<DockerSandbox>(client_, exe_cache_, gate_, id, workdir,
+                                                 options_.kill_grace_ms);
+  Result<HttpResponse> start_answer = [&] {
+    EngineGate::Pass pass(*gate_);
+    return client_->Request("POST", "/containers/" + id + "/start");
+  }();
+  SANDRUN_ASSIGN_OR_RETURN(HttpResponse started, std::move(start_answer));
   if (started.status != 204 && started.status != 304) {
     Status st = HttpError(started, "start container from '" + image + "'");
     sandbox->Terminate().IgnoreError();
