@@ -1,5 +1,6 @@
 #include "sandrun/batch_file.h"
 
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 #include <set>
@@ -97,6 +98,7 @@ class TaskParser {
     for (const auto& [key, value] : item.items()) {
       if (key == "id") {
         SANDRUN_RETURN_IF_ERROR(String(value, key, &task.id));
+        if (task.id.empty()) return Error("'id' is empty; leave it out to get task-N");
       } else if (key == "name") {
         SANDRUN_RETURN_IF_ERROR(String(value, key, &task.test_name));
       } else if (key == "command") {
@@ -108,10 +110,9 @@ class TaskParser {
       } else if (key == "timeout") {
         double seconds = 0;
         SANDRUN_RETURN_IF_ERROR(Number(value, key, &seconds));
-        if (!(seconds > 0) || !std::isfinite(seconds)) {
-          return Error("'timeout' must be a positive number of seconds");
-        }
-        task.exec.timeout = std::chrono::milliseconds(static_cast<std::int64_t>(seconds * 1000));
+        Status range = CheckTimeoutSeconds("'timeout'", seconds);
+        if (!range.ok()) return Error(range.message());
+        task.exec.timeout = TimeoutFromSeconds(seconds);
       } else if (key == "env") {
         if (!value.is_object()) return Error("'env' must be an object of strings");
         for (const auto& [name, v] : value.items()) {
@@ -157,6 +158,8 @@ class TaskParser {
           } else {
             return Error("each 'upload' entry is \"SRC[:DST]\" or {\"source\": ..., \"destination\": ...}");
           }
+          // Resolving "" would name the batch file's directory: refuse it first.
+          if (upload.source.empty()) return Error("an 'upload' entry names no source file");
           upload.source = Resolve(upload.source);
           task.sandbox.uploads.push_back(upload);
         }
@@ -194,6 +197,22 @@ FileUpload ParseUploadArg(const std::string& text) {
   return upload;
 }
 
+std::chrono::milliseconds TimeoutFromSeconds(double seconds) {
+  return std::chrono::milliseconds(static_cast<std::int64_t>(std::llround(seconds * 1000)));
+}
+
+void DeriveDefaultLifetime(const Config& config, Task& task) {
+  auto origin = config.origins.find("lifetime");
+  bool explicit_lifetime = origin != config.origins.end() && origin->second != "default";
+  if (explicit_lifetime || task.exec.timeout.count() <= 0) return;
+  // The deadline plus a margin for creating the sandbox, uploads and
+  // downloads: a quarter of the timeout, at least a minute, at most ten.
+  auto timeout = std::chrono::ceil<std::chrono::seconds>(task.exec.timeout);
+  auto margin = std::clamp<std::chrono::seconds>(timeout / 4, std::chrono::seconds(60),
+                                                 std::chrono::seconds(600));
+  task.sandbox.lifetime = timeout + margin;
+}
+
 Task TaskFromConfig(const Config& config) {
   Task task;
   task.sandbox.image = config.image;
@@ -202,7 +221,8 @@ Task TaskFromConfig(const Config& config) {
   task.sandbox.gpu = config.gpu;
   task.sandbox.network = config.network;
   task.sandbox.lifetime = std::chrono::seconds(config.lifetime_s);
-  task.exec.timeout = std::chrono::milliseconds(static_cast<std::int64_t>(config.timeout_s * 1000));
+  task.exec.timeout = TimeoutFromSeconds(config.timeout_s);
+  DeriveDefaultLifetime(config, task);
   task.exec.output_cap_bytes = config.output_cap_bytes;
   return task;
 }
@@ -216,7 +236,15 @@ Result<std::vector<Task>> ParseBatch(const std::string& text, const std::string&
     return JsonSyntaxError(origin, text, e);
   }
   const json* list = &doc;
-  if (doc.is_object() && doc.contains("tasks")) list = &doc["tasks"];
+  if (doc.is_object() && doc.contains("tasks")) {
+    list = &doc["tasks"];
+    for (const auto& [key, value] : doc.items()) {
+      if (key != "tasks") {
+        return InvalidArgumentError(origin + ": unknown top-level key '" + key +
+                                    "' (a batch is a list of tasks or {\"tasks\": [...]})");
+      }
+    }
+  }
   if (!list->is_array()) {
     return InvalidArgumentError(origin + ": expected a JSON list of tasks (or {\"tasks\": [...]})");
   }
@@ -235,6 +263,7 @@ Result<std::vector<Task>> ParseBatch(const std::string& text, const std::string&
     Task task = TaskFromConfig(config);
     TaskParser parser(where, base_dir);
     SANDRUN_RETURN_IF_ERROR(parser.Apply(item, task));
+    DeriveDefaultLifetime(config, task);  // The task's own timeout may differ.
     if (task.id.empty()) task.id = "task-" + std::to_string(i + 1);
     if (!ids.insert(task.id).second) {
       return InvalidArgumentError(where + ": id '" + task.id + "' is used by an earlier task");

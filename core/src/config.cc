@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cmath>
 #include <charconv>
 #include <fstream>
 #include <functional>
@@ -92,11 +93,22 @@ const std::vector<Field>& Fields() {
        [](Config& c, const std::string& v) { return ParseNumber("retries", v, 0, &c.retries); },
        [](const Config& c) { return std::to_string(c.retries); }},
       {"timeout",
-       [](Config& c, const std::string& v) { return ParseDouble("timeout", v, false, &c.timeout_s); },
+       [](Config& c, const std::string& v) {
+         double seconds = 0;
+         SANDRUN_RETURN_IF_ERROR(ParseDouble("timeout", v, false, &seconds));
+         Status range = CheckTimeoutSeconds("timeout", seconds);
+         if (!range.ok()) return BadValue("timeout", v, range.message());
+         c.timeout_s = seconds;
+         return OkStatus();
+       },
        [](const Config& c) { return FormatDouble(c.timeout_s); }},
       {"lifetime",
        [](Config& c, const std::string& v) {
-         return ParseNumber<std::int64_t>("lifetime", v, 1, &c.lifetime_s);
+         SANDRUN_RETURN_IF_ERROR(ParseNumber<std::int64_t>("lifetime", v, 1, &c.lifetime_s));
+         if (c.lifetime_s > kMaxTimeoutSeconds) {
+           return BadValue("lifetime", v, "must be at most 30 days (2592000 s)");
+         }
+         return OkStatus();
        },
        [](const Config& c) { return std::to_string(c.lifetime_s); }},
       {"image",
@@ -252,6 +264,20 @@ Status ApplyFile(Config& config, const std::filesystem::path& file) {
 }
 
 }  // namespace
+
+Status CheckTimeoutSeconds(std::string_view what, double seconds) {
+  std::string name(what);
+  if (std::isnan(seconds) || std::isinf(seconds)) {
+    return InvalidArgumentError(name + " must be a finite number of seconds");
+  }
+  if (!(seconds > 0)) return InvalidArgumentError(name + " must be positive (more than 0 seconds)");
+  if (seconds > kMaxTimeoutSeconds) {
+    return InvalidArgumentError(name + " must be at most 30 days (2592000 s)");
+  }
+  // Below a millisecond the timeout would round to "none".
+  if (seconds < 0.001) return InvalidArgumentError(name + " must be at least 0.001 seconds");
+  return OkStatus();
+}
 
 std::string_view NetworkModeName(NetworkMode mode) {
   return mode == NetworkMode::kOpen ? "open" : "none";

@@ -419,10 +419,25 @@ Status ValidateTask(const Task& task) {
   }
   for (const auto& upload : task.sandbox.uploads) {
     std::error_code ec;
-    if (upload.source.empty() || !std::filesystem::exists(upload.source, ec)) {
+    if (upload.source.empty()) return InvalidArgumentError(who + ": upload source is empty");
+    if (!std::filesystem::exists(upload.source, ec)) {
       return InvalidArgumentError(who + ": upload source '" + upload.source +
                                   "' does not exist");
     }
+    if (!upload.destination.empty()) {
+      Status inside = CheckSandboxRelativePath("upload destination", upload.destination);
+      if (!inside.ok()) return InvalidArgumentError(who + ": " + inside.message());
+    }
+  }
+  for (const auto& download : task.downloads) {
+    Status inside = CheckSandboxRelativePath("download path", download);
+    if (!inside.ok()) return InvalidArgumentError(who + ": " + inside.message());
+  }
+  for (const auto& [what, path] : {std::pair<const char*, const std::string&>{"cwd", task.exec.cwd},
+                                   {"workdir", task.sandbox.workdir}}) {
+    if (path.empty()) continue;
+    Status inside = CheckSandboxRelativePath(what, path);
+    if (!inside.ok()) return InvalidArgumentError(who + ": " + inside.message());
   }
   for (const auto& [key, value] : task.exec.env) {
     if (key.empty() || key.find('=') != std::string::npos) {

@@ -439,7 +439,8 @@ Task MakeCaseTask(const Config& config, const fs::path& binary, const fs::path& 
   if (!spec.gpu.empty()) task.sandbox.gpu = spec.gpu;
   if (spec.network_set) task.sandbox.network = spec.network;
   if (spec.timeout_s > 0) {
-    task.exec.timeout = std::chrono::milliseconds(static_cast<long long>(spec.timeout_s * 1000));
+    task.exec.timeout = TimeoutFromSeconds(spec.timeout_s);
+    DeriveDefaultLifetime(config, task);
   }
   std::string exe_name = binary.filename().string();
   task.sandbox.uploads.push_back({binary.string(), exe_name, /*portable=*/true});

@@ -98,8 +98,8 @@ constexpr char kOomCheck[] =
     "done\n"
     "exit 0\n";
 
+// `path` has passed CheckSandboxRelativePath (or is empty: the workdir).
 std::string ContainerPath(const std::string& workdir, const std::string& path) {
-  if (!path.empty() && path.front() == '/') return path;
   if (path.empty() || path == ".") return workdir;
   return (fs::path(workdir) / path).lexically_normal().generic_string();
 }
@@ -502,6 +502,7 @@ Result<ExecResult> DockerSandbox::Exec(const ExecRequest& request) {
 
   SANDRUN_ASSIGN_OR_RETURN(bool has_shell, HasShell());
   const std::string token = RandomHex(16);
+  if (!request.cwd.empty()) SANDRUN_RETURN_IF_ERROR(CheckSandboxRelativePath("cwd", request.cwd));
   const std::string cwd = ContainerPath(workdir_, request.cwd);
   std::vector<std::string> cmd;
   if (has_shell) {
@@ -663,6 +664,7 @@ Status DockerSandbox::Put(const FileUpload& upload) {
   std::string dest = upload.destination.empty()
                          ? fs::path(upload.source).filename().string()
                          : upload.destination;
+  SANDRUN_RETURN_IF_ERROR(CheckSandboxRelativePath("upload destination", dest));
   std::string target = ContainerPath(workdir_, dest);
   std::string entry = target.substr(1);  // Relative to "/": Docker creates the parents.
   if (entry.empty()) return InvalidArgumentError("docker: cannot upload onto /");
@@ -685,6 +687,7 @@ Status DockerSandbox::Put(const FileUpload& upload) {
 
 Result<std::vector<std::string>> DockerSandbox::Get(const std::string& sandbox_path,
                                                     const fs::path& host_dir) {
+  SANDRUN_RETURN_IF_ERROR(CheckSandboxRelativePath("download path", sandbox_path));
   std::string path = ContainerPath(workdir_, sandbox_path);
   SANDRUN_ASSIGN_OR_RETURN(
       HttpResponse res,
@@ -773,7 +776,8 @@ Result<std::unique_ptr<Sandbox>> DockerBackend::Create(const SandboxSpec& spec) 
   SANDRUN_RETURN_IF_ERROR(EnsureVersion());
   SANDRUN_ASSIGN_OR_RETURN(std::string image, ResolveImage(spec));
   SANDRUN_RETURN_IF_ERROR(EnsureVolume());
-  const std::string workdir = spec.workdir.empty() ? std::string(kDefaultWorkdir) : spec.workdir;
+  if (!spec.workdir.empty()) SANDRUN_RETURN_IF_ERROR(CheckSandboxRelativePath("workdir", spec.workdir));
+  const std::string workdir = ContainerPath(std::string(kDefaultWorkdir), spec.workdir);
   const auto lifetime = std::max<std::int64_t>(spec.lifetime.count(), 1);
   const auto expires = std::chrono::duration_cast<std::chrono::seconds>(
                            std::chrono::system_clock::now().time_since_epoch())

@@ -189,21 +189,10 @@ class LocalSandbox : public Sandbox {
 
   Result<fs::path> ResolveCwd(const std::string& cwd) const {
     if (cwd.empty()) return workdir_;
-    fs::path path(cwd);
-    std::error_code ec;
-    if (path.is_absolute()) {
-      if (!fs::is_directory(path, ec)) {
-        return NotFoundError("working directory '" + cwd + "' does not exist on this host");
-      }
-      return path;
-    }
-    path = (workdir_ / path).lexically_normal();
-    if (!local::IsWithin(path, root_)) {
-      return InvalidArgumentError("working directory '" + cwd + "' leads out of the sandbox");
-    }
-    fs::create_directories(path, ec);
-    if (ec) return InternalError("cannot create working directory " + path.string());
-    return path;
+    SANDRUN_RETURN_IF_ERROR(CheckSandboxRelativePath("working directory", cwd));
+    // Created without following a symlink the task may have planted.
+    SANDRUN_RETURN_IF_ERROR(local::OpenDirectoryBeneath(workdir_, cwd, true).status());
+    return (workdir_ / cwd).lexically_normal();
   }
 
   Result<ExecResult> ExecActive(const ExecRequest& request, ExecResult result) {
@@ -350,15 +339,13 @@ Result<std::unique_ptr<Sandbox>> LocalBackend::Create(const SandboxSpec& spec) {
 
   fs::path workdir = root / "work";
   if (!spec.workdir.empty()) {
-    fs::path wanted(spec.workdir);
-    workdir = wanted.is_absolute() ? wanted : (workdir / wanted).lexically_normal();
-    if (wanted.is_relative()) fs::create_directories(workdir, ec);
-    if (!fs::is_directory(workdir, ec)) {
+    Status inside = CheckSandboxRelativePath("workdir", spec.workdir);
+    if (inside.ok()) inside = local::OpenDirectoryBeneath(workdir, spec.workdir, true).status();
+    if (!inside.ok()) {
       fs::remove_all(root, ec);
-      return NotFoundError("workdir '" + spec.workdir +
-                           "' does not exist on this host (the local backend has no root "
-                           "filesystem of its own)");
+      return inside;
     }
+    workdir = (workdir / spec.workdir).lexically_normal();
   }
   const LocalNetworkSupport& network = NetworkSupport();
   auto sandbox = std::make_unique<LocalSandbox>(id, root, workdir, spec,

@@ -1,12 +1,19 @@
 #include "local_files.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <system_error>
 
 namespace sandrun::local {
 namespace fs = std::filesystem;
 
 namespace {
+
+std::error_code ErrnoCode() { return std::error_code(errno, std::generic_category()); }
 
 Status FromErrorCode(const std::error_code& ec, const std::string& what) {
   if (ec == std::errc::no_such_file_or_directory) return NotFoundError(what + ": " + ec.message());
@@ -95,41 +102,153 @@ bool IsWithin(const fs::path& path, const fs::path& root) {
   return root_end == root.end() || (std::next(root_end) == root.end() && root_end->empty());
 }
 
-Status CopyIn(const FileUpload& upload, const fs::path& workdir) {
-  fs::path source = fs::path(upload.source).lexically_normal();
-  if (source.has_filename() == false && source.has_parent_path()) source = source.parent_path();
-  std::error_code ec;
-  if (!fs::exists(source, ec)) {
-    return NotFoundError("upload source '" + upload.source + "' does not exist");
+Result<UniqueFd> OpenDirectoryBeneath(const fs::path& base, const fs::path& relative,
+                                      bool create) {
+  UniqueFd dir(::open(base.c_str(), O_DIRECTORY | O_RDONLY | O_CLOEXEC));
+  if (!dir) return FromErrorCode(ErrnoCode(), "cannot open '" + base.string() + "'");
+  for (const auto& part : relative) {
+    if (part.empty() || part == ".") continue;
+    if (part == ".." || part.is_absolute()) {
+      return InvalidArgumentError("'" + relative.string() + "' leads out of the sandbox");
+    }
+    if (create && ::mkdirat(dir.get(), part.c_str(), 0755) != 0 && errno != EEXIST) {
+      return FromErrorCode(ErrnoCode(), "cannot create '" + (base / relative).string() + "'");
+    }
+    // O_NOFOLLOW: a symlink the task planted on the way is refused, never
+    // followed out of the sandbox.
+    UniqueFd next(::openat(dir.get(), part.c_str(), O_DIRECTORY | O_NOFOLLOW | O_RDONLY | O_CLOEXEC));
+    if (!next) {
+      if (errno == ELOOP || errno == ENOTDIR) {
+        return PermissionDeniedError("refusing '" + relative.string() + "': '" + part.string() +
+                                     "' in the sandbox is a symlink or not a directory");
+      }
+      return FromErrorCode(ErrnoCode(), "cannot open '" + (base / relative).string() + "'");
+    }
+    dir = std::move(next);
   }
+  return dir;
+}
+
+namespace {
+
+// Copies host file `source` to `name` in `dir` without following a symlink
+// at `name`, keeping the source's permission bits.
+Status CopyFileAt(int dir, const std::string& name, const fs::path& source,
+                  const std::string& shown) {
+  UniqueFd in(::open(source.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!in) return FromErrorCode(ErrnoCode(), "cannot read '" + source.string() + "'");
+  struct stat st {};
+  if (::fstat(in.get(), &st) != 0) return FromErrorCode(ErrnoCode(), "cannot stat '" + source.string() + "'");
+  UniqueFd out(::openat(dir, name.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600));
+  if (!out) {
+    if (errno == ELOOP) {
+      return PermissionDeniedError("refusing to write through symlink '" + shown +
+                                   "' in the sandbox");
+    }
+    return FromErrorCode(ErrnoCode(), "cannot write '" + shown + "'");
+  }
+  char buffer[1 << 16];
+  for (;;) {
+    ssize_t n = ::read(in.get(), buffer, sizeof buffer);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return FromErrorCode(ErrnoCode(), "cannot read '" + source.string() + "'");
+    if (n == 0) break;
+    for (ssize_t done = 0; done < n;) {
+      ssize_t w = ::write(out.get(), buffer + done, static_cast<std::size_t>(n - done));
+      if (w < 0 && errno == EINTR) continue;
+      if (w < 0) return FromErrorCode(ErrnoCode(), "cannot write '" + shown + "'");
+      done += w;
+    }
+  }
+  if (::fchmod(out.get(), st.st_mode & 07777) != 0) {
+    return FromErrorCode(ErrnoCode(), "cannot set the mode of '" + shown + "'");
+  }
+  return OkStatus();
+}
+
+// Copies host directory `source` (below `top`, the uploaded directory) to
+// `name` in `dir`. Symlinks are kept only when they point inside `top`.
+Status CopyTreeAt(int dir, const std::string& name, const fs::path& source, const fs::path& top,
+                  const std::string& shown) {
+  struct stat st {};
+  if (::stat(source.c_str(), &st) != 0) return FromErrorCode(ErrnoCode(), "cannot stat '" + source.string() + "'");
+  if (::mkdirat(dir, name.c_str(), (st.st_mode & 07777) | 0700) != 0 && errno != EEXIST) {
+    return FromErrorCode(ErrnoCode(), "cannot create '" + shown + "'");
+  }
+  UniqueFd sub(::openat(dir, name.c_str(), O_DIRECTORY | O_NOFOLLOW | O_RDONLY | O_CLOEXEC));
+  if (!sub) {
+    if (errno == ELOOP || errno == ENOTDIR) {
+      return PermissionDeniedError("refusing '" + shown + "': it is a symlink or a file in the sandbox");
+    }
+    return FromErrorCode(ErrnoCode(), "cannot open '" + shown + "'");
+  }
+  std::error_code ec;
+  std::vector<fs::path> children;
+  for (const auto& entry : fs::directory_iterator(source, ec)) children.push_back(entry.path());
+  if (ec) return FromErrorCode(ec, "cannot list '" + source.string() + "'");
+  std::sort(children.begin(), children.end());
+  for (const auto& child : children) {
+    std::string child_name = child.filename().string();
+    std::string child_shown = shown + "/" + child_name;
+    fs::file_status link = fs::symlink_status(child, ec);
+    if (fs::is_symlink(link)) {
+      fs::path target = fs::read_symlink(child, ec);
+      if (ec) return FromErrorCode(ec, "cannot read symlink '" + child.string() + "'");
+      fs::path resolved = (target.is_absolute() ? target : child.parent_path() / target).lexically_normal();
+      if (!IsWithin(resolved, top)) {
+        return PermissionDeniedError("refusing to upload symlink '" + child.string() + "' -> '" +
+                                     target.string() + "': it points outside the uploaded directory '" +
+                                     top.string() + "'");
+      }
+      // Kept as a link relative to where it stands, so it still points
+      // inside the copy.
+      fs::path relative_target = resolved.lexically_relative(child.parent_path());
+      if (::symlinkat(relative_target.c_str(), sub.get(), child_name.c_str()) != 0) {
+        return FromErrorCode(ErrnoCode(), "cannot create symlink '" + child_shown + "'");
+      }
+    } else if (fs::is_directory(link)) {
+      SANDRUN_RETURN_IF_ERROR(CopyTreeAt(sub.get(), child_name, child, top, child_shown));
+    } else if (fs::is_regular_file(link)) {
+      SANDRUN_RETURN_IF_ERROR(CopyFileAt(sub.get(), child_name, child, child_shown));
+    }  // fifos, sockets and devices are not copied.
+  }
+  return OkStatus();
+}
+
+}  // namespace
+
+Status CopyIn(const FileUpload& upload, const fs::path& workdir) {
+  if (!upload.destination.empty()) {
+    SANDRUN_RETURN_IF_ERROR(CheckSandboxRelativePath("upload destination", upload.destination));
+  }
+  fs::path given = fs::path(upload.source).lexically_normal();
+  if (given.has_filename() == false && given.has_parent_path()) given = given.parent_path();
+  std::error_code ec;
+  // A top-level symlink is followed: its content is what the user meant.
+  fs::path source = fs::canonical(given, ec);
+  if (ec) return NotFoundError("upload source '" + upload.source + "' does not exist");
   fs::path dest(upload.destination);
   if (dest.empty()) {
-    dest = source.filename();
+    dest = given.filename();
   } else if (!dest.has_filename()) {
-    dest /= source.filename();
+    dest /= given.filename();
   }
-  if (dest.is_relative()) dest = workdir / dest;
   dest = dest.lexically_normal();
-  fs::create_directories(dest.parent_path(), ec);
-  if (ec) return FromErrorCode(ec, "cannot create '" + dest.parent_path().string() + "'");
+  SANDRUN_ASSIGN_OR_RETURN(UniqueFd parent, OpenDirectoryBeneath(workdir, dest.parent_path(), true));
+  std::string shown = dest.generic_string();
   if (fs::is_directory(source, ec)) {
-    fs::copy(source, dest,
-             fs::copy_options::recursive | fs::copy_options::overwrite_existing |
-                 fs::copy_options::copy_symlinks,
-             ec);
-  } else {
-    fs::copy_file(source, dest, fs::copy_options::overwrite_existing, ec);
+    return CopyTreeAt(parent.get(), dest.filename().string(), source, source, shown);
   }
-  if (ec) return FromErrorCode(ec, "cannot copy '" + upload.source + "' to '" + dest.string() + "'");
-  return OkStatus();
+  return CopyFileAt(parent.get(), dest.filename().string(), source, shown);
 }
 
 Result<std::vector<std::string>> CopyOut(const std::string& sandbox_path,
                                          const fs::path& host_dir, const fs::path& workdir,
                                          const fs::path& sandbox_root) {
+  SANDRUN_RETURN_IF_ERROR(CheckSandboxRelativePath("download path", sandbox_path));
   fs::path requested(sandbox_path);
-  fs::path source = (requested.is_absolute() ? requested : workdir / requested).lexically_normal();
-  if (requested.is_relative() && !IsWithin(source, sandbox_root) && !IsWithin(source, workdir)) {
+  fs::path source = (workdir / requested).lexically_normal();
+  if (!IsWithin(source, sandbox_root) && !IsWithin(source, workdir)) {
     return PermissionDeniedError("refusing '" + sandbox_path + "': it leads out of the sandbox");
   }
   std::error_code ec;
@@ -143,7 +262,7 @@ Result<std::vector<std::string>> CopyOut(const std::string& sandbox_path,
   }
   // A symlinked directory on the way ("link/file" with link -> /etc) leads out too.
   fs::path real_parent = fs::weakly_canonical(source.parent_path(), ec);
-  if (requested.is_relative() && std::none_of(allowed.begin(), allowed.end(), [&](const fs::path& r) {
+  if (std::none_of(allowed.begin(), allowed.end(), [&](const fs::path& r) {
         return IsWithin(real_parent, r);
       })) {
     return PermissionDeniedError("refusing '" + sandbox_path +

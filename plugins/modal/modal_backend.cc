@@ -40,8 +40,8 @@ using std::chrono::milliseconds;
 constexpr std::size_t kStdinChunk = 1 << 20;
 constexpr int kStdioRetries = 10;
 
+// `path` has passed CheckSandboxRelativePath (or is empty: the workdir).
 std::string SandboxPath(const std::string& workdir, const std::string& path) {
-  if (!path.empty() && path.front() == '/') return fs::path(path).lexically_normal().generic_string();
   if (path.empty() || path == ".") return workdir;
   return (fs::path(workdir) / path).lexically_normal().generic_string();
 }
@@ -419,6 +419,7 @@ Result<ExecResult> ModalSandbox::Exec(const ExecRequest& request) {
   exec.argv = request.argv;
   exec.env = env_;
   for (const auto& [key, value] : request.env) exec.env[key] = value;
+  if (!request.cwd.empty()) SANDRUN_RETURN_IF_ERROR(CheckSandboxRelativePath("cwd", request.cwd));
   exec.workdir = SandboxPath(workdir_, request.cwd);
   exec.stdin_data = request.stdin_data ? &*request.stdin_data : nullptr;
   exec.timeout = request.timeout;
@@ -560,6 +561,7 @@ Status ModalSandbox::Put(const FileUpload& upload) {
   fs::path source(upload.source);
   if (!fs::exists(source, ec)) return NotFoundError("modal: upload source " + upload.source + " does not exist");
   std::string dest = upload.destination.empty() ? source.filename().string() : upload.destination;
+  SANDRUN_RETURN_IF_ERROR(CheckSandboxRelativePath("upload destination", dest));
   std::string target = SandboxPath(workdir_, dest);
   auto read = [](const fs::path& path) -> Result<std::string> {
     std::ifstream in(path, std::ios::binary);
@@ -640,6 +642,7 @@ constexpr const char* kListScript =
 
 Result<std::vector<std::string>> ModalSandbox::Get(const std::string& sandbox_path,
                                                    const fs::path& host_dir) {
+  SANDRUN_RETURN_IF_ERROR(CheckSandboxRelativePath("download path", sandbox_path));
   const std::string remote = SandboxPath(workdir_, sandbox_path);
   const std::string base = fs::path(remote).filename().string();
   if (base.empty() || base == "." || base == "..") {
@@ -953,7 +956,8 @@ Result<std::unique_ptr<Sandbox>> ModalBackend::Create(const SandboxSpec& spec) {
   SANDRUN_ASSIGN_OR_RETURN(std::string volume_id, VolumeId(s));
   SANDRUN_RETURN_IF_ERROR(ResolveSecrets(s));
 
-  const std::string workdir = spec.workdir.empty() ? std::string(kDefaultWorkdir) : spec.workdir;
+  if (!spec.workdir.empty()) SANDRUN_RETURN_IF_ERROR(CheckSandboxRelativePath("workdir", spec.workdir));
+  const std::string workdir = SandboxPath(std::string(kDefaultWorkdir), spec.workdir);
   mc::SandboxCreateRequest request;
   request.set_app_id(s.app_id);
   mc::Sandbox* def = request.mutable_definition();

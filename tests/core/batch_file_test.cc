@@ -118,5 +118,83 @@ TEST(BatchFileTest, GpuIsPerTaskWithTheConfigAsDefault) {
   EXPECT_NE(bad.message().find("invalid gpu 'A10G:zero'"), std::string::npos) << bad.message();
 }
 
+TEST(BatchFileTest, RefusesPathsThatLeaveTheSandbox) {
+  TempDir dir;
+  dir.Write("f.txt", "x");
+  struct Case {
+    std::string fields;
+    std::string named;
+  };
+  for (const Case& c : std::vector<Case>{
+           {R"("upload": ["f.txt:/etc/passwd"])", "/etc/passwd"},
+           {R"("upload": ["f.txt:../../../../etc/passwd"])", "../../../../etc/passwd"},
+           {R"("upload": [{"source": "f.txt", "destination": "a/../../b"}])", "a/../../b"},
+           {R"("download": ["/etc/shadow"])", "/etc/shadow"},
+           {R"("download": ["x/../../y"])", "x/../../y"},
+           {R"("download": [""])", "download path is empty"},
+           {R"("upload": [""])", "names no source"},
+           {R"("cwd": "/tmp")", "/tmp"},
+           {R"("cwd": "..")", "'..'"},
+       }) {
+    auto file = dir.Write("tasks.json", R"([{"id": "evil", "command": ["true"], )" + c.fields + "}]");
+    auto tasks = ParseBatchFile(file, DefaultConfig());
+    ASSERT_FALSE(tasks.ok()) << c.fields;
+    EXPECT_EQ(tasks.status().code(), StatusCode::kInvalidArgument);
+    EXPECT_NE(tasks.status().message().find(c.named), std::string::npos) << tasks.status().message();
+    EXPECT_NE(tasks.status().message().find("evil"), std::string::npos) << tasks.status().message();
+  }
+}
+
+TEST(BatchFileTest, RefusesAnEmptyIdAndUnknownTopLevelKeys) {
+  Status empty_id = ParseError(R"([{"id": "", "command": ["true"]}])");
+  EXPECT_EQ(empty_id.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(empty_id.message().find("'id' is empty"), std::string::npos) << empty_id.message();
+  Status extra = ParseError(R"({"tasks": [{"command": ["true"]}], "extra": 1})");
+  EXPECT_EQ(extra.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(extra.message().find("'extra'"), std::string::npos) << extra.message();
+}
+
+TEST(BatchFileTest, TimeoutsMustBeFiniteAndAtMostThirtyDays) {
+  for (const std::string bad : {"1e10", "1e300", "0", "-1", "0.0000001"}) {
+    Status status = ParseError(R"([{"command": ["true"], "timeout": )" + bad + "}]");
+    EXPECT_EQ(status.code(), StatusCode::kInvalidArgument) << bad;
+    EXPECT_NE(status.message().find("timeout"), std::string::npos) << status.message();
+  }
+  EXPECT_NE(ParseError(R"([{"command": ["true"], "timeout": 1e10}])").message().find("30 days"),
+            std::string::npos);
+  auto ok = ParseBatch(R"([{"command": ["true"], "timeout": 2592000}])", "t.json", "/base",
+                       DefaultConfig());
+  ASSERT_TRUE(ok.ok()) << ok.status().ToString();
+  EXPECT_EQ((*ok)[0].exec.timeout, std::chrono::seconds(2592000));
+}
+
+TEST(BatchFileTest, LifetimeFollowsTheTimeoutUnlessSet) {
+  Config config = DefaultConfig();  // timeout 10 s, lifetime left at its default
+  config.origins["lifetime"] = "default";
+  auto tasks = ParseBatch(R"([{"command": ["true"]}, {"command": ["true"], "timeout": 1000}])",
+                          "t.json", "/base", config);
+  ASSERT_TRUE(tasks.ok()) << tasks.status().ToString();
+  EXPECT_EQ((*tasks)[0].sandbox.lifetime, std::chrono::seconds(10 + 60));
+  EXPECT_EQ((*tasks)[1].sandbox.lifetime, std::chrono::seconds(1000 + 250));
+  config.lifetime_s = 7200;
+  config.origins["lifetime"] = "flag --lifetime";
+  tasks = ParseBatch(R"([{"command": ["true"], "timeout": 5}])", "t.json", "/base", config);
+  ASSERT_TRUE(tasks.ok());
+  EXPECT_EQ((*tasks)[0].sandbox.lifetime, std::chrono::seconds(7200));
+  config = Config();  // no timeout: the default lifetime stays
+  EXPECT_EQ(TaskFromConfig(config).sandbox.lifetime, std::chrono::seconds(3600));
+}
+
+TEST(SandboxPathTest, OnlyRelativePathsWithoutDotDotPass) {
+  for (const std::string good : {"a", "a/b", "./a", "a/./b", ".", "a..b", "..a/b", "a/b/"}) {
+    EXPECT_TRUE(CheckSandboxRelativePath("path", good).ok()) << good;
+  }
+  for (const std::string bad : {"", "/a", "/", "..", "../a", "a/..", "a/../b", "a//../b"}) {
+    EXPECT_EQ(CheckSandboxRelativePath("path", bad).code(), StatusCode::kInvalidArgument) << bad;
+  }
+  EXPECT_EQ(CheckSandboxRelativePath("path", std::string("a\0b", 3)).code(),
+            StatusCode::kInvalidArgument);
+}
+
 }  // namespace
 }  // namespace sandrun

@@ -83,6 +83,19 @@ TEST_F(ConfigTest, BadValuesNameTheKeyAndWhereTheyCameFrom) {
   in.flags["timeout"] = "-5";
   EXPECT_FALSE(LoadConfig(in).ok());
 
+  // Out of range, not "must be positive" and not an overflow into "expired".
+  for (const auto& [value, why] : std::vector<std::pair<std::string, std::string>>{
+           {"1e10", "30 days"}, {"1e300", "30 days"}, {"inf", "finite"}, {"nan", "finite"}}) {
+    in = Inputs();
+    in.flags["timeout"] = value;
+    config = LoadConfig(in);
+    ASSERT_FALSE(config.ok()) << value;
+    EXPECT_NE(config.status().message().find(why), std::string::npos) << config.status().message();
+  }
+  in = Inputs();
+  in.flags["lifetime"] = "99999999999";
+  EXPECT_FALSE(LoadConfig(in).ok());
+
   dir_.Write("repo/sandrun.json", R"({"jbos": 4})");
   config = LoadConfig(Inputs());
   ASSERT_FALSE(config.ok());

@@ -10,8 +10,10 @@
 // name, command (argv array; required), timeout (seconds), env, image, cpu,
 // memory (MiB), network ("none"|"open"), upload (["SRC[:DST]"] or
 // [{"source","destination","portable"}]), download (paths), stdin, cwd.
-// Unknown keys are errors (a typo must not be ignored silently). Relative
-// upload sources are relative to the batch file's directory.
+// Unknown keys are errors, at the top level too (a typo must not be ignored
+// silently). Relative upload sources are relative to the batch file's
+// directory; paths inside the sandbox (upload destinations, downloads, cwd)
+// must be relative and stay inside it.
 #ifndef SANDRUN_BATCH_FILE_H_
 #define SANDRUN_BATCH_FILE_H_
 
@@ -28,6 +30,16 @@ namespace sandrun {
 /// A task with the sandbox and exec fields that come from config (image,
 /// timeout, resources, network, lifetime, output cap) filled in.
 Task TaskFromConfig(const Config& config);
+
+/// Unless the lifetime was set (flag, env, file), a task with a timeout gets a
+/// sandbox lifetime of that timeout plus a margin for setup (a quarter of it,
+/// 1 to 10 minutes), so a sandbox leaked by a killed sandrun does not outlive
+/// its task by an hour.
+void DeriveDefaultLifetime(const Config& config, Task& task);
+
+/// A timeout in whole milliseconds; `seconds` must have passed
+/// CheckTimeoutSeconds.
+std::chrono::milliseconds TimeoutFromSeconds(double seconds);
 
 /// Parses a batch from text; `origin` names it in messages ("tasks.json").
 /// Errors are kInvalidArgument: "tasks.json:7:15: ..." for syntax, and

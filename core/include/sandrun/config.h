@@ -71,6 +71,13 @@ std::vector<std::string> SplitConfigList(const std::string& text);
 /// kInvalidArgument says what is wrong with `gpu`.
 Status ParseGpuSpec(const std::string& gpu, std::string* type, int* count);
 
+/// The longest timeout or lifetime sandrun accepts: 30 days.
+inline constexpr double kMaxTimeoutSeconds = 30.0 * 24 * 3600;
+
+/// A timeout must be a finite number of seconds, more than 0 and at most
+/// kMaxTimeoutSeconds. `what` names it in the message ("--timeout").
+Status CheckTimeoutSeconds(std::string_view what, double seconds);
+
 /// The process environment as a map.
 std::map<std::string, std::string> ProcessEnvironment();
 

@@ -40,7 +40,9 @@ struct Task {
 };
 
 /// Checks a task before anything runs: id syntax, non-empty argv, positive
-/// timeout, upload sources that exist. kInvalidArgument names the task.
+/// timeout, upload sources that exist, and that every path it names inside
+/// the sandbox (upload destinations, downloads, cwd, workdir) stays inside it
+/// (CheckSandboxRelativePath). kInvalidArgument names the task and the path.
 Status ValidateTask(const Task& task);
 /// Validates every task and that ids are unique.
 Status ValidateTasks(const std::vector<Task>& tasks);

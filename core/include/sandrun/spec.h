@@ -14,6 +14,8 @@
 #include <string_view>
 #include <vector>
 
+#include "sandrun/status.h"
+
 namespace sandrun {
 
 /// Whether the sandbox may reach any network. sandrun's default is kNone.
@@ -21,8 +23,10 @@ enum class NetworkMode { kNone, kOpen };
 std::string_view NetworkModeName(NetworkMode mode);  // "none" / "open"
 
 /// One host file or directory copied into the sandbox before the command runs.
-/// `destination` is relative to the sandbox's working directory unless
-/// absolute; empty means the source's file name.
+/// `destination` is relative to the sandbox's working directory and stays
+/// inside it (see CheckSandboxRelativePath); empty means the source's file
+/// name. A source that is a symlink is followed; inside an uploaded
+/// directory, symlinks are kept only when they point inside it.
 struct FileUpload {
   std::string source;
   std::string destination;
@@ -44,7 +48,9 @@ struct SandboxSpec {
   /// Hard limit on the sandbox's whole life, so a sandbox leaked by a killed
   /// host process still ends by itself.
   std::chrono::seconds lifetime{3600};
-  std::string workdir;        ///< Absolute path inside; empty = backend's own.
+  /// Relative to the backend's own sandbox directory, inside it; empty = that
+  /// directory itself.
+  std::string workdir;
   std::map<std::string, std::string> env;
   NetworkMode network = NetworkMode::kNone;
   std::vector<FileUpload> uploads;
@@ -63,7 +69,7 @@ using OutputCallback = std::function<void(StreamKind, std::string_view)>;
 struct ExecRequest {
   std::vector<std::string> argv;  ///< Never a shell string unless the user gave one.
   std::map<std::string, std::string> env;  ///< On top of the sandbox's env.
-  std::string cwd;                ///< Relative to the sandbox workdir, or absolute.
+  std::string cwd;                ///< Relative to the sandbox workdir, inside it.
   std::optional<std::string> stdin_data;   ///< Unset: stdin is empty (/dev/null).
   /// Backend-enforced limit; zero means none. The engine adds its own
   /// host-side deadline on top.
@@ -77,6 +83,14 @@ struct ExecRequest {
   /// Live output; may be empty.
   OutputCallback on_output;
 };
+
+/// The rule for every path a task names inside its sandbox (upload
+/// destinations, downloads, cwd, workdir), on every backend: relative, and no
+/// ".." component, so it can only lead into the sandbox. `what` names the
+/// field for the message ("upload destination"). Empty is refused too; callers
+/// skip the check where empty means "the default". kInvalidArgument says
+/// which rule `path` breaks.
+Status CheckSandboxRelativePath(std::string_view what, std::string_view path);
 
 }  // namespace sandrun
 

@@ -281,12 +281,15 @@ TEST_F(LocalBackendTest, WorkdirAndCwdResolveInsideTheSandbox) {
   TempDir outside;
   ExecRequest absolute;
   absolute.cwd = outside.path().string();
-  EXPECT_EQ(Sh(*sandbox, "pwd -P", absolute).stdout_stream.text,
-            fs::canonical(outside.path()).string() + "\n");
+  absolute.argv = {"/bin/true"};
+  EXPECT_EQ(sandbox->Exec(absolute).status().code(), StatusCode::kInvalidArgument);
   ExecRequest escaping;
   escaping.cwd = "../../../..";
   escaping.argv = {"/bin/true"};
   EXPECT_EQ(sandbox->Exec(escaping).status().code(), StatusCode::kInvalidArgument);
+  SandboxSpec absolute_workdir;
+  absolute_workdir.workdir = outside.path().string();
+  EXPECT_EQ(backend_.Create(absolute_workdir).status().code(), StatusCode::kInvalidArgument);
   ExecRequest empty;
   EXPECT_EQ(sandbox->Exec(empty).status().code(), StatusCode::kInvalidArgument);
 }
@@ -297,15 +300,81 @@ TEST_F(LocalBackendTest, GetRefusesEscapes) {
   Sh(*sandbox, "ln -s /etc/hostname host-link; mkdir d; ln -s /etc d/etc-link; "
                "printf in > inside.txt; ln -s inside.txt good-link");
   TempDir target;
-  for (const std::string path : {"host-link", "d", "../../../../etc/passwd"}) {
+  for (const std::string path : {"host-link", "d"}) {
     auto got = sandbox->Get(path, target.path());
     EXPECT_EQ(got.status().code(), StatusCode::kPermissionDenied) << path;
+  }
+  for (const std::string path : {"../../../../etc/passwd", "/etc/passwd"}) {
+    auto got = sandbox->Get(path, target.path());
+    EXPECT_EQ(got.status().code(), StatusCode::kInvalidArgument) << path;
   }
   auto good = sandbox->Get("good-link", target.path());
   ASSERT_TRUE(good.ok()) << good.status().ToString();
   EXPECT_EQ(*good, std::vector<std::string>{"good-link"});
   EXPECT_EQ(ReadFile(target.path() / "good-link"), "in");
   EXPECT_FALSE(fs::is_symlink(target.path() / "good-link"));
+}
+
+TEST_F(LocalBackendTest, PutRefusesAbsoluteAndClimbingDestinations) {
+  auto sandbox = Create();
+  ASSERT_NE(sandbox, nullptr);
+  TempDir host;
+  fs::path payload = host.Write("payload.txt", "x");
+  fs::path target = host.path() / "escaped.txt";
+  for (const std::string& dest : {target.string(), "../../../../../../../../../../../../" +
+                                                      target.relative_path().string()}) {
+    EXPECT_EQ(sandbox->Put(FileUpload{payload.string(), dest}).code(), StatusCode::kInvalidArgument)
+        << dest;
+  }
+  EXPECT_FALSE(fs::exists(target));
+}
+
+TEST_F(LocalBackendTest, PutNeverWritesThroughASymlinkTheTaskPlanted) {
+  auto sandbox = Create();
+  ASSERT_NE(sandbox, nullptr);
+  TempDir outside;
+  TempDir host;
+  fs::path payload = host.Write("payload.txt", "planted");
+  Sh(*sandbox, "ln -s '" + outside.path().string() + "' dir-link; ln -s '" +
+                   (outside.path() / "victim.txt").string() + "' file-link; mkdir real");
+  EXPECT_EQ(sandbox->Put(FileUpload{payload.string(), "dir-link/x.txt"}).code(),
+            StatusCode::kPermissionDenied);
+  EXPECT_EQ(sandbox->Put(FileUpload{payload.string(), "file-link"}).code(),
+            StatusCode::kPermissionDenied);
+  EXPECT_TRUE(fs::is_empty(outside.path())) << "an upload went through a planted symlink";
+  // A working directory through the planted link is refused too, and not created.
+  ExecRequest through;
+  through.argv = {"/bin/true"};
+  through.cwd = "dir-link/made-by-sandrun";
+  EXPECT_FALSE(sandbox->Exec(through).ok());
+  EXPECT_TRUE(fs::is_empty(outside.path()));
+  // Real directories still take uploads.
+  ASSERT_TRUE(sandbox->Put(FileUpload{payload.string(), "real/deeper/p.txt"}).ok());
+  EXPECT_EQ(ReadFile(WorkDir(*sandbox) / "real" / "deeper" / "p.txt"), "planted");
+}
+
+TEST_F(LocalBackendTest, PutFollowsTheSourceLinkAndKeepsOnlyLinksInsideADirectory) {
+  auto sandbox = Create();
+  ASSERT_NE(sandbox, nullptr);
+  TempDir host;
+  fs::path file = host.Write("data/file.txt", "content");
+  fs::create_symlink(file, host.path() / "top-link");
+  ASSERT_TRUE(sandbox->Put(FileUpload{(host.path() / "top-link").string(), "copied"}).ok());
+  EXPECT_FALSE(fs::is_symlink(WorkDir(*sandbox) / "copied"));
+  EXPECT_EQ(ReadFile(WorkDir(*sandbox) / "copied"), "content");
+
+  fs::create_symlink("file.txt", host.path() / "data" / "inside-link");
+  ASSERT_TRUE(sandbox->Put(FileUpload{(host.path() / "data").string(), "tree"}).ok());
+  EXPECT_TRUE(fs::is_symlink(WorkDir(*sandbox) / "tree" / "inside-link"));
+  EXPECT_EQ(ReadFile(WorkDir(*sandbox) / "tree" / "inside-link"), "content");
+
+  TempDir secret_dir;
+  fs::path secret = secret_dir.Write("secret.txt", "secret");
+  fs::create_symlink(secret, host.path() / "data" / "outside-link");
+  Status put = sandbox->Put(FileUpload{(host.path() / "data").string(), "tree2"});
+  EXPECT_EQ(put.code(), StatusCode::kPermissionDenied);
+  EXPECT_NE(put.message().find("outside-link"), std::string::npos) << put.message();
+  EXPECT_FALSE(fs::exists(WorkDir(*sandbox) / "tree2" / "outside-link"));
 }
 
 // Writes a manifest for a sandbox that no live sandrun owns.
