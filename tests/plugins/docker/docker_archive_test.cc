@@ -77,19 +77,25 @@ TEST_F(DockerArchiveTest, PutReadListFetchRemove) {
   EXPECT_TRUE(store_->Remove(prefix_ + "/never-was").ok());
 }
 
-TEST_F(DockerArchiveTest, ResultsWrittenInASandboxAreReadBack) {
-  // The volume is mounted at /sandrun/results in every sandbox.
+TEST_F(DockerArchiveTest, SandboxesNeitherSeeNorWriteTheArchive) {
+  ASSERT_TRUE(store_->PutBytes(prefix_ + "/tasks/t1.json", "record").ok());
   auto sandbox = backend_->Create(testing::ImageSpec(testing::kBusybox));
   ASSERT_TRUE(sandbox.ok()) << sandbox.status().ToString();
   ExecRequest request;
-  request.argv = {"sh", "-c", "mkdir -p /sandrun/results/" + prefix_ +
-                                  " && echo from-sandbox > /sandrun/results/" + prefix_ + "/f"};
+  // Where the volume used to be mounted: list it, then try to overwrite the
+  // record and add a file next to it.
+  request.argv = {"sh", "-c",
+                  "ls -R /sandrun/results 2>&1; mkdir -p /sandrun/results/" + prefix_ +
+                      "/tasks && echo forged > /sandrun/results/" + prefix_ +
+                      "/tasks/t1.json && echo planted > /sandrun/results/" + prefix_ + "/f"};
   auto r = (*sandbox)->Exec(request);
-  ASSERT_TRUE(r.ok());
-  ASSERT_EQ(r->exit_code, 0) << r->stderr_stream.text;
-  auto bytes = store_->ReadBytes(prefix_ + "/f");
-  ASSERT_TRUE(bytes.ok()) << bytes.status().ToString();
-  EXPECT_EQ(*bytes, "from-sandbox\n");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->stdout_stream.text.find(prefix_), std::string::npos)
+      << "the sandbox listed the archive:\n" << r->stdout_stream.text;
+  auto record = store_->ReadBytes(prefix_ + "/tasks/t1.json");
+  ASSERT_TRUE(record.ok()) << record.status().ToString();
+  EXPECT_EQ(*record, "record");
+  EXPECT_EQ(store_->ReadBytes(prefix_ + "/f").status().code(), StatusCode::kNotFound);
 }
 
 TEST_F(DockerArchiveTest, ResultArchiveOverTheVolume) {
