@@ -109,6 +109,19 @@ http::request<http::string_body> MakeRequest(std::string_view method, const std:
   return req;
 }
 
+HttpResponse ToHttpResponse(http::response<http::string_body>& res) {
+  HttpResponse out;
+  out.status = static_cast<int>(res.result_int());
+  out.body = std::move(res.body());
+  for (const auto& field : res) {
+    std::string name(field.name_string());
+    std::transform(name.begin(), name.end(), name.begin(),
+                   [](unsigned char ch) { return std::tolower(ch); });
+    out.headers[name] = std::string(field.value());
+  }
+  return out;
+}
+
 // Connects and sends `req`; the connection is then ready for the answer.
 template <typename Protocol>
 Status SendRequest(Connection<Protocol>& c, const DockerHost& host,
@@ -253,19 +266,6 @@ Result<std::unique_ptr<HijackedStream>> DoHijack(const DockerHost& host,
   int fd = socket.release(ec);
   if (ec) return InternalError("docker: cannot release socket: " + ec.message());
   return std::unique_ptr<HijackedStream>(new FdStream(fd, std::move(pending)));
-}
-
-HttpResponse ToHttpResponse(http::response<http::string_body>& res) {
-  HttpResponse out;
-  out.status = static_cast<int>(res.result_int());
-  out.body = std::move(res.body());
-  for (const auto& field : res) {
-    std::string name(field.name_string());
-    std::transform(name.begin(), name.end(), name.begin(),
-                   [](unsigned char ch) { return std::tolower(ch); });
-    out.headers[name] = std::string(field.value());
-  }
-  return out;
 }
 
 http::request<http::empty_body> MakeHeadOnly(std::string_view method, const std::string& target) {

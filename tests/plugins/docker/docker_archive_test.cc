@@ -1,6 +1,7 @@
 // The result archive in a Docker volume, through the API only; and images
 // built from a Dockerfile, cached by content.
 #include <filesystem>
+#include <fstream>
 
 #include <gtest/gtest.h>
 
@@ -75,6 +76,58 @@ TEST_F(DockerArchiveTest, PutReadListFetchRemove) {
   ASSERT_TRUE(names.ok());
   EXPECT_EQ(*names, (std::vector<std::string>{"artifacts/", "run.json"}));
   EXPECT_TRUE(store_->Remove(prefix_ + "/never-was").ok());
+}
+
+// Peak resident memory of this process, in KiB, after resetting it (proc(5)).
+std::int64_t PeakRssKiB(bool reset) {
+  if (reset) std::ofstream("/proc/self/clear_refs") << "5";
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("VmHWM:", 0) == 0) return std::stoll(line.substr(6));
+  }
+  return -1;
+}
+
+// A spill far larger than any record goes up and comes back whole, while
+// this process never holds it: the tar is built as it is sent, and listing
+// or reading a record skips the spill as it streams past.
+TEST_F(DockerArchiveTest, LargeSpillsStreamThroughTheVolume) {
+  constexpr std::size_t kSpill = 96u << 20;
+  constexpr std::int64_t kAllowedGrowthKiB = 32 * 1024;
+  sandrun::testing::TempDir host;
+  {
+    fs::create_directories(host.path() / "run/artifacts/t");
+    std::ofstream out(host.path() / "run/artifacts/t/stdout.log", std::ios::binary);
+    std::string block(1 << 20, '\0');
+    for (std::size_t i = 0; i < kSpill / block.size(); ++i) {
+      for (std::size_t j = 0; j < block.size(); j += 4096) block[j] = static_cast<char>(i + j);
+      out.write(block.data(), static_cast<std::streamsize>(block.size()));
+    }
+  }
+  host.Write("run/tasks/t.json", "{\"capped\": true}");
+  const std::int64_t before = PeakRssKiB(true);
+  Status put = store_->PutFiles({{prefix_ + "/artifacts", host.path() / "run/artifacts"},
+                                 {prefix_ + "/tasks", host.path() / "run/tasks"}});
+  ASSERT_TRUE(put.ok()) << put.ToString();
+  auto names = store_->List(prefix_);
+  ASSERT_TRUE(names.ok()) << names.status().ToString();
+  EXPECT_EQ(*names, (std::vector<std::string>{"artifacts/", "tasks/"}));
+  auto record = store_->ReadBytes(prefix_ + "/tasks/t.json");
+  ASSERT_TRUE(record.ok()) << record.status().ToString();
+  EXPECT_EQ(*record, "{\"capped\": true}");
+  const std::int64_t growth = PeakRssKiB(false) - before;
+  EXPECT_LT(growth, kAllowedGrowthKiB) << "memory grew with the spill";
+
+  sandrun::testing::TempDir dest;
+  ASSERT_TRUE(store_->Fetch(prefix_ + "/artifacts/t", dest.path()).ok());
+  EXPECT_EQ(fs::file_size(dest.path() / "t/stdout.log"), kSpill);
+  std::ifstream a(host.path() / "run/artifacts/t/stdout.log", std::ios::binary);
+  std::ifstream b(dest.path() / "t/stdout.log", std::ios::binary);
+  std::string x(1 << 20, '\0'), y(1 << 20, '\0');
+  while (a.read(x.data(), x.size()) && b.read(y.data(), y.size())) {
+    ASSERT_TRUE(x == y) << "the spill came back altered";
+  }
 }
 
 TEST_F(DockerArchiveTest, SandboxesNeitherSeeNorWriteTheArchive) {
