@@ -109,16 +109,23 @@ http::request<http::string_body> MakeRequest(std::string_view method, const std:
   return req;
 }
 
-HttpResponse ToHttpResponse(http::response<http::string_body>& res) {
+// Status and headers (names lowercased) of any Beast answer.
+template <typename Fields>
+HttpResponse ResponseHead(const http::response_header<Fields>& res) {
   HttpResponse out;
   out.status = static_cast<int>(res.result_int());
-  out.body = std::move(res.body());
   for (const auto& field : res) {
     std::string name(field.name_string());
     std::transform(name.begin(), name.end(), name.begin(),
                    [](unsigned char ch) { return std::tolower(ch); });
     out.headers[name] = std::string(field.value());
   }
+  return out;
+}
+
+HttpResponse ToHttpResponse(http::response<http::string_body>& res) {
+  HttpResponse out = ResponseHead(res);
+  out.body = std::move(res.body());
   return out;
 }
 
@@ -305,19 +312,7 @@ class StreamedBody : public ResponseBody {
     return OkStatus();
   }
 
-  int status() { return static_cast<int>(parser_.get().result_int()); }
-
-  HttpResponse Head() {
-    HttpResponse out;
-    out.status = status();
-    for (const auto& field : parser_.get()) {
-      std::string name(field.name_string());
-      std::transform(name.begin(), name.end(), name.begin(),
-                     [](unsigned char ch) { return std::tolower(ch); });
-      out.headers[name] = std::string(field.value());
-    }
-    return out;
-  }
+  HttpResponse Head() { return ResponseHead(parser_.get()); }
 
   Result<std::size_t> Read(char* data, std::size_t size) override {
     while (!parser_.is_done()) {

@@ -165,6 +165,9 @@ class ModalSandbox : public Sandbox {
   Status Chmod(const std::vector<std::string>& paths);
   /// Makes symlinks in one exec; `pairs` alternates target and path.
   Status MakeSymlinks(const std::vector<std::string>& pairs);
+  /// Runs a short file command (chmod, ln) in the workdir; its stderr names
+  /// the failure.
+  Status RunFileCommand(std::vector<std::string> argv, const std::string& what);
   Status ReadStdio(CallCanceller* canceller, const std::string& exec_id,
                    tcr::TaskExecStdioFileDescriptor fd,
                    const std::function<void(std::string_view)>& sink);
@@ -541,12 +544,9 @@ Status ModalSandbox::MakeDirectory(const std::string& path) {
   return FsTool(json{{"MakeDirectory", {{"path", path}, {"parents", true}}}}, nullptr, {});
 }
 
-Status ModalSandbox::MakeSymlinks(const std::vector<std::string>& pairs) {
-  if (pairs.empty()) return OkStatus();
+Status ModalSandbox::RunFileCommand(std::vector<std::string> argv, const std::string& what) {
   RawExec exec;
-  exec.argv = {"/bin/sh", "-c",
-               "while [ $# -gt 1 ]; do ln -s -- \"$1\" \"$2\" || exit 1; shift 2; done", "sh"};
-  exec.argv.insert(exec.argv.end(), pairs.begin(), pairs.end());
+  exec.argv = std::move(argv);
   exec.workdir = workdir_;
   std::string err;
   exec.on_stdout = [](std::string_view) {};
@@ -554,26 +554,25 @@ Status ModalSandbox::MakeSymlinks(const std::vector<std::string>& pairs) {
   SANDRUN_ASSIGN_OR_RETURN(RawResult raw, RunRaw(exec));
   if (raw.cancelled) return CancelledError("modal: sandbox " + id_ + " was terminated");
   if (!raw.has_code || raw.code != 0) {
-    return InternalError("modal: making uploaded symlinks failed: " + Tail(err, 300));
+    return InternalError("modal: " + what + " failed: " + Tail(err, 300));
   }
   return OkStatus();
 }
 
+Status ModalSandbox::MakeSymlinks(const std::vector<std::string>& pairs) {
+  if (pairs.empty()) return OkStatus();
+  std::vector<std::string> argv = {
+      "/bin/sh", "-c", "while [ $# -gt 1 ]; do ln -s -- \"$1\" \"$2\" || exit 1; shift 2; done",
+      "sh"};
+  argv.insert(argv.end(), pairs.begin(), pairs.end());
+  return RunFileCommand(std::move(argv), "making uploaded symlinks");
+}
+
 Status ModalSandbox::Chmod(const std::vector<std::string>& paths) {
   if (paths.empty()) return OkStatus();
-  RawExec exec;
-  exec.argv = {"chmod", "0755"};
-  exec.argv.insert(exec.argv.end(), paths.begin(), paths.end());
-  exec.workdir = workdir_;
-  std::string err;
-  exec.on_stdout = [](std::string_view) {};
-  exec.on_stderr = [&](std::string_view chunk) { err.append(chunk); };
-  SANDRUN_ASSIGN_OR_RETURN(RawResult raw, RunRaw(exec));
-  if (raw.cancelled) return CancelledError("modal: sandbox " + id_ + " was terminated");
-  if (!raw.has_code || raw.code != 0) {
-    return InternalError("modal: chmod 0755 failed: " + Tail(err, 300));
-  }
-  return OkStatus();
+  std::vector<std::string> argv = {"chmod", "0755"};
+  argv.insert(argv.end(), paths.begin(), paths.end());
+  return RunFileCommand(std::move(argv), "chmod 0755");
 }
 
 Status ModalSandbox::Put(const FileUpload& upload) {
