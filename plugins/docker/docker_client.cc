@@ -93,14 +93,21 @@ Status Connect(Connection<asio::ip::tcp>& c, const DockerHost& host,
   return ec ? ConnectionError(host, "connect to", ec) : OkStatus();
 }
 
-http::request<http::string_body> MakeRequest(std::string_view method, const std::string& target,
-                                             std::string body, std::string_view content_type) {
-  http::request<http::string_body> req;
+// Method, target and the headers every request carries.
+template <typename Body>
+http::request<Body> NewRequest(std::string_view method, const std::string& target) {
+  http::request<Body> req;
   req.method_string(method);
   req.target(target);
   req.version(11);
   req.set(http::field::host, "docker");
   req.set(http::field::user_agent, "sandrun");
+  return req;
+}
+
+http::request<http::string_body> MakeRequest(std::string_view method, const std::string& target,
+                                             std::string body, std::string_view content_type) {
+  auto req = NewRequest<http::string_body>(method, target);
   if (!body.empty() || method == "POST" || method == "PUT") {
     req.set(http::field::content_type, content_type);
     req.body() = std::move(body);
@@ -276,12 +283,7 @@ Result<std::unique_ptr<HijackedStream>> DoHijack(const DockerHost& host,
 }
 
 http::request<http::empty_body> MakeHeadOnly(std::string_view method, const std::string& target) {
-  http::request<http::empty_body> req;
-  req.method_string(method);
-  req.target(target);
-  req.version(11);
-  req.set(http::field::host, "docker");
-  req.set(http::field::user_agent, "sandrun");
+  auto req = NewRequest<http::empty_body>(method, target);
   req.keep_alive(false);
   return req;
 }
