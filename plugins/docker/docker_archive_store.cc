@@ -43,9 +43,9 @@ class VolumeArchiveStore : public ArchiveStore {
   }
 
   // One PUT for all of them: dockerd extracts every upload in a re-executed
-  // copy of itself, ~40 ms each however small (docs/performance.md).
+  // copy of itself, ~40 ms each however small (docs/performance.md). The tar
+  // is built as it is sent, so a 1 GiB spill never sits in memory.
   Status PutFiles(const std::vector<ArchivePut>& puts) override {
-    TarBuilder tar;
     for (const ArchivePut& put : puts) {
       if (!IsSafeRelativePath(put.path)) {
         return InvalidArgumentError("unsafe archive path '" + put.path + "'");
@@ -55,10 +55,20 @@ class VolumeArchiveStore : public ArchiveStore {
         SANDRUN_ASSIGN_OR_RETURN(bool exists, Exists(put.path));
         if (exists) SANDRUN_RETURN_IF_ERROR(Remove(put.path));
       }
-      SANDRUN_RETURN_IF_ERROR(tar.AddHostPath(put.host_path, put.path));
     }
-    SANDRUN_ASSIGN_OR_RETURN(std::string bytes, tar.Finish());
-    return Upload(std::move(bytes));
+    SANDRUN_ASSIGN_OR_RETURN(HttpResponse res, Call([&](const std::string& helper) {
+      return client_->RequestStreamingBody(
+          "PUT", "/containers/" + helper + "/archive?path=" + UrlEncode(std::string(kResultsMount)),
+          "application/x-tar", [&](const std::function<Status(std::string_view)>& send) {
+            TarBuilder tar(send);
+            for (const ArchivePut& put : puts) {
+              SANDRUN_RETURN_IF_ERROR(tar.AddHostPath(put.host_path, put.path));
+            }
+            return tar.Finish().status();
+          });
+    }));
+    if (res.status != 200) return ApiError(res, "write to volume " + volume_);
+    return OkStatus();
   }
 
   Status PutBytes(const std::string& path, std::string_view data) override {
@@ -72,7 +82,7 @@ class VolumeArchiveStore : public ArchiveStore {
 
   Result<std::string> ReadBytes(const std::string& path) override {
     if (!IsSafeRelativePath(path)) return InvalidArgumentError("unsafe archive path '" + path + "'");
-    SANDRUN_ASSIGN_OR_RETURN(std::string tar, Download(path));
+    SANDRUN_ASSIGN_OR_RETURN(TarSource tar, Download(path));
     return ReadFirstFile(tar);
   }
 
@@ -81,8 +91,9 @@ class VolumeArchiveStore : public ArchiveStore {
       return InvalidArgumentError("unsafe archive path '" + dir + "'");
     }
     // The archive endpoint has no listing: the tar of the directory is read
-    // header by header (docs/docker.md notes the cost on large archives).
-    SANDRUN_ASSIGN_OR_RETURN(std::string tar, Download(dir));
+    // header by header as it streams past, its file data skipped, never held
+    // (docs/docker.md notes the transfer cost on large archives).
+    SANDRUN_ASSIGN_OR_RETURN(TarSource tar, Download(dir));
     SANDRUN_ASSIGN_OR_RETURN(std::vector<TarMember> members, ListTar(tar));
     std::set<std::string> names;
     for (const auto& m : members) {
@@ -108,7 +119,7 @@ class VolumeArchiveStore : public ArchiveStore {
 
   Status Fetch(const std::string& path, const fs::path& dest) override {
     if (!IsSafeRelativePath(path)) return InvalidArgumentError("unsafe archive path '" + path + "'");
-    SANDRUN_ASSIGN_OR_RETURN(std::string tar, Download(path));
+    SANDRUN_ASSIGN_OR_RETURN(TarSource tar, Download(path));
     return ExtractTarSafely(tar, dest).status();
   }
 
@@ -147,16 +158,23 @@ class VolumeArchiveStore : public ArchiveStore {
     return OkStatus();
   }
 
-  Result<std::string> Download(const std::string& path) {
-    SANDRUN_ASSIGN_OR_RETURN(HttpResponse res, Call([&](const std::string& helper) {
-      return client_->Request("GET", "/containers/" + helper + "/archive?path=" +
-                                         UrlEncode(VolumePath(path)));
+  // The tar of `path`, to be read as it streams in.
+  Result<TarSource> Download(const std::string& path) {
+    std::shared_ptr<ResponseBody> body;
+    SANDRUN_ASSIGN_OR_RETURN(HttpResponse res, Call([&](const std::string& helper)
+                                                        -> Result<HttpResponse> {
+      SANDRUN_ASSIGN_OR_RETURN(StreamedResponse streamed,
+                               client_->OpenStream("GET", "/containers/" + helper +
+                                                              "/archive?path=" +
+                                                              UrlEncode(VolumePath(path))));
+      body = std::move(streamed.body);
+      return std::move(streamed.head);
     }));
     if (res.status == 404) {
       return NotFoundError("not in the archive: " + (path.empty() ? "/" : path));
     }
-    if (res.status != 200) return ApiError(res, "read from volume " + volume_);
-    return std::move(res.body);
+    if (res.status != 200 || body == nullptr) return ApiError(res, "read from volume " + volume_);
+    return TarSource([body](char* data, std::size_t size) { return body->Read(data, size); });
   }
 
   Result<bool> Exists(const std::string& path) {

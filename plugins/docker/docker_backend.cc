@@ -672,7 +672,7 @@ Status DockerSandbox::Put(const FileUpload& upload) {
   if (upload.portable) {
     SANDRUN_ASSIGN_OR_RETURN(tar, PortableLauncherTar(*exe_cache_, upload.source, entry));
   } else {
-    SANDRUN_ASSIGN_OR_RETURN(tar, TarFromHost(upload.source, entry));
+    SANDRUN_ASSIGN_OR_RETURN(tar, TarOfUpload(upload.source, entry));
   }
   SANDRUN_ASSIGN_OR_RETURN(
       HttpResponse res,
@@ -796,10 +796,11 @@ Result<std::unique_ptr<Sandbox>> DockerBackend::Create(const SandboxSpec& spec) 
   if (!labels.contains("dev.sandrun.task")) labels["dev.sandrun.task"] = "";
   json env = json::array();
   for (const auto& [k, v] : spec.env) env.push_back(k + "=" + v);
+  // The result volume is never mounted here: a task could read or rewrite
+  // every record. Records and spills reach it only through sandrun (the
+  // archive helper, docker_volume_helper.h). The exe cache is content the
+  // task is meant to run, read-only.
   json mounts = json::array({{{"Type", "volume"},
-                              {"Source", options_.volume},
-                              {"Target", std::string(kResultsMount)}},
-                             {{"Type", "volume"},
                               {"Source", options_.exe_cache_volume},
                               {"Target", kPortableExeRoot},
                               {"ReadOnly", true}}});

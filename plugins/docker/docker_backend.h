@@ -43,6 +43,8 @@ void RegisterDockerBackend(BackendRegistry& registry);
 namespace docker {
 
 inline constexpr std::string_view kManagedLabel = "dev.sandrun.managed";
+/// Where the result volume is mounted in sandrun's own archive helper and
+/// tool containers. Never mounted in a sandbox: a task must not see the archive.
 inline constexpr std::string_view kResultsMount = "/sandrun/results";
 inline constexpr std::string_view kDefaultWorkdir = "/sandrun/work";
 

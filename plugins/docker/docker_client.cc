@@ -20,6 +20,8 @@
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/beast/core/basic_stream.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http/buffer_body.hpp>
+#include <boost/beast/http/chunk_encode.hpp>
 #include <boost/beast/http/empty_body.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/string_body.hpp>
@@ -91,20 +93,47 @@ Status Connect(Connection<asio::ip::tcp>& c, const DockerHost& host,
   return ec ? ConnectionError(host, "connect to", ec) : OkStatus();
 }
 
-http::request<http::string_body> MakeRequest(std::string_view method, const std::string& target,
-                                             std::string body, std::string_view content_type) {
-  http::request<http::string_body> req;
+// Method, target and the headers every request carries.
+template <typename Body>
+http::request<Body> NewRequest(std::string_view method, const std::string& target) {
+  http::request<Body> req;
   req.method_string(method);
   req.target(target);
   req.version(11);
   req.set(http::field::host, "docker");
   req.set(http::field::user_agent, "sandrun");
+  return req;
+}
+
+http::request<http::string_body> MakeRequest(std::string_view method, const std::string& target,
+                                             std::string body, std::string_view content_type) {
+  auto req = NewRequest<http::string_body>(method, target);
   if (!body.empty() || method == "POST" || method == "PUT") {
     req.set(http::field::content_type, content_type);
     req.body() = std::move(body);
     req.prepare_payload();
   }
   return req;
+}
+
+// Status and headers (names lowercased) of any Beast answer.
+template <typename Fields>
+HttpResponse ResponseHead(const http::response_header<Fields>& res) {
+  HttpResponse out;
+  out.status = static_cast<int>(res.result_int());
+  for (const auto& field : res) {
+    std::string name(field.name_string());
+    std::transform(name.begin(), name.end(), name.begin(),
+                   [](unsigned char ch) { return std::tolower(ch); });
+    out.headers[name] = std::string(field.value());
+  }
+  return out;
+}
+
+HttpResponse ToHttpResponse(http::response<http::string_body>& res) {
+  HttpResponse out = ResponseHead(res);
+  out.body = std::move(res.body());
+  return out;
 }
 
 // Connects and sends `req`; the connection is then ready for the answer.
@@ -137,16 +166,7 @@ Result<HttpResponse> DoRequest(const DockerHost& host,
     http::async_read(c.stream, buffer, parser, std::move(handler));
   });
   if (ec) return ConnectionError(host, "read from", ec);
-  auto& res = parser.get();
-  HttpResponse out;
-  out.status = static_cast<int>(res.result_int());
-  out.body = std::move(res.body());
-  for (const auto& field : res) {
-    std::string name(field.name_string());
-    std::transform(name.begin(), name.end(), name.begin(),
-                   [](unsigned char ch) { return std::tolower(ch); });
-    out.headers[name] = std::string(field.value());
-  }
+  HttpResponse out = ToHttpResponse(parser.get());
   error_code ignored;
   c.stream.socket().shutdown(Protocol::socket::shutdown_both, ignored);
   return out;
@@ -262,6 +282,135 @@ Result<std::unique_ptr<HijackedStream>> DoHijack(const DockerHost& host,
   return std::unique_ptr<HijackedStream>(new FdStream(fd, std::move(pending)));
 }
 
+http::request<http::empty_body> MakeHeadOnly(std::string_view method, const std::string& target) {
+  auto req = NewRequest<http::empty_body>(method, target);
+  req.keep_alive(false);
+  return req;
+}
+
+// Reads a streamed answer's body into the caller's buffer, one read_some at a
+// time: nothing but Beast's small read buffer is held between calls.
+template <typename Protocol>
+class StreamedBody : public ResponseBody {
+ public:
+  StreamedBody(const DockerHost& host, std::chrono::milliseconds idle)
+      : host_(host), idle_(idle) {
+    parser_.body_limit((std::numeric_limits<std::uint64_t>::max)());
+  }
+
+  // Connects, sends `req` and reads the answer's header.
+  Status Start(const http::request<http::empty_body>& req) {
+    SANDRUN_RETURN_IF_ERROR(Connect(c_, host_, Clock::now() + idle_));
+    c_.stream.expires_after(idle_);
+    error_code ec = RunOp(c_.ioc, [&](auto handler) {
+      http::async_write(c_.stream, req, std::move(handler));
+    });
+    if (ec) return ConnectionError(host_, "send to", ec);
+    c_.stream.expires_after(idle_);
+    ec = RunOp(c_.ioc, [&](auto handler) {
+      http::async_read_header(c_.stream, buffer_, parser_, std::move(handler));
+    });
+    if (ec) return ConnectionError(host_, "read from", ec);
+    return OkStatus();
+  }
+
+  HttpResponse Head() { return ResponseHead(parser_.get()); }
+
+  Result<std::size_t> Read(char* data, std::size_t size) override {
+    while (!parser_.is_done()) {
+      parser_.get().body().data = data;
+      parser_.get().body().size = size;
+      c_.stream.expires_after(idle_);
+      error_code ec = RunOp(c_.ioc, [&](auto handler) {
+        http::async_read_some(c_.stream, buffer_, parser_, std::move(handler));
+      });
+      if (ec == http::error::need_buffer) ec = {};
+      if (ec) return ConnectionError(host_, "read from", ec);
+      std::size_t got = size - parser_.get().body().size;
+      if (got > 0) return got;
+    }
+    return std::size_t{0};
+  }
+
+ private:
+  DockerHost host_;
+  std::chrono::milliseconds idle_;
+  Connection<Protocol> c_;
+  beast::flat_buffer buffer_;
+  http::response_parser<http::buffer_body> parser_;
+};
+
+template <typename Protocol>
+Result<StreamedResponse> DoOpenStream(const DockerHost& host,
+                                      const http::request<http::empty_body>& req,
+                                      std::chrono::milliseconds idle) {
+  auto body = std::make_unique<StreamedBody<Protocol>>(host, idle);
+  SANDRUN_RETURN_IF_ERROR(body->Start(req));
+  StreamedResponse out;
+  out.head = body->Head();
+  if (out.head.status >= 200 && out.head.status < 300) {
+    out.body = std::move(body);
+    return out;
+  }
+  // An error answer is a short JSON message.
+  char piece[4096];
+  for (;;) {
+    SANDRUN_ASSIGN_OR_RETURN(std::size_t n, body->Read(piece, sizeof piece));
+    if (n == 0) break;
+    if (out.head.body.size() < (1 << 20)) out.head.body.append(piece, n);
+  }
+  return out;
+}
+
+// Sends the header, then every piece `write_body` produces as one chunk, then
+// the last chunk; reads the whole (small) answer.
+template <typename Protocol>
+Result<HttpResponse> DoStreamingBody(const DockerHost& host, http::request<http::empty_body> req,
+                                     const BodyWriter& write_body,
+                                     std::chrono::milliseconds idle) {
+  Connection<Protocol> c;
+  SANDRUN_RETURN_IF_ERROR(Connect(c, host, Clock::now() + idle));
+  req.chunked(true);
+  http::request_serializer<http::empty_body> serializer(req);
+  c.stream.expires_after(idle);
+  error_code ec = RunOp(c.ioc, [&](auto handler) {
+    http::async_write_header(c.stream, serializer, std::move(handler));
+  });
+  if (ec) return ConnectionError(host, "send to", ec);
+  auto send = [&](std::string_view piece) -> Status {
+    if (piece.empty()) return OkStatus();
+    c.stream.expires_after(idle);
+    error_code wec = RunOp(c.ioc, [&](auto handler) {
+      asio::async_write(c.stream, http::make_chunk(asio::const_buffer(piece.data(), piece.size())),
+                        std::move(handler));
+    });
+    return wec ? ConnectionError(host, "send to", wec) : OkStatus();
+  };
+  Status written = write_body(send);
+  if (written.ok()) {
+    c.stream.expires_after(idle);
+    ec = RunOp(c.ioc, [&](auto handler) {
+      asio::async_write(c.stream, http::make_chunk_last(), std::move(handler));
+    });
+    if (ec) written = ConnectionError(host, "send to", ec);
+  }
+  // The daemon may have answered early (an error) and closed: its answer says
+  // more than the broken pipe, so read it whatever happened above.
+  beast::flat_buffer buffer;
+  http::response_parser<http::string_body> parser;
+  c.stream.expires_after(written.ok() ? idle : std::chrono::milliseconds(2000));
+  ec = RunOp(c.ioc, [&](auto handler) {
+    http::async_read(c.stream, buffer, parser, std::move(handler));
+  });
+  if (ec) {
+    if (!written.ok()) return written;
+    return ConnectionError(host, "read from", ec);
+  }
+  HttpResponse out = ToHttpResponse(parser.get());
+  if (!written.ok() && out.status >= 200 && out.status < 300) return written;
+  return out;
+}
+
 // "1.41" -> {1, 41}.
 std::pair<int, int> ParseVersion(std::string_view v) {
   int major = 0, minor = 0;
@@ -352,6 +501,40 @@ Result<HttpResponse> DockerClient::Request(std::string_view method, const std::s
       return DoRequest<asio::local::stream_protocol>(host_, std::move(req), timeout);
     }
     return DoRequest<asio::ip::tcp>(host_, std::move(req), timeout);
+  } catch (const std::exception& e) {
+    return UnavailableError("docker: " + std::string(method) + " " + target + " on " +
+                            host_.text + ": " + e.what());
+  }
+}
+
+Result<StreamedResponse> DockerClient::OpenStream(std::string_view method,
+                                                  const std::string& target,
+                                                  std::chrono::milliseconds idle_timeout) {
+  try {
+    auto req = MakeHeadOnly(method, Prefixed(target));
+    if (!host_.unix_path.empty()) {
+      return DoOpenStream<asio::local::stream_protocol>(host_, req, idle_timeout);
+    }
+    return DoOpenStream<asio::ip::tcp>(host_, req, idle_timeout);
+  } catch (const std::exception& e) {
+    return UnavailableError("docker: " + std::string(method) + " " + target + " on " +
+                            host_.text + ": " + e.what());
+  }
+}
+
+Result<HttpResponse> DockerClient::RequestStreamingBody(std::string_view method,
+                                                        const std::string& target,
+                                                        std::string_view content_type,
+                                                        const BodyWriter& write_body,
+                                                        std::chrono::milliseconds idle_timeout) {
+  try {
+    auto req = MakeHeadOnly(method, Prefixed(target));
+    req.set(http::field::content_type, content_type);
+    if (!host_.unix_path.empty()) {
+      return DoStreamingBody<asio::local::stream_protocol>(host_, std::move(req), write_body,
+                                                           idle_timeout);
+    }
+    return DoStreamingBody<asio::ip::tcp>(host_, std::move(req), write_body, idle_timeout);
   } catch (const std::exception& e) {
     return UnavailableError("docker: " + std::string(method) + " " + target + " on " +
                             host_.text + ": " + e.what());

@@ -12,6 +12,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -52,6 +53,28 @@ class HijackedStream {
   virtual void Abort() = 0;
 };
 
+/// The body of a streamed answer (DockerClient::OpenStream), read piece by
+/// piece so memory stays bounded whatever its size. One thread.
+class ResponseBody {
+ public:
+  virtual ~ResponseBody() = default;
+  /// Reads up to `size` bytes; 0 means the body ended. kUnavailable when the
+  /// connection breaks, kDeadlineExceeded when no byte came for the timeout.
+  virtual Result<std::size_t> Read(char* data, std::size_t size) = 0;
+};
+
+/// An answer whose 2xx body is left to read through `body`. Any other status
+/// has its (small, JSON) body read whole into head.body and `body` null.
+struct StreamedResponse {
+  HttpResponse head;
+  std::unique_ptr<ResponseBody> body;
+};
+
+/// Writes a request body piece by piece through `send`; a non-OK from `send`
+/// must be returned (the connection broke).
+using BodyWriter =
+    std::function<Status(const std::function<Status(std::string_view)>& send)>;
+
 /// Parsed DOCKER_HOST: "unix:///path" or "tcp://host:port".
 struct DockerHost {
   std::string text;        ///< As given, for messages.
@@ -80,6 +103,21 @@ class DockerClient {
                                std::string body = {},
                                std::string_view content_type = "application/json",
                                std::chrono::milliseconds timeout = std::chrono::seconds(120));
+
+  /// A bodiless request whose answer body is streamed. `idle_timeout` bounds
+  /// each wait for bytes, not the whole transfer.
+  Result<StreamedResponse> OpenStream(std::string_view method, const std::string& target,
+                                      std::chrono::milliseconds idle_timeout =
+                                          std::chrono::seconds(120));
+
+  /// A request whose body `write_body` produces as it goes, sent with chunked
+  /// transfer encoding (its size need not be known, nor held in memory). The
+  /// answer is read whole.
+  Result<HttpResponse> RequestStreamingBody(std::string_view method, const std::string& target,
+                                            std::string_view content_type,
+                                            const BodyWriter& write_body,
+                                            std::chrono::milliseconds idle_timeout =
+                                                std::chrono::seconds(120));
 
   /// Sends a POST with "Upgrade: tcp" and returns the hijacked stream once the
   /// daemon answered 101 (or 200). An HTTP error status is returned as

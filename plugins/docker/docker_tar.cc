@@ -11,6 +11,8 @@
 #include <memory>
 #include <system_error>
 
+#include "sandrun/upload_symlinks.h"
+
 namespace sandrun::docker {
 namespace {
 
@@ -28,11 +30,6 @@ struct EntryDeleter {
 };
 using EntryPtr = std::unique_ptr<archive_entry, EntryDeleter>;
 
-la_ssize_t AppendToString(archive*, void* client, const void* buffer, size_t length) {
-  static_cast<std::string*>(client)->append(static_cast<const char*>(buffer), length);
-  return static_cast<la_ssize_t>(length);
-}
-
 std::string ArchiveError(archive* a, std::string_view what) {
   const char* msg = archive_error_string(a);
   return "tar: " + std::string(what) + ": " + (msg != nullptr ? msg : "unknown error");
@@ -44,6 +41,37 @@ ArchivePtr OpenReader(std::string_view tar) {
   archive_read_support_filter_none(a.get());
   archive_read_support_filter_gzip(a.get());
   if (archive_read_open_memory(a.get(), tar.data(), tar.size()) != ARCHIVE_OK) return nullptr;
+  return a;
+}
+
+// Feeds libarchive from a TarSource through a fixed buffer.
+struct SourceReader {
+  const TarSource* source;
+  std::string buffer = std::string(1 << 16, '\0');
+  Status status;
+};
+
+la_ssize_t ReadFromSource(archive* a, void* client, const void** out) {
+  auto* reader = static_cast<SourceReader*>(client);
+  auto got = (*reader->source)(reader->buffer.data(), reader->buffer.size());
+  if (!got.ok()) {
+    reader->status = got.status();
+    archive_set_error(a, EIO, "%s", got.status().message().c_str());
+    return -1;
+  }
+  *out = reader->buffer.data();
+  return static_cast<la_ssize_t>(*got);
+}
+
+// `reader` must outlive the returned archive.
+ArchivePtr OpenStreamReader(SourceReader* reader) {
+  ArchivePtr a(archive_read_new());
+  archive_read_support_format_tar(a.get());
+  archive_read_support_filter_none(a.get());
+  archive_read_support_filter_gzip(a.get());
+  if (archive_read_open(a.get(), reader, nullptr, &ReadFromSource, nullptr) != ARCHIVE_OK) {
+    return nullptr;
+  }
   return a;
 }
 
@@ -116,14 +144,40 @@ bool IsWithin(const fs::path& path, const fs::path& root) {
 struct TarBuilder::Impl {
   ArchivePtr archive;
   std::string bytes;
+  TarSink sink;  // Empty: collect in `bytes`.
+  Status sink_status;
   bool failed = false;
 };
 
-TarBuilder::TarBuilder() : impl_(new Impl) {
+namespace {
+
+constexpr std::size_t kSinkPiece = 256 * 1024;
+
+// Collects into Impl::bytes; with a sink, hands every full piece on.
+la_ssize_t WriteToImpl(archive* a, void* client, const void* buffer, size_t length) {
+  auto* impl = static_cast<TarBuilder::Impl*>(client);
+  impl->bytes.append(static_cast<const char*>(buffer), length);
+  if (impl->sink && impl->bytes.size() >= kSinkPiece) {
+    impl->sink_status = impl->sink(impl->bytes);
+    impl->bytes.clear();
+    if (!impl->sink_status.ok()) {
+      archive_set_error(a, EIO, "%s", impl->sink_status.message().c_str());
+      return -1;
+    }
+  }
+  return static_cast<la_ssize_t>(length);
+}
+
+}  // namespace
+
+TarBuilder::TarBuilder() : TarBuilder(TarSink()) {}
+
+TarBuilder::TarBuilder(TarSink sink) : impl_(new Impl) {
+  impl_->sink = std::move(sink);
   impl_->archive.reset(archive_write_new());
   archive_write_set_format_pax_restricted(impl_->archive.get());
   archive_write_set_bytes_in_last_block(impl_->archive.get(), 1);
-  if (archive_write_open2(impl_->archive.get(), &impl_->bytes, nullptr, &AppendToString, nullptr,
+  if (archive_write_open2(impl_->archive.get(), impl_, nullptr, &WriteToImpl, nullptr,
                           nullptr) != ARCHIVE_OK) {
     impl_->failed = true;
   }
@@ -162,70 +216,122 @@ Status TarBuilder::AddEntry(const TarEntry& e) {
   return OkStatus();
 }
 
+namespace {
+
+// Writes one host file, directory or symlink as the entry `name`; `follow`
+// stats through a symlink (its target's content goes in). Sockets, fifos and
+// devices are skipped.
+Status AddPathEntry(archive* a, const fs::path& path, const std::string& name, bool follow) {
+  struct stat st;
+  if ((follow ? ::stat(path.c_str(), &st) : ::lstat(path.c_str(), &st)) != 0) {
+    return NotFoundError("cannot read " + path.string() + ": " + std::strerror(errno));
+  }
+  EntryPtr entry(archive_entry_new());
+  archive_entry_copy_stat(entry.get(), &st);
+  archive_entry_set_pathname(entry.get(), name.c_str());
+  archive_entry_set_uid(entry.get(), 0);
+  archive_entry_set_gid(entry.get(), 0);
+  archive_entry_set_uname(entry.get(), "root");
+  archive_entry_set_gname(entry.get(), "root");
+  if (S_ISLNK(st.st_mode)) {
+    std::error_code lec;
+    fs::path target = fs::read_symlink(path, lec);
+    archive_entry_set_symlink(entry.get(), target.c_str());
+  } else if (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)) {
+    return OkStatus();
+  }
+  if (archive_write_header(a, entry.get()) != ARCHIVE_OK) {
+    return InternalError(ArchiveError(a, "adding " + path.string()));
+  }
+  if (S_ISREG(st.st_mode)) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) return PermissionDeniedError("cannot open " + path.string());
+    std::string buffer(1 << 16, '\0');
+    while (in) {
+      in.read(buffer.data(), static_cast<std::streamsize>(buffer.size()));
+      std::streamsize got = in.gcount();
+      if (got > 0 && archive_write_data(a, buffer.data(), static_cast<size_t>(got)) < 0) {
+        return InternalError(ArchiveError(a, "adding " + path.string()));
+      }
+    }
+  }
+  return OkStatus();
+}
+
+// Everything under directory `root`, sorted so the same tree always gives the
+// same tar order.
+Result<std::vector<fs::path>> SortedTree(const fs::path& root) {
+  std::error_code ec;
+  std::vector<fs::path> paths;
+  for (auto it = fs::recursive_directory_iterator(root, ec);
+       !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+    paths.push_back(it->path());
+  }
+  if (ec) return PermissionDeniedError("cannot walk " + root.string() + ": " + ec.message());
+  std::sort(paths.begin(), paths.end());
+  return paths;
+}
+
+std::string EntryName(const std::string& entry_name, const fs::path& path, const fs::path& root) {
+  std::string rel = path.lexically_relative(root).generic_string();
+  return entry_name.empty() ? rel : entry_name + "/" + rel;
+}
+
+}  // namespace
+
 Status TarBuilder::AddHostPath(const fs::path& source, const std::string& entry_name) {
   archive* a = impl_->archive.get();
   std::error_code ec;
-  auto add_one = [&](const fs::path& path, const std::string& name) -> Status {
-    struct stat st;
-    if (::lstat(path.c_str(), &st) != 0) {
-      return NotFoundError("cannot read " + path.string() + ": " + std::strerror(errno));
-    }
-    EntryPtr entry(archive_entry_new());
-    archive_entry_copy_stat(entry.get(), &st);
-    archive_entry_set_pathname(entry.get(), name.c_str());
-    archive_entry_set_uid(entry.get(), 0);
-    archive_entry_set_gid(entry.get(), 0);
-    archive_entry_set_uname(entry.get(), "root");
-    archive_entry_set_gname(entry.get(), "root");
-    if (S_ISLNK(st.st_mode)) {
-      std::error_code lec;
-      fs::path target = fs::read_symlink(path, lec);
-      archive_entry_set_symlink(entry.get(), target.c_str());
-    } else if (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)) {
-      return OkStatus();  // Sockets, fifos and devices are not sent.
-    }
-    if (archive_write_header(a, entry.get()) != ARCHIVE_OK) {
-      return InternalError(ArchiveError(a, "adding " + path.string()));
-    }
-    if (S_ISREG(st.st_mode)) {
-      std::ifstream in(path, std::ios::binary);
-      if (!in) return PermissionDeniedError("cannot open " + path.string());
-      std::string buffer(1 << 16, '\0');
-      while (in) {
-        in.read(buffer.data(), static_cast<std::streamsize>(buffer.size()));
-        std::streamsize got = in.gcount();
-        if (got > 0 && archive_write_data(a, buffer.data(), static_cast<size_t>(got)) < 0) {
-          return InternalError(ArchiveError(a, "adding " + path.string()));
-        }
-      }
-    }
-    return OkStatus();
-  };
   if (!fs::exists(fs::symlink_status(source, ec))) {
     return NotFoundError("no such file or directory: " + source.string());
   }
-  if (!entry_name.empty()) SANDRUN_RETURN_IF_ERROR(add_one(source, entry_name));
+  if (!entry_name.empty()) SANDRUN_RETURN_IF_ERROR(AddPathEntry(a, source, entry_name, false));
   if (fs::is_directory(fs::symlink_status(source, ec))) {
-    // Sorted, so the same tree always gives the same tar order.
-    std::vector<fs::path> paths;
-    for (auto it = fs::recursive_directory_iterator(source, ec);
-         !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
-      paths.push_back(it->path());
-    }
-    std::sort(paths.begin(), paths.end());
+    SANDRUN_ASSIGN_OR_RETURN(std::vector<fs::path> paths, SortedTree(source));
     for (const auto& p : paths) {
-      std::string rel = p.lexically_relative(source).generic_string();
-      SANDRUN_RETURN_IF_ERROR(add_one(p, entry_name.empty() ? rel : entry_name + "/" + rel));
+      SANDRUN_RETURN_IF_ERROR(AddPathEntry(a, p, EntryName(entry_name, p, source), false));
     }
-    if (ec) return PermissionDeniedError("cannot walk " + source.string() + ": " + ec.message());
+  }
+  return OkStatus();
+}
+
+Status TarBuilder::AddUpload(const fs::path& source, const std::string& entry_name) {
+  archive* a = impl_->archive.get();
+  std::error_code ec;
+  if (!fs::exists(fs::symlink_status(source, ec))) {
+    return NotFoundError("no such file or directory: " + source.string());
+  }
+  if (!fs::exists(fs::status(source, ec))) {
+    return NotFoundError("upload source " + source.string() + " is a symlink to '" +
+                         fs::read_symlink(source, ec).string() + "', which does not exist");
+  }
+  if (!fs::is_directory(fs::status(source, ec))) {
+    return AddPathEntry(a, source, entry_name, /*follow=*/true);
+  }
+  SANDRUN_ASSIGN_OR_RETURN(std::vector<fs::path> paths, SortedTree(source));
+  // Every link is checked before anything is written: a refused upload sends nothing.
+  for (const auto& p : paths) {
+    if (fs::is_symlink(fs::symlink_status(p, ec))) {
+      SANDRUN_RETURN_IF_ERROR(CheckUploadSymlink(source, p));
+    }
+  }
+  if (!entry_name.empty()) SANDRUN_RETURN_IF_ERROR(AddPathEntry(a, source, entry_name, true));
+  for (const auto& p : paths) {
+    SANDRUN_RETURN_IF_ERROR(AddPathEntry(a, p, EntryName(entry_name, p, source), false));
   }
   return OkStatus();
 }
 
 Result<std::string> TarBuilder::Finish() {
   if (impl_->failed) return InternalError("tar: cannot open the archive writer");
+  if (!impl_->sink_status.ok()) return impl_->sink_status;
   if (archive_write_close(impl_->archive.get()) != ARCHIVE_OK) {
+    if (!impl_->sink_status.ok()) return impl_->sink_status;
     return InternalError(ArchiveError(impl_->archive.get(), "closing"));
+  }
+  if (impl_->sink) {
+    SANDRUN_RETURN_IF_ERROR(impl_->sink(impl_->bytes));
+    impl_->bytes.clear();
   }
   return std::move(impl_->bytes);
 }
@@ -236,14 +342,27 @@ Result<std::string> TarFromHost(const fs::path& source, const std::string& entry
   return builder.Finish();
 }
 
+Result<std::string> TarOfUpload(const fs::path& source, const std::string& entry_name) {
+  TarBuilder builder;
+  SANDRUN_RETURN_IF_ERROR(builder.AddUpload(source, entry_name));
+  return builder.Finish();
+}
+
 Result<std::string> TarOfEntries(const std::vector<TarEntry>& entries) {
   TarBuilder builder;
   for (const auto& e : entries) SANDRUN_RETURN_IF_ERROR(builder.AddEntry(e));
   return builder.Finish();
 }
 
-Result<std::vector<TarMember>> ListTar(std::string_view tar) {
-  ArchivePtr a = OpenReader(tar);
+namespace {
+
+// A reader's failure: the source's own Status when it broke, else libarchive's.
+Status ReadError(archive* a, const SourceReader* reader, std::string_view what) {
+  if (reader != nullptr && !reader->status.ok()) return reader->status;
+  return InternalError(ArchiveError(a, what));
+}
+
+Result<std::vector<TarMember>> ListOpened(ArchivePtr a, const SourceReader* reader) {
   if (!a) return InternalError("tar: cannot open the stream");
   std::vector<TarMember> out;
   archive_entry* entry = nullptr;
@@ -257,17 +376,16 @@ Result<std::vector<TarMember>> ListTar(std::string_view tar) {
     out.push_back(std::move(m));
     archive_read_data_skip(a.get());
   }
-  if (rc != ARCHIVE_EOF) return InternalError(ArchiveError(a.get(), "reading"));
+  if (rc != ARCHIVE_EOF) return ReadError(a.get(), reader, "reading");
   return out;
 }
 
-Result<std::string> ReadFirstFile(std::string_view tar) {
-  ArchivePtr a = OpenReader(tar);
+Result<std::string> ReadFirstOpened(ArchivePtr a, const SourceReader* reader) {
   if (!a) return InternalError("tar: cannot open the stream");
   archive_entry* entry = nullptr;
   int rc = archive_read_next_header(a.get(), &entry);
   if (rc == ARCHIVE_EOF) return NotFoundError("tar: empty archive");
-  if (rc != ARCHIVE_OK) return InternalError(ArchiveError(a.get(), "reading"));
+  if (rc != ARCHIVE_OK) return ReadError(a.get(), reader, "reading");
   if (archive_entry_filetype(entry) == AE_IFDIR) {
     return InvalidArgumentError(std::string("is a directory: ") + archive_entry_pathname(entry));
   }
@@ -277,13 +395,50 @@ Result<std::string> ReadFirstFile(std::string_view tar) {
   while ((n = archive_read_data(a.get(), buffer, sizeof buffer)) > 0) {
     data.append(buffer, static_cast<std::size_t>(n));
   }
-  if (n < 0) return InternalError(ArchiveError(a.get(), "reading data"));
+  if (n < 0) return ReadError(a.get(), reader, "reading data");
   return data;
+}
+
+Result<std::vector<std::string>> ExtractOpened(const std::function<ArchivePtr()>& open,
+                                               const SourceReader* reader,
+                                               const fs::path& host_dir, std::string_view strip);
+
+}  // namespace
+
+Result<std::vector<TarMember>> ListTar(std::string_view tar) {
+  return ListOpened(OpenReader(tar), nullptr);
+}
+
+Result<std::vector<TarMember>> ListTar(const TarSource& tar) {
+  SourceReader reader{&tar};
+  return ListOpened(OpenStreamReader(&reader), &reader);
+}
+
+Result<std::string> ReadFirstFile(std::string_view tar) {
+  return ReadFirstOpened(OpenReader(tar), nullptr);
+}
+
+Result<std::string> ReadFirstFile(const TarSource& tar) {
+  SourceReader reader{&tar};
+  return ReadFirstOpened(OpenStreamReader(&reader), &reader);
 }
 
 Result<std::vector<std::string>> ExtractTarSafelyStripping(std::string_view tar,
                                                            const fs::path& host_dir,
                                                            std::string_view strip) {
+  return ExtractOpened([&] { return OpenReader(tar); }, nullptr, host_dir, strip);
+}
+
+Result<std::vector<std::string>> ExtractTarSafely(const TarSource& tar, const fs::path& host_dir) {
+  SourceReader reader{&tar};
+  return ExtractOpened([&] { return OpenStreamReader(&reader); }, &reader, host_dir, "");
+}
+
+namespace {
+
+Result<std::vector<std::string>> ExtractOpened(const std::function<ArchivePtr()>& open,
+                                               const SourceReader* reader,
+                                               const fs::path& host_dir, std::string_view strip) {
   std::error_code ec;
   fs::create_directories(host_dir, ec);
   if (ec) return PermissionDeniedError("cannot create " + host_dir.string() + ": " + ec.message());
@@ -291,7 +446,7 @@ Result<std::vector<std::string>> ExtractTarSafelyStripping(std::string_view tar,
   const fs::path root = fs::canonical(host_dir, ec);
   if (ec) return PermissionDeniedError("cannot resolve " + host_dir.string() + ": " + ec.message());
 
-  ArchivePtr in = OpenReader(tar);
+  ArchivePtr in = open();
   if (!in) return InternalError("tar: cannot open the stream");
   ArchivePtr out(archive_write_disk_new());
   archive_write_disk_set_options(out.get(), ARCHIVE_EXTRACT_TIME | ARCHIVE_EXTRACT_PERM |
@@ -368,7 +523,7 @@ Result<std::vector<std::string>> ExtractTarSafelyStripping(std::string_view tar,
           return PermissionDeniedError(ArchiveError(out.get(), "writing " + name));
         }
       }
-      if (r != ARCHIVE_EOF) return InternalError(ArchiveError(in.get(), "reading " + raw_name));
+      if (r != ARCHIVE_EOF) return ReadError(in.get(), reader, "reading " + raw_name);
     }
     if (archive_write_finish_entry(out.get()) != ARCHIVE_OK) {
       return PermissionDeniedError(ArchiveError(out.get(), "finishing " + name));
@@ -376,7 +531,7 @@ Result<std::vector<std::string>> ExtractTarSafelyStripping(std::string_view tar,
     if (type == AE_IFLNK) symlinks.push_back(name);
     if (type != AE_IFDIR) written.push_back(name);
   }
-  if (rc != ARCHIVE_EOF) return InternalError(ArchiveError(in.get(), "reading"));
+  if (rc != ARCHIVE_EOF) return ReadError(in.get(), reader, "reading");
   if (archive_write_close(out.get()) != ARCHIVE_OK) {
     return PermissionDeniedError(ArchiveError(out.get(), "closing"));
   }
@@ -392,6 +547,8 @@ Result<std::vector<std::string>> ExtractTarSafelyStripping(std::string_view tar,
   }
   return written;
 }
+
+}  // namespace
 
 Result<std::vector<std::string>> ExtractTarSafely(std::string_view tar, const fs::path& host_dir) {
   return ExtractTarSafelyStripping(tar, host_dir, "");

@@ -10,6 +10,7 @@
 #define SANDRUN_PLUGINS_DOCKER_DOCKER_TAR_H_
 
 #include <filesystem>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -34,21 +35,42 @@ struct TarEntry {
 Result<std::string> TarFromHost(const std::filesystem::path& source,
                                 const std::string& entry_name);
 
+/// Where a tar is read from piece by piece: fills up to `size` bytes, 0 at
+/// the end (DockerClient's ResponseBody fits).
+using TarSource = std::function<Result<std::size_t>(char* data, std::size_t size)>;
+/// Where a tar being built goes piece by piece.
+using TarSink = std::function<Status(std::string_view piece)>;
+
+/// A tar of an upload (FileUpload::source) under `entry_name`, by the rule of
+/// sandrun/upload_symlinks.h: a top-level symlink is followed, links inside a
+/// directory are kept only when they stay inside it, any other refuses the
+/// upload (kPermissionDenied naming the link). kNotFound when `source` is
+/// missing or a dangling symlink.
+Result<std::string> TarOfUpload(const std::filesystem::path& source,
+                                const std::string& entry_name);
+
 /// Builds one tar from several host paths and in-memory entries (several
 /// uploads in one PUT). Add* calls have TarFromHost's contract.
 class TarBuilder {
  public:
+  /// Collects the tar in memory; Finish() returns it.
   TarBuilder();
+  /// Sends the tar to `sink` as it is built, in pieces of about 256 KiB, so
+  /// memory stays bounded whatever the files' sizes; Finish() returns "".
+  explicit TarBuilder(TarSink sink);
   ~TarBuilder();
   TarBuilder(const TarBuilder&) = delete;
   TarBuilder& operator=(const TarBuilder&) = delete;
   Status AddHostPath(const std::filesystem::path& source, const std::string& entry_name);
+  /// TarOfUpload's contract.
+  Status AddUpload(const std::filesystem::path& source, const std::string& entry_name);
   Status AddEntry(const TarEntry& entry);
   /// Ends the archive and returns its bytes; the builder is then spent.
   Result<std::string> Finish();
 
+  struct Impl;  ///< Opaque (libarchive stays in docker_tar.cc).
+
  private:
-  struct Impl;
   Impl* impl_;
 };
 
@@ -63,15 +85,22 @@ struct TarMember {
   std::int64_t size = 0;
 };
 Result<std::vector<TarMember>> ListTar(std::string_view tar);
+/// The same, reading headers only and skipping data as it streams past.
+Result<std::vector<TarMember>> ListTar(const TarSource& tar);
 
 /// The contents of the first regular file in `tar`. kInvalidArgument when the
 /// first entry is a directory.
 Result<std::string> ReadFirstFile(std::string_view tar);
+/// The same, reading no further than the end of the first file.
+Result<std::string> ReadFirstFile(const TarSource& tar);
 
 /// Extracts `tar` under `host_dir` (created if needed) with the checks above.
 /// Returns the files and symlinks written, relative to host_dir. On a refused
 /// entry nothing after it is extracted and the Status names the entry.
 Result<std::vector<std::string>> ExtractTarSafely(std::string_view tar,
+                                                  const std::filesystem::path& host_dir);
+/// The same, extracting as the tar streams in.
+Result<std::vector<std::string>> ExtractTarSafely(const TarSource& tar,
                                                   const std::filesystem::path& host_dir);
 
 /// Like ExtractTarSafely, but first strips the leading component `strip`

@@ -24,6 +24,7 @@
 #include "sandrun/config.h"
 #include "sandrun/output_collector.h"
 #include "sandrun/portable_exe.h"
+#include "sandrun/upload_symlinks.h"
 #include "sandrun/util.h"
 
 namespace sandrun {
@@ -162,6 +163,11 @@ class ModalSandbox : public Sandbox {
   Status WriteFile(const std::string& path, const std::string& data);
   Status MakeDirectory(const std::string& path);
   Status Chmod(const std::vector<std::string>& paths);
+  /// Makes symlinks in one exec; `pairs` alternates target and path.
+  Status MakeSymlinks(const std::vector<std::string>& pairs);
+  /// Runs a short file command (chmod, ln) in the workdir; its stderr names
+  /// the failure.
+  Status RunFileCommand(std::vector<std::string> argv, const std::string& what);
   Status ReadStdio(CallCanceller* canceller, const std::string& exec_id,
                    tcr::TaskExecStdioFileDescriptor fd,
                    const std::function<void(std::string_view)>& sink);
@@ -539,11 +545,9 @@ Status ModalSandbox::MakeDirectory(const std::string& path) {
   return FsTool(json{{"MakeDirectory", {{"path", path}, {"parents", true}}}}, nullptr, {});
 }
 
-Status ModalSandbox::Chmod(const std::vector<std::string>& paths) {
-  if (paths.empty()) return OkStatus();
+Status ModalSandbox::RunFileCommand(std::vector<std::string> argv, const std::string& what) {
   RawExec exec;
-  exec.argv = {"chmod", "0755"};
-  exec.argv.insert(exec.argv.end(), paths.begin(), paths.end());
+  exec.argv = std::move(argv);
   exec.workdir = workdir_;
   std::string err;
   exec.on_stdout = [](std::string_view) {};
@@ -551,9 +555,25 @@ Status ModalSandbox::Chmod(const std::vector<std::string>& paths) {
   SANDRUN_ASSIGN_OR_RETURN(RawResult raw, RunRaw(exec));
   if (raw.cancelled) return CancelledError("modal: sandbox " + id_ + " was terminated");
   if (!raw.has_code || raw.code != 0) {
-    return InternalError("modal: chmod 0755 failed: " + Tail(err, 300));
+    return InternalError("modal: " + what + " failed: " + Tail(err, 300));
   }
   return OkStatus();
+}
+
+Status ModalSandbox::MakeSymlinks(const std::vector<std::string>& pairs) {
+  if (pairs.empty()) return OkStatus();
+  std::vector<std::string> argv = {
+      "/bin/sh", "-c", "while [ $# -gt 1 ]; do ln -s -- \"$1\" \"$2\" || exit 1; shift 2; done",
+      "sh"};
+  argv.insert(argv.end(), pairs.begin(), pairs.end());
+  return RunFileCommand(std::move(argv), "making uploaded symlinks");
+}
+
+Status ModalSandbox::Chmod(const std::vector<std::string>& paths) {
+  if (paths.empty()) return OkStatus();
+  std::vector<std::string> argv = {"chmod", "0755"};
+  argv.insert(argv.end(), paths.begin(), paths.end());
+  return RunFileCommand(std::move(argv), "chmod 0755");
 }
 
 Status ModalSandbox::Put(const FileUpload& upload) {
@@ -611,16 +631,25 @@ Status ModalSandbox::Put(const FileUpload& upload) {
     if (ec) return InternalError("modal: walking " + upload.source + ": " + ec.message());
     std::sort(entries.begin(), entries.end(),
               [](const auto& a, const auto& b) { return a.path() < b.path(); });
+    // Links are checked before anything is sent, and made last, as links.
+    std::vector<std::string> links;  // Pairs: target, sandbox path.
+    for (const auto& entry : entries) {
+      if (!entry.is_symlink()) continue;
+      SANDRUN_RETURN_IF_ERROR(CheckUploadSymlink(source, entry.path()));
+      links.push_back(fs::read_symlink(entry.path(), ec).string());
+      links.push_back(target + "/" + entry.path().lexically_relative(source).generic_string());
+    }
     for (const auto& entry : entries) {
       std::string remote =
-          target + "/" + fs::relative(entry.path(), source).generic_string();
-      if (entry.is_symlink()) continue;  // never follow links out of the tree
+          target + "/" + entry.path().lexically_relative(source).generic_string();
+      if (entry.is_symlink()) continue;
       if (entry.is_directory()) {
         SANDRUN_RETURN_IF_ERROR(MakeDirectory(remote));
       } else if (entry.is_regular_file()) {
         SANDRUN_RETURN_IF_ERROR(put_file(entry.path(), remote));
       }
     }
+    SANDRUN_RETURN_IF_ERROR(MakeSymlinks(links));
   } else {
     SANDRUN_RETURN_IF_ERROR(MakeDirectory(fs::path(target).parent_path().string()));
     SANDRUN_RETURN_IF_ERROR(put_file(source, target));
@@ -953,7 +982,6 @@ Result<std::unique_ptr<Sandbox>> ModalBackend::Create(const SandboxSpec& spec) {
   int gpu_count = 0;
   if (!spec.gpu.empty()) SANDRUN_RETURN_IF_ERROR(ParseGpuSpec(spec.gpu, &gpu_type, &gpu_count));
   SANDRUN_ASSIGN_OR_RETURN(std::string image_id, ImageId(s, spec));
-  SANDRUN_ASSIGN_OR_RETURN(std::string volume_id, VolumeId(s));
   SANDRUN_RETURN_IF_ERROR(ResolveSecrets(s));
 
   if (!spec.workdir.empty()) SANDRUN_RETURN_IF_ERROR(CheckSandboxRelativePath("workdir", spec.workdir));
@@ -983,10 +1011,9 @@ Result<std::unique_ptr<Sandbox>> ModalBackend::Create(const SandboxSpec& spec) {
     def->set_idle_timeout_secs(static_cast<std::uint32_t>(s.options.idle_timeout_s));
   }
   def->set_workdir(workdir);
-  mc::VolumeMount* mount = def->add_volume_mounts();
-  mount->set_volume_id(volume_id);
-  mount->set_mount_path(std::string(kResultsMount));
-  mount->set_allow_background_commits(true);
+  // No volume mounts: the results Volume would let a task read and rewrite
+  // every record of the archive. Records and spills reach the Volume only
+  // through sandrun's own Volume API calls (modal_archive_store.h).
   mc::NetworkAccess* network = def->mutable_network_access();
   // An allowlist narrows either mode to exactly its CIDRs, as Modal's own
   // cidr_allowlist does; without one, "open" is OPEN and "none" BLOCKED.

@@ -8,7 +8,8 @@
 //   app_name        Modal App the sandboxes belong to (default "sandrun")
 //   environment     Modal environment (default: MODAL_ENVIRONMENT / profile)
 //   volume          result-archive Volume (default "sandrun-results"),
-//                   mounted at /sandrun/results in every sandbox
+//                   reached through the Volume API only, never mounted
+//                   in a sandbox
 //   server_url      control-plane URL (default: MODAL_SERVER_URL / profile /
 //                   https://api.modal.com:443)
 //   secrets         ["name", ...] Modal Secrets attached to every sandbox
@@ -46,7 +47,6 @@ void RegisterModalBackend(BackendRegistry& registry);
 
 namespace modal {
 
-inline constexpr std::string_view kResultsMount = "/sandrun/results";
 inline constexpr std::string_view kDefaultWorkdir = "/sandrun/work";
 /// The in-sandbox file tool Modal's SDKs exec for file transfers (facts §5).
 inline constexpr std::string_view kFsToolsPath = "/__modal/.bin/modal-sandbox-fs-tools";

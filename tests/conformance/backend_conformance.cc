@@ -493,6 +493,107 @@ TEST_P(BackendConformanceTest, DownloadsFilesAndDirectories) {
   EXPECT_EQ(missing.status().code(), StatusCode::kNotFound);
 }
 
+// The upload rule (sandrun/upload_symlinks.h): a top-level symlink is
+// followed, to a file or to a directory.
+TEST_P(BackendConformanceTest, UploadsFollowATopLevelSymlink) {
+  TempDir host;
+  fs::path real = host.Write("real.txt", "through the link\n");
+  host.Write("real-dir/inner.txt", "inner\n");
+  fs::create_symlink(real, host.path() / "link.txt");
+  fs::create_symlink(host.path() / "real-dir", host.path() / "link-dir");
+  auto sandbox = NewSandbox();
+  ASSERT_NE(sandbox, nullptr);
+  Status file = sandbox->Put(FileUpload{(host.path() / "link.txt").string(), "up.txt"});
+  ASSERT_TRUE(file.ok()) << file.ToString();
+  Status dir = sandbox->Put(FileUpload{(host.path() / "link-dir").string(), "up-dir"});
+  ASSERT_TRUE(dir.ok()) << dir.ToString();
+  ExecResult r = Run(*sandbox, Shell("test -f up.txt && test ! -L up.txt && cat up.txt && "
+                                     "test ! -L up-dir && cat up-dir/inner.txt"));
+  EXPECT_EQ(r.exit_code, 0) << Describe(r);
+  EXPECT_EQ(r.stdout_stream.text, "through the link\ninner\n") << Describe(r);
+}
+
+// Inside an uploaded directory a link is kept, as a link, when it stays in
+// the directory; one that leaves it refuses the upload, naming the link, and
+// what it points at never reaches the sandbox.
+TEST_P(BackendConformanceTest, UploadedDirectoriesKeepOnlyLinksThatStayInside) {
+  TempDir host;
+  host.Write("tree/a.txt", "inside\n");
+  fs::create_directories(host.path() / "tree/sub");
+  fs::create_symlink("../a.txt", host.path() / "tree/sub/inside-link");
+  auto sandbox = NewSandbox();
+  ASSERT_NE(sandbox, nullptr);
+  Status kept = sandbox->Put(FileUpload{(host.path() / "tree").string(), "tree"});
+  ASSERT_TRUE(kept.ok()) << kept.ToString();
+  ExecResult r = Run(*sandbox, Shell("test -L tree/sub/inside-link && cat tree/sub/inside-link"));
+  EXPECT_EQ(r.exit_code, 0) << "the inside link was not kept as a link: " << Describe(r);
+  EXPECT_EQ(r.stdout_stream.text, "inside\n") << Describe(r);
+
+  fs::path secret = host.Write("outside/secret.txt", "must-not-upload\n");
+  host.Write("leaky/b.txt", "b\n");
+  fs::create_symlink(secret, host.path() / "leaky/escaping-abs");
+  Status refused = sandbox->Put(FileUpload{(host.path() / "leaky").string(), "leaky"});
+  EXPECT_FALSE(refused.ok()) << "a link out of the uploaded directory was accepted";
+  EXPECT_PRED2(Contains, refused.message(), "escaping-abs");
+
+  host.Write("leaky2/c.txt", "c\n");
+  fs::create_symlink("../outside/secret.txt", host.path() / "leaky2/escaping-rel");
+  refused = sandbox->Put(FileUpload{(host.path() / "leaky2").string(), "leaky2"});
+  EXPECT_FALSE(refused.ok()) << "a relative link out of the uploaded directory was accepted";
+  EXPECT_PRED2(Contains, refused.message(), "escaping-rel");
+
+  ExecResult after = Run(*sandbox, Shell("cat leaky/escaping-abs leaky2/escaping-rel 2>/dev/null; "
+                                         "true"));
+  EXPECT_PRED2(Lacks, after.stdout_stream.text, "must-not-upload") << Describe(after);
+}
+
+// No sandbox sees the result archive: records and spills reach it only
+// through sandrun. A task lists and writes where the archive is (or was once
+// mounted); afterwards the archive's records are unchanged and complete.
+TEST_P(BackendConformanceTest, SandboxesNeitherSeeNorChangeTheArchive) {
+  if (!GetParam().archive_visible_reason.empty()) {
+    GTEST_SKIP() << "unsupported: " << GetParam().archive_visible_reason;
+  }
+  auto opened = backend_->OpenArchive();
+  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+  std::unique_ptr<ArchiveStore> store = std::move(opened).value();
+  const std::string prefix = "conformance-" + RandomHex(10);
+  struct RemovePrefix {
+    ArchiveStore& store;
+    const std::string& prefix;
+    ~RemovePrefix() { store.Remove(prefix).IgnoreError(); }
+  } remove{*store, prefix};
+  const std::string record = "{\"record\": \"" + prefix + "\"}";
+  const std::string spill(300 * 1024, 's');
+  ASSERT_TRUE(store->PutBytes(prefix + "/tasks/t.json", record).ok());
+  ASSERT_TRUE(store->PutBytes(prefix + "/artifacts/t/stdout.log", spill).ok());
+
+  auto sandbox = NewSandbox();
+  ASSERT_NE(sandbox, nullptr);
+  std::string listing, writes;
+  for (const std::string& path : GetParam().archive_paths) {
+    const std::string dir = path + "/" + prefix;
+    listing += "ls -laR '" + path + "' 2>&1; ";
+    writes += "{ mkdir -p '" + dir + "/tasks' && echo forged > '" + dir + "/tasks/t.json'; " +
+              "echo planted > '" + dir + "/planted'; rm -f '" + dir +
+              "/artifacts/t/stdout.log'; } >/dev/null 2>&1; ";
+  }
+  ExecResult r = Run(*sandbox, Shell(listing + writes + "true"));
+  EXPECT_EQ(r.exit_code, 0) << Describe(r);
+  EXPECT_PRED2(Lacks, r.stdout_stream.text, prefix) << "the sandbox listed the archive";
+
+  auto read = store->ReadBytes(prefix + "/tasks/t.json");
+  ASSERT_TRUE(read.ok()) << read.status().ToString();
+  EXPECT_EQ(*read, record) << "a sandbox rewrote a record";
+  auto spilled = store->ReadBytes(prefix + "/artifacts/t/stdout.log");
+  ASSERT_TRUE(spilled.ok()) << "a sandbox removed a spill: " << spilled.status().ToString();
+  EXPECT_TRUE(*spilled == spill) << "a sandbox changed a spill";
+  auto names = store->List(prefix);
+  ASSERT_TRUE(names.ok()) << names.status().ToString();
+  EXPECT_EQ(*names, (std::vector<std::string>{"artifacts/", "tasks/"}))
+      << "a sandbox added to the archive";
+}
+
 // Whatever a backend calls "inside", a download may never write outside the
 // target directory: it is refused (kPermissionDenied naming the path) or
 // lands entirely under host_dir.

@@ -42,6 +42,12 @@ struct ConformanceTarget {
   SandboxSpec base_spec;
   /// Non-empty: every case is skipped with this reason (no daemon, no token).
   std::string skip_reason;
+  /// Paths, as a sandbox sees them, where the result archive would be if it
+  /// leaked into sandboxes (where it was once mounted, where it lives).
+  std::vector<std::string> archive_paths = {"/sandrun/results"};
+  /// Non-empty: the backend cannot hide its archive from its sandboxes; the
+  /// archive case is reported unsupported with this reason.
+  std::string archive_visible_reason;
 };
 
 /// gtest prints parameters in failure messages; print just the name.

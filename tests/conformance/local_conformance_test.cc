@@ -26,6 +26,9 @@ ConformanceTarget LocalTarget() {
     RegisterLocalBackend(registry);
     return registry.Create("local", config);
   };
+  target.archive_visible_reason =
+      "local sandboxes are processes of this user on this host's file system, so the "
+      "archive directory is within their reach";
   return target;
 }
 

@@ -41,6 +41,10 @@ ConformanceTarget ModalFakeTarget() {
   target.make = MakeModal;
   // The fake runs commands on this host; the image is only recorded.
   target.base_spec.image = "debian:bookworm-slim";
+  // Where the results Volume used to be mounted, seen from the workdir
+  // /sandrun/work: the fake maps only whole "/sandrun/..." arguments into the
+  // sandbox's root, and a script must not reach this host's /sandrun.
+  target.archive_paths = {"../results"};
   if (!Server()) {
     Server() = std::make_unique<modal::fake::FakeModalServer>();
     if (!Server()->Start()) {

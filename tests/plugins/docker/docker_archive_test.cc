@@ -1,6 +1,7 @@
 // The result archive in a Docker volume, through the API only; and images
 // built from a Dockerfile, cached by content.
 #include <filesystem>
+#include <fstream>
 
 #include <gtest/gtest.h>
 
@@ -77,19 +78,77 @@ TEST_F(DockerArchiveTest, PutReadListFetchRemove) {
   EXPECT_TRUE(store_->Remove(prefix_ + "/never-was").ok());
 }
 
-TEST_F(DockerArchiveTest, ResultsWrittenInASandboxAreReadBack) {
-  // The volume is mounted at /sandrun/results in every sandbox.
+// Peak resident memory of this process, in KiB, after resetting it (proc(5)).
+std::int64_t PeakRssKiB(bool reset) {
+  if (reset) std::ofstream("/proc/self/clear_refs") << "5";
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("VmHWM:", 0) == 0) return std::stoll(line.substr(6));
+  }
+  return -1;
+}
+
+// A spill far larger than any record goes up and comes back whole, while
+// this process never holds it: the tar is built as it is sent, and listing
+// or reading a record skips the spill as it streams past.
+TEST_F(DockerArchiveTest, LargeSpillsStreamThroughTheVolume) {
+  constexpr std::size_t kSpill = 96u << 20;
+  constexpr std::int64_t kAllowedGrowthKiB = 32 * 1024;
+  sandrun::testing::TempDir host;
+  {
+    fs::create_directories(host.path() / "run/artifacts/t");
+    std::ofstream out(host.path() / "run/artifacts/t/stdout.log", std::ios::binary);
+    std::string block(1 << 20, '\0');
+    for (std::size_t i = 0; i < kSpill / block.size(); ++i) {
+      for (std::size_t j = 0; j < block.size(); j += 4096) block[j] = static_cast<char>(i + j);
+      out.write(block.data(), static_cast<std::streamsize>(block.size()));
+    }
+  }
+  host.Write("run/tasks/t.json", "{\"capped\": true}");
+  const std::int64_t before = PeakRssKiB(true);
+  Status put = store_->PutFiles({{prefix_ + "/artifacts", host.path() / "run/artifacts"},
+                                 {prefix_ + "/tasks", host.path() / "run/tasks"}});
+  ASSERT_TRUE(put.ok()) << put.ToString();
+  auto names = store_->List(prefix_);
+  ASSERT_TRUE(names.ok()) << names.status().ToString();
+  EXPECT_EQ(*names, (std::vector<std::string>{"artifacts/", "tasks/"}));
+  auto record = store_->ReadBytes(prefix_ + "/tasks/t.json");
+  ASSERT_TRUE(record.ok()) << record.status().ToString();
+  EXPECT_EQ(*record, "{\"capped\": true}");
+  const std::int64_t growth = PeakRssKiB(false) - before;
+  EXPECT_LT(growth, kAllowedGrowthKiB) << "memory grew with the spill";
+
+  sandrun::testing::TempDir dest;
+  ASSERT_TRUE(store_->Fetch(prefix_ + "/artifacts/t", dest.path()).ok());
+  EXPECT_EQ(fs::file_size(dest.path() / "t/stdout.log"), kSpill);
+  std::ifstream a(host.path() / "run/artifacts/t/stdout.log", std::ios::binary);
+  std::ifstream b(dest.path() / "t/stdout.log", std::ios::binary);
+  std::string x(1 << 20, '\0'), y(1 << 20, '\0');
+  while (a.read(x.data(), x.size()) && b.read(y.data(), y.size())) {
+    ASSERT_TRUE(x == y) << "the spill came back altered";
+  }
+}
+
+TEST_F(DockerArchiveTest, SandboxesNeitherSeeNorWriteTheArchive) {
+  ASSERT_TRUE(store_->PutBytes(prefix_ + "/tasks/t1.json", "record").ok());
   auto sandbox = backend_->Create(testing::ImageSpec(testing::kBusybox));
   ASSERT_TRUE(sandbox.ok()) << sandbox.status().ToString();
   ExecRequest request;
-  request.argv = {"sh", "-c", "mkdir -p /sandrun/results/" + prefix_ +
-                                  " && echo from-sandbox > /sandrun/results/" + prefix_ + "/f"};
+  // Where the volume used to be mounted: list it, then try to overwrite the
+  // record and add a file next to it.
+  request.argv = {"sh", "-c",
+                  "ls -R /sandrun/results 2>&1; mkdir -p /sandrun/results/" + prefix_ +
+                      "/tasks && echo forged > /sandrun/results/" + prefix_ +
+                      "/tasks/t1.json && echo planted > /sandrun/results/" + prefix_ + "/f"};
   auto r = (*sandbox)->Exec(request);
-  ASSERT_TRUE(r.ok());
-  ASSERT_EQ(r->exit_code, 0) << r->stderr_stream.text;
-  auto bytes = store_->ReadBytes(prefix_ + "/f");
-  ASSERT_TRUE(bytes.ok()) << bytes.status().ToString();
-  EXPECT_EQ(*bytes, "from-sandbox\n");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->stdout_stream.text.find(prefix_), std::string::npos)
+      << "the sandbox listed the archive:\n" << r->stdout_stream.text;
+  auto record = store_->ReadBytes(prefix_ + "/tasks/t1.json");
+  ASSERT_TRUE(record.ok()) << record.status().ToString();
+  EXPECT_EQ(*record, "record");
+  EXPECT_EQ(store_->ReadBytes(prefix_ + "/f").status().code(), StatusCode::kNotFound);
 }
 
 TEST_F(DockerArchiveTest, ResultArchiveOverTheVolume) {

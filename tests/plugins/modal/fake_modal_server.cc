@@ -558,6 +558,9 @@ class FakeModalServer::Impl final : public mc::ModalClient::Service,
         for (const auto& [k, v] : known->second) sandbox->secret_env[k] = v;
       }
     }
+    for (const auto& mount : def.volume_mounts()) {
+      sandbox->definition.volume_mount_paths.push_back(mount.mount_path());
+    }
     for (const auto& cidr : def.network_access().allowed_cidrs()) {
       sandbox->definition.allowed_cidrs.push_back(cidr);
     }

@@ -55,6 +55,7 @@ struct FakeSandboxDefinition {
   std::string gpu_type;
   int gpu_count = 0;
   std::string environment;  ///< The environment of the App it belongs to.
+  std::vector<std::string> volume_mount_paths;  ///< Where Volumes were asked to be mounted.
 };
 
 /// What the fake saw, for assertions.

@@ -96,6 +96,14 @@ TEST_F(ModalBackendTest, SandboxIsTaggedAndNetworkBlockedByDefault) {
   EXPECT_EQ(server().SandboxNetworkType(open_sandbox->Id()), 1) << "OPEN";
 }
 
+// The results Volume holds every run's records; a task must not see it.
+TEST_F(ModalBackendTest, SandboxesMountNoVolume) {
+  auto sandbox = NewSandbox();
+  ASSERT_NE(sandbox, nullptr);
+  EXPECT_TRUE(server().SandboxDefinition(sandbox->Id()).volume_mount_paths.empty())
+      << "mounted at " << server().SandboxDefinition(sandbox->Id()).volume_mount_paths.front();
+}
+
 TEST_F(ModalBackendTest, CidrAllowlistFromSection) {
   auto backend = env_.MakeBackend(R"({"cidr_allowlist": ["192.0.2.0/24"]})");
   ASSERT_TRUE(backend.ok());
