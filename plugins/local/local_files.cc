@@ -8,6 +8,8 @@
 #include <cerrno>
 #include <system_error>
 
+#include "sandrun/upload_symlinks.h"
+
 namespace sandrun::local {
 namespace fs = std::filesystem;
 
@@ -192,18 +194,10 @@ Status CopyTreeAt(int dir, const std::string& name, const fs::path& source, cons
     std::string child_shown = shown + "/" + child_name;
     fs::file_status link = fs::symlink_status(child, ec);
     if (fs::is_symlink(link)) {
+      SANDRUN_RETURN_IF_ERROR(CheckUploadSymlink(top, child));
       fs::path target = fs::read_symlink(child, ec);
       if (ec) return FromErrorCode(ec, "cannot read symlink '" + child.string() + "'");
-      fs::path resolved = (target.is_absolute() ? target : child.parent_path() / target).lexically_normal();
-      if (!IsWithin(resolved, top)) {
-        return PermissionDeniedError("refusing to upload symlink '" + child.string() + "' -> '" +
-                                     target.string() + "': it points outside the uploaded directory '" +
-                                     top.string() + "'");
-      }
-      // Kept as a link relative to where it stands, so it still points
-      // inside the copy.
-      fs::path relative_target = resolved.lexically_relative(child.parent_path());
-      if (::symlinkat(relative_target.c_str(), sub.get(), child_name.c_str()) != 0) {
+      if (::symlinkat(target.c_str(), sub.get(), child_name.c_str()) != 0) {
         return FromErrorCode(ErrnoCode(), "cannot create symlink '" + child_shown + "'");
       }
     } else if (fs::is_directory(link)) {
@@ -237,6 +231,11 @@ Status CopyIn(const FileUpload& upload, const fs::path& workdir) {
   SANDRUN_ASSIGN_OR_RETURN(UniqueFd parent, OpenDirectoryBeneath(workdir, dest.parent_path(), true));
   std::string shown = dest.generic_string();
   if (fs::is_directory(source, ec)) {
+    // Refuse a tree with a link that leads out before copying any of it.
+    for (fs::recursive_directory_iterator it(source, ec), end; !ec && it != end; it.increment(ec)) {
+      if (it->is_symlink()) SANDRUN_RETURN_IF_ERROR(CheckUploadSymlink(source, it->path()));
+    }
+    if (ec) return FromErrorCode(ec, "cannot list '" + source.string() + "'");
     return CopyTreeAt(parent.get(), dest.filename().string(), source, source, shown);
   }
   return CopyFileAt(parent.get(), dest.filename().string(), source, shown);
