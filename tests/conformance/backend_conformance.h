@@ -42,6 +42,9 @@ struct ConformanceTarget {
   SandboxSpec base_spec;
   /// Non-empty: every case is skipped with this reason (no daemon, no token).
   std::string skip_reason;
+  /// With a skip_reason: every case fails with it instead (a backend the run
+  /// requires, such as Docker in CI).
+  bool skip_is_failure = false;
 };
 
 /// gtest prints parameters in failure messages; print just the name.

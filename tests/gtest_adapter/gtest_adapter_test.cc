@@ -16,6 +16,7 @@
 #include "sandrun/config.h"
 #include "sandrun/registry.h"
 #include "e2e/e2e_support.h"
+#include "support/docker_required.h"
 #include "support/test_util.h"
 
 namespace sandrun::gtest {
@@ -118,7 +119,7 @@ class GtestAdapterTest : public ::testing::TestWithParam<std::string> {
   void SetUp() override {
     std::string reason;
     if (GetParam() == "docker" && !DockerAvailable(&reason)) {
-      GTEST_SKIP() << "no Docker engine (run scripts/docker-test-env): " << reason;
+      SANDRUN_SKIP_WITHOUT_DOCKER("no Docker engine (run scripts/docker-test-env): " + reason);
     }
     env_ = std::make_unique<BackendEnv>(GetParam());
   }
