@@ -6,13 +6,8 @@
 # and the build directory holds stand-in `sandrun` and bench drivers that log
 # how they were called (the driver then fails, ending the bench early).
 # usage: bench_build_dir_check.sh SOURCE_DIR
-set -uo pipefail
 src="${1:?usage: bench_build_dir_check.sh SOURCE_DIR}"
-scratch="$(mktemp -d "${TMPDIR:-/tmp}/sandrun-bench-test-XXXXXX")"
-trap 'rm -rf "$scratch"' EXIT
-
-failures=0
-fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
+source "$(dirname "${BASH_SOURCE[0]}")/check_lib.sh"
 
 tree="$scratch/repo"
 mkdir -p "$tree/bench" "$tree/scripts" "$scratch/bin" "$scratch/caller"
@@ -61,8 +56,4 @@ check "run-foundation --build-dir build" "$scratch/caller/build" \
 check "run-foundation SANDRUN_BUILD_DIR=repo-build" "$tree/repo-build" \
   env SANDRUN_BUILD_DIR=repo-build bash "$tree/bench/run-foundation"
 
-if [ "$failures" -ne 0 ]; then
-  echo "$failures check(s) failed" >&2
-  exit 1
-fi
-echo "all checks passed"
+finish

@@ -5,15 +5,10 @@
 #   - SANDRUN_REQUIRE_DOCKER=1, or CI=true: the test FAILS, giving the reason;
 #   - neither (or SANDRUN_REQUIRE_DOCKER=0 with CI=true): it is SKIPPED, with it.
 # usage: docker_required_check.sh TEST_BINARY GTEST_FILTER
-set -uo pipefail
 binary="$(realpath -- "${1:?usage: docker_required_check.sh TEST_BINARY GTEST_FILTER}")"
 filter="${2:?usage: docker_required_check.sh TEST_BINARY GTEST_FILTER}"
-scratch="$(mktemp -d "${TMPDIR:-/tmp}/sandrun-docker-required-XXXXXX")"
-trap 'rm -rf "$scratch"' EXIT
+source "$(dirname "${BASH_SOURCE[0]}")/check_lib.sh"
 host="unix://$scratch/no-engine/docker.sock"
-
-failures=0
-fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
 
 # run LABEL VAR=VALUE...: sets $rc and $out.
 run() {
@@ -26,7 +21,6 @@ run() {
   grep -E '^\[ *(RUN|OK|SKIPPED|FAILED|PASSED) *\]|required|Docker engine|docker' <<<"$out" |
     head -n 12 | sed 's/^/   /'
 }
-has() { grep -qF -- "$2" <<<"$1"; }
 ran_one() { has "$out" "[==========] 1 test from" || fail "$1: '$filter' is not exactly one test"; }
 
 for setting in SANDRUN_REQUIRE_DOCKER=1 CI=true; do
@@ -49,8 +43,4 @@ for setting in "SANDRUN_REQUIRE_DOCKER=" "SANDRUN_REQUIRE_DOCKER=0 CI=true"; do
   has "$out" "no Docker engine" || fail "not required ($setting): the skip gives no reason"
 done
 
-if [ "$failures" -ne 0 ]; then
-  echo "$failures check(s) failed" >&2
-  exit 1
-fi
-echo "all checks passed"
+finish

@@ -8,13 +8,8 @@
 #   - an engine that cannot start: a skip notice elsewhere, a failure (and no
 #     ctest) with CI=true or SANDRUN_REQUIRE_DOCKER=1, and .ci/run sets the flag.
 # usage: test_script_engine_check.sh SOURCE_DIR
-set -uo pipefail
 src="${1:?usage: test_script_engine_check.sh SOURCE_DIR}"
-scratch="$(mktemp -d "${TMPDIR:-/tmp}/sandrun-script-test-XXXXXX")"
-trap 'rm -rf "$scratch"' EXIT
-
-failures=0
-fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
+source "$(dirname "${BASH_SOURCE[0]}")/check_lib.sh"
 
 tree="$scratch/repo"
 mkdir -p "$tree/build" "$tree/.ci" "$scratch/bin"
@@ -58,7 +53,6 @@ run() {
   echo "== $name: exit $rc"
   echo "$calls" | sed 's/^/   /'
 }
-has() { grep -qF -- "$2" <<<"$1"; }
 # The line number of the first call matching $1 (0 if none).
 line_of() { grep -nF -- "$1" <<<"$calls" | head -n1 | cut -d: -f1 || true; }
 
@@ -117,8 +111,4 @@ has "$calls" "ctest -j2 --output-on-failure --timeout 600 | cwd=$tree/build | re
   fail ".ci/run with engine: the tests were not told that Docker is required"
 has "$calls" "docker-test-env --stop" || fail ".ci/run with engine: the engine was not stopped"
 
-if [ "$failures" -ne 0 ]; then
-  echo "$failures check(s) failed" >&2
-  exit 1
-fi
-echo "all checks passed"
+finish
