@@ -91,6 +91,13 @@ class Interrupts {
     cv_.notify_all();
   }
 
+  /// For a host test whose wait came back: after a signal, ends the process
+  /// by it from this thread as well, so GoogleTest cannot finish and exit
+  /// normally (code 1) before the watcher thread raises the signal.
+  void EndIfInterrupted() {
+    if (signal_.load() != 0) EndBySignal();
+  }
+
  private:
   static void OnSignal(int sig) {
     Interrupts& self = Get();
@@ -110,12 +117,18 @@ class Interrupts {
   void Watch() {
     while (sem_wait(&raised_) != 0) {
     }
+    EndBySignal();
+  }
+
+  void EndBySignal() {
     {
       // Terminating sandboxes takes a moment (a request each on Docker).
       std::unique_lock lock(mu_);
       cv_.wait_for(lock, std::chrono::seconds(30), [&] { return active_runs_ == 0; });
     }
     int sig = signal_.load();
+    std::fflush(stdout);  // the failures replayed so far
+    std::fflush(stderr);
     signal(sig, SIG_DFL);
     raise(sig);
   }
@@ -467,6 +480,7 @@ void RunOnHost(const std::string& host_name) {
     launcher = Runtime::Get().LauncherFor(marked.remote_name);
   }
   Replay(marked, launcher->Wait(marked.remote_name));
+  Interrupts::Get().EndIfInterrupted();
 }
 
 /// Stands in for a TEST marked by --sandrun_filter.

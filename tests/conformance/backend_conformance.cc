@@ -119,7 +119,10 @@ std::string Describe(const ExecResult& result) {
 }
 
 void BackendConformanceTest::SetUp() {
-  if (!GetParam().skip_reason.empty()) GTEST_SKIP() << GetParam().skip_reason;
+  if (!GetParam().skip_reason.empty()) {
+    if (GetParam().skip_is_failure) GTEST_FAIL() << GetParam().skip_reason;
+    GTEST_SKIP() << GetParam().skip_reason;
+  }
   auto made = GetParam().make();
   ASSERT_TRUE(made.ok()) << made.status().ToString();
   backend_ = std::move(made).value();

@@ -48,6 +48,9 @@ struct ConformanceTarget {
   /// Non-empty: the backend cannot hide its archive from its sandboxes; the
   /// archive case is reported unsupported with this reason.
   std::string archive_visible_reason;
+  /// With a skip_reason: every case fails with it instead (a backend the run
+  /// requires, such as Docker in CI).
+  bool skip_is_failure = false;
 };
 
 /// gtest prints parameters in failure messages; print just the name.

@@ -1,13 +1,15 @@
 // The conformance suite against the Docker backend, created the way the CLI
 // creates it (registration function, registry, the config's docker section),
 // in the busybox-only test image that scripts/docker-test-env builds. Skipped,
-// with the reason, only when no Docker engine answers.
+// with the reason, only when no Docker engine answers (failed instead where
+// Docker is required: support/docker_required.h).
 #include <cstdlib>
 
 #include "conformance/backend_conformance.h"
 #include "docker_backend.h"
 #include "sandrun/config.h"
 #include "sandrun/registry.h"
+#include "support/docker_required.h"
 
 namespace sandrun::conformance {
 namespace {
@@ -47,6 +49,11 @@ ConformanceTarget DockerTarget(const std::string& name, const std::string& image
   Availability availability = (*backend)->CheckAvailable();
   if (!availability.available) {
     target.skip_reason = "no Docker engine (run scripts/docker-test-env): " + availability.reason;
+  }
+  if (!target.skip_reason.empty() && sandrun::testing::DockerRequired()) {
+    target.skip_is_failure = true;
+    target.skip_reason = "Docker is required here (SANDRUN_REQUIRE_DOCKER=1 or CI=true) but " +
+                         target.skip_reason;
   }
   return target;
 }

@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "e2e/e2e_support.h"
+#include "support/docker_required.h"
 
 namespace sandrun::e2e {
 namespace {
@@ -209,7 +210,7 @@ TEST(CTestAdapter, LocalBackendCountsStatusesAndRecords) {
 
 TEST(CTestAdapter, DockerBackendBySandrunBackendWithoutReconfiguring) {
   std::string reason = DockerUnavailableReason();
-  if (!reason.empty()) GTEST_SKIP() << reason;
+  if (!reason.empty()) SANDRUN_SKIP_WITHOUT_DOCKER(reason);
   Home home;
   auto cache_time = fs::last_write_time(kConsumerBuild / "CMakeCache.txt");
   JUnitReport report =
@@ -241,7 +242,7 @@ std::vector<std::string> ContainersOfTask(const std::string& task) {
 
 TEST(CTestAdapter, CTestTimeoutKillsSandrunAndCleanupRemovesTheContainer) {
   std::string reason = DockerUnavailableReason();
-  if (!reason.empty()) GTEST_SKIP() << reason;
+  if (!reason.empty()) SANDRUN_SKIP_WITHOUT_DOCKER(reason);
   Home home;
   // SANDRUN_BACKEND unset: the test's BACKEND docker applies.
   auto start = Clock::now();

@@ -14,6 +14,7 @@
 #include <gtest/gtest.h>
 
 #include "e2e/e2e_support.h"
+#include "support/docker_required.h"
 #include "sandrun/util.h"
 
 namespace sandrun::e2e {
@@ -127,7 +128,7 @@ TEST(E2eDocker, FallsBackToLocalAndTheRecordSaysWhy) {
 
 TEST(E2eDocker, CleanupRemovesWhatAKilledSandrunLeftBehind) {
   std::string reason = DockerUnavailableReason();
-  if (!reason.empty()) GTEST_SKIP() << reason;
+  if (!reason.empty()) SANDRUN_SKIP_WITHOUT_DOCKER(reason);
   Home home;
   std::string task = "leak-" + RandomHex(8);
   std::vector<std::string> argv{SANDRUN_BINARY, "exec",  "--backend", "docker", "--image",
@@ -158,7 +159,7 @@ TEST(E2eDocker, CleanupRemovesWhatAKilledSandrunLeftBehind) {
 
 TEST(E2eDocker, TheSandboxLifetimeEndsALeakedContainerByItself) {
   std::string reason = DockerUnavailableReason();
-  if (!reason.empty()) GTEST_SKIP() << reason;
+  if (!reason.empty()) SANDRUN_SKIP_WITHOUT_DOCKER(reason);
   Home home;
   std::string task = "lifetime-" + RandomHex(8);
   std::vector<std::string> argv{SANDRUN_BINARY, "exec",    "--backend", "docker", "--image", kImage,
@@ -193,7 +194,7 @@ std::string SleepingBatch(int count, int seconds) {
 
 TEST(E2eDocker, AContainerRemovedFromOutsideIsAnInfrastructureErrorAndIsRetried) {
   std::string reason = DockerUnavailableReason();
-  if (!reason.empty()) GTEST_SKIP() << reason;
+  if (!reason.empty()) SANDRUN_SKIP_WITHOUT_DOCKER(reason);
   Home home;
   home.Write("tasks.json", SleepingBatch(2, 3));
   std::string tag = RandomHex(8);
@@ -263,7 +264,7 @@ class PrivateEngine {
 
 TEST(E2eDocker, AnEngineRestartMidBatchIsRetriedAndLosesNoRecord) {
   std::string reason = DockerUnavailableReason();
-  if (!reason.empty()) GTEST_SKIP() << reason;
+  if (!reason.empty()) SANDRUN_SKIP_WITHOUT_DOCKER(reason);
   if (sandrun::testing::RunCommand({"sh", "-c", "command -v dockerd"}).exit_code != 0 ||
       ::geteuid() != 0) {
     GTEST_SKIP() << "needs root and dockerd to start an engine of its own";
@@ -316,7 +317,7 @@ TEST(E2eDocker, AnEngineRestartMidBatchIsRetriedAndLosesNoRecord) {
 // missing image really is pulled, and one the registry lacks really fails.
 TEST(E2eDocker, AMissingImageIsPulledFromARegistryAndAnUnknownOneNamedWithExit125) {
   std::string reason = DockerUnavailableReason();
-  if (!reason.empty()) GTEST_SKIP() << reason;
+  if (!reason.empty()) SANDRUN_SKIP_WITHOUT_DOCKER(reason);
   const std::string registry_binary = "/usr/bin/docker-registry";
   if (!fs::exists(registry_binary)) {
     GTEST_SKIP() << "docker-registry is not installed (scripts/bootstrap --with-docker installs it)";

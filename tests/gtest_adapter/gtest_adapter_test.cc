@@ -5,6 +5,8 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -16,6 +18,7 @@
 #include "sandrun/config.h"
 #include "sandrun/registry.h"
 #include "e2e/e2e_support.h"
+#include "support/docker_required.h"
 #include "support/test_util.h"
 
 namespace sandrun::gtest {
@@ -118,7 +121,7 @@ class GtestAdapterTest : public ::testing::TestWithParam<std::string> {
   void SetUp() override {
     std::string reason;
     if (GetParam() == "docker" && !DockerAvailable(&reason)) {
-      GTEST_SKIP() << "no Docker engine (run scripts/docker-test-env): " << reason;
+      SANDRUN_SKIP_WITHOUT_DOCKER("no Docker engine (run scripts/docker-test-env): " + reason);
     }
     env_ = std::make_unique<BackendEnv>(GetParam());
   }
@@ -253,11 +256,24 @@ int ProcessesMatching(const std::string& pattern) {
 }
 
 TEST_P(GtestAdapterTest, CtrlCStopsTheSandboxesAndEndsTheBinaryBySigint) {
-  // Only the in-sandbox process writes its report to the output directory.
-  const std::string in_sandbox = "DISABLED_SleepsLong --gtest_also_run_disabled_tests --gtest_output";
+  // The binary under a name of its own: the sandbox runs it as
+  // "./NAME --gtest_filter=...", which no other test's process can match (the
+  // other backend's variant at -j2, another checkout's build), while the host
+  // process runs ".../NAME --gtest_also_run_disabled_tests ...". The name is
+  // stable per checkout and backend, not per run: Docker's exe cache keeps
+  // the (80 MB) binary once per name.
+  std::uint32_t checkout = 2166136261u;  // FNV-1a of the build directory
+  for (unsigned char c : std::string(SANDRUN_BUILD_DIR)) checkout = (checkout ^ c) * 16777619u;
+  char checkout_hex[9];
+  std::snprintf(checkout_hex, sizeof checkout_hex, "%08x", checkout);
+  const std::string name = "fanout_ctrlc_" + GetParam() + "_" + checkout_hex;
+  const std::filesystem::path binary_path = env_->path() / name;
+  std::filesystem::copy_file(FANOUT_BINARY, binary_path);
+  std::filesystem::permissions(binary_path, std::filesystem::perms::owner_all);
+  const std::string in_sandbox = name + " --gtest_filter=Interrupted.DISABLED_SleepsLong";
   ASSERT_EQ(ProcessesMatching(in_sandbox), 0) << "a sandbox of an earlier run is still there";
   sandrun::e2e::Background binary(
-      {FANOUT_BINARY, "--gtest_also_run_disabled_tests",
+      {binary_path.string(), "--gtest_also_run_disabled_tests",
        "--gtest_filter=Interrupted.DISABLED_SleepsLong"},
       env_->Options().env, env_->path());
   ASSERT_TRUE(binary.started());
@@ -316,6 +332,49 @@ TEST_P(GtestAdapterTest, ZeroCodeRunnerRetriesOnlyWhatFailed) {
       {"gtest", SAMPLE_BINARY, "--filter", "Sample.Passes:Filtered.RunsInSandbox"},
       env_->Options());
   EXPECT_EQ(ok.exit_code, 0) << ok.out << ok.err;
+}
+
+// A sandboxed assertion's file:line, end to end: the sample binary run
+// directly (SANDRUN_TEST) and through `sandrun gtest`; both the host's output
+// and the GoogleTest XML name the line of the failing EXPECT in the source.
+TEST_P(GtestAdapterTest, FailureFileLineReachesTheOutputAndTheXml) {
+  const std::string where = SampleFile() + ":" + std::to_string(LineOf("expect_fail"));
+  const std::string message = "expect message from the sandbox";
+
+  // Directly: GoogleTest's own report, with --gtest_output=xml.
+  std::filesystem::path xml_path = env_->path() / "direct.xml";
+  CommandOutput direct = RunCommand({SAMPLE_BINARY, "--gtest_filter=Sample.ExpectFails",
+                                     "--gtest_output=xml:" + xml_path.string()},
+                                    env_->Options());
+  EXPECT_EQ(direct.exit_code, 1) << direct.out << direct.err;
+  EXPECT_NE(direct.out.find(where + ": Failure\n"), std::string::npos)
+      << "no '" << where << ": Failure' in:\n" << direct.out;
+  EXPECT_NE(direct.out.find(message), std::string::npos) << direct.out;
+  std::string xml = ReadFile(xml_path);
+  EXPECT_NE(xml.find("<failure message=\"" + where + "&#x0A;"), std::string::npos)
+      << "the XML failure does not start at " << where << ":\n" << xml;
+  EXPECT_NE(xml.find("<![CDATA[" + where + "\n"), std::string::npos) << xml;
+  EXPECT_NE(xml.find(message), std::string::npos) << xml;
+  // It ran in a sandbox of this backend, not on the host.
+  EXPECT_NE(xml.find("<property name=\"sandrun_backend\" value=\"" + GetParam() + "\"/>"),
+            std::string::npos)
+      << xml;
+
+  // Through `sandrun gtest`: its GoogleTest-style output and its JUnit XML.
+  std::filesystem::path junit_path = env_->path() / "runner.xml";
+  CommandOutput runner = sandrun::testing::RunSandrun(
+      {"gtest", SAMPLE_BINARY, "--filter", "Sample.ExpectFails", "--junit", junit_path.string()},
+      env_->Options());
+  EXPECT_EQ(runner.exit_code, 1) << runner.out << runner.err;
+  EXPECT_NE(runner.out.find(where + ": Failure\n"), std::string::npos)
+      << "no '" << where << ": Failure' in:\n" << runner.out;
+  EXPECT_NE(runner.out.find(message), std::string::npos) << runner.out;
+  std::string junit = ReadFile(junit_path);
+  EXPECT_NE(junit.find("<testcase name=\"ExpectFails\" classname=\"Sample\""), std::string::npos)
+      << junit;
+  EXPECT_NE(junit.find(">" + where + "\n"), std::string::npos)
+      << "the JUnit failure does not start at " << where << ":\n" << junit;
+  EXPECT_NE(junit.find(message), std::string::npos) << junit;
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, GtestAdapterTest, ::testing::Values("local", "docker"),

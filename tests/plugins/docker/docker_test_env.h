@@ -1,6 +1,7 @@
 // Shared set-up of the Docker backend tests: a backend on the engine that
 // scripts/docker-test-env started (DOCKER_HOST or the default socket), the test
-// images it built, and a skip with the reason only when no engine answers.
+// images it built, and a skip with the reason only when no engine answers
+// (a failure instead where Docker is required, see support/docker_required.h).
 #ifndef SANDRUN_TESTS_PLUGINS_DOCKER_DOCKER_TEST_ENV_H_
 #define SANDRUN_TESTS_PLUGINS_DOCKER_DOCKER_TEST_ENV_H_
 
@@ -12,6 +13,7 @@
 
 #include "docker_backend.h"
 #include "docker_client.h"
+#include "support/docker_required.h"
 
 namespace sandrun::docker::testing {
 
@@ -50,13 +52,14 @@ inline bool ImageExists(DockerClient& client, const std::string& image) {
 
 }  // namespace sandrun::docker::testing
 
-/// Skips the test, printing why, when no Docker engine answers.
+/// Skips the test, printing why, when no Docker engine answers (fails it
+/// instead when Docker is required: CI, SANDRUN_REQUIRE_DOCKER=1).
 #define SANDRUN_REQUIRE_DOCKER(backend)                                             \
   do {                                                                              \
     auto availability_ = (backend).CheckAvailable();                                \
     if (!availability_.available) {                                                 \
-      GTEST_SKIP() << "no Docker engine (run scripts/docker-test-env): "            \
-                   << availability_.reason;                                         \
+      SANDRUN_SKIP_WITHOUT_DOCKER("no Docker engine (run scripts/docker-test-env): " \
+                                  + availability_.reason);                          \
     }                                                                               \
   } while (0)
 

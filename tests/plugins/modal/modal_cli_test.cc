@@ -17,6 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "e2e/e2e_support.h"
+#include "support/docker_required.h"
 #include "fake_modal_server.h"
 
 namespace sandrun::modal {
@@ -319,7 +320,7 @@ class ModalFallbackTest : public ModalCliTest {
 
 TEST_F(ModalFallbackTest, ModalFallsBackToDocker) {
   std::string reason = DockerUnavailableReason();
-  if (!reason.empty()) GTEST_SKIP() << reason;
+  if (!reason.empty()) SANDRUN_SKIP_WITHOUT_DOCKER(reason);
   for (const auto& c : Cases()) {
     ExpectFallback(c, {"--backend", "modal", "--fallback", "docker"}, "docker");
   }
