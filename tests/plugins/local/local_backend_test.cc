@@ -144,7 +144,9 @@ TEST(LocalRegistrationTest, RegistersLocalWithADescription) {
 TEST_F(LocalBackendTest, CapabilitiesFollowTheProbe) {
   Capabilities caps = backend_.GetCapabilities();
   EXPECT_EQ(caps.isolates_network, backend_.Isolation().isolates_network);
-  if (!caps.isolates_network) EXPECT_FALSE(backend_.Isolation().network_reason.empty());
+  if (!caps.isolates_network) {
+    EXPECT_FALSE(backend_.Isolation().network_reason.empty());
+  }
   EXPECT_FALSE(caps.supports_images);
   EXPECT_FALSE(caps.limits_memory);
   EXPECT_GT(caps.max_parallel, 0);
