@@ -123,22 +123,6 @@ int Size(const char* file) {
   return WriteText(1, std::to_string(size) + "\n") ? 0 : 1;
 }
 
-int ConnectUnix(const char* path) {
-  int fd = socket(AF_UNIX, SOCK_STREAM, 0);
-  if (fd < 0) return 4;
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  std::strncpy(addr.sun_path, path, sizeof addr.sun_path - 1);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-    WriteText(1, std::string("failed: ") + std::strerror(errno) + "\n");
-    close(fd);
-    return 3;
-  }
-  close(fd);
-  WriteText(1, "connected\n");
-  return 0;
-}
-
 int Alive(long pid) {
   bool alive = kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM;
   if (alive) {
@@ -155,14 +139,11 @@ int Alive(long pid) {
   return 0;
 }
 
-int Connect(int port) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
+// Connects a fresh socket of `family` to `addr`; "connected" or exit 3.
+int ConnectTo(int family, const sockaddr* addr, socklen_t len) {
+  int fd = socket(family, SOCK_STREAM, 0);
   if (fd < 0) return 4;
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+  if (connect(fd, addr, len) != 0) {
     WriteText(1, std::string("failed: ") + std::strerror(errno) + "\n");
     close(fd);
     return 3;
@@ -170,6 +151,21 @@ int Connect(int port) {
   close(fd);
   WriteText(1, "connected\n");
   return 0;
+}
+
+int Connect(int port) {
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  return ConnectTo(AF_INET, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+}
+
+int ConnectUnix(const char* path) {
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strncpy(addr.sun_path, path, sizeof addr.sun_path - 1);
+  return ConnectTo(AF_UNIX, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
 }
 
 int Fork(int count) {
