@@ -334,6 +334,15 @@ class RunContext {
                              std::to_string(options_.host_grace.count()) +
                              " ms) because the backend had not ended it");
     }
+    // Whichever outcome the backend reported once sandrun stopped it, the
+    // host deadline is what ended the command.
+    if (result.outcome == Outcome::kTimedOut) {
+      if (host_timed_out) {
+        result.ended_by = kEndedByHostDeadline;
+      } else if (result.ended_by.empty()) {
+        result.ended_by = kEndedByTimeout;
+      }
+    }
     if (result.sandbox_id.empty()) result.sandbox_id = sandbox->Id();
 
     for (const auto& path : task.downloads) {

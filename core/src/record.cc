@@ -273,6 +273,7 @@ std::string ToJson(const TaskRecord& record, int indent) {
   j["attempt_errors"] = record.attempt_errors;
   j["fallback_reason"] = record.fallback_reason;
   j["network_isolated"] = r.network_isolated;
+  j["ended_by"] = r.ended_by;
   j["notes"] = r.notes;
   j["artifacts"] = r.artifacts;
   j["started_at"] = record.started_at;
@@ -319,6 +320,7 @@ Result<TaskRecord> TaskRecordFromJson(const std::string& json) {
   record.attempt_errors = in.StringList(j, "attempt_errors");
   record.fallback_reason = in.String(j, "fallback_reason");
   r.network_isolated = in.Bool(j, "network_isolated", true);
+  r.ended_by = in.String(j, "ended_by");  // absent in records written before it existed
   r.notes = in.StringList(j, "notes");
   r.artifacts = in.StringList(j, "artifacts");
   record.started_at = in.String(j, "started_at");

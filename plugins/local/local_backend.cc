@@ -59,14 +59,15 @@ Result<Json> ReadManifest(const fs::path& path) {
 class LocalSandbox : public Sandbox {
  public:
   LocalSandbox(std::string id, fs::path root, fs::path workdir, SandboxSpec spec,
-               std::vector<std::string> notes, const LocalNetworkSupport& network)
+               std::vector<std::string> notes, const LocalIsolation& isolation)
       : id_(std::move(id)),
         root_(std::move(root)),
         workdir_(std::move(workdir)),
         spec_(std::move(spec)),
         notes_(std::move(notes)),
-        isolate_network_(spec_.network == NetworkMode::kNone && network.isolates),
-        needs_user_namespace_(network.needs_user_namespace),
+        isolate_network_(spec_.network == NetworkMode::kNone && isolation.isolates_network),
+        pid_namespace_(isolation.pid_namespace),
+        needs_user_namespace_(isolation.needs_user_namespace),
         created_(std::chrono::system_clock::now()),
         expires_(created_ + spec_.lifetime),
         tracker_([this] { WriteManifest(); }) {}
@@ -217,6 +218,8 @@ class LocalSandbox : public Sandbox {
     launch.stdin_data = request.stdin_data;
     launch.timeout = request.timeout;
     launch.isolate_network = isolate_network_;
+    launch.keep_visible = {root_, workdir_};
+    launch.pid_namespace = pid_namespace_;
     launch.needs_user_namespace = needs_user_namespace_;
     // The sandbox's lifetime bounds every command, so nothing outlives it.
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -236,9 +239,13 @@ class LocalSandbox : public Sandbox {
     for (const Status& spill : {out_status, err_status}) {
       if (!spill.ok()) result.notes.push_back("local backend: " + spill.message());
     }
-    if (lifetime_bound && result.outcome == Outcome::kTimedOut) {
-      result.notes.push_back("local backend: sandbox lifetime of " +
-                             std::to_string(spec_.lifetime.count()) + " s reached");
+    if (result.outcome == Outcome::kTimedOut) {
+      result.ended_by = lifetime_bound ? kEndedByLifetime : kEndedByTimeout;
+      if (lifetime_bound) {
+        result.notes.push_back("local backend: the sandbox lifetime (" +
+                               std::to_string(spec_.lifetime.count()) +
+                               " s) ended the command");
+      }
     }
     return result;
   }
@@ -249,6 +256,7 @@ class LocalSandbox : public Sandbox {
   const SandboxSpec spec_;
   const std::vector<std::string> notes_;
   const bool isolate_network_;
+  const bool pid_namespace_;
   const bool needs_user_namespace_;
   const std::chrono::system_clock::time_point created_;
   const std::chrono::system_clock::time_point expires_;
@@ -262,7 +270,7 @@ class LocalSandbox : public Sandbox {
 
 // What the spec asks for that processes on this host cannot honour.
 std::vector<std::string> UnenforcedNotes(const SandboxSpec& spec,
-                                         const LocalNetworkSupport& network) {
+                                         const LocalIsolation& isolation) {
   std::vector<std::string> notes;
   if (!spec.image.empty()) {
     notes.push_back("local backend: image '" + spec.image +
@@ -277,9 +285,15 @@ std::vector<std::string> UnenforcedNotes(const SandboxSpec& spec,
     std::snprintf(cores, sizeof cores, "%g", spec.cpu);  // "1", "0.5", not "1.000000"
     notes.push_back("local backend: cpu limit of " + std::string(cores) + " cores not enforced");
   }
-  if (spec.network == NetworkMode::kNone && !network.isolates) {
-    notes.push_back("local backend: network isolation unavailable (" + network.reason +
-                    "); the command can reach the network");
+  if (spec.network == NetworkMode::kNone && !isolation.isolates_network) {
+    notes.push_back("local backend: network isolation unavailable (" +
+                    isolation.network_reason +
+                    "); the command can reach the network and host unix sockets");
+  }
+  if (!isolation.pid_namespace) {
+    notes.push_back("local backend: no PID namespace (" + isolation.pid_reason +
+                    "); processes that leave the command's process group (setsid) can "
+                    "outlive its timeout and sandrun");
   }
   return notes;
 }
@@ -290,14 +304,14 @@ LocalBackend::LocalBackend(const Config& config)
     : sandboxes_dir_(DirOrTemp(config.state_dir, "sandrun-state") / "sandboxes" / "local"),
       archive_dir_(DirOrTemp(config.archive_dir, "sandrun-results")) {}
 
-const LocalNetworkSupport& LocalBackend::NetworkSupport() const {
-  std::call_once(probe_once_, [this] { network_ = local::ProbeNetworkIsolation(); });
-  return network_;
+const LocalIsolation& LocalBackend::Isolation() const {
+  std::call_once(probe_once_, [this] { isolation_ = local::ProbeIsolation(); });
+  return isolation_;
 }
 
 Capabilities LocalBackend::GetCapabilities() const {
   Capabilities caps;
-  caps.isolates_network = NetworkSupport().isolates;
+  caps.isolates_network = Isolation().isolates_network;
   caps.supports_images = false;
   caps.limits_memory = false;
   caps.max_parallel = static_cast<int>(std::thread::hardware_concurrency());
@@ -347,9 +361,9 @@ Result<std::unique_ptr<Sandbox>> LocalBackend::Create(const SandboxSpec& spec) {
     }
     workdir = (workdir / spec.workdir).lexically_normal();
   }
-  const LocalNetworkSupport& network = NetworkSupport();
+  const LocalIsolation& isolation = Isolation();
   auto sandbox = std::make_unique<LocalSandbox>(id, root, workdir, spec,
-                                                UnenforcedNotes(spec, network), network);
+                                                UnenforcedNotes(spec, isolation), isolation);
   sandbox->WriteManifest();
   return std::unique_ptr<Sandbox>(std::move(sandbox));
 }

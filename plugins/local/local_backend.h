@@ -8,12 +8,15 @@
 //                 ExecRequest::cwd resolve against it
 //   home/, tmp/   HOME and TMPDIR of the commands
 //
-// What it enforces: its own process group per command (timeouts and
-// Terminate() kill the whole group, grandchildren included), a clean
-// environment (only PATH, LANG, LC_ALL, TZ and LD_LIBRARY_PATH come from the
-// host), and NetworkMode::kNone through a new network namespace where the
-// kernel allows one (probed once per backend; when it cannot, results say
-// network_isolated=false and carry a note). It cannot enforce memory, cpu or
+// What it enforces: its own process group and, where the kernel allows, its
+// own PID namespace per command (timeouts and Terminate() kill the whole
+// tree, setsid'd grandchildren included; a killed sandrun takes it along
+// through PR_SET_PDEATHSIG), a clean environment (only PATH, LANG, LC_ALL, TZ
+// and LD_LIBRARY_PATH come from the host), and NetworkMode::kNone through new
+// network and mount namespaces (empty /run, /var/run and /tmp, except the
+// sandbox's own directories) where the kernel allows them. Both are probed
+// once per backend; when one is missing, results carry a note (and say
+// network_isolated=false). It cannot enforce memory, cpu or
 // image: those are reported as notes, never pretended. `gpu` and `dockerfile`
 // are refused with kUnimplemented.
 #ifndef SANDRUN_PLUGINS_LOCAL_LOCAL_BACKEND_H_
@@ -32,11 +35,17 @@
 
 namespace sandrun {
 
-/// Whether and how the local backend can cut a command off the network.
-struct LocalNetworkSupport {
-  bool isolates = false;
+/// Which namespaces the local backend can give a command on this host.
+struct LocalIsolation {
+  /// NetworkMode::kNone is enforced: a new network namespace, and a new mount
+  /// namespace hiding host unix sockets (empty /run, /var/run and /tmp).
+  bool isolates_network = false;
+  /// Each command's processes live in their own PID namespace, torn down as
+  /// a whole when it ends.
+  bool pid_namespace = false;
   bool needs_user_namespace = false;  ///< Not root: CLONE_NEWUSER as well.
-  std::string reason;                 ///< Why not, when !isolates.
+  std::string network_reason;         ///< Why not, when !isolates_network.
+  std::string pid_reason;             ///< Why not, when !pid_namespace.
 };
 
 /// Thread-safe, as Backend requires. `config` must outlive the backend; an
@@ -58,8 +67,8 @@ class LocalBackend : public Backend {
   Status RemoveLeftover(const std::string& id) override;
   Result<std::unique_ptr<ArchiveStore>> OpenArchive() override;
 
-  /// Probes (once, by forking a child that tries) and caches.
-  const LocalNetworkSupport& NetworkSupport() const;
+  /// Probes (once, by forking children that try) and caches.
+  const LocalIsolation& Isolation() const;
   /// <state_dir>/sandboxes/local.
   const std::filesystem::path& sandboxes_dir() const { return sandboxes_dir_; }
 
@@ -67,7 +76,7 @@ class LocalBackend : public Backend {
   std::filesystem::path sandboxes_dir_;
   std::filesystem::path archive_dir_;
   mutable std::once_flag probe_once_;
-  mutable LocalNetworkSupport network_;
+  mutable LocalIsolation isolation_;
 };
 
 /// Registers "local" in `registry`. Called from the generated built-in table.

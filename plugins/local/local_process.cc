@@ -5,12 +5,15 @@
 #include "local_process.h"
 
 #include <fcntl.h>
+#include <limits.h>
 #include <linux/close_range.h>
 #include <net/if.h>
+#include <poll.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/ioctl.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -33,12 +36,15 @@
 #include <boost/process/v2/posix/default_launcher.hpp>
 #include <boost/process/v2/process.hpp>
 #include <boost/process/v2/stdio.hpp>
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <sstream>
 #include <thread>
+
+#include "local_files.h"
 
 namespace sandrun::local {
 namespace {
@@ -93,32 +99,212 @@ struct IdMaps {
   }
 };
 
-int EnterNetworkNamespace(bool user_namespace, const IdMaps& maps) {
-  if (!user_namespace) {
-    if (unshare(CLONE_NEWNET) != 0) return -1;
-  } else {
-    if (unshare(CLONE_NEWUSER | CLONE_NEWNET) != 0) return -1;
-    // gid_map may only be written once setgroups is denied (user_namespaces(7)).
-    if (WriteWholeFile("/proc/self/setgroups", "deny") != 0 && errno != ENOENT) return -1;
-    if (WriteWholeFile("/proc/self/uid_map", maps.uid_map) != 0) return -1;
-    if (WriteWholeFile("/proc/self/gid_map", maps.gid_map) != 0) return -1;
+// The namespaces one command enters, with everything the child needs
+// prepared before fork: no allocation happens after it.
+struct NamespacePlan {
+  bool user = false;     // CLONE_NEWUSER too (not root)
+  bool network = false;  // CLONE_NEWNET
+  bool pid = false;      // CLONE_NEWPID: the next fork is pid 1 of a new namespace
+  bool mounts = false;   // CLONE_NEWNS with `hide` covered and `keep` bound back
+  const IdMaps* maps = nullptr;
+  const char* const* hide = nullptr;  // null-terminated
+  const char* const* keep = nullptr;  // null-terminated
+};
+
+// "/proc/self/fd/<fd>" without snprintf.
+void FdPath(int fd, char (&out)[32]) {
+  char digits[12];
+  int n = 0;
+  do {
+    digits[n++] = static_cast<char>('0' + fd % 10);
+    fd /= 10;
+  } while (fd > 0 && n < 11);
+  const char prefix[] = "/proc/self/fd/";
+  std::memcpy(out, prefix, sizeof prefix - 1);
+  int at = sizeof prefix - 1;
+  while (n > 0) out[at++] = digits[--n];
+  out[at] = '\0';
+}
+
+// mkdir -p inside the fresh tmpfs, where `path` does not exist yet.
+int MakeDirs(const char* path) {
+  char buf[PATH_MAX];
+  std::size_t len = strlen(path);
+  if (len == 0 || len >= sizeof buf) return -1;
+  std::memcpy(buf, path, len + 1);
+  for (std::size_t i = 1; i <= len; ++i) {
+    if (buf[i] != '/' && buf[i] != '\0') continue;
+    char saved = buf[i];
+    buf[i] = '\0';
+    if (mkdir(buf, 0755) != 0 && errno != EEXIST) return -1;
+    buf[i] = saved;
   }
-  BringLoopbackUp();
   return 0;
 }
 
-constexpr int kTextBusyRetries = 20;
+// Covers each `hide` directory with an empty tmpfs, so host unix sockets
+// under /run and /tmp cannot be reached by path, then binds each `keep`
+// directory (the sandbox's own, when it lives under one of them) back at its
+// old path. Private propagation first, so none of this reaches the host.
+int SetUpMounts(const NamespacePlan& plan) {
+  if (mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) return -1;
+  constexpr int kMaxKeep = 8;
+  int keep_fds[kMaxKeep];
+  int kept = 0;
+  for (; plan.keep[kept] != nullptr && kept < kMaxKeep; ++kept) {
+    keep_fds[kept] = open(plan.keep[kept], O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (keep_fds[kept] < 0) return -1;
+  }
+  for (const char* const* dir = plan.hide; *dir != nullptr; ++dir) {
+    const char* mode = strcmp(*dir, "/tmp") == 0 ? "mode=1777" : "mode=755";
+    if (mount("tmpfs", *dir, "tmpfs", MS_NOSUID | MS_NODEV, mode) != 0) return -1;
+  }
+  for (int i = 0; i < kept; ++i) {
+    char source[32];
+    FdPath(keep_fds[i], source);
+    if (MakeDirs(plan.keep[i]) != 0) return -1;
+    if (mount(source, plan.keep[i], nullptr, MS_BIND | MS_REC, nullptr) != 0) return -1;
+    close(keep_fds[i]);
+  }
+  return 0;
+}
 
-enum SetupStage : char { kStageGroup = 'g', kStageNetwork = 'n', kStageCwd = 'c' };
+enum SetupStage : char {
+  kStageGroup = 'g',
+  kStageNamespaces = 'n',
+  kStageMounts = 'm',
+  kStageInit = 'i',
+  kStageCwd = 'c'
+};
 
 const char* StageName(char stage) {
   switch (stage) {
     case kStageGroup: return "setpgid";
-    case kStageNetwork: return "entering a new network namespace";
+    case kStageNamespaces: return "entering new namespaces";
+    case kStageMounts: return "hiding /run and /tmp in a new mount namespace";
+    case kStageInit: return "starting the PID namespace's init";
     case kStageCwd: return "changing to the working directory";
   }
   return "child setup";
 }
+
+// Enters the namespaces of `plan`; on failure returns the stage and leaves
+// errno set.
+char EnterNamespaces(const NamespacePlan& plan) {
+  int flags = (plan.network ? CLONE_NEWNET : 0) | (plan.pid ? CLONE_NEWPID : 0) |
+              (plan.mounts ? CLONE_NEWNS : 0);
+  if (flags == 0) return 0;
+  if (plan.user) flags |= CLONE_NEWUSER;
+  if (unshare(flags) != 0) return kStageNamespaces;
+  if (plan.user) {
+    // gid_map may only be written once setgroups is denied (user_namespaces(7)).
+    if (WriteWholeFile("/proc/self/setgroups", "deny") != 0 && errno != ENOENT) {
+      return kStageNamespaces;
+    }
+    if (WriteWholeFile("/proc/self/uid_map", plan.maps->uid_map) != 0) return kStageNamespaces;
+    if (WriteWholeFile("/proc/self/gid_map", plan.maps->gid_map) != 0) return kStageNamespaces;
+  }
+  if (plan.network) BringLoopbackUp();
+  if (plan.mounts && SetUpMounts(plan) != 0) return kStageMounts;
+  return 0;
+}
+
+void CloseAllFdsExcept(int a, int b) {
+  int low = std::min(a, b), high = std::max(a, b);
+  if (low > 0) syscall(SYS_close_range, 0u, static_cast<unsigned>(low - 1), 0u);
+  if (high > low + 1) {
+    syscall(SYS_close_range, static_cast<unsigned>(low + 1), static_cast<unsigned>(high - 1), 0u);
+  }
+  syscall(SYS_close_range, static_cast<unsigned>(high + 1), ~0u, 0u);
+}
+
+void SetAllDispositions(void (*handler)(int)) {
+  for (int sig = 1; sig < NSIG; ++sig) {
+    if (sig != SIGKILL && sig != SIGSTOP && sig != SIGCHLD) signal(sig, handler);
+  }
+  signal(SIGCHLD, SIG_DFL);
+}
+
+// The supervisor (the process sandrun started and watches) after the init is
+// forked: it ignores the signals sent to the process group, so a timeout's
+// SIGTERM reaches the command and its grace period holds, and SIGKILL (the
+// escalation, Terminate(), or its parent-death signal) ends it and through
+// the init's parent-death signal the whole namespace. Then it ends the way
+// the command ended, so sandrun sees the command's status.
+[[noreturn]] void SuperviseInit(pid_t init, int status_fd, int alive_fd) {
+  SetAllDispositions(SIG_IGN);
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, nullptr);
+  CloseAllFdsExcept(status_fd, alive_fd);
+  Reap(init);
+  int status = 0;
+  ssize_t n;
+  while ((n = read(status_fd, &status, sizeof status)) < 0 && errno == EINTR) {
+  }
+  if (n != static_cast<ssize_t>(sizeof status)) raise(SIGKILL);  // the init was killed
+  if (WIFEXITED(status)) _exit(WEXITSTATUS(status));
+  int sig = WTERMSIG(status);
+  signal(sig, SIG_DFL);
+  prctl(PR_SET_DUMPABLE, 0);  // the command already dumped core if it was going to
+  kill(getpid(), sig);
+  _exit(kExitSignalBase + sig);
+}
+
+// Pid 1 of the new namespace: reaps whatever is orphaned to it until the
+// command ends, hands the command's wait status to the supervisor, and exits,
+// whereupon the kernel kills everything left in the namespace, setsid'd
+// daemons included. Dies with the supervisor (PR_SET_PDEATHSIG).
+[[noreturn]] void RunInit(pid_t command, int status_fd, int alive_fd) {
+  CloseAllFdsExcept(status_fd, alive_fd);
+  for (;;) {
+    int status = 0;
+    pid_t ended = waitpid(-1, &status, 0);
+    if (ended == command) {
+      ssize_t ignored = write(status_fd, &status, sizeof status);
+      (void)ignored;
+      _exit(0);
+    }
+    if (ended < 0 && errno != EINTR) _exit(kExitSandrunError);
+  }
+}
+
+// Called in the child after unshare(CLONE_NEWPID): forks the init, which
+// forks the command. Returns 0 only in the command's process (which then
+// execs); -1 when the init cannot be forked. Signals stay blocked across
+// the forks so none lands in a half-set-up process.
+int StartUnderInit() {
+  int status_pipe[2], alive_pipe[2];
+  if (pipe2(status_pipe, O_CLOEXEC) != 0) return -1;
+  if (pipe2(alive_pipe, O_CLOEXEC) != 0) return -1;
+  sigset_t all, none;
+  sigfillset(&all);
+  sigemptyset(&none);
+  sigprocmask(SIG_BLOCK, &all, nullptr);
+  pid_t init = fork();
+  if (init < 0) {
+    sigprocmask(SIG_SETMASK, &none, nullptr);
+    return -1;
+  }
+  if (init > 0) SuperviseInit(init, status_pipe[0], alive_pipe[1]);
+  // The init. Its parent-death signal is cleared by fork: set it again, then
+  // make sure the supervisor did not die before that (getppid() says 0 in a
+  // new namespace, so the pipe tells: its only writer is the supervisor).
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  close(alive_pipe[1]);
+  close(status_pipe[0]);
+  struct pollfd supervisor = {alive_pipe[0], POLLIN, 0};
+  if (poll(&supervisor, 1, 0) != 0) _exit(kExitSandrunError);
+  pid_t command = fork();
+  if (command < 0) _exit(kExitSandrunError);
+  if (command > 0) RunInit(command, status_pipe[1], alive_pipe[0]);
+  close(status_pipe[1]);
+  close(alive_pipe[0]);
+  sigprocmask(SIG_SETMASK, &none, nullptr);
+  return 0;
+}
+
+constexpr int kTextBusyRetries = 20;
 
 // Boost.Process initializer: replaces argv (Boost would pass the resolved
 // path as argv[0]) and the environment, and prepares the child after fork.
@@ -126,10 +312,8 @@ struct ChildSetup {
   const char* const* argv;
   const char* const* envp;
   const char* cwd;
-  bool isolate_network;
-  bool user_namespace;
+  NamespacePlan plan;
   pid_t parent;
-  const IdMaps* maps;
   int report_fd;  // a failing stage is written here, so it is not taken for an exec error
 
   error_code on_setup(bp::posix::default_launcher& launcher, const std::filesystem::path&,
@@ -146,15 +330,13 @@ struct ChildSetup {
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, nullptr);
-    for (int sig = 1; sig < NSIG; ++sig) {
-      if (sig != SIGKILL && sig != SIGSTOP) signal(sig, SIG_DFL);
-    }
+    SetAllDispositions(SIG_DFL);
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != parent) raise(SIGKILL);  // sandrun died before prctl
-    if (isolate_network && EnterNetworkNamespace(user_namespace, *maps) != 0) {
-      return Fail(kStageNetwork);
-    }
+    if (char stage = EnterNamespaces(plan); stage != 0) return Fail(stage);
     if (chdir(cwd) != 0) return Fail(kStageCwd);
+    // Only the command's process comes back from here.
+    if (plan.pid && StartUnderInit() != 0) return Fail(kStageInit);
     MarkInheritedFdsCloseOnExec();
     return {};
   }
@@ -190,6 +372,59 @@ struct ChildSetup {
 };
 
 // ---- parent side ----
+
+// The directories an isolated command sees empty: where host unix sockets
+// live (docker.sock, dbus, X11). /var/run is usually a link to /run.
+std::vector<std::string> HiddenDirs() {
+  std::vector<std::string> dirs;
+  for (const char* dir : {"/run", "/var/run", "/tmp"}) {
+    std::error_code ec;
+    std::filesystem::path real = std::filesystem::canonical(dir, ec);
+    if (ec || !std::filesystem::is_directory(real, ec)) continue;
+    if (std::find(dirs.begin(), dirs.end(), real.string()) == dirs.end()) {
+      dirs.push_back(real.string());
+    }
+  }
+  return dirs;
+}
+
+// What SetUpMounts covers and binds back, with pointer arrays for the child.
+struct HiddenPaths {
+  std::vector<std::string> hide;
+  std::vector<std::string> keep;
+  std::vector<const char*> hide_ptrs;
+  std::vector<const char*> keep_ptrs;
+};
+
+HiddenPaths PlanHiddenPaths(const LaunchSpec& spec, const std::filesystem::path& executable) {
+  HiddenPaths paths;
+  if (spec.isolate_network) paths.hide = HiddenDirs();
+  std::vector<std::filesystem::path> wanted = spec.keep_visible;
+  wanted.push_back(spec.cwd);
+  wanted.push_back(executable.parent_path());
+  std::vector<std::filesystem::path> keep;
+  for (const auto& path : wanted) {
+    std::error_code ec;
+    std::filesystem::path real = std::filesystem::canonical(path, ec);
+    if (ec) continue;
+    for (const auto& dir : paths.hide) {
+      // Strictly below a hidden directory: binding back the directory itself
+      // would undo the hiding.
+      if (real != dir && IsWithin(real, dir)) keep.push_back(real);
+    }
+  }
+  // Parents first; a directory inside one already bound back comes with it.
+  std::sort(keep.begin(), keep.end());
+  for (const auto& path : keep) {
+    if (paths.keep.empty() || !IsWithin(path, paths.keep.back())) paths.keep.push_back(path);
+  }
+  for (const auto& dir : paths.hide) paths.hide_ptrs.push_back(dir.c_str());
+  paths.hide_ptrs.push_back(nullptr);
+  for (const auto& dir : paths.keep) paths.keep_ptrs.push_back(dir.c_str());
+  paths.keep_ptrs.push_back(nullptr);
+  return paths;
+}
+
 
 // Writing stdin to a command that stopped reading raises SIGPIPE, which
 // would kill sandrun. Blocked in this thread, the write fails with EPIPE
@@ -361,7 +596,9 @@ class ProcessRun {
     if (spec.timeout.count() > 0) {
       timeout_timer_.expires_after(spec.timeout);
       timeout_timer_.async_wait([this](const error_code& ec) {
-        if (ec || reaped_) return;
+        // First cause wins: a Terminate() that came before the timeout
+        // makes this a cancellation, whatever the kill below does.
+        if (ec || reaped_ || tracker_.cancelled()) return;
         timed_out_ = true;
         SignalGroup(SIGTERM);
         grace_timer_.expires_after(kTerminateGrace);
@@ -377,14 +614,14 @@ class ProcessRun {
     ProcessEnd end;
     bool signaled = WIFSIGNALED(status_);
     int term_signal = signaled ? WTERMSIG(status_) : 0;
-    if (cancelled_) {
-      end.outcome = Outcome::kCancelled;
-      end.exit_code = kExitInterrupted;
-      end.signal = term_signal;
-    } else if (timed_out_) {
+    if (timed_out_) {  // before any Terminate(): see the timeout handler
       end.outcome = Outcome::kTimedOut;
       end.exit_code = kExitTimedOut;
       end.signal = signaled ? term_signal : kill_signal_;
+    } else if (cancelled_) {
+      end.outcome = Outcome::kCancelled;
+      end.exit_code = kExitInterrupted;
+      end.signal = term_signal;
     } else if (signaled) {
       end.outcome = Outcome::kSignaled;
       end.signal = term_signal;
@@ -516,8 +753,17 @@ Result<ProcessEnd> RunProcessOrThrow(const LaunchSpec& spec, GroupTracker& track
   env_ptrs.push_back(nullptr);
   IdMaps maps;
   std::string cwd = spec.cwd.string();
-  ChildSetup setup{argv_ptrs.data(), env_ptrs.data(),      cwd.c_str(), spec.isolate_network,
-                   spec.needs_user_namespace, getpid(), &maps,       report_write.get()};
+  HiddenPaths hidden = PlanHiddenPaths(spec, found.path);
+  NamespacePlan plan;
+  plan.user = spec.needs_user_namespace;
+  plan.network = spec.isolate_network;
+  plan.mounts = spec.isolate_network;
+  plan.pid = spec.pid_namespace;
+  plan.maps = &maps;
+  plan.hide = hidden.hide_ptrs.data();
+  plan.keep = hidden.keep_ptrs.data();
+  ChildSetup setup{argv_ptrs.data(), env_ptrs.data(), cwd.c_str(), plan, getpid(),
+                   report_write.get()};
 
   const std::vector<std::string> unused_args;  // ChildSetup supplies argv
   bp::posix::default_launcher launcher;
@@ -584,30 +830,60 @@ std::uint64_t ProcessStartTime(pid_t pid) {
   return 0;
 }
 
-LocalNetworkSupport ProbeNetworkIsolation() {
-  LocalNetworkSupport support;
+LocalIsolation ProbeIsolation() {
+  LocalIsolation support;
   IdMaps maps;
+  std::vector<std::string> hide = HiddenDirs();
+  std::vector<const char*> hide_ptrs;
+  for (const auto& dir : hide) hide_ptrs.push_back(dir.c_str());
+  hide_ptrs.push_back(nullptr);
+  const char* no_keep[] = {nullptr};
+  // Each trial runs in a forked child that exits 0 or with errno.
+  auto trial = [&](NamespacePlan plan) -> std::string {
+    plan.maps = &maps;
+    plan.hide = hide_ptrs.data();
+    plan.keep = no_keep;
+    pid_t pid = fork();
+    if (pid == 0) {
+      if (EnterNamespaces(plan) != 0) _exit(errno & 0xff);
+      if (!plan.pid) _exit(0);
+      pid_t init = fork();  // pid 1 of the new namespace
+      if (init == 0) _exit(0);
+      _exit(init > 0 && WIFEXITED(Reap(init)) ? 0 : (errno & 0xff));
+    }
+    if (pid < 0) return std::string("fork: ") + std::strerror(errno);
+    int status = Reap(pid);
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return "";
+    return WIFEXITED(status) ? std::strerror(WEXITSTATUS(status)) : "probe crashed";
+  };
   std::vector<bool> attempts;
   if (geteuid() == 0) attempts.push_back(false);
   attempts.push_back(true);
   for (bool user_namespace : attempts) {
-    pid_t pid = fork();
-    if (pid == 0) _exit(EnterNetworkNamespace(user_namespace, maps) == 0 ? 0 : (errno & 0xff));
-    if (pid < 0) {
-      support.reason = std::string("fork: ") + std::strerror(errno);
-      return support;
-    }
-    int status = Reap(pid);
-    if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
-      support.isolates = true;
+    const char* how = user_namespace ? "with CLONE_NEWUSER: " : "as root: ";
+    NamespacePlan network;
+    network.user = user_namespace;
+    network.network = true;
+    network.mounts = true;
+    std::string network_error = trial(network);
+    NamespacePlan pid;
+    pid.user = user_namespace;
+    pid.pid = true;
+    std::string pid_error = trial(pid);
+    if (network_error.empty() || pid_error.empty()) {
       support.needs_user_namespace = user_namespace;
-      support.reason.clear();
+      support.isolates_network = network_error.empty();
+      support.pid_namespace = pid_error.empty();
+      support.network_reason = network_error.empty() ? "" : how + network_error;
+      support.pid_reason = pid_error.empty() ? "" : how + pid_error;
       return support;
     }
-    if (!support.reason.empty()) support.reason += "; ";
-    support.reason += user_namespace ? "unshare(CLONE_NEWUSER|CLONE_NEWNET): "
-                                     : "unshare(CLONE_NEWNET): ";
-    support.reason += WIFEXITED(status) ? std::strerror(WEXITSTATUS(status)) : "probe crashed";
+    auto append = [](std::string& to, const std::string& what) {
+      to += (to.empty() ? "" : "; ") + what;
+    };
+    append(support.network_reason,
+           std::string("new network and mount namespaces ") + how + network_error);
+    append(support.pid_reason, std::string("new PID namespace ") + how + pid_error);
   }
   return support;
 }

@@ -35,8 +35,9 @@ inline constexpr std::size_t kReadChunkBytes = 64 * 1024;
 /// process for good: a reused pid has another start time.
 std::uint64_t ProcessStartTime(pid_t pid);
 
-/// Forks a child that tries to enter a new network namespace.
-LocalNetworkSupport ProbeNetworkIsolation();
+/// Forks children that try the namespaces RunProcess uses: network plus
+/// mount (with /run and /tmp covered), and PID.
+LocalIsolation ProbeIsolation();
 
 /// A running process group, as recorded in the manifest.
 struct GroupRecord {
@@ -74,7 +75,16 @@ struct LaunchSpec {
   std::filesystem::path cwd;
   std::optional<std::string> stdin_data;
   std::chrono::milliseconds timeout{0};  ///< Zero: none.
+  /// A new network namespace, and a new mount namespace in which /run,
+  /// /var/run and /tmp are empty tmpfs (host unix sockets out of reach) except
+  /// for `keep_visible`, `cwd` and the executable's directory, which stay at
+  /// their paths.
   bool isolate_network = false;
+  std::vector<std::filesystem::path> keep_visible;
+  /// The command runs as pid 2 under a small init (pid 1) in a new PID
+  /// namespace, so when it ends, times out or is killed, the kernel kills
+  /// everything it started, setsid'd daemons included.
+  bool pid_namespace = false;
   bool needs_user_namespace = false;
 };
 
@@ -86,7 +96,9 @@ struct ProcessEnd {
   std::vector<std::string> notes;
 };
 
-/// Runs one command in its own process group and blocks until the group is
+/// Runs one command in its own process group (and PID namespace when asked;
+/// the process sandrun watches is then a supervisor that ends as the command
+/// ended) and blocks until the group is
 /// gone and both pipes are drained (or kDrainAfterExit passed). Output goes
 /// to `out` and `err`. A timeout sends SIGTERM to the group, SIGKILL after
 /// kTerminateGrace. `tracker.CancelAll()` from another thread ends it with

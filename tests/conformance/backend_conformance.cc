@@ -168,6 +168,52 @@ ExecResult BackendConformanceTest::Run(Sandbox& sandbox, ExecRequest request) {
   return std::move(result).value();
 }
 
+ExecResult BackendConformanceTest::RunWithTimeout(Sandbox& sandbox, ExecRequest request) {
+  // Generous: escalation to SIGKILL and a remote round trip come on top.
+  constexpr auto kWatchdogSlack = std::chrono::seconds(30);
+  std::mutex mu;
+  std::condition_variable cv;
+  bool done = false;
+  ExecResult result;
+  std::thread runner([&] {
+    ExecResult ran = Run(sandbox, request);
+    std::lock_guard<std::mutex> lock(mu);
+    result = std::move(ran);
+    done = true;
+    cv.notify_all();
+  });
+  bool watchdog_fired = false;
+  {
+    std::unique_lock<std::mutex> lock(mu);
+    if (!cv.wait_for(lock, request.timeout + kWatchdogSlack, [&] { return done; })) {
+      watchdog_fired = true;
+      lock.unlock();
+      sandbox.Terminate().IgnoreError();
+    }
+  }
+  runner.join();
+  EXPECT_FALSE(watchdog_fired) << "the backend's own timeout did not end the command; the "
+                                  "test's stand-in for the host deadline did: "
+                               << Describe(result);
+  if (result.outcome == Outcome::kTimedOut) {
+    EXPECT_TRUE(result.ended_by.empty() || result.ended_by == kEndedByTimeout)
+        << "ended_by=" << result.ended_by;
+  }
+  return result;
+}
+
+Capabilities BackendConformanceTest::DeclaredCapabilities() {
+  Capabilities declared = backend_->GetCapabilities();
+  const Capabilities& required = GetParam().required;
+  EXPECT_TRUE(declared.isolates_network || !required.isolates_network)
+      << "this environment can isolate the network, but the backend no longer says so";
+  EXPECT_TRUE(declared.limits_memory || !required.limits_memory);
+  EXPECT_TRUE(declared.limits_cpu || !required.limits_cpu);
+  EXPECT_TRUE(declared.reports_oom || !required.reports_oom);
+  EXPECT_TRUE(declared.supports_images || !required.supports_images);
+  return declared;
+}
+
 ExecResult BackendConformanceTest::RunHelper(Sandbox& sandbox, std::vector<std::string> args,
                                              ExecRequest request) {
   request.argv = {kHelper};
@@ -236,7 +282,8 @@ TEST_P(BackendConformanceTest, TimeoutKillsTheWholeTree) {
   ASSERT_NE(sandbox, nullptr);
   ExecRequest request;
   request.timeout = std::chrono::milliseconds(1500);
-  ExecResult result = RunHelper(*sandbox, {"grandchild", "grandchild.pid"}, request);
+  request.argv = {kHelper, "grandchild", "grandchild.pid"};
+  ExecResult result = RunWithTimeout(*sandbox, request);
   EXPECT_EQ(result.outcome, Outcome::kTimedOut) << Describe(result);
   EXPECT_EQ(result.exit_code, kExitTimedOut);
   EXPECT_EQ(ExitCodeOf(result), kExitTimedOut);
@@ -255,12 +302,39 @@ TEST_P(BackendConformanceTest, TimeoutKillsTheWholeTree) {
   EXPECT_EQ(state, "gone") << "grandchild " << pid << " survived the timeout";
 }
 
+TEST_P(BackendConformanceTest, TimeoutKillsAChildThatCalledSetsid) {
+  auto sandbox = NewSandboxWithHelper();
+  ASSERT_NE(sandbox, nullptr);
+  ExecRequest request;
+  request.timeout = std::chrono::milliseconds(1000);
+  request.argv = {kHelper, "setsid-heartbeat", "heartbeat"};
+  ExecResult result = RunWithTimeout(*sandbox, request);
+  EXPECT_EQ(result.outcome, Outcome::kTimedOut) << Describe(result);
+  EXPECT_EQ(ExitCodeOf(result), kExitTimedOut);
+
+  // The child left the process group and session; its heartbeat file must
+  // stop growing once the timeout has ended the command.
+  auto size = [&] {
+    return std::atoll(Trimmed(RunHelper(*sandbox, {"size", "heartbeat"}).stdout_stream.text).c_str());
+  };
+  long long before = size();
+  long long after = -2;
+  for (int attempt = 0; attempt < 25 && before != after; ++attempt) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(400));
+    if (after != -2) before = after;
+    after = size();
+  }
+  EXPECT_GT(after, 0) << "the setsid'd child never beat: the case proves nothing";
+  EXPECT_EQ(before, after) << "a child that called setsid survived the timeout";
+}
+
 TEST_P(BackendConformanceTest, TimeoutEscalatesToSigkill) {
   auto sandbox = NewSandboxWithHelper();
   ASSERT_NE(sandbox, nullptr);
   ExecRequest request;
   request.timeout = std::chrono::milliseconds(500);
-  ExecResult result = RunHelper(*sandbox, {"ignore-term", "600"}, request);
+  request.argv = {kHelper, "ignore-term", "600"};
+  ExecResult result = RunWithTimeout(*sandbox, request);
   EXPECT_EQ(result.outcome, Outcome::kTimedOut) << Describe(result);
   EXPECT_EQ(result.signal, SIGKILL) << "SIGTERM is ignored, so SIGKILL must end it";
   EXPECT_LT(result.durations.exec_ms, 60'000);
@@ -673,7 +747,7 @@ TEST_P(BackendConformanceTest, NetworkNoneBlocksLoopback) {
   auto sandbox = NewSandboxWithHelper([](SandboxSpec& spec) { spec.network = NetworkMode::kNone; });
   ASSERT_NE(sandbox, nullptr);
   ExecResult result = RunHelper(*sandbox, {"connect", std::to_string(listener.port())});
-  if (!backend_->GetCapabilities().isolates_network) {
+  if (!DeclaredCapabilities().isolates_network) {
     EXPECT_FALSE(result.network_isolated) << "claims isolation it cannot provide";
     EXPECT_TRUE(AnyNoteMentions(result, "network")) << Describe(result);
     GTEST_SKIP() << "unsupported: the backend cannot isolate the network here";
@@ -751,8 +825,13 @@ TEST_P(BackendConformanceTest, EightSandboxesInParallel) {
 
 // ---- honesty and cleanup ----
 
+TEST_P(BackendConformanceTest, DeclaresWhatTheEnvironmentOffers) {
+  Capabilities declared = DeclaredCapabilities();
+  EXPECT_GE(declared.max_parallel, 0);
+}
+
 TEST_P(BackendConformanceTest, UnenforcedLimitsAreReported) {
-  Capabilities caps = backend_->GetCapabilities();
+  Capabilities caps = DeclaredCapabilities();
   if (caps.limits_memory && caps.limits_cpu) {
     GTEST_SKIP() << "the backend enforces memory and cpu limits";
   }

@@ -51,6 +51,11 @@ struct ConformanceTarget {
   /// With a skip_reason: every case fails with it instead (a backend the run
   /// requires, such as Docker in CI).
   bool skip_is_failure = false;
+  /// Capabilities this target's environment is known to offer, found
+  /// independently of the backend (a daemon always isolates, the host allows
+  /// namespaces). A backend that then does not declare one fails: a lost
+  /// capability must not turn its cases into skips.
+  Capabilities required;
 };
 
 /// gtest prints parameters in failure messages; print just the name.
@@ -71,6 +76,15 @@ class BackendConformanceTest : public ::testing::TestWithParam<ConformanceTarget
       const std::function<void(SandboxSpec&)>& adjust = {});
   /// Runs and unwraps; on a backend error, ADD_FAILURE and an kInfraError result.
   static ExecResult Run(Sandbox& sandbox, ExecRequest request);
+  /// Runs a request with a timeout like the engine does, with a watchdog in
+  /// place of the engine's host deadline: if the backend's own timeout has
+  /// not ended the command well after it should have, the watchdog calls
+  /// Terminate() and the case fails. So a broken backend timer cannot hide
+  /// behind a fallback.
+  ExecResult RunWithTimeout(Sandbox& sandbox, ExecRequest request);
+  /// The backend's capabilities; fails the case when one of the target's
+  /// `required` ones is not declared.
+  Capabilities DeclaredCapabilities();
   /// Run of {"./conformance_helper", args...}.
   static ExecResult RunHelper(Sandbox& sandbox, std::vector<std::string> args,
                               ExecRequest request = {});

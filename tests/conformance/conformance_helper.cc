@@ -17,13 +17,21 @@
 //   grandchild FILE   fork a child that writes its pid to FILE and sleeps;
 //                     the parent sleeps too (both must be killed)
 //   alive PID         print "alive" or "gone" (a zombie counts as gone)
+//   setsid-heartbeat FILE  fork a child that leaves the process group and
+//                     session (setsid) and appends a byte to FILE every 50 ms;
+//                     the parent prints "started\n" and sleeps
+//   size FILE         print FILE's size in bytes (-1 when missing)
+//   connect-unix PATH connect to the unix socket PATH; "connected" or exit 3
 //   connect PORT      TCP connect to 127.0.0.1:PORT; "connected" or exit 3
 //   fork N            fork N children exiting 0..N-1, check their codes
 //   alloc MB          allocate and touch MB MiB
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <fcntl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -87,6 +95,34 @@ int Grandchild(const char* pid_file) {
   return 0;
 }
 
+int SetsidHeartbeat(const char* file) {
+  pid_t child = fork();
+  if (child < 0) return 1;
+  if (child == 0) {
+    setsid();
+    int null_fd = open("/dev/null", O_RDWR);
+    for (int fd = 0; fd <= 2; ++fd) dup2(null_fd, fd);
+    for (int beat = 0; beat < 20 * 60 * 10; ++beat) {  // ten minutes at most
+      int fd = open(file, O_WRONLY | O_CREAT | O_APPEND, 0644);
+      if (fd >= 0) {
+        WriteText(fd, ".");
+        close(fd);
+      }
+      usleep(50 * 1000);
+    }
+    _exit(0);
+  }
+  WriteText(1, "started\n");
+  SleepSeconds(3600);
+  return 0;
+}
+
+int Size(const char* file) {
+  struct stat st;
+  long long size = stat(file, &st) == 0 ? static_cast<long long>(st.st_size) : -1;
+  return WriteText(1, std::to_string(size) + "\n") ? 0 : 1;
+}
+
 int Alive(long pid) {
   bool alive = kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM;
   if (alive) {
@@ -103,14 +139,11 @@ int Alive(long pid) {
   return 0;
 }
 
-int Connect(int port) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
+// Connects a fresh socket of `family` to `addr`; "connected" or exit 3.
+int ConnectTo(int family, const sockaddr* addr, socklen_t len) {
+  int fd = socket(family, SOCK_STREAM, 0);
   if (fd < 0) return 4;
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+  if (connect(fd, addr, len) != 0) {
     WriteText(1, std::string("failed: ") + std::strerror(errno) + "\n");
     close(fd);
     return 3;
@@ -118,6 +151,21 @@ int Connect(int port) {
   close(fd);
   WriteText(1, "connected\n");
   return 0;
+}
+
+int Connect(int port) {
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  return ConnectTo(AF_INET, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+}
+
+int ConnectUnix(const char* path) {
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strncpy(addr.sun_path, path, sizeof addr.sun_path - 1);
+  return ConnectTo(AF_UNIX, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
 }
 
 int Fork(int count) {
@@ -216,6 +264,9 @@ int main(int argc, char** argv) {
   if (mode == "grandchild") return Grandchild(arg);
   if (mode == "alive") return Alive(std::atol(arg));
   if (mode == "connect") return Connect(std::atoi(arg));
+  if (mode == "setsid-heartbeat") return SetsidHeartbeat(arg);
+  if (mode == "size") return Size(arg);
+  if (mode == "connect-unix") return ConnectUnix(arg);
   if (mode == "fork") return Fork(std::atoi(arg));
   if (mode == "alloc") return Alloc(std::atol(arg));
   WriteText(2, "conformance_helper: unknown mode " + mode + "\n");

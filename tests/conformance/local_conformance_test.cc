@@ -1,5 +1,10 @@
 // The conformance suite against the local backend, created the way the CLI
 // creates it: through its registration function and the registry.
+#include <unistd.h>
+
+#include <cstdlib>
+#include <string>
+
 #include "conformance/backend_conformance.h"
 #include "local_backend.h"
 #include "sandrun/config.h"
@@ -8,6 +13,15 @@
 
 namespace sandrun::conformance {
 namespace {
+
+// Whether this host lets a process cut itself off the network and hide /run,
+// asked of util-linux's unshare(1) rather than of the backend's own probe, so
+// a broken probe shows up as a failure instead of a skip.
+bool HostAllowsNetworkIsolation() {
+  std::string command = std::string("unshare ") + (geteuid() == 0 ? "" : "--map-root-user ") +
+                        "--net --mount sh -c 'mount -t tmpfs tmpfs /run' >/dev/null 2>&1";
+  return std::system(command.c_str()) == 0;
+}
 
 ConformanceTarget LocalTarget() {
   ConformanceTarget target;
@@ -29,6 +43,7 @@ ConformanceTarget LocalTarget() {
   target.archive_visible_reason =
       "local sandboxes are processes of this user on this host's file system, so the "
       "archive directory is within their reach";
+  target.required.isolates_network = HostAllowsNetworkIsolation();
   return target;
 }
 

@@ -97,6 +97,7 @@ TEST_F(EngineTest, BackendTimeoutIsReportedAsTimedOut) {
   auto out = RunOk(engine, {MakeTask("slow", {"sleep", "5000"}, std::chrono::milliseconds(50))},
                    Options());
   EXPECT_EQ(out.tasks[0].result.outcome, Outcome::kTimedOut);
+  EXPECT_EQ(out.tasks[0].result.ended_by, kEndedByTimeout) << "the backend's own timeout";
   EXPECT_EQ(ExitCodeOf(out.tasks[0].result), 124);
   EXPECT_EQ(out.run.timed_out, 1);
   EXPECT_EQ(out.run.status, "failed");
@@ -113,6 +114,7 @@ TEST_F(EngineTest, HostDeadlineEndsACommandTheBackendDoesNotStop) {
   EXPECT_EQ(r.outcome, Outcome::kTimedOut);
   ASSERT_FALSE(r.notes.empty());
   EXPECT_NE(r.notes.back().find("host-side deadline"), std::string::npos);
+  EXPECT_EQ(r.ended_by, kEndedByHostDeadline);
   EXPECT_GE(backend->terminated.load(), 1);
 }
 

@@ -32,6 +32,7 @@ TaskRecord FullTaskRecord() {
   r.result.artifacts = {"out/report.txt", "core"};
   r.result.network_isolated = false;
   r.result.notes = {"memory limit not enforced locally"};
+  r.result.ended_by = std::string(kEndedByLifetime);
   r.attempts = 3;
   r.attempt_errors = {"UNAVAILABLE: daemon restarted", "UNAVAILABLE: again"};
   r.fallback_reason = "docker: no daemon";
@@ -73,6 +74,7 @@ void ExpectTaskEq(const TaskRecord& a, const TaskRecord& b) {
   EXPECT_EQ(a.result.artifacts, b.result.artifacts);
   EXPECT_EQ(a.result.network_isolated, b.result.network_isolated);
   EXPECT_EQ(a.result.notes, b.result.notes);
+  EXPECT_EQ(a.result.ended_by, b.result.ended_by);
   EXPECT_EQ(a.attempts, b.attempts);
   EXPECT_EQ(a.attempt_errors, b.attempt_errors);
   EXPECT_EQ(a.fallback_reason, b.fallback_reason);
@@ -105,6 +107,7 @@ TEST(TaskRecordTest, JsonUsesDocumentedFieldNames) {
   EXPECT_EQ(j["labels"]["team"], "infra");
   EXPECT_EQ(j["attempt_errors"].size(), 2u);
   EXPECT_EQ(j["network_isolated"], false);
+  EXPECT_EQ(j["ended_by"], "lifetime");
   EXPECT_FALSE(j["stdout"].contains("text_base64"));  // Valid UTF-8 is stored as is.
 }
 
@@ -145,6 +148,7 @@ TEST(TaskRecordTest, ToleratesUnknownFieldsAndMissingOptionalOnes) {
   EXPECT_EQ(parsed->result.stdout_stream.text, "x");
   EXPECT_EQ(parsed->attempts, 1);
   EXPECT_TRUE(parsed->result.network_isolated);
+  EXPECT_EQ(parsed->result.ended_by, "") << "records written before ended_by existed";
   EXPECT_TRUE(parsed->labels.empty());
 }
 

@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 
 #include "e2e/e2e_support.h"
+#include "sandrun/util.h"
 
 namespace sandrun::e2e {
 namespace {
@@ -17,56 +18,67 @@ namespace {
 using std::chrono::milliseconds;
 using std::chrono::seconds;
 
-/// The pids a task wrote, one per whitespace-separated word of `file`.
-std::vector<pid_t> ReadPids(const fs::path& file) {
-  std::istringstream in(ReadFile(file));
-  std::vector<pid_t> pids;
-  for (long pid = 0; in >> pid;) pids.push_back(static_cast<pid_t>(pid));
-  return pids;
+/// Live processes on this host whose command line contains `token`. Tasks
+/// run in PID namespaces of their own (and /tmp is private under the default
+/// --network none), so they cannot report their pids; a token in the text of
+/// the shell scripts they start names them from here instead.
+std::vector<pid_t> ProcessesWith(const std::string& token) {
+  std::vector<pid_t> found;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator("/proc", ec)) {
+    std::string name = entry.path().filename();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    pid_t pid = static_cast<pid_t>(std::stol(name));
+    if (ReadFile(entry.path() / "cmdline").find(token) != std::string::npos &&
+        !ProcessGone(pid)) {
+      found.push_back(pid);
+    }
+  }
+  return found;
 }
 
-/// Kills what a failed test may have left running. Only processes that still
-/// run `sleep` or `sh` are touched, so a reused pid is left alone.
-class PidReaper {
+/// Kills what a failed test may have left running: only processes whose
+/// command line carries the test's token, so nothing else is touched.
+class TokenReaper {
  public:
-  explicit PidReaper(fs::path dir) : dir_(std::move(dir)) {}
-  ~PidReaper() {
-    std::error_code ec;
-    for (const auto& entry : fs::directory_iterator(dir_, ec)) {
-      for (pid_t pid : ReadPids(entry.path())) {
-        std::string cmdline = ReadFile("/proc/" + std::to_string(pid) + "/cmdline");
-        if (cmdline.rfind("sleep", 0) == 0 || cmdline.rfind("sh", 0) == 0) kill(pid, SIGKILL);
-      }
-    }
+  explicit TokenReaper(std::string token) : token_(std::move(token)) {}
+  ~TokenReaper() {
+    for (pid_t pid : ProcessesWith(token_)) kill(pid, SIGKILL);
   }
 
  private:
-  fs::path dir_;
+  std::string token_;
 };
+
+/// A batch of `count` tasks. Each starts, in the background, a shell that
+/// sleeps, one that ignores SIGTERM and one that leaves the process group
+/// and session (setsid); all carry `token`. Then it creates task.started in
+/// its working directory (inside the sandbox, under the state dir) and waits.
+fs::path ProcessTreeTasks(const Home& home, int count, const std::string& token) {
+  const std::string sleeper = "sh -c 'sleep 300; : " + token + "'";
+  std::string script = sleeper + " & (trap '' TERM; exec " + sleeper + ") & setsid " + sleeper +
+                       " </dev/null >/dev/null 2>&1 & touch task.started; wait";
+  std::string tasks = "[";
+  for (int i = 0; i < count; ++i) {
+    tasks += std::string(i ? "," : "") + "{\"id\": \"t" + std::to_string(i) +
+             "\", \"command\": [\"sh\", \"-c\", " + nlohmann::json(script).dump() + "]}";
+  }
+  return home.Write("tasks.json", tasks + "]");
+}
 
 TEST(E2eLifecycle, CtrlCCancelsTheRunAndKillsEveryProcess) {
   Home home;
-  fs::path pids = home.dir() / "pids";
-  fs::create_directories(pids);
-  PidReaper reaper(pids);
-  // Each task: a background grandchild, one that ignores SIGTERM, and the
-  // shell itself waiting; it publishes all three pids with an atomic rename.
-  std::string tasks = "[";
-  for (int i = 0; i < 3; ++i) {
-    std::string id = "t" + std::to_string(i);
-    std::string tmp = (pids / (id + ".tmp")).string();
-    std::string done = (pids / (id + ".pids")).string();
-    std::string script = "sleep 300 & a=$!; (trap '' TERM; exec sleep 300) & b=$!; "
-                         "echo $$ $a $b > " + tmp + " && mv " + tmp + " " + done + "; wait";
-    tasks += std::string(i ? "," : "") + "{\"id\": \"" + id +
-             "\", \"command\": [\"sh\", \"-c\", " + nlohmann::json(script).dump() + "]}";
-  }
-  fs::path file = home.Write("tasks.json", tasks + "]");
+  const std::string token = "sandrun-e2e-" + RandomHex(8);
+  TokenReaper reaper(token);
+  fs::path file = ProcessTreeTasks(home, 3, token);
 
   auto batch = StartSandrun(home, {"batch", "--backend", "local", "-j", "3", file.string()});
   ASSERT_TRUE(batch->started());
-  bool all_started = WaitUntil([&] { return Home::CountFiles(pids, ".pids") == 3; }, seconds(20));
+  bool all_started = WaitUntil(
+      [&] { return Home::CountFiles(home.dir() / "state", "task.started") == 3; }, seconds(20));
   ASSERT_TRUE(all_started) << batch->Err();
+  // Three tasks of four shells each (the task's own and its three children).
+  EXPECT_TRUE(WaitUntil([&] { return ProcessesWith(token).size() >= 12; }, seconds(5)));
 
   auto interrupted = Clock::now();
   batch->Signal(SIGINT);
@@ -77,15 +89,8 @@ TEST(E2eLifecycle, CtrlCCancelsTheRunAndKillsEveryProcess) {
 
   // Killed processes may stay zombies for a moment until init reaps them; a
   // process that still runs a second after sandrun exited was not killed.
-  std::vector<pid_t> all;
-  for (int i = 0; i < 3; ++i) {
-    for (pid_t pid : ReadPids(pids / ("t" + std::to_string(i) + ".pids"))) all.push_back(pid);
-  }
-  ASSERT_EQ(all.size(), 9u);
-  for (pid_t pid : all) {
-    EXPECT_TRUE(WaitUntil([pid] { return ProcessGone(pid); }, milliseconds(1000)))
-        << "pid " << pid << " survived: " << ReadFile("/proc/" + std::to_string(pid) + "/cmdline");
-  }
+  EXPECT_TRUE(WaitUntil([&] { return ProcessesWith(token).empty(); }, milliseconds(1000)))
+      << ProcessesWith(token).size() << " processes survived";
 
   nlohmann::json runs = home.Runs();
   ASSERT_EQ(runs.size(), 1u) << runs.dump(2);
@@ -95,6 +100,33 @@ TEST(E2eLifecycle, CtrlCCancelsTheRunAndKillsEveryProcess) {
   EXPECT_EQ(shown["run"]["cancelled"], 3);
   ASSERT_EQ(shown["tasks"].size(), 3u);
   for (const auto& task : shown["tasks"]) EXPECT_EQ(task["outcome"], "cancelled") << task.dump();
+}
+
+TEST(E2eLifecycle, KillNineOfSandrunTakesEveryProcessAlongAndCleanupRemovesTheRest) {
+  Home home;
+  const std::string token = "sandrun-e2e-" + RandomHex(8);
+  TokenReaper reaper(token);
+  fs::path file = ProcessTreeTasks(home, 2, token);
+
+  auto batch = StartSandrun(home, {"batch", "--backend", "local", "-j", "2", file.string()});
+  ASSERT_TRUE(batch->started());
+  bool all_started = WaitUntil(
+      [&] { return Home::CountFiles(home.dir() / "state", "task.started") == 2; }, seconds(20));
+  ASSERT_TRUE(all_started) << batch->Err();
+  EXPECT_TRUE(WaitUntil([&] { return ProcessesWith(token).size() >= 8; }, seconds(5)));
+
+  batch->Signal(SIGKILL);
+  ASSERT_TRUE(batch->Wait(seconds(10)).has_value());
+  // Nothing is left to end them but the kernel: sandrun had no chance to.
+  EXPECT_TRUE(WaitUntil([&] { return ProcessesWith(token).empty(); }, seconds(10)))
+      << ProcessesWith(token).size() << " processes outlived sandrun";
+
+  fs::path sandboxes = home.dir() / "state" / "sandrun" / "sandboxes" / "local";
+  EXPECT_EQ(Home::CountFiles(sandboxes, "sandbox.json"), 2) << "the killed run left its sandboxes";
+  CommandOutput cleaned = home.Run({"cleanup", "--backend", "local"});
+  EXPECT_EQ(cleaned.exit_code, 0) << cleaned.err;
+  EXPECT_EQ(Home::CountFiles(sandboxes, "sandbox.json"), 0) << cleaned.out << cleaned.err;
+  EXPECT_TRUE(ProcessesWith(token).empty());
 }
 
 TEST(E2eLifecycle, UnwritableArchiveKeepsRecordsInTheOutboxUntilSync) {

@@ -70,7 +70,16 @@ struct ExecResult {
   bool network_isolated = true;
   /// Human notes from the backend ("memory limit not enforced locally").
   std::vector<std::string> notes;
+  /// For kTimedOut, what ended it: kEndedByTimeout, kEndedByLifetime or
+  /// kEndedByHostDeadline. Backends set the first two; the engine sets the
+  /// third, and kEndedByTimeout for a backend that timed out without saying.
+  std::string ended_by;
 };
+
+/// Values of ExecResult::ended_by (and of "ended_by" in records).
+inline constexpr std::string_view kEndedByTimeout = "timeout";        ///< The backend's timeout.
+inline constexpr std::string_view kEndedByLifetime = "lifetime";      ///< The sandbox's lifetime.
+inline constexpr std::string_view kEndedByHostDeadline = "host_deadline";  ///< sandrun's fallback.
 
 /// The exit code `sandrun exec` returns for this result: the command's code,
 /// 124 timed out, 125 infrastructure, 128+N signal, 137 OOM, 130 cancelled.

@@ -5,10 +5,13 @@
 
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <cstring>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <thread>
@@ -66,12 +69,53 @@ bool Running(pid_t pid) {
   return paren != std::string::npos && stat.size() > paren + 2 && stat[paren + 2] != 'Z';
 }
 
-bool EventuallyGone(pid_t pid) {
-  for (int i = 0; i < 100 && Running(pid); ++i) {
+// Live processes on the host whose command line contains `token`. Commands
+// run in a PID namespace of their own, so pids they print mean nothing here;
+// a token in a shell script's text names them from the host.
+std::vector<pid_t> HostProcessesWith(const std::string& token) {
+  std::vector<pid_t> found;
+  for (const auto& entry : fs::directory_iterator("/proc")) {
+    std::string name = entry.path().filename();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    pid_t pid = std::stoi(name);
+    if (pid == getpid()) continue;
+    if (ReadFile(entry.path() / "cmdline").find(token) != std::string::npos && Running(pid)) {
+      found.push_back(pid);
+    }
+  }
+  return found;
+}
+
+bool EventuallyNoneWith(const std::string& token) {
+  for (int i = 0; i < 100 && !HostProcessesWith(token).empty(); ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
-  return !Running(pid);
+  return HostProcessesWith(token).empty();
 }
+
+// A unix socket listener at `path`, made by the test in its own directory.
+class UnixListener {
+ public:
+  explicit UnixListener(fs::path path) : path_(std::move(path)) {
+    fd_ = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::strncpy(addr.sun_path, path_.c_str(), sizeof addr.sun_path - 1);
+    EXPECT_EQ(bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0) << path_;
+    EXPECT_EQ(listen(fd_, 16), 0);
+  }
+  UnixListener(UnixListener&& other) noexcept : fd_(other.fd_), path_(std::move(other.path_)) {
+    other.fd_ = -1;
+  }
+  ~UnixListener() {
+    if (fd_ >= 0) close(fd_);
+  }
+  const fs::path& path() const { return path_; }
+
+ private:
+  int fd_ = -1;
+  fs::path path_;
+};
 
 TEST(LocalRegistrationTest, RegistersLocalWithADescription) {
   BackendRegistry registry;
@@ -99,8 +143,10 @@ TEST(LocalRegistrationTest, RegistersLocalWithADescription) {
 
 TEST_F(LocalBackendTest, CapabilitiesFollowTheProbe) {
   Capabilities caps = backend_.GetCapabilities();
-  EXPECT_EQ(caps.isolates_network, backend_.NetworkSupport().isolates);
-  if (!caps.isolates_network) EXPECT_FALSE(backend_.NetworkSupport().reason.empty());
+  EXPECT_EQ(caps.isolates_network, backend_.Isolation().isolates_network);
+  if (!caps.isolates_network) {
+    EXPECT_FALSE(backend_.Isolation().network_reason.empty());
+  }
   EXPECT_FALSE(caps.supports_images);
   EXPECT_FALSE(caps.limits_memory);
   EXPECT_GT(caps.max_parallel, 0);
@@ -146,27 +192,117 @@ TEST_F(LocalBackendTest, WritesAManifestWithRunningGroups) {
 TEST_F(LocalBackendTest, TimeoutKillsGrandchildrenOnTheHost) {
   auto sandbox = Create();
   ASSERT_NE(sandbox, nullptr);
+  const std::string token = "sandrun-bg-" + RandomHex(8);
   ExecRequest request;
   request.timeout = std::chrono::milliseconds(500);
-  ExecResult result = Sh(*sandbox, "sleep 600 & echo $! > bg.pid; wait", request);
+  ExecResult result = Sh(*sandbox, "sh -c 'sleep 600; : " + token + "' & wait", request);
   EXPECT_EQ(result.outcome, Outcome::kTimedOut);
+  EXPECT_EQ(result.ended_by, kEndedByTimeout);
   EXPECT_EQ(result.signal, SIGTERM);
-  pid_t pid = std::stoi(ReadFile(WorkDir(*sandbox) / "bg.pid"));
-  EXPECT_TRUE(EventuallyGone(pid)) << "grandchild " << pid << " survived";
+  EXPECT_TRUE(EventuallyNoneWith(token)) << "a grandchild survived";
+}
+
+TEST_F(LocalBackendTest, TimeoutKillsADaemonThatCalledSetsid) {
+  auto sandbox = Create();
+  ASSERT_NE(sandbox, nullptr);
+  const std::string token = "sandrun-daemon-" + RandomHex(8);
+  ExecRequest request;
+  request.timeout = std::chrono::seconds(1);
+  ExecResult result = Sh(*sandbox,
+                         "setsid sh -c 'sleep 300 & echo $! > pidfile; wait; : " + token +
+                             "' </dev/null >/dev/null 2>&1 & sleep 600",
+                         request);
+  EXPECT_EQ(result.outcome, Outcome::kTimedOut);
+  EXPECT_EQ(result.ended_by, kEndedByTimeout);
+  EXPECT_TRUE(fs::exists(WorkDir(*sandbox) / "pidfile")) << "the daemon never started";
+  EXPECT_TRUE(EventuallyNoneWith(token)) << "the setsid'd daemon survived the timeout";
 }
 
 TEST_F(LocalBackendTest, BackgroundProcessHoldingThePipeDoesNotHangExec) {
   auto sandbox = Create();
   ASSERT_NE(sandbox, nullptr);
+  const std::string token = "sandrun-bg-" + RandomHex(8);
   auto start = std::chrono::steady_clock::now();
-  ExecResult result = Sh(*sandbox, "sleep 600 & echo $! > bg.pid; echo done");
+  ExecResult result = Sh(*sandbox, "sh -c 'sleep 600; : " + token + "' & echo done");
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(30));
   EXPECT_EQ(result.outcome, Outcome::kExited);
   EXPECT_EQ(result.stdout_stream.text, "done\n");
-  pid_t pid = std::stoi(ReadFile(WorkDir(*sandbox) / "bg.pid"));
-  EXPECT_TRUE(EventuallyGone(pid)) << "left-behind process " << pid << " still runs";
+  EXPECT_TRUE(EventuallyNoneWith(token)) << "a left-behind process still runs";
 }
 
+TEST_F(LocalBackendTest, LifetimeShorterThanTheCommandIsATimeout) {
+  SandboxSpec spec;
+  spec.lifetime = std::chrono::seconds(1);
+  auto sandbox = Create(spec);
+  ASSERT_NE(sandbox, nullptr);
+  ExecResult result = Sh(*sandbox, "sleep 60");  // no timeout of its own
+  EXPECT_EQ(result.outcome, Outcome::kTimedOut);
+  EXPECT_EQ(ExitCodeOf(result), kExitTimedOut);
+  EXPECT_EQ(result.ended_by, kEndedByLifetime);
+  bool noted = false;
+  for (const auto& note : result.notes) {
+    noted = noted || note.find("sandbox lifetime (1 s) ended") != std::string::npos;
+  }
+  EXPECT_TRUE(noted) << "no note says the lifetime ended it";
+}
+
+TEST_F(LocalBackendTest, TerminateAfterTheTimeoutStaysATimeout) {
+  auto sandbox = Create();
+  ASSERT_NE(sandbox, nullptr);
+  ExecRequest request;
+  request.timeout = std::chrono::milliseconds(200);
+  request.argv = {"/bin/sh", "-c", "trap '' TERM; echo started; sleep 30"};
+  Result<ExecResult> result = InternalError("not run");
+  std::thread runner([&] { result = sandbox->Exec(request); });
+  // The timeout's SIGTERM is ignored, so the command lives through the 2 s
+  // grace; Terminate() lands in the middle of it.
+  std::this_thread::sleep_for(std::chrono::milliseconds(1200));
+  EXPECT_TRUE(sandbox->Terminate().ok());
+  runner.join();
+  ASSERT_TRUE(result.ok()) << result.status().ToString();
+  EXPECT_EQ(result->outcome, Outcome::kTimedOut) << "the timeout came first";
+  EXPECT_EQ(result->ended_by, kEndedByTimeout);
+}
+
+TEST_F(LocalBackendTest, NetworkNoneHidesHostUnixSockets) {
+  // A socket in the test's own temp dir under /tmp and one under /run.
+  TempDir tmp_dir;
+  char run_template[] = "/run/sandrun-local-test-XXXXXX";
+  ASSERT_NE(mkdtemp(run_template), nullptr);
+  const fs::path run_dir = run_template;
+  struct RemoveRunDir {
+    fs::path dir;
+    ~RemoveRunDir() { fs::remove_all(dir); }
+  } remove_run_dir{run_dir};
+  std::vector<UnixListener> listeners;
+  listeners.emplace_back(tmp_dir.path() / "test.sock");
+  listeners.emplace_back(run_dir / "test.sock");
+
+  for (NetworkMode mode : {NetworkMode::kNone, NetworkMode::kOpen}) {
+    SandboxSpec spec;
+    spec.network = mode;
+    auto sandbox = Create(spec);
+    ASSERT_NE(sandbox, nullptr);
+    ASSERT_TRUE(sandbox->Put(FileUpload{SANDRUN_CONFORMANCE_HELPER, "helper"}).ok());
+    for (const auto& listener : listeners) {
+      ExecRequest request;
+      request.argv = {"./helper", "connect-unix", listener.path().string()};
+      auto result = sandbox->Exec(request);
+      ASSERT_TRUE(result.ok()) << result.status().ToString();
+      if (mode == NetworkMode::kOpen) {
+        EXPECT_EQ(result->stdout_stream.text, "connected\n") << listener.path();
+      } else if (backend_.Isolation().isolates_network) {
+        EXPECT_TRUE(result->network_isolated);
+        EXPECT_NE(result->exit_code, 0) << "reached " << listener.path();
+      } else {
+        EXPECT_FALSE(result->network_isolated) << "claims isolation it cannot provide";
+      }
+    }
+    // The sandbox's own directories stay usable behind the hiding.
+    ExecResult own = Sh(*sandbox, "echo a > $HOME/h && echo b > $TMPDIR/t && cat $HOME/h $TMPDIR/t");
+    EXPECT_EQ(own.stdout_stream.text, "a\nb\n");
+  }
+}
 TEST_F(LocalBackendTest, StdinIgnoredByTheCommandIsNotFatal) {
   auto sandbox = Create();
   ASSERT_NE(sandbox, nullptr);
