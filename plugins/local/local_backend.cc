@@ -59,7 +59,8 @@ Result<Json> ReadManifest(const fs::path& path) {
 class LocalSandbox : public Sandbox {
  public:
   LocalSandbox(std::string id, fs::path root, fs::path workdir, SandboxSpec spec,
-               std::vector<std::string> notes, const LocalIsolation& isolation)
+               std::vector<std::string> notes, const LocalIsolation& isolation,
+               std::vector<fs::path> hide_always)
       : id_(std::move(id)),
         root_(std::move(root)),
         workdir_(std::move(workdir)),
@@ -68,6 +69,7 @@ class LocalSandbox : public Sandbox {
         isolate_network_(spec_.network == NetworkMode::kNone && isolation.isolates_network),
         pid_namespace_(isolation.pid_namespace),
         needs_user_namespace_(isolation.needs_user_namespace),
+        hide_always_(std::move(hide_always)),
         created_(std::chrono::system_clock::now()),
         expires_(created_ + spec_.lifetime),
         tracker_([this] { WriteManifest(); }) {}
@@ -219,6 +221,7 @@ class LocalSandbox : public Sandbox {
     launch.timeout = request.timeout;
     launch.isolate_network = isolate_network_;
     launch.keep_visible = {root_, workdir_};
+    launch.hide_always = hide_always_;
     launch.pid_namespace = pid_namespace_;
     launch.needs_user_namespace = needs_user_namespace_;
     // The sandbox's lifetime bounds every command, so nothing outlives it.
@@ -256,6 +259,7 @@ class LocalSandbox : public Sandbox {
   const SandboxSpec spec_;
   const std::vector<std::string> notes_;
   const bool isolate_network_;
+  const std::vector<fs::path> hide_always_;  // The archive and the outbox.
   const bool pid_namespace_;
   const bool needs_user_namespace_;
   const std::chrono::system_clock::time_point created_;
@@ -290,6 +294,10 @@ std::vector<std::string> UnenforcedNotes(const SandboxSpec& spec,
                     isolation.network_reason +
                     "); the command can reach the network and host unix sockets");
   }
+  if (!isolation.isolates_network) {
+    notes.push_back("local backend: no mount namespace; the result archive and the outbox "
+                    "are within the command's reach");
+  }
   if (!isolation.pid_namespace) {
     notes.push_back("local backend: no PID namespace (" + isolation.pid_reason +
                     "); processes that leave the command's process group (setsid) can "
@@ -301,7 +309,8 @@ std::vector<std::string> UnenforcedNotes(const SandboxSpec& spec,
 }  // namespace
 
 LocalBackend::LocalBackend(const Config& config)
-    : sandboxes_dir_(DirOrTemp(config.state_dir, "sandrun-state") / "sandboxes" / "local"),
+    : state_dir_(DirOrTemp(config.state_dir, "sandrun-state")),
+      sandboxes_dir_(state_dir_ / "sandboxes" / "local"),
       archive_dir_(DirOrTemp(config.archive_dir, "sandrun-results")) {}
 
 const LocalIsolation& LocalBackend::Isolation() const {
@@ -362,8 +371,14 @@ Result<std::unique_ptr<Sandbox>> LocalBackend::Create(const SandboxSpec& spec) {
     workdir = (workdir / spec.workdir).lexically_normal();
   }
   const LocalIsolation& isolation = Isolation();
+  // The mount namespace that hides host sockets also hides the result
+  // archive and the outbox, whatever the network mode: a task must neither
+  // read other runs' records nor rewrite its own verdict.
+  std::vector<fs::path> hide_always;
+  if (isolation.isolates_network) hide_always = {archive_dir_, state_dir_ / "outbox"};
   auto sandbox = std::make_unique<LocalSandbox>(id, root, workdir, spec,
-                                                UnenforcedNotes(spec, isolation), isolation);
+                                                UnenforcedNotes(spec, isolation), isolation,
+                                                std::move(hide_always));
   sandbox->WriteManifest();
   return std::unique_ptr<Sandbox>(std::move(sandbox));
 }

@@ -73,6 +73,7 @@ class LocalBackend : public Backend {
   const std::filesystem::path& sandboxes_dir() const { return sandboxes_dir_; }
 
  private:
+  std::filesystem::path state_dir_;  // Declared first: sandboxes_dir_ is below it.
   std::filesystem::path sandboxes_dir_;
   std::filesystem::path archive_dir_;
   mutable std::once_flag probe_once_;

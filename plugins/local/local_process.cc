@@ -399,6 +399,17 @@ struct HiddenPaths {
 HiddenPaths PlanHiddenPaths(const LaunchSpec& spec, const std::filesystem::path& executable) {
   HiddenPaths paths;
   if (spec.isolate_network) paths.hide = HiddenDirs();
+  const std::size_t network_hidden = paths.hide.size();
+  for (const auto& dir : spec.hide_always) {
+    std::error_code ec;
+    std::filesystem::path real = std::filesystem::canonical(dir, ec);
+    if (ec) continue;  // Nothing there to hide.
+    // Under a directory already covered it is gone anyway, and its mount
+    // point would be missing in the fresh tmpfs.
+    bool covered = std::any_of(paths.hide.begin(), paths.hide.begin() + network_hidden,
+                               [&](const std::string& h) { return IsWithin(real, h); });
+    if (!covered) paths.hide.push_back(real.string());
+  }
   std::vector<std::filesystem::path> wanted = spec.keep_visible;
   wanted.push_back(spec.cwd);
   wanted.push_back(executable.parent_path());
@@ -757,7 +768,7 @@ Result<ProcessEnd> RunProcessOrThrow(const LaunchSpec& spec, GroupTracker& track
   NamespacePlan plan;
   plan.user = spec.needs_user_namespace;
   plan.network = spec.isolate_network;
-  plan.mounts = spec.isolate_network;
+  plan.mounts = !hidden.hide.empty();
   plan.pid = spec.pid_namespace;
   plan.maps = &maps;
   plan.hide = hidden.hide_ptrs.data();

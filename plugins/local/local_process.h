@@ -81,6 +81,10 @@ struct LaunchSpec {
   /// their paths.
   bool isolate_network = false;
   std::vector<std::filesystem::path> keep_visible;
+  /// Covered by an empty tmpfs in a new mount namespace whatever the network
+  /// mode: sandrun's own state a command must not see (the result archive,
+  /// the outbox). Only set where the probe found mount namespaces usable.
+  std::vector<std::filesystem::path> hide_always;
   /// The command runs as pid 2 under a small init (pid 1) in a new PID
   /// namespace, so when it ends, times out or is killed, the kernel kills
   /// everything it started, setsid'd daemons included.

@@ -19,6 +19,7 @@
 #include <gtest/gtest.h>
 
 #include <functional>
+#include <map>
 #include <memory>
 #include <ostream>
 #include <string>
@@ -42,6 +43,9 @@ struct ConformanceTarget {
   SandboxSpec base_spec;
   /// Non-empty: every case is skipped with this reason (no daemon, no token).
   std::string skip_reason;
+  /// Cases (by test name) the backend says it cannot honour, with the reason;
+  /// such a case is reported unsupported (skipped with the reason), never passed.
+  std::map<std::string, std::string> unsupported_cases;
   /// Paths, as a sandbox sees them, where the result archive would be if it
   /// leaked into sandboxes (where it was once mounted, where it lives).
   std::vector<std::string> archive_paths = {"/sandrun/results"};

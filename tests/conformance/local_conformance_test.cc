@@ -26,10 +26,10 @@ bool HostAllowsNetworkIsolation() {
 ConformanceTarget LocalTarget() {
   ConformanceTarget target;
   target.name = "local";
+  // Outlive every backend made from them; removed at exit.
+  static ::sandrun::testing::TempDir state;
+  static ::sandrun::testing::TempDir archive;
   target.make = []() -> Result<std::unique_ptr<Backend>> {
-    // Outlive every backend made from them; removed at exit.
-    static ::sandrun::testing::TempDir state;
-    static ::sandrun::testing::TempDir archive;
     static const Config config = [] {
       Config c;
       c.state_dir = state.path();
@@ -40,10 +40,14 @@ ConformanceTarget LocalTarget() {
     RegisterLocalBackend(registry);
     return registry.Create("local", config);
   };
-  target.archive_visible_reason =
-      "local sandboxes are processes of this user on this host's file system, so the "
-      "archive directory is within their reach";
   target.required.isolates_network = HostAllowsNetworkIsolation();
+  // Hidden by the same mount namespace that hides host sockets.
+  target.archive_paths = {archive.path().string(), (state.path() / "outbox").string()};
+  if (!target.required.isolates_network) {
+    target.archive_visible_reason =
+        "no mount namespace on this host: local sandboxes are processes of this user on this "
+        "host's file system, so the archive directory is within their reach";
+  }
   return target;
 }
 
