@@ -150,18 +150,26 @@ int CleanupCommand(const std::vector<std::string>& args, CliContext& context) {
   bool dry_run = parsed->count("dry-run") > 0;
   bool expired_only = parsed->count("all-expired") > 0;
   std::string run = parsed->count("run") ? (*parsed)["run"].as<std::string>() : "";
-  int removed = 0, kept = 0, failed = 0;
+  int removed = 0, running = 0, helpers = 0, failed = 0;
   for (const auto& leftover : *leftovers) {
     auto label = leftover.labels.find("run");
     if (!run.empty() && (label == leftover.labels.end() || label->second != run)) continue;
+    if (!leftover.keep_reason.empty()) {
+      ++helpers;
+      std::cout << "keeping " << leftover.description << ": " << leftover.keep_reason << "\n";
+      continue;
+    }
     bool remove = expired_only ? leftover.expired : (leftover.expired || !leftover.owner_alive);
     if (!remove) {
-      ++kept;
+      ++running;
       continue;
     }
     std::cout << (dry_run ? "would remove " : "removing ") << leftover.id << "  "
               << leftover.description << "\n";
-    if (dry_run) continue;
+    if (dry_run) {
+      ++removed;
+      continue;
+    }
     Status status = backend->RemoveLeftover(leftover.id);
     if (status.ok()) ++removed;
     else {
@@ -169,9 +177,15 @@ int CleanupCommand(const std::vector<std::string>& args, CliContext& context) {
       PrintError("cannot remove " + leftover.id + ": " + status.message());
     }
   }
-  std::cout << (dry_run ? "dry run: " : "") << removed << " removed, " << kept
-            << " kept (owner still running)" << (failed ? ", " + std::to_string(failed) + " failed" : "")
-            << "\n";
+  // Say what happened: a dry run removes nothing, and what is kept is kept
+  // for a reason (a running owner, or a helper that is not a sandbox).
+  std::string summary = dry_run ? "dry run: " + std::to_string(removed) + " would be removed"
+                                : std::to_string(removed) + " removed";
+  if (failed > 0) summary += ", " + std::to_string(failed) + " failed";
+  summary += ", " + std::to_string(running) +
+             (expired_only ? " kept (not expired)" : " kept (owner still running)");
+  if (helpers > 0) summary += ", " + std::to_string(helpers) + " helper container(s) kept";
+  std::cout << summary << "\n";
   return failed == 0 ? 0 : 1;
 }
 

@@ -31,6 +31,8 @@ int BatchCommand(const std::vector<std::string>& args, CliContext& context) {
   auto tasks = ParseBatchFile(file, config);
   if (!tasks.ok()) throw UsageError{tasks.status().message()};
 
+  std::filesystem::path junit_file = WritableReportPath(*parsed, "junit");
+
   std::vector<BackendCandidate> candidates = MakeCandidates(context, config);
   RefuseUnservedRequests(*parsed, config, candidates);
   RunOptions run_options = MakeRunOptions(context, config, candidates, tasks->size());
@@ -40,8 +42,8 @@ int BatchCommand(const std::vector<std::string>& args, CliContext& context) {
   engine.AddListener(std::make_shared<ConsoleListener>(
       stderr, ConsoleListener::Options{terminal, true, true, run_options.race}));
   std::shared_ptr<JUnitFileListener> junit;
-  if (parsed->count("junit")) {
-    junit = std::make_shared<JUnitFileListener>((*parsed)["junit"].as<std::string>());
+  if (!junit_file.empty()) {
+    junit = std::make_shared<JUnitFileListener>(junit_file);
     engine.AddListener(junit);
   }
   const CancelFlag& cancel = InstallCancelHandlers();

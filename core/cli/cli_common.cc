@@ -172,6 +172,15 @@ std::optional<cxxopts::ParseResult> ParseOrThrow(cxxopts::Options& options,
   }
 }
 
+std::filesystem::path WritableReportPath(const cxxopts::ParseResult& parsed,
+                                         const std::string& flag) {
+  if (parsed.count(flag) == 0) return {};
+  std::filesystem::path file = parsed[flag].as<std::string>();
+  Status writable = CheckWritableFile(file);
+  if (!writable.ok()) throw UsageError{"--" + flag + ": " + writable.message()};
+  return file;
+}
+
 std::filesystem::path OutboxRoot(const Config& config) { return config.state_dir / "outbox"; }
 
 std::filesystem::path OutboxDir(const Config& config) { return OutboxRoot(config) / config.backend; }

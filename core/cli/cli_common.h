@@ -61,6 +61,13 @@ Config LoadConfigOrThrow(const cxxopts::ParseResult& parsed, const CliContext& c
 std::optional<cxxopts::ParseResult> ParseOrThrow(cxxopts::Options& options,
                                                  const std::vector<std::string>& args);
 
+/// The file named by report flag `flag` (--junit), if given, after checking
+/// that it can be written (CheckWritableFile): a report that cannot be
+/// written raises UsageError naming the flag and path (exit 2), before
+/// anything runs. Nothing is created. Empty when the flag was not given.
+std::filesystem::path WritableReportPath(const cxxopts::ParseResult& parsed,
+                                         const std::string& flag);
+
 /// A backend and the result archive in its volume, ready to use.
 struct OpenedArchive {
   std::shared_ptr<Backend> backend;

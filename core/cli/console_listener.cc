@@ -26,6 +26,7 @@ std::string OutcomeDetail(const ExecResult& x) {
     case Outcome::kOomKilled: return "out of memory";
     case Outcome::kCancelled: return "cancelled";
     case Outcome::kInfraError: return "sandrun/backend error";
+    case Outcome::kInterrupted: return "interrupted: sandrun ended";
   }
   return "";
 }

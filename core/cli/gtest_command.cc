@@ -35,7 +35,7 @@ int GtestCommand(const std::vector<std::string>& args, CliContext& context) {
   if (parsed->count("filter")) runner.filter = (*parsed)["filter"].as<std::string>();
   runner.retry_failed = (*parsed)["retry-failed"].as<int>();
   if (runner.retry_failed < 0) throw UsageError{"--retry-failed must be 0 or more"};
-  if (parsed->count("junit")) runner.junit = (*parsed)["junit"].as<std::string>();
+  runner.junit = WritableReportPath(*parsed, "junit");
   if (parsed->count("env")) {
     for (const auto& kv : (*parsed)["env"].as<std::vector<std::string>>()) {
       auto eq = kv.find('=');

@@ -391,7 +391,8 @@ int ExportRun(const std::vector<std::string>& args, CliContext& context) {
   if (!session) return exit_code;
   const char* usage = "sandrun results export RUN --junit FILE";
   std::string run_arg = RequireString(session->parsed, "run", usage, true);
-  std::filesystem::path file = RequireString(session->parsed, "junit", usage);
+  RequireString(session->parsed, "junit", usage);
+  std::filesystem::path file = WritableReportPath(session->parsed, "junit");
   auto run_id = ResolveRun(*session->archive, run_arg);
   if (!run_id.ok()) return Fail(run_id.status());
   auto tasks = session->archive->ReadTasks(*run_id);
@@ -425,10 +426,17 @@ int PruneRuns(const std::vector<std::string>& args, CliContext& context) {
   if (!session) return exit_code;
   RequireString(session->parsed, "keep", "sandrun results prune --keep N");
   int keep = NonNegativeInt(session->parsed, "keep");
-  auto removed = session->archive->Prune(keep);
-  if (!removed.ok()) return Fail(removed.status());
-  for (const auto& id : *removed) std::cout << "removed " << id << "\n";
-  std::cout << "removed " << removed->size() << " run(s), kept the newest " << keep << "\n";
+  auto pruned = session->archive->Prune(keep);
+  if (!pruned.ok()) return Fail(pruned.status());
+  for (const auto& id : pruned->removed) std::cout << "removed " << id << "\n";
+  for (const auto& [id, why] : pruned->kept_running) {
+    std::cout << "kept " << id << ": no run.json yet, " << why << "\n";
+  }
+  std::cout << "removed " << pruned->removed.size() << " run(s), kept the newest " << keep;
+  if (!pruned->kept_running.empty()) {
+    std::cout << " and " << pruned->kept_running.size() << " that may still be running";
+  }
+  std::cout << "\n";
   return 0;
 }
 

@@ -9,15 +9,20 @@
 #include <chrono>
 #include <cstring>
 #include <ctime>
+#include <optional>
 #include <exception>
 #include <fstream>
 #include <set>
 #include <sstream>
 #include <system_error>
 #include <thread>
+#include <tuple>
 #include <typeinfo>
 #include <utility>
 
+#include <nlohmann/json.hpp>
+
+#include "sandrun/output_collector.h"
 #include "sandrun/util.h"
 
 namespace sandrun {
@@ -75,14 +80,67 @@ Status EnsureDirectory(const fs::path& dir, mode_t mode = 0755) {
   return OkStatus();
 }
 
+// Everything in a directory store is private to its user, whatever the
+// umask and whatever made the directory first: directories 0700, files 0600.
+constexpr mode_t kPrivateDirMode = 0700;
+constexpr mode_t kPrivateFileMode = 0600;
+
+// Narrows `path`'s mode to `mode` when it is wider; never follows a symlink.
+Status Tighten(const fs::path& path, mode_t mode) {
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) != 0) {
+    std::error_code ec = LastError();
+    return FsError("cannot read", path, ec);
+  }
+  if (S_ISLNK(st.st_mode) || (st.st_mode & 07777 & ~mode) == 0) return OkStatus();
+  if (::chmod(path.c_str(), st.st_mode & 07777 & mode) != 0) {
+    std::error_code ec = LastError();
+    return FsError("cannot restrict the mode of", path, ec);
+  }
+  return OkStatus();
+}
+
+// Tightens a file or a whole tree: directories 0700, everything else 0600.
+Status TightenTree(const fs::path& path) {
+  std::error_code ec;
+  bool is_dir = fs::is_directory(fs::symlink_status(path, ec));
+  SANDRUN_RETURN_IF_ERROR(Tighten(path, is_dir ? kPrivateDirMode : kPrivateFileMode));
+  if (!is_dir) return OkStatus();
+  for (auto it = fs::recursive_directory_iterator(path, ec); !ec && it != fs::end(it);
+       it.increment(ec)) {
+    std::error_code type_ec;
+    bool dir = it->is_directory(type_ec) && !it->is_symlink(type_ec);
+    SANDRUN_RETURN_IF_ERROR(Tighten(it->path(), dir ? kPrivateDirMode : kPrivateFileMode));
+  }
+  if (ec) return FsError("cannot read", path, ec);
+  return OkStatus();
+}
+
+// Creates `root` (parents 0755, itself 0700) and `dir` below it; every
+// directory from `root` down to `dir` ends up 0700, also when it existed.
+Status EnsurePrivateDirectory(const fs::path& root, const fs::path& dir) {
+  SANDRUN_RETURN_IF_ERROR(EnsureDirectory(root, kPrivateDirMode));
+  SANDRUN_RETURN_IF_ERROR(Tighten(root, kPrivateDirMode));
+  fs::path at = root;
+  for (const fs::path& part : dir.lexically_relative(root)) {
+    if (part == ".") continue;
+    at /= part;
+    SANDRUN_RETURN_IF_ERROR(EnsureDirectory(at, kPrivateDirMode));
+    SANDRUN_RETURN_IF_ERROR(Tighten(at, kPrivateDirMode));
+  }
+  return OkStatus();
+}
+
 fs::path TempSibling(const fs::path& target) {
   return target.parent_path() /
          (std::string(kTempPrefix) + RandomHex(8) + "-" + target.filename().string());
 }
 
-Status WriteFileAtomically(const fs::path& target, std::string_view data) {
+}  // namespace
+
+Status WriteFileAtomically(const fs::path& target, std::string_view data, mode_t mode) {
   fs::path temp = TempSibling(target);
-  int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
   if (fd < 0) {
     std::error_code ec = LastError();
     return FsError("cannot create", temp, ec);
@@ -112,6 +170,33 @@ Status WriteFileAtomically(const fs::path& target, std::string_view data) {
   }
   return OkStatus();
 }
+
+Status CheckWritableFile(const fs::path& file) {
+  auto refuse = [&](const std::string& why) {
+    return InvalidArgumentError("cannot write " + file.string() + ": " + why);
+  };
+  std::error_code ec;
+  fs::path dir = file.parent_path().empty() ? fs::path(".") : file.parent_path();
+  if (file.filename().empty() || fs::is_directory(file, ec)) return refuse("it is a directory");
+  if (!fs::exists(dir, ec)) return refuse("directory " + dir.string() + " does not exist");
+  if (!fs::is_directory(dir, ec)) return refuse(dir.string() + " is not a directory");
+  // An O_TMPFILE file has no name and vanishes on close: it proves a file
+  // can be created there (permissions, read-only mounts, root) and leaves
+  // nothing behind. Filesystems without it get the permission check.
+  int fd = ::open(dir.c_str(), O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);
+  if (fd >= 0) {
+    ::close(fd);
+    return OkStatus();
+  }
+  int err = errno;
+  if (err == EOPNOTSUPP || err == EISDIR || err == EINVAL) {
+    if (::access(dir.c_str(), W_OK | X_OK) == 0) return OkStatus();
+    err = errno;
+  }
+  return refuse(std::strerror(err));
+}
+
+namespace {
 
 // Puts `temp` (a finished file or tree) at `target`, replacing what is there.
 // A directory cannot be renamed over a non-empty one, so an existing target
@@ -197,11 +282,12 @@ Status CheckId(const std::string& kind, const std::string& id) {
 bool TryMoveInto(const DirectoryArchiveStore& store, const std::string& path,
                  const fs::path& source) {
   fs::path target = store.root() / path;
-  if (!EnsureDirectory(store.root(), 0700).ok() ||
-      !EnsureDirectory(target.parent_path()).ok()) {
-    return false;
-  }
-  return ::rename(source.c_str(), target.c_str()) == 0;
+  if (!EnsurePrivateDirectory(store.root(), target.parent_path()).ok()) return false;
+  if (::rename(source.c_str(), target.c_str()) != 0) return false;
+  // The outbox is private too, but what a backend wrote into it (downloads)
+  // may carry any mode.
+  TightenTree(target).IgnoreError();
+  return true;
 }
 
 }  // namespace
@@ -253,7 +339,22 @@ std::string NewRunId() {
 // ---------------------------------------------------------------------------
 // DirectoryArchiveStore
 
-DirectoryArchiveStore::DirectoryArchiveStore(fs::path root) : root_(std::move(root)) {}
+DirectoryArchiveStore::DirectoryArchiveStore(fs::path root) : root_(std::move(root)) {
+  // An archive that already exists with a wider mode (made by hand, by an
+  // older sandrun, under another umask) is made private before any use. A
+  // failure shows again, as a Status, at the first write.
+  std::error_code ec;
+  if (fs::is_directory(root_, ec)) Tighten(root_, kPrivateDirMode).IgnoreError();
+}
+
+Result<fs::path> DirectoryArchiveStore::MakeDirectory(const std::string& path) {
+  if (!IsSafeRelativePath(path)) return InvalidArgumentError("unsafe archive path '" + path + "'");
+  return Guard("mkdir", [&]() -> Result<fs::path> {
+    fs::path dir = root_ / path;
+    SANDRUN_RETURN_IF_ERROR(EnsurePrivateDirectory(root_, dir));
+    return dir;
+  });
+}
 
 std::string DirectoryArchiveStore::Describe() const { return "directory " + root_.string(); }
 
@@ -266,10 +367,10 @@ Status DirectoryArchiveStore::PutFile(const std::string& path, const fs::path& h
   if (!IsSafeRelativePath(path)) return InvalidArgumentError("unsafe archive path '" + path + "'");
   return Guard("put", [&]() -> Status {
     fs::path target = root_ / path;
-    SANDRUN_RETURN_IF_ERROR(EnsureDirectory(root_, 0700));
-    SANDRUN_RETURN_IF_ERROR(EnsureDirectory(target.parent_path()));
+    SANDRUN_RETURN_IF_ERROR(EnsurePrivateDirectory(root_, target.parent_path()));
     fs::path temp = TempSibling(target);
     Status copied = CopyTree(host_path, temp);
+    if (copied.ok()) copied = TightenTree(temp);
     if (!copied.ok()) {
       std::error_code ec;
       fs::remove_all(temp, ec);
@@ -283,9 +384,8 @@ Status DirectoryArchiveStore::PutBytes(const std::string& path, std::string_view
   if (!IsSafeRelativePath(path)) return InvalidArgumentError("unsafe archive path '" + path + "'");
   return Guard("put", [&]() -> Status {
     fs::path target = root_ / path;
-    SANDRUN_RETURN_IF_ERROR(EnsureDirectory(root_, 0700));
-    SANDRUN_RETURN_IF_ERROR(EnsureDirectory(target.parent_path()));
-    return WriteFileAtomically(target, data);
+    SANDRUN_RETURN_IF_ERROR(EnsurePrivateDirectory(root_, target.parent_path()));
+    return WriteFileAtomically(target, data, kPrivateFileMode);
   });
 }
 
@@ -370,6 +470,14 @@ std::string ArtifactPath(const std::string& run_id, const std::string& task_id) 
   return run_id + "/artifacts/" + task_id;
 }
 std::string RunRecordPath(const std::string& run_id) { return run_id + "/run.json"; }
+// Not "*.json": only records are, so counting those counts records.
+constexpr char kOwnerFile[] = "owner";
+std::string OwnerPath(const std::string& run_id) { return run_id + "/" + kOwnerFile; }
+std::string StartedDir(const std::string& run_id) { return run_id + "/started"; }
+std::string StartedPath(const std::string& run_id, const std::string& task_id) {
+  return StartedDir(run_id) + "/" + task_id + ".json";
+}
+constexpr char kStartedSchema[] = "sandrun.started/v1";
 
 // A spill file inside the task's outbox artifact dir becomes the matching
 // archive-relative path, which stays meaningful after delivery.
@@ -387,10 +495,12 @@ bool DirectoryIsEmpty(const fs::path& dir) {
   return fs::is_directory(dir, ec) && fs::directory_iterator(dir, ec) == fs::directory_iterator();
 }
 
-// The run is over: drop its outbox directory unless something is pending.
+// The run is over: drop its owner and its outbox directory unless something
+// is pending.
 void RemoveFinishedRunDir(const fs::path& run_dir) {
   std::error_code ec;
-  for (const char* sub : {"artifacts", "tasks"}) {
+  fs::remove(run_dir / kOwnerFile, ec);
+  for (const char* sub : {"artifacts", "tasks", "started"}) {
     if (DirectoryIsEmpty(run_dir / sub)) fs::remove(run_dir / sub, ec);
   }
   if (DirectoryIsEmpty(run_dir)) fs::remove(run_dir, ec);
@@ -399,6 +509,61 @@ void RemoveFinishedRunDir(const fs::path& run_dir) {
 bool EndsWith(const std::string& s, std::string_view suffix) {
   return s.size() >= suffix.size() &&
          s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+// Seconds since the epoch of a UTC time stamp in `format`; nullopt if the
+// text does not match.
+std::optional<std::time_t> ParseUtc(const std::string& text, const char* format) {
+  std::tm tm{};
+  const char* end = ::strptime(text.c_str(), format, &tm);
+  if (end == nullptr) return std::nullopt;
+  return ::timegm(&tm);
+}
+
+std::time_t UnixNow() {
+  return std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
+}
+
+std::optional<RunOwner> ReadOwnerFile(const fs::path& file) {
+  std::ifstream in(file);
+  if (!in) return std::nullopt;
+  auto j = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+  if (!j.is_object()) return std::nullopt;
+  RunOwner owner;
+  owner.pid = j.value("pid", 0);
+  owner.host = j.value("host", "");
+  owner.started_unix = j.value("started_unix", std::int64_t{0});
+  return owner;
+}
+
+// Why `owner` may still be running its run, or "" when it surely is not.
+std::string OwnerMayRun(const RunOwner& owner) {
+  if (owner.host == HostName()) {
+    if (owner.pid > 0 && ProcessAlive(owner.pid)) {
+      return "still running (sandrun pid " + std::to_string(owner.pid) + ")";
+    }
+    return "";
+  }
+  // Another host sharing this state directory: its processes are out of sight.
+  auto grace = std::chrono::duration_cast<std::chrono::seconds>(kUncheckedRunGrace).count();
+  if (UnixNow() - owner.started_unix < grace) {
+    return "started on " + owner.host + " less than " +
+           std::to_string(grace / 3600) + " h ago; its owner cannot be checked from here";
+  }
+  return "";
+}
+
+// The first `cap` bytes' worth (head and tail) of a spill file, as the
+// backend's collector would have kept them.
+CapturedStream ReadSpill(StreamKind kind, const fs::path& file, std::size_t cap) {
+  OutputCollector collector(kind, cap, "", nullptr);
+  std::ifstream in(file, std::ios::binary);
+  std::string chunk(64 * 1024, '\0');
+  while (in) {
+    in.read(chunk.data(), static_cast<std::streamsize>(chunk.size()));
+    collector.Append(std::string_view(chunk.data(), static_cast<std::size_t>(in.gcount())));
+  }
+  return collector.Finish();
 }
 
 }  // namespace
@@ -415,7 +580,7 @@ void ResultArchive::SetRunIdGeneratorForTesting(std::function<std::string()> gen
 Result<std::string> ResultArchive::BeginRun() {
   std::lock_guard<std::mutex> lock(mu_);
   return Guard("begin run", [&]() -> Result<std::string> {
-    SANDRUN_RETURN_IF_ERROR(EnsureDirectory(outbox_dir_, 0700));
+    SANDRUN_RETURN_IF_ERROR(EnsurePrivateDirectory(outbox_dir_, outbox_dir_));
     for (int attempt = 0; attempt < 100; ++attempt) {
       std::string id = new_run_id_ ? new_run_id_() : NewRunId();
       SANDRUN_RETURN_IF_ERROR(CheckId("run id", id));
@@ -423,7 +588,15 @@ Result<std::string> ResultArchive::BeginRun() {
       // unreachable store does not stop the run: records wait in the outbox.
       if (store_->List(id).ok()) continue;
       fs::path dir = outbox_dir_ / id;
-      if (::mkdir(dir.c_str(), 0700) == 0) return id;
+      if (::mkdir(dir.c_str(), 0700) == 0) {
+        // Who runs it: `results sync` recovers its tasks once this process
+        // is gone, and `results prune` spares the run while it is not.
+        nlohmann::json owner = {{"pid", static_cast<int>(::getpid())},
+                                {"host", HostName()},
+                                {"started_unix", static_cast<std::int64_t>(UnixNow())}};
+        SANDRUN_RETURN_IF_ERROR(outbox_.PutBytes(OwnerPath(id), owner.dump()));
+        return id;
+      }
       if (errno != EEXIST) {
         std::error_code ec = LastError();
         return FsError("cannot create run directory", dir, ec);
@@ -437,12 +610,7 @@ Result<fs::path> ResultArchive::ArtifactDir(const std::string& run_id,
                                             const std::string& task_id) {
   SANDRUN_RETURN_IF_ERROR(CheckId("run id", run_id));
   SANDRUN_RETURN_IF_ERROR(CheckId("task id", task_id));
-  return Guard("artifact dir", [&]() -> Result<fs::path> {
-    fs::path dir = outbox_dir_ / ArtifactPath(run_id, task_id);
-    SANDRUN_RETURN_IF_ERROR(EnsureDirectory(outbox_dir_, 0700));
-    SANDRUN_RETURN_IF_ERROR(EnsureDirectory(dir));
-    return dir;
-  });
+  return outbox_.MakeDirectory(ArtifactPath(run_id, task_id));
 }
 
 Status ResultArchive::DeliverGroup(const std::vector<std::string>& paths) {
@@ -505,9 +673,75 @@ Status ResultArchive::DeliverRun(const std::string& run_id, bool with_run_record
     ++*records;
   }
   if (paths.empty()) return OkStatus();
-  SANDRUN_RETURN_IF_ERROR(DeliverGroup(paths));
-  if (with_run_record) RemoveFinishedRunDir(outbox_dir_ / run_id);
-  return OkStatus();
+  return DeliverGroup(paths);
+}
+
+Status ResultArchive::WriteStarted(const TaskRecord& record, std::size_t output_cap) {
+  SANDRUN_RETURN_IF_ERROR(CheckId("run id", record.run_id));
+  SANDRUN_RETURN_IF_ERROR(CheckId("task id", record.task_id));
+  return Guard("write started", [&]() -> Status {
+    // Written as it will be delivered if this process dies: interrupted.
+    TaskRecord started = record;
+    if (started.sandbox_id.empty()) started.sandbox_id = started.result.sandbox_id;
+    started.result.outcome = Outcome::kInterrupted;
+    started.result.exit_code = kExitSandrunError;
+    started.result.error = "interrupted: sandrun (pid " + std::to_string(::getpid()) + " on " +
+                           HostName() + ") ended before the task did";
+    nlohmann::json j = {{"schema", kStartedSchema},
+                        {"output_cap", output_cap},
+                        {"record", nlohmann::json::parse(ToJson(started, -1))}};
+    return outbox_.PutBytes(StartedPath(record.run_id, record.task_id), j.dump());
+  });
+}
+
+Result<int> ResultArchive::RecoverInterrupted(const std::string& run_id) {
+  auto names = outbox_.List(StartedDir(run_id));
+  if (!names.ok()) return 0;
+  int recovered = 0;
+  std::error_code ec;
+  for (const std::string& name : *names) {
+    if (!EndsWith(name, ".json")) continue;
+    std::string task_id = name.substr(0, name.size() - 5);
+    std::string started_path = StartedPath(run_id, task_id);
+    std::string task_path = TaskRecordPath(run_id, task_id);
+    // Died between writing the task's record and dropping this one.
+    if (fs::exists(outbox_dir_ / task_path, ec)) {
+      SANDRUN_RETURN_IF_ERROR(outbox_.Remove(started_path));
+      continue;
+    }
+    SANDRUN_ASSIGN_OR_RETURN(std::string text, outbox_.ReadBytes(started_path));
+    auto j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+    if (!j.is_object() || j.value("schema", "") != kStartedSchema || !j.contains("record")) {
+      return InvalidArgumentError(started_path + " in the outbox is not a started record");
+    }
+    auto parsed = TaskRecordFromJson(j["record"].dump());
+    if (!parsed.ok()) return parsed.status().WithContext(started_path);
+    TaskRecord record = std::move(*parsed);
+    // The output streamed before the end is in the task's spill files; the
+    // newest write there (or to the started record) is about when it ended.
+    std::size_t cap = j.value("output_cap", std::size_t{1} << 20);
+    fs::path artifacts = outbox_dir_ / ArtifactPath(run_id, task_id);
+    // The started record was last written when the command began.
+    const fs::file_time_type exec_began = fs::last_write_time(outbox_dir_ / started_path, ec);
+    fs::file_time_type last = exec_began;
+    for (auto [kind, file, stream] :
+         {std::tuple{StreamKind::kStdout, "stdout.log", &record.result.stdout_stream},
+          std::tuple{StreamKind::kStderr, "stderr.log", &record.result.stderr_stream}}) {
+      if (!fs::is_regular_file(artifacts / file, ec)) continue;
+      *stream = ReadSpill(kind, artifacts / file, cap);
+      stream->spill_path = ArtifactPath(run_id, task_id) + "/" + file;
+      last = std::max(last, fs::last_write_time(artifacts / file, ec));
+    }
+    record.finished_at =
+        FormatRfc3339(std::chrono::file_clock::to_sys(last));
+    Durations& d = record.result.durations;
+    d.exec_ms = std::chrono::duration_cast<std::chrono::milliseconds>(last - exec_began).count();
+    d.total_ms = d.queue_ms + d.create_ms + d.upload_ms + d.exec_ms;
+    SANDRUN_RETURN_IF_ERROR(outbox_.PutBytes(task_path, ToJson(record)));
+    SANDRUN_RETURN_IF_ERROR(outbox_.Remove(started_path));
+    ++recovered;
+  }
+  return recovered;
 }
 
 void ResultArchive::SetDeliveryInterval(std::chrono::milliseconds interval) {
@@ -562,6 +796,8 @@ Status ResultArchive::WriteTask(const TaskRecord& record) {
   RelocateSpillPath(stored.result.stderr_stream.spill_path, artifact_dir, archive_dir);
   std::string path = TaskRecordPath(record.run_id, record.task_id);
   SANDRUN_RETURN_IF_ERROR(outbox_.PutBytes(path, ToJson(stored)));
+  // The task ended: its started record has nothing more to say.
+  outbox_.Remove(StartedPath(record.run_id, record.task_id)).IgnoreError();
   {
     std::lock_guard<std::mutex> lock(waiting_mu_);
     if (delivery_interval_.count() > 0) {
@@ -586,7 +822,9 @@ Status ResultArchive::WriteRun(const RunRecord& record) {
   }
   std::lock_guard<std::mutex> lock(mu_);
   int records = 0;
-  return DeliverRun(record.run_id, /*with_run_record=*/true, &records);
+  SANDRUN_RETURN_IF_ERROR(DeliverRun(record.run_id, /*with_run_record=*/true, &records));
+  RemoveFinishedRunDir(outbox_dir_ / record.run_id);
+  return OkStatus();
 }
 
 Result<int> ResultArchive::Sync() {
@@ -603,8 +841,15 @@ Result<int> ResultArchive::Sync() {
       if (entry.back() != '/') continue;
       std::string run_id = entry.substr(0, entry.size() - 1);
       if (!CheckId("run id", run_id).ok()) continue;
+      // A run whose owner is gone is over: its started tasks were
+      // interrupted, and become records of their own.
+      std::optional<RunOwner> owner = ReadOwnerFile(outbox_dir_ / OwnerPath(run_id));
+      bool over = !owner || OwnerMayRun(*owner).empty();
       int records = 0;
-      Status s = DeliverRun(run_id, /*with_run_record=*/true, &records);
+      Status s = OkStatus();
+      if (owner && over) s = RecoverInterrupted(run_id).status();
+      if (s.ok()) s = DeliverRun(run_id, /*with_run_record=*/true, &records);
+      if (s.ok() && over) RemoveFinishedRunDir(outbox_dir_ / run_id);
       if (s.ok()) {
         delivered += records;
       } else {
@@ -633,6 +878,20 @@ int ResultArchive::PendingCount(const std::string& run_id) const {
     if (!run->is_directory(sub_ec)) continue;
     if (!run_id.empty() && run->path().filename() != run_id) continue;
     if (fs::is_regular_file(run->path() / "run.json", sub_ec)) ++count;
+    // Started tasks wait only once their owner is gone (then Sync delivers
+    // them as interrupted); while it runs they are work in progress.
+    std::optional<RunOwner> owner = ReadOwnerFile(run->path() / kOwnerFile);
+    if (owner && OwnerMayRun(*owner).empty()) {
+      for (fs::directory_iterator task(run->path() / "started", sub_ec);
+           !sub_ec && task != fs::directory_iterator(); task.increment(sub_ec)) {
+        std::string name = task->path().filename().string();
+        if (!IsTempName(name) && EndsWith(name, ".json") &&
+            !fs::exists(run->path() / "tasks" / name, sub_ec)) {
+          ++count;
+        }
+      }
+      sub_ec.clear();
+    }
     for (fs::directory_iterator task(run->path() / "tasks", sub_ec);
          !sub_ec && task != fs::directory_iterator(); task.increment(sub_ec)) {
       std::string name = task->path().filename().string();
@@ -723,20 +982,53 @@ Result<TaskRecord> ResultArchive::ReadTask(const std::string& run_id, const std:
 Status ResultArchive::Fetch(const std::string& run_id, const fs::path& dest) {
   SANDRUN_RETURN_IF_ERROR(CheckId("run id", run_id));
   if (!store_->List(run_id).ok()) return RunNotFound(run_id, *store_);
-  return store_->Fetch(run_id, dest);
+  // A failed fetch leaves nothing behind: what did not exist before (the
+  // outermost missing directory of `dest`, or dest/<run_id>) goes again.
+  std::error_code ec;
+  fs::path created;
+  for (fs::path p = dest.lexically_normal(); !p.empty() && !fs::exists(p, ec);
+       p = p.parent_path()) {
+    created = p;
+    if (p == p.parent_path()) break;
+  }
+  if (created.empty() && !fs::exists(dest / run_id, ec)) created = dest / run_id;
+  Status fetched = store_->Fetch(run_id, dest);
+  if (!fetched.ok() && !created.empty()) fs::remove_all(created, ec);
+  return fetched;
 }
 
-Result<std::vector<std::string>> ResultArchive::Prune(int keep) {
+std::string ResultArchive::WhyMayStillRun(const std::string& run_id) const {
+  std::optional<RunOwner> owner = ReadOwnerFile(outbox_dir_ / OwnerPath(run_id));
+  if (owner) return OwnerMayRun(*owner);
+  // No owner in this outbox: the run is another host's (or its owner's
+  // outbox is gone). Its id says when it started.
+  std::optional<std::time_t> started = ParseUtc(run_id.substr(0, 16), "%Y%m%dT%H%M%SZ");
+  auto grace = std::chrono::duration_cast<std::chrono::seconds>(kUncheckedRunGrace).count();
+  if (started && UnixNow() - *started < grace) {
+    return "started less than " + std::to_string(grace / 3600) +
+           " h ago and its owner cannot be checked from here";
+  }
+  return "";
+}
+
+Result<PruneResult> ResultArchive::Prune(int keep) {
   if (keep < 0) {
     return InvalidArgumentError("prune: --keep must be >= 0, got " + std::to_string(keep));
   }
   SANDRUN_ASSIGN_OR_RETURN(std::vector<RunListing> runs, ListRuns());
-  std::vector<std::string> removed;
+  PruneResult result;
   for (std::size_t i = static_cast<std::size_t>(keep); i < runs.size(); ++i) {
+    if (!runs[i].has_summary) {
+      std::string why = WhyMayStillRun(runs[i].run_id);
+      if (!why.empty()) {
+        result.kept_running.emplace_back(runs[i].run_id, why);
+        continue;
+      }
+    }
     SANDRUN_RETURN_IF_ERROR(store_->Remove(runs[i].run_id));
-    removed.push_back(runs[i].run_id);
+    result.removed.push_back(runs[i].run_id);
   }
-  return removed;
+  return result;
 }
 
 }  // namespace sandrun

@@ -199,11 +199,18 @@ class RunContext {
     TaskRecord record = NewRecord(task);
     Clock::time_point begin = Clock::now();
     std::int64_t queue_ms = MillisBetween(run_start, begin);
+    // What the outbox keeps while the task runs, so a sandrun that is
+    // killed still leaves a record of it (see ResultArchive::WriteStarted).
+    TaskRecord started = record;
+    started.result.durations.queue_ms = queue_ms;
     ExecResult result;
     for (int attempt = 1;; ++attempt) {
       listener_.OnTaskStart(task, attempt);
       record.attempts = attempt;
-      Result<ExecResult> outcome = RunAttempt(task, index);
+      started.attempts = attempt;
+      started.attempt_errors = record.attempt_errors;
+      NoteStarted(task, started);
+      Result<ExecResult> outcome = RunAttempt(task, index, started);
       if (outcome.ok()) {
         result = std::move(outcome).value();
         break;
@@ -246,9 +253,15 @@ class RunContext {
     return record;
   }
 
+  /// Best effort: a task whose progress cannot be noted still runs.
+  void NoteStarted(const Task& task, const TaskRecord& started) {
+    archive_.WriteStarted(started, task.exec.output_cap_bytes).IgnoreError();
+  }
+
   /// Creates a sandbox, uploads, runs, downloads, terminates. A non-OK Result
-  /// is an infrastructure failure of this attempt.
-  Result<ExecResult> RunAttempt(const Task& task, std::size_t index) {
+  /// is an infrastructure failure of this attempt. `started` gets the
+  /// sandbox id and phase durations as they become known.
+  Result<ExecResult> RunAttempt(const Task& task, std::size_t index, TaskRecord& started) {
     SandboxSpec spec = task.sandbox;
     spec.labels["managed-by"] = "sandrun";
     spec.labels["run"] = run_id_;
@@ -272,6 +285,9 @@ class RunContext {
     if (!created.ok()) return created.status().WithContext("creating sandbox");
     std::shared_ptr<Sandbox> sandbox = std::move(created).value();
     Clock::time_point t1 = Clock::now();
+    started.sandbox_id = sandbox->Id();
+    started.result.durations.create_ms = MillisBetween(t0, t1);
+    NoteStarted(task, started);
     bool stopped;
     {
       std::lock_guard lock(state.mu);
@@ -299,6 +315,10 @@ class RunContext {
       if (!put.ok()) return put.WithContext("uploading " + upload.source);
     }
     Clock::time_point t2 = Clock::now();
+    if (!task.sandbox.uploads.empty()) {
+      started.result.durations.upload_ms = MillisBetween(t1, t2);
+      NoteStarted(task, started);
+    }
 
     ExecRequest request = task.exec;
     SANDRUN_ASSIGN_OR_RETURN(std::filesystem::path artifacts,
@@ -390,7 +410,8 @@ RunRecord Summarise(const std::string& run_id, const std::string& backend,
       case Outcome::kSignaled:
       case Outcome::kOomKilled: ++run.failed; break;
       case Outcome::kTimedOut: ++run.timed_out; break;
-      case Outcome::kInfraError: ++run.infra_errors; break;
+      case Outcome::kInfraError:
+      case Outcome::kInterrupted: ++run.infra_errors; break;
       case Outcome::kCancelled: ++run.cancelled; break;
     }
     if (Passed(r.result) && (best_exec < 0 || r.result.durations.exec_ms < best_exec)) {

@@ -97,6 +97,7 @@ std::string FailureMessage(const ExecResult& r) {
     case Outcome::kOomKilled: return "killed: out of memory";
     case Outcome::kCancelled: return "cancelled";
     case Outcome::kInfraError: return r.error.empty() ? "infrastructure error" : r.error;
+    case Outcome::kInterrupted: return r.error.empty() ? "interrupted" : r.error;
   }
   return "unknown outcome";
 }
@@ -115,6 +116,7 @@ std::string StreamText(const CapturedStream& stream) {
 void AppendTestCase(std::string& out, const TaskRecord& task) {
   const ExecResult& r = task.result;
   auto [classname, name] = ClassAndName(task);
+  const std::string command = QuoteForDisplay(RedactArgv(task.argv));
   out += "    <testcase" + Attr("classname", classname) + Attr("name", name) +
          Attr("time", Seconds(r.durations.total_ms)) + ">\n";
   out += "      <properties>\n";
@@ -126,7 +128,7 @@ void AppendTestCase(std::string& out, const TaskRecord& task) {
   prop("backend", task.backend);
   prop("sandbox_id", task.sandbox_id.empty() ? r.sandbox_id : task.sandbox_id);
   if (!task.image.empty()) prop("image", task.image);
-  prop("command", QuoteForDisplay(task.argv));
+  prop("command", command);
   prop("outcome", OutcomeName(r.outcome));
   prop("exit_code", std::to_string(ExitCodeOf(r)));
   prop("attempts", std::to_string(task.attempts));
@@ -143,11 +145,11 @@ void AppendTestCase(std::string& out, const TaskRecord& task) {
   std::string message = FailureMessage(r);
   if (verdict == "failed" || verdict == "timed_out" || verdict == "oom") {
     out += "      <failure" + Attr("message", message) + Attr("type", OutcomeName(r.outcome)) +
-           ">" + Escape(QuoteForDisplay(task.argv) + "\n" + message, false) + "</failure>\n";
-  } else if (verdict == "infra_error") {
+           ">" + Escape(command + "\n" + message, false) + "</failure>\n";
+  } else if (verdict == "infra_error" || verdict == "interrupted") {
     std::string body = message;
     for (const std::string& e : task.attempt_errors) body += "\nearlier attempt: " + e;
-    out += "      <error" + Attr("message", message) + Attr("type", "infra_error") + ">" +
+    out += "      <error" + Attr("message", message) + Attr("type", verdict) + ">" +
            Escape(body, false) + "</error>\n";
   } else if (verdict == "cancelled") {
     out += "      <skipped" + Attr("message", message) + "/>\n";
@@ -180,7 +182,7 @@ std::string JUnitXml(const RunRecord& run, const std::vector<TaskRecord>& tasks)
   for (const TaskRecord& task : tasks) {
     std::string verdict = VerdictOf(task.result);
     if (verdict == "failed" || verdict == "timed_out" || verdict == "oom") ++failures;
-    if (verdict == "infra_error") ++errors;
+    if (verdict == "infra_error" || verdict == "interrupted") ++errors;
     if (verdict == "cancelled") ++skipped;
     total_ms += task.result.durations.total_ms;
   }
@@ -206,7 +208,9 @@ std::string JUnitXml(const RunRecord& run, const std::vector<TaskRecord>& tasks)
   prop("wall_ms", std::to_string(run.wall_ms));
   prop("started_at", run.started_at);
   prop("finished_at", run.finished_at);
-  if (!run.command_line.empty()) prop("command_line", QuoteForDisplay(run.command_line));
+  if (!run.command_line.empty()) {
+    prop("command_line", QuoteForDisplay(RedactArgv(run.command_line)));
+  }
   if (!run.fastest_passing_task.empty()) prop("fastest_passing_task", run.fastest_passing_task);
   for (const auto& [key, value] : run.labels) prop("label." + key, value);
   out += "    </properties>\n";
@@ -228,10 +232,9 @@ void JUnitFileListener::OnTaskEnd(const TaskRecord& record) {
 
 void JUnitFileListener::OnRunEnd(const RunRecord& record) {
   std::lock_guard<std::mutex> lock(mu_);
-  // A directory store over the file's directory gives an atomic write.
-  std::filesystem::path dir = path_.parent_path();
-  DirectoryArchiveStore target_dir(dir.empty() ? std::filesystem::path(".") : dir);
-  status_ = target_dir.PutBytes(path_.filename().string(), JUnitXml(record, tasks_));
+  // Atomic (temp file + rename); creates no directory: a missing one is
+  // the caller's mistake, caught by CheckWritableFile before the run.
+  status_ = WriteFileAtomically(path_, JUnitXml(record, tasks_), 0644);
   if (!status_.ok()) status_ = status_.WithContext("cannot write JUnit file " + path_.string());
 }
 

@@ -1,9 +1,63 @@
 #include "sandrun/output_collector.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <string_view>
 
 namespace sandrun {
+namespace {
+
+// Start of the character that `text[i]` belongs to, looking back at most 3
+// bytes (UTF-8 continuation bytes are 10xxxxxx).
+std::size_t CharStart(std::string_view text, std::size_t i) {
+  std::size_t start = i;
+  while (start > 0 && i - start < 3 && (static_cast<unsigned char>(text[start]) & 0xC0) == 0x80) {
+    --start;
+  }
+  return (static_cast<unsigned char>(text[start]) & 0xC0) == 0x80 ? i : start;
+}
+
+std::string OmittedMarker(std::uint64_t omitted) {
+  return "\n[... " + std::to_string(omitted) + " bytes omitted ...]\n";
+}
+
+// The head, a marker saying how much was dropped, and the tail, in at most
+// `cap` bytes all told: the marker's room comes out of the head and tail,
+// so the record never holds more than the cap. Cuts fall on UTF-8
+// character boundaries, so valid text stays valid (and is not inflated by
+// replacement characters when it is written to JSON).
+std::string JoinWithinCap(std::string_view head, std::string_view tail, std::size_t cap,
+                          std::uint64_t total) {
+  // Room is reserved for the longest marker this stream can need (every
+  // byte omitted); a cap too small for it gets a short marker, or none.
+  constexpr std::string_view kShortMarker = "\n[...]\n";
+  const bool counted = OmittedMarker(total).size() <= cap;
+  std::size_t marker_room = counted ? OmittedMarker(total).size()
+                            : kShortMarker.size() <= cap ? kShortMarker.size() : 0;
+  std::size_t room = cap - marker_room;
+  std::size_t tail_keep = std::min(tail.size(), room / 2);
+  std::size_t head_keep = std::min(head.size(), room - tail_keep);
+  tail_keep = std::min(tail.size(), room - head_keep);
+  if (head_keep < head.size()) head_keep = CharStart(head, head_keep);
+  std::size_t tail_from = tail.size() - tail_keep;
+  while (tail_from < tail.size() && tail_from - (tail.size() - tail_keep) < 3 &&
+         (static_cast<unsigned char>(tail[tail_from]) & 0xC0) == 0x80) {
+    ++tail_from;
+  }
+  std::string_view kept_tail = tail.substr(tail_from);
+  std::uint64_t omitted = total - head_keep - kept_tail.size();
+  std::string text(head.substr(0, head_keep));
+  if (counted) text += OmittedMarker(omitted);
+  else if (marker_room > 0) text += kShortMarker;
+  text += kept_tail;
+  return text;
+}
+
+}  // namespace
 
 OutputCollector::OutputCollector(StreamKind kind, std::size_t cap_bytes,
                                  std::string spill_path, OutputCallback live)
@@ -13,7 +67,18 @@ OutputCollector::OutputCollector(StreamKind kind, std::size_t cap_bytes,
       spill_path_(std::move(spill_path)),
       live_(std::move(live)) {
   if (!spill_path_.empty()) {
-    spill_ = std::fopen(spill_path_.c_str(), "wb");
+    // 0600: spills sit in the outbox and then the archive, both private.
+    int fd = ::open(spill_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd >= 0) {
+      spill_ = ::fdopen(fd, "wb");
+      if (spill_ == nullptr) {
+        ::close(fd);
+      } else {
+        // Unbuffered: what the command wrote is on disk even if sandrun is
+        // killed the next moment (a later `results sync` reads it there).
+        std::setvbuf(spill_, nullptr, _IONBF, 0);
+      }
+    }
     if (spill_ == nullptr) {
       spill_status_ = InternalError("cannot write " + spill_path_ + ": " + std::strerror(errno));
       spill_path_.clear();
@@ -78,13 +143,12 @@ CapturedStream OutputCollector::Finish(Status* spill_status) {
   } else {
     tail = tail_ring_;
   }
-  std::uint64_t kept = head_.size() + tail.size();
-  out.truncated = kept < total_;
-  out.text = head_;
-  if (out.truncated) {
-    out.text += "\n[... " + std::to_string(total_ - kept) + " bytes omitted ...]\n";
+  out.truncated = head_.size() + tail.size() < total_;
+  if (!out.truncated) {
+    out.text = head_ + tail;
+  } else {
+    out.text = JoinWithinCap(head_, tail, head_cap_ + tail_cap_, total_);
   }
-  out.text += tail;
   if (spill_status != nullptr) *spill_status = spill_status_;
   return out;
 }

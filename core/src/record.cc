@@ -15,7 +15,6 @@ namespace sandrun {
 namespace {
 
 using internal::IsValidUtf8;
-using internal::SanitizeUtf8;
 
 // ordered_json keeps the fields in the documented order, for human readers.
 using Json = nlohmann::ordered_json;
@@ -67,15 +66,43 @@ std::optional<std::string> Base64Decode(std::string_view text) {
   return out;
 }
 
+// A readable copy of `text` that is no longer than it: each run of bytes
+// that are not well-formed UTF-8 becomes one U+FFFD, and should that still
+// come out longer (lone bad bytes: three bytes for one), the copy is cut at
+// a character boundary. The output cap thus bounds every "text" in a record.
+std::string ReadableCopy(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  bool in_bad_run = false;
+  for (std::size_t i = 0; i < text.size();) {
+    std::size_t len = internal::Utf8SequenceLength(text, i);
+    if (len == 0) {
+      if (!in_bad_run) out += internal::kReplacementChar;
+      in_bad_run = true;
+      ++i;
+      continue;
+    }
+    in_bad_run = false;
+    out += text.substr(i, len);
+    i += len;
+  }
+  if (out.size() > text.size()) {
+    std::size_t cut = text.size();
+    while (cut > 0 && (static_cast<unsigned char>(out[cut]) & 0xC0) == 0x80) --cut;
+    out.resize(cut);
+  }
+  return out;
+}
+
 // Stream text is arbitrary bytes. JSON strings must be UTF-8, so text that is
-// not gets a readable copy (U+FFFD for bad bytes) plus the exact bytes in
-// base64, which the reader prefers.
+// not gets a readable copy plus the exact bytes in base64, which the reader
+// prefers.
 Json StreamToJson(const CapturedStream& stream) {
   Json j;
   if (IsValidUtf8(stream.text)) {
     j["text"] = stream.text;
   } else {
-    j["text"] = SanitizeUtf8(stream.text);
+    j["text"] = ReadableCopy(stream.text);
     j["text_base64"] = Base64Encode(stream.text);
   }
   j["total_bytes"] = stream.total_bytes;
@@ -234,7 +261,48 @@ Result<Json> ParseRecord(const std::string& text, std::string_view what,
   return j;
 }
 
+// "K=V" -> "K=…". A bare value is a key (`-e K` passes the variable on)
+// unless `bare_is_secret`.
+std::string RedactValue(std::string_view value, bool bare_is_secret) {
+  std::size_t eq = value.find('=');
+  if (eq == std::string_view::npos) return bare_is_secret ? kRedacted : std::string(value);
+  return std::string(value.substr(0, eq + 1)) + kRedacted;
+}
+
 }  // namespace
+
+std::vector<std::string> RedactArgv(const std::vector<std::string>& argv) {
+  // Flags whose value is a secret, given as the next argument or after '='
+  // (and for -e, glued on: -eK=V).
+  static constexpr std::string_view kFlags[] = {"-e", "--env", "--secret"};
+  std::vector<std::string> out;
+  out.reserve(argv.size());
+  std::string_view value_of;  // the flag whose value comes next
+  for (const std::string& arg : argv) {
+    if (!value_of.empty()) {
+      out.push_back(RedactValue(arg, value_of == "--secret"));
+      value_of = {};
+      continue;
+    }
+    std::string redacted = arg;
+    for (std::string_view flag : kFlags) {
+      std::string_view a = arg;
+      if (a == flag) {
+        value_of = flag;
+      } else if (a.size() > flag.size() && a.substr(0, flag.size()) == flag &&
+                 (a[flag.size()] == '=' || flag == "-e")) {
+        std::size_t value_at = flag.size() + (a[flag.size()] == '=' ? 1 : 0);
+        redacted = std::string(a.substr(0, value_at)) +
+                   RedactValue(a.substr(value_at), flag == "--secret");
+      } else {
+        continue;
+      }
+      break;
+    }
+    out.push_back(std::move(redacted));
+  }
+  return out;
+}
 
 std::string VerdictOf(const ExecResult& result) {
   switch (result.outcome) {
@@ -244,6 +312,7 @@ std::string VerdictOf(const ExecResult& result) {
     case Outcome::kOomKilled: return "oom";
     case Outcome::kCancelled: return "cancelled";
     case Outcome::kInfraError: return "infra_error";
+    case Outcome::kInterrupted: return "interrupted";
   }
   return "infra_error";
 }
@@ -258,7 +327,7 @@ std::string ToJson(const TaskRecord& record, int indent) {
   j["backend"] = record.backend;
   j["image"] = record.image;
   j["sandbox_id"] = record.sandbox_id.empty() ? r.sandbox_id : record.sandbox_id;
-  j["argv"] = record.argv;
+  j["argv"] = RedactArgv(record.argv);
   j["outcome"] = std::string(OutcomeName(r.outcome));
   j["verdict"] = VerdictOf(r);
   j["exit_code"] = r.exit_code;
@@ -341,7 +410,7 @@ std::string ToJson(const RunRecord& record, int indent) {
   j["finished_at"] = record.finished_at;
   j["wall_ms"] = record.wall_ms;
   j["host"] = record.host;
-  j["command_line"] = record.command_line;
+  j["command_line"] = RedactArgv(record.command_line);
   j["total"] = record.total;
   j["passed"] = record.passed;
   j["failed"] = record.failed;

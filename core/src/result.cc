@@ -5,13 +5,14 @@
 
 namespace sandrun {
 namespace {
-constexpr std::array<std::pair<Outcome, std::string_view>, 6> kOutcomeNames{{
+constexpr std::array<std::pair<Outcome, std::string_view>, 7> kOutcomeNames{{
     {Outcome::kExited, "exited"},
     {Outcome::kSignaled, "signaled"},
     {Outcome::kTimedOut, "timed_out"},
     {Outcome::kOomKilled, "oom_killed"},
     {Outcome::kCancelled, "cancelled"},
     {Outcome::kInfraError, "infra_error"},
+    {Outcome::kInterrupted, "interrupted"},
 }};
 }  // namespace
 
@@ -36,7 +37,8 @@ int ExitCodeOf(const ExecResult& result) {
     case Outcome::kTimedOut: return kExitTimedOut;
     case Outcome::kOomKilled: return kExitSignalBase + 9;  // what docker run reports
     case Outcome::kCancelled: return kExitInterrupted;
-    case Outcome::kInfraError: return kExitSandrunError;
+    case Outcome::kInfraError:
+    case Outcome::kInterrupted: return kExitSandrunError;
   }
   return kExitSandrunError;
 }

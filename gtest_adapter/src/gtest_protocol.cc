@@ -332,7 +332,8 @@ Verdict Judge(const std::string& test, const TaskRecord& record, const Downloade
                     "sandrun: timed out after " + SecondsText(timeout_ms) + " on backend " +
                         record.backend + ", in " + Where(record),
                     true);
-    case Outcome::kInfraError: {
+    case Outcome::kInfraError:
+    case Outcome::kInterrupted: {
       std::string summary = "sandrun infrastructure error (not a test failure) on backend " +
                             record.backend + " after " + std::to_string(record.attempts) +
                             " attempt(s): " + r.error;

@@ -907,7 +907,8 @@ Result<std::vector<Leftover>> DockerBackend::ListLeftovers() {
       if (IsVolumeHelperRole(l.labels["dev.sandrun.role"])) {
         l.owner_alive = true;  // Shared and never started: kept.
         l.description = l.id.substr(0, 12) + " " + l.labels["dev.sandrun.role"] +
-                        " helper for volume " + l.labels["dev.sandrun.volume"] + " (kept)";
+                        " helper for volume " + l.labels["dev.sandrun.volume"];
+        l.keep_reason = "shared by every run to reach the volume; never started, not a sandbox";
         out.push_back(std::move(l));
         continue;
       }

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -13,6 +15,7 @@
 #include <thread>
 #include <vector>
 
+#include "sandrun/util.h"
 #include "support/test_util.h"
 
 namespace sandrun {
@@ -286,11 +289,11 @@ TEST(ResultArchiveTest, ListRunsNewestFirstAndPruneRemovesOldest) {
 
   auto removed = f.archive.Prune(1);
   ASSERT_TRUE(removed.ok());
-  EXPECT_EQ(*removed,
+  EXPECT_EQ(removed->removed,
             (std::vector<std::string>{"20260201T000000Z-0002", "20260101T000000Z-0001"}));
   EXPECT_FALSE(fs::exists(f.store_root / "20260101T000000Z-0001"));
   EXPECT_TRUE(fs::exists(f.store_root / "20260301T000000Z-0003/run.json"));
-  EXPECT_TRUE(f.archive.Prune(5)->empty());
+  EXPECT_TRUE(f.archive.Prune(5)->removed.empty());
   EXPECT_EQ(f.archive.Prune(-1).status().code(), StatusCode::kInvalidArgument);
 }
 
@@ -468,6 +471,153 @@ TEST(ResultArchiveTest, RejectsUnsafeIds) {
   EXPECT_EQ(f.archive.WriteTask(MakeTask("r", "a/b")).code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(f.archive.ArtifactDir("r", "..").status().code(), StatusCode::kInvalidArgument);
   EXPECT_FALSE(fs::exists(f.dir.path() / "evil"));
+}
+
+}  // namespace
+}  // namespace sandrun
+
+namespace sandrun {
+namespace {
+
+mode_t ModeOf(const fs::path& path) {
+  struct stat st {};
+  EXPECT_EQ(lstat(path.c_str(), &st), 0) << path;
+  return st.st_mode & 07777;
+}
+
+// A pid that surely names no process: a child that has exited and been reaped.
+int DeadPid() {
+  pid_t pid = fork();
+  if (pid == 0) _exit(0);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return pid;
+}
+
+TEST(DirectoryArchiveStoreTest, AWideRootIsNarrowedAndEverythingWrittenIsPrivate) {
+  TempDir dir;
+  fs::path root = dir.path() / "archive";
+  fs::create_directories(root / "old");
+  fs::permissions(root, fs::perms::all);
+  fs::permissions(root / "old", fs::perms::all);
+  fs::path source = dir.path() / "tree";
+  fs::create_directories(source / "sub");
+  std::ofstream(source / "sub" / "f") << "x";
+  fs::permissions(source / "sub", fs::perms::all);
+  fs::permissions(source / "sub" / "f", fs::perms::all);
+
+  DirectoryArchiveStore store(root);
+  EXPECT_EQ(ModeOf(root), 0700u) << "tightened on open";
+  ASSERT_TRUE(store.PutBytes("old/a/b.json", "{}").ok());
+  ASSERT_TRUE(store.PutFile("run/artifacts/t", source).ok());
+  for (const char* d : {"old", "old/a", "run", "run/artifacts", "run/artifacts/t",
+                        "run/artifacts/t/sub"}) {
+    EXPECT_EQ(ModeOf(root / d), 0700u) << d;
+  }
+  EXPECT_EQ(ModeOf(root / "old/a/b.json"), 0600u);
+  EXPECT_EQ(ModeOf(root / "run/artifacts/t/sub/f"), 0600u);
+}
+
+TEST(ResultArchiveTest, SyncDeliversStartedTasksOfADeadOwnerAsInterrupted) {
+  Fixture f;
+  auto id = f.archive.BeginRun();
+  ASSERT_TRUE(id.ok());
+  TaskRecord started = MakeTask(*id, "t");
+  started.sandbox_id = "sb-1";
+  started.result.durations.create_ms = 7;
+  ASSERT_TRUE(f.archive.WriteStarted(started, 16).ok());
+  auto artifacts = f.archive.ArtifactDir(*id, "t");
+  ASSERT_TRUE(artifacts.ok());
+  std::ofstream(*artifacts / "stdout.log") << std::string(100, 'a') << "the end";
+
+  // This process owns the run: nothing waits yet, and Sync leaves it be.
+  EXPECT_EQ(f.archive.PendingCount(), 0);
+  ASSERT_TRUE(f.archive.Sync().ok());
+  EXPECT_FALSE(fs::exists(f.store_root / *id / "tasks"));
+
+  // The owner dies (its pid is now free).
+  std::ofstream(f.outbox / *id / "owner", std::ios::trunc)
+      << R"({"pid": )" << DeadPid() << R"(, "host": ")" << HostName() << R"(", "started_unix": 1})";
+  EXPECT_EQ(f.archive.PendingCount(), 1);
+  auto synced = f.archive.Sync();
+  ASSERT_TRUE(synced.ok()) << synced.status().ToString();
+  EXPECT_EQ(*synced, 1);
+  auto task = f.archive.ReadTask(*id, "t");
+  ASSERT_TRUE(task.ok()) << task.status().ToString();
+  EXPECT_EQ(task->result.outcome, Outcome::kInterrupted);
+  EXPECT_EQ(VerdictOf(task->result), "interrupted");
+  EXPECT_EQ(task->sandbox_id, "sb-1");
+  EXPECT_EQ(task->result.durations.create_ms, 7);
+  EXPECT_LE(task->result.stdout_stream.text.size(), 16u);
+  EXPECT_EQ(task->result.stdout_stream.total_bytes, 107u);
+  EXPECT_TRUE(fs::exists(f.store_root / *id / "artifacts/t/stdout.log"));
+  EXPECT_FALSE(fs::exists(f.outbox / *id)) << "the outbox of the dead run is cleaned";
+  EXPECT_EQ(f.archive.PendingCount(), 0);
+}
+
+TEST(ResultArchiveTest, AFinishedTaskLeavesNoStartedRecord) {
+  Fixture f;
+  auto id = f.archive.BeginRun();
+  ASSERT_TRUE(id.ok());
+  ASSERT_TRUE(f.archive.WriteStarted(MakeTask(*id, "t"), 1024).ok());
+  EXPECT_TRUE(fs::exists(f.outbox / *id / "started/t.json"));
+  ASSERT_TRUE(f.archive.WriteTask(MakeTask(*id, "t")).ok());
+  EXPECT_FALSE(fs::exists(f.outbox / *id / "started/t.json"));
+  ASSERT_TRUE(f.archive.WriteRun(MakeRun(*id)).ok());
+  EXPECT_FALSE(fs::exists(f.outbox / *id)) << "the owner goes with the finished run";
+}
+
+TEST(ResultArchiveTest, PruneSparesRunsThatMayStillRun) {
+  Fixture f;
+  // Ours, still going (this process is its owner), no run.json.
+  auto running = f.archive.BeginRun();
+  ASSERT_TRUE(running.ok());
+  ASSERT_TRUE(f.archive.WriteTask(MakeTask(*running, "t")).ok());
+  // Another host's, without run.json: young (kept) and old (removed).
+  const std::string young = NewRunId();
+  const std::string old = "20200101T000000Z-0001";
+  ASSERT_TRUE(f.store->PutBytes(young + "/tasks/t.json", ToJson(MakeTask(young, "t"))).ok());
+  ASSERT_TRUE(f.store->PutBytes(old + "/tasks/t.json", ToJson(MakeTask(old, "t"))).ok());
+
+  auto pruned = f.archive.Prune(0);
+  ASSERT_TRUE(pruned.ok());
+  EXPECT_EQ(pruned->removed, std::vector<std::string>{old});
+  ASSERT_EQ(pruned->kept_running.size(), 2u);
+  EXPECT_TRUE(fs::exists(f.store_root / *running));
+  EXPECT_TRUE(fs::exists(f.store_root / young));
+
+  // Once its owner is gone, the run is pruned like any other.
+  std::ofstream(f.outbox / *running / "owner", std::ios::trunc)
+      << R"({"pid": )" << DeadPid() << R"(, "host": ")" << HostName() << R"(", "started_unix": 1})";
+  pruned = f.archive.Prune(0);
+  ASSERT_TRUE(pruned.ok());
+  EXPECT_EQ(pruned->removed, std::vector<std::string>{*running});
+}
+
+TEST(ResultArchiveTest, FailedFetchLeavesNothingBehind) {
+  Fixture f;
+  const std::string id = "20260101T000000Z-0001";
+  ASSERT_TRUE(f.archive.WriteTask(MakeTask(id, "t")).ok());
+  fs::path dest = f.dir.path() / "fetched" / "deeper";
+  EXPECT_EQ(f.archive.Fetch("20260101T000000Z-ffff", dest).code(), StatusCode::kNotFound);
+  EXPECT_FALSE(fs::exists(f.dir.path() / "fetched"));
+  // A symlink out of the run makes the fetch fail after it began.
+  fs::create_symlink("/etc/passwd", f.store_root / id / "escape");
+  EXPECT_FALSE(f.archive.Fetch(id, dest).ok());
+  EXPECT_FALSE(fs::exists(f.dir.path() / "fetched"));
+}
+
+TEST(CheckWritableFileTest, RefusesWhatCannotBeWrittenAndCreatesNothing) {
+  TempDir dir;
+  EXPECT_TRUE(CheckWritableFile(dir.path() / "report.xml").ok());
+  Status missing = CheckWritableFile(dir.path() / "no" / "report.xml");
+  EXPECT_EQ(missing.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(missing.message().find((dir.path() / "no" / "report.xml").string()),
+            std::string::npos);
+  EXPECT_FALSE(CheckWritableFile(dir.path()).ok()) << "a directory";
+  std::ofstream(dir.path() / "file") << "x";
+  EXPECT_FALSE(CheckWritableFile(dir.path() / "file" / "report.xml").ok());
+  EXPECT_EQ(std::distance(fs::directory_iterator(dir.path()), fs::directory_iterator()), 1);
 }
 
 }  // namespace

@@ -294,7 +294,7 @@ TEST(JUnitXmlTest, TruncatedStreamPointsAtTheSpillFile) {
 
 TEST(JUnitFileListenerTest, WritesTheFileAtRunEnd) {
   testing::TempDir dir;
-  auto path = dir.path() / "reports" / "junit.xml";
+  auto path = dir.path() / "junit.xml";
   JUnitFileListener listener(path, /*max_stream_bytes=*/8);
   TaskRecord t = SampleTask("t1", Outcome::kExited, 1);
   t.result.stdout_stream.text = "0123456789abcdef";
@@ -314,6 +314,14 @@ TEST(JUnitFileListenerTest, WritesTheFileAtRunEnd) {
   EXPECT_EQ(out.find("01234567"), std::string::npos);
   EXPECT_NE(out.find("89abcdef"), std::string::npos);
   EXPECT_NE(out.find("8 bytes omitted"), std::string::npos);
+}
+
+TEST(JUnitFileListenerTest, CreatesNoMissingDirectory) {
+  testing::TempDir dir;
+  JUnitFileListener listener(dir.path() / "reports" / "junit.xml");
+  listener.OnRunEnd(SampleRun());
+  EXPECT_EQ(listener.status().code(), StatusCode::kNotFound);
+  EXPECT_FALSE(std::filesystem::exists(dir.path() / "reports"));
 }
 
 TEST(JUnitFileListenerTest, ReportsAWriteFailure) {

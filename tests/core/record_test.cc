@@ -129,6 +129,47 @@ TEST(TaskRecordTest, InvalidUtf8OutputIsStoredExactlyWithoutThrowing) {
   EXPECT_EQ(parsed->result.stdout_stream.text, binary);
 }
 
+TEST(TaskRecordTest, TheReadableCopyOfInvalidUtf8IsNoLongerThanTheBytes) {
+  TaskRecord record = FullTaskRecord();
+  std::string lone_bad_bytes;
+  for (int i = 0; i < 300; ++i) lone_bad_bytes += i % 2 ? "\xFF" : "a";
+  for (const std::string& text : {lone_bad_bytes, std::string("ok \xFF\xFE\xFD done")}) {
+    record.result.stdout_stream.text = text;
+    auto j = nlohmann::json::parse(ToJson(record, -1));
+    std::string readable = j["stdout"]["text"];
+    EXPECT_LE(readable.size(), text.size());
+    EXPECT_NE(readable.find("\xEF\xBF\xBD"), std::string::npos);
+    auto parsed = TaskRecordFromJson(ToJson(record, -1));
+    ASSERT_TRUE(parsed.ok());
+    EXPECT_EQ(parsed->result.stdout_stream.text, text);
+  }
+}
+
+TEST(RedactArgvTest, HidesEnvAndSecretValuesKeepingTheKeys) {
+  std::vector<std::string> argv = {"sandrun", "exec",  "-e",       "A=1",    "-eB=2",
+                                   "--env",   "C=3",   "--env=D=4", "--secret", "name",
+                                   "--secret=E=5",     "-e",       "PLAIN",  "--",
+                                   "sh",      "-c",    "echo hi"};
+  std::vector<std::string> expected = {
+      "sandrun", "exec",   "-e",          "A=\u2026", "-eB=\u2026", "--env", "C=\u2026",
+      "--env=D=\u2026",    "--secret",    "\u2026",   "--secret=E=\u2026",  "-e",
+      "PLAIN",   "--",     "sh",          "-c",       "echo hi"};
+  EXPECT_EQ(RedactArgv(argv), expected);
+  EXPECT_EQ(RedactArgv(expected), expected) << "idempotent";
+}
+
+TEST(RedactArgvTest, RecordsAndRunsAreWrittenRedacted) {
+  TaskRecord task = FullTaskRecord();
+  task.argv = {"docker", "run", "-e", "TOKEN=hunter2", "img"};
+  RunRecord run;
+  run.run_id = "r";
+  run.status = "passed";
+  run.command_line = {"sandrun", "exec", "--env=TOKEN=hunter2", "--", "true"};
+  EXPECT_EQ(ToJson(task).find("hunter2"), std::string::npos);
+  EXPECT_EQ(ToJson(run).find("hunter2"), std::string::npos);
+  EXPECT_NE(ToJson(run).find("--env=TOKEN=\u2026"), std::string::npos);
+}
+
 TEST(TaskRecordTest, InvalidUtf8InOtherFieldsIsReplacedNotThrown) {
   TaskRecord record = FullTaskRecord();
   record.argv = {"echo", "bad\xFF" "byte"};

@@ -157,6 +157,27 @@ TEST(E2eDocker, CleanupRemovesWhatAKilledSandrunLeftBehind) {
   EXPECT_TRUE(ContainersOfTask(task).empty()) << cleanup.out;
 }
 
+TEST(E2eDocker, CleanupSaysWhatHelperContainersAreAndWhyTheyStay) {
+  std::string reason = DockerUnavailableReason();
+  if (!reason.empty()) GTEST_SKIP() << reason;
+  Home home;
+  // A run through the docker archive leaves its volume helper behind.
+  CommandOutput run = home.Run({"exec", "--backend", "docker", "--image", kImage, "--", "true"});
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  CommandOutput dry = home.Run({"cleanup", "--backend", "docker", "--dry-run"});
+  EXPECT_EQ(dry.exit_code, 0) << dry.err;
+  std::vector<std::string> helpers = LinesWith(dry.out, "helper for volume");
+  ASSERT_FALSE(helpers.empty()) << dry.out;
+  for (const std::string& line : helpers) {
+    EXPECT_CONTAINS(line, "keeping ");
+    EXPECT_CONTAINS(line, "not a sandbox");
+    EXPECT_LACKS(line, "owner still running");
+  }
+  EXPECT_CONTAINS(dry.out, "dry run: ");
+  EXPECT_CONTAINS(dry.out, " would be removed");
+  EXPECT_CONTAINS(dry.out, "helper container(s) kept");
+}
+
 TEST(E2eDocker, TheSandboxLifetimeEndsALeakedContainerByItself) {
   std::string reason = DockerUnavailableReason();
   if (!reason.empty()) SANDRUN_SKIP_WITHOUT_DOCKER(reason);

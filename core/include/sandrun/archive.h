@@ -10,7 +10,11 @@
 //
 // Every record is first written to a local outbox directory and then
 // delivered to the store; a record the store refused stays in the outbox and
-// Sync() delivers it later, so nothing already recorded is lost. A store on
+// Sync() delivers it later, so nothing already recorded is lost. The outbox
+// also knows who runs each run (<run>/owner: pid and host, from
+// BeginRun) and which tasks have started (<run>/started/<task>.json, from
+// WriteStarted): when sandrun is killed mid-run, a later Sync() delivers
+// those tasks as Outcome::kInterrupted, with what they had streamed. A store on
 // this host gets each record at once; a remote one (a Docker or Modal volume,
 // where every write is a request) gets them in groups, at most a delivery
 // interval after they were written, and a run's last records together with
@@ -20,6 +24,7 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <cstdint>
 #include <filesystem>
 #include <functional>
 #include <memory>
@@ -27,6 +32,7 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "sandrun/record.h"
@@ -68,12 +74,19 @@ class ArchiveStore {
 };
 
 /// An ArchiveStore that is a directory on this host (the local backend's
-/// archive, and the outbox). The root is created on demand with mode 0700.
+/// archive, and the outbox). Its contents are private to the user, always:
+/// the root and every directory in it are mode 0700, every file 0600. The
+/// root is created on demand; a root that already exists with a wider mode
+/// is narrowed to 0700 when the store is constructed (opened), and every
+/// directory a write passes through, and everything it writes, is narrowed
+/// too, whatever the umask or the mode of the source.
 /// Every write goes to a temporary name in the target's directory and is
 /// renamed into place, so readers never see a partial file or tree.
 class DirectoryArchiveStore : public ArchiveStore {
  public:
   explicit DirectoryArchiveStore(std::filesystem::path root);
+  /// Creates directory `path` (and the root), mode 0700; returns its host path.
+  Result<std::filesystem::path> MakeDirectory(const std::string& path);
   std::string Describe() const override;
   Status PutFile(const std::string& path, const std::filesystem::path& host_path) override;
   Status PutBytes(const std::string& path, std::string_view data) override;
@@ -87,6 +100,18 @@ class DirectoryArchiveStore : public ArchiveStore {
   std::filesystem::path root_;
 };
 
+/// Writes `data` to `target` through a temporary sibling and a rename, so
+/// readers see the old file or the new one, never a part. The directory must
+/// exist; nothing else is created. A new file gets `mode` (less the umask).
+Status WriteFileAtomically(const std::filesystem::path& target, std::string_view data,
+                           unsigned mode);
+
+/// Checks, before anything runs, that `file` can be written later: its
+/// directory exists and this process may create files in it, and `file` is
+/// not a directory (nor an existing file it may not replace). Creates and
+/// leaves nothing behind. kInvalidArgument naming `file` otherwise.
+Status CheckWritableFile(const std::filesystem::path& file);
+
 /// True for "a/b.json"; false for "", "/abs", "a/../b", "a//b", "./a".
 bool IsSafeRelativePath(std::string_view path);
 
@@ -94,6 +119,25 @@ bool IsSafeRelativePath(std::string_view path);
 /// time; the random part and an exclusive create in the outbox keep two runs
 /// started in the same second apart.
 std::string NewRunId();
+
+/// The process running a run, as BeginRun noted it in the outbox.
+struct RunOwner {
+  int pid = 0;
+  std::string host;
+  std::int64_t started_unix = 0;
+};
+
+/// How long a run whose owner cannot be checked (it runs on another host,
+/// or this outbox has no owner for it) counts as possibly still running:
+/// `results prune` spares such a run without run.json for this long.
+inline constexpr std::chrono::hours kUncheckedRunGrace{24};
+
+/// What ResultArchive::Prune did.
+struct PruneResult {
+  std::vector<std::string> removed;
+  /// Old runs kept because they may still be running: id and why.
+  std::vector<std::pair<std::string, std::string>> kept_running;
+};
 
 /// Summary line of one run, for `sandrun results list`.
 struct RunListing {
@@ -121,7 +165,8 @@ class ResultArchive {
   const ArchiveStore& store() const { return *store_; }
   const std::filesystem::path& outbox_dir() const { return outbox_dir_; }
 
-  /// Reserves a fresh run id (exclusive directory in the outbox).
+  /// Reserves a fresh run id (exclusive directory in the outbox) and notes
+  /// this process (pid, host) as its owner there.
   Result<std::string> BeginRun();
   /// Replaces NewRunId() as BeginRun's source of candidate ids (tests use it
   /// to force collisions). Not thread-safe against a concurrent BeginRun.
@@ -140,9 +185,19 @@ class ResultArchive {
   /// still waits there, run.json last. An error: something was not delivered.
   Status WriteRun(const RunRecord& record);
 
-  /// Delivers everything left in the outbox. Returns how many records went.
+  /// Notes in the outbox that a task has started, or reached a later phase
+  /// (sandbox id, phase durations): `record` as it stands. Nothing is
+  /// delivered; WriteTask replaces it when the task ends. If this process
+  /// dies first, Sync() in a later one delivers it as Outcome::kInterrupted,
+  /// with the output the task spilled to its artifact directory (stdout.log,
+  /// stderr.log), capped at `output_cap` bytes per stream.
+  Status WriteStarted(const TaskRecord& record, std::size_t output_cap);
+
+  /// Delivers everything left in the outbox, including the started tasks of
+  /// runs whose owner is gone (as interrupted). Returns how many records went.
   Result<int> Sync();
-  /// Records waiting in the outbox (of one run when `run_id` is given).
+  /// Records waiting in the outbox (of one run when `run_id` is given),
+  /// counting started tasks of runs whose owner is gone.
   int PendingCount(const std::string& run_id = "") const;
 
   Result<std::vector<RunListing>> ListRuns();  ///< Newest first.
@@ -150,9 +205,16 @@ class ResultArchive {
   Result<std::vector<TaskRecord>> ReadTasks(const std::string& run_id);
   Result<TaskRecord> ReadTask(const std::string& run_id, const std::string& task_id);
   /// Copies the whole run (records and artifacts) into `dest/<run_id>/`.
+  /// Creates nothing when the run is not in the archive; a failed copy
+  /// removes what it created (`dest` when it did not exist, else dest/<run_id>).
   Status Fetch(const std::string& run_id, const std::filesystem::path& dest);
-  /// Keeps the newest `keep` runs, removes the rest; returns the removed ids.
-  Result<std::vector<std::string>> Prune(int keep);
+  /// Keeps the newest `keep` runs and removes the rest, except a run without
+  /// run.json that may still be running: its owner (from this outbox) is
+  /// alive, or it cannot be checked and the run is younger than
+  /// kUncheckedRunGrace.
+  Result<PruneResult> Prune(int keep);
+  /// Why a run may still be running ("" when it surely is not).
+  std::string WhyMayStillRun(const std::string& run_id) const;
 
  private:
   /// Sends the outbox entries `paths` (artifact trees and records, in this
@@ -161,6 +223,9 @@ class ResultArchive {
   /// Delivers every task of `run_id` waiting in the outbox (and run.json
   /// when `with_run_record`) in one group; `records` is how many it holds.
   Status DeliverRun(const std::string& run_id, bool with_run_record, int* records);
+  /// Turns the started records of `run_id` (whose owner is gone) into task
+  /// records in the outbox; returns how many.
+  Result<int> RecoverInterrupted(const std::string& run_id);
   void DeliveryLoop();
 
   std::shared_ptr<ArchiveStore> store_;

@@ -80,6 +80,9 @@ struct Leftover {
   bool owner_alive = false;  ///< The host process that created it still runs.
   bool expired = false;      ///< Its lifetime has passed.
   std::string description;   ///< One line for `sandrun cleanup --dry-run`.
+  /// Set when the backend keeps this whatever its owner or lifetime (a
+  /// shared helper, not a sandbox): what it is and why it stays, for humans.
+  std::string keep_reason;
 };
 
 class Backend {

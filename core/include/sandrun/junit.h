@@ -3,7 +3,7 @@
 //
 //   passed                              -> <testcase/>
 //   failed / timed_out / oom            -> <failure message type>
-//   infra_error                         -> <error message type>
+//   infra_error / interrupted           -> <error message type>
 //   cancelled                           -> <skipped message>
 //
 // Captured stdout/stderr go to <system-out>/<system-err>. Text is made valid

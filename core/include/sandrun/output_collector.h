@@ -4,7 +4,10 @@
 // same thing everywhere.
 //
 // Memory is bounded by the cap whatever the stream's size: the first half of
-// the cap is kept as the head, the last half in a ring as the tail.
+// the cap is kept as the head, the last half in a ring as the tail. The text
+// Finish() returns is at most the cap in bytes, the "[... N bytes omitted
+// ...]" marker included (its room comes out of the head and the tail), and
+// is cut on UTF-8 character boundaries so valid text stays valid.
 #ifndef SANDRUN_OUTPUT_COLLECTOR_H_
 #define SANDRUN_OUTPUT_COLLECTOR_H_
 

@@ -63,8 +63,21 @@ std::string ToJson(const RunRecord& record, int indent = 2);
 Result<TaskRecord> TaskRecordFromJson(const std::string& json);
 Result<RunRecord> RunRecordFromJson(const std::string& json);
 
-/// "passed" / "failed" / "timed_out" / "infra_error" / "cancelled" / "oom".
+/// "passed" / "failed" / "timed_out" / "infra_error" / "cancelled" / "oom" /
+/// "interrupted".
 std::string VerdictOf(const ExecResult& result);
+
+/// What to show of "K=V" when it is a secret: the key and an ellipsis, "K=…".
+/// A --secret value without '=' becomes "…"; `-e K` (no value) stays.
+inline constexpr char kRedacted[] = "\xE2\x80\xA6";  // U+2026 HORIZONTAL ELLIPSIS
+
+/// `argv` with the values of environment and secret flags replaced by
+/// kRedacted: `-e K=V`, `-eK=V`, `--env K=V`, `--env=K=V` become `K=…`, and
+/// `--secret X` / `--secret=X` likewise (keeping the key when X is K=V).
+/// Everything else is kept. Every place that records an argv (run.json's
+/// command_line, a task record's argv, JUnit properties) goes through this,
+/// so secrets given on a command line never reach the archive or a report.
+std::vector<std::string> RedactArgv(const std::vector<std::string>& argv);
 
 }  // namespace sandrun
 

@@ -20,6 +20,9 @@ enum class Outcome {
   kOomKilled,     ///< Killed for exceeding its memory limit.
   kCancelled,     ///< The user interrupted the run (Ctrl-C, --race winner).
   kInfraError,    ///< sandrun or the backend failed; the test never ran to an end.
+  /// sandrun itself ended (killed, crashed) while the task ran; the record
+  /// was recovered from the outbox afterwards (`sandrun results sync`).
+  kInterrupted,
 };
 std::string_view OutcomeName(Outcome outcome);  // "exited", "timed_out", ...
 /// Parses OutcomeName's output back; nullopt on anything else.
