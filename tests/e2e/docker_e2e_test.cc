@@ -189,6 +189,20 @@ TEST(E2eDocker, TheSandboxLifetimeEndsALeakedContainerByItself) {
   EXPECT_TRUE(ContainersOfTask(task).empty()) << cleanup.out;
 }
 
+TEST(E2eDocker, ALifetimeShorterThanTheCommandIsATimeoutAndNotRetried) {
+  std::string reason = DockerUnavailableReason();
+  if (!reason.empty()) GTEST_SKIP() << reason;
+  Home home;
+  const auto start = Clock::now();
+  CommandOutput out = home.Run({"exec", "--backend", "docker", "--image", kImage, "--lifetime",
+                                "3", "--retries", "2", "--", "sh", "-c", "echo begun; sleep 120"});
+  EXPECT_EQ(out.exit_code, 124) << out.err;
+  EXPECT_EQ(out.out, "begun\n");
+  EXPECT_CONTAINS(out.err, "the sandbox lifetime (3 s) ended the command");
+  EXPECT_EQ(out.err.find("retrying"), std::string::npos) << out.err;
+  EXPECT_LT(SecondsSince(start), 60) << "the lifetime did not end the command";
+}
+
 // A batch of `count` tasks, each `sleep SECONDS; echo task-N`.
 std::string SleepingBatch(int count, int seconds) {
   nlohmann::json tasks = nlohmann::json::array();

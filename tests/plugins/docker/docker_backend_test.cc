@@ -97,10 +97,10 @@ TEST(DockerAvailabilityTest, UnreachableDaemonNamesDockerHost) {
 }
 
 TEST(DockerOptionsTest, SectionAndEnvironment) {
-  auto o = ParseDockerOptions(R"({"host": "tcp://127.0.0.1:2375", "volume": "v"})", {});
+  auto o = ParseDockerOptions(R"({"host": "tcp://127.0.0.1:2375", "volume": "vol"})", {});
   ASSERT_TRUE(o.ok()) << o.status().ToString();
   EXPECT_EQ(o->host, "tcp://127.0.0.1:2375");
-  EXPECT_EQ(o->volume, "v");
+  EXPECT_EQ(o->volume, "vol");
   o = ParseDockerOptions(R"({"host": "tcp://127.0.0.1:2375"})", {{"DOCKER_HOST", "unix:///x"}});
   EXPECT_EQ(o->host, "unix:///x");
   EXPECT_FALSE(ParseDockerOptions(R"({"hots": "x"})", {}).ok());
