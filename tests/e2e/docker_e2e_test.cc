@@ -292,13 +292,20 @@ class PrivateEngine {
   std::string error_;
 };
 
-TEST(E2eDocker, AnEngineRestartMidBatchIsRetriedAndLosesNoRecord) {
+/// Why a PrivateEngine cannot run here, or "" when it can.
+std::string PrivateEngineUnavailableReason() {
   std::string reason = DockerUnavailableReason();
-  if (!reason.empty()) GTEST_SKIP() << reason;
+  if (!reason.empty()) return reason;
   if (sandrun::testing::RunCommand({"sh", "-c", "command -v dockerd"}).exit_code != 0 ||
       ::geteuid() != 0) {
-    GTEST_SKIP() << "needs root and dockerd to start an engine of its own";
+    return "needs root and dockerd to start an engine of its own";
   }
+  return "";
+}
+
+TEST(E2eDocker, AnEngineRestartMidBatchIsRetriedAndLosesNoRecord) {
+  std::string reason = PrivateEngineUnavailableReason();
+  if (!reason.empty()) GTEST_SKIP() << reason;
   Home home;
   // A short path: the socket's must fit in sockaddr_un.
   TempDir engine_dir;
@@ -445,12 +452,8 @@ TEST(E2eDocker, WhatTheEngineWouldRefuseIsBadInputBeforeAnyRunExists) {
 // engine stopped answering, and `sandrun cleanup` removes the container once
 // the engine answers again. A private engine: the shared one is never frozen.
 TEST(E2eDocker, AFrozenEngineCannotHoldATimedOutCommandPastItsDeadline) {
-  std::string reason = DockerUnavailableReason();
+  std::string reason = PrivateEngineUnavailableReason();
   if (!reason.empty()) GTEST_SKIP() << reason;
-  if (sandrun::testing::RunCommand({"sh", "-c", "command -v dockerd"}).exit_code != 0 ||
-      ::geteuid() != 0) {
-    GTEST_SKIP() << "needs root and dockerd to start an engine of its own";
-  }
   Home home;
   TempDir engine_dir;  // A short path: the socket's must fit in sockaddr_un.
   PrivateEngine engine(engine_dir.path() / "e");
