@@ -48,10 +48,7 @@ int BatchCommand(const std::vector<std::string>& args, CliContext& context) {
   }
   const CancelFlag& cancel = InstallCancelHandlers();
   auto outcome = engine.Run(std::move(tasks).value(), run_options, cancel);
-  if (!outcome.ok()) {
-    PrintError(outcome.status().message());
-    return kExitSandrunError;
-  }
+  if (!outcome.ok()) return RunNotStarted(outcome.status());
   if (parsed->count("json")) std::cout << ToJson(outcome->run) << "\n";
   if (junit && !junit->status().ok()) {
     PrintError("cannot write JUnit XML: " + junit->status().message());

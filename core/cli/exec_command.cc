@@ -164,10 +164,7 @@ int ExecCommand(const std::vector<std::string>& args, CliContext& context) {
       stderr, ConsoleListener::Options{false, false, false}));
   const CancelFlag& cancel = InstallCancelHandlers();
   auto outcome = engine.Run({task}, run_options, cancel);
-  if (!outcome.ok()) {
-    PrintError(outcome.status().message());
-    return kExitSandrunError;
-  }
+  if (!outcome.ok()) return RunNotStarted(outcome.status());
   const TaskRecord& record = outcome->tasks.front();
   if (json) {
     std::cout << ToJson(record) << "\n";

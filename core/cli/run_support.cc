@@ -113,6 +113,12 @@ RunOptions MakeRunOptions(const CliContext& context, const Config& config,
   return options;
 }
 
+int RunNotStarted(const Status& status) {
+  if (status.code() == StatusCode::kInvalidArgument) throw UsageError{status.message()};
+  PrintError(status.message());
+  return kExitSandrunError;
+}
+
 const CancelFlag& InstallCancelHandlers() {
   struct sigaction action {};
   action.sa_handler = OnSignal;

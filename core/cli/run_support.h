@@ -29,6 +29,11 @@ RunOptions MakeRunOptions(const CliContext& context, const Config& config,
                           const std::vector<BackendCandidate>& candidates,
                           std::size_t task_count);
 
+/// For a run Engine::Run could not start: bad input a backend found
+/// (kInvalidArgument) raises UsageError (exit 2); anything else is printed
+/// and returns kExitSandrunError.
+int RunNotStarted(const Status& status);
+
 /// The flag that SIGINT/SIGTERM set. The first signal asks the run to stop
 /// cleanly (sandboxes terminated, records written); a second one exits 130
 /// at once.

@@ -524,6 +524,17 @@ Result<RunOutcome> Engine::Run(std::vector<Task> tasks, const RunOptions& option
     listener.OnWarning(fallback_reason);
   }
 
+  // Bad input only the chosen backend can see ends here, before the run
+  // and its records exist; a backend that cannot check leaves it to Create.
+  for (const auto& task : tasks) {
+    Status valid = backend->ValidateSpec(task.sandbox);
+    if (valid.code() == StatusCode::kInvalidArgument) {
+      return tasks.size() == 1 ? valid
+                               : InvalidArgumentError("task '" + task.id + "': " +
+                                                      valid.message());
+    }
+  }
+
   auto store = backend->OpenArchive();
   if (!store.ok()) return store.status().WithContext("opening the result archive");
   // One outbox per backend, so `results sync` delivers a record to the

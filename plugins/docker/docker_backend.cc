@@ -18,6 +18,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <chrono>
 #include <condition_variable>
 #include <cstdlib>
@@ -26,6 +27,7 @@
 #include <mutex>
 #include <optional>
 #include <set>
+#include <sstream>
 #include <thread>
 
 #include <nlohmann/json.hpp>
@@ -45,6 +47,7 @@ namespace {
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 using Clock = std::chrono::steady_clock;
+using namespace std::chrono_literals;
 
 // $1 = exec token, $2 = working directory (created if missing), then argv.
 // Writes /tmp/.sandrun-exec-<token>.pid (the
@@ -87,16 +90,20 @@ constexpr char kKillTree[] =
     "kill -KILL -$p 2>/dev/null; kill -KILL $p 2>/dev/null\n"
     "exit 0\n";
 
-// Reads the oom_kill counter now and the snapshot the supervisor took.
-constexpr char kOomCheck[] =
-    "t=/tmp/.sandrun-exec-$1; b=; cat \"$t.oom\" 2>/dev/null; rm -f \"$t.oom\"\n"
+// $1 = token. Prints the snapshot the supervisor took of the oom_kill
+// counter, then the counter now; a script to go on from (kOomCheck, or the
+// timeout's kill, which must see the counter before it kills anything).
+constexpr char kOomCounters[] =
+    "t=/tmp/.sandrun-exec-$1; cat \"$t.oom\" 2>/dev/null; rm -f \"$t.oom\"\n"
     "for f in /sys/fs/cgroup/memory.events /sys/fs/cgroup/memory/memory.oom_control; do\n"
     "  if [ -r \"$f\" ]; then\n"
     "    while read k v; do [ \"$k\" = oom_kill ] && echo \"$v\"; done < \"$f\"\n"
     "    break\n"
     "  fi\n"
-    "done\n"
-    "exit 0\n";
+    "done\n";
+
+// Reads the oom_kill counter now and the snapshot the supervisor took.
+const std::string kOomCheck = std::string(kOomCounters) + "exit 0\n";
 
 // `path` has passed CheckSandboxRelativePath (or is empty: the workdir).
 std::string ContainerPath(const std::string& workdir, const std::string& path) {
@@ -243,6 +250,7 @@ class DockerBackend : public Backend {
     return a;
   }
 
+  Status ValidateSpec(const SandboxSpec& spec) override;
   Result<std::unique_ptr<Sandbox>> Create(const SandboxSpec& spec) override;
   Result<std::vector<Leftover>> ListLeftovers() override;
   Status RemoveLeftover(const std::string& id) override;
@@ -254,18 +262,23 @@ class DockerBackend : public Backend {
  private:
   static std::string FirstLine(const std::string& s) { return s.substr(0, s.find('\n')); }
 
-  // The engine's CPUs (GET /info NCPU), asked once; 2 when it does not say.
-  int EngineCpus() const {
+  // The engine's CPUs (GET /info NCPU), asked once; 2 when it does not say
+  // (and then *known is false).
+  int EngineCpus(bool* known = nullptr) const {
     std::call_once(cpus_once_, [this] {
       cpus_ = 2;
       auto res = client_->Request("GET", "/info", {}, {}, std::chrono::seconds(5));
       if (!res.ok() || res->status != 200) return;
       try {
         int cpus = json::parse(res->body).value("NCPU", 0);
-        if (cpus > 0) cpus_ = cpus;
+        if (cpus > 0) {
+          cpus_ = cpus;
+          cpus_known_ = true;
+        }
       } catch (const std::exception&) {
       }
     });
+    if (known != nullptr) *known = cpus_known_;
     return cpus_;
   }
 
@@ -293,6 +306,9 @@ class DockerBackend : public Backend {
 
   Result<std::string> ResolveImage(const SandboxSpec& spec);
   Status PullImage(const std::string& image);
+  // The image is on the engine, or pulled now. kInvalidArgument when it
+  // exists neither here nor where the engine pulls from.
+  Status EnsureImage(const std::string& image);
 
   DockerOptions options_;
   std::shared_ptr<DockerClient> client_;
@@ -301,23 +317,76 @@ class DockerBackend : public Backend {
   bool volume_ok_ = false;  // Both the archive and the exe cache volume exist.
   mutable std::once_flag cpus_once_;
   mutable int cpus_ = 0;
+  mutable bool cpus_known_ = false;
+  std::set<std::string> images_ok_;  // Present on the engine. Guarded by mu_.
   // Starts and removals at once: one per engine CPU, at least 2.
   std::shared_ptr<EngineGate> gate_ =
       std::make_shared<EngineGate>([this] { return std::max(2, EngineCpus()); });
   std::shared_ptr<ExeCache> exe_cache_;
 };
 
+/// What an Exec has gathered so far. Kept outside the call sequence so that a
+/// command that is cancelled, or whose sandbox lifetime ends, while a call
+/// fails still reports the output it produced.
+struct ExecState {
+  ExecState(const ExecRequest& request, const std::string& sandbox_id)
+      : started(Clock::now()),
+        out(StreamKind::kStdout, request.output_cap_bytes, SpillPath(request, "stdout.log"),
+            request.on_output),
+        err(StreamKind::kStderr, request.output_cap_bytes, SpillPath(request, "stderr.log"),
+            request.on_output) {
+    result.sandbox_id = sandbox_id;
+  }
+
+  ExecResult Finish(Outcome outcome) {
+    result.outcome = outcome;
+    result.stdout_stream = out.Finish();
+    result.stderr_stream = err.Finish();
+    result.durations.exec_ms = MillisBetween(started, Clock::now());
+    return std::move(result);
+  }
+
+  static std::string SpillPath(const ExecRequest& request, const char* name) {
+    if (request.spill_dir.empty()) return {};
+    std::error_code ec;
+    fs::create_directories(request.spill_dir, ec);
+    return (fs::path(request.spill_dir) / name).string();
+  }
+
+  const Clock::time_point started;
+  ExecResult result;
+  OutputCollector out;
+  OutputCollector err;
+};
+
+// The supervisor's oom_kill snapshot and the counter now, one per line: true
+// when the counter rose, i.e. some process of the command was OOM-killed.
+bool OomCounterRoseIn(const std::string& text) {
+  std::vector<long long> values;
+  std::size_t start = 0;
+  while (start < text.size()) {
+    std::size_t end = text.find('\n', start);
+    if (end == std::string::npos) end = text.size();
+    std::string line = text.substr(start, end - start);
+    if (!line.empty()) values.push_back(std::atoll(line.c_str()));
+    start = end + 1;
+  }
+  return values.size() == 2 && values[1] > values[0];
+}
+
 class DockerSandbox : public Sandbox {
  public:
   DockerSandbox(std::shared_ptr<DockerClient> client, std::shared_ptr<ExeCache> exe_cache,
                 std::shared_ptr<EngineGate> gate, std::string id, std::string workdir,
-                int kill_grace_ms)
+                int kill_grace_ms, std::chrono::seconds lifetime, Clock::time_point expires)
       : client_(std::move(client)),
         exe_cache_(std::move(exe_cache)),
         gate_(std::move(gate)),
         id_(std::move(id)),
         workdir_(std::move(workdir)),
-        kill_grace_ms_(kill_grace_ms) {}
+        kill_grace_ms_(kill_grace_ms),
+        lifetime_(lifetime),
+        expires_(expires) {}
   ~DockerSandbox() override { Terminate().IgnoreError(); }
 
   const std::string& Id() const override { return id_; }
@@ -333,17 +402,42 @@ class DockerSandbox : public Sandbox {
     bool running = false;
   };
 
+  // The calls of one command, after its preparation (shell check).
+  Result<ExecResult> RunCommand(const ExecRequest& request, ExecState& state);
+  // After Terminate(): kCancelled with the output so far.
+  ExecResult Cancelled(ExecState& state);
+  // The lifetime limit ended the command (or left it no time to start).
+  ExecResult LifetimeEnded(ExecState& state);
+  // The container's own `sleep LIFETIME` ends about now or has ended. Our
+  // clock starts before the container's, so we act on it first.
+  bool LifetimeOver() const { return Clock::now() + std::chrono::seconds(1) >= expires_; }
+  std::string LifetimeNote() const {
+    return "the sandbox lifetime (" + std::to_string(lifetime_.count()) +
+           " s) ended the command";
+  }
+
   // Creates an exec; returns its id.
   Result<std::string> CreateExec(const std::vector<std::string>& cmd,
                                  const std::map<std::string, std::string>& env,
-                                 const std::string& workdir, bool attach_stdin);
-  Result<RawExec> InspectExec(const std::string& exec_id);
-  // Runs a short helper command and returns its exit code and stdout.
-  Result<std::pair<int, std::string>> RunQuiet(const std::vector<std::string>& cmd);
+                                 const std::string& workdir, bool attach_stdin,
+                                 Clock::time_point deadline);
+  Result<RawExec> InspectExec(const std::string& exec_id, Clock::time_point deadline);
+  // Runs a short helper command and returns its exit code and stdout; every
+  // call it makes ends by `deadline`.
+  Result<std::pair<int, std::string>> RunQuiet(const std::vector<std::string>& cmd,
+                                               Clock::time_point deadline);
   Result<bool> HasShell();
   // After an abnormal end: kUnavailable if the container is gone or stopped.
   Status ContainerAlive(bool* oom_killed);
   Result<bool> OomCounterRose(const std::string& token);
+
+  // Time left until `deadline`, for a request's timeout.
+  static std::chrono::milliseconds Until(Clock::time_point deadline) {
+    return std::max(std::chrono::milliseconds(1),
+                    std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()));
+  }
+  // The default deadline of one call.
+  static Clock::time_point Soon() { return Clock::now() + std::chrono::seconds(120); }
 
   std::shared_ptr<DockerClient> client_;
   std::shared_ptr<ExeCache> exe_cache_;
@@ -351,7 +445,14 @@ class DockerSandbox : public Sandbox {
   std::string id_;
   std::string workdir_;
   int kill_grace_ms_;
+  std::chrono::seconds lifetime_;
+  Clock::time_point expires_;
   std::atomic<bool> terminated_{false};
+  // Terminate() found the engine silent: the container is left to its
+  // lifetime and `sandrun cleanup`.
+  std::atomic<bool> engine_silent_{false};
+  // Every request of this sandbox: Terminate() abandons what is in flight.
+  CallCanceller calls_;
   std::mutex mu_;
   HijackedStream* active_stream_ = nullptr;  // Guarded by mu_.
   std::optional<bool> has_shell_;
@@ -360,7 +461,8 @@ class DockerSandbox : public Sandbox {
 
 Result<std::string> DockerSandbox::CreateExec(const std::vector<std::string>& cmd,
                                               const std::map<std::string, std::string>& env,
-                                              const std::string& workdir, bool attach_stdin) {
+                                              const std::string& workdir, bool attach_stdin,
+                                              Clock::time_point deadline) {
   json body = {{"AttachStdin", attach_stdin}, {"AttachStdout", true}, {"AttachStderr", true},
                {"Tty", false},                {"Cmd", cmd}};
   if (!env.empty()) {
@@ -370,7 +472,8 @@ Result<std::string> DockerSandbox::CreateExec(const std::vector<std::string>& cm
   }
   if (!workdir.empty()) body["WorkingDir"] = workdir;
   SANDRUN_ASSIGN_OR_RETURN(HttpResponse res,
-                           client_->Request("POST", "/containers/" + id_ + "/exec", body.dump()));
+                           client_->Request("POST", "/containers/" + id_ + "/exec", body.dump(),
+                                            "application/json", Until(deadline), &calls_));
   if (res.status == 404 || res.status == 409) {
     // The container vanished or stopped underneath us: infrastructure, retryable.
     return UnavailableError("docker: container " + id_.substr(0, 12) +
@@ -385,8 +488,11 @@ Result<std::string> DockerSandbox::CreateExec(const std::vector<std::string>& cm
   }
 }
 
-Result<DockerSandbox::RawExec> DockerSandbox::InspectExec(const std::string& exec_id) {
-  SANDRUN_ASSIGN_OR_RETURN(HttpResponse res, client_->Request("GET", "/exec/" + exec_id + "/json"));
+Result<DockerSandbox::RawExec> DockerSandbox::InspectExec(const std::string& exec_id,
+                                                          Clock::time_point deadline) {
+  SANDRUN_ASSIGN_OR_RETURN(HttpResponse res,
+                           client_->Request("GET", "/exec/" + exec_id + "/json", {},
+                                            "application/json", Until(deadline), &calls_));
   if (res.status == 404) {
     return UnavailableError("docker: container " + id_.substr(0, 12) +
                             " disappeared during the command");
@@ -403,23 +509,24 @@ Result<DockerSandbox::RawExec> DockerSandbox::InspectExec(const std::string& exe
   return out;
 }
 
-Result<std::pair<int, std::string>> DockerSandbox::RunQuiet(const std::vector<std::string>& cmd) {
-  SANDRUN_ASSIGN_OR_RETURN(std::string exec_id, CreateExec(cmd, {}, "", false));
+Result<std::pair<int, std::string>> DockerSandbox::RunQuiet(const std::vector<std::string>& cmd,
+                                                            Clock::time_point deadline) {
+  SANDRUN_ASSIGN_OR_RETURN(std::string exec_id, CreateExec(cmd, {}, "", false, deadline));
   SANDRUN_ASSIGN_OR_RETURN(auto stream,
                            client_->Hijack("/exec/" + exec_id + "/start",
-                                           R"({"Detach":false,"Tty":false})"));
+                                           R"({"Detach":false,"Tty":false})", Until(deadline),
+                                           &calls_));
   OutputCollector out(StreamKind::kStdout, 1 << 16, "", nullptr);
   OutputCollector err(StreamKind::kStderr, 1 << 16, "", nullptr);
   Demuxer demux(&out, &err);
   char buffer[16384];
-  const auto deadline = Clock::now() + std::chrono::seconds(60);
   for (;;) {
     auto n = stream->Read(buffer, sizeof buffer, deadline);
     if (!n.ok()) return n.status();
     if (*n == 0) break;
     demux.Feed(buffer, *n);
   }
-  SANDRUN_ASSIGN_OR_RETURN(RawExec raw, InspectExec(exec_id));
+  SANDRUN_ASSIGN_OR_RETURN(RawExec raw, InspectExec(exec_id, deadline));
   return std::make_pair(raw.exit_code, out.Finish().text);
 }
 
@@ -427,7 +534,8 @@ Result<bool> DockerSandbox::HasShell() {
   if (has_shell_) return *has_shell_;
   SANDRUN_ASSIGN_OR_RETURN(
       HttpResponse res,
-      client_->Request("HEAD", "/containers/" + id_ + "/archive?path=" + UrlEncode("/bin/sh")));
+      client_->Request("HEAD", "/containers/" + id_ + "/archive?path=" + UrlEncode("/bin/sh"),
+                       {}, "application/json", std::chrono::seconds(120), &calls_));
   if (res.status >= 500) return HttpError(res, "stat /bin/sh", StatusCode::kUnavailable);
   has_shell_ = res.status == 200;
   return *has_shell_;
@@ -435,7 +543,10 @@ Result<bool> DockerSandbox::HasShell() {
 
 Status DockerSandbox::ContainerAlive(bool* oom_killed) {
   *oom_killed = false;
-  SANDRUN_ASSIGN_OR_RETURN(HttpResponse res, client_->Request("GET", "/containers/" + id_ + "/json"));
+  SANDRUN_ASSIGN_OR_RETURN(HttpResponse res,
+                           client_->Request("GET", "/containers/" + id_ + "/json", {},
+                                            "application/json", std::chrono::seconds(120),
+                                            &calls_));
   if (res.status == 404) {
     return UnavailableError("docker: container " + id_.substr(0, 12) + " was removed");
   }
@@ -456,49 +567,48 @@ Status DockerSandbox::ContainerAlive(bool* oom_killed) {
 }
 
 Result<bool> DockerSandbox::OomCounterRose(const std::string& token) {
-  SANDRUN_ASSIGN_OR_RETURN(auto out, RunQuiet({"/bin/sh", "-c", kOomCheck, "sh", token}));
+  SANDRUN_ASSIGN_OR_RETURN(
+      auto out, RunQuiet({"/bin/sh", "-c", kOomCheck, "sh", token}, Clock::now() + 60s));
   if (out.first != 0) {
     return UnavailableError("docker: OOM check in " + id_.substr(0, 12) + " exited " +
                             std::to_string(out.first));
   }
-  std::vector<long long> values;
-  std::size_t start = 0;
-  const std::string& text = out.second;
-  while (start < text.size()) {
-    std::size_t end = text.find('\n', start);
-    if (end == std::string::npos) end = text.size();
-    std::string line = text.substr(start, end - start);
-    if (!line.empty()) values.push_back(std::atoll(line.c_str()));
-    start = end + 1;
+  return OomCounterRoseIn(out.second);
+}
+
+ExecResult DockerSandbox::Cancelled(ExecState& state) {
+  if (engine_silent_) {
+    state.result.notes.push_back(client_->StoppedAnsweringMessage() + "; container " +
+                                 id_.substr(0, 12) +
+                                 " is left to its lifetime and `sandrun cleanup`");
   }
-  return values.size() == 2 && values[1] > values[0];
+  return state.Finish(Outcome::kCancelled);
+}
+
+ExecResult DockerSandbox::LifetimeEnded(ExecState& state) {
+  state.result.exit_code = kExitTimedOut;
+  state.result.signal = SIGKILL;
+  state.result.notes.push_back(LifetimeNote());
+  return state.Finish(Outcome::kTimedOut);
 }
 
 Result<ExecResult> DockerSandbox::Exec(const ExecRequest& request) {
-  ExecResult result;
-  result.sandbox_id = id_;
-  const auto started = Clock::now();
-  if (!request.spill_dir.empty()) {
-    std::error_code ec;
-    fs::create_directories(request.spill_dir, ec);
-  }
-  auto spill = [&](const char* name) {
-    return request.spill_dir.empty() ? std::string()
-                                     : (fs::path(request.spill_dir) / name).string();
-  };
-  OutputCollector out(StreamKind::kStdout, request.output_cap_bytes, spill("stdout.log"),
-                      request.on_output);
-  OutputCollector err(StreamKind::kStderr, request.output_cap_bytes, spill("stderr.log"),
-                      request.on_output);
-  auto finish = [&](Outcome outcome) {
-    result.outcome = outcome;
-    result.stdout_stream = out.Finish();
-    result.stderr_stream = err.Finish();
-    result.durations.exec_ms = MillisBetween(started, Clock::now());
-    return result;
-  };
   if (request.argv.empty()) return InvalidArgumentError("docker: empty argv");
-  if (terminated_) return finish(Outcome::kCancelled);
+  ExecState state(request, id_);
+  if (terminated_) return Cancelled(state);
+  if (LifetimeOver()) return LifetimeEnded(state);
+  Result<ExecResult> done = RunCommand(request, state);
+  if (done.ok()) return done;
+  // A call that failed because we abandoned it, or because the container's
+  // lifetime ended under it, is not an infrastructure failure.
+  if (terminated_) return Cancelled(state);
+  if (LifetimeOver()) return LifetimeEnded(state);
+  return done.status();
+}
+
+Result<ExecResult> DockerSandbox::RunCommand(const ExecRequest& request, ExecState& state) {
+  ExecResult& result = state.result;
+  auto finish = [&](Outcome outcome) { return state.Finish(outcome); };
 
   SANDRUN_ASSIGN_OR_RETURN(bool has_shell, HasShell());
   const std::string token = RandomHex(16);
@@ -515,10 +625,11 @@ Result<ExecResult> DockerSandbox::Exec(const ExecRequest& request) {
   // Docker itself refuses an exec whose WorkingDir does not exist.
   SANDRUN_ASSIGN_OR_RETURN(std::string exec_id,
                            CreateExec(cmd, request.env, has_shell ? workdir_ : cwd,
-                                      request.stdin_data.has_value()));
+                                      request.stdin_data.has_value(), Soon()));
   SANDRUN_ASSIGN_OR_RETURN(std::unique_ptr<HijackedStream> stream,
                            client_->Hijack("/exec/" + exec_id + "/start",
-                                           R"({"Detach":false,"Tty":false})"));
+                                           R"({"Detach":false,"Tty":false})",
+                                           std::chrono::seconds(60), &calls_));
   {
     std::lock_guard<std::mutex> lock(mu_);
     active_stream_ = stream.get();
@@ -548,11 +659,17 @@ Result<ExecResult> DockerSandbox::Exec(const ExecRequest& request) {
     }
   } joiner{stdin_writer};
 
-  Demuxer demux(&out, &err);
+  Demuxer demux(&state.out, &state.err);
   bool timed_out = false;
+  bool by_lifetime = false;  // The sandbox lifetime, not the timeout, ran out.
+  bool oom_first = false;    // A process was OOM-killed before the timeout.
+  bool engine_silent = false;
   Status stream_error;
-  auto deadline = request.timeout.count() > 0 ? started + request.timeout
-                                              : Clock::time_point::max();
+  // The sandbox lifetime bounds every command: the container's own end
+  // would otherwise look like a broken engine.
+  const auto timeout_at = request.timeout.count() > 0 ? state.started + request.timeout
+                                                      : Clock::time_point::max();
+  auto deadline = std::min(timeout_at, expires_);
   char buffer[65536];
   for (;;) {
     auto n = stream->Read(buffer, sizeof buffer, deadline);
@@ -563,17 +680,30 @@ Result<ExecResult> DockerSandbox::Exec(const ExecRequest& request) {
     }
     if (n.status().code() == StatusCode::kDeadlineExceeded && !timed_out) {
       timed_out = true;
+      by_lifetime = expires_ < timeout_at;
       if (!has_shell) {
         stream->Abort();  // Nothing can be killed; stop waiting for it.
         break;
       }
-      {
-        std::string tenths = std::to_string(std::max(1, kill_grace_ms_ / 100));
-        auto killed = RunQuiet({"/bin/sh", "-c", kKillTree, "sh", token, tenths});
-        if (!killed.ok()) result.notes.push_back("tree kill failed: " + killed.status().message());
+      // One exec reads the OOM counter, then kills the tree: what the
+      // command met first decides its outcome. Bounded, because an engine
+      // that stopped answering must not hold the command past its deadline.
+      std::string tenths = std::to_string(std::max(1, kill_grace_ms_ / 100));
+      auto killed =
+          RunQuiet({"/bin/sh", "-c", std::string(kOomCounters) + kKillTree, "sh", token, tenths},
+                   Clock::now() + std::chrono::milliseconds(kill_grace_ms_) + 10s);
+      if (killed.ok()) {
+        oom_first = OomCounterRoseIn(killed->second);
+      } else if (!terminated_ && killed.status().code() == StatusCode::kDeadlineExceeded &&
+                 !client_->Responsive(2s)) {
+        engine_silent = true;
+        stream->Abort();
+        break;
+      } else if (!terminated_) {
+        result.notes.push_back("tree kill failed: " + killed.status().message());
       }
       // Let what the dying tree still writes arrive, but not forever.
-      deadline = Clock::now() + std::chrono::seconds(5);
+      deadline = Clock::now() + 5s;
       continue;
     }
     if (n.status().code() == StatusCode::kDeadlineExceeded) {
@@ -587,13 +717,28 @@ Result<ExecResult> DockerSandbox::Exec(const ExecRequest& request) {
     stream->Abort();  // Unblocks a writer stuck on a command that never read stdin.
     stdin_writer.join();
   }
-  if (terminated_) return finish(Outcome::kCancelled);
+  if (terminated_) return Cancelled(state);
+  if (timed_out && oom_first) {
+    result.exit_code = 128 + SIGKILL;
+    result.signal = SIGKILL;
+    result.notes.push_back("a process of the command ran out of memory before the " +
+                           std::string(by_lifetime ? "sandbox lifetime ended" : "timeout"));
+    return finish(Outcome::kOomKilled);
+  }
   if (timed_out) {
     result.exit_code = kExitTimedOut;
+    if (by_lifetime) result.notes.push_back(LifetimeNote());
+    if (engine_silent) {
+      result.signal = 0;
+      result.notes.push_back(client_->StoppedAnsweringMessage() +
+                             " when the command was to be stopped; it may run until the "
+                             "container's lifetime ends or `sandrun cleanup` removes it");
+      return finish(Outcome::kTimedOut);
+    }
     // The supervisor reports the signal that ended the command as 128+N.
     result.signal = has_shell ? SIGKILL : 0;  // Without sh no signal was sent.
     if (has_shell) {
-      auto raw = InspectExec(exec_id);
+      auto raw = InspectExec(exec_id, Clock::now() + 10s);
       if (raw.ok() && !raw->running && raw->exit_code > 128 && raw->exit_code <= 128 + 31) {
         result.signal = raw->exit_code - 128;
       }
@@ -612,12 +757,12 @@ Result<ExecResult> DockerSandbox::Exec(const ExecRequest& request) {
     }
     return stream_error;
   }
-  SANDRUN_ASSIGN_OR_RETURN(RawExec raw, InspectExec(exec_id));
+  SANDRUN_ASSIGN_OR_RETURN(RawExec raw, InspectExec(exec_id, Soon()));
   for (int i = 0; raw.running && i < 50; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    SANDRUN_ASSIGN_OR_RETURN(raw, InspectExec(exec_id));
+    SANDRUN_ASSIGN_OR_RETURN(raw, InspectExec(exec_id, Soon()));
   }
-  if (terminated_) return finish(Outcome::kCancelled);
+  if (terminated_) return Cancelled(state);
   if (raw.exit_code == 128 + SIGKILL || raw.exit_code < 0) {
     bool oom = false;
     SANDRUN_RETURN_IF_ERROR(ContainerAlive(&oom));
@@ -677,7 +822,7 @@ Status DockerSandbox::Put(const FileUpload& upload) {
   SANDRUN_ASSIGN_OR_RETURN(
       HttpResponse res,
       client_->Request("PUT", "/containers/" + id_ + "/archive?path=%2F", std::move(tar),
-                       "application/x-tar"));
+                       "application/x-tar", std::chrono::seconds(120), &calls_));
   if (res.status == 404) {
     return UnavailableError("docker: container " + id_.substr(0, 12) + " is gone");
   }
@@ -691,7 +836,8 @@ Result<std::vector<std::string>> DockerSandbox::Get(const std::string& sandbox_p
   std::string path = ContainerPath(workdir_, sandbox_path);
   SANDRUN_ASSIGN_OR_RETURN(
       HttpResponse res,
-      client_->Request("GET", "/containers/" + id_ + "/archive?path=" + UrlEncode(path)));
+      client_->Request("GET", "/containers/" + id_ + "/archive?path=" + UrlEncode(path), {},
+                       "application/json", std::chrono::seconds(120), &calls_));
   if (res.status == 404) {
     std::string message = DockerErrorMessage(res);
     if (message.find("No such container") != std::string::npos) {
@@ -705,11 +851,27 @@ Result<std::vector<std::string>> DockerSandbox::Get(const std::string& sandbox_p
 
 Status DockerSandbox::Terminate() {
   terminated_ = true;
+  bool removing;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    removing = !removed_;
+  }
+  // Before the calls in flight are abandoned (and Exec returns): a frozen
+  // engine is found out here, so the requests that follow (the record, the
+  // next sandbox) fail in seconds instead of waiting out their deadlines.
+  if (removing && !client_->Responsive(3s) && client_->stalled()) engine_silent_ = true;
+  calls_.Cancel();
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (active_stream_ != nullptr) active_stream_->Abort();
     if (removed_) return OkStatus();
     removed_ = true;
+  }
+  if (engine_silent_) {
+    // Not retried: the container ends with its lifetime, and `sandrun
+    // cleanup` removes what is left.
+    return DeadlineExceededError(client_->StoppedAnsweringMessage() + "; container " +
+                                 id_.substr(0, 12) + " is left to its lifetime");
   }
   EngineGate::Pass pass(*gate_);
   auto res = client_->Request("DELETE", "/containers/" + id_ + "?force=1&v=1", {}, {},
@@ -753,6 +915,10 @@ Status DockerBackend::PullImage(const std::string& image) {
   if (at == std::string::npos) target += "&tag=" + UrlEncode(tag);
   SANDRUN_ASSIGN_OR_RETURN(HttpResponse res, client_->Request("POST", target, {}, "text/plain",
                                                               std::chrono::minutes(30)));
+  // 404: the registry has no such image (or refuses to say); 400: the name
+  // is malformed. Both are the user's to fix. Anything else (the registry
+  // could not be reached) says nothing about the image.
+  if (res.status == 404 || res.status == 400) return InvalidArgumentError(DockerErrorMessage(res));
   if (res.status != 200) return Status(StatusCode::kFailedPrecondition, DockerErrorMessage(res));
   // The pull reports failures inside its JSON progress stream.
   std::size_t start = 0;
@@ -772,6 +938,68 @@ Status DockerBackend::PullImage(const std::string& image) {
   return OkStatus();
 }
 
+// Cores as the user wrote them: "1000", "0.001".
+std::string Cores(double cpu) {
+  std::ostringstream out;
+  out << cpu;
+  return out.str();
+}
+
+std::string ImageUnavailableMessage(const std::string& image, const Status& pulled) {
+  std::string why = pulled.message();
+  return "docker: image '" + image +
+         "' is not available: not found locally, and pulling it failed: " +
+         why.substr(0, why.find('\n'));
+}
+
+Status DockerBackend::EnsureImage(const std::string& image) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (images_ok_.count(image) > 0) return OkStatus();
+  }
+  SANDRUN_ASSIGN_OR_RETURN(
+      HttpResponse res,
+      client_->Request("GET", "/images/" + UrlEncode(image) + "/json", {}, {},
+                       std::chrono::seconds(30)));
+  if (res.status == 404) {
+    Status pulled = PullImage(image);
+    if (!pulled.ok()) return Status(pulled.code(), ImageUnavailableMessage(image, pulled),
+                                    pulled.retryable());
+  } else if (res.status == 400) {
+    return InvalidArgumentError("docker: image '" + image + "': " + DockerErrorMessage(res));
+  } else if (res.status != 200) {
+    return HttpError(res, "inspect image '" + image + "'", StatusCode::kUnavailable);
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  images_ok_.insert(image);
+  return OkStatus();
+}
+
+Status DockerBackend::ValidateSpec(const SandboxSpec& spec) {
+  if (spec.cpu > 0) {
+    // Docker's own bounds (NanoCpus): at least 0.01 cores, at most the
+    // engine's CPUs. Its refusal would come only when the container is made.
+    if (spec.cpu < 0.01) {
+      return InvalidArgumentError("docker: cpu " + Cores(spec.cpu) +
+                                  " is below the engine's minimum of 0.01 cores");
+    }
+    bool known = false;
+    int cpus = EngineCpus(&known);
+    if (known && spec.cpu > cpus) {
+      return InvalidArgumentError("docker: cpu " + Cores(spec.cpu) + " is more than the " +
+                                  std::to_string(cpus) + " CPU(s) of the engine at " +
+                                  options_.host);
+    }
+  }
+  if (spec.memory_mb > 0 && spec.memory_mb < 6) {
+    return InvalidArgumentError("docker: memory " + std::to_string(spec.memory_mb) +
+                                " MiB is below Docker's minimum of 6 MiB");
+  }
+  if (!spec.dockerfile.empty()) return OkStatus();  // Built when the sandbox is made.
+  SANDRUN_ASSIGN_OR_RETURN(std::string image, ResolveImage(spec));
+  return EnsureImage(image);
+}
+
 Result<std::unique_ptr<Sandbox>> DockerBackend::Create(const SandboxSpec& spec) {
   SANDRUN_RETURN_IF_ERROR(EnsureVersion());
   SANDRUN_ASSIGN_OR_RETURN(std::string image, ResolveImage(spec));
@@ -779,6 +1007,9 @@ Result<std::unique_ptr<Sandbox>> DockerBackend::Create(const SandboxSpec& spec) 
   if (!spec.workdir.empty()) SANDRUN_RETURN_IF_ERROR(CheckSandboxRelativePath("workdir", spec.workdir));
   const std::string workdir = ContainerPath(std::string(kDefaultWorkdir), spec.workdir);
   const auto lifetime = std::max<std::int64_t>(spec.lifetime.count(), 1);
+  // Taken before the container exists, so the host acts on the lifetime
+  // before the container's own `sleep` ends.
+  const Clock::time_point expires_at = Clock::now() + std::chrono::seconds(lifetime);
   const auto expires = std::chrono::duration_cast<std::chrono::seconds>(
                            std::chrono::system_clock::now().time_since_epoch())
                            .count() +
@@ -846,9 +1077,7 @@ Result<std::unique_ptr<Sandbox>> DockerBackend::Create(const SandboxSpec& spec) 
   if (res.status == 404) {
     Status pulled = PullImage(image);
     if (!pulled.ok()) {
-      return FailedPreconditionError("docker: image '" + image +
-                                     "' is not available: not found locally, and pulling it "
-                                     "failed: " + FirstLine(pulled.message()));
+      return FailedPreconditionError(ImageUnavailableMessage(image, pulled));
     }
     SANDRUN_ASSIGN_OR_RETURN(res, client_->Request("POST", target, body.dump()));
   }
@@ -864,7 +1093,8 @@ Result<std::unique_ptr<Sandbox>> DockerBackend::Create(const SandboxSpec& spec) 
     return UnavailableError(std::string("docker: bad create answer: ") + e.what());
   }
   auto sandbox = std::make_unique<DockerSandbox>(client_, exe_cache_, gate_, id, workdir,
-                                                 options_.kill_grace_ms);
+                                                 options_.kill_grace_ms,
+                                                 std::chrono::seconds(lifetime), expires_at);
   Result<HttpResponse> start_answer = [&] {
     EngineGate::Pass pass(*gate_);
     return client_->Request("POST", "/containers/" + id + "/start");
@@ -960,6 +1190,21 @@ Result<std::unique_ptr<ArchiveStore>> DockerBackend::OpenArchive() {
   return OpenVolumeArchive(client_, options_.volume, tool_image);
 }
 
+// Docker's rule for volume names; checked here because the engine would say
+// so only when the first sandbox or the archive is made.
+Status CheckVolumeName(std::string_view key, const std::string& name) {
+  auto allowed = [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.' || c == '-';
+  };
+  if (name.size() >= 2 && std::isalnum(static_cast<unsigned char>(name.front())) &&
+      std::all_of(name.begin(), name.end(), allowed)) {
+    return OkStatus();
+  }
+  return InvalidArgumentError("docker: '" + std::string(key) + "': '" + name +
+                              "' is not a valid volume name (a letter or digit, then at least "
+                              "one of letters, digits, '_', '.', '-')");
+}
+
 }  // namespace
 
 Result<DockerOptions> ParseDockerOptions(std::string_view section_json,
@@ -991,9 +1236,18 @@ Result<DockerOptions> ParseDockerOptions(std::string_view section_json,
   if (auto it = env.find("DOCKER_HOST"); it != env.end() && !it->second.empty()) {
     o.host = it->second;
   }
-  if (o.volume.empty()) return InvalidArgumentError("docker: 'volume' must not be empty");
-  if (o.exe_cache_volume.empty()) {
-    return InvalidArgumentError("docker: 'exe_cache_volume' must not be empty");
+  SANDRUN_RETURN_IF_ERROR(CheckVolumeName("volume", o.volume));
+  SANDRUN_RETURN_IF_ERROR(CheckVolumeName("exe_cache_volume", o.exe_cache_volume));
+  for (const auto& m : o.mounts) {
+    // "source:/target[:ro]"; a source that is not an absolute path is a volume.
+    std::size_t colon = m.find(':');
+    std::string source = m.substr(0, colon);
+    if (colon == std::string::npos || source.empty() || m.size() <= colon + 1 ||
+        m[colon + 1] != '/') {
+      return InvalidArgumentError("docker: mount '" + m +
+                                  "' is not SOURCE:/ABSOLUTE/TARGET[:ro]");
+    }
+    if (source.front() != '/') SANDRUN_RETURN_IF_ERROR(CheckVolumeName("mounts", source));
   }
   SANDRUN_RETURN_IF_ERROR(ParseDockerHost(o.host).status());
   return o;

@@ -61,6 +61,42 @@ Status ConnectionError(const DockerHost& host, std::string_view what, const erro
                           ec.message());
 }
 
+// How long a request waits for a ping before it calls an engine that stopped
+// answering earlier still silent. /_ping costs the engine nothing, so an
+// engine that is merely busy answers it well within this.
+constexpr std::chrono::seconds kStalledPing(2);
+
+Status CancelledCall(const DockerHost& host) {
+  return CancelledError("docker: request to " + host.text + " abandoned (cancelled)");
+}
+
+// Registers a connected request's socket with its canceller for as long as
+// the request runs. Declared after the Connection, so it unregisters before
+// the socket closes and Cancel() never shuts down a reused descriptor.
+class Registration {
+ public:
+  explicit Registration(CallCanceller* canceller) : canceller_(canceller) {}
+  ~Registration() { Detach(); }
+  Registration(const Registration&) = delete;
+  Registration& operator=(const Registration&) = delete;
+
+  bool Attach(int fd) {
+    if (canceller_ == nullptr) return true;
+    if (!canceller_->Register(fd)) return false;
+    fd_ = fd;
+    return true;
+  }
+  void Detach() {
+    if (canceller_ != nullptr && fd_ >= 0) canceller_->Unregister(fd_);
+    fd_ = -1;
+  }
+  bool cancelled() const { return canceller_ != nullptr && canceller_->cancelled(); }
+
+ private:
+  CallCanceller* canceller_;
+  int fd_ = -1;
+};
+
 // A connected beast stream over either protocol, plus the context it runs on.
 template <typename Protocol>
 struct Connection {
@@ -136,26 +172,32 @@ HttpResponse ToHttpResponse(http::response<http::string_body>& res) {
   return out;
 }
 
-// Connects and sends `req`; the connection is then ready for the answer.
+// Connects and sends `req`; the connection is then ready for the answer, and
+// registered with `reg`'s canceller.
 template <typename Protocol>
 Status SendRequest(Connection<Protocol>& c, const DockerHost& host,
-                   const http::request<http::string_body>& req, Clock::time_point deadline) {
+                   const http::request<http::string_body>& req, Clock::time_point deadline,
+                   Registration& reg) {
+  if (reg.cancelled()) return CancelledCall(host);
   SANDRUN_RETURN_IF_ERROR(Connect(c, host, deadline));
+  if (!reg.Attach(c.stream.socket().native_handle())) return CancelledCall(host);
   c.stream.expires_after(Remaining(deadline));
   error_code ec = RunOp(c.ioc, [&](auto handler) {
     http::async_write(c.stream, req, std::move(handler));
   });
+  if (ec && reg.cancelled()) return CancelledCall(host);
   return ec ? ConnectionError(host, "send to", ec) : OkStatus();
 }
 
 template <typename Protocol>
 Result<HttpResponse> DoRequest(const DockerHost& host,
                                http::request<http::string_body> req,
-                               std::chrono::milliseconds timeout) {
+                               std::chrono::milliseconds timeout, CallCanceller* canceller) {
   const auto deadline = Clock::now() + timeout;
   Connection<Protocol> c;
+  Registration reg(canceller);
   req.keep_alive(false);
-  SANDRUN_RETURN_IF_ERROR(SendRequest(c, host, req, deadline));
+  SANDRUN_RETURN_IF_ERROR(SendRequest(c, host, req, deadline, reg));
   beast::flat_buffer buffer;
   http::response_parser<http::string_body> parser;
   parser.body_limit((std::numeric_limits<std::uint64_t>::max)());
@@ -165,6 +207,7 @@ Result<HttpResponse> DoRequest(const DockerHost& host,
   error_code ec = RunOp(c.ioc, [&](auto handler) {
     http::async_read(c.stream, buffer, parser, std::move(handler));
   });
+  if (ec && reg.cancelled()) return CancelledCall(host);
   if (ec) return ConnectionError(host, "read from", ec);
   HttpResponse out = ToHttpResponse(parser.get());
   error_code ignored;
@@ -245,18 +288,22 @@ class FdStream : public HijackedStream {
 
 template <typename Protocol>
 Result<std::unique_ptr<HijackedStream>> DoHijack(const DockerHost& host,
-                                                 http::request<http::string_body> req) {
-  const auto deadline = Clock::now() + std::chrono::seconds(60);
+                                                 http::request<http::string_body> req,
+                                                 std::chrono::milliseconds timeout,
+                                                 CallCanceller* canceller) {
+  const auto deadline = Clock::now() + timeout;
   Connection<Protocol> c;
+  Registration reg(canceller);
   req.set(http::field::connection, "Upgrade");
   req.set(http::field::upgrade, "tcp");
-  SANDRUN_RETURN_IF_ERROR(SendRequest(c, host, req, deadline));
+  SANDRUN_RETURN_IF_ERROR(SendRequest(c, host, req, deadline, reg));
   beast::flat_buffer buffer;
   http::response_parser<http::string_body> parser;
   c.stream.expires_after(Remaining(deadline));
   error_code ec = RunOp(c.ioc, [&](auto handler) {
     http::async_read_header(c.stream, buffer, parser, std::move(handler));
   });
+  if (ec && reg.cancelled()) return CancelledCall(host);
   if (ec) return ConnectionError(host, "read from", ec);
   int status = static_cast<int>(parser.get().result_int());
   if (status != 101 && status != 200) {
@@ -276,6 +323,7 @@ Result<std::unique_ptr<HijackedStream>> DoHijack(const DockerHost& host,
   auto bytes = buffer.data();
   std::string pending(static_cast<const char*>(bytes.data()), bytes.size());
   c.stream.expires_never();
+  reg.Detach();  // The stream has its own Abort().
   auto socket = c.stream.release_socket();
   int fd = socket.release(ec);
   if (ec) return InternalError("docker: cannot release socket: " + ec.message());
@@ -455,6 +503,31 @@ Result<DockerHost> ParseDockerHost(std::string_view text) {
                               "' is neither unix:///path nor tcp://host:port");
 }
 
+void CallCanceller::Cancel() {
+  std::lock_guard<std::mutex> lock(mu_);
+  cancelled_ = true;
+  // shutdown(2), not close: the request's own thread still owns the
+  // descriptor, and its pending operation completes with an error at once.
+  for (int fd : fds_) ::shutdown(fd, SHUT_RDWR);
+}
+
+bool CallCanceller::cancelled() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return cancelled_;
+}
+
+bool CallCanceller::Register(int fd) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (cancelled_) return false;
+  fds_.insert(fd);
+  return true;
+}
+
+void CallCanceller::Unregister(int fd) {
+  std::lock_guard<std::mutex> lock(mu_);
+  fds_.erase(fd);
+}
+
 DockerClient::DockerClient(DockerHost host) : host_(std::move(host)), api_version_(kMinApiVersion) {}
 DockerClient::~DockerClient() = default;
 
@@ -492,34 +565,76 @@ Status DockerClient::NegotiateVersion() {
   return OkStatus();
 }
 
-Result<HttpResponse> DockerClient::Request(std::string_view method, const std::string& target,
-                                           std::string body, std::string_view content_type,
-                                           std::chrono::milliseconds timeout) {
+std::string DockerClient::StoppedAnsweringMessage() const {
+  return "docker: the engine at " + host_.text +
+         " stopped answering (a request and a ping went unanswered)";
+}
+
+void DockerClient::NoteTimeout(const Status& status) {
+  if (status.code() == StatusCode::kDeadlineExceeded) stalled_ = true;
+}
+
+bool DockerClient::Responsive(std::chrono::milliseconds timeout) {
+  auto res = RawRequest("GET", "/_ping", {}, {}, timeout, nullptr);
+  // A refused connection is a restart, not a stall: later requests then fail
+  // (and are retried) as they would against a stopped engine.
+  stalled_ = !res.ok() && res.status().code() == StatusCode::kDeadlineExceeded;
+  return res.ok() && res->status == 200;
+}
+
+Status DockerClient::CheckNotStalled(std::chrono::milliseconds timeout) {
+  // Waiting out every request's own deadline against a frozen engine would
+  // cost minutes; a short ping tells a frozen engine from a slow one.
+  if (!stalled_) return OkStatus();
+  Responsive(std::min<std::chrono::milliseconds>(kStalledPing, timeout));
+  if (!stalled_) return OkStatus();
+  return Status(StatusCode::kDeadlineExceeded, StoppedAnsweringMessage(), true);
+}
+
+Result<HttpResponse> DockerClient::RawRequest(std::string_view method, const std::string& target,
+                                              std::string body, std::string_view content_type,
+                                              std::chrono::milliseconds timeout,
+                                              CallCanceller* canceller) {
   try {
     auto req = MakeRequest(method, Prefixed(target), std::move(body), content_type);
     if (!host_.unix_path.empty()) {
-      return DoRequest<asio::local::stream_protocol>(host_, std::move(req), timeout);
+      return DoRequest<asio::local::stream_protocol>(host_, std::move(req), timeout, canceller);
     }
-    return DoRequest<asio::ip::tcp>(host_, std::move(req), timeout);
+    return DoRequest<asio::ip::tcp>(host_, std::move(req), timeout, canceller);
   } catch (const std::exception& e) {
     return UnavailableError("docker: " + std::string(method) + " " + target + " on " +
                             host_.text + ": " + e.what());
   }
 }
 
+Result<HttpResponse> DockerClient::Request(std::string_view method, const std::string& target,
+                                           std::string body, std::string_view content_type,
+                                           std::chrono::milliseconds timeout,
+                                           CallCanceller* canceller) {
+  SANDRUN_RETURN_IF_ERROR(CheckNotStalled(timeout));
+  auto res = RawRequest(method, target, std::move(body), content_type, timeout, canceller);
+  if (!res.ok()) NoteTimeout(res.status());
+  return res;
+}
+
 Result<StreamedResponse> DockerClient::OpenStream(std::string_view method,
                                                   const std::string& target,
                                                   std::chrono::milliseconds idle_timeout) {
+  SANDRUN_RETURN_IF_ERROR(CheckNotStalled(idle_timeout));
+  Result<StreamedResponse> out = InternalError("docker: request not attempted");
   try {
     auto req = MakeHeadOnly(method, Prefixed(target));
     if (!host_.unix_path.empty()) {
-      return DoOpenStream<asio::local::stream_protocol>(host_, req, idle_timeout);
+      out = DoOpenStream<asio::local::stream_protocol>(host_, req, idle_timeout);
+    } else {
+      out = DoOpenStream<asio::ip::tcp>(host_, req, idle_timeout);
     }
-    return DoOpenStream<asio::ip::tcp>(host_, req, idle_timeout);
   } catch (const std::exception& e) {
     return UnavailableError("docker: " + std::string(method) + " " + target + " on " +
                             host_.text + ": " + e.what());
   }
+  if (!out.ok()) NoteTimeout(out.status());
+  return out;
 }
 
 Result<HttpResponse> DockerClient::RequestStreamingBody(std::string_view method,
@@ -527,31 +642,43 @@ Result<HttpResponse> DockerClient::RequestStreamingBody(std::string_view method,
                                                         std::string_view content_type,
                                                         const BodyWriter& write_body,
                                                         std::chrono::milliseconds idle_timeout) {
+  SANDRUN_RETURN_IF_ERROR(CheckNotStalled(idle_timeout));
+  Result<HttpResponse> out = InternalError("docker: request not attempted");
   try {
     auto req = MakeHeadOnly(method, Prefixed(target));
     req.set(http::field::content_type, content_type);
     if (!host_.unix_path.empty()) {
-      return DoStreamingBody<asio::local::stream_protocol>(host_, std::move(req), write_body,
-                                                           idle_timeout);
+      out = DoStreamingBody<asio::local::stream_protocol>(host_, std::move(req), write_body,
+                                                          idle_timeout);
+    } else {
+      out = DoStreamingBody<asio::ip::tcp>(host_, std::move(req), write_body, idle_timeout);
     }
-    return DoStreamingBody<asio::ip::tcp>(host_, std::move(req), write_body, idle_timeout);
   } catch (const std::exception& e) {
     return UnavailableError("docker: " + std::string(method) + " " + target + " on " +
                             host_.text + ": " + e.what());
   }
+  if (!out.ok()) NoteTimeout(out.status());
+  return out;
 }
 
 Result<std::unique_ptr<HijackedStream>> DockerClient::Hijack(const std::string& target,
-                                                             const std::string& body) {
+                                                             const std::string& body,
+                                                             std::chrono::milliseconds timeout,
+                                                             CallCanceller* canceller) {
+  SANDRUN_RETURN_IF_ERROR(CheckNotStalled(timeout));
+  Result<std::unique_ptr<HijackedStream>> out = InternalError("docker: hijack not attempted");
   try {
     auto req = MakeRequest("POST", Prefixed(target), body, "application/json");
     if (!host_.unix_path.empty()) {
-      return DoHijack<asio::local::stream_protocol>(host_, std::move(req));
+      out = DoHijack<asio::local::stream_protocol>(host_, std::move(req), timeout, canceller);
+    } else {
+      out = DoHijack<asio::ip::tcp>(host_, std::move(req), timeout, canceller);
     }
-    return DoHijack<asio::ip::tcp>(host_, std::move(req));
   } catch (const std::exception& e) {
     return UnavailableError("docker: POST " + target + " on " + host_.text + ": " + e.what());
   }
+  if (!out.ok()) NoteTimeout(out.status());
+  return out;
 }
 
 std::string DockerErrorMessage(const HttpResponse& response) {

@@ -7,6 +7,12 @@
 // reach the daemon are kUnavailable (retryable) and name the host; HTTP error
 // statuses are returned as responses for the caller to map, because what a 404
 // means depends on the endpoint.
+//
+// Every request has a deadline. An engine that accepts connections but never
+// answers (a frozen dockerd) is detected by the first request that times out;
+// from then on each request first pings the engine briefly and fails fast with
+// kDeadlineExceeded ("stopped answering") until it answers again, so one hung
+// engine costs seconds per call, not minutes.
 #ifndef SANDRUN_PLUGINS_DOCKER_DOCKER_CLIENT_H_
 #define SANDRUN_PLUGINS_DOCKER_DOCKER_CLIENT_H_
 
@@ -16,6 +22,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <string_view>
 
@@ -75,6 +82,26 @@ struct StreamedResponse {
 using BodyWriter =
     std::function<Status(const std::function<Status(std::string_view)>& send)>;
 
+/// Lets one thread abandon the requests another thread is blocked in: Cancel()
+/// shuts down the connection of every request made with this canceller (the
+/// request returns kCancelled at once, whatever its deadline) and makes later
+/// requests fail with kCancelled before they connect. Thread-safe.
+class CallCanceller {
+ public:
+  void Cancel();
+  bool cancelled() const;
+
+  /// For DockerClient: registers the socket of a connected request; false
+  /// (and nothing registered) when already cancelled.
+  bool Register(int fd);
+  void Unregister(int fd);
+
+ private:
+  mutable std::mutex mu_;
+  std::set<int> fds_;
+  bool cancelled_ = false;
+};
+
 /// Parsed DOCKER_HOST: "unix:///path" or "tcp://host:port".
 struct DockerHost {
   std::string text;        ///< As given, for messages.
@@ -99,10 +126,14 @@ class DockerClient {
 
   /// One request. `target` is the API path without the version prefix
   /// ("/containers/json?all=1"); "/_ping" and "/version" go unprefixed.
+  /// kDeadlineExceeded when no answer came within `timeout` (or, while the
+  /// engine is known to have stopped answering, within a short ping);
+  /// kCancelled when `canceller` (may be null) cancelled it.
   Result<HttpResponse> Request(std::string_view method, const std::string& target,
                                std::string body = {},
                                std::string_view content_type = "application/json",
-                               std::chrono::milliseconds timeout = std::chrono::seconds(120));
+                               std::chrono::milliseconds timeout = std::chrono::seconds(120),
+                               CallCanceller* canceller = nullptr);
 
   /// A bodiless request whose answer body is streamed. `idle_timeout` bounds
   /// each wait for bytes, not the whole transfer.
@@ -120,15 +151,38 @@ class DockerClient {
                                                 std::chrono::seconds(120));
 
   /// Sends a POST with "Upgrade: tcp" and returns the hijacked stream once the
-  /// daemon answered 101 (or 200). An HTTP error status is returned as
-  /// kUnavailable/kNotFound with the daemon's message.
-  Result<std::unique_ptr<HijackedStream>> Hijack(const std::string& target,
-                                                 const std::string& body);
+  /// daemon answered 101 (or 200) within `timeout`. An HTTP error status is
+  /// returned as kUnavailable/kNotFound with the daemon's message. The stream
+  /// itself is not covered by `canceller`; use HijackedStream::Abort().
+  Result<std::unique_ptr<HijackedStream>> Hijack(
+      const std::string& target, const std::string& body,
+      std::chrono::milliseconds timeout = std::chrono::seconds(60),
+      CallCanceller* canceller = nullptr);
+
+  /// Pings the engine; true when it answered within `timeout`. Records the
+  /// answer: a silent engine makes later requests fail fast (see above).
+  bool Responsive(std::chrono::milliseconds timeout);
+
+  /// A request timed out since the engine last answered a ping.
+  bool stalled() const { return stalled_; }
+
+  /// "docker: the engine at HOST stopped answering (...)", for notes and errors.
+  std::string StoppedAnsweringMessage() const;
 
  private:
   std::string Prefixed(const std::string& target) const;
+  // Request without the stalled-engine check.
+  Result<HttpResponse> RawRequest(std::string_view method, const std::string& target,
+                                  std::string body, std::string_view content_type,
+                                  std::chrono::milliseconds timeout, CallCanceller* canceller);
+  // Marks the engine stalled when `status` is a timeout waiting for it.
+  void NoteTimeout(const Status& status);
+  // While the engine is marked stalled: pings it, and fails with
+  // kDeadlineExceeded when it is still silent.
+  Status CheckNotStalled(std::chrono::milliseconds timeout);
 
   DockerHost host_;
+  std::atomic<bool> stalled_{false};
   mutable std::mutex mu_;
   std::string api_version_;
 };

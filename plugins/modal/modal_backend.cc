@@ -134,14 +134,17 @@ class ModalSandbox : public Sandbox {
  public:
   ModalSandbox(std::shared_ptr<Shared> shared, std::string sandbox_id, std::string task_id,
                std::unique_ptr<CommandRouter> router, std::string workdir,
-               std::map<std::string, std::string> env, std::vector<std::string> notes)
+               std::map<std::string, std::string> env, std::vector<std::string> notes,
+               std::chrono::seconds lifetime, Clock::time_point expires)
       : shared_(std::move(shared)),
         id_(std::move(sandbox_id)),
         task_id_(std::move(task_id)),
         router_(std::move(router)),
         workdir_(std::move(workdir)),
         env_(std::move(env)),
-        notes_(std::move(notes)) {}
+        notes_(std::move(notes)),
+        lifetime_(lifetime),
+        expires_(expires) {}
   ~ModalSandbox() override { Terminate().IgnoreError(); }
 
   const std::string& Id() const override { return id_; }
@@ -179,6 +182,10 @@ class ModalSandbox : public Sandbox {
   std::string workdir_;
   std::map<std::string, std::string> env_;
   std::vector<std::string> notes_;
+  std::chrono::seconds lifetime_;
+  // When Modal ends the sandbox (its timeout_secs); taken before it existed,
+  // so the host's own bound comes first.
+  Clock::time_point expires_;
 
   std::mutex mu_;
   bool terminated_ = false;              // Guarded by mu_.
@@ -429,6 +436,12 @@ Result<ExecResult> ModalSandbox::Exec(const ExecRequest& request) {
   exec.workdir = SandboxPath(workdir_, request.cwd);
   exec.stdin_data = request.stdin_data ? &*request.stdin_data : nullptr;
   exec.timeout = request.timeout;
+  // The sandbox lifetime bounds every command: its end is the command's
+  // timeout, not an infrastructure failure.
+  const auto lifetime_left = std::chrono::duration_cast<milliseconds>(expires_ - Clock::now());
+  const bool lifetime_bound =
+      request.timeout.count() == 0 || lifetime_left < request.timeout;
+  if (lifetime_bound) exec.timeout = std::max(lifetime_left, milliseconds(1));
   exec.on_stdout = [&](std::string_view chunk) { out.Append(chunk); };
   exec.on_stderr = [&](std::string_view chunk) { err.Append(chunk); };
   auto raw = RunRaw(exec);
@@ -441,7 +454,7 @@ Result<ExecResult> ModalSandbox::Exec(const ExecRequest& request) {
   if (!err_spill.ok()) result.notes.push_back(err_spill.message());
   result.durations.exec_ms = std::chrono::duration_cast<milliseconds>(raw->elapsed).count();
 
-  const bool past_timeout = request.timeout.count() > 0 && raw->elapsed >= request.timeout;
+  const bool past_timeout = exec.timeout.count() > 0 && raw->elapsed >= exec.timeout;
   if (raw->cancelled) {
     result.outcome = Outcome::kCancelled;
     result.exit_code = kExitInterrupted;
@@ -475,11 +488,18 @@ Result<ExecResult> ModalSandbox::Exec(const ExecRequest& request) {
   if (result.outcome == Outcome::kSignaled) {
     // A kill may be the sandbox itself dying (evicted, out of lifetime):
     // that is an infrastructure failure, not the test's.
-    if (auto ended = SandboxEnded(); !ended.empty()) {
+    if (lifetime_bound && Clock::now() + std::chrono::seconds(1) >= expires_) {
+      result.outcome = Outcome::kTimedOut;
+      result.exit_code = kExitTimedOut;
+    } else if (auto ended = SandboxEnded(); !ended.empty()) {
       result.outcome = Outcome::kInfraError;
       result.exit_code = kExitSandrunError;
       result.error = "modal: sandbox " + id_ + " ended while the command ran (" + ended + ")";
     }
+  }
+  if (lifetime_bound && result.outcome == Outcome::kTimedOut) {
+    result.notes.push_back("the sandbox lifetime (" + std::to_string(lifetime_.count()) +
+                           " s) ended the command");
   }
   if (!raw->stdio_status.ok() && result.outcome != Outcome::kCancelled) {
     // The command ran to an end but part of its output is lost: an
@@ -976,6 +996,8 @@ Status ModalBackend::ResolveSecrets(Shared& shared) {
 }
 
 Result<std::unique_ptr<Sandbox>> ModalBackend::Create(const SandboxSpec& spec) {
+  const auto lifetime = std::chrono::seconds(std::max<std::int64_t>(1, spec.lifetime.count()));
+  const Clock::time_point expires = Clock::now() + lifetime;
   SANDRUN_ASSIGN_OR_RETURN(std::shared_ptr<Shared> shared, Connect());
   Shared& s = *shared;
   std::string gpu_type;
@@ -1110,7 +1132,7 @@ Result<std::unique_ptr<Sandbox>> ModalBackend::Create(const SandboxSpec& spec) {
   if (!spec.gpu.empty()) notes.push_back("modal: gpu " + gpu_type + " x" + std::to_string(gpu_count));
   return std::unique_ptr<Sandbox>(new ModalSandbox(shared, sandbox_id, task_id,
                                                    std::move(router).value(), workdir, spec.env,
-                                                   std::move(notes)));
+                                                   std::move(notes), lifetime, expires));
 }
 
 Result<std::vector<Leftover>> ModalBackend::ListLeftovers() {

@@ -377,6 +377,23 @@ TEST_P(BackendConformanceTest, TerminateFromAnotherThreadCancelsExec) {
   EXPECT_TRUE(sandbox->Terminate().ok()) << "Terminate() is idempotent";
 }
 
+// The contract for every backend: a sandbox whose lifetime ends while a
+// command runs times the command out (exit 124) and says the lifetime did it;
+// it is never an infrastructure error (which the engine would retry).
+TEST_P(BackendConformanceTest, LifetimeEndingDuringACommandIsATimeout) {
+  auto sandbox = NewSandbox([](SandboxSpec& spec) { spec.lifetime = std::chrono::seconds(3); });
+  ASSERT_NE(sandbox, nullptr);
+  auto start = std::chrono::steady_clock::now();
+  ExecResult result = Run(*sandbox, Shell("echo started; sleep 120"));
+  auto took = std::chrono::steady_clock::now() - start;
+  EXPECT_EQ(result.outcome, Outcome::kTimedOut) << Describe(result);
+  EXPECT_EQ(ExitCodeOf(result), kExitTimedOut) << Describe(result);
+  EXPECT_TRUE(AnyNoteMentions(result, "lifetime")) << Describe(result);
+  EXPECT_TRUE(AnyNoteMentions(result, "3 s")) << Describe(result);
+  EXPECT_PRED2(Contains, result.stdout_stream.text, "started") << "output before the end";
+  EXPECT_LT(took, std::chrono::seconds(60)) << "the lifetime did not end the command";
+}
+
 // ---- stdin, env, cwd ----
 
 TEST_P(BackendConformanceTest, StdinRoundTripsBinaryData) {

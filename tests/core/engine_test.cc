@@ -69,6 +69,27 @@ TEST_F(EngineTest, AllPassingTasksPassTheRunAndAreArchived) {
   EXPECT_EQ(archive.PendingCount(), 0);
 }
 
+TEST_F(EngineTest, BadInputTheBackendFindsStopsTheRunBeforeItExists) {
+  auto backend = MakeBackend();
+  backend->spec_verdict = InvalidArgumentError("fake: cpu 1000 is more than it has");
+  Engine engine({{backend}});
+  CancelFlag cancel;
+  auto outcome = engine.Run({MakeTask("a", {"pass"}), MakeTask("b", {"pass"})}, Options(), cancel);
+  ASSERT_FALSE(outcome.ok());
+  EXPECT_EQ(outcome.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(outcome.status().message().find("task 'a': fake: cpu 1000"), std::string::npos)
+      << outcome.status().message();
+  EXPECT_EQ(backend->created.load(), 0);
+  EXPECT_FALSE(std::filesystem::exists(dir_.path() / "archive-fake") &&
+               !std::filesystem::is_empty(dir_.path() / "archive-fake"))
+      << "a run was begun";
+
+  // A backend that could not check does not stop the run.
+  backend->spec_verdict = UnavailableError("fake: engine busy");
+  auto out = RunOk(engine, {MakeTask("a", {"pass"})}, Options());
+  EXPECT_EQ(out.run.status, "passed");
+}
+
 TEST_F(EngineTest, ConcurrencyLimitIsHeldAndReached) {
   auto backend = MakeBackend();
   Engine engine({{backend}});

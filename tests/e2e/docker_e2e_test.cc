@@ -1,10 +1,12 @@
 // The built sandrun with the Docker backend, as a user drives it: fallback
 // when no engine answers, what a SIGKILLed sandrun leaves behind
-// (`sandrun cleanup` removes it; the sandbox lifetime ends it anyway), and a
-// batch that loses a container or the whole engine midway.
+// (`sandrun cleanup` removes it; the sandbox lifetime ends it anyway), a
+// batch that loses a container or the whole engine midway, an engine that
+// stops answering, and bad input only the engine could judge.
 // Tests that need an engine skip, with the reason, only when none answers
 // or the test image is missing (scripts/docker-test-env provides both).
 #include <chrono>
+#include <fstream>
 #include <functional>
 #include <map>
 #include <string>
@@ -96,6 +98,13 @@ bool WaitFor(Pred pred, std::chrono::seconds limit) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   return pred();
+}
+
+/// No run in the Docker archive has `token` anywhere (its command line).
+void ExpectNoRunMentions(const Home& home, const std::string& token) {
+  for (const auto& run : home.Runs({"--backend", "docker"})) {
+    EXPECT_EQ(run.dump().find(token), std::string::npos) << "a run exists: " << run.dump();
+  }
 }
 
 TEST(E2eDocker, UnreachableEngineIsOneLineNamingDockerHostAndExit125) {
@@ -202,6 +211,20 @@ TEST(E2eDocker, TheSandboxLifetimeEndsALeakedContainerByItself) {
   EXPECT_TRUE(ContainersOfTask(task).empty()) << cleanup.out;
 }
 
+TEST(E2eDocker, ALifetimeShorterThanTheCommandIsATimeoutAndNotRetried) {
+  std::string reason = DockerUnavailableReason();
+  if (!reason.empty()) GTEST_SKIP() << reason;
+  Home home;
+  const auto start = Clock::now();
+  CommandOutput out = home.Run({"exec", "--backend", "docker", "--image", kImage, "--lifetime",
+                                "3", "--retries", "2", "--", "sh", "-c", "echo begun; sleep 120"});
+  EXPECT_EQ(out.exit_code, 124) << out.err;
+  EXPECT_EQ(out.out, "begun\n");
+  EXPECT_CONTAINS(out.err, "the sandbox lifetime (3 s) ended the command");
+  EXPECT_EQ(out.err.find("retrying"), std::string::npos) << out.err;
+  EXPECT_LT(SecondsSince(start), 60) << "the lifetime did not end the command";
+}
+
 // A batch of `count` tasks, each `sleep SECONDS; echo task-N`.
 std::string SleepingBatch(int count, int seconds) {
   nlohmann::json tasks = nlohmann::json::array();
@@ -267,6 +290,9 @@ class PrivateEngine {
   const std::string& error() const { return error_; }
   std::string host() const { return "unix://" + (dir_ / "docker.sock").string(); }
   bool Restart() { return Script({"restart", dir_.string()}).exit_code == 0; }
+  /// SIGSTOPs (SIGCONTs) this engine's dockerd alone: its containers run on.
+  bool Freeze() { return SignalDockerd(SIGSTOP); }
+  bool Thaw() { return SignalDockerd(SIGCONT); }
   /// `docker ARGS...` against this engine.
   CommandOutput Docker(std::vector<std::string> args) const {
     args.insert(args.begin(), "docker");
@@ -274,6 +300,11 @@ class PrivateEngine {
   }
 
  private:
+  bool SignalDockerd(int sig) const {
+    pid_t pid = 0;
+    std::ifstream(dir_ / "dockerd.pid") >> pid;
+    return pid > 0 && ::kill(pid, sig) == 0;
+  }
   static CommandOutput Script(std::vector<std::string> args) {
     args.insert(args.begin(), std::string(SANDRUN_SOURCE_DIR) + "/tests/support/private-dockerd");
     return sandrun::testing::RunCommand(args, {.timeout = std::chrono::seconds(90)});
@@ -283,13 +314,22 @@ class PrivateEngine {
   std::string error_;
 };
 
-TEST(E2eDocker, AnEngineRestartMidBatchIsRetriedAndLosesNoRecord) {
+/// Why a PrivateEngine cannot run here, or "" when it can.
+std::string PrivateEngineUnavailableReason() {
   std::string reason = DockerUnavailableReason();
-  if (!reason.empty()) SANDRUN_SKIP_WITHOUT_DOCKER(reason);
+  if (!reason.empty()) return reason;
   if (sandrun::testing::RunCommand({"sh", "-c", "command -v dockerd"}).exit_code != 0 ||
       ::geteuid() != 0) {
-    GTEST_SKIP() << "needs root and dockerd to start an engine of its own";
+    return "needs root and dockerd to start an engine of its own";
   }
+  return "";
+}
+
+TEST(E2eDocker, AnEngineRestartMidBatchIsRetriedAndLosesNoRecord) {
+  std::string docker = DockerUnavailableReason();
+  if (!docker.empty()) SANDRUN_SKIP_WITHOUT_DOCKER(docker);
+  std::string reason = PrivateEngineUnavailableReason();
+  if (!reason.empty()) GTEST_SKIP() << reason;
   Home home;
   // A short path: the socket's must fit in sockaddr_un.
   TempDir engine_dir;
@@ -336,7 +376,7 @@ TEST(E2eDocker, AnEngineRestartMidBatchIsRetriedAndLosesNoRecord) {
 
 // A registry of the test's own on loopback (Debian's docker-registry), so a
 // missing image really is pulled, and one the registry lacks really fails.
-TEST(E2eDocker, AMissingImageIsPulledFromARegistryAndAnUnknownOneNamedWithExit125) {
+TEST(E2eDocker, AMissingImageIsPulledFromARegistryAndAnUnknownOneIsBadInput) {
   std::string reason = DockerUnavailableReason();
   if (!reason.empty()) SANDRUN_SKIP_WITHOUT_DOCKER(reason);
   const std::string registry_binary = "/usr/bin/docker-registry";
@@ -388,11 +428,95 @@ TEST(E2eDocker, AMissingImageIsPulledFromARegistryAndAnUnknownOneNamedWithExit12
   EXPECT_EQ(out.out, "pulled\n") << out.err;
   EXPECT_EQ(docker({"image", "inspect", image}).exit_code, 0) << "the image was not pulled";
 
+  // An image the registry does not have is bad input, found before a run.
   const std::string unknown = address + "/sandrun-never-pushed:1";
-  out = home.Run({"exec", "--backend", "docker", "--image", unknown, "--", "true"});
-  EXPECT_EQ(out.exit_code, 125) << out.err;
+  const std::string token = "never-pushed-" + RandomHex(8);
+  out = home.Run({"exec", "--backend", "docker", "--image", unknown, "--", "echo", token});
+  EXPECT_EQ(out.exit_code, 2) << out.err;
   EXPECT_CONTAINS(out.err, unknown);
   EXPECT_CONTAINS(out.err, "pulling it failed");
+  ExpectNoRunMentions(home, token);
+}
+
+TEST(E2eDocker, WhatTheEngineWouldRefuseIsBadInputBeforeAnyRunExists) {
+  std::string reason = DockerUnavailableReason();
+  if (!reason.empty()) GTEST_SKIP() << reason;
+  Home home;
+  const std::string token = "bad-input-" + RandomHex(8);
+  auto exec = [&](const std::vector<std::string>& flags, const std::string& image = kImage) {
+    std::vector<std::string> args{"exec", "--backend", "docker", "--image", image};
+    args.insert(args.end(), flags.begin(), flags.end());
+    args.insert(args.end(), {"--retries", "2", "--", "echo", token});
+    return home.Run(args);
+  };
+  CommandOutput out = exec({"--cpu", "1000"});
+  EXPECT_EQ(out.exit_code, 2) << out.err;
+  EXPECT_CONTAINS(out.err, "cpu 1000");
+  EXPECT_CONTAINS(out.err, "CPU(s) of the engine");
+
+  out = exec({"--cpu", "0.001"});
+  EXPECT_EQ(out.exit_code, 2) << out.err;
+  EXPECT_CONTAINS(out.err, "0.01");
+  EXPECT_EQ(out.err.find("retrying"), std::string::npos) << out.err;
+
+  fs::path config = home.Write("sandrun.json", R"({"backends": {"docker": {"volume": "bad/name"}}})");
+  out = exec({});
+  EXPECT_EQ(out.exit_code, 2) << out.err;
+  EXPECT_CONTAINS(out.err, "'bad/name' is not a valid volume name");
+  fs::remove(config);
+
+  out = exec({}, "Not A Valid Reference");
+  EXPECT_EQ(out.exit_code, 2) << out.err;
+  EXPECT_CONTAINS(out.err, "Not A Valid Reference");
+  ExpectNoRunMentions(home, token);
+}
+
+// The engine freezes (its dockerd SIGSTOPped, the container running on) while
+// a command runs: the timeout still ends sandrun on time, the record says the
+// engine stopped answering, and `sandrun cleanup` removes the container once
+// the engine answers again. A private engine: the shared one is never frozen.
+TEST(E2eDocker, AFrozenEngineCannotHoldATimedOutCommandPastItsDeadline) {
+  std::string docker = DockerUnavailableReason();
+  if (!docker.empty()) SANDRUN_SKIP_WITHOUT_DOCKER(docker);
+  std::string reason = PrivateEngineUnavailableReason();
+  if (!reason.empty()) GTEST_SKIP() << reason;
+  Home home;
+  TempDir engine_dir;  // A short path: the socket's must fit in sockaddr_un.
+  PrivateEngine engine(engine_dir.path() / "e");
+  ASSERT_TRUE(engine.started()) << engine.error();
+  struct ThawAtEnd {
+    PrivateEngine& engine;
+    ~ThawAtEnd() { engine.Thaw(); }  // Before the engine is stopped.
+  } thaw_at_end{engine};
+  std::map<std::string, std::string> env = home.Env();
+  env["DOCKER_HOST"] = engine.host();
+  const std::string task = "frozen-" + RandomHex(8);
+  const int timeout_s = 5;
+  Background sandrun({SANDRUN_BINARY, "exec", "--backend", "docker", "--image", kImage,
+                      "--timeout", std::to_string(timeout_s), "--name", task, "--", "sh", "-c",
+                      "echo started; sleep 300"},
+                     env, home.work());
+  ASSERT_TRUE(sandrun.started());
+  ASSERT_TRUE(WaitFor([&] { return sandrun.Out().find("started") != std::string::npos; },
+                      std::chrono::seconds(60)))
+      << sandrun.Err();
+  const auto frozen_at = Clock::now();
+  ASSERT_TRUE(engine.Freeze());
+
+  // Without deadlines on every call this took minutes (245 s seen).
+  auto code = sandrun.Wait(std::chrono::seconds(180));
+  const double took = SecondsSince(frozen_at);
+  ASSERT_TRUE(code.has_value()) << "sandrun hung on the frozen engine: " << sandrun.Err();
+  EXPECT_LT(took, timeout_s + 30) << sandrun.Err();
+  EXPECT_EQ(*code, 124) << sandrun.Err();
+  EXPECT_CONTAINS(sandrun.Err(), "stopped answering");
+
+  ASSERT_TRUE(engine.Thaw());
+  std::map<std::string, std::string> on_engine{{"DOCKER_HOST", engine.host()}};
+  CommandOutput cleanup = home.Run({"cleanup", "--backend", "docker"}, {.env = on_engine});
+  EXPECT_EQ(cleanup.exit_code, 0) << cleanup.err;
+  CommandOutput left = engine.Docker({"ps", "-aq", "--filter", "label=dev.sandrun.task=" + task});
+  EXPECT_EQ(left.out, "") << "the frozen task's container outlived `sandrun cleanup`";
 }
 
 }  // namespace

@@ -30,6 +30,7 @@ class FakeBackend : public Backend {
   std::string_view Name() const override { return name_; }
   Capabilities GetCapabilities() const override { return {}; }
   Availability CheckAvailable() override { return {available, unavailable_reason}; }
+  Status ValidateSpec(const SandboxSpec&) override { return spec_verdict; }
   Result<std::unique_ptr<Sandbox>> Create(const SandboxSpec& spec) override;
   Result<std::vector<Leftover>> ListLeftovers() override { return std::vector<Leftover>{}; }
   Status RemoveLeftover(const std::string&) override { return OkStatus(); }
@@ -37,6 +38,7 @@ class FakeBackend : public Backend {
 
   // Knobs and counters (thread-safe).
   bool available = true;
+  Status spec_verdict;  ///< What ValidateSpec answers (set before a run).
   std::string unavailable_reason;
   std::atomic<int> created{0};
   std::atomic<int> terminated{0};

@@ -97,6 +97,17 @@ class Backend {
   /// present). Never throws; says why not.
   virtual Availability CheckAvailable() = 0;
 
+  /// Checks, before a run exists, what only this backend can judge about a
+  /// task's sandbox: limits it cannot give (more CPUs than it has), an image
+  /// that exists nowhere. Called after CheckAvailable() succeeded, once per
+  /// task. kInvalidArgument is bad input: the message names the problem and
+  /// the run does not start. Any other error means it could not check (the
+  /// run goes ahead and Create reports what it finds). Default: OK.
+  virtual Status ValidateSpec(const SandboxSpec& spec) {
+    (void)spec;
+    return OkStatus();
+  }
+
   /// Creates a sandbox. Uploads in the spec are NOT done here; the engine
   /// calls Sandbox::Put so it can time them.
   virtual Result<std::unique_ptr<Sandbox>> Create(const SandboxSpec& spec) = 0;

@@ -100,7 +100,9 @@ class Engine {
 
   /// Runs the tasks and blocks until all ended or were cancelled. Tasks must
   /// have passed ValidateTasks. A non-OK Result means the run could not start
-  /// at all (no backend available, archive unusable): nothing ran.
+  /// at all (no backend available, archive unusable): nothing ran and no run
+  /// exists. kInvalidArgument: the chosen backend refused a task's sandbox as
+  /// bad input (Backend::ValidateSpec), naming the task and the problem.
   Result<RunOutcome> Run(std::vector<Task> tasks, const RunOptions& options,
                          const CancelFlag& cancel);
 

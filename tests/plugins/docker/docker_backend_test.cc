@@ -97,10 +97,10 @@ TEST(DockerAvailabilityTest, UnreachableDaemonNamesDockerHost) {
 }
 
 TEST(DockerOptionsTest, SectionAndEnvironment) {
-  auto o = ParseDockerOptions(R"({"host": "tcp://127.0.0.1:2375", "volume": "v"})", {});
+  auto o = ParseDockerOptions(R"({"host": "tcp://127.0.0.1:2375", "volume": "vol"})", {});
   ASSERT_TRUE(o.ok()) << o.status().ToString();
   EXPECT_EQ(o->host, "tcp://127.0.0.1:2375");
-  EXPECT_EQ(o->volume, "v");
+  EXPECT_EQ(o->volume, "vol");
   o = ParseDockerOptions(R"({"host": "tcp://127.0.0.1:2375"})", {{"DOCKER_HOST", "unix:///x"}});
   EXPECT_EQ(o->host, "unix:///x");
   EXPECT_FALSE(ParseDockerOptions(R"({"hots": "x"})", {}).ok());
@@ -109,6 +109,48 @@ TEST(DockerOptionsTest, SectionAndEnvironment) {
   ASSERT_TRUE(host.ok());
   EXPECT_EQ(host->tcp_host, "::1");
   EXPECT_EQ(host->tcp_port, "2376");
+}
+
+TEST(DockerOptionsTest, BadVolumeNamesAndMountsAreRefusedWhenParsed) {
+  for (const char* section :
+       {R"({"volume": "bad/name"})", R"({"volume": "x"})", R"({"exe_cache_volume": "-x"})",
+        R"({"mounts": ["not a volume:/data"]})", R"({"mounts": ["vol:relative"]})",
+        R"({"mounts": ["nocolon"]})"}) {
+    auto o = ParseDockerOptions(section, {});
+    ASSERT_FALSE(o.ok()) << section;
+    EXPECT_EQ(o.status().code(), StatusCode::kInvalidArgument) << section;
+  }
+  auto bad = ParseDockerOptions(R"({"volume": "bad/name"})", {});
+  EXPECT_NE(bad.status().message().find("'bad/name' is not a valid volume name"),
+            std::string::npos)
+      << bad.status().message();
+  EXPECT_TRUE(ParseDockerOptions(R"({"volume": "ok_1.x-y", "mounts": ["/host:/in:ro", "v1:/v"]})",
+                                 {})
+                  .ok());
+}
+
+TEST_F(DockerBackendTest, ValidateSpecRefusesWhatTheEngineCannotGive) {
+  SandboxSpec spec = testing::ImageSpec(testing::kBusybox);
+  EXPECT_TRUE(backend_->ValidateSpec(spec).ok());
+  spec.cpu = 0.5;
+  EXPECT_TRUE(backend_->ValidateSpec(spec).ok());
+  spec.cpu = 1000;
+  Status too_many = backend_->ValidateSpec(spec);
+  EXPECT_EQ(too_many.code(), StatusCode::kInvalidArgument) << too_many.ToString();
+  EXPECT_NE(too_many.message().find("cpu 1000"), std::string::npos) << too_many.message();
+  spec.cpu = 0.001;
+  Status too_few = backend_->ValidateSpec(spec);
+  EXPECT_EQ(too_few.code(), StatusCode::kInvalidArgument) << too_few.ToString();
+  EXPECT_FALSE(too_few.retryable());
+  spec.cpu = 0;
+  spec.memory_mb = 1;
+  EXPECT_EQ(backend_->ValidateSpec(spec).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(backend_->ValidateSpec(SandboxSpec{}).code(), StatusCode::kInvalidArgument)
+      << "no image at all";
+  spec = testing::ImageSpec("Not A Valid Reference");
+  Status malformed = backend_->ValidateSpec(spec);
+  EXPECT_EQ(malformed.code(), StatusCode::kInvalidArgument) << malformed.ToString();
+  EXPECT_NE(malformed.message().find("Not A Valid Reference"), std::string::npos);
 }
 
 TEST_F(DockerBackendTest, SuggestedParallelismFollowsTheEnginesCpus) {
@@ -304,6 +346,30 @@ TEST_F(DockerBackendTest, OomKillIsReportedAsOom) {
   EXPECT_EQ(r.signal, SIGKILL);
 }
 
+// Whichever the user met first decides: a process OOM-killed before the
+// timeout makes it an OOM, an OOM kill during the timeout's grace does not.
+TEST_F(DockerBackendTest, FirstCauseWinsBetweenOomAndTimeout) {
+  SandboxSpec spec;
+  spec.memory_mb = 32;
+  auto sandbox = MakeSandbox(spec);
+  ASSERT_TRUE(sandbox);
+  const std::string hog = "a=$(head -c 200000000 /dev/zero | tr '\\0' x)";
+  ExecRequest request;
+  request.timeout = 3s;
+  // A child runs out of memory at once; the shell lives on until the timeout.
+  ExecResult r = Run(*sandbox, {"sh", "-c", "(" + hog + "); echo survived; sleep 600"}, request);
+  EXPECT_EQ(r.outcome, Outcome::kOomKilled) << OutcomeName(r.outcome) << " exit " << r.exit_code;
+  EXPECT_EQ(ExitCodeOf(r), 128 + SIGKILL);
+  EXPECT_EQ(r.stdout_stream.text, "survived\n");
+
+  // The timeout comes first; TERM is ignored, and the memory is taken only
+  // during the grace before KILL.
+  request.timeout = 1s;
+  r = Run(*sandbox, {"sh", "-c", "trap '' TERM; sleep 1.5; (" + hog + "); sleep 600"}, request);
+  EXPECT_EQ(r.outcome, Outcome::kTimedOut) << OutcomeName(r.outcome) << " exit " << r.exit_code;
+  EXPECT_EQ(ExitCodeOf(r), kExitTimedOut);
+}
+
 TEST_F(DockerBackendTest, TerminateFromAnotherThreadCancelsPromptly) {
   auto sandbox = MakeSandbox();
   ASSERT_TRUE(sandbox);
@@ -384,6 +450,9 @@ TEST_F(DockerBackendTest, GetRefusesSymlinkOutOfTheTarget) {
 }
 
 TEST_F(DockerBackendTest, CleanupTouchesOnlyLabelledLeftovers) {
+  // Other tests' sandboxes and leftovers share the engine (ctest -j): this
+  // test removes only what carries its own marker.
+  const std::string marker = RandomHex(12);
   // An unrelated container (no sandrun labels) that must survive.
   json unrelated = {{"Image", testing::kBusybox},
                     {"Cmd", json::array({"sleep", "300"})},
@@ -410,14 +479,17 @@ TEST_F(DockerBackendTest, CleanupTouchesOnlyLabelledLeftovers) {
                      {"dev.sandrun.task", "t"},
                      {"dev.sandrun.owner-pid", "999999999"},
                      {"dev.sandrun.owner-host", "some-other-host"},
-                     {"dev.sandrun.expires", "1000"}}},
+                     {"dev.sandrun.expires", "1000"},
+                     {"dev.sandrun.label.cleanup-test", marker}}},
                    {"HostConfig", {{"NetworkMode", "none"}}}};
   res = client_->Request("POST", "/containers/create", leftover.dump());
   ASSERT_TRUE(res.ok() && res->status == 201);
   std::string leftover_id = json::parse(res->body)["Id"];
   remove_at_end.ids.push_back(leftover_id);
 
-  auto live = MakeSandbox();
+  SandboxSpec live_spec;
+  live_spec.labels["cleanup-test"] = marker;
+  auto live = MakeSandbox(live_spec);
   ASSERT_TRUE(live);
 
   auto list = backend_->ListLeftovers();
@@ -438,12 +510,18 @@ TEST_F(DockerBackendTest, CleanupTouchesOnlyLabelledLeftovers) {
   }
   EXPECT_TRUE(saw_leftover);
   EXPECT_TRUE(saw_live);
-  // What `sandrun cleanup` does: remove those whose owner is gone or expired.
+  // What `sandrun cleanup` does, limited to this test's marker: remove those
+  // whose owner is gone or whose lifetime has passed.
+  int removed = 0;
   for (const auto& l : *list) {
+    auto mark = l.labels.find("cleanup-test");
+    if (mark == l.labels.end() || mark->second != marker) continue;
     if (!l.owner_alive || l.expired) {
       EXPECT_TRUE(backend_->RemoveLeftover(l.id).ok());
+      ++removed;
     }
   }
+  EXPECT_EQ(removed, 1) << "only the dead leftover";
   Status refused = backend_->RemoveLeftover(unrelated_id);
   EXPECT_EQ(refused.code(), StatusCode::kPermissionDenied);
   EXPECT_TRUE(Inspect(leftover_id).is_null());
