@@ -76,7 +76,11 @@ constexpr char kSupervisor[] =
     "exit $rc\n";
 
 // $1 = token, $2 = grace in tenths of a second. Kills the process group the
-// supervisor recorded (or the process alone when setsid was missing).
+// supervisor recorded (or the process alone when setsid was missing), then
+// every other process of the container but its init (`kill -1` spares pid 1
+// and the caller): a child that called setsid left the group, and a sandbox
+// runs one command at a time, so whatever else runs there is the timed-out
+// command's.
 constexpr char kKillTree[] =
     "f=/tmp/.sandrun-exec-$1.pid; i=0\n"
     "while [ ! -r \"$f\" ] && [ $i -lt 20 ]; do sleep 0.1; i=$((i+1)); done\n"
@@ -88,6 +92,7 @@ constexpr char kKillTree[] =
     "  sleep 0.1; i=$((i+1))\n"
     "done\n"
     "kill -KILL -$p 2>/dev/null; kill -KILL $p 2>/dev/null\n"
+    "kill -KILL -1 2>/dev/null\n"
     "exit 0\n";
 
 // $1 = token. Prints the snapshot the supervisor took of the oom_kill
@@ -727,6 +732,7 @@ Result<ExecResult> DockerSandbox::RunCommand(const ExecRequest& request, ExecSta
   }
   if (timed_out) {
     result.exit_code = kExitTimedOut;
+    result.ended_by = std::string(by_lifetime ? kEndedByLifetime : kEndedByTimeout);
     if (by_lifetime) result.notes.push_back(LifetimeNote());
     if (engine_silent) {
       result.signal = 0;

@@ -497,6 +497,9 @@ Result<ExecResult> ModalSandbox::Exec(const ExecRequest& request) {
       result.error = "modal: sandbox " + id_ + " ended while the command ran (" + ended + ")";
     }
   }
+  if (result.outcome == Outcome::kTimedOut) {
+    result.ended_by = std::string(lifetime_bound ? kEndedByLifetime : kEndedByTimeout);
+  }
   if (lifetime_bound && result.outcome == Outcome::kTimedOut) {
     result.notes.push_back("the sandbox lifetime (" + std::to_string(lifetime_.count()) +
                            " s) ended the command");
