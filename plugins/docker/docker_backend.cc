@@ -77,10 +77,11 @@ constexpr char kSupervisor[] =
 
 // $1 = token, $2 = grace in tenths of a second. Kills the process group the
 // supervisor recorded (or the process alone when setsid was missing), then
-// every other process of the container but its init (`kill -1` spares pid 1
-// and the caller): a child that called setsid left the group, and a sandbox
-// runs one command at a time, so whatever else runs there is the timed-out
-// command's.
+// every other process of the container but its init, the keep-alive `sleep`
+// (the lowest pid after 1: the init starts it before any exec) and this
+// script: a child that called setsid left the group, and a sandbox runs one
+// command at a time, so whatever else runs there is the timed-out command's.
+// (`kill -1` would take the keep-alive too, and the container with it.)
 constexpr char kKillTree[] =
     "f=/tmp/.sandrun-exec-$1.pid; i=0\n"
     "while [ ! -r \"$f\" ] && [ $i -lt 20 ]; do sleep 0.1; i=$((i+1)); done\n"
@@ -92,7 +93,10 @@ constexpr char kKillTree[] =
     "  sleep 0.1; i=$((i+1))\n"
     "done\n"
     "kill -KILL -$p 2>/dev/null; kill -KILL $p 2>/dev/null\n"
-    "kill -KILL -1 2>/dev/null\n"
+    "m=0; for d in /proc/[0-9]*; do n=${d#/proc/}\n"
+    "  [ \"$n\" -gt 1 ] && { [ $m -eq 0 ] || [ \"$n\" -lt $m ]; } && m=$n; done\n"
+    "for d in /proc/[0-9]*; do n=${d#/proc/}\n"
+    "  [ \"$n\" -gt 1 ] && [ \"$n\" != \"$m\" ] && [ \"$n\" != $$ ] && kill -KILL \"$n\" 2>/dev/null; done\n"
     "exit 0\n";
 
 // $1 = token. Prints the snapshot the supervisor took of the oom_kill

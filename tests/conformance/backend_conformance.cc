@@ -732,6 +732,7 @@ TEST_P(BackendConformanceTest, DownloadsNeverEscapeTheTargetDirectory) {
   for (const auto& entry : fs::directory_iterator(host.path())) {
     EXPECT_EQ(entry.path().filename(), "target") << "written outside the target: " << entry.path();
   }
+  if (!fs::exists(target)) return;  // Every download was refused before writing.
   for (const auto& entry : fs::recursive_directory_iterator(target)) {
     EXPECT_FALSE(fs::is_symlink(entry.symlink_status())) << "symlink left in target: " << entry.path();
   }
