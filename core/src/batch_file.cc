@@ -150,6 +150,12 @@ class TaskParser {
           if (u.is_string()) {
             upload = ParseUploadArg(u.get<std::string>());
           } else if (u.is_object() && u.contains("source") && u["source"].is_string()) {
+            for (const auto& [field, unused] : u.items()) {
+              if (field != "source" && field != "destination" && field != "portable") {
+                return Error("unknown key '" + field +
+                             "' in an 'upload' entry (known: source, destination, portable)");
+              }
+            }
             upload.source = u["source"].get<std::string>();
             if (u.contains("destination")) {
               SANDRUN_RETURN_IF_ERROR(String(u["destination"], "destination", &upload.destination));
@@ -234,6 +240,8 @@ Result<std::vector<Task>> ParseBatch(const std::string& text, const std::string&
     doc = json::parse(text);
   } catch (const json::parse_error& e) {
     return JsonSyntaxError(origin, text, e);
+  } catch (const json::exception& e) {  // A number out of range (1e309).
+    return InvalidArgumentError(origin + ": " + e.what());
   }
   const json* list = &doc;
   if (doc.is_object() && doc.contains("tasks")) {

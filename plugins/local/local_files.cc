@@ -224,8 +224,8 @@ Status CopyIn(const FileUpload& upload, const fs::path& workdir) {
   fs::path dest(upload.destination);
   if (dest.empty()) {
     dest = given.filename();
-  } else if (!dest.has_filename()) {
-    dest /= given.filename();
+  } else if (!dest.has_filename() || dest.filename() == ".") {
+    dest = dest.parent_path() / given.filename();  // "dir/" or "dir/.": into it
   }
   dest = dest.lexically_normal();
   SANDRUN_ASSIGN_OR_RETURN(UniqueFd parent, OpenDirectoryBeneath(workdir, dest.parent_path(), true));

@@ -6,6 +6,7 @@
 
 #include <fcntl.h>
 #include <limits.h>
+#include <linux/capability.h>
 #include <linux/close_range.h>
 #include <net/if.h>
 #include <poll.h>
@@ -304,6 +305,23 @@ int StartUnderInit() {
   return 0;
 }
 
+// In the command's process, once the namespaces and mounts are in place.
+// A /proc of the command's own PID namespace: the host's processes, and
+// through /proc/<pid>/root the host's file system with the archive and its
+// sockets, go out of sight. Then no capabilities at all (and no way to regain
+// them through a setuid binary), so a command run by root cannot unmount what
+// hides them. Best effort: a /proc that cannot be mounted leaves the host's.
+void LockDown(const NamespacePlan& plan) {
+  if (!plan.mounts) return;
+  if (plan.pid) mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr);
+  for (int cap = 0; cap <= 63; ++cap) prctl(PR_CAPBSET_DROP, cap, 0, 0, 0);
+  prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
+  prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+  __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
+  __user_cap_data_struct none[_LINUX_CAPABILITY_U32S_3] = {};
+  syscall(SYS_capset, &header, none);
+}
+
 constexpr int kTextBusyRetries = 20;
 
 // Boost.Process initializer: replaces argv (Boost would pass the resolved
@@ -337,6 +355,7 @@ struct ChildSetup {
     if (chdir(cwd) != 0) return Fail(kStageCwd);
     // Only the command's process comes back from here.
     if (plan.pid && StartUnderInit() != 0) return Fail(kStageInit);
+    LockDown(plan);
     MarkInheritedFdsCloseOnExec();
     return {};
   }

@@ -145,6 +145,15 @@ TEST(BatchFileTest, RefusesPathsThatLeaveTheSandbox) {
   }
 }
 
+TEST(BatchFileTest, NumbersOutOfRangeAndUnknownUploadKeysAreBadInput) {
+  Status huge = ParseError(R"([{"command": ["true"], "cpu": 1e309}])");
+  EXPECT_EQ(huge.code(), StatusCode::kInvalidArgument) << huge.ToString();
+  Status bogus = ParseError(
+      R"([{"command": ["true"], "upload": [{"source": "f", "destination": "d", "bogus": 1}]}])");
+  EXPECT_EQ(bogus.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(bogus.message().find("'bogus'"), std::string::npos) << bogus.message();
+}
+
 TEST(BatchFileTest, RefusesAnEmptyIdAndUnknownTopLevelKeys) {
   Status empty_id = ParseError(R"([{"id": "", "command": ["true"]}])");
   EXPECT_EQ(empty_id.code(), StatusCode::kInvalidArgument);

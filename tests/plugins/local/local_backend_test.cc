@@ -513,6 +513,31 @@ TEST_F(LocalBackendTest, PutFollowsTheSourceLinkAndKeepsOnlyLinksInsideADirector
   EXPECT_FALSE(fs::exists(WorkDir(*sandbox) / "tree2")) << "a refused tree was partly copied";
 }
 
+// The archive is covered in the command's mount namespace; a command, even
+// one run by root, can neither unmount the cover nor go round it through the
+// host's /proc (/proc/<pid>/root), with or without network.
+TEST_F(LocalBackendTest, CommandsCannotUncoverTheArchive) {
+  if (!backend_.Isolation().isolates_network) {
+    GTEST_SKIP() << "no mount namespace here: " << backend_.Isolation().network_reason;
+  }
+  archive_.Write("run-marker/run.json", "{}");
+  const std::string archive = fs::canonical(archive_.path()).string();
+  const std::string via_proc = "/proc/" + std::to_string(getpid()) + "/root" + archive;
+  for (NetworkMode mode : {NetworkMode::kNone, NetworkMode::kOpen}) {
+    SandboxSpec spec;
+    spec.network = mode;
+    auto sandbox = Create(spec);
+    ASSERT_NE(sandbox, nullptr);
+    ExecResult r = Sh(*sandbox, "umount '" + archive + "' 2>/dev/null; umount /proc 2>/dev/null; "
+                                "ls '" + archive + "' '" + via_proc + "' 2>/dev/null; "
+                                "echo planted > '" + archive + "/forged' 2>/dev/null; echo done");
+    EXPECT_EQ(r.stdout_stream.text.find("run-marker"), std::string::npos)
+        << NetworkModeName(mode) << ": " << r.stdout_stream.text;
+    EXPECT_NE(r.stdout_stream.text.find("done"), std::string::npos) << r.stderr_stream.text;
+    EXPECT_FALSE(fs::exists(archive_.path() / "forged")) << NetworkModeName(mode);
+  }
+}
+
 // Writes a manifest for a sandbox that no live sandrun owns.
 fs::path FakeLeftover(const fs::path& sandboxes_dir, const std::string& id,
                       const nlohmann::json& groups, std::int64_t expires_at_unix) {
