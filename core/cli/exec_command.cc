@@ -173,10 +173,8 @@ int ExecCommand(const std::vector<std::string>& args, CliContext& context) {
   for (const auto& note : result.notes) PrintError("note: " + note);
   switch (result.outcome) {
     case Outcome::kTimedOut:
-      if (result.ended_by == kEndedByLifetime) {
-        PrintError("the sandbox lifetime (" + std::to_string(task.sandbox.lifetime.count()) +
-                   " s) ended the command (" + record.backend + " sandbox " +
-                   record.sandbox_id + ")");
+      if (result.ended_by == kEndedByLifetime) {  // A note above has said why.
+        PrintError("timed out (" + record.backend + " sandbox " + record.sandbox_id + ")");
       } else {
         PrintError("timed out after " + FormatDuration(task.exec.timeout.count()) + " (" +
                    record.backend + " sandbox " + record.sandbox_id + ")");

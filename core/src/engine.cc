@@ -447,6 +447,11 @@ Status ValidateTask(const Task& task) {
   if (task.exec.timeout.count() < 0) {
     return InvalidArgumentError(who + ": timeout must be positive");
   }
+  // Empty means the default where the field has one (destination, cwd, workdir).
+  auto inside = [&](std::string_view what, const std::string& path) {
+    Status status = CheckSandboxRelativePath(what, path);
+    return status.ok() ? status : InvalidArgumentError(who + ": " + status.message());
+  };
   for (const auto& upload : task.sandbox.uploads) {
     std::error_code ec;
     if (upload.source.empty()) return InvalidArgumentError(who + ": upload source is empty");
@@ -455,20 +460,12 @@ Status ValidateTask(const Task& task) {
                                   "' does not exist");
     }
     if (!upload.destination.empty()) {
-      Status inside = CheckSandboxRelativePath("upload destination", upload.destination);
-      if (!inside.ok()) return InvalidArgumentError(who + ": " + inside.message());
+      SANDRUN_RETURN_IF_ERROR(inside("upload destination", upload.destination));
     }
   }
-  for (const auto& download : task.downloads) {
-    Status inside = CheckSandboxRelativePath("download path", download);
-    if (!inside.ok()) return InvalidArgumentError(who + ": " + inside.message());
-  }
-  for (const auto& [what, path] : {std::pair<const char*, const std::string&>{"cwd", task.exec.cwd},
-                                   {"workdir", task.sandbox.workdir}}) {
-    if (path.empty()) continue;
-    Status inside = CheckSandboxRelativePath(what, path);
-    if (!inside.ok()) return InvalidArgumentError(who + ": " + inside.message());
-  }
+  for (const auto& download : task.downloads) SANDRUN_RETURN_IF_ERROR(inside("download path", download));
+  if (!task.exec.cwd.empty()) SANDRUN_RETURN_IF_ERROR(inside("cwd", task.exec.cwd));
+  if (!task.sandbox.workdir.empty()) SANDRUN_RETURN_IF_ERROR(inside("workdir", task.sandbox.workdir));
   for (const auto& [key, value] : task.exec.env) {
     if (key.empty() || key.find('=') != std::string::npos) {
       return InvalidArgumentError(who + ": bad environment variable name '" + key + "'");

@@ -168,9 +168,9 @@ Status CopyFileAt(int dir, const std::string& name, const fs::path& source,
   return OkStatus();
 }
 
-// Copies host directory `source` (below `top`, the uploaded directory) to
-// `name` in `dir`. Symlinks are kept only when they point inside `top`.
-Status CopyTreeAt(int dir, const std::string& name, const fs::path& source, const fs::path& top,
+// Copies host directory `source` to `name` in `dir`, symlinks as symlinks
+// (CopyIn has checked that each points inside the uploaded directory).
+Status CopyTreeAt(int dir, const std::string& name, const fs::path& source,
                   const std::string& shown) {
   struct stat st {};
   if (::stat(source.c_str(), &st) != 0) return FromErrorCode(ErrnoCode(), "cannot stat '" + source.string() + "'");
@@ -193,15 +193,14 @@ Status CopyTreeAt(int dir, const std::string& name, const fs::path& source, cons
     std::string child_name = child.filename().string();
     std::string child_shown = shown + "/" + child_name;
     fs::file_status link = fs::symlink_status(child, ec);
-    if (fs::is_symlink(link)) {
-      SANDRUN_RETURN_IF_ERROR(CheckUploadSymlink(top, child));
+    if (fs::is_symlink(link)) {  // CopyIn refused the tree if a link leads out.
       fs::path target = fs::read_symlink(child, ec);
       if (ec) return FromErrorCode(ec, "cannot read symlink '" + child.string() + "'");
       if (::symlinkat(target.c_str(), sub.get(), child_name.c_str()) != 0) {
         return FromErrorCode(ErrnoCode(), "cannot create symlink '" + child_shown + "'");
       }
     } else if (fs::is_directory(link)) {
-      SANDRUN_RETURN_IF_ERROR(CopyTreeAt(sub.get(), child_name, child, top, child_shown));
+      SANDRUN_RETURN_IF_ERROR(CopyTreeAt(sub.get(), child_name, child, child_shown));
     } else if (fs::is_regular_file(link)) {
       SANDRUN_RETURN_IF_ERROR(CopyFileAt(sub.get(), child_name, child, child_shown));
     }  // fifos, sockets and devices are not copied.
@@ -236,7 +235,7 @@ Status CopyIn(const FileUpload& upload, const fs::path& workdir) {
       if (it->is_symlink()) SANDRUN_RETURN_IF_ERROR(CheckUploadSymlink(source, it->path()));
     }
     if (ec) return FromErrorCode(ec, "cannot list '" + source.string() + "'");
-    return CopyTreeAt(parent.get(), dest.filename().string(), source, source, shown);
+    return CopyTreeAt(parent.get(), dest.filename().string(), source, shown);
   }
   return CopyFileAt(parent.get(), dest.filename().string(), source, shown);
 }
@@ -246,10 +245,8 @@ Result<std::vector<std::string>> CopyOut(const std::string& sandbox_path,
                                          const fs::path& sandbox_root) {
   SANDRUN_RETURN_IF_ERROR(CheckSandboxRelativePath("download path", sandbox_path));
   fs::path requested(sandbox_path);
+  // Relative without "..": lexically inside workdir; symlinks are checked below.
   fs::path source = (workdir / requested).lexically_normal();
-  if (!IsWithin(source, sandbox_root) && !IsWithin(source, workdir)) {
-    return PermissionDeniedError("refusing '" + sandbox_path + "': it leads out of the sandbox");
-  }
   std::error_code ec;
   if (!fs::exists(fs::symlink_status(source, ec))) {
     return NotFoundError("'" + sandbox_path + "' does not exist in the sandbox");
@@ -271,7 +268,7 @@ Result<std::vector<std::string>> CopyOut(const std::string& sandbox_path,
   if (ec) return FromErrorCode(ec, "cannot create '" + host_dir.string() + "'");
   fs::path host_root = fs::weakly_canonical(fs::absolute(host_dir), ec);
   fs::path name = source.filename();
-  fs::path relative = (name.empty() || name == "." || name == "..") ? fs::path() : name;
+  fs::path relative = (name.empty() || name == ".") ? fs::path() : name;
   TreeCopier copier(host_root, allowed);
   SANDRUN_RETURN_IF_ERROR(copier.Copy(source, relative));
   return copier.TakeWritten();
