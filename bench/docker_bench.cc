@@ -138,7 +138,7 @@ int Warm(const Options& o) {
     return 1;
   }
   sandrun::BackendRegistry registry;
-  sandrun::RegisterBuiltinBackends(registry);
+  sandrun::RegisterAllBackends(registry, sandrun::ProcessEnvironment());
   auto backend = registry.Create("docker", *config);
   if (!backend.ok()) {
     std::cerr << "docker backend: " << backend.status().message() << "\n";

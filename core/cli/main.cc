@@ -63,14 +63,9 @@ int main(int argc, char** argv) {
   context.env = sandrun::ProcessEnvironment();
   context.cwd = std::filesystem::current_path();
   context.command_line = args;
-  sandrun::RegisterBuiltinBackends(context.registry);
-  auto plugin_path = context.env.find("SANDRUN_PLUGIN_PATH");
-  if (plugin_path != context.env.end()) {
-    context.plugin_problems =
-        sandrun::LoadPluginsFromPath(plugin_path->second, context.registry);
-    for (const auto& problem : context.plugin_problems) {
-      sandrun::cli::PrintError("warning: " + problem.message());
-    }
+  context.plugin_problems = sandrun::RegisterAllBackends(context.registry, context.env);
+  for (const auto& problem : context.plugin_problems) {
+    sandrun::cli::PrintError("warning: " + problem.message());
   }
 
   std::vector<std::string> sub_args(args.begin() + 1, args.end());

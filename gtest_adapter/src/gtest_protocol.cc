@@ -552,11 +552,8 @@ Result<std::vector<BackendCandidate>> TappedCandidates(const Config& config,
   // One registry per process is enough; plugins load once.
   static BackendRegistry* registry = [] {
     auto* r = new BackendRegistry();
-    RegisterBuiltinBackends(*r);
-    if (const char* path = std::getenv("SANDRUN_PLUGIN_PATH")) {
-      for (const auto& problem : LoadPluginsFromPath(path, *r)) {
-        std::fprintf(stderr, "sandrun: warning: %s\n", problem.message().c_str());
-      }
+    for (const auto& problem : RegisterAllBackends(*r, ProcessEnvironment())) {
+      std::fprintf(stderr, "sandrun: warning: %s\n", problem.message().c_str());
     }
     return r;
   }();

@@ -73,7 +73,7 @@ std::map<std::string, HostTest> ReadHostReport(const std::filesystem::path& path
 
 bool DockerAvailable(std::string* reason) {
   BackendRegistry registry;
-  RegisterBuiltinBackends(registry);
+  RegisterAllBackends(registry, ProcessEnvironment());
   Config config;
   auto backend = registry.Create("docker", config);
   if (!backend.ok()) {
