@@ -1,30 +1,42 @@
-# The installed Sandrun package (docs/ctest.md): `find_package(Sandrun)` gives
+# The installed Sandrun package (docs/ctest.md, docs/plugins.md):
+# `find_package(Sandrun)` gives
 #   Sandrun::sandrun   the CLI (export set SandrunTargets, from core/cli)
-#   sandrun::core, sandrun::builtin_backends, sandrun::<backend>,
-#   sandrun::gtest_protocol, sandrun::gtest, sandrun::gtest_main
+#   sandrun::core, sandrun::builtin_backends, sandrun::gtest_protocol,
+#   sandrun::gtest, sandrun::gtest_main
 #                      the libraries and their headers (SandrunLibraryTargets)
 #   the CTest functions (ctest_adapter/cmake/SandrunCTest.cmake)
+# and installs the backend modules in <libdir>/sandrun/plugins, where the
+# core finds them. The exported targets need only what the core needs:
+# no backend's dependency (Boost, libarchive, gRPC) is looked for by
+# find_package(Sandrun) — unless the backends are linked statically
+# (SANDRUN_STATIC_PLUGINS), when their libraries are exported too.
 # sandrun_install_package() runs once, after every component is defined.
 include(CMakePackageConfigHelpers)
-include(GNUInstallDirs)
 
 function(sandrun_install_package)
   set(destination ${CMAKE_INSTALL_LIBDIR}/cmake/Sandrun)
-  get_property(backends GLOBAL PROPERTY SANDRUN_BUILTIN_TARGETS)
-  set(libraries sandrun_core sandrun_builtin_backends ${backends} sandrun_gtest_protocol)
-  if(TARGET sandrun_modal_proto)
-    list(APPEND libraries sandrun_modal_proto)
-  endif()
+  set(libraries sandrun_core sandrun_builtin_backends sandrun_gtest_protocol)
   # What SandrunConfig.cmake must find before the libraries can be linked.
-  set(SANDRUN_PACKAGE_DEPENDENCIES "Threads;nlohmann_json;OpenSSL")
-  if(TARGET sandrun_local OR TARGET sandrun_docker OR TARGET sandrun_modal)
-    list(APPEND SANDRUN_PACKAGE_DEPENDENCIES Boost)
-  endif()
-  if(TARGET sandrun_docker)
-    list(APPEND SANDRUN_PACKAGE_DEPENDENCIES LibArchive)
-  endif()
-  if(TARGET sandrun_modal)
-    list(APPEND SANDRUN_PACKAGE_DEPENDENCIES Protobuf grpc++)
+  set(SANDRUN_PACKAGE_DEPENDENCIES "Threads;nlohmann_json")
+  if(SANDRUN_STATIC_PLUGINS)
+    get_property(backends GLOBAL PROPERTY SANDRUN_BUILTIN_TARGETS)
+    list(APPEND libraries ${backends})
+    list(APPEND SANDRUN_PACKAGE_DEPENDENCIES OpenSSL)
+    if(TARGET sandrun_modal_proto)
+      list(APPEND libraries sandrun_modal_proto)
+    endif()
+    if(TARGET sandrun_local OR TARGET sandrun_docker OR TARGET sandrun_modal)
+      list(APPEND SANDRUN_PACKAGE_DEPENDENCIES Boost)
+    endif()
+    if(TARGET sandrun_docker)
+      list(APPEND SANDRUN_PACKAGE_DEPENDENCIES LibArchive)
+    endif()
+    if(TARGET sandrun_modal)
+      list(APPEND SANDRUN_PACKAGE_DEPENDENCIES Protobuf grpc++)
+    endif()
+  else()
+    get_property(modules GLOBAL PROPERTY SANDRUN_PLUGIN_MODULES)
+    install(TARGETS ${modules} LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}/${SANDRUN_PLUGIN_SUBDIR})
   endif()
   if(TARGET sandrun_gtest_main)
     list(APPEND libraries sandrun_gtest sandrun_gtest_main)

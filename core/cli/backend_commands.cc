@@ -47,6 +47,15 @@ int BackendsCommand(const std::vector<std::string>& args, CliContext& context) {
               << (info.origin == "built-in" ? "" : " [" + info.origin + "]") << "\n"
               << "            " << detail << "\n";
   }
+  // Plugins that could not be loaded: listed with why, never silently absent.
+  for (const auto& plugin : context.registry.Unloaded()) {
+    const std::string state = "not loaded";
+    std::cout << "  " << plugin.name
+              << std::string(plugin.name.size() < 8 ? 8 - plugin.name.size() : 1, ' ') << state
+              << std::string(state.size() < 12 ? 12 - state.size() : 1, ' ')
+              << plugin.library.string() << "\n"
+              << "            " << plugin.reason << "\n";
+  }
   return 0;
 }
 
@@ -72,8 +81,9 @@ int DoctorCommand(const std::vector<std::string>& args, CliContext& context) {
   }
   report(true, "config loads (" + (config.config_file.empty() ? std::string("no sandrun.json")
                                                                : config.config_file.string()) + ")");
-  for (const auto& problem : context.plugin_problems) {
-    report(false, "plugin: " + problem.message(), "rebuild or remove the plugin");
+  for (const auto& plugin : context.registry.Unloaded()) {
+    report(false, "plugin " + plugin.library.string() + ": " + plugin.reason,
+           "install what it needs, or rebuild or remove the plugin");
   }
   std::vector<BackendCandidate> candidates;
   try {

@@ -43,10 +43,21 @@ std::vector<BackendInfo> BackendRegistry::List() const {
   return out;
 }
 
+void BackendRegistry::RecordUnloaded(UnloadedPlugin plugin) {
+  unloaded_.push_back(std::move(plugin));
+}
+
 Result<std::unique_ptr<Backend>> BackendRegistry::Create(const std::string& name,
                                                          const Config& config) const {
   auto it = entries_.find(name);
   if (it == entries_.end()) {
+    for (const auto& plugin : unloaded_) {
+      if (plugin.name == name) {
+        return FailedPreconditionError("backend '" + name + "' is not available: its plugin " +
+                                       plugin.library.string() + " could not be loaded: " +
+                                       plugin.reason);
+      }
+    }
     std::string known;
     for (const auto& [n, e] : entries_) known += (known.empty() ? "" : ", ") + n;
     return NotFoundError("unknown backend '" + name + "' (known: " +
@@ -61,40 +72,83 @@ Result<std::unique_ptr<Backend>> BackendRegistry::Create(const std::string& name
   return backend;
 }
 
-Status LoadPlugin(const std::filesystem::path& library, BackendRegistry& registry) {
+namespace {
+
+/// "sandrun-modal.so" -> "modal", "libfoo.so" -> "libfoo": the name a plugin
+/// that failed before saying its own name is listed under.
+std::string NameFromLibrary(const std::filesystem::path& library) {
+  std::string stem = library.stem().string();
+  const std::string prefix = "sandrun-";
+  return stem.rfind(prefix, 0) == 0 ? stem.substr(prefix.size()) : stem;
+}
+
+Status Refuse(BackendRegistry& registry, const std::filesystem::path& library,
+              std::string name, const std::string& reason) {
+  registry.RecordUnloaded(UnloadedPlugin{std::move(name), library, reason});
+  return FailedPreconditionError("plugin " + library.string() + ": " + reason);
+}
+
+}  // namespace
+
+Status LoadPlugin(const std::filesystem::path& library, BackendRegistry& registry,
+                  const std::string& origin) {
+  std::error_code ec;
+  std::filesystem::path canonical = std::filesystem::weakly_canonical(library, ec);
+  if (ec) canonical = library;
+  if (std::find(registry.libraries_.begin(), registry.libraries_.end(), canonical) !=
+      registry.libraries_.end()) {
+    return OkStatus();
+  }
   // RTLD_NODELETE: backends created from the plugin may outlive any handle we keep.
   void* handle = dlopen(library.c_str(), RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
   if (handle == nullptr) {
     const char* err = dlerror();
-    return FailedPreconditionError("cannot load plugin " + library.string() + ": " +
-                                   (err ? err : "unknown error"));
+    return Refuse(registry, library, NameFromLibrary(library),
+                  std::string("cannot be loaded: ") + (err ? err : "unknown error"));
   }
   auto entry = reinterpret_cast<SandrunPluginEntryFn>(dlsym(handle, SANDRUN_PLUGIN_ENTRY_SYMBOL));
   if (entry == nullptr) {
     dlclose(handle);
-    return FailedPreconditionError("plugin " + library.string() + " does not export " +
-                                   SANDRUN_PLUGIN_ENTRY_SYMBOL + "()");
+    return Refuse(registry, library, NameFromLibrary(library),
+                  std::string("does not export ") + SANDRUN_PLUGIN_ENTRY_SYMBOL + "()");
   }
   const SandrunPluginInfo* info = entry();
   if (info == nullptr || info->register_backends == nullptr) {
-    return FailedPreconditionError("plugin " + library.string() + " returned no entry table");
+    return Refuse(registry, library, NameFromLibrary(library), "returned no entry table");
   }
+  const std::string name = info->name ? info->name : NameFromLibrary(library);
   if (info->abi_version != SANDRUN_PLUGIN_ABI_VERSION) {
-    return FailedPreconditionError(
-        "plugin " + library.string() + " (" + (info->name ? info->name : "?") +
-        ") was built for plugin ABI version " + std::to_string(info->abi_version) +
-        ", but this sandrun uses version " + std::to_string(SANDRUN_PLUGIN_ABI_VERSION) +
-        "; rebuild the plugin against this sandrun's headers");
+    return Refuse(registry, library, name,
+                  "(" + name + ") was built for plugin ABI version " +
+                      std::to_string(info->abi_version) + ", but this sandrun uses version " +
+                      std::to_string(SANDRUN_PLUGIN_ABI_VERSION) +
+                      "; rebuild the plugin against this sandrun's headers");
   }
-  // Registrations made by the plugin are tagged with its path.
+  registry.libraries_.push_back(canonical);
+  // Registrations made by the plugin are tagged with its origin.
   BackendRegistry staged;
   info->register_backends(&staged);
-  for (auto& [name, entry_data] : staged.entries_) {
-    SANDRUN_RETURN_IF_ERROR(registry.Register(name, entry_data.info.description,
-                                              entry_data.factory, library.string()));
+  for (auto& [backend_name, entry_data] : staged.entries_) {
+    SANDRUN_RETURN_IF_ERROR(registry.Register(backend_name, entry_data.info.description,
+                                              entry_data.factory,
+                                              origin.empty() ? library.string() : origin));
   }
   return OkStatus();
 }
+
+namespace {
+
+std::vector<std::filesystem::path> LibrariesIn(const std::filesystem::path& dir) {
+  std::vector<std::filesystem::path> libraries;
+  std::error_code ec;
+  for (const auto& item : std::filesystem::directory_iterator(dir, ec)) {
+    if (item.path().extension() == ".so") libraries.push_back(item.path());
+  }
+  std::sort(libraries.begin(), libraries.end());
+  return libraries;
+}
+
+}  // namespace
 
 std::vector<Status> LoadPluginsFromPath(const std::string& path_list,
                                         BackendRegistry& registry) {
@@ -112,17 +166,38 @@ std::vector<Status> LoadPluginsFromPath(const std::string& path_list,
                                        " is not a directory"));
       continue;
     }
-    std::vector<std::filesystem::path> libraries;
-    for (const auto& item : std::filesystem::directory_iterator(dir, ec)) {
-      if (item.path().extension() == ".so") libraries.push_back(item.path());
-    }
-    std::sort(libraries.begin(), libraries.end());
-    for (const auto& library : libraries) {
+    for (const auto& library : LibrariesIn(dir)) {
       Status status = LoadPlugin(library, registry);
       if (!status.ok()) problems.push_back(status);
     }
   }
   return problems;
+}
+
+std::filesystem::path BuiltinPluginDirectory() {
+  Dl_info info{};
+  if (dladdr(reinterpret_cast<void*>(&BuiltinPluginDirectory), &info) == 0 ||
+      info.dli_fname == nullptr) {
+    return {};
+  }
+  std::error_code ec;
+  std::filesystem::path self = std::filesystem::weakly_canonical(info.dli_fname, ec);
+  if (ec) self = info.dli_fname;
+  return self.parent_path() / SANDRUN_PLUGIN_SUBDIR;
+}
+
+std::vector<Status> LoadPluginModules(BackendRegistry& registry,
+                                      const std::map<std::string, std::string>& env) {
+  std::filesystem::path builtin = BuiltinPluginDirectory();
+  std::error_code ec;
+  if (!builtin.empty() && std::filesystem::is_directory(builtin, ec)) {
+    for (const auto& library : LibrariesIn(builtin)) {
+      LoadPlugin(library, registry, "built-in").IgnoreError();  // kept in Unloaded()
+    }
+  }
+  auto path = env.find("SANDRUN_PLUGIN_PATH");
+  if (path == env.end()) return {};
+  return LoadPluginsFromPath(path->second, registry);
 }
 
 }  // namespace sandrun

@@ -1,10 +1,11 @@
 # Fixture of the CTest adapter's end-to-end tests: installs this build of
 # sandrun to a fresh prefix (as a user would), then configures and builds the
-# consumer project against it with find_package(Sandrun).
-#   cmake -D BUILD_DIR=... -D WORK=... -D SOURCE=... -D GENERATOR=...
+# consumer project and the example plugin (examples/plugin) against it with
+# find_package(Sandrun).
+#   cmake -D BUILD_DIR=... -D WORK=... -D SOURCE=... -D PLUGIN_SOURCE=... -D GENERATOR=...
 #         [-D MAKE_PROGRAM=...] [-D CXX=...] [-D LAUNCHER=...] -P setup_consumer.cmake
 cmake_minimum_required(VERSION 3.25)
-foreach(var BUILD_DIR WORK SOURCE GENERATOR)
+foreach(var BUILD_DIR WORK SOURCE PLUGIN_SOURCE GENERATOR)
   if(NOT ${var})
     message(FATAL_ERROR "setup_consumer: -D ${var}=... is required")
   endif()
@@ -37,3 +38,9 @@ endif()
 run("configuring the consumer" "${CMAKE_COMMAND}" ${args})
 run("building the consumer" "${CMAKE_COMMAND}" --build "${WORK}/build" -j 2)
 message(STATUS "setup_consumer: consumer built in ${WORK}/build against ${WORK}/prefix")
+
+list(TRANSFORM args REPLACE "^${SOURCE}$" "${PLUGIN_SOURCE}")
+list(TRANSFORM args REPLACE "^${WORK}/build$" "${WORK}/plugin-build")
+run("configuring the example plugin" "${CMAKE_COMMAND}" ${args})
+run("building the example plugin" "${CMAKE_COMMAND}" --build "${WORK}/plugin-build" -j 2)
+message(STATUS "setup_consumer: example plugin built in ${WORK}/plugin-build")

@@ -1,7 +1,8 @@
-// BackendRegistry: backends by name. Built-in plugins are registered by an
-// explicit table that CMake generates (RegisterBuiltinBackends, linked by the
-// CLI); third-party plugins are shared libraries found on SANDRUN_PLUGIN_PATH
-// that export `sandrun_plugin_entry` (plugin_abi.h). No static-init magic.
+// BackendRegistry: backends by name. Every backend comes from a plugin: a
+// module that exports `sandrun_plugin_entry` (plugin_abi.h) — the built-in
+// ones in <libdir>/sandrun/plugins beside the core library, third-party ones
+// on SANDRUN_PLUGIN_PATH — or, in a SANDRUN_STATIC_PLUGINS build, an explicit
+// table CMake generates. RegisterAllBackends does all of it. No static-init magic.
 #ifndef SANDRUN_REGISTRY_H_
 #define SANDRUN_REGISTRY_H_
 
@@ -33,6 +34,14 @@ struct BackendInfo {
   std::string origin;  ///< "built-in" or the plugin's file path.
 };
 
+/// A plugin that could not be loaded, kept so `sandrun backends` can list it
+/// and `--backend NAME` can say why NAME is missing.
+struct UnloadedPlugin {
+  std::string name;               ///< The backend it would provide, or the file's stem.
+  std::filesystem::path library;
+  std::string reason;             ///< e.g. the loader's "libgrpc++.so.1.51: cannot open ..."
+};
+
 /// Not thread-safe for registration; Create() may be called concurrently
 /// once registration is done.
 class BackendRegistry {
@@ -42,17 +51,23 @@ class BackendRegistry {
                   std::string origin = "built-in");
   bool Has(const std::string& name) const;
   std::vector<BackendInfo> List() const;  ///< Sorted by name.
-  /// kNotFound lists the known names: "unknown backend 'dokcer' (known: ...)".
+  /// kNotFound lists the known names: "unknown backend 'dokcer' (known: ...)";
+  /// for a plugin that failed to load, kFailedPrecondition says why.
   Result<std::unique_ptr<Backend>> Create(const std::string& name,
                                           const Config& config) const;
 
+  void RecordUnloaded(UnloadedPlugin plugin);
+  const std::vector<UnloadedPlugin>& Unloaded() const { return unloaded_; }
+
  private:
-  friend Status LoadPlugin(const std::filesystem::path&, BackendRegistry&);
+  friend Status LoadPlugin(const std::filesystem::path&, BackendRegistry&, const std::string&);
   struct Entry {
     BackendInfo info;
     BackendFactory factory;
   };
   std::map<std::string, Entry> entries_;
+  std::vector<UnloadedPlugin> unloaded_;
+  std::vector<std::filesystem::path> libraries_;  ///< Loaded (canonical), so none loads twice.
 };
 
 /// Registers the plugins linked statically into this build (the table CMake
@@ -69,14 +84,29 @@ void RegisterBuiltinBackends(BackendRegistry& registry);
 std::vector<Status> RegisterAllBackends(BackendRegistry& registry,
                                         const std::map<std::string, std::string>& env);
 
-/// Loads one plugin shared library. Refuses, with a message naming the file
-/// and both versions, a plugin built for another ABI version.
-Status LoadPlugin(const std::filesystem::path& library, BackendRegistry& registry);
+/// Loads one plugin shared library; its backends are registered with
+/// `origin` ("" = the library's path). Refuses, with a message naming the
+/// file and both versions, a plugin built for another ABI version; a plugin
+/// that fails is also recorded in registry.Unloaded().
+Status LoadPlugin(const std::filesystem::path& library, BackendRegistry& registry,
+                  const std::string& origin = "");
 
 /// Loads every `*.so` in each directory of a ':'-separated list. Returns the
 /// problems (one Status per bad file); good plugins still load.
 std::vector<Status> LoadPluginsFromPath(const std::string& path_list,
                                         BackendRegistry& registry);
+
+/// Where the built-in modules live: <directory of the core library>/
+/// sandrun/plugins, found with dladdr, so the build tree and a relocated
+/// install both work.
+std::filesystem::path BuiltinPluginDirectory();
+
+/// Loads the built-in modules (BuiltinPluginDirectory(), origin "built-in";
+/// a module that fails is recorded in Unloaded() and not returned, so a
+/// missing Modal library never troubles a local run), then SANDRUN_PLUGIN_PATH
+/// from `env` (its problems returned). A library already loaded is skipped.
+std::vector<Status> LoadPluginModules(BackendRegistry& registry,
+                                      const std::map<std::string, std::string>& env);
 
 }  // namespace sandrun
 

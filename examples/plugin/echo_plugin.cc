@@ -1,7 +1,10 @@
-// A third-party backend plugin, built as a shared library the way a user
-// would build one, to prove that SANDRUN_PLUGIN_PATH loading works. Its one
-// backend, "external-echo", echoes argv back on stdout without running it.
-// Built twice: once with the real ABI version, once with a wrong one.
+// An out-of-tree backend plugin, the smallest complete one: a module that
+// exports sandrun_plugin_entry() (sandrun/plugin_abi.h) and registers one
+// backend, "external-echo", which echoes argv back on stdout without running
+// it. CMakeLists.txt beside it builds it against an installed sandrun; put
+// the directory of the .so on SANDRUN_PLUGIN_PATH and `sandrun backends`
+// lists it (docs/plugins.md). sandrun's own tests build it twice, the second
+// time claiming another ABI version (TEST_PLUGIN_* below), to check refusal.
 #include "sandrun/archive.h"
 #include "sandrun/backend.h"
 #include "sandrun/output_collector.h"
