@@ -12,7 +12,7 @@ src="${1:?usage: test_script_engine_check.sh SOURCE_DIR}"
 source "$(dirname "${BASH_SOURCE[0]}")/check_lib.sh"
 
 tree="$scratch/repo"
-mkdir -p "$tree/build" "$tree/.ci" "$scratch/bin"
+mkdir -p "$tree/build" "$tree/build-static" "$tree/.ci" "$scratch/bin"
 cp -R "$src/scripts" "$tree/scripts"
 cp "$src/.ci/run" "$tree/.ci/run"
 log="$scratch/log"
@@ -110,5 +110,9 @@ run ".ci/run, engine started" .ci/run
 has "$calls" "ctest -j2 --output-on-failure --timeout 600 | cwd=$tree/build | require=1" ||
   fail ".ci/run with engine: the tests were not told that Docker is required"
 has "$calls" "docker-test-env --stop" || fail ".ci/run with engine: the engine was not stopped"
+has "$calls" "ctest -j2 --output-on-failure --timeout 600 -R" ||
+  fail ".ci/run with engine: the static-plugin configuration's tests did not run"
+has "$calls" "| cwd=$tree/build-static | require=1" ||
+  fail ".ci/run with engine: the static-plugin tests did not run in build-static"
 
 finish
