@@ -7,17 +7,19 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <condition_variable>
 #include <cstring>
 #include <ctime>
 #include <optional>
 #include <exception>
 #include <fstream>
+#include <functional>
+#include <mutex>
 #include <set>
 #include <sstream>
 #include <system_error>
 #include <thread>
 #include <tuple>
-#include <typeinfo>
 #include <utility>
 
 #include <nlohmann/json.hpp>
@@ -568,16 +570,62 @@ CapturedStream ReadSpill(StreamKind kind, const fs::path& file, std::size_t cap)
 
 }  // namespace
 
-ResultArchive::ResultArchive(std::shared_ptr<ArchiveStore> store, fs::path outbox_dir)
+// The members of ResultArchive, and the bodies of its methods (each
+// ResultArchive method forwards here, see the end of the file).
+struct ResultArchive::Impl {
+  Impl(std::shared_ptr<ArchiveStore> store, fs::path outbox_dir);
+  /// Delivers what still waits (one last try), then stops the delivery thread.
+  ~Impl();
+
+  void SetDeliveryInterval(std::chrono::milliseconds interval);
+  Result<std::string> BeginRun();
+  Result<fs::path> ArtifactDir(const std::string& run_id, const std::string& task_id);
+  Status WriteTask(const TaskRecord& record);
+  Status WriteRun(const RunRecord& record);
+  Status WriteStarted(const TaskRecord& record, std::size_t output_cap);
+  Result<int> Sync();
+  int PendingCount(const std::string& run_id) const;
+  Result<std::vector<RunListing>> ListRuns();
+  Result<RunRecord> ReadRun(const std::string& run_id);
+  Result<std::vector<TaskRecord>> ReadTasks(const std::string& run_id);
+  Result<TaskRecord> ReadTask(const std::string& run_id, const std::string& task_id);
+  Status Fetch(const std::string& run_id, const fs::path& dest);
+  Result<PruneResult> Prune(int keep);
+  std::string WhyMayStillRun(const std::string& run_id) const;
+
+  /// Sends the outbox entries `paths` (artifact trees and records, in this
+  /// order) to the store in one PutFiles and removes them from the outbox.
+  Status DeliverGroup(const std::vector<std::string>& paths);
+  /// Delivers every task of `run_id` waiting in the outbox (and run.json
+  /// when `with_run_record`) in one group; `records` is how many it holds.
+  Status DeliverRun(const std::string& run_id, bool with_run_record, int* records);
+  /// Turns the started records of `run_id` (whose owner is gone) into task
+  /// records in the outbox; returns how many.
+  Result<int> RecoverInterrupted(const std::string& run_id);
+  void DeliveryLoop();
+
+  std::shared_ptr<ArchiveStore> store_;
+  fs::path outbox_dir_;
+  DirectoryArchiveStore outbox_;
+  std::mutex mu_;  ///< Serialises deliveries and run id reservations.
+  std::function<std::string()> new_run_id_;
+
+  // Grouped delivery: runs with task records waiting, and the thread that
+  // delivers them when their oldest has waited `delivery_interval_`.
+  std::chrono::milliseconds delivery_interval_{0};
+  std::mutex waiting_mu_;
+  std::condition_variable waiting_cv_;
+  std::vector<std::pair<std::string, std::chrono::steady_clock::time_point>> waiting_runs_;
+  bool stopping_ = false;
+  std::thread delivery_thread_;
+};
+
+ResultArchive::Impl::Impl(std::shared_ptr<ArchiveStore> store, fs::path outbox_dir)
     : store_(std::move(store)), outbox_dir_(outbox_dir), outbox_(std::move(outbox_dir)) {
-  if (typeid(*store_) != typeid(DirectoryArchiveStore)) delivery_interval_ = kRemoteDeliveryInterval;
+  if (!store_->OnThisHost()) delivery_interval_ = kRemoteDeliveryInterval;
 }
 
-void ResultArchive::SetRunIdGeneratorForTesting(std::function<std::string()> generator) {
-  new_run_id_ = std::move(generator);
-}
-
-Result<std::string> ResultArchive::BeginRun() {
+Result<std::string> ResultArchive::Impl::BeginRun() {
   std::lock_guard<std::mutex> lock(mu_);
   return Guard("begin run", [&]() -> Result<std::string> {
     SANDRUN_RETURN_IF_ERROR(EnsurePrivateDirectory(outbox_dir_, outbox_dir_));
@@ -606,19 +654,22 @@ Result<std::string> ResultArchive::BeginRun() {
   });
 }
 
-Result<fs::path> ResultArchive::ArtifactDir(const std::string& run_id,
-                                            const std::string& task_id) {
+Result<fs::path> ResultArchive::Impl::ArtifactDir(const std::string& run_id,
+                                                  const std::string& task_id) {
   SANDRUN_RETURN_IF_ERROR(CheckId("run id", run_id));
   SANDRUN_RETURN_IF_ERROR(CheckId("task id", task_id));
   return outbox_.MakeDirectory(ArtifactPath(run_id, task_id));
 }
 
-Status ResultArchive::DeliverGroup(const std::vector<std::string>& paths) {
+Status ResultArchive::Impl::DeliverGroup(const std::vector<std::string>& paths) {
   return Guard("deliver", [&]() -> Status {
     std::vector<ArchivePut> puts;
     std::error_code ec;
-    // Only a plain DirectoryArchiveStore: a subclass may override PutFile.
-    const bool same_host = typeid(*store_) == typeid(DirectoryArchiveStore);
+    // A directory on this host takes what it gets by rename (see
+    // DirectoryArchiveStore); any other store through PutFiles.
+    const auto* same_host = store_->OnThisHost()
+                                ? dynamic_cast<const DirectoryArchiveStore*>(store_.get())
+                                : nullptr;
     for (const std::string& relative_path : paths) {
       fs::path source = outbox_dir_ / relative_path;
       // Missing: another Sync (maybe in another process) delivered it already.
@@ -627,10 +678,7 @@ Status ResultArchive::DeliverGroup(const std::vector<std::string>& paths) {
         fs::remove(source, ec);
         continue;
       }
-      if (same_host && TryMoveInto(static_cast<const DirectoryArchiveStore&>(*store_),
-                                   relative_path, source)) {
-        continue;
-      }
+      if (same_host != nullptr && TryMoveInto(*same_host, relative_path, source)) continue;
       puts.push_back({relative_path, source});
     }
     if (puts.empty()) return OkStatus();
@@ -649,8 +697,8 @@ Status ResultArchive::DeliverGroup(const std::vector<std::string>& paths) {
   });
 }
 
-Status ResultArchive::DeliverRun(const std::string& run_id, bool with_run_record,
-                                 int* records) {
+Status ResultArchive::Impl::DeliverRun(const std::string& run_id, bool with_run_record,
+                                       int* records) {
   *records = 0;
   std::vector<std::string> artifacts, task_records;
   auto tasks = outbox_.List(run_id + "/tasks");
@@ -676,7 +724,7 @@ Status ResultArchive::DeliverRun(const std::string& run_id, bool with_run_record
   return DeliverGroup(paths);
 }
 
-Status ResultArchive::WriteStarted(const TaskRecord& record, std::size_t output_cap) {
+Status ResultArchive::Impl::WriteStarted(const TaskRecord& record, std::size_t output_cap) {
   SANDRUN_RETURN_IF_ERROR(CheckId("run id", record.run_id));
   SANDRUN_RETURN_IF_ERROR(CheckId("task id", record.task_id));
   return Guard("write started", [&]() -> Status {
@@ -694,7 +742,7 @@ Status ResultArchive::WriteStarted(const TaskRecord& record, std::size_t output_
   });
 }
 
-Result<int> ResultArchive::RecoverInterrupted(const std::string& run_id) {
+Result<int> ResultArchive::Impl::RecoverInterrupted(const std::string& run_id) {
   auto names = outbox_.List(StartedDir(run_id));
   if (!names.ok()) return 0;
   int recovered = 0;
@@ -744,13 +792,13 @@ Result<int> ResultArchive::RecoverInterrupted(const std::string& run_id) {
   return recovered;
 }
 
-void ResultArchive::SetDeliveryInterval(std::chrono::milliseconds interval) {
+void ResultArchive::Impl::SetDeliveryInterval(std::chrono::milliseconds interval) {
   std::lock_guard<std::mutex> lock(waiting_mu_);
   delivery_interval_ = interval;
   waiting_cv_.notify_all();
 }
 
-void ResultArchive::DeliveryLoop() {
+void ResultArchive::Impl::DeliveryLoop() {
   std::unique_lock<std::mutex> lock(waiting_mu_);
   for (;;) {
     if (waiting_runs_.empty()) {
@@ -777,7 +825,7 @@ void ResultArchive::DeliveryLoop() {
   }
 }
 
-ResultArchive::~ResultArchive() {
+ResultArchive::Impl::~Impl() {
   {
     std::lock_guard<std::mutex> lock(waiting_mu_);
     stopping_ = true;
@@ -786,7 +834,7 @@ ResultArchive::~ResultArchive() {
   if (delivery_thread_.joinable()) delivery_thread_.join();
 }
 
-Status ResultArchive::WriteTask(const TaskRecord& record) {
+Status ResultArchive::Impl::WriteTask(const TaskRecord& record) {
   SANDRUN_RETURN_IF_ERROR(CheckId("run id", record.run_id));
   SANDRUN_RETURN_IF_ERROR(CheckId("task id", record.task_id));
   TaskRecord stored = record;
@@ -812,7 +860,7 @@ Status ResultArchive::WriteTask(const TaskRecord& record) {
   return DeliverGroup({archive_dir, path});
 }
 
-Status ResultArchive::WriteRun(const RunRecord& record) {
+Status ResultArchive::Impl::WriteRun(const RunRecord& record) {
   SANDRUN_RETURN_IF_ERROR(CheckId("run id", record.run_id));
   std::string path = RunRecordPath(record.run_id);
   SANDRUN_RETURN_IF_ERROR(outbox_.PutBytes(path, ToJson(record)));
@@ -827,7 +875,7 @@ Status ResultArchive::WriteRun(const RunRecord& record) {
   return OkStatus();
 }
 
-Result<int> ResultArchive::Sync() {
+Result<int> ResultArchive::Impl::Sync() {
   std::lock_guard<std::mutex> lock(mu_);
   return Guard("sync", [&]() -> Result<int> {
     int delivered = 0, failed = 0;
@@ -867,7 +915,7 @@ Result<int> ResultArchive::Sync() {
   });
 }
 
-int ResultArchive::PendingCount(const std::string& run_id) const {
+int ResultArchive::Impl::PendingCount(const std::string& run_id) const {
   // Counts the records in the outbox; temp files are ignored, and a record is
   // only ever renamed in whole, so no lock is needed.
   int count = 0;
@@ -901,7 +949,7 @@ int ResultArchive::PendingCount(const std::string& run_id) const {
   return count;
 }
 
-Result<std::vector<RunListing>> ResultArchive::ListRuns() {
+Result<std::vector<RunListing>> ResultArchive::Impl::ListRuns() {
   auto entries = store_->List("");
   if (!entries.ok()) {
     if (entries.status().code() == StatusCode::kNotFound) return std::vector<RunListing>{};
@@ -931,7 +979,7 @@ Status RunNotFound(const std::string& run_id, const ArchiveStore& store) {
 
 }  // namespace
 
-Result<RunRecord> ResultArchive::ReadRun(const std::string& run_id) {
+Result<RunRecord> ResultArchive::Impl::ReadRun(const std::string& run_id) {
   SANDRUN_RETURN_IF_ERROR(CheckId("run id", run_id));
   auto json = store_->ReadBytes(RunRecordPath(run_id));
   if (!json.ok()) {
@@ -944,7 +992,7 @@ Result<RunRecord> ResultArchive::ReadRun(const std::string& run_id) {
   return record;
 }
 
-Result<std::vector<TaskRecord>> ResultArchive::ReadTasks(const std::string& run_id) {
+Result<std::vector<TaskRecord>> ResultArchive::Impl::ReadTasks(const std::string& run_id) {
   SANDRUN_RETURN_IF_ERROR(CheckId("run id", run_id));
   auto names = store_->List(run_id + "/tasks");
   std::vector<TaskRecord> tasks;
@@ -964,7 +1012,8 @@ Result<std::vector<TaskRecord>> ResultArchive::ReadTasks(const std::string& run_
   return tasks;
 }
 
-Result<TaskRecord> ResultArchive::ReadTask(const std::string& run_id, const std::string& task_id) {
+Result<TaskRecord> ResultArchive::Impl::ReadTask(const std::string& run_id,
+                                                 const std::string& task_id) {
   SANDRUN_RETURN_IF_ERROR(CheckId("run id", run_id));
   SANDRUN_RETURN_IF_ERROR(CheckId("task id", task_id));
   std::string path = TaskRecordPath(run_id, task_id);
@@ -979,7 +1028,7 @@ Result<TaskRecord> ResultArchive::ReadTask(const std::string& run_id, const std:
   return record;
 }
 
-Status ResultArchive::Fetch(const std::string& run_id, const fs::path& dest) {
+Status ResultArchive::Impl::Fetch(const std::string& run_id, const fs::path& dest) {
   SANDRUN_RETURN_IF_ERROR(CheckId("run id", run_id));
   if (!store_->List(run_id).ok()) return RunNotFound(run_id, *store_);
   // A failed fetch leaves nothing behind: what did not exist before (the
@@ -997,7 +1046,7 @@ Status ResultArchive::Fetch(const std::string& run_id, const fs::path& dest) {
   return fetched;
 }
 
-std::string ResultArchive::WhyMayStillRun(const std::string& run_id) const {
+std::string ResultArchive::Impl::WhyMayStillRun(const std::string& run_id) const {
   std::optional<RunOwner> owner = ReadOwnerFile(outbox_dir_ / OwnerPath(run_id));
   if (owner) return OwnerMayRun(*owner);
   // No owner in this outbox: the run is another host's (or its owner's
@@ -1011,7 +1060,7 @@ std::string ResultArchive::WhyMayStillRun(const std::string& run_id) const {
   return "";
 }
 
-Result<PruneResult> ResultArchive::Prune(int keep) {
+Result<PruneResult> ResultArchive::Impl::Prune(int keep) {
   if (keep < 0) {
     return InvalidArgumentError("prune: --keep must be >= 0, got " + std::to_string(keep));
   }
@@ -1029,6 +1078,54 @@ Result<PruneResult> ResultArchive::Prune(int keep) {
     result.removed.push_back(runs[i].run_id);
   }
   return result;
+}
+
+// ---------------------------------------------------------------------------
+// ResultArchive: each method forwards to its Impl.
+
+ResultArchive::ResultArchive(std::shared_ptr<ArchiveStore> store, fs::path outbox_dir)
+    : impl_(std::make_unique<Impl>(std::move(store), std::move(outbox_dir))) {}
+ResultArchive::~ResultArchive() = default;
+
+const ArchiveStore& ResultArchive::store() const { return *impl_->store_; }
+const fs::path& ResultArchive::outbox_dir() const { return impl_->outbox_dir_; }
+void ResultArchive::SetDeliveryInterval(std::chrono::milliseconds interval) {
+  impl_->SetDeliveryInterval(interval);
+}
+Result<std::string> ResultArchive::BeginRun() { return impl_->BeginRun(); }
+void ResultArchive::SetRunIdGeneratorForTesting(std::function<std::string()> generator) {
+  impl_->new_run_id_ = std::move(generator);
+}
+Result<fs::path> ResultArchive::ArtifactDir(const std::string& run_id,
+                                            const std::string& task_id) {
+  return impl_->ArtifactDir(run_id, task_id);
+}
+Status ResultArchive::WriteTask(const TaskRecord& record) { return impl_->WriteTask(record); }
+Status ResultArchive::WriteRun(const RunRecord& record) { return impl_->WriteRun(record); }
+Status ResultArchive::WriteStarted(const TaskRecord& record, std::size_t output_cap) {
+  return impl_->WriteStarted(record, output_cap);
+}
+Result<int> ResultArchive::Sync() { return impl_->Sync(); }
+int ResultArchive::PendingCount(const std::string& run_id) const {
+  return impl_->PendingCount(run_id);
+}
+Result<std::vector<RunListing>> ResultArchive::ListRuns() { return impl_->ListRuns(); }
+Result<RunRecord> ResultArchive::ReadRun(const std::string& run_id) {
+  return impl_->ReadRun(run_id);
+}
+Result<std::vector<TaskRecord>> ResultArchive::ReadTasks(const std::string& run_id) {
+  return impl_->ReadTasks(run_id);
+}
+Result<TaskRecord> ResultArchive::ReadTask(const std::string& run_id,
+                                           const std::string& task_id) {
+  return impl_->ReadTask(run_id, task_id);
+}
+Status ResultArchive::Fetch(const std::string& run_id, const fs::path& dest) {
+  return impl_->Fetch(run_id, dest);
+}
+Result<PruneResult> ResultArchive::Prune(int keep) { return impl_->Prune(keep); }
+std::string ResultArchive::WhyMayStillRun(const std::string& run_id) const {
+  return impl_->WhyMayStillRun(run_id);
 }
 
 }  // namespace sandrun

@@ -5,7 +5,7 @@
 // the directory of the .so on SANDRUN_PLUGIN_PATH and `sandrun backends`
 // lists it (docs/plugins.md). sandrun's own tests build it twice, the second
 // time claiming another ABI version (TEST_PLUGIN_* below), to check refusal.
-#include "sandrun/archive.h"
+#include "sandrun/archive_store.h"
 #include "sandrun/backend.h"
 #include "sandrun/output_collector.h"
 #include "sandrun/plugin_abi.h"

@@ -37,6 +37,7 @@ class VolumeArchiveStore : public ArchiveStore {
   std::string Describe() const override {
     return "docker volume " + volume_ + " on " + client_->host().text;
   }
+  bool OnThisHost() const override { return false; }  // Every write is a request.
 
   Status PutFile(const std::string& path, const fs::path& host_path) override {
     return PutFiles({{path, host_path}});

@@ -12,7 +12,7 @@
 #include <string>
 
 #include "docker_client.h"
-#include "sandrun/archive.h"
+#include "sandrun/archive_store.h"
 #include "sandrun/status.h"
 
 namespace sandrun::docker {

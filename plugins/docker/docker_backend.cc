@@ -37,7 +37,7 @@
 #include "docker_images.h"
 #include "docker_tar.h"
 #include "docker_volume_helper.h"
-#include "sandrun/archive.h"
+#include "sandrun/archive_store.h"
 #include "sandrun/output_collector.h"
 #include "sandrun/util.h"
 

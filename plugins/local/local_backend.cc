@@ -12,7 +12,7 @@
 
 #include "local_files.h"
 #include "local_process.h"
-#include "sandrun/archive.h"
+#include "sandrun/archive_store.h"
 #include "sandrun/output_collector.h"
 #include "sandrun/util.h"
 

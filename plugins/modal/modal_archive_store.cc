@@ -26,14 +26,16 @@ class ModalArchiveStore : public ArchiveStore {
   std::string Describe() const override {
     return "modal volume " + volume_name_ + " (" + volume_id_ + ")";
   }
+  bool OnThisHost() const override { return false; }  // Every write is a request.
   Status PutFile(const std::string& path, const fs::path& host_path) override;
   Status PutBytes(const std::string& path, std::string_view data) override;
   Result<std::string> ReadBytes(const std::string& path) override;
   Result<std::vector<std::string>> List(const std::string& dir) override;
   Status Fetch(const std::string& path, const fs::path& dest) override;
   Status Remove(const std::string& path) override {
-    // No control-plane call deletes a Volume file (MODAL_PROTOCOL.md §6 lists
-    // create, list, read, write and delete of the whole Volume only).
+    // sandrun's client speaks only the Volume RPCs that create, list, read,
+    // write and delete a whole Volume (modal-labs/modal-client
+    // modal_proto/api.proto); none deletes one file.
     return UnimplementedError(
         "modal: cannot remove " + path + " from volume " + volume_name_ +
         ": Modal's API has no call sandrun can use to delete files in a Volume, so nothing was "

@@ -20,7 +20,7 @@
 #include "modal_archive_store.h"
 #include "modal_client.h"
 #include "modal_credentials.h"
-#include "sandrun/archive.h"
+#include "sandrun/archive_store.h"
 #include "sandrun/config.h"
 #include "sandrun/output_collector.h"
 #include "sandrun/portable_exe.h"
@@ -467,8 +467,10 @@ Result<ExecResult> ModalSandbox::Exec(const ExecRequest& request) {
         "it may run until the sandbox ends");
   } else if (past_timeout && (raw->signal != 0 || (raw->has_code && (raw->code == 124 ||
                                                                      raw->code == 137)))) {
-    // Ended by the remote exec timeout (facts: the status Modal reports for
-    // it is unconfirmed, so a signal or the timeout/kill codes count).
+    // Ended by the remote exec timeout (TaskExecStart.timeout_secs; what
+    // status Modal reports for it is not documented in modal-labs/modal-client
+    // modal_proto/task_command_router.proto, so a signal or the timeout/kill
+    // codes count).
     result.outcome = Outcome::kTimedOut;
     result.exit_code = kExitTimedOut;
     result.signal = raw->signal != 0 ? raw->signal : SIGKILL;

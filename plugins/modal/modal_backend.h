@@ -48,7 +48,8 @@ void RegisterModalBackend(BackendRegistry& registry);
 namespace modal {
 
 inline constexpr std::string_view kDefaultWorkdir = "/sandrun/work";
-/// The in-sandbox file tool Modal's SDKs exec for file transfers (facts §5).
+/// The in-sandbox file tool Modal's SDKs exec for file transfers
+/// (modal-labs/modal-client go/sandbox_fs.go, py/modal/sandbox_fs.py).
 inline constexpr std::string_view kFsToolsPath = "/__modal/.bin/modal-sandbox-fs-tools";
 
 struct ModalOptions {

@@ -1,7 +1,8 @@
 // The gRPC side of the Modal plugin: channels to Modal's control plane
 // (modal.client.ModalClient) and to a worker's task command router
 // (modal.task_command_router.TaskCommandRouter), with the metadata, auth-token
-// exchange and retry rules of MODAL_PROTOCOL.md §1-2 and §4.
+// exchange and retry rules of Modal's Go SDK (modal-labs/modal-client:
+// go/client.go, go/auth_token_manager.go, go/task_command_router_client.go).
 //
 // Internal to plugins/modal (and its tests): it includes the generated
 // headers, so it is included only by the plugin's .cc files, never by a
@@ -29,10 +30,11 @@
 
 namespace sandrun::modal {
 
-/// What we tell the server about ourselves (MODAL_PROTOCOL.md §2). sandrun
-/// speaks the protocol the Go SDK speaks (router exec, V1 sandboxes), so it
-/// declares the Go SDK's client type and protocol version, and names itself
-/// honestly in x-modal-libmodal-version.
+/// What we tell the server about ourselves (modal-labs/modal-client
+/// go/client.go injectRequiredHeaders; ClientType in modal_proto/api.proto).
+/// sandrun speaks the protocol the Go SDK speaks (router exec, V1 sandboxes),
+/// so it declares the Go SDK's client type and protocol version, and names
+/// itself honestly in x-modal-libmodal-version.
 inline constexpr const char* kClientType = "9";          // CLIENT_TYPE_LIBMODAL_GO
 inline constexpr const char* kClientVersion = "1.0.0";   // protocol level, as Go/JS
 inline constexpr const char* kLibraryVersion = "sandrun/0.1.0";
@@ -43,7 +45,8 @@ inline constexpr const char* kLibraryVersion = "sandrun/0.1.0";
 /// `what` names the call ("SandboxCreate").
 Status MapGrpcStatus(const grpc::Status& status, const std::string& what);
 
-/// The gRPC codes Modal's clients retry (facts §1).
+/// The gRPC codes Modal's clients retry (modal-labs/modal-client go/client.go
+/// retryInterceptor, py/modal/_utils/grpc_utils.py Retry).
 bool IsRetryableGrpcCode(grpc::StatusCode code);
 
 /// A set of in-flight calls that can be cancelled together from another
@@ -91,7 +94,8 @@ struct RetryRule {
 /// backend. Every call carries x-modal-client-type, x-modal-client-version,
 /// x-modal-libmodal-version, x-modal-token-id, x-modal-token-secret, and
 /// (except AuthTokenGet itself) x-modal-auth-token; unary calls are retried
-/// as the facts say with one x-idempotency-key for all attempts, and
+/// as Modal's Go SDK retries them (go/client.go retryInterceptor in
+/// modal-labs/modal-client) with one x-idempotency-key for all attempts, and
 /// server-requested throttling (RPCRetryPolicy in grpc-status-details-bin)
 /// is honoured without counting against the retry budget.
 class ControlPlane {

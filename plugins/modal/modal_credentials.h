@@ -1,5 +1,5 @@
 // Modal credentials and profile settings, found the way Modal's SDKs find
-// them (MODAL_PROTOCOL.md §2):
+// them (modal-labs/modal-client go/config.go, py/modal/config.py):
 //
 //   1. ~/.modal.toml (or MODAL_CONFIG_PATH): one TOML table per profile with
 //      token_id, token_secret, server_url, environment, image_builder_version,

@@ -15,7 +15,7 @@
 #include <thread>
 
 #include "conformance/helper_protocol.h"
-#include "sandrun/archive.h"
+#include "sandrun/archive_store.h"
 #include "sandrun/util.h"
 #include "support/test_util.h"
 

@@ -46,7 +46,9 @@ ConformanceTarget ModalFakeTarget() {
   // sandbox's root, and a script must not reach this host's /sandrun.
   target.archive_paths = {"../results"};
   // Modal's servers enforce an exec's timeout; whether that ends processes
-  // that left the exec's session is not in the protocol facts, and the fake
+  // that left the exec's session is documented neither in modal-labs/
+  // modal-client (modal_proto/task_command_router.proto) nor on
+  // modal.com/docs/guide/sandbox, and the fake
   // runs execs as host processes, where it could not show it either. sandrun
   // does not claim it (docs/security.md).
   target.unsupported_cases["TimeoutKillsAChildThatCalledSetsid"] =

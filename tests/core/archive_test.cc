@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <fstream>
 #include <mutex>
 #include <regex>
@@ -53,6 +54,7 @@ RunRecord MakeRun(const std::string& run_id) {
 class BrokenStore : public DirectoryArchiveStore {
  public:
   using DirectoryArchiveStore::DirectoryArchiveStore;
+  bool OnThisHost() const override { return false; }  // Or the archive renames past PutFile.
   Status PutFile(const std::string&, const fs::path&) override {
     return UnavailableError("volume unreachable");
   }
@@ -392,20 +394,113 @@ TEST(ResultArchiveTest, ConcurrentWriteTaskLosesNothing) {
 }
 
 // A remote-like store: every PutFiles call is counted, as each would be a
-// request to a volume.
+// request to a volume. It is on this host only when a test says so.
 class CountingStore : public DirectoryArchiveStore {
  public:
   using DirectoryArchiveStore::DirectoryArchiveStore;
+  bool OnThisHost() const override { return on_this_host; }
   Status PutFiles(const std::vector<ArchivePut>& puts) override {
     std::lock_guard<std::mutex> lock(mu);
     ++calls;
     items += static_cast<int>(puts.size());
     return DirectoryArchiveStore::PutFiles(puts);
   }
+  bool on_this_host = false;
   std::mutex mu;
   int calls = 0;
   int items = 0;
 };
+
+ino_t InodeOf(const fs::path& path) {
+  struct stat st {};
+  EXPECT_EQ(::stat(path.c_str(), &st), 0) << path;
+  return st.st_ino;
+}
+
+TEST(ResultArchiveTest, ADirectoryStoreOnThisHostGetsEachRecordAtOnceAndArtifactsByRename) {
+  TempDir dir;
+  auto store = std::make_shared<CountingStore>(dir.path() / "store");
+  store->on_this_host = true;  // A subclass: the store's answer decides, not its type.
+  ResultArchive archive(store, dir.path() / "outbox");
+  auto run_id = archive.BeginRun();
+  ASSERT_TRUE(run_id.ok());
+  auto artifacts = archive.ArtifactDir(*run_id, "t");
+  ASSERT_TRUE(artifacts.ok());
+  std::ofstream(*artifacts / "stdout.log") << "spilled";
+  const ino_t spilled = InodeOf(*artifacts / "stdout.log");
+  ASSERT_TRUE(archive.WriteTask(MakeTask(*run_id, "t")).ok());
+  EXPECT_EQ(archive.PendingCount(*run_id), 0);  // Delivered at once, no interval.
+  EXPECT_EQ(store->calls, 0);                   // Moved in, not put.
+  fs::path delivered = dir.path() / "store" / *run_id / "artifacts/t/stdout.log";
+  EXPECT_EQ(ReadFile(delivered), "spilled");
+  EXPECT_EQ(InodeOf(delivered), spilled);  // The very file: renamed, not copied.
+  EXPECT_TRUE(archive.ReadTask(*run_id, "t").ok());
+}
+
+TEST(ResultArchiveTest, AStoreElsewhereGetsRecordsAfterTheRemoteDeliveryInterval) {
+  TempDir dir;
+  auto store = std::make_shared<CountingStore>(dir.path() / "store");  // Not on this host.
+  ResultArchive archive(store, dir.path() / "outbox");
+  auto run_id = archive.BeginRun();
+  ASSERT_TRUE(run_id.ok());
+  const auto written = std::chrono::steady_clock::now();
+  ASSERT_TRUE(archive.WriteTask(MakeTask(*run_id, "t")).ok());
+  const int waiting = archive.PendingCount(*run_id);
+  if (std::chrono::steady_clock::now() - written < ResultArchive::kRemoteDeliveryInterval) {
+    EXPECT_EQ(waiting, 1);  // Not due yet (a stalled machine may have passed the interval).
+  }
+  while (archive.PendingCount(*run_id) > 0 &&
+         std::chrono::steady_clock::now() - written < std::chrono::seconds(20)) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_EQ(archive.PendingCount(*run_id), 0);
+  EXPECT_GE(std::chrono::steady_clock::now() - written, ResultArchive::kRemoteDeliveryInterval);
+  EXPECT_EQ(store->calls, 1);  // Through PutFiles: artifact tree and record in one request.
+  EXPECT_TRUE(archive.ReadTask(*run_id, "t").ok());
+}
+
+// A store on this host that is not a directory store: at once, through PutFiles.
+class ForwardingStore : public ArchiveStore {
+ public:
+  explicit ForwardingStore(fs::path root) : inner_(std::move(root)) {}
+  std::string Describe() const override { return inner_.Describe(); }
+  bool OnThisHost() const override { return true; }
+  Status PutFile(const std::string& path, const fs::path& host_path) override {
+    ++puts;
+    return inner_.PutFile(path, host_path);
+  }
+  Status PutBytes(const std::string& path, std::string_view data) override {
+    return inner_.PutBytes(path, data);
+  }
+  Result<std::string> ReadBytes(const std::string& path) override {
+    return inner_.ReadBytes(path);
+  }
+  Result<std::vector<std::string>> List(const std::string& dir) override {
+    return inner_.List(dir);
+  }
+  Status Fetch(const std::string& path, const fs::path& dest) override {
+    return inner_.Fetch(path, dest);
+  }
+  Status Remove(const std::string& path) override { return inner_.Remove(path); }
+  std::atomic<int> puts{0};
+
+ private:
+  DirectoryArchiveStore inner_;
+};
+
+TEST(ResultArchiveTest, AnotherStoreOnThisHostGetsEachRecordAtOnceThroughItsWrites) {
+  TempDir dir;
+  auto store = std::make_shared<ForwardingStore>(dir.path() / "store");
+  ResultArchive archive(store, dir.path() / "outbox");
+  auto run_id = archive.BeginRun();
+  ASSERT_TRUE(run_id.ok());
+  ASSERT_TRUE(archive.ArtifactDir(*run_id, "t").ok());
+  std::ofstream(*archive.ArtifactDir(*run_id, "t") / "stdout.log") << "out";
+  ASSERT_TRUE(archive.WriteTask(MakeTask(*run_id, "t")).ok());
+  EXPECT_EQ(archive.PendingCount(*run_id), 0);
+  EXPECT_EQ(store->puts.load(), 2);  // The artifact tree, then the record.
+  EXPECT_EQ(ReadFile(dir.path() / "store" / *run_id / "artifacts/t/stdout.log"), "out");
+}
 
 TEST(ResultArchiveTest, RemoteStoreGetsTheRunsLastRecordsInOneWrite) {
   TempDir dir;

@@ -17,7 +17,7 @@
 #include <mutex>
 #include <string>
 
-#include "sandrun/archive.h"
+#include "sandrun/archive_store.h"
 #include "sandrun/backend.h"
 
 namespace sandrun::testing {

@@ -1,8 +1,7 @@
 // The result archive.
 //
-// ArchiveStore is the storage a backend provides (a host directory, a Docker
-// volume, a Modal Volume): a tree of files addressed by relative paths with
-// '/' separators. ResultArchive puts sandrun's layout on top of a store:
+// ResultArchive puts sandrun's layout on top of an ArchiveStore (the storage
+// a backend provides, archive_store.h):
 //
 //   <run_id>/run.json
 //   <run_id>/tasks/<task_id>.json
@@ -15,90 +14,32 @@
 // BeginRun) and which tasks have started (<run>/started/<task>.json, from
 // WriteStarted): when sandrun is killed mid-run, a later Sync() delivers
 // those tasks as Outcome::kInterrupted, with what they had streamed. A store on
-// this host gets each record at once; a remote one (a Docker or Modal volume,
-// where every write is a request) gets them in groups, at most a delivery
-// interval after they were written, and a run's last records together with
-// its run.json.
+// this host (ArchiveStore::OnThisHost) gets each record at once; a remote one
+// (a Docker or Modal volume, where every write is a request) gets them in
+// groups, at most a delivery interval after they were written, and a run's
+// last records together with its run.json.
+//
+// Only the core and its entry points (CLI, adapters) use this header; plugins
+// see the store contract alone, so the archive's internals (behind a pimpl)
+// change without recompiling them.
 #ifndef SANDRUN_ARCHIVE_H_
 #define SANDRUN_ARCHIVE_H_
 
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <string_view>
-#include <thread>
 #include <utility>
 #include <vector>
 
+#include "sandrun/archive_store.h"
 #include "sandrun/record.h"
 #include "sandrun/status.h"
 
 namespace sandrun {
-
-/// One item of ArchiveStore::PutFiles.
-struct ArchivePut {
-  std::string path;                 ///< Where in the store.
-  std::filesystem::path host_path;  ///< A host file or directory tree.
-};
-
-/// A tree of files in some backend's volume. Paths are relative, '/'-separated
-/// and never contain ".." (callers validate with IsSafeRelativePath).
-/// Implementations must be thread-safe.
-class ArchiveStore {
- public:
-  virtual ~ArchiveStore() = default;
-  /// "directory /home/me/.local/share/sandrun/results", for humans.
-  virtual std::string Describe() const = 0;
-  /// Stores a host file (or a whole directory tree) at `path`, replacing it.
-  virtual Status PutFile(const std::string& path, const std::filesystem::path& host_path) = 0;
-  virtual Status PutBytes(const std::string& path, std::string_view data) = 0;
-  /// Stores several host files or trees, in order, each as PutFile would.
-  /// The default calls PutFile for each; a store whose writes are requests
-  /// sends them together. On failure a prefix of them may be stored.
-  virtual Status PutFiles(const std::vector<ArchivePut>& puts);
-  virtual Result<std::string> ReadBytes(const std::string& path) = 0;
-  /// Names directly under `dir` ("" = root); directories end with '/'.
-  /// kNotFound when `dir` does not exist.
-  virtual Result<std::vector<std::string>> List(const std::string& dir) = 0;
-  /// Copies `path` (file or directory) into host directory `dest`, as
-  /// dest/<last component of path>. Refuses (kPermissionDenied, nothing
-  /// copied) when it holds a symlink pointing outside `path`.
-  virtual Status Fetch(const std::string& path, const std::filesystem::path& dest) = 0;
-  /// Removes `path` recursively; OK when already absent.
-  virtual Status Remove(const std::string& path) = 0;
-};
-
-/// An ArchiveStore that is a directory on this host (the local backend's
-/// archive, and the outbox). Its contents are private to the user, always:
-/// the root and every directory in it are mode 0700, every file 0600. The
-/// root is created on demand; a root that already exists with a wider mode
-/// is narrowed to 0700 when the store is constructed (opened), and every
-/// directory a write passes through, and everything it writes, is narrowed
-/// too, whatever the umask or the mode of the source.
-/// Every write goes to a temporary name in the target's directory and is
-/// renamed into place, so readers never see a partial file or tree.
-class DirectoryArchiveStore : public ArchiveStore {
- public:
-  explicit DirectoryArchiveStore(std::filesystem::path root);
-  /// Creates directory `path` (and the root), mode 0700; returns its host path.
-  Result<std::filesystem::path> MakeDirectory(const std::string& path);
-  std::string Describe() const override;
-  Status PutFile(const std::string& path, const std::filesystem::path& host_path) override;
-  Status PutBytes(const std::string& path, std::string_view data) override;
-  Result<std::string> ReadBytes(const std::string& path) override;
-  Result<std::vector<std::string>> List(const std::string& dir) override;
-  Status Fetch(const std::string& path, const std::filesystem::path& dest) override;
-  Status Remove(const std::string& path) override;
-  const std::filesystem::path& root() const { return root_; }
-
- private:
-  std::filesystem::path root_;
-};
 
 /// Writes `data` to `target` through a temporary sibling and a rename, so
 /// readers see the old file or the new one, never a part. The directory must
@@ -111,9 +52,6 @@ Status WriteFileAtomically(const std::filesystem::path& target, std::string_view
 /// not a directory (nor an existing file it may not replace). Creates and
 /// leaves nothing behind. kInvalidArgument naming `file` otherwise.
 Status CheckWritableFile(const std::filesystem::path& file);
-
-/// True for "a/b.json"; false for "", "/abs", "a/../b", "a//b", "./a".
-bool IsSafeRelativePath(std::string_view path);
 
 /// A new run id: "20261122T031500Z-4f2a" (UTC time, then random hex). Sorts by
 /// time; the random part and an exclusive create in the outbox keep two runs
@@ -157,13 +95,13 @@ class ResultArchive {
   ResultArchive& operator=(const ResultArchive&) = delete;
 
   /// How long a task record may wait in the outbox before it is delivered
-  /// with the others that wait. Default: zero (each at once) for a
-  /// DirectoryArchiveStore, kRemoteDeliveryInterval for any other store.
+  /// with the others that wait. Default: zero (each at once) for a store
+  /// OnThisHost(), kRemoteDeliveryInterval for any other store.
   static constexpr std::chrono::milliseconds kRemoteDeliveryInterval{2000};
   void SetDeliveryInterval(std::chrono::milliseconds interval);
 
-  const ArchiveStore& store() const { return *store_; }
-  const std::filesystem::path& outbox_dir() const { return outbox_dir_; }
+  const ArchiveStore& store() const;
+  const std::filesystem::path& outbox_dir() const;
 
   /// Reserves a fresh run id (exclusive directory in the outbox) and notes
   /// this process (pid, host) as its owner there.
@@ -217,31 +155,8 @@ class ResultArchive {
   std::string WhyMayStillRun(const std::string& run_id) const;
 
  private:
-  /// Sends the outbox entries `paths` (artifact trees and records, in this
-  /// order) to the store in one PutFiles and removes them from the outbox.
-  Status DeliverGroup(const std::vector<std::string>& paths);
-  /// Delivers every task of `run_id` waiting in the outbox (and run.json
-  /// when `with_run_record`) in one group; `records` is how many it holds.
-  Status DeliverRun(const std::string& run_id, bool with_run_record, int* records);
-  /// Turns the started records of `run_id` (whose owner is gone) into task
-  /// records in the outbox; returns how many.
-  Result<int> RecoverInterrupted(const std::string& run_id);
-  void DeliveryLoop();
-
-  std::shared_ptr<ArchiveStore> store_;
-  std::filesystem::path outbox_dir_;
-  DirectoryArchiveStore outbox_;
-  std::mutex mu_;  ///< Serialises deliveries and run id reservations.
-  std::function<std::string()> new_run_id_;
-
-  // Grouped delivery: runs with task records waiting, and the thread that
-  // delivers them when their oldest has waited `delivery_interval_`.
-  std::chrono::milliseconds delivery_interval_{0};
-  std::mutex waiting_mu_;
-  std::condition_variable waiting_cv_;
-  std::vector<std::pair<std::string, std::chrono::steady_clock::time_point>> waiting_runs_;
-  bool stopping_ = false;
-  std::thread delivery_thread_;
+  struct Impl;  ///< The store, the outbox and the delivery thread (archive.cc).
+  std::unique_ptr<Impl> impl_;
 };
 
 }  // namespace sandrun

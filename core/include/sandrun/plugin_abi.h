@@ -8,14 +8,14 @@
 //
 // sandrun loads the library, calls sandrun_plugin_entry(), and refuses the
 // plugin unless abi_version equals its own SANDRUN_PLUGIN_ABI_VERSION. Bump
-// the version whenever backend.h, spec.h, result.h, archive.h or registry.h
-// change in a way that breaks binary compatibility.
+// the version whenever backend.h, spec.h, result.h, archive_store.h or
+// registry.h change in a way that breaks binary compatibility.
 #ifndef SANDRUN_PLUGIN_ABI_H_
 #define SANDRUN_PLUGIN_ABI_H_
 
 #include <cstdint>
 
-#define SANDRUN_PLUGIN_ABI_VERSION 2
+#define SANDRUN_PLUGIN_ABI_VERSION 3
 #define SANDRUN_PLUGIN_EXPORT __attribute__((visibility("default")))
 #define SANDRUN_PLUGIN_ENTRY_SYMBOL "sandrun_plugin_entry"
 

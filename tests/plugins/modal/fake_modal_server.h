@@ -1,6 +1,8 @@
 // A fake Modal server for tests: the subset of modal.client.ModalClient and
 // modal.task_command_router.TaskCommandRouter that sandrun's Modal backend
-// uses, plaintext gRPC on 127.0.0.1, following MODAL_PROTOCOL.md.
+// uses, plaintext gRPC on 127.0.0.1, following Modal's service definitions
+// (modal-labs/modal-client: modal_proto/api.proto,
+// modal_proto/task_command_router.proto) and how its Go SDK (go/) calls them.
 //
 // It checks what a real server would: the token id and secret on every
 // control-plane call, a valid (unexpired) x-modal-auth-token on unary calls,
