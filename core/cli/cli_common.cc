@@ -54,7 +54,8 @@ void AddConfigOptions(cxxopts::Options& options, const CliContext& context,
     adder(f.flag, help, cxxopts::value<std::string>());
   }
   for (const auto& info : context.registry.List()) {
-    auto backend_adder = options.add_options(info.name + " backend");
+    // cxxopts lists groups by name: "Backend <name>" keeps them together.
+    auto backend_adder = options.add_options("Backend " + info.name);
     for (const auto& flag : info.flags) {
       if (which != "all" && !flag.every_command) continue;
       try {

@@ -38,8 +38,8 @@ struct UsageError {
 /// Adds the options that map onto Config keys (--backend, --jobs, --timeout,
 /// --image, --cpu, --memory, --gpu, --network, --retries, --output-cap, ...).
 /// `which` selects groups: "backend" only, or "all". Then the flags each
-/// registered backend declares (BackendFlag), in a group named after the
-/// backend: with "backend", only those for every command.
+/// registered backend declares (BackendFlag), in a group "Backend <name>":
+/// with "backend", only those for every command.
 void AddConfigOptions(cxxopts::Options& options, const CliContext& context,
                       const std::string& which = "all");
 

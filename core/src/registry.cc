@@ -20,7 +20,7 @@ bool ValidBackendName(const std::string& name) {
 }  // namespace
 
 Status BackendRegistry::Register(BackendInfo info, BackendFactory factory) {
-  const std::string& name = info.name;
+  const std::string name = info.name;  // a copy: `info` moves into the entry
   if (info.origin.empty()) info.origin = "built-in";
   if (!ValidBackendName(name)) {
     return InvalidArgumentError("backend name '" + name +
