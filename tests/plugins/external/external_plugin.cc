@@ -30,9 +30,9 @@ class EchoSandbox : public Sandbox {
   Status Put(const FileUpload&) override { return UnimplementedError("echo backend has no files"); }
   Result<ExecResult> Exec(const ExecRequest& request) override {
     OutputCollector out(StreamKind::kStdout, request.output_cap_bytes, "", request.on_output);
-    std::string line = prefix_;
+    std::string line;
     for (const auto& arg : request.argv) line += (line.empty() ? "" : " ") + arg;
-    out.Append(line + "\n");
+    out.Append(prefix_ + line + "\n");
     ExecResult result;
     result.outcome = Outcome::kExited;
     result.stdout_stream = out.Finish();
