@@ -22,16 +22,24 @@ std::string CapabilityList(const Capabilities& c) {
   return out.empty() ? "-" : out;
 }
 
+/// What the backend says to do when it is unavailable (BackendInfo).
+std::string UnavailableHint(const CliContext& context, const std::string& backend) {
+  for (const auto& info : context.registry.List()) {
+    if (info.name == backend) return info.unavailable_hint;
+  }
+  return "";
+}
+
 }  // namespace
 
 int BackendsCommand(const std::vector<std::string>& args, CliContext& context) {
   cxxopts::Options options("sandrun backends", "List backends and whether each can be used now.");
-  AddConfigOptions(options, "backend");
+  AddConfigOptions(options, context, "backend");
   auto parsed = ParseOrThrow(options, args);
   if (!parsed) return 0;
   Config config = LoadConfigOrThrow(*parsed, context);
   for (const auto& info : context.registry.List()) {
-    auto backend = context.registry.Create(info.name, config);
+    auto backend = context.registry.Create(info.name, config, context.env);
     std::string state, detail;
     if (!backend.ok()) {
       state = "unavailable";
@@ -61,7 +69,7 @@ int BackendsCommand(const std::vector<std::string>& args, CliContext& context) {
 
 int DoctorCommand(const std::vector<std::string>& args, CliContext& context) {
   cxxopts::Options options("sandrun doctor", "Check everything a run needs and say what to fix.");
-  AddConfigOptions(options, "backend");
+  AddConfigOptions(options, context, "backend");
   auto parsed = ParseOrThrow(options, args);
   if (!parsed) return 0;
   int problems = 0;
@@ -87,7 +95,7 @@ int DoctorCommand(const std::vector<std::string>& args, CliContext& context) {
   }
   std::vector<BackendCandidate> candidates;
   try {
-    candidates = MakeCandidates(context, config);
+    candidates = CandidatesOrThrow(context, config);
   } catch (const UsageError& e) {
     report(false, "backend: " + e.message, "pick one of the known backends with --backend");
     return 1;
@@ -100,7 +108,7 @@ int DoctorCommand(const std::vector<std::string>& args, CliContext& context) {
     }
     Availability a = c.backend->CheckAvailable();
     report(a.available, "backend " + c.name + (a.available ? " is available" : ": " + a.reason),
-           c.name == "docker" ? "start a Docker engine or set DOCKER_HOST" : "");
+           UnavailableHint(context, c.name));
     if (!a.available) continue;
     any_available = true;
     Capabilities caps = c.backend->GetCapabilities();
@@ -133,7 +141,7 @@ int CleanupCommand(const std::vector<std::string>& args, CliContext& context) {
                            "Remove sandboxes that sandrun left behind: those whose owning process is\n"
                            "gone or whose lifetime has passed. Never touches anything sandrun did\n"
                            "not label as its own.");
-  AddConfigOptions(options, "backend");
+  AddConfigOptions(options, context, "backend");
   options.add_options("Cleanup")
       ("dry-run", "Only list what would be removed")
       ("all-expired", "Remove only expired sandboxes, even when their owner still runs")
@@ -141,7 +149,7 @@ int CleanupCommand(const std::vector<std::string>& args, CliContext& context) {
   auto parsed = ParseOrThrow(options, args);
   if (!parsed) return 0;
   Config config = LoadConfigOrThrow(*parsed, context);
-  std::vector<BackendCandidate> candidates = MakeCandidates(context, config);
+  std::vector<BackendCandidate> candidates = CandidatesOrThrow(context, config);
   auto& backend = candidates.front().backend;
   if (!backend) {
     PrintError(candidates.front().construction_error);

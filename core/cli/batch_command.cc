@@ -6,6 +6,7 @@
 #include "console_listener.h"
 #include "run_support.h"
 #include "sandrun/batch_file.h"
+#include "sandrun/interrupts.h"
 #include "sandrun/junit.h"
 
 namespace sandrun::cli {
@@ -14,7 +15,7 @@ int BatchCommand(const std::vector<std::string>& args, CliContext& context) {
   cxxopts::Options options("sandrun batch",
                            "Run a JSON list of tasks in parallel sandboxes.\n"
                            "usage: sandrun batch FILE.json [-j N] [--race] [options]");
-  AddConfigOptions(options);
+  AddConfigOptions(options, context);
   options.add_options("Batch")
       ("race", "Stop at the first task that passes, cancel the rest, report the fastest")
       ("junit", "Write JUnit XML to this file", cxxopts::value<std::string>())
@@ -33,11 +34,10 @@ int BatchCommand(const std::vector<std::string>& args, CliContext& context) {
 
   std::filesystem::path junit_file = WritableReportPath(*parsed, "junit");
 
-  std::vector<BackendCandidate> candidates = MakeCandidates(context, config);
-  RefuseUnservedRequests(*parsed, config, candidates);
-  RunOptions run_options = MakeRunOptions(context, config, candidates, tasks->size());
+  RunSetup setup = SetUpRunOrThrow(*parsed, context, config, tasks->size());
+  RunOptions& run_options = setup.options;
   run_options.race = parsed->count("race") > 0;
-  Engine engine(candidates);
+  Engine engine(setup.candidates);
   bool terminal = StderrIsTerminal();
   engine.AddListener(std::make_shared<ConsoleListener>(
       stderr, ConsoleListener::Options{terminal, true, true, run_options.race}));
@@ -46,8 +46,8 @@ int BatchCommand(const std::vector<std::string>& args, CliContext& context) {
     junit = std::make_shared<JUnitFileListener>(junit_file);
     engine.AddListener(junit);
   }
-  const CancelFlag& cancel = InstallCancelHandlers();
-  auto outcome = engine.Run(std::move(tasks).value(), run_options, cancel);
+  InstallInterruptHandlers();
+  auto outcome = engine.Run(std::move(tasks).value(), run_options, InterruptFlag());
   if (!outcome.ok()) return RunNotStarted(outcome.status());
   if (parsed->count("json")) std::cout << ToJson(outcome->run) << "\n";
   if (junit && !junit->status().ok()) {

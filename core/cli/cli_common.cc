@@ -4,7 +4,7 @@
 
 #include <iostream>
 
-#include <nlohmann/json.hpp>
+#include "sandrun/run_setup.h"
 
 namespace sandrun::cli {
 namespace {
@@ -18,7 +18,7 @@ struct ConfigFlag {
 };
 
 constexpr ConfigFlag kConfigFlags[] = {
-    {"backend", "backend", "Backend: local, docker, modal, or auto", "backend"},
+    {"backend", "backend", "Backend: ", "backend"},  // + the registered names
     {"fallback", "fallback", "Backends to try, in order, when --backend is unavailable (comma list)", "backend"},
     {"archive-dir", "archive_dir", "Directory of the local backend's result archive", "backend"},
     {"state-dir", "state_dir", "Directory for the outbox and local sandboxes", "backend"},
@@ -26,77 +26,13 @@ constexpr ConfigFlag kConfigFlags[] = {
     {"retries", "retries", "Retries of transient infrastructure errors (never of test failures)", "run"},
     {"timeout", "timeout", "Per-execution timeout in seconds (more than 0)", "run"},
     {"lifetime", "lifetime", "Sandbox lifetime limit in seconds", "run"},
-    {"image", "image", "Image to run in (docker, modal)", "run"},
+    {"image", "image", "Image to run in (backends that run images)", "run"},
     {"cpu", "cpu", "CPU cores for the sandbox", "run"},
     {"memory", "memory", "Memory limit in MiB", "run"},
     {"gpu", "gpu", "GPU request TYPE[:N], e.g. A10G:1 (backends that cannot provide one refuse)", "run"},
     {"network", "network", "Network access: none (default) or open", "run"},
     {"output-cap", "output_cap", "Bytes of each output stream kept in the record", "run"},
 };
-
-/// Flags that set a key of one backend's own section ("backends": {"modal":
-/// {...}}), with the same precedence as the config keys: the flag, then the
-/// first variable of `env` that is set, then sandrun.json, then the
-/// backend's default. The backend validates the value when it is built.
-struct SectionFlag {
-  const char* flag;
-  const char* backend;
-  const char* key;
-  bool list;  // repeatable flag; comma list in the environment
-  std::vector<const char*> env;
-  const char* help;
-  const char* group;  // "backend": also for results, doctor, cleanup
-};
-
-const std::vector<SectionFlag>& SectionFlags() {
-  static const std::vector<SectionFlag> flags = {
-      {"secret", "modal", "secrets", true, {"SANDRUN_MODAL_SECRETS"},
-       "Attach this Modal Secret, by name, to every sandbox (repeatable; modal only)", "run"},
-      {"allow-cidr", "modal", "cidr_allowlist", true, {"SANDRUN_MODAL_CIDR_ALLOWLIST"},
-       "Let sandboxes reach this CIDR, and only the listed ones (repeatable; modal only)", "run"},
-      {"modal-environment", "modal", "environment", false,
-       {"SANDRUN_MODAL_ENVIRONMENT", "MODAL_ENVIRONMENT"},
-       "Modal environment to use (modal only; -e is --env)", "backend"},
-  };
-  return flags;
-}
-
-/// Writes the section flags and variables that were given into
-/// config.backend_sections, recording their origin as
-/// "backends.<backend>.<key>".
-void ApplySectionFlags(const cxxopts::ParseResult& parsed, const CliContext& context,
-                       Config& config) {
-  for (const auto& f : SectionFlags()) {
-    nlohmann::json value;
-    std::string origin;
-    bool given = false;
-    try {
-      given = parsed.count(f.flag) > 0;
-    } catch (const cxxopts::exceptions::exception&) {
-    }
-    if (given) {
-      if (f.list) value = parsed[f.flag].as<std::vector<std::string>>();
-      else value = parsed[f.flag].as<std::string>();
-      origin = std::string("flag --") + f.flag;
-    } else {
-      for (const char* name : f.env) {
-        auto it = context.env.find(name);
-        if (it == context.env.end() || it->second.empty()) continue;
-        if (f.list) value = SplitConfigList(it->second);
-        else value = it->second;
-        origin = std::string("env ") + name;
-        break;
-      }
-    }
-    if (origin.empty()) continue;
-    std::string& text = config.backend_sections[f.backend];
-    auto section = nlohmann::json::parse(text.empty() ? "{}" : text, nullptr, false);
-    if (!section.is_object()) continue;  // the backend reports its malformed section
-    section[f.key] = value;
-    text = section.dump();
-    config.origins[std::string("backends.") + f.backend + "." + f.key] = origin;
-  }
-}
 
 std::string LongName(const char* flag) {
   std::string f = flag;
@@ -106,27 +42,45 @@ std::string LongName(const char* flag) {
 
 }  // namespace
 
-void AddConfigOptions(cxxopts::Options& options, const std::string& which) {
+void AddConfigOptions(cxxopts::Options& options, const CliContext& context,
+                      const std::string& which) {
+  std::string backends;
+  for (const auto& info : context.registry.List()) backends += info.name + ", ";
   auto adder = options.add_options("Config");
   for (const auto& f : kConfigFlags) {
     if (which != "all" && std::string(f.group) != which) continue;
-    adder(f.flag, f.help, cxxopts::value<std::string>());
+    std::string help = f.help;
+    if (std::string(f.key) == "backend") help += backends + "or auto";
+    adder(f.flag, help, cxxopts::value<std::string>());
   }
-  auto section_adder = options.add_options("Backend-specific");
-  for (const auto& f : SectionFlags()) {
-    if (which != "all" && std::string(f.group) != which) continue;
-    if (f.list) section_adder(f.flag, f.help, cxxopts::value<std::vector<std::string>>());
-    else section_adder(f.flag, f.help, cxxopts::value<std::string>());
+  for (const auto& info : context.registry.List()) {
+    // cxxopts lists groups by name: "Backend <name>" keeps them together.
+    auto backend_adder = options.add_options("Backend " + info.name);
+    for (const auto& flag : info.flags) {
+      if (which != "all" && !flag.every_command) continue;
+      try {
+        if (flag.list) backend_adder(flag.name, flag.help, cxxopts::value<std::vector<std::string>>());
+        else backend_adder(flag.name, flag.help, cxxopts::value<std::string>());
+      } catch (const cxxopts::exceptions::exception& e) {
+        PrintError("warning: backend " + info.name + ": flag --" + flag.name +
+                   " is not offered: " + e.what());
+      }
+    }
   }
 }
 
-std::vector<std::pair<std::string, std::string>> BackendSpecificFlagsGiven(
-    const cxxopts::ParseResult& parsed) {
-  std::vector<std::pair<std::string, std::string>> given;
-  for (const auto& f : SectionFlags()) {
-    try {
-      if (parsed.count(f.flag) > 0) given.emplace_back(std::string("--") + f.flag, f.backend);
-    } catch (const cxxopts::exceptions::exception&) {
+std::map<std::string, std::vector<std::string>> BackendFlagsGiven(
+    const cxxopts::ParseResult& parsed, const CliContext& context) {
+  std::map<std::string, std::vector<std::string>> given;
+  for (const auto& info : context.registry.List()) {
+    for (const auto& flag : info.flags) {
+      // A flag this subcommand does not offer is simply absent.
+      try {
+        if (parsed.count(flag.name) == 0) continue;
+        if (flag.list) given[flag.name] = parsed[flag.name].as<std::vector<std::string>>();
+        else given[flag.name] = {parsed[flag.name].as<std::string>()};
+      } catch (const cxxopts::exceptions::exception&) {
+      }
     }
   }
   return given;
@@ -146,7 +100,7 @@ Config LoadConfigOrThrow(const cxxopts::ParseResult& parsed, const CliContext& c
   }
   auto config = LoadConfig(inputs);
   if (!config.ok()) throw UsageError{config.status().message()};
-  ApplySectionFlags(parsed, context, *config);
+  ApplyBackendFlags(context.registry, BackendFlagsGiven(parsed, context), context.env, *config);
   return std::move(config).value();
 }
 
@@ -181,12 +135,10 @@ std::filesystem::path WritableReportPath(const cxxopts::ParseResult& parsed,
   return file;
 }
 
-std::filesystem::path OutboxRoot(const Config& config) { return config.state_dir / "outbox"; }
-
 std::filesystem::path OutboxDir(const Config& config) { return OutboxRoot(config) / config.backend; }
 
 Result<OpenedArchive> OpenArchive(const CliContext& context, const Config& config) {
-  auto backend = context.registry.Create(config.backend, config);
+  auto backend = context.registry.Create(config.backend, config, context.env);
   if (!backend.ok()) return backend.status();
   OpenedArchive opened;
   opened.backend = std::shared_ptr<Backend>(std::move(backend).value());

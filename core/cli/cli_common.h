@@ -37,22 +37,19 @@ struct UsageError {
 
 /// Adds the options that map onto Config keys (--backend, --jobs, --timeout,
 /// --image, --cpu, --memory, --gpu, --network, --retries, --output-cap, ...).
-/// `which` selects groups: "backend" only, or "all". "all" also adds the
-/// flags that set keys of one backend's own section (--secret, --allow-cidr,
-/// --modal-environment for modal).
-void AddConfigOptions(cxxopts::Options& options, const std::string& which = "all");
+/// `which` selects groups: "backend" only, or "all". Then the flags each
+/// registered backend declares (BackendFlag), in a group "Backend <name>":
+/// with "backend", only those for every command.
+void AddConfigOptions(cxxopts::Options& options, const CliContext& context,
+                      const std::string& which = "all");
 
-/// The backend-specific flags that were given, as (flag, backend) pairs
-/// ("--secret", "modal"), so a command can refuse them when that backend
-/// cannot run.
-std::vector<std::pair<std::string, std::string>> BackendSpecificFlagsGiven(
-    const cxxopts::ParseResult& parsed);
+/// The backend flags that were given, by name, with their values.
+std::map<std::string, std::vector<std::string>> BackendFlagsGiven(
+    const cxxopts::ParseResult& parsed, const CliContext& context);
 
-/// Loads the Config with the flags that were given on top of env and file.
-/// Backend-specific flags (and their variables, such as MODAL_ENVIRONMENT)
-/// are written into config.backend_sections with the same precedence, and
-/// their origins recorded as "backends.<name>.<key>".
-/// Exits via UsageError on a bad value.
+/// Loads the Config with the flags that were given on top of env and file,
+/// then the backend flags and their variables (ApplyBackendFlags, same
+/// precedence). Exits via UsageError on a bad value.
 Config LoadConfigOrThrow(const cxxopts::ParseResult& parsed, const CliContext& context);
 
 /// Parses args (args[0] is the subcommand's name). Unknown flags, missing
@@ -76,10 +73,8 @@ struct OpenedArchive {
 /// Opens `config.backend`'s archive, with the outbox under config.state_dir.
 Result<OpenedArchive> OpenArchive(const CliContext& context, const Config& config);
 
-/// Where records wait before delivery: OutboxRoot()/<backend>, as the
+/// The outbox of config.backend: OutboxRoot(config)/<backend>, as the
 /// engine lays it out.
-std::filesystem::path OutboxRoot(const Config& config);
-/// The outbox of config.backend.
 std::filesystem::path OutboxDir(const Config& config);
 
 /// Prints "sandrun: <message>" to stderr.

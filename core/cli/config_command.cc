@@ -11,7 +11,7 @@ int ConfigCommand(const std::vector<std::string>& args, CliContext& context) {
   cxxopts::Options options("sandrun config",
                            "Print the effective config. Precedence: flags > SANDRUN_* environment >\n"
                            "sandrun.json (found upward from the working directory) > defaults.");
-  AddConfigOptions(options);
+  AddConfigOptions(options, context);
   options.add_options("Output")("json", "Print as JSON");
   auto parsed = ParseOrThrow(options, args);
   if (!parsed) return 0;

@@ -14,6 +14,7 @@
 #include "console_listener.h"
 #include "run_support.h"
 #include "sandrun/batch_file.h"
+#include "sandrun/interrupts.h"
 
 namespace sandrun::cli {
 namespace {
@@ -53,7 +54,7 @@ int ExecCommand(const std::vector<std::string>& args, CliContext& context) {
 
   cxxopts::Options options("sandrun exec", "Run one command in a sandbox.\n"
                                            "usage: sandrun exec [options] -- CMD [ARGS...]");
-  AddConfigOptions(options);
+  AddConfigOptions(options, context);
   options.add_options("Exec")
       ("e,env", "Set K=V in the sandbox (repeatable)", cxxopts::value<std::vector<std::string>>())
       ("upload", "Copy SRC[:DST] into the sandbox (repeatable)", cxxopts::value<std::vector<std::string>>())
@@ -89,11 +90,8 @@ int ExecCommand(const std::vector<std::string>& args, CliContext& context) {
   task.test_name = name;
   task.exec.argv = command;
   if (parsed->count("env")) {
-    for (const auto& kv : (*parsed)["env"].as<std::vector<std::string>>()) {
-      auto eq = kv.find('=');
-      if (eq == std::string::npos || eq == 0) throw UsageError{"--env expects K=V, got '" + kv + "'"};
-      task.exec.env[kv.substr(0, eq)] = kv.substr(eq + 1);
-    }
+    Status env = ParseEnvArgs((*parsed)["env"].as<std::vector<std::string>>(), task.exec.env);
+    if (!env.ok()) throw UsageError{env.message()};
   }
   if (parsed->count("upload")) {
     for (const auto& u : (*parsed)["upload"].as<std::vector<std::string>>()) {
@@ -156,14 +154,12 @@ int ExecCommand(const std::vector<std::string>& args, CliContext& context) {
     };
   }
 
-  std::vector<BackendCandidate> candidates = MakeCandidates(context, config);
-  RefuseUnservedRequests(*parsed, config, candidates);
-  RunOptions run_options = MakeRunOptions(context, config, candidates, 1);
-  Engine engine(candidates);
+  RunSetup setup = SetUpRunOrThrow(*parsed, context, config, /*task_count=*/1);
+  Engine engine(setup.candidates);
   engine.AddListener(std::make_shared<ConsoleListener>(
       stderr, ConsoleListener::Options{false, false, false}));
-  const CancelFlag& cancel = InstallCancelHandlers();
-  auto outcome = engine.Run({task}, run_options, cancel);
+  InstallInterruptHandlers();
+  auto outcome = engine.Run({task}, setup.options, InterruptFlag());
   if (!outcome.ok()) return RunNotStarted(outcome.status());
   const TaskRecord& record = outcome->tasks.front();
   if (json) {

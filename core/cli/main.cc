@@ -27,8 +27,8 @@ constexpr Subcommand kSubcommands[] = {
 
 void PrintUsage(std::ostream& out) {
   out << "usage: sandrun <command> [options]\n\n"
-         "Runs commands and test suites in sandboxes: local processes, Docker\n"
-         "containers or Modal sandboxes. Every execution is recorded in a result\n"
+         "Runs commands and test suites in sandboxes, through backend plugins\n"
+         "(`sandrun backends` lists them). Every execution is recorded in a result\n"
          "archive that `sandrun results` reads.\n\ncommands:\n";
   for (const auto& c : kSubcommands) {
     out << "  " << c.name << std::string(10 - std::strlen(c.name), ' ') << c.summary << "\n";

@@ -77,7 +77,7 @@ struct Session {
 // --help (exit 0); `*exit_code` is set when the archive cannot be opened.
 std::optional<Session> Open(cxxopts::Options& options, const std::vector<std::string>& args,
                             CliContext& context, int* exit_code) {
-  AddConfigOptions(options, "backend");
+  AddConfigOptions(options, context, "backend");
   auto parsed = ParseOrThrow(options, args);
   *exit_code = 0;
   if (!parsed) return std::nullopt;

@@ -203,6 +203,18 @@ FileUpload ParseUploadArg(const std::string& text) {
   return upload;
 }
 
+Status ParseEnvArgs(const std::vector<std::string>& items,
+                    std::map<std::string, std::string>& env) {
+  for (const auto& item : items) {
+    auto eq = item.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      return InvalidArgumentError("--env expects K=V, got '" + item + "'");
+    }
+    env[item.substr(0, eq)] = item.substr(eq + 1);
+  }
+  return OkStatus();
+}
+
 std::chrono::milliseconds TimeoutFromSeconds(double seconds) {
   return std::chrono::milliseconds(static_cast<std::int64_t>(std::llround(seconds * 1000)));
 }

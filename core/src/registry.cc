@@ -19,8 +19,9 @@ bool ValidBackendName(const std::string& name) {
 
 }  // namespace
 
-Status BackendRegistry::Register(std::string name, std::string description,
-                                 BackendFactory factory, std::string origin) {
+Status BackendRegistry::Register(BackendInfo info, BackendFactory factory) {
+  const std::string name = info.name;  // a copy: `info` moves into the entry
+  if (info.origin.empty()) info.origin = "built-in";
   if (!ValidBackendName(name)) {
     return InvalidArgumentError("backend name '" + name +
                                 "' is not valid (use lowercase letters, digits, '-' and '_')");
@@ -28,11 +29,29 @@ Status BackendRegistry::Register(std::string name, std::string description,
   if (entries_.count(name) != 0) {
     return Status(StatusCode::kAlreadyExists,
                   "backend '" + name + "' is registered twice (first by " +
-                      entries_[name].info.origin + ", again by " + origin + ")");
+                      entries_[name].info.origin + ", again by " + info.origin + ")");
   }
-  entries_[name] = Entry{BackendInfo{name, std::move(description), std::move(origin)},
-                         std::move(factory)};
+  for (const auto& flag : info.flags) {
+    for (const auto& [other, entry] : entries_) {
+      for (const auto& taken : entry.info.flags) {
+        if (taken.name != flag.name) continue;
+        return Status(StatusCode::kAlreadyExists, "backend '" + name + "' declares flag --" +
+                                                      flag.name + ", which backend '" + other +
+                                                      "' already declares");
+      }
+    }
+  }
+  entries_[name] = Entry{std::move(info), std::move(factory)};
   return OkStatus();
+}
+
+Status BackendRegistry::Register(std::string name, std::string description,
+                                 BackendFactory factory, std::string origin) {
+  BackendInfo info;
+  info.name = std::move(name);
+  info.description = std::move(description);
+  info.origin = std::move(origin);
+  return Register(std::move(info), std::move(factory));
 }
 
 bool BackendRegistry::Has(const std::string& name) const { return entries_.count(name) != 0; }
@@ -49,6 +68,12 @@ void BackendRegistry::RecordUnloaded(UnloadedPlugin plugin) {
 
 Result<std::unique_ptr<Backend>> BackendRegistry::Create(const std::string& name,
                                                          const Config& config) const {
+  return Create(name, config, ProcessEnvironment());
+}
+
+Result<std::unique_ptr<Backend>> BackendRegistry::Create(
+    const std::string& name, const Config& config,
+    const std::map<std::string, std::string>& env) const {
   auto it = entries_.find(name);
   if (it == entries_.end()) {
     for (const auto& plugin : unloaded_) {
@@ -67,6 +92,7 @@ Result<std::unique_ptr<Backend>> BackendRegistry::Create(const std::string& name
   context.config = &config;
   auto section = config.backend_sections.find(name);
   context.section_json = section == config.backend_sections.end() ? "{}" : section->second;
+  context.env = env;
   auto backend = it->second.factory(context);
   if (!backend.ok()) return backend.status().WithContext("backend '" + name + "'");
   return backend;
@@ -129,9 +155,9 @@ Status LoadPlugin(const std::filesystem::path& library, BackendRegistry& registr
   BackendRegistry staged;
   info->register_backends(&staged);
   for (auto& [backend_name, entry_data] : staged.entries_) {
-    SANDRUN_RETURN_IF_ERROR(registry.Register(backend_name, entry_data.info.description,
-                                              entry_data.factory,
-                                              origin.empty() ? library.string() : origin));
+    BackendInfo backend_info = entry_data.info;
+    backend_info.origin = origin.empty() ? library.string() : origin;
+    SANDRUN_RETURN_IF_ERROR(registry.Register(std::move(backend_info), entry_data.factory));
   }
   return OkStatus();
 }

@@ -5,7 +5,6 @@
 // process-wide too, so a singleton here mirrors it rather than adding state.
 #include "sandrun/gtest.h"
 
-#include <semaphore.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -25,7 +24,10 @@
 #include "sandrun/config.h"
 #include "sandrun/engine.h"
 #include "sandrun/gtest_protocol.h"
+#include "sandrun/interrupts.h"
 #include "sandrun/listener.h"
+#include "sandrun/registry.h"
+#include "sandrun/run_setup.h"
 
 namespace sandrun::gtest {
 namespace fs = std::filesystem;
@@ -48,12 +50,13 @@ std::map<std::string, Marked>& MarkedTests() {
   return *tests;
 }
 
-/// Ctrl-C (SIGINT) or SIGTERM while sandboxed tests run. The first signal
-/// cancels every engine run of the adapter, so their sandboxes are
-/// terminated, and then ends the process by that same signal, as it would
-/// have ended without the adapter; a second signal ends it at once. Installed
-/// only when sandboxed tests are launched, and only over the default action:
-/// a test program's own handler is left alone.
+/// Ctrl-C (SIGINT) or SIGTERM while sandboxed tests run (the handler of
+/// sandrun/interrupts.h). The first signal cancels every engine run of the
+/// adapter, so their sandboxes are terminated, and then ends the process by
+/// that same signal, as it would have ended without the adapter; a second
+/// signal ends it at once. Installed only when sandboxed tests are launched,
+/// and only over the default action: a test program's own handler is left
+/// alone.
 class Interrupts {
  public:
   static Interrupts& Get() {
@@ -61,22 +64,16 @@ class Interrupts {
     return *interrupts;
   }
 
-  const CancelFlag& flag() const { return flag_; }
-
   void InstallOnce() {
     std::call_once(installed_, [this] {
-      if (sem_init(&raised_, 0, 0) != 0) return;
-      bool any = false;
-      for (int sig : {SIGINT, SIGTERM}) {
-        struct sigaction old {};
-        if (sigaction(sig, nullptr, &old) != 0 || old.sa_handler != SIG_DFL) continue;
-        struct sigaction action {};
-        action.sa_handler = OnSignal;
-        sigemptyset(&action.sa_mask);
-        sigaction(sig, &action, nullptr);
-        any = true;
-      }
-      if (any) std::thread([this] { Watch(); }).detach();
+      InterruptHandling how;
+      how.only_over_default = true;
+      how.second_signal_exit_code = 0;  // the second signal ends it by itself
+      if (!InstallInterruptHandlers(how)) return;
+      std::thread([this] {
+        WaitForInterrupt();
+        EndBySignal();
+      }).detach();
     });
   }
 
@@ -95,48 +92,24 @@ class Interrupts {
   /// by it from this thread as well, so GoogleTest cannot finish and exit
   /// normally (code 1) before the watcher thread raises the signal.
   void EndIfInterrupted() {
-    if (signal_.load() != 0) EndBySignal();
+    if (InterruptSignal() != 0) EndBySignal();
   }
 
  private:
-  static void OnSignal(int sig) {
-    Interrupts& self = Get();
-    if (self.signal_.exchange(sig) != 0) {
-      signal(sig, SIG_DFL);
-      raise(sig);
-      return;
-    }
-    self.flag_.Cancel();
-    static const char kMessage[] =
-        "\nsandrun: interrupted, stopping sandboxes (press Ctrl-C again to quit at once)\n";
-    ssize_t ignored = write(STDERR_FILENO, kMessage, sizeof kMessage - 1);
-    (void)ignored;
-    sem_post(&self.raised_);
-  }
-
-  void Watch() {
-    while (sem_wait(&raised_) != 0) {
-    }
-    EndBySignal();
-  }
-
   void EndBySignal() {
     {
       // Terminating sandboxes takes a moment (a request each on Docker).
       std::unique_lock lock(mu_);
       cv_.wait_for(lock, std::chrono::seconds(30), [&] { return active_runs_ == 0; });
     }
-    int sig = signal_.load();
+    int sig = InterruptSignal();
     std::fflush(stdout);  // the failures replayed so far
     std::fflush(stderr);
     signal(sig, SIG_DFL);
     raise(sig);
   }
 
-  CancelFlag flag_;
   std::once_flag installed_;
-  sem_t raised_;
-  std::atomic<int> signal_{0};
   std::mutex mu_;
   std::condition_variable cv_;
   int active_runs_ = 0;
@@ -160,7 +133,10 @@ class Launcher : public RunListenerBase {
     std::string backend;  ///< Empty: the config's.
   };
 
-  Launcher(Config config, std::vector<Job> jobs) : config_(std::move(config)) {
+  /// `registry` outlives the launcher; `env` reaches the backends.
+  Launcher(Config config, std::vector<Job> jobs, const BackendRegistry& registry,
+           std::map<std::string, std::string> env)
+      : config_(std::move(config)), registry_(registry), env_(std::move(env)) {
     for (auto& job : jobs) {
       for (const auto& test : job.spec.tests) {
         pending_.insert(test);
@@ -174,10 +150,36 @@ class Launcher : public RunListenerBase {
 
   ~Launcher() override { Join(); }
 
+  /// Sets up the run of each backend group (sandrun/run_setup.h), then runs
+  /// the groups in the background. Bad input (an unknown backend, a bad
+  /// backend setting, a GPU no candidate can provide) ends the process as a
+  /// bad config does, "sandrun: ..." and exit 2, before anything runs: it is
+  /// never a reason to fall back to another backend.
   void Start(std::shared_ptr<Launcher> self) {
+    std::error_code ec;
+    fs::path binary = fs::read_symlink("/proc/self/exe", ec);
+    std::vector<std::pair<Config, RunSetup>> setups;
+    for (const auto& [backend, specs] : by_backend_) {
+      Config config = config_;
+      if (!backend.empty()) config.backend = backend;
+      RunSetupInputs inputs;
+      inputs.env = env_;
+      inputs.command_line = {binary.string(), "(sandrun gtest adapter)"};
+      auto setup = SetUpRun(registry_, config, inputs);
+      if (!setup.ok()) {
+        std::fprintf(stderr, "sandrun: %s\n", setup.status().message().c_str());
+        std::exit(kExitUsage);
+      }
+      for (auto& c : setup->candidates) {
+        if (c.backend) c.backend = TapBackend(c.backend, tap_);
+      }
+      setups.emplace_back(std::move(config), std::move(setup).value());
+    }
+    auto setup = setups.begin();
     for (auto& [backend, specs] : by_backend_) {
-      threads_.emplace_back([self, backend = backend, specs = std::move(specs)]() mutable {
-        self->RunGroup(backend, std::move(specs));
+      threads_.emplace_back([self, binary, group = std::move(*setup++),
+                             specs = std::move(specs)]() mutable {
+        self->RunGroup(group.first, std::move(group.second), binary, std::move(specs));
       });
     }
   }
@@ -241,19 +243,11 @@ class Launcher : public RunListenerBase {
     }
   }
 
-  void RunGroup(const std::string& backend, std::vector<CaseTask> specs) {
-    Config config = config_;
-    if (!backend.empty()) config.backend = backend;
-    auto candidates = TappedCandidates(config, tap_);
-    if (!candidates.ok()) {
-      FailAll(specs, "sandrun infrastructure error (not a test failure): " +
-                         candidates.status().message());
-      return;
-    }
+  void RunGroup(const Config& config, RunSetup setup, const fs::path& binary,
+                std::vector<CaseTask> specs) {
     std::error_code ec;
     fs::path empty_dir = config.state_dir / "gtest" / "empty";
     fs::create_directories(empty_dir, ec);
-    fs::path binary = fs::read_symlink("/proc/self/exe", ec);
     std::vector<Task> tasks;
     for (const auto& spec : specs) tasks.push_back(MakeCaseTask(config, binary, empty_dir, spec));
     Status valid = ValidateTasks(tasks);
@@ -261,16 +255,11 @@ class Launcher : public RunListenerBase {
       FailAll(specs, "sandrun: cannot run in a sandbox: " + valid.message());
       return;
     }
-    RunOptions options;
-    options.jobs = JobsFor(config, candidates.value());
-    options.retries = config.retries;
-    options.outbox_dir = OutboxRootFor(config);
-    options.command_line = {binary.string(), "(sandrun gtest adapter)"};
-    Engine engine(std::move(candidates).value());
+    Engine engine(std::move(setup.candidates));
     // The listener outlives the run: the Launcher owns the thread that runs it.
     engine.AddListener(std::shared_ptr<RunListener>(this, [](RunListener*) {}));
     Interrupts::Get().RunStarted();
-    auto outcome = engine.Run(std::move(tasks), options, Interrupts::Get().flag());
+    auto outcome = engine.Run(std::move(tasks), setup.options, InterruptFlag());
     Interrupts::Get().RunEnded();
     if (!outcome.ok()) {
       FailAll(specs, "sandrun infrastructure error (not a test failure): " +
@@ -282,6 +271,8 @@ class Launcher : public RunListenerBase {
   }
 
   Config config_;
+  const BackendRegistry& registry_;
+  std::map<std::string, std::string> env_;
   std::shared_ptr<DownloadTap> tap_ = std::make_shared<DownloadTap>();
   std::map<std::string, std::vector<CaseTask>> by_backend_;
   std::map<std::string, std::vector<std::string>> task_tests_;
@@ -298,6 +289,16 @@ class Runtime {
   static Runtime& Get() {
     static auto* runtime = new Runtime();
     return *runtime;
+  }
+
+  /// Every backend this installation provides, loaded once.
+  const BackendRegistry& registry() {
+    std::call_once(registry_loaded_, [this] {
+      for (const auto& problem : RegisterAllBackends(registry_, env_)) {
+        std::fprintf(stderr, "sandrun: warning: %s\n", problem.message().c_str());
+      }
+    });
+    return registry_;
   }
 
   /// Loads the config once (flags from Init, else environment and file).
@@ -318,7 +319,7 @@ class Runtime {
   void Launch(std::vector<Launcher::Job> jobs) {
     if (jobs.empty()) return;
     Interrupts::Get().InstallOnce();
-    auto launcher = std::make_shared<Launcher>(config(), std::move(jobs));
+    auto launcher = std::make_shared<Launcher>(config(), std::move(jobs), registry(), env_);
     launcher->Start(launcher);
     std::lock_guard lock(mu_);
     launchers_.push_back(launcher);
@@ -348,7 +349,7 @@ class Runtime {
     loaded_ = true;
     ConfigInputs inputs;
     inputs.flags = flags_;
-    inputs.env = ProcessEnvironment();
+    inputs.env = env_;
     std::error_code ec;
     inputs.cwd = fs::current_path(ec);
     auto config = LoadConfig(inputs);
@@ -357,8 +358,12 @@ class Runtime {
       std::exit(kExitUsage);
     }
     config_ = std::move(config).value();
+    ApplyBackendFlags(registry(), {}, env_, config_);
   }
 
+  const std::map<std::string, std::string> env_ = ProcessEnvironment();
+  std::once_flag registry_loaded_;
+  BackendRegistry registry_;
   std::mutex mu_;
   bool loaded_ = false;
   std::map<std::string, std::string> flags_;

@@ -18,7 +18,6 @@
 
 #include "sandrun/batch_file.h"
 #include "sandrun/portable_exe.h"
-#include "sandrun/registry.h"
 
 extern char** environ;
 
@@ -546,58 +545,5 @@ std::shared_ptr<Backend> TapBackend(std::shared_ptr<Backend> inner,
                                     std::shared_ptr<DownloadTap> tap) {
   return std::make_shared<TapBackendImpl>(std::move(inner), std::move(tap));
 }
-
-Result<std::vector<BackendCandidate>> TappedCandidates(const Config& config,
-                                                       std::shared_ptr<DownloadTap> tap) {
-  // One registry per process is enough; plugins load once.
-  static BackendRegistry* registry = [] {
-    auto* r = new BackendRegistry();
-    for (const auto& problem : RegisterAllBackends(*r, ProcessEnvironment())) {
-      std::fprintf(stderr, "sandrun: warning: %s\n", problem.message().c_str());
-    }
-    return r;
-  }();
-  std::vector<std::string> names;
-  auto add = [&](const std::string& name) {
-    if (std::find(names.begin(), names.end(), name) == names.end()) names.push_back(name);
-  };
-  auto expand = [&](const std::string& name) {
-    if (name != "auto") return add(name);
-    for (const char* remote_first : {"modal", "docker", "local"}) {
-      if (registry->Has(remote_first)) add(remote_first);
-    }
-    for (const auto& info : registry->List()) add(info.name);
-  };
-  expand(config.backend);
-  for (const auto& name : config.fallback) expand(name);
-  std::vector<BackendCandidate> candidates;
-  for (const auto& name : names) {
-    if (!registry->Has(name)) {
-      return InvalidArgumentError(registry->Create(name, config).status().message());
-    }
-    BackendCandidate candidate;
-    candidate.name = name;
-    auto backend = registry->Create(name, config);
-    if (backend.ok()) {
-      candidate.backend = TapBackend(std::shared_ptr<Backend>(std::move(backend).value()), tap);
-    } else {
-      candidate.construction_error = backend.status().message();
-    }
-    candidates.push_back(std::move(candidate));
-  }
-  return candidates;
-}
-
-int JobsFor(const Config& config, const std::vector<BackendCandidate>& candidates) {
-  if (config.jobs > 0) return config.jobs;
-  for (const auto& c : candidates) {
-    if (c.backend && c.backend->GetCapabilities().max_parallel > 0) {
-      return c.backend->GetCapabilities().max_parallel;
-    }
-  }
-  return std::max(1u, std::thread::hardware_concurrency());
-}
-
-fs::path OutboxRootFor(const Config& config) { return config.state_dir / "outbox"; }
 
 }  // namespace sandrun::gtest

@@ -216,7 +216,8 @@ class DockerBackend : public Backend {
         client_(std::make_shared<DockerClient>(ParseDockerHost(options_.host).ok()
                                                    ? ParseDockerHost(options_.host).value()
                                                    : DockerHost{options_.host, "", "", ""})),
-        exe_cache_(std::make_shared<ExeCache>(client_, options_.exe_cache_volume)) {}
+        exe_cache_(std::make_shared<ExeCache>(client_, options_.exe_cache_volume,
+                                              PortableOptions{options_.host_library_path})) {}
 
   std::string_view Name() const override { return "docker"; }
 
@@ -1272,14 +1273,20 @@ std::unique_ptr<Backend> CreateDockerBackend(DockerOptions options) {
 namespace sandrun {
 
 void RegisterDockerBackend(BackendRegistry& registry) {
+  BackendInfo info;
+  info.name = "docker";
+  info.description = "containers on a Docker engine (DOCKER_HOST), via the Engine API";
+  info.auto_rank = 20;  // "auto": after remote capacity, before host processes
+  info.unavailable_hint = "start a Docker engine or set DOCKER_HOST";
   registry
-      .Register("docker", "containers on a Docker engine (DOCKER_HOST), via the Engine API",
+      .Register(std::move(info),
                 [](const BackendContext& context) -> Result<std::unique_ptr<Backend>> {
-                  std::map<std::string, std::string> env;
-                  if (const char* host = std::getenv("DOCKER_HOST")) env["DOCKER_HOST"] = host;
                   SANDRUN_ASSIGN_OR_RETURN(
                       docker::DockerOptions options,
-                      docker::ParseDockerOptions(context.section_json, env));
+                      docker::ParseDockerOptions(context.section_json, context.env));
+                  if (auto path = context.env.find("LD_LIBRARY_PATH"); path != context.env.end()) {
+                    options.host_library_path = path->second;
+                  }
                   return docker::CreateDockerBackend(std::move(options));
                 })
       .IgnoreError();

@@ -58,6 +58,8 @@ struct DockerOptions {
   int max_parallel = 0;
   int kill_grace_ms = 2000;
   std::vector<std::string> mounts;
+  /// The host's LD_LIBRARY_PATH (BackendContext::env), for portable uploads.
+  std::string host_library_path;
 };
 
 /// Reads the section JSON; DOCKER_HOST from `env` overrides "host".

@@ -17,8 +17,10 @@ std::string MarkerOf(const std::string& sandbox_path) {
 
 }  // namespace
 
-ExeCache::ExeCache(std::shared_ptr<DockerClient> client, std::string volume)
-    : helper_(std::move(client), std::move(volume), kPortableExeRoot, kExeCacheHelperRole) {}
+ExeCache::ExeCache(std::shared_ptr<DockerClient> client, std::string volume,
+                   PortableOptions portable)
+    : helper_(std::move(client), std::move(volume), kPortableExeRoot, kExeCacheHelperRole),
+      portable_(std::move(portable)) {}
 
 Result<bool> ExeCache::PresentInVolume(const PortableFile& file) {
   const std::string marker = MarkerOf(file.sandbox_path);

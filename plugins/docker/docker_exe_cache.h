@@ -26,9 +26,11 @@ namespace sandrun::docker {
 
 class ExeCache {
  public:
-  ExeCache(std::shared_ptr<DockerClient> client, std::string volume);
+  /// `portable`: how host executables are planned (the host's LD_LIBRARY_PATH).
+  ExeCache(std::shared_ptr<DockerClient> client, std::string volume, PortableOptions portable);
 
   const std::string& volume() const { return helper_.volume(); }
+  const PortableOptions& portable_options() const { return portable_; }
   /// Makes sure every file of `plan` is in the volume: the missing ones go
   /// up together in one upload. Returns how many bytes were sent.
   Result<std::uintmax_t> Ensure(const PortablePlan& plan);
@@ -37,6 +39,7 @@ class ExeCache {
   Result<bool> PresentInVolume(const PortableFile& file);
 
   VolumeHelper helper_;
+  const PortableOptions portable_;
   std::mutex upload_mu_;  ///< One upload at a time: the others then find their files.
   std::mutex known_mu_;
   std::set<std::string> known_present_;  ///< Sandbox paths; guarded by known_mu_.

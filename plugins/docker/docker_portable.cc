@@ -2,8 +2,6 @@
 // loader and libraries go to the engine's exe cache (docker_exe_cache.h), and
 // the sandbox gets a launcher script in the executable's place (see
 // sandrun/portable_exe.h).
-#include <cstdlib>
-
 #include "docker_images.h"
 #include "docker_tar.h"
 #include "sandrun/portable_exe.h"
@@ -12,9 +10,8 @@ namespace sandrun::docker {
 
 Result<std::string> PortableLauncherTar(ExeCache& cache, const std::string& source,
                                         const std::string& entry) {
-  PortableOptions options;
-  if (const char* path = std::getenv("LD_LIBRARY_PATH")) options.ld_library_path = path;
-  SANDRUN_ASSIGN_OR_RETURN(PortablePlan plan, PlanPortableExecutable(source, options));
+  SANDRUN_ASSIGN_OR_RETURN(PortablePlan plan,
+                           PlanPortableExecutable(source, cache.portable_options()));
   SANDRUN_RETURN_IF_ERROR(cache.Ensure(plan).status());
   TarEntry launcher;
   launcher.name = entry;

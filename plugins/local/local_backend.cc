@@ -60,7 +60,8 @@ class LocalSandbox : public Sandbox {
  public:
   LocalSandbox(std::string id, fs::path root, fs::path workdir, SandboxSpec spec,
                std::vector<std::string> notes, const LocalIsolation& isolation,
-               std::vector<fs::path> hide_always)
+               std::vector<fs::path> hide_always,
+               std::map<std::string, std::string> inherited_env)
       : id_(std::move(id)),
         root_(std::move(root)),
         workdir_(std::move(workdir)),
@@ -70,6 +71,7 @@ class LocalSandbox : public Sandbox {
         pid_namespace_(isolation.pid_namespace),
         needs_user_namespace_(isolation.needs_user_namespace),
         hide_always_(std::move(hide_always)),
+        inherited_env_(std::move(inherited_env)),
         created_(std::chrono::system_clock::now()),
         expires_(created_ + spec_.lifetime),
         tracker_([this] { WriteManifest(); }) {}
@@ -176,10 +178,7 @@ class LocalSandbox : public Sandbox {
   }
 
   std::vector<std::string> Environment(const ExecRequest& request) const {
-    std::map<std::string, std::string> env;
-    for (const char* key : kInheritedEnv) {
-      if (const char* value = std::getenv(key)) env[key] = value;
-    }
+    std::map<std::string, std::string> env = inherited_env_;
     env.emplace("PATH", kDefaultPath);
     env["HOME"] = (root_ / "home").string();
     env["TMPDIR"] = (root_ / "tmp").string();
@@ -260,6 +259,7 @@ class LocalSandbox : public Sandbox {
   const std::vector<std::string> notes_;
   const bool isolate_network_;
   const std::vector<fs::path> hide_always_;  // The archive and the outbox.
+  const std::map<std::string, std::string> inherited_env_;  // From the host (kInheritedEnv).
   const bool pid_namespace_;
   const bool needs_user_namespace_;
   const std::chrono::system_clock::time_point created_;
@@ -308,10 +308,15 @@ std::vector<std::string> UnenforcedNotes(const SandboxSpec& spec,
 
 }  // namespace
 
-LocalBackend::LocalBackend(const Config& config)
+LocalBackend::LocalBackend(const Config& config,
+                           const std::map<std::string, std::string>& host_env)
     : state_dir_(DirOrTemp(config.state_dir, "sandrun-state")),
       sandboxes_dir_(state_dir_ / "sandboxes" / "local"),
-      archive_dir_(DirOrTemp(config.archive_dir, "sandrun-results")) {}
+      archive_dir_(DirOrTemp(config.archive_dir, "sandrun-results")) {
+  for (const char* key : kInheritedEnv) {
+    if (auto it = host_env.find(key); it != host_env.end()) inherited_env_[key] = it->second;
+  }
+}
 
 const LocalIsolation& LocalBackend::Isolation() const {
   std::call_once(probe_once_, [this] { isolation_ = local::ProbeIsolation(); });
@@ -378,7 +383,7 @@ Result<std::unique_ptr<Sandbox>> LocalBackend::Create(const SandboxSpec& spec) {
   if (isolation.isolates_network) hide_always = {archive_dir_, state_dir_ / "outbox"};
   auto sandbox = std::make_unique<LocalSandbox>(id, root, workdir, spec,
                                                 UnenforcedNotes(spec, isolation), isolation,
-                                                std::move(hide_always));
+                                                std::move(hide_always), inherited_env_);
   sandbox->WriteManifest();
   return std::unique_ptr<Sandbox>(std::move(sandbox));
 }
@@ -438,13 +443,18 @@ Result<std::unique_ptr<ArchiveStore>> LocalBackend::OpenArchive() {
 }
 
 void RegisterLocalBackend(BackendRegistry& registry) {
+  BackendInfo info;
+  info.name = "local";
+  info.description = "processes on this host, one directory per sandbox (no daemon)";
+  info.auto_rank = 10;  // "auto": the last resort among the built-ins
   registry
-      .Register("local", "processes on this host, one directory per sandbox (no daemon)",
+      .Register(std::move(info),
                 [](const BackendContext& context) -> Result<std::unique_ptr<Backend>> {
                   if (context.config == nullptr) {
                     return InvalidArgumentError("local backend: no config given");
                   }
-                  return std::unique_ptr<Backend>(std::make_unique<LocalBackend>(*context.config));
+                  return std::unique_ptr<Backend>(
+                      std::make_unique<LocalBackend>(*context.config, context.env));
                 })
       .IgnoreError();  // only fails for a duplicate name: the first one stays
 }

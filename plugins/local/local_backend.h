@@ -23,6 +23,7 @@
 #define SANDRUN_PLUGINS_LOCAL_LOCAL_BACKEND_H_
 
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -50,9 +51,11 @@ struct LocalIsolation {
 
 /// Thread-safe, as Backend requires. `config` must outlive the backend; an
 /// empty state_dir or archive_dir falls back to a directory under $TMPDIR.
+/// `host_env` is the process environment (BackendContext::env); commands
+/// see only its PATH, LANG, LC_ALL, TZ and LD_LIBRARY_PATH.
 class LocalBackend : public Backend {
  public:
-  explicit LocalBackend(const Config& config);
+  LocalBackend(const Config& config, const std::map<std::string, std::string>& host_env);
 
   std::string_view Name() const override { return "local"; }
   Capabilities GetCapabilities() const override;
@@ -78,6 +81,7 @@ class LocalBackend : public Backend {
   std::filesystem::path archive_dir_;
   mutable std::once_flag probe_once_;
   mutable LocalIsolation isolation_;
+  std::map<std::string, std::string> inherited_env_;  ///< The host variables commands see.
 };
 
 /// Registers "local" in `registry`. Called from the generated built-in table.

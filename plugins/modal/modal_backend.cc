@@ -617,7 +617,7 @@ Status ModalSandbox::Put(const FileUpload& upload) {
   };
   if (upload.portable) {
     PortableOptions options;
-    if (const char* path = std::getenv("LD_LIBRARY_PATH")) options.ld_library_path = path;
+    options.ld_library_path = shared_->options.host_library_path;
     SANDRUN_ASSIGN_OR_RETURN(PortablePlan plan, PlanPortableExecutable(source, options));
     std::vector<std::string> executables;
     for (const auto& file : plan.files) {
@@ -1306,12 +1306,31 @@ std::uint64_t ModalCallCount(Backend& backend) {
 }  // namespace modal
 
 void RegisterModalBackend(BackendRegistry& registry) {
+  BackendInfo info;
+  info.name = "modal";
+  info.description =
+      "Modal sandboxes over Modal's gRPC API (credentials from MODAL_TOKEN_* or ~/.modal.toml)";
+  info.auto_rank = 30;  // "auto": remote capacity first
+  info.flags = {
+      {"secret", "secrets",
+       "Attach this Modal Secret, by name, to every sandbox (repeatable; modal only)",
+       /*list=*/true, {"SANDRUN_MODAL_SECRETS"}},
+      {"allow-cidr", "cidr_allowlist",
+       "Let sandboxes reach this CIDR, and only the listed ones (repeatable; modal only)",
+       /*list=*/true, {"SANDRUN_MODAL_CIDR_ALLOWLIST"}},
+      {"modal-environment", "environment", "Modal environment to use (modal only; -e is --env)",
+       /*list=*/false, {"SANDRUN_MODAL_ENVIRONMENT", "MODAL_ENVIRONMENT"},
+       /*every_command=*/true},
+  };
   registry
-      .Register("modal", "Modal sandboxes over Modal's gRPC API (credentials from MODAL_TOKEN_* or ~/.modal.toml)",
+      .Register(std::move(info),
                 [](const BackendContext& context) -> Result<std::unique_ptr<Backend>> {
                   SANDRUN_ASSIGN_OR_RETURN(modal::ModalOptions options,
                                            modal::ParseModalOptions(context.section_json));
-                  return modal::CreateModalBackend(std::move(options), ProcessEnvironment());
+                  if (auto path = context.env.find("LD_LIBRARY_PATH"); path != context.env.end()) {
+                    options.host_library_path = path->second;
+                  }
+                  return modal::CreateModalBackend(std::move(options), context.env);
                 })
       .IgnoreError();
 }

@@ -64,6 +64,8 @@ struct ModalOptions {
   std::int64_t idle_timeout_s = 0;
   int max_parallel = 64;
   int timeout_grace_ms = 2000;
+  /// The host's LD_LIBRARY_PATH (BackendContext::env), for portable uploads.
+  std::string host_library_path;
 };
 
 /// Checks "ADDRESS/PREFIX" syntax (IPv4 or IPv6). kInvalidArgument says why.

@@ -151,6 +151,32 @@ TEST(E2ePlugin, GoodPluginIsListedAndRuns) {
   EXPECT_EQ(ran.out, "hi there\n");
 }
 
+TEST(E2ePlugin, APluginsOwnFlagIsOfferedUnderItsNameAndApplied) {
+  Home home;
+  CommandOptions options;
+  options.env = {{"SANDRUN_PLUGIN_PATH", PluginDir("good").string()}};
+  CommandOutput help = home.Run({"exec", "--help"}, options);
+  EXPECT_EQ(help.exit_code, 0) << help.err;
+  auto group = help.out.find("Backend external-echo options:");
+  ASSERT_NE(group, std::string::npos) << help.out;
+  EXPECT_NE(help.out.find("--echo-prefix", group), std::string::npos) << help.out;
+
+  CommandOutput flag = home.Run(
+      {"exec", "--backend", "external-echo", "--echo-prefix", "flag:", "--", "hi"}, options);
+  EXPECT_EQ(flag.exit_code, 0) << flag.err;
+  EXPECT_EQ(flag.out, "flag:hi\n");
+  CommandOptions with_variable = options;
+  with_variable.env["SANDRUN_ECHO_PREFIX"] = "env:";
+  CommandOutput variable = home.Run({"exec", "--backend", "external-echo", "--", "hi"}, with_variable);
+  EXPECT_EQ(variable.out, "env:hi\n") << variable.err;
+
+  // Given for a run that cannot use the plugin: bad input, nothing runs.
+  CommandOutput elsewhere =
+      home.Run({"exec", "--backend", "local", "--echo-prefix", "x", "--", "true"}, options);
+  EXPECT_EQ(elsewhere.exit_code, 2);
+  EXPECT_CONTAINS(elsewhere.err, "--echo-prefix applies only to the external-echo backend");
+}
+
 TEST(E2ePlugin, WrongAbiIsRefusedWithBothVersions) {
   Home home;
   ASSERT_TRUE(fs::exists(PluginDir("bad_abi") / "libsandrun_test_plugin_bad_abi.so"))

@@ -154,6 +154,29 @@ void ExpectFailureMentions(const HostTest& test, const std::string& text) {
                      << ::testing::PrintToString(test.failures);
 }
 
+// A bad backend setting is bad input for the adapter as for the CLI (one
+// run-setup path): exit 2 naming the setting, never a silent fallback to
+// the next backend, on the binary itself and through `sandrun gtest`.
+TEST(GtestAdapterSetup, ABadBackendSettingIsBadInputNotAFallback) {
+  BackendEnv env("local");
+  {
+    std::ofstream config(env.path() / "sandrun.json");
+    config << R"({"backends": {"docker": {"no_such_key": 1}}})";
+  }
+  CommandOptions options = env.Options();
+  options.env["SANDRUN_BACKEND"] = "docker";
+  options.env["SANDRUN_FALLBACK"] = "local";
+  CommandOutput binary = RunCommand({SAMPLE_BINARY, "--sandrun_filter=Filtered.*"}, options);
+  EXPECT_EQ(binary.exit_code, 2) << binary.out << binary.err;
+  EXPECT_NE(binary.err.find("unknown config key 'no_such_key'"), std::string::npos) << binary.err;
+  EXPECT_EQ(binary.out.find("[       OK ] sandrun/Filtered"), std::string::npos) << binary.out;
+
+  CommandOutput runner =
+      sandrun::testing::RunSandrun({"gtest", SAMPLE_BINARY, "--filter", "Sample.Passes"}, options);
+  EXPECT_EQ(runner.exit_code, 2) << runner.out << runner.err;
+  EXPECT_NE(runner.err.find("unknown config key 'no_such_key'"), std::string::npos) << runner.err;
+}
+
 TEST_P(GtestAdapterTest, SampleBinaryReportsEveryRemoteOutcome) {
   std::filesystem::path report = env_->path() / "host.json";
   CommandOutput run = RunCommand({SAMPLE_BINARY, "--gtest_output=json:" + report.string(),

@@ -18,6 +18,7 @@
 #define SANDRUN_BATCH_FILE_H_
 
 #include <filesystem>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -54,6 +55,12 @@ Result<std::vector<Task>> ParseBatchFile(const std::filesystem::path& file, cons
 
 /// Parses "SRC[:DST]" into an upload.
 FileUpload ParseUploadArg(const std::string& text);
+
+/// Parses command-line "K=V" assignments (--env) into `env`, later ones
+/// winning. kInvalidArgument "--env expects K=V, got '...'" for an item
+/// without '=' or with an empty K.
+Status ParseEnvArgs(const std::vector<std::string>& items,
+                    std::map<std::string, std::string>& env);
 
 }  // namespace sandrun
 

@@ -23,15 +23,43 @@ namespace sandrun {
 struct BackendContext {
   const Config* config = nullptr;  ///< Never null; outlives the backend.
   std::string section_json;        ///< This backend's own section, "{}" if none.
+  /// The process environment as the entry point gave it (DOCKER_HOST,
+  /// MODAL_TOKEN_ID, LD_LIBRARY_PATH...). Plugins read variables here, never
+  /// with getenv, so an entry point (or a test) decides what they see.
+  std::map<std::string, std::string> env;
 };
 
 using BackendFactory =
     std::function<Result<std::unique_ptr<Backend>>(const BackendContext&)>;
 
+/// A command-line flag a backend declares for a key of its own config
+/// section ("backends": {"<name>": {"<key>": ...}}). The CLI offers it under
+/// the backend's name in --help; sandrun/run_setup.h applies it with the
+/// config precedence: the flag, then the first variable of `env` that is set
+/// and not empty, then sandrun.json, then the backend's default. The backend
+/// validates the value when it is built.
+struct BackendFlag {
+  std::string name;              ///< Long name without "--" ("secret"); unique among backends.
+  std::string key;               ///< Key in the backend's section ("secrets").
+  std::string help;
+  bool list = false;             ///< Repeatable; a comma list in a variable.
+  std::vector<std::string> env;  ///< Variables read when the flag is absent.
+  /// Also offered by commands that only open a backend (results, backends,
+  /// doctor, cleanup), because it says where things are, not how they run.
+  bool every_command = false;
+};
+
+/// What a backend declares when it registers.
 struct BackendInfo {
-  std::string name;
+  std::string name;         ///< [a-z0-9_-]+.
   std::string description;
-  std::string origin;  ///< "built-in" or the plugin's file path.
+  std::string origin;       ///< "built-in" or the plugin's file path (set by the loader).
+  /// Where "auto" tries this backend: higher ranks first, ties by name. The
+  /// default, 0, puts a backend after every built-in one.
+  int auto_rank = 0;
+  std::vector<BackendFlag> flags;
+  /// What `sandrun doctor` suggests when the backend says it is unavailable.
+  std::string unavailable_hint;
 };
 
 /// A plugin that could not be loaded, kept so `sandrun backends` can list it
@@ -46,13 +74,20 @@ struct UnloadedPlugin {
 /// once registration is done.
 class BackendRegistry {
  public:
-  /// Names are [a-z0-9_-]+; a duplicate name is kAlreadyExists.
+  /// Names are [a-z0-9_-]+; a duplicate name, or a flag name another
+  /// backend declared, is kAlreadyExists. An empty origin is "built-in".
+  Status Register(BackendInfo info, BackendFactory factory);
+  /// The same with rank 0 and no flags.
   Status Register(std::string name, std::string description, BackendFactory factory,
                   std::string origin = "built-in");
   bool Has(const std::string& name) const;
   std::vector<BackendInfo> List() const;  ///< Sorted by name.
   /// kNotFound lists the known names: "unknown backend 'dokcer' (known: ...)";
   /// for a plugin that failed to load, kFailedPrecondition says why.
+  /// `env` reaches the factory as BackendContext::env.
+  Result<std::unique_ptr<Backend>> Create(const std::string& name, const Config& config,
+                                          const std::map<std::string, std::string>& env) const;
+  /// The same with ProcessEnvironment(), for tools and tests.
   Result<std::unique_ptr<Backend>> Create(const std::string& name,
                                           const Config& config) const;
 

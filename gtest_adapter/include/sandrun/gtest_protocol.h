@@ -149,19 +149,6 @@ class DownloadTap {
 std::shared_ptr<Backend> TapBackend(std::shared_ptr<Backend> inner,
                                     std::shared_ptr<DownloadTap> tap);
 
-/// The candidates for `config` (backend, then fallback; "auto" = every
-/// registered backend, remote first), built-ins plus SANDRUN_PLUGIN_PATH
-/// plugins, each wrapped by TapBackend. Unknown names are kInvalidArgument.
-Result<std::vector<BackendCandidate>> TappedCandidates(const Config& config,
-                                                       std::shared_ptr<DownloadTap> tap);
-
-/// Engine concurrency for `config`: its jobs, else the first candidate's
-/// suggestion, else the number of cores.
-int JobsFor(const Config& config, const std::vector<BackendCandidate>& candidates);
-
-/// Where the outbox lives for `config` (as the CLI lays it out).
-std::filesystem::path OutboxRootFor(const Config& config);
-
 /// The last `max_bytes` of a task's stderr then stdout, for crash messages.
 std::string OutputTail(const TaskRecord& record, std::size_t max_bytes = 2000);
 

@@ -59,7 +59,7 @@ class LocalBackendTest : public ::testing::Test {
   TempDir state_;
   TempDir archive_;
   Config config_ = ConfigIn(state_, archive_);
-  LocalBackend backend_{config_};
+  LocalBackend backend_{config_, ProcessEnvironment()};
 };
 
 // True while `pid` is a live (non-zombie) process.
@@ -163,6 +163,25 @@ TEST_F(LocalBackendTest, HostEnvironmentDoesNotLeakIn) {
   std::string expected = "unset\n" + (root / "home").string() + "\n" + (root / "tmp").string() +
                          "\n" + (std::getenv("PATH") ? std::getenv("PATH") : "") + "\n";
   EXPECT_EQ(result.stdout_stream.text, expected);
+}
+
+// The host variables commands inherit come from the backend's context (what
+// the entry point handed the registry), not from this process's environment.
+TEST_F(LocalBackendTest, InheritedVariablesComeFromTheContext) {
+  BackendRegistry registry;
+  RegisterLocalBackend(registry);
+  auto backend = registry.Create("local", config_,
+                                 {{"LANG", "sandrun-context-lang"}, {"TOKEN", "kept-out"}});
+  ASSERT_TRUE(backend.ok()) << backend.status().ToString();
+  const char* old_lang = std::getenv("LANG");
+  std::string saved = old_lang ? old_lang : "";
+  ASSERT_EQ(setenv("LANG", "sandrun-process-lang", 1), 0);
+  auto sandbox = (*backend)->Create({});
+  ASSERT_TRUE(sandbox.ok()) << sandbox.status().ToString();
+  ExecResult result = Sh(**sandbox, "echo $LANG; echo ${TOKEN-unset}; echo $PATH");
+  if (old_lang) setenv("LANG", saved.c_str(), 1);
+  else unsetenv("LANG");
+  EXPECT_EQ(result.stdout_stream.text, "sandrun-context-lang\nunset\n/usr/local/bin:/usr/bin:/bin\n");
 }
 
 TEST_F(LocalBackendTest, WritesAManifestWithRunningGroups) {

@@ -1,9 +1,13 @@
-// `sandrun gtest BINARY`: flags and config only; the runner itself lives in
-// gtest_adapter/ (sandrun/gtest_runner.h).
+// `sandrun gtest BINARY`: the CLI command the GoogleTest adapter provides.
+// Flags and config only, over the CLI's shared support (core/cli's
+// cli_common.h and run_support.h, library sandrun_cli_support); the runner
+// itself is sandrun/gtest_runner.h. The CLI's command table calls it, so the
+// CLI depends on the adapter and never the other way round.
 #include "commands.h"
 #include "run_support.h"
 #include "sandrun/batch_file.h"
 #include "sandrun/gtest_runner.h"
+#include "sandrun/interrupts.h"
 
 namespace sandrun::cli {
 
@@ -12,7 +16,7 @@ int GtestCommand(const std::vector<std::string>& args, CliContext& context) {
       "sandrun gtest",
       "Run every case of a GoogleTest binary in its own sandbox, in parallel.\n"
       "usage: sandrun gtest BINARY [-j N] [--filter PATTERN] [--retry-failed N] [options]");
-  AddConfigOptions(options);
+  AddConfigOptions(options, context);
   options.add_options("GoogleTest")
       ("filter", "Cases to run, in --gtest_filter syntax (POS1:POS2-NEG1:NEG2)",
        cxxopts::value<std::string>())
@@ -37,11 +41,8 @@ int GtestCommand(const std::vector<std::string>& args, CliContext& context) {
   if (runner.retry_failed < 0) throw UsageError{"--retry-failed must be 0 or more"};
   runner.junit = WritableReportPath(*parsed, "junit");
   if (parsed->count("env")) {
-    for (const auto& kv : (*parsed)["env"].as<std::vector<std::string>>()) {
-      auto eq = kv.find('=');
-      if (eq == std::string::npos || eq == 0) throw UsageError{"--env expects K=V, got '" + kv + "'"};
-      runner.env[kv.substr(0, eq)] = kv.substr(eq + 1);
-    }
+    Status env = ParseEnvArgs((*parsed)["env"].as<std::vector<std::string>>(), runner.env);
+    if (!env.ok()) throw UsageError{env.message()};
   }
   if (parsed->count("upload")) {
     for (const auto& u : (*parsed)["upload"].as<std::vector<std::string>>()) {
@@ -50,12 +51,10 @@ int GtestCommand(const std::vector<std::string>& args, CliContext& context) {
   }
   runner.progress = StderrIsTerminal();
 
-  std::vector<BackendCandidate> candidates = MakeCandidates(context, config);
-  RefuseUnservedRequests(*parsed, config, candidates);
-  RunOptions run_options = MakeRunOptions(context, config, candidates, /*task_count=*/0);
-  const CancelFlag& cancel = InstallCancelHandlers();
-  return gtest::RunGtestBinary(config, std::move(candidates), run_options, runner, cancel,
-                               stdout, stderr);
+  RunSetup setup = SetUpRunOrThrow(*parsed, context, config, /*task_count=*/0);
+  InstallInterruptHandlers();
+  return gtest::RunGtestBinary(config, std::move(setup.candidates), setup.options, runner,
+                               InterruptFlag(), stdout, stderr);
 }
 
 }  // namespace sandrun::cli
