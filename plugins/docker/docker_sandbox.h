@@ -74,6 +74,10 @@ class EngineGate {
 // What one Exec has gathered so far (docker_exec.cc).
 struct ExecState;
 
+/// One container, made and started by DockerBackend::Create, removed by
+/// Terminate (docker_backend.cc); Exec in docker_exec.cc, Put and Get in
+/// docker_files.cc. `workdir` is absolute in the container; commands end by
+/// `expires`, a little before the container's own keep-alive does.
 class DockerSandbox : public Sandbox {
  public:
   DockerSandbox(std::shared_ptr<DockerClient> client, std::shared_ptr<ExeCache> exe_cache,
