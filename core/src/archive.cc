@@ -24,6 +24,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "sandrun/file_util.h"
 #include "sandrun/output_collector.h"
 #include "sandrun/util.h"
 
@@ -394,16 +395,7 @@ Status DirectoryArchiveStore::PutBytes(const std::string& path, std::string_view
 Result<std::string> DirectoryArchiveStore::ReadBytes(const std::string& path) {
   if (!IsSafeRelativePath(path)) return InvalidArgumentError("unsafe archive path '" + path + "'");
   return Guard("read", [&]() -> Result<std::string> {
-    fs::path file = root_ / path;
-    std::ifstream in(file, std::ios::binary);
-    if (!in) {
-      std::error_code ec = LastError();
-      return FsError("cannot read", file, ec);
-    }
-    std::ostringstream data;
-    data << in.rdbuf();
-    if (in.bad()) return InternalError("cannot read " + file.string());
-    return data.str();
+    return ReadWholeFile(root_ / path);
   });
 }
 
@@ -480,17 +472,6 @@ std::string StartedPath(const std::string& run_id, const std::string& task_id) {
   return StartedDir(run_id) + "/" + task_id + ".json";
 }
 constexpr char kStartedSchema[] = "sandrun.started/v1";
-
-// A spill file inside the task's outbox artifact dir becomes the matching
-// archive-relative path, which stays meaningful after delivery.
-void RelocateSpillPath(std::string& spill_path, const fs::path& artifact_dir,
-                       const std::string& archive_dir) {
-  if (spill_path.empty()) return;
-  fs::path rel = fs::path(spill_path).lexically_normal().lexically_relative(
-      artifact_dir.lexically_normal());
-  if (rel.empty() || *rel.begin() == ".." || rel == ".") return;
-  spill_path = archive_dir + "/" + rel.generic_string();
-}
 
 bool DirectoryIsEmpty(const fs::path& dir) {
   std::error_code ec;
@@ -773,8 +754,10 @@ Result<int> ResultArchive::Impl::RecoverInterrupted(const std::string& run_id) {
     const fs::file_time_type exec_began = fs::last_write_time(outbox_dir_ / started_path, ec);
     fs::file_time_type last = exec_began;
     for (auto [kind, file, stream] :
-         {std::tuple{StreamKind::kStdout, "stdout.log", &record.result.stdout_stream},
-          std::tuple{StreamKind::kStderr, "stderr.log", &record.result.stderr_stream}}) {
+         {std::tuple{StreamKind::kStdout, std::string(kStdoutSpillName),
+                     &record.result.stdout_stream},
+          std::tuple{StreamKind::kStderr, std::string(kStderrSpillName),
+                     &record.result.stderr_stream}}) {
       if (!fs::is_regular_file(artifacts / file, ec)) continue;
       *stream = ReadSpill(kind, artifacts / file, cap);
       stream->spill_path = ArtifactPath(run_id, task_id) + "/" + file;
@@ -840,8 +823,9 @@ Status ResultArchive::Impl::WriteTask(const TaskRecord& record) {
   TaskRecord stored = record;
   fs::path artifact_dir = outbox_dir_ / ArtifactPath(record.run_id, record.task_id);
   std::string archive_dir = ArtifactPath(record.run_id, record.task_id);
-  RelocateSpillPath(stored.result.stdout_stream.spill_path, artifact_dir, archive_dir);
-  RelocateSpillPath(stored.result.stderr_stream.spill_path, artifact_dir, archive_dir);
+  for (CapturedStream* stream : {&stored.result.stdout_stream, &stored.result.stderr_stream}) {
+    stream->spill_path = RelocateSpillPath(stream->spill_path, artifact_dir, archive_dir);
+  }
   std::string path = TaskRecordPath(record.run_id, record.task_id);
   SANDRUN_RETURN_IF_ERROR(outbox_.PutBytes(path, ToJson(stored)));
   // The task ended: its started record has nothing more to say.

@@ -2,13 +2,12 @@
 
 #include <algorithm>
 #include <cmath>
-#include <fstream>
 #include <set>
-#include <sstream>
 
 #include <nlohmann/json.hpp>
 
 #include "json_errors.h"
+#include "sandrun/file_util.h"
 
 namespace sandrun {
 namespace {
@@ -301,12 +300,10 @@ Result<std::vector<Task>> ParseBatch(const std::string& text, const std::string&
 }
 
 Result<std::vector<Task>> ParseBatchFile(const std::filesystem::path& file, const Config& config) {
-  std::ifstream in(file, std::ios::binary);
-  if (!in) return InvalidArgumentError("cannot read batch file " + file.string());
-  std::stringstream buffer;
-  buffer << in.rdbuf();
+  Result<std::string> text = ReadWholeFile(file);
+  if (!text.ok()) return InvalidArgumentError("cannot read batch file " + file.string());
   std::filesystem::path base = std::filesystem::absolute(file).parent_path();
-  return ParseBatch(buffer.str(), file.string(), base, config);
+  return ParseBatch(*text, file.string(), base, config);
 }
 
 }  // namespace sandrun

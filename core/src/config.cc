@@ -6,13 +6,13 @@
 #include <cctype>
 #include <cmath>
 #include <charconv>
-#include <fstream>
 #include <functional>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
 
 #include "json_errors.h"
+#include "sandrun/file_util.h"
 
 extern char** environ;
 
@@ -215,11 +215,9 @@ std::filesystem::path FindConfigFile(std::filesystem::path dir) {
 }
 
 Status ApplyFile(Config& config, const std::filesystem::path& file) {
-  std::ifstream in(file, std::ios::binary);
-  if (!in) return InvalidArgumentError("cannot read " + file.string());
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  std::string text = buffer.str();
+  Result<std::string> read = ReadWholeFile(file);
+  if (!read.ok()) return InvalidArgumentError("cannot read " + file.string());
+  const std::string& text = *read;
   json doc;
   try {
     doc = json::parse(text);

@@ -7,6 +7,7 @@
 #include <cctype>
 #include <thread>
 
+#include "sandrun/output_collector.h"
 #include "sandrun/util.h"
 
 namespace sandrun {
@@ -26,14 +27,8 @@ bool ValidTaskId(const std::string& id) {
 /// outbox, so the outbox path the backend wrote to would soon name nothing.
 void UseArchiveSpillPaths(TaskRecord& record, const std::filesystem::path& outbox) {
   std::string artifacts = record.run_id + "/artifacts/" + record.task_id;
-  std::filesystem::path outbox_artifacts = (outbox / artifacts).lexically_normal();
   for (CapturedStream* stream : {&record.result.stdout_stream, &record.result.stderr_stream}) {
-    if (stream->spill_path.empty()) continue;
-    std::filesystem::path rel = std::filesystem::path(stream->spill_path)
-                                    .lexically_normal()
-                                    .lexically_relative(outbox_artifacts);
-    if (rel.empty() || rel == "." || *rel.begin() == "..") continue;
-    stream->spill_path = artifacts + "/" + rel.generic_string();
+    stream->spill_path = RelocateSpillPath(stream->spill_path, outbox / artifacts, artifacts);
   }
 }
 

@@ -153,4 +153,57 @@ CapturedStream OutputCollector::Finish(Status* spill_status) {
   return out;
 }
 
+namespace {
+
+std::string SpillFile(const ExecRequest& request, std::string_view name, const Status& dir) {
+  if (request.spill_dir.empty() || !dir.ok()) return {};
+  return (std::filesystem::path(request.spill_dir) / name).string();
+}
+
+Status MakeSpillDir(const std::string& dir) {
+  if (dir.empty()) return OkStatus();
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) return InternalError("cannot create spill directory " + dir + ": " + ec.message());
+  return OkStatus();
+}
+
+}  // namespace
+
+ExecOutput::ExecOutput(const ExecRequest& request)
+    : request_(request),
+      spill_dir_status_(MakeSpillDir(request.spill_dir)),
+      out_(StreamKind::kStdout, request.output_cap_bytes,
+           SpillFile(request, kStdoutSpillName, spill_dir_status_),
+           request.on_output ? OutputCallback([this](StreamKind k, std::string_view c) { Live(k, c); })
+                             : OutputCallback()),
+      err_(StreamKind::kStderr, request.output_cap_bytes,
+           SpillFile(request, kStderrSpillName, spill_dir_status_),
+           request.on_output ? OutputCallback([this](StreamKind k, std::string_view c) { Live(k, c); })
+                             : OutputCallback()) {}
+
+void ExecOutput::Live(StreamKind kind, std::string_view chunk) {
+  std::lock_guard<std::mutex> lock(live_mu_);
+  request_.on_output(kind, chunk);
+}
+
+void ExecOutput::FinishInto(ExecResult& result, std::string_view note_prefix) {
+  Status out_status, err_status;
+  result.stdout_stream = out_.Finish(&out_status);
+  result.stderr_stream = err_.Finish(&err_status);
+  for (const Status* spill : {&spill_dir_status_, &out_status, &err_status}) {
+    if (!spill->ok()) result.notes.push_back(std::string(note_prefix) + spill->message());
+  }
+}
+
+std::string RelocateSpillPath(const std::string& spill_path,
+                              const std::filesystem::path& artifact_dir,
+                              std::string_view archive_dir) {
+  if (spill_path.empty()) return spill_path;
+  std::filesystem::path rel = std::filesystem::path(spill_path).lexically_normal().lexically_relative(
+      artifact_dir.lexically_normal());
+  if (rel.empty() || rel == "." || *rel.begin() == "..") return spill_path;
+  return std::string(archive_dir) + "/" + rel.generic_string();
+}
+
 }  // namespace sandrun

@@ -1,5 +1,7 @@
 #include "sandrun/spec.h"
 
+#include <filesystem>
+
 namespace sandrun {
 
 Status CheckSandboxRelativePath(std::string_view what, std::string_view path) {
@@ -21,6 +23,14 @@ Status CheckSandboxRelativePath(std::string_view what, std::string_view path) {
     start = end + 1;
   }
   return OkStatus();
+}
+
+Result<std::string> JoinSandboxPath(std::string_view what, std::string_view base,
+                                    std::string_view path, EmptySandboxPath empty) {
+  if (path.empty() && empty == EmptySandboxPath::kIsBase) return std::string(base);
+  SANDRUN_RETURN_IF_ERROR(CheckSandboxRelativePath(what, path));
+  if (path == ".") return std::string(base);
+  return (std::filesystem::path(base) / path).lexically_normal().generic_string();
 }
 
 }  // namespace sandrun

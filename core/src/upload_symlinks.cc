@@ -2,24 +2,17 @@
 
 #include <system_error>
 
+#include "sandrun/file_util.h"
+
 namespace sandrun {
 namespace fs = std::filesystem;
-
-namespace {
-
-bool Within(const fs::path& path, const fs::path& root) {
-  fs::path rel = path.lexically_relative(root);
-  return !rel.empty() && *rel.begin() != "..";
-}
-
-}  // namespace
 
 bool SymlinkStaysInside(const fs::path& root, const fs::path& link) {
   std::error_code ec;
   fs::path target = fs::read_symlink(link, ec);
   if (ec || target.empty() || target.is_absolute()) return false;
   const fs::path base = root.lexically_normal();
-  if (!Within((link.lexically_normal().parent_path() / target).lexically_normal(), base)) {
+  if (!IsWithin((link.lexically_normal().parent_path() / target).lexically_normal(), base)) {
     return false;
   }
   // Lexically inside, but a link it goes through may lead out ("a" -> "/",
@@ -28,7 +21,7 @@ bool SymlinkStaysInside(const fs::path& root, const fs::path& link) {
   fs::path real_root = fs::canonical(root, ec);
   if (ec) return false;
   fs::path resolved = fs::weakly_canonical(link, ec);
-  return !ec && (resolved == real_root || Within(resolved, real_root));
+  return !ec && IsWithin(resolved, real_root);
 }
 
 Status CheckUploadSymlink(const fs::path& root, const fs::path& link) {

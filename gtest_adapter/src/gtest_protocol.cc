@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "sandrun/batch_file.h"
+#include "sandrun/file_util.h"
 #include "sandrun/portable_exe.h"
 
 extern char** environ;
@@ -202,9 +203,8 @@ Result<std::vector<std::string>> ListTests(const fs::path& binary, const fs::pat
   fs::path cache = cache_dir / (sha + ".txt");
   std::error_code ec;
   if (fs::exists(cache, ec)) {
-    std::ifstream in(cache, std::ios::binary);
-    std::stringstream text;
-    text << in.rdbuf();
+    Result<std::string> cached = ReadWholeFile(cache);
+    std::istringstream text(cached.ok() ? *cached : std::string());
     std::vector<std::string> names;
     std::string line;
     while (std::getline(text, line)) {
@@ -498,10 +498,8 @@ class TapSandbox : public Sandbox {
         std::error_code ec;
         fs::path file = host_dir / relative;
         if (!fs::is_regular_file(file, ec) || fs::file_size(file, ec) > kMaxBytes) continue;
-        std::ifstream in(file, std::ios::binary);
-        std::stringstream bytes;
-        bytes << in.rdbuf();
-        tap_->Add(task_id_, relative, bytes.str());
+        Result<std::string> bytes = ReadWholeFile(file);
+        tap_->Add(task_id_, relative, bytes.ok() ? *bytes : std::string());
       }
     }
     return got;

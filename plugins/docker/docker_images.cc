@@ -101,4 +101,47 @@ Result<std::string> BuildImage(DockerClient& client, const std::string& dockerfi
   return tag;
 }
 
+Status PullImage(DockerClient& client, const std::string& image) {
+  std::string name = image, tag = "latest";
+  std::size_t at = name.find('@');
+  std::size_t colon = name.rfind(':');
+  if (at == std::string::npos && colon != std::string::npos &&
+      name.find('/', colon) == std::string::npos) {
+    tag = name.substr(colon + 1);
+    name = name.substr(0, colon);
+  }
+  std::string target = "/images/create?fromImage=" + UrlEncode(name);
+  if (at == std::string::npos) target += "&tag=" + UrlEncode(tag);
+  SANDRUN_ASSIGN_OR_RETURN(HttpResponse res, client.Request("POST", target, {}, "text/plain",
+                                                              std::chrono::minutes(30)));
+  // 404: the registry has no such image (or refuses to say); 400: the name
+  // is malformed. Both are the user's to fix. Anything else (the registry
+  // could not be reached) says nothing about the image.
+  if (res.status == 404 || res.status == 400) return InvalidArgumentError(DockerErrorMessage(res));
+  if (res.status != 200) return Status(StatusCode::kFailedPrecondition, DockerErrorMessage(res));
+  // The pull reports failures inside its JSON progress stream.
+  std::size_t start = 0;
+  while (start < res.body.size()) {
+    std::size_t end = res.body.find('\n', start);
+    if (end == std::string::npos) end = res.body.size();
+    try {
+      auto j = json::parse(res.body.substr(start, end - start));
+      if (j.contains("error")) {
+        return FailedPreconditionError(j["error"].is_string() ? j["error"].get<std::string>()
+                                                              : j["error"].dump());
+      }
+    } catch (...) {
+    }
+    start = end + 1;
+  }
+  return OkStatus();
+}
+
+std::string ImageUnavailableMessage(const std::string& image, const Status& pulled) {
+  std::string why = pulled.message();
+  return "docker: image '" + image +
+         "' is not available: not found locally, and pulling it failed: " +
+         why.substr(0, why.find('\n'));
+}
+
 }  // namespace sandrun::docker

@@ -1,5 +1,6 @@
-// Images the Docker backend makes itself: Dockerfile builds (cached by the
-// content of the build context) and the launcher of a portable executable.
+// Images the Docker backend makes itself or fetches: Dockerfile builds
+// (cached by the content of the build context), the launcher of a portable
+// executable, and pulls of images the engine does not have yet.
 #ifndef SANDRUN_PLUGINS_DOCKER_DOCKER_IMAGES_H_
 #define SANDRUN_PLUGINS_DOCKER_DOCKER_IMAGES_H_
 
@@ -24,6 +25,16 @@ Result<std::string> BuildImage(DockerClient& client, const std::string& dockerfi
 /// in the image.
 Result<std::string> PortableLauncherTar(ExeCache& cache, const std::string& source,
                                         const std::string& entry);
+
+/// Pulls `image` (name[:tag] or name@digest; the tag defaults to "latest")
+/// through POST /images/create. kInvalidArgument when the registry has no
+/// such image or the name is malformed (the user's to fix);
+/// kFailedPrecondition for any other failure, with the engine's message.
+Status PullImage(DockerClient& client, const std::string& image);
+
+/// "docker: image 'IMAGE' is not available: not found locally, and pulling
+/// it failed: <the first line of `pulled`>".
+std::string ImageUnavailableMessage(const std::string& image, const Status& pulled);
 
 }  // namespace sandrun::docker
 

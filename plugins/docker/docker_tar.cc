@@ -11,6 +11,7 @@
 #include <memory>
 #include <system_error>
 
+#include "sandrun/file_util.h"
 #include "sandrun/upload_symlinks.h"
 
 namespace sandrun::docker {
@@ -127,14 +128,6 @@ bool SymlinkStaysInside(const std::string& entry, std::string_view target) {
       parts.push_back(part);
     }
     start = end + 1;
-  }
-  return true;
-}
-
-bool IsWithin(const fs::path& path, const fs::path& root) {
-  auto p = path.begin();
-  for (auto r = root.begin(); r != root.end(); ++r, ++p) {
-    if (p == path.end() || *p != *r) return false;
   }
   return true;
 }

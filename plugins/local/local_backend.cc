@@ -199,18 +199,8 @@ class LocalSandbox : public Sandbox {
 
   Result<ExecResult> ExecActive(const ExecRequest& request, ExecResult result) {
     SANDRUN_ASSIGN_OR_RETURN(fs::path cwd, ResolveCwd(request.cwd));
-    std::string out_spill, err_spill;
-    if (!request.spill_dir.empty()) {
-      std::error_code ec;
-      fs::create_directories(request.spill_dir, ec);
-      if (ec) return InternalError("cannot create spill directory " + request.spill_dir);
-      out_spill = (fs::path(request.spill_dir) / "stdout.log").string();
-      err_spill = (fs::path(request.spill_dir) / "stderr.log").string();
-    }
-    OutputCollector out(StreamKind::kStdout, request.output_cap_bytes, out_spill,
-                        request.on_output);
-    OutputCollector err(StreamKind::kStderr, request.output_cap_bytes, err_spill,
-                        request.on_output);
+    ExecOutput output(request);
+    if (!output.spill_dir_status().ok()) return output.spill_dir_status();
 
     local::LaunchSpec launch;
     launch.argv = request.argv;
@@ -229,18 +219,14 @@ class LocalSandbox : public Sandbox {
     bool lifetime_bound = launch.timeout.count() == 0 || left < launch.timeout;
     if (lifetime_bound) launch.timeout = std::max(left, std::chrono::milliseconds(1));
 
-    Result<local::ProcessEnd> end = local::RunProcess(launch, tracker_, out, err);
-    Status out_status, err_status;
-    result.stdout_stream = out.Finish(&out_status);
-    result.stderr_stream = err.Finish(&err_status);
+    Result<local::ProcessEnd> end =
+        local::RunProcess(launch, tracker_, output.out(), output.err());
     if (!end.ok()) return end.status();
     result.outcome = end->outcome;
     result.exit_code = end->exit_code;
     result.signal = end->signal;
     for (auto& note : end->notes) result.notes.push_back(std::move(note));
-    for (const Status& spill : {out_status, err_status}) {
-      if (!spill.ok()) result.notes.push_back("local backend: " + spill.message());
-    }
+    output.FinishInto(result, "local backend: ");
     if (result.outcome == Outcome::kTimedOut) {
       result.ended_by = lifetime_bound ? kEndedByLifetime : kEndedByTimeout;
       if (lifetime_bound) {

@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <system_error>
 
+#include "sandrun/file_util.h"
 #include "sandrun/upload_symlinks.h"
 
 namespace sandrun::local {
@@ -97,12 +98,6 @@ class TreeCopier {
 };
 
 }  // namespace
-
-bool IsWithin(const fs::path& path, const fs::path& root) {
-  auto [root_end, path_it] = std::mismatch(root.begin(), root.end(), path.begin(), path.end());
-  // A trailing separator in root shows up as an empty last element.
-  return root_end == root.end() || (std::next(root_end) == root.end() && root_end->empty());
-}
 
 Result<UniqueFd> OpenDirectoryBeneath(const fs::path& base, const fs::path& relative,
                                       bool create) {

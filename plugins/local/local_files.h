@@ -69,9 +69,6 @@ Result<std::vector<std::string>> CopyOut(const std::string& sandbox_path,
                                          const std::filesystem::path& workdir,
                                          const std::filesystem::path& sandbox_root);
 
-/// True when `path` (already normal and absolute) is `root` or below it.
-bool IsWithin(const std::filesystem::path& path, const std::filesystem::path& root);
-
 }  // namespace sandrun::local
 
 #endif  // SANDRUN_PLUGINS_LOCAL_LOCAL_FILES_H_

@@ -46,6 +46,7 @@
 #include <thread>
 
 #include "local_files.h"
+#include "sandrun/file_util.h"
 
 namespace sandrun::local {
 namespace {
@@ -847,8 +848,9 @@ Result<ProcessEnd> RunProcessOrThrow(const LaunchSpec& spec, GroupTracker& track
 
 std::uint64_t ProcessStartTime(pid_t pid) {
   if (pid <= 0) return 0;
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  Result<std::string> read = ReadWholeFile("/proc/" + std::to_string(pid) + "/stat");
+  if (!read.ok()) return 0;
+  const std::string& stat = *read;
   // The command name (field 2) may hold spaces and ')': skip to its last ')'.
   auto close_paren = stat.rfind(')');
   if (close_paren == std::string::npos) return 0;

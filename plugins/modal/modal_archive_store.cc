@@ -5,9 +5,9 @@
 #include <algorithm>
 #include <fstream>
 #include <set>
-#include <sstream>
 
 #include "modal_http.h"
+#include "sandrun/file_util.h"
 
 namespace sandrun::modal {
 namespace {
@@ -166,19 +166,12 @@ Status ModalArchiveStore::PutBytes(const std::string& path, std::string_view dat
 
 Status ModalArchiveStore::PutFile(const std::string& path, const fs::path& host_path) {
   std::error_code ec;
-  auto read = [](const fs::path& p) -> Result<std::string> {
-    std::ifstream in(p, std::ios::binary);
-    if (!in) return NotFoundError("modal: cannot read " + p.string());
-    std::stringstream buffer;
-    buffer << in.rdbuf();
-    return buffer.str();
-  };
   std::vector<std::pair<std::string, std::string>> files;
   if (fs::is_directory(host_path, ec)) {
     for (fs::recursive_directory_iterator it(host_path, ec), end; it != end; it.increment(ec)) {
       if (ec) break;
       if (!it->is_regular_file() || it->is_symlink()) continue;
-      SANDRUN_ASSIGN_OR_RETURN(std::string data, read(it->path()));
+      SANDRUN_ASSIGN_OR_RETURN(std::string data, ReadWholeFile(it->path()));
       files.emplace_back(path + "/" + fs::relative(it->path(), host_path).generic_string(),
                          std::move(data));
     }
@@ -186,7 +179,7 @@ Status ModalArchiveStore::PutFile(const std::string& path, const fs::path& host_
     if (files.empty()) return OkStatus();
     return PutMany(files);
   }
-  SANDRUN_ASSIGN_OR_RETURN(std::string data, read(host_path));
+  SANDRUN_ASSIGN_OR_RETURN(std::string data, ReadWholeFile(host_path));
   return PutMany({{path, std::move(data)}});
 }
 

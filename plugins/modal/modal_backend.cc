@@ -22,7 +22,9 @@
 #include "modal_credentials.h"
 #include "sandrun/archive_store.h"
 #include "sandrun/config.h"
+#include "sandrun/file_util.h"
 #include "sandrun/output_collector.h"
+#include "sandrun/owner_labels.h"
 #include "sandrun/portable_exe.h"
 #include "sandrun/upload_symlinks.h"
 #include "sandrun/util.h"
@@ -40,12 +42,6 @@ using std::chrono::milliseconds;
 
 constexpr std::size_t kStdinChunk = 1 << 20;
 constexpr int kStdioRetries = 10;
-
-// `path` has passed CheckSandboxRelativePath (or is empty: the workdir).
-std::string SandboxPath(const std::string& workdir, const std::string& path) {
-  if (path.empty() || path == ".") return workdir;
-  return (fs::path(workdir) / path).lexically_normal().generic_string();
-}
 
 std::string Tail(const std::string& text, std::size_t n) {
   return text.size() <= n ? text : "..." + text.substr(text.size() - n);
@@ -412,28 +408,14 @@ Result<ExecResult> ModalSandbox::Exec(const ExecRequest& request) {
   result.sandbox_id = id_;
   result.notes = notes_;
   if (request.argv.empty()) return InvalidArgumentError("modal: empty argv");
-  // The live callback may be reached from both stream threads; serialise it.
-  std::mutex live_mu;
-  OutputCallback live;
-  if (request.on_output) {
-    live = [&](StreamKind kind, std::string_view chunk) {
-      std::lock_guard<std::mutex> lock(live_mu);
-      request.on_output(kind, chunk);
-    };
-  }
-  auto spill = [&](const char* name) {
-    return request.spill_dir.empty() ? std::string()
-                                     : (fs::path(request.spill_dir) / name).string();
-  };
-  OutputCollector out(StreamKind::kStdout, request.output_cap_bytes, spill("stdout.log"), live);
-  OutputCollector err(StreamKind::kStderr, request.output_cap_bytes, spill("stderr.log"), live);
+  ExecOutput output(request);  // Its live callback is serialised for the two stream threads.
 
   RawExec exec;
   exec.argv = request.argv;
   exec.env = env_;
   for (const auto& [key, value] : request.env) exec.env[key] = value;
-  if (!request.cwd.empty()) SANDRUN_RETURN_IF_ERROR(CheckSandboxRelativePath("cwd", request.cwd));
-  exec.workdir = SandboxPath(workdir_, request.cwd);
+  SANDRUN_ASSIGN_OR_RETURN(exec.workdir,
+                           JoinSandboxPath("cwd", workdir_, request.cwd, EmptySandboxPath::kIsBase));
   exec.stdin_data = request.stdin_data ? &*request.stdin_data : nullptr;
   exec.timeout = request.timeout;
   // The sandbox lifetime bounds every command: its end is the command's
@@ -442,16 +424,11 @@ Result<ExecResult> ModalSandbox::Exec(const ExecRequest& request) {
   const bool lifetime_bound =
       request.timeout.count() == 0 || lifetime_left < request.timeout;
   if (lifetime_bound) exec.timeout = std::max(lifetime_left, milliseconds(1));
-  exec.on_stdout = [&](std::string_view chunk) { out.Append(chunk); };
-  exec.on_stderr = [&](std::string_view chunk) { err.Append(chunk); };
+  exec.on_stdout = [&](std::string_view chunk) { output.out().Append(chunk); };
+  exec.on_stderr = [&](std::string_view chunk) { output.err().Append(chunk); };
   auto raw = RunRaw(exec);
   if (!raw.ok()) return raw.status();
-  Status spill_status;
-  result.stdout_stream = out.Finish(&spill_status);
-  Status err_spill;
-  result.stderr_stream = err.Finish(&err_spill);
-  if (!spill_status.ok()) result.notes.push_back(spill_status.message());
-  if (!err_spill.ok()) result.notes.push_back(err_spill.message());
+  output.FinishInto(result);
   result.durations.exec_ms = std::chrono::duration_cast<milliseconds>(raw->elapsed).count();
 
   const bool past_timeout = exec.timeout.count() > 0 && raw->elapsed >= exec.timeout;
@@ -606,15 +583,8 @@ Status ModalSandbox::Put(const FileUpload& upload) {
   fs::path source(upload.source);
   if (!fs::exists(source, ec)) return NotFoundError("modal: upload source " + upload.source + " does not exist");
   std::string dest = upload.destination.empty() ? source.filename().string() : upload.destination;
-  SANDRUN_RETURN_IF_ERROR(CheckSandboxRelativePath("upload destination", dest));
-  std::string target = SandboxPath(workdir_, dest);
-  auto read = [](const fs::path& path) -> Result<std::string> {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) return NotFoundError("modal: cannot read " + path.string());
-    std::stringstream buffer;
-    buffer << in.rdbuf();
-    return buffer.str();
-  };
+  SANDRUN_ASSIGN_OR_RETURN(std::string target,
+                           JoinSandboxPath("upload destination", workdir_, dest));
   if (upload.portable) {
     PortableOptions options;
     options.ld_library_path = shared_->options.host_library_path;
@@ -625,7 +595,7 @@ Status ModalSandbox::Put(const FileUpload& upload) {
         std::lock_guard<std::mutex> lock(portable_mu_);
         if (portable_sent_.count(file.sandbox_path)) continue;
       }
-      SANDRUN_ASSIGN_OR_RETURN(std::string data, read(file.host_path));
+      SANDRUN_ASSIGN_OR_RETURN(std::string data, ReadWholeFile(file.host_path));
       SANDRUN_RETURN_IF_ERROR(MakeDirectory(fs::path(file.sandbox_path).parent_path().string()));
       SANDRUN_RETURN_IF_ERROR(WriteFile(file.sandbox_path, data));
       if (file.executable) executables.push_back(file.sandbox_path);
@@ -640,7 +610,7 @@ Status ModalSandbox::Put(const FileUpload& upload) {
   }
   std::vector<std::string> executables;
   auto put_file = [&](const fs::path& host, const std::string& remote) -> Status {
-    SANDRUN_ASSIGN_OR_RETURN(std::string data, read(host));
+    SANDRUN_ASSIGN_OR_RETURN(std::string data, ReadWholeFile(host));
     SANDRUN_RETURN_IF_ERROR(WriteFile(remote, data));
     auto perms = fs::status(host).permissions();
     if ((perms & fs::perms::owner_exec) != fs::perms::none) executables.push_back(remote);
@@ -696,8 +666,8 @@ constexpr const char* kListScript =
 
 Result<std::vector<std::string>> ModalSandbox::Get(const std::string& sandbox_path,
                                                    const fs::path& host_dir) {
-  SANDRUN_RETURN_IF_ERROR(CheckSandboxRelativePath("download path", sandbox_path));
-  const std::string remote = SandboxPath(workdir_, sandbox_path);
+  SANDRUN_ASSIGN_OR_RETURN(const std::string remote,
+                           JoinSandboxPath("download path", workdir_, sandbox_path));
   const std::string base = fs::path(remote).filename().string();
   if (base.empty() || base == "." || base == "..") {
     return PermissionDeniedError("modal: refusing to download " + sandbox_path +
@@ -1011,8 +981,9 @@ Result<std::unique_ptr<Sandbox>> ModalBackend::Create(const SandboxSpec& spec) {
   SANDRUN_ASSIGN_OR_RETURN(std::string image_id, ImageId(s, spec));
   SANDRUN_RETURN_IF_ERROR(ResolveSecrets(s));
 
-  if (!spec.workdir.empty()) SANDRUN_RETURN_IF_ERROR(CheckSandboxRelativePath("workdir", spec.workdir));
-  const std::string workdir = SandboxPath(std::string(kDefaultWorkdir), spec.workdir);
+  SANDRUN_ASSIGN_OR_RETURN(const std::string workdir,
+                           JoinSandboxPath("workdir", kDefaultWorkdir, spec.workdir,
+                                           EmptySandboxPath::kIsBase));
   mc::SandboxCreateRequest request;
   request.set_app_id(s.app_id);
   mc::Sandbox* def = request.mutable_definition();
@@ -1054,12 +1025,7 @@ Result<std::unique_ptr<Sandbox>> ModalBackend::Create(const SandboxSpec& spec) {
   }
   std::map<std::string, std::string> tags = spec.labels;
   tags["managed-by"] = "sandrun";
-  tags["owner-host"] = HostName();
-  tags["owner-pid"] = std::to_string(::getpid());
-  tags["expires"] = std::to_string(
-      std::chrono::duration_cast<std::chrono::seconds>(
-          std::chrono::system_clock::now().time_since_epoch() + spec.lifetime)
-          .count());
+  for (auto& [name, value] : OwnerLabels("", lifetime)) tags[name] = value;
   for (const auto& [name, value] : tags) {
     mc::SandboxTag* tag = request.add_tags();
     tag->set_tag_name(name);
@@ -1144,10 +1110,7 @@ Result<std::vector<Leftover>> ModalBackend::ListLeftovers() {
   SANDRUN_ASSIGN_OR_RETURN(std::shared_ptr<Shared> shared, Connect());
   std::vector<Leftover> out;
   double before = 0;
-  const std::string this_host = HostName();
-  const auto now = std::chrono::duration_cast<std::chrono::seconds>(
-                       std::chrono::system_clock::now().time_since_epoch())
-                       .count();
+  const std::int64_t now = UnixSecondsNow();
   for (int page = 0; page < 1000; ++page) {
     mc::SandboxListRequest request;
     request.set_app_id(shared->app_id);
@@ -1172,10 +1135,7 @@ Result<std::vector<Leftover>> ModalBackend::ListLeftovers() {
           (!info.app_id().empty() && info.app_id() != shared->app_id)) {
         continue;
       }
-      int pid = std::atoi(l.labels["owner-pid"].c_str());
-      l.owner_alive = l.labels["owner-host"] == this_host && pid > 0 && ProcessAlive(pid);
-      long long expires = std::atoll(l.labels["expires"].c_str());
-      l.expired = expires > 0 && expires < now;
+      ReadOwnerLabels("", now, l);
       l.description = l.id + " run " + l.labels["run"] + " task " + l.labels["task"] +
                       " (owner pid " + l.labels["owner-pid"] + "@" + l.labels["owner-host"] +
                       (l.owner_alive ? " alive" : " gone") + (l.expired ? ", expired" : "") + ")";

@@ -1,9 +1,9 @@
 #include "modal_credentials.h"
 
 #include <cstdlib>
-#include <fstream>
-#include <sstream>
 #include <toml++/toml.h>
+
+#include "sandrun/file_util.h"
 
 namespace sandrun::modal {
 namespace {
@@ -51,13 +51,11 @@ Result<ModalCredentials> LoadModalCredentials(const std::map<std::string, std::s
   const bool profile_named = !profile_name.empty();
 
   if (have_file) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) return FileError(path, "cannot be read");
-    std::stringstream text;
-    text << in.rdbuf();
+    Result<std::string> text = ReadWholeFile(path);
+    if (!text.ok()) return FileError(path, "cannot be read");
     toml::table root;
     try {
-      root = toml::parse(text.str(), path.string());
+      root = toml::parse(*text, path.string());
     } catch (const toml::parse_error& error) {
       // Only the position: the parser's description may quote file content,
       // and the file holds the token secret.

@@ -1,5 +1,9 @@
 #include "sandrun/output_collector.h"
 
+#include <atomic>
+#include <chrono>
+#include <thread>
+
 #include <gtest/gtest.h>
 
 #include "support/test_util.h"
@@ -111,6 +115,99 @@ TEST(OutputCollectorTest, UnwritableSpillIsReportedNotFatal) {
   EXPECT_FALSE(spill.ok());
   EXPECT_NE(spill.message().find("/no/such/dir/out.log"), std::string::npos);
   EXPECT_TRUE(s.spill_path.empty());
+}
+
+TEST(ExecOutputTest, SpillsBothStreamsUnderTheRequestsSpillDirAndForwardsLive) {
+  testing::TempDir dir;
+  ExecRequest request;
+  request.output_cap_bytes = 8;
+  request.spill_dir = (dir.path() / "artifacts" / "task").string();  // made by ExecOutput
+  std::string live;
+  request.on_output = [&](StreamKind kind, std::string_view chunk) {
+    live += (kind == StreamKind::kStdout ? "o:" : "e:") + std::string(chunk) + ";";
+  };
+  ExecOutput output(request);
+  ASSERT_TRUE(output.spill_dir_status().ok()) << output.spill_dir_status().message();
+  output.out().Append("0123456789abcdef");
+  output.err().Append("oops");
+  ExecResult result;
+  output.FinishInto(result);
+  EXPECT_EQ(live, "o:0123456789abcdef;e:oops;");
+  EXPECT_TRUE(result.stdout_stream.truncated);
+  EXPECT_LE(result.stdout_stream.text.size(), 8u);
+  EXPECT_EQ(result.stdout_stream.total_bytes, 16u);
+  EXPECT_EQ(result.stdout_stream.spill_path, request.spill_dir + "/stdout.log");
+  EXPECT_EQ(testing::ReadFile(result.stdout_stream.spill_path), "0123456789abcdef");
+  EXPECT_EQ(result.stderr_stream.text, "oops");
+  EXPECT_EQ(testing::ReadFile(result.stderr_stream.spill_path), "oops");
+  EXPECT_TRUE(result.notes.empty());
+}
+
+TEST(ExecOutputTest, WithoutASpillDirNothingIsWrittenAndNoCallbackIsNeeded) {
+  ExecRequest request;
+  ExecOutput output(request);
+  output.out().Append("out");
+  ExecResult result;
+  output.FinishInto(result);
+  EXPECT_EQ(result.stdout_stream.text, "out");
+  EXPECT_TRUE(result.stdout_stream.spill_path.empty());
+  EXPECT_TRUE(result.stderr_stream.spill_path.empty());
+  EXPECT_TRUE(result.notes.empty());
+}
+
+TEST(ExecOutputTest, ASpillDirThatCannotBeMadeIsReportedAndOutputStillCaptured) {
+  testing::TempDir dir;
+  ExecRequest request;
+  request.spill_dir = dir.Write("a-file", "x").string() + "/spills";  // under a file
+  ExecOutput output(request);
+  EXPECT_FALSE(output.spill_dir_status().ok());
+  output.err().Append("still here");
+  ExecResult result;
+  output.FinishInto(result, "test: ");
+  EXPECT_EQ(result.stderr_stream.text, "still here");
+  EXPECT_TRUE(result.stderr_stream.spill_path.empty());
+  ASSERT_EQ(result.notes.size(), 1u);
+  EXPECT_EQ(result.notes[0].rfind("test: cannot create spill directory", 0), 0u) << result.notes[0];
+}
+
+TEST(ExecOutputTest, TheLiveCallbackIsNeverEnteredByTwoStreamsAtOnce) {
+  ExecRequest request;
+  std::atomic<int> inside{0};
+  std::atomic<bool> overlapped{false};
+  std::atomic<int> calls{0};
+  request.on_output = [&](StreamKind, std::string_view) {
+    if (inside.fetch_add(1) != 0) overlapped = true;
+    std::this_thread::sleep_for(std::chrono::microseconds(50));
+    inside.fetch_sub(1);
+    ++calls;
+  };
+  ExecOutput output(request);
+  std::thread out([&] { for (int i = 0; i < 200; ++i) output.out().Append("o"); });
+  std::thread err([&] { for (int i = 0; i < 200; ++i) output.err().Append("e"); });
+  out.join();
+  err.join();
+  EXPECT_EQ(calls.load(), 400);
+  EXPECT_FALSE(overlapped.load());
+}
+
+TEST(RelocateSpillPathTest, AFileInTheOutboxArtifactDirGetsItsArchivePath) {
+  EXPECT_EQ(RelocateSpillPath("/box/r1/artifacts/t1/stdout.log", "/box/r1/artifacts/t1",
+                              "r1/artifacts/t1"),
+            "r1/artifacts/t1/stdout.log");
+  EXPECT_EQ(RelocateSpillPath("/box/./r1/artifacts/t1/sub/x.log", "/box/r1/artifacts/t1/",
+                              "r1/artifacts/t1"),
+            "r1/artifacts/t1/sub/x.log");
+}
+
+TEST(RelocateSpillPathTest, AnythingElseIsLeftAsItIs) {
+  EXPECT_EQ(RelocateSpillPath("", "/box/r1/artifacts/t1", "r1/artifacts/t1"), "");
+  EXPECT_EQ(RelocateSpillPath("/elsewhere/stdout.log", "/box/r1/artifacts/t1", "r1/artifacts/t1"),
+            "/elsewhere/stdout.log");
+  EXPECT_EQ(RelocateSpillPath("/box/r1/artifacts/t1", "/box/r1/artifacts/t1", "r1/artifacts/t1"),
+            "/box/r1/artifacts/t1");
+  EXPECT_EQ(RelocateSpillPath("/box/r1/artifacts/t2/stdout.log", "/box/r1/artifacts/t1",
+                              "r1/artifacts/t1"),
+            "/box/r1/artifacts/t2/stdout.log");
 }
 
 }  // namespace

@@ -13,6 +13,8 @@
 #include <stdexcept>
 #include <thread>
 
+#include "sandrun/file_util.h"
+
 extern char** environ;
 
 namespace sandrun::testing {
@@ -40,10 +42,8 @@ std::filesystem::path TempDir::Write(const std::string& relative, const std::str
 }
 
 std::string ReadFile(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+  Result<std::string> bytes = ReadWholeFile(path);
+  return bytes.ok() ? std::move(bytes).value() : std::string();
 }
 
 CommandOutput RunCommand(const std::vector<std::string>& argv, const CommandOptions& options) {

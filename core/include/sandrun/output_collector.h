@@ -13,6 +13,8 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <filesystem>
+#include <mutex>
 #include <string>
 #include <string_view>
 
@@ -55,6 +57,54 @@ class OutputCollector {
   Status spill_status_;
   OutputCallback live_;
 };
+
+/// The names of the spill files in an ExecRequest's spill_dir.
+inline constexpr std::string_view kStdoutSpillName = "stdout.log";
+inline constexpr std::string_view kStderrSpillName = "stderr.log";
+
+/// The output capture of one exec, as every backend does it: a collector per
+/// stream, capped at the request's output_cap_bytes, spilling the whole
+/// stream to `<spill_dir>/stdout.log` and `stderr.log` when the request names
+/// a spill_dir (created here), and forwarding chunks to its on_output. The
+/// live callback is serialised, so the two streams may be fed from two
+/// threads; each stream must still be fed by one thread at a time.
+class ExecOutput {
+ public:
+  /// `request` must outlive this object (its on_output is called).
+  explicit ExecOutput(const ExecRequest& request);
+  ExecOutput(const ExecOutput&) = delete;
+  ExecOutput& operator=(const ExecOutput&) = delete;
+
+  OutputCollector& out() { return out_; }
+  OutputCollector& err() { return err_; }
+
+  /// Not OK when spill_dir could not be created (the streams are then
+  /// captured without spill files, and Finish notes the failed writes).
+  const Status& spill_dir_status() const { return spill_dir_status_; }
+
+  /// Finishes both streams into `result`'s stdout_stream and stderr_stream;
+  /// a spill file that could not be written fully adds a note,
+  /// `note_prefix` + the reason.
+  void FinishInto(ExecResult& result, std::string_view note_prefix = {});
+
+ private:
+  void Live(StreamKind kind, std::string_view chunk);
+
+  const ExecRequest& request_;
+  Status spill_dir_status_;
+  std::mutex live_mu_;
+  OutputCollector out_;
+  OutputCollector err_;
+};
+
+/// A spill file written inside a task's outbox artifact directory
+/// (`artifact_dir`), renamed to the same place under `archive_dir`, the
+/// archive-relative directory it is delivered to ("RUN/artifacts/TASK"): that
+/// name stays true once delivery has moved the file out of the outbox. Any
+/// other path (empty, elsewhere, the directory itself) is returned unchanged.
+std::string RelocateSpillPath(const std::string& spill_path,
+                              const std::filesystem::path& artifact_dir,
+                              std::string_view archive_dir);
 
 }  // namespace sandrun
 

@@ -92,6 +92,17 @@ struct ExecRequest {
 /// which rule `path` breaks.
 Status CheckSandboxRelativePath(std::string_view what, std::string_view path);
 
+/// Whether an empty path is refused or names the base directory itself.
+enum class EmptySandboxPath { kRefused, kIsBase };
+
+/// `path` checked by CheckSandboxRelativePath and joined to `base`, an
+/// absolute directory inside the sandbox (its working directory): the
+/// lexically normal, '/'-separated absolute path a remote backend hands its
+/// sandbox. "." is `base` itself, and so is "" when `empty` says so.
+Result<std::string> JoinSandboxPath(std::string_view what, std::string_view base,
+                                    std::string_view path,
+                                    EmptySandboxPath empty = EmptySandboxPath::kRefused);
+
 }  // namespace sandrun
 
 #endif  // SANDRUN_SPEC_H_

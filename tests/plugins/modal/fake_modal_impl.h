@@ -1,0 +1,251 @@
+// Inside the fake Modal server (fake_modal_server.h): the Impl class that
+// serves both gRPC services, and the pieces its rooms share. Each room is
+// one file:
+//   fake_modal_server.cc   start and stop, small helpers, inspection
+//   fake_modal_control.cc  control plane: apps, images, secrets, sandboxes
+//   fake_modal_router.cc   task command router: exec, stdio, wait, processes
+//   fake_modal_volumes.cc  volume RPCs and the block HTTP server
+//   fake_modal_faults.cc   credentials checks and fault injection
+#ifndef SANDRUN_TESTS_PLUGINS_MODAL_FAKE_MODAL_IMPL_H_
+#define SANDRUN_TESTS_PLUGINS_MODAL_FAKE_MODAL_IMPL_H_
+
+#include <grpcpp/grpcpp.h>
+#include <sys/types.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "fake_modal_server.h"
+#include "modal_client.grpc.pb.h"
+#include "task_command_router.grpc.pb.h"
+
+namespace sandrun::modal::fake {
+
+namespace fs = std::filesystem;
+namespace mc = ::modal::client;
+namespace tcr = ::modal::task_command_router;
+using json = nlohmann::json;
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+inline constexpr const char* kFsTools = "/__modal/.bin/modal-sandbox-fs-tools";
+inline constexpr std::size_t kChunk = 64 * 1024;
+inline constexpr std::size_t kBlock = 8 * 1024 * 1024;
+
+std::string Hex(std::string_view bytes);
+std::string RandomId(const std::string& prefix, int n);
+std::string Base64Url(const std::string& in);
+std::string MakeJwt(double exp, const std::string& subject);
+double NowSeconds();
+std::string Metadata(const grpc::ServerContext* context, const std::string& key);
+
+struct Exec {
+  std::string id;
+  pid_t pid = -1;
+  bool is_virtual = false;   // fs-tool op handled in-process
+  std::string stdout_path, stderr_path;
+  int stdin_fd = -1;         // write end of the child's stdin pipe
+  int write_file_fd = -1;    // WriteFile target for virtual execs
+  std::uint64_t stdin_offset = 0;
+  bool stdin_closed = false;
+  bool finished = false;
+  bool has_code = false;
+  int code = 0;
+  int signal = 0;
+  std::mutex stdin_mu;
+};
+
+struct FakeSandbox {
+  std::string id, task_id, app_id, jwt;
+  std::map<std::string, std::string> tags;
+  fs::path root;
+  std::string workdir = "/";
+  int network_type = 0;
+  double created_at = 0;
+  Clock::time_point ready_at;
+  bool running = true;
+  int result_status = 0;
+  bool foreign = false;
+  std::map<std::string, std::shared_ptr<Exec>> execs;
+  FakeSandboxDefinition definition;
+  std::map<std::string, std::string> secret_env;  // from the attached secrets
+};
+
+struct Fault {
+  int fail_before = 0, fail_before_code = 14;
+  int fail_after = 0, fail_after_code = 14;
+  int throttle = 0;
+  double retry_after = 0;
+};
+
+// A tiny HTTP/1.1 server for volume block URLs: GET /block/<hex> and
+// PUT /put/<hex>; one thread per connection (fake_modal_volumes.cc).
+class BlockHttpServer {
+ public:
+  using Store = std::function<bool(const std::string& hash_hex, std::string* data, bool put)>;
+  explicit BlockHttpServer(Store store) : store_(std::move(store)) {}
+  ~BlockHttpServer() { Stop(); }
+  bool Start();
+  void Stop();
+  int port() const { return port_; }
+
+ private:
+  void Loop();
+  void Serve(int client);
+
+  Store store_;
+  int fd_ = -1;
+  int port_ = 0;
+  std::atomic<bool> stopping_{false};
+  std::thread thread_;
+};
+
+#define FAKE_ENTER(rpc, control, token)                                 \
+  do {                                                                  \
+    grpc::Status entered = Enter(context, rpc, control, token);         \
+    if (!entered.ok()) return entered;                                  \
+  } while (0)
+
+class FakeModalServer::Impl final : public mc::ModalClient::Service,
+                                    public tcr::TaskCommandRouter::Service {
+ public:  explicit Impl(FakeOptions options) : options_(std::move(options)) {}
+  ~Impl() override;
+  bool Start();
+
+  // ---- common checks and faults (fake_modal_faults.cc) ----
+  // Called first by every handler: latency, counting, credentials, faults.
+  grpc::Status Enter(grpc::ServerContext* context, const std::string& rpc, bool control,
+                     bool needs_auth_token);
+  // After a handler did its work: a lost response, if injected.
+  grpc::Status Leave(const std::string& rpc, grpc::Status status);
+
+  // ---- control plane: apps, images, secrets, sandboxes (fake_modal_control.cc) ----
+  // Records an environment name; unknown ("missing...") ones are NOT_FOUND.
+  grpc::Status SeeEnvironment(const std::string& name);
+  grpc::Status AuthTokenGet(grpc::ServerContext* context, const mc::AuthTokenGetRequest*,
+                            mc::AuthTokenGetResponse* response) override;
+  grpc::Status AppGetOrCreate(grpc::ServerContext* context, const mc::AppGetOrCreateRequest* request,
+                              mc::AppGetOrCreateResponse* response) override;
+  grpc::Status EnvironmentGetOrCreate(grpc::ServerContext* context,
+                                      const mc::EnvironmentGetOrCreateRequest*,
+                                      mc::EnvironmentGetOrCreateResponse* response) override;
+  grpc::Status ImageGetOrCreate(grpc::ServerContext* context,
+                                const mc::ImageGetOrCreateRequest* request,
+                                mc::ImageGetOrCreateResponse* response) override;
+  grpc::Status ImageJoinStreaming(grpc::ServerContext* context,
+                                  const mc::ImageJoinStreamingRequest* request,
+                                  grpc::ServerWriter<mc::ImageJoinStreamingResponse>* writer) override;
+  grpc::Status SecretGetOrCreate(grpc::ServerContext* context,
+                                 const mc::SecretGetOrCreateRequest* request,
+                                 mc::SecretGetOrCreateResponse* response) override;
+  grpc::Status SandboxCreate(grpc::ServerContext* context, const mc::SandboxCreateRequest* request,
+                             mc::SandboxCreateResponse* response) override;
+  grpc::Status SandboxGetTaskId(grpc::ServerContext* context,
+                                const mc::SandboxGetTaskIdRequest* request,
+                                mc::SandboxGetTaskIdResponse* response) override;
+  grpc::Status TaskGetCommandRouterAccess(grpc::ServerContext* context,
+                                          const mc::TaskGetCommandRouterAccessRequest* request,
+                                          mc::TaskGetCommandRouterAccessResponse* response) override;
+  grpc::Status SandboxTerminate(grpc::ServerContext* context,
+                                const mc::SandboxTerminateRequest* request,
+                                mc::SandboxTerminateResponse* response) override;
+  grpc::Status SandboxWait(grpc::ServerContext* context, const mc::SandboxWaitRequest* request,
+                           mc::SandboxWaitResponse* response) override;
+  grpc::Status SandboxList(grpc::ServerContext* context, const mc::SandboxListRequest* request,
+                           mc::SandboxListResponse* response) override;
+  bool AppExistsLocked(const std::string& app_id);
+  void KillLocked(FakeSandbox& sandbox, int status);
+
+  // ---- volumes and their blocks (fake_modal_volumes.cc) ----
+  static std::string BlockHash(std::string_view block);
+  grpc::Status VolumeGetOrCreate(grpc::ServerContext* context,
+                                 const mc::VolumeGetOrCreateRequest* request,
+                                 mc::VolumeGetOrCreateResponse* response) override;
+  grpc::Status VolumeListFiles2(grpc::ServerContext* context,
+                                const mc::VolumeListFiles2Request* request,
+                                grpc::ServerWriter<mc::VolumeListFiles2Response>* writer) override;
+  grpc::Status VolumeGetFile2(grpc::ServerContext* context, const mc::VolumeGetFile2Request* request,
+                              mc::VolumeGetFile2Response* response) override;
+  grpc::Status VolumePutFiles2(grpc::ServerContext* context, const mc::VolumePutFiles2Request* request,
+                               mc::VolumePutFiles2Response* response) override;
+  // The block store behind the block HTTP server: `put` checks the hash.
+  bool BlockStore(const std::string& hex, std::string* data, bool put);
+
+  // ---- task command router: exec, stdio, wait (fake_modal_router.cc) ----
+  // Router auth: the bearer JWT of the task's sandbox.
+  grpc::Status RouterSandbox(grpc::ServerContext* context, const std::string& task_id,
+                             std::shared_ptr<FakeSandbox>* out);
+  grpc::Status TaskExecStart(grpc::ServerContext* context, const tcr::TaskExecStartRequest* request,
+                             tcr::TaskExecStartResponse*) override;
+  grpc::Status FindExec(grpc::ServerContext* context, const std::string& task_id,
+                        const std::string& exec_id, std::shared_ptr<Exec>* out);
+  grpc::Status TaskExecStdioRead(grpc::ServerContext* context,
+                                 const tcr::TaskExecStdioReadRequest* request,
+                                 grpc::ServerWriter<tcr::TaskExecStdioReadResponse>* writer) override;
+  grpc::Status TaskExecStdinWrite(grpc::ServerContext* context,
+                                  const tcr::TaskExecStdinWriteRequest* request,
+                                  tcr::TaskExecStdinWriteResponse*) override;
+  grpc::Status WaitFor(grpc::ServerContext* context, const std::string& task_id,
+                       const std::string& exec_id, bool block, bool* has_code, int* code,
+                       int* signal, bool* finished);
+  grpc::Status TaskExecWait(grpc::ServerContext* context, const tcr::TaskExecWaitRequest* request,
+                            tcr::TaskExecWaitResponse* response) override;
+  grpc::Status TaskExecPoll(grpc::ServerContext* context, const tcr::TaskExecPollRequest* request,
+                            tcr::TaskExecPollResponse* response) override;
+  FakeSandbox* ByTaskLocked(const std::string& task_id);
+  // Paths under /sandrun/ live in the sandbox's root directory.
+  static std::string MapPath(const FakeSandbox& sandbox, const std::string& path);
+  void FinishVirtual(Exec& exec, int code, const std::string& err_json);
+  static std::string FsError(const std::string& kind, const std::string& message);
+  void StartFsToolLocked(FakeSandbox& sandbox, Exec& exec, const std::vector<std::string>& argv);
+  void StartProcessLocked(FakeSandbox& sandbox, const std::shared_ptr<Exec>& exec,
+                          std::vector<std::string> argv, const std::string& cwd,
+                          const std::map<std::string, std::string>& env, std::uint32_t timeout_secs);
+
+  // ---- state; from mu_ on, guarded by mu_ unless a comment says otherwise ----
+  FakeOptions options_;
+  int port_ = 0;
+  std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<BlockHttpServer> http_;
+  fs::path scratch_;
+  mutable std::mutex mu_;
+  std::condition_variable exec_cv_;
+  std::vector<std::thread> threads_;  // reapers and timers, joined at the end
+  FakeStats stats_;
+  std::mutex fault_mu_;
+  std::map<std::string, Fault> faults_;  // Guarded by fault_mu_.
+  int cut_streams_ = 0;
+  std::uint64_t cut_bytes_ = 0;
+  int expired_tokens_ = 0;
+  milliseconds creation_delay_{0};
+  milliseconds latency_{0};
+  std::map<std::string, double> auth_tokens_;
+  std::map<std::string, std::string> apps_;        // name -> id
+  std::map<std::string, std::string> app_environments_;  // app id -> environment
+  std::vector<std::string> environments_seen_;
+  std::vector<std::string> exec_requests_;  // argv and env of every TaskExecStart
+  std::map<std::string, int> images_;              // id -> final status
+  std::map<std::string, std::string> volume_ids_;  // name -> id
+  std::map<std::string, std::map<std::string, std::string>> volumes_;  // id -> path -> data
+  std::map<std::string, std::string> blocks_;      // raw sha256 -> bytes
+  std::map<std::string, std::shared_ptr<FakeSandbox>> sandboxes_;
+
+  friend class FakeModalServer;
+};
+
+}  // namespace sandrun::modal::fake
+
+#endif  // SANDRUN_TESTS_PLUGINS_MODAL_FAKE_MODAL_IMPL_H_
