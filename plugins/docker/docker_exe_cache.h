@@ -26,8 +26,10 @@ namespace sandrun::docker {
 
 class ExeCache {
  public:
-  /// `portable`: how host executables are planned (the host's LD_LIBRARY_PATH).
-  ExeCache(std::shared_ptr<DockerClient> client, std::string volume, PortableOptions portable);
+  /// `portable`: how host executables are planned (the host's LD_LIBRARY_PATH,
+  /// none by default).
+  ExeCache(std::shared_ptr<DockerClient> client, std::string volume,
+           PortableOptions portable = {});
 
   const std::string& volume() const { return helper_.volume(); }
   const PortableOptions& portable_options() const { return portable_; }
