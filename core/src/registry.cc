@@ -26,9 +26,8 @@ Status BackendRegistry::Register(std::string name, std::string description,
                                 "' is not valid (use lowercase letters, digits, '-' and '_')");
   }
   if (entries_.count(name) != 0) {
-    return Status(StatusCode::kAlreadyExists,
-                  "backend '" + name + "' is registered twice (first by " +
-                      entries_[name].info.origin + ", again by " + origin + ")");
+    return AlreadyExistsError("backend '" + name + "' is registered twice (first by " +
+                              entries_[name].info.origin + ", again by " + origin + ")");
   }
   entries_[name] = Entry{BackendInfo{name, std::move(description), std::move(origin)},
                          std::move(factory)};

@@ -231,32 +231,23 @@ class DockerBackend : public Backend {
     return caps;
   }
 
-  Availability CheckAvailable() override {
-    Availability a;
+  Status CheckAvailable() override {
     auto parsed = ParseDockerHost(options_.host);
-    if (!parsed.ok()) {
-      a.reason = parsed.status().message();
-      return a;
-    }
+    if (!parsed.ok()) return FailedPreconditionError(parsed.status().message());
     auto res = client_->Request("GET", "/_ping", {}, {}, std::chrono::seconds(5));
     if (!res.ok()) {
       std::string why = FirstLine(res.status().message());
       if (why.rfind("docker: ", 0) == 0) why = why.substr(8);
-      a.reason = "docker: cannot reach the engine at DOCKER_HOST=" + options_.host + ": " + why;
-      return a;
+      return UnavailableError("docker: cannot reach the engine at DOCKER_HOST=" + options_.host +
+                              ": " + why);
     }
     if (res->status != 200) {
-      a.reason = "docker: engine at DOCKER_HOST=" + options_.host + " answered /_ping with " +
-                 std::to_string(res->status);
-      return a;
+      return UnavailableError("docker: engine at DOCKER_HOST=" + options_.host +
+                              " answered /_ping with " + std::to_string(res->status));
     }
     Status st = EnsureVersion();
-    if (!st.ok()) {
-      a.reason = FirstLine(st.message());
-      return a;
-    }
-    a.available = true;
-    return a;
+    if (!st.ok()) return Status(st.code(), FirstLine(st.message()), st.retryable());
+    return OkStatus();
   }
 
   Status ValidateSpec(const SandboxSpec& spec) override;
@@ -929,7 +920,7 @@ Status DockerBackend::PullImage(const std::string& image) {
   // is malformed. Both are the user's to fix. Anything else (the registry
   // could not be reached) says nothing about the image.
   if (res.status == 404 || res.status == 400) return InvalidArgumentError(DockerErrorMessage(res));
-  if (res.status != 200) return Status(StatusCode::kFailedPrecondition, DockerErrorMessage(res));
+  if (res.status != 200) return FailedPreconditionError(DockerErrorMessage(res));
   // The pull reports failures inside its JSON progress stream.
   std::size_t start = 0;
   while (start < res.body.size()) {

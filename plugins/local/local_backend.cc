@@ -327,17 +327,18 @@ Capabilities LocalBackend::GetCapabilities() const {
   return caps;
 }
 
-Availability LocalBackend::CheckAvailable() {
+Status LocalBackend::CheckAvailable() {
   std::error_code ec;
   fs::create_directories(sandboxes_dir_, ec);
   if (ec) {
-    return {false, "local: cannot create " + sandboxes_dir_.string() + ": " + ec.message()};
+    return FailedPreconditionError("local: cannot create " + sandboxes_dir_.string() + ": " +
+                                   ec.message());
   }
   if (access(sandboxes_dir_.c_str(), W_OK | X_OK) != 0) {
-    return {false, "local: " + sandboxes_dir_.string() + " is not writable: " +
-                       std::strerror(errno)};
+    return PermissionDeniedError("local: " + sandboxes_dir_.string() + " is not writable: " +
+                                 std::strerror(errno));
   }
-  return {true, ""};
+  return OkStatus();
 }
 
 Result<std::unique_ptr<Sandbox>> LocalBackend::Create(const SandboxSpec& spec) {

@@ -556,7 +556,7 @@ Status ModalSandbox::FsTool(const json& command, const std::string* stdin_data,
                      Tail(message, 400);
   if (kind == "NotFound") return NotFoundError(text);
   if (kind == "PermissionDenied") return PermissionDeniedError(text);
-  if (kind == "PathAlreadyExists") return Status(StatusCode::kAlreadyExists, text);
+  if (kind == "PathAlreadyExists") return AlreadyExistsError(text);
   return InternalError(text);
 }
 
@@ -797,7 +797,7 @@ class ModalBackend : public Backend {
     caps.max_parallel = options_.max_parallel;
     return caps;
   }
-  Availability CheckAvailable() override;
+  Status CheckAvailable() override;
   Result<std::unique_ptr<Sandbox>> Create(const SandboxSpec& spec) override;
   Result<std::vector<Leftover>> ListLeftovers() override;
   Status RemoveLeftover(const std::string& id) override;
@@ -849,26 +849,13 @@ Result<std::shared_ptr<Shared>> ModalBackend::Connect() {
   return shared;
 }
 
-Availability ModalBackend::CheckAvailable() {
-  Availability availability;
-  auto creds = LoadModalCredentials(env_);
-  if (!creds.ok()) {
-    availability.reason = creds.status().message();
-    return availability;
-  }
-  auto shared = Connect();
-  if (!shared.ok()) {
-    availability.reason = shared.status().message();
-    return availability;
-  }
+Status ModalBackend::CheckAvailable() {
+  // Missing credentials are kFailedPrecondition, an unreachable server
+  // kUnavailable, rejected credentials kPermissionDenied (MapGrpcStatus).
+  SANDRUN_RETURN_IF_ERROR(LoadModalCredentials(env_).status());
+  SANDRUN_ASSIGN_OR_RETURN(std::shared_ptr<Shared> shared, Connect());
   // A cheap authenticated call: the auth token (cached after the first).
-  auto token = (*shared)->control->AuthToken();
-  if (!token.ok()) {
-    availability.reason = token.status().message();
-    return availability;
-  }
-  availability.available = true;
-  return availability;
+  return shared->control->AuthToken().status();
 }
 
 Result<std::string> ModalBackend::ImageId(Shared& shared, const SandboxSpec& spec) {

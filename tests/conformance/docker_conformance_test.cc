@@ -46,9 +46,9 @@ ConformanceTarget DockerTarget(const std::string& name, const std::string& image
     target.skip_reason = "docker backend unavailable: " + backend.status().ToString();
     return target;
   }
-  Availability availability = (*backend)->CheckAvailable();
-  if (!availability.available) {
-    target.skip_reason = "no Docker engine (run scripts/docker-test-env): " + availability.reason;
+  Status available = (*backend)->CheckAvailable();
+  if (!available.ok()) {
+    target.skip_reason = "no Docker engine (run scripts/docker-test-env): " + available.message();
   }
   if (!target.skip_reason.empty() && sandrun::testing::DockerRequired()) {
     target.skip_is_failure = true;

@@ -29,7 +29,9 @@ class FakeBackend : public Backend {
 
   std::string_view Name() const override { return name_; }
   Capabilities GetCapabilities() const override { return {}; }
-  Availability CheckAvailable() override { return {available, unavailable_reason}; }
+  Status CheckAvailable() override {
+    return available ? OkStatus() : UnavailableError(unavailable_reason);
+  }
   Status ValidateSpec(const SandboxSpec&) override { return spec_verdict; }
   Result<std::unique_ptr<Sandbox>> Create(const SandboxSpec& spec) override;
   Result<std::vector<Leftover>> ListLeftovers() override { return std::vector<Leftover>{}; }

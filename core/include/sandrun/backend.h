@@ -37,12 +37,6 @@ struct Capabilities {
   int max_parallel = 0;            ///< Suggested -j; 0 = no opinion.
 };
 
-/// Whether the backend can be used right now, and if not, why.
-struct Availability {
-  bool available = false;
-  std::string reason;  ///< "docker: cannot connect to unix:///var/run/docker.sock: ..."
-};
-
 /// A sandbox that exists. Destroying the handle terminates it.
 class Sandbox {
  public:
@@ -94,8 +88,12 @@ class Backend {
   virtual Capabilities GetCapabilities() const = 0;
 
   /// Checks, cheaply, that a run can start (daemon reachable, credentials
-  /// present). Never throws; says why not.
-  virtual Availability CheckAvailable() = 0;
+  /// present). OK: usable. Otherwise the message says why not, for humans
+  /// ("docker: cannot reach the engine at DOCKER_HOST=...: ..."), and the code
+  /// says what kind of why: kUnavailable for an engine or service that does
+  /// not answer, kFailedPrecondition for missing or unreadable credentials or
+  /// settings, kPermissionDenied for rejected ones. Never throws.
+  virtual Status CheckAvailable() = 0;
 
   /// Checks, before a run exists, what only this backend can judge about a
   /// task's sandbox: limits it cannot give (more CPUs than it has), an image

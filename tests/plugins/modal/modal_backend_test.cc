@@ -54,17 +54,17 @@ class ModalBackendTest : public ::testing::Test {
 };
 
 TEST_F(ModalBackendTest, AvailableWithGoodCredentials) {
-  Availability availability = backend_->CheckAvailable();
-  EXPECT_TRUE(availability.available) << availability.reason;
+  Status available = backend_->CheckAvailable();
+  EXPECT_TRUE(available.ok()) << available.ToString();
 }
 
 TEST_F(ModalBackendTest, RejectedCredentialsAreNotAvailableAndNeverEchoed) {
   auto bad = env_.MakeBackend("{}", {{"MODAL_TOKEN_SECRET", "as-wrong-secret-value"}});
   ASSERT_TRUE(bad.ok());
-  Availability availability = (*bad)->CheckAvailable();
-  EXPECT_FALSE(availability.available);
-  EXPECT_NE(availability.reason.find("UNAUTHENTICATED"), std::string::npos) << availability.reason;
-  EXPECT_EQ(availability.reason.find("as-wrong-secret-value"), std::string::npos);
+  Status available = (*bad)->CheckAvailable();
+  EXPECT_EQ(available.code(), StatusCode::kPermissionDenied) << available.ToString();
+  EXPECT_NE(available.message().find("UNAUTHENTICATED"), std::string::npos) << available.message();
+  EXPECT_EQ(available.message().find("as-wrong-secret-value"), std::string::npos);
   auto created = (*bad)->Create(Spec());
   ASSERT_FALSE(created.ok());
   EXPECT_EQ(created.status().code(), StatusCode::kPermissionDenied);
@@ -75,9 +75,9 @@ TEST_F(ModalBackendTest, MissingCredentialsAreNotAvailable) {
   auto options = ParseModalOptions("{}");
   ASSERT_TRUE(options.ok());
   auto backend = CreateModalBackend(*options, {{"HOME", "/nonexistent-sandrun-home"}});
-  Availability availability = backend->CheckAvailable();
-  EXPECT_FALSE(availability.available);
-  EXPECT_NE(availability.reason.find("no credentials"), std::string::npos) << availability.reason;
+  Status available = backend->CheckAvailable();
+  EXPECT_EQ(available.code(), StatusCode::kFailedPrecondition) << available.ToString();
+  EXPECT_NE(available.message().find("no credentials"), std::string::npos) << available.message();
 }
 
 TEST_F(ModalBackendTest, SandboxIsTaggedAndNetworkBlockedByDefault) {
@@ -351,7 +351,7 @@ TEST_F(ModalBackendTest, NoTokenInAnyOutput) {
   auto collect = [&](const Status& status) { everything += status.ToString() + "\n"; };
   auto bad = env_.MakeBackend("{}", {{"MODAL_TOKEN_ID", "ak-wrong"}});
   ASSERT_TRUE(bad.ok());
-  everything += (*bad)->CheckAvailable().reason;
+  everything += (*bad)->CheckAvailable().message();
   collect((*bad)->Create(Spec()).status());
   server().FailNext("SandboxCreate", 4);
   collect(backend_->Create(Spec()).status());
