@@ -347,6 +347,14 @@ class RunContext {
       return executed.status().WithContext("running the command");
     }
     ExecResult result = std::move(executed).value();
+    if (result.outcome == Outcome::kInfraError) {
+      // backend.h: an infrastructure failure is a retryable Status, never an
+      // outcome. One channel, even for a plugin that does otherwise.
+      return UnavailableError(result.error.empty() ? "the backend reported an infrastructure "
+                                                     "error without saying which"
+                                                   : result.error)
+          .WithContext("running the command");
+    }
     if (host_timed_out && result.outcome != Outcome::kTimedOut) {
       result.outcome = Outcome::kTimedOut;
       result.exit_code = kExitTimedOut;

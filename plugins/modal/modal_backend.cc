@@ -160,6 +160,9 @@ class ModalSandbox : public Sandbox {
   Result<RawResult> RunRaw(const RawExec& exec);
   // The sandbox's final status if it has ended ("" while it runs).
   std::string SandboxEnded();
+  // The retryable infrastructure error for a sandbox that ended (evicted,
+  // killed from outside) while a command ran in it.
+  Status EndedWhileRunning(const std::string& final_status) const;
   // Runs the in-sandbox file tool with `command` (a JSON object).
   Status FsTool(const json& command, const std::string* stdin_data,
                 const std::function<void(std::string_view)>& on_stdout);
@@ -445,7 +448,15 @@ Result<ExecResult> ModalSandbox::Exec(const ExecRequest& request) {
   exec.on_stdout = [&](std::string_view chunk) { out.Append(chunk); };
   exec.on_stderr = [&](std::string_view chunk) { err.Append(chunk); };
   auto raw = RunRaw(exec);
-  if (!raw.ok()) return raw.status();
+  if (!raw.ok()) {
+    // A sandbox that died before or under the exec shows up as a failed
+    // call (its task is gone): the sandbox's end, retryable as such.
+    if (auto ended = SandboxEnded(); !ended.empty()) {
+      return UnavailableError("modal: sandbox " + id_ + " has ended (" + ended +
+                              "): " + raw.status().message());
+    }
+    return raw.status();
+  }
   Status spill_status;
   result.stdout_stream = out.Finish(&spill_status);
   Status err_spill;
@@ -492,9 +503,7 @@ Result<ExecResult> ModalSandbox::Exec(const ExecRequest& request) {
       result.outcome = Outcome::kTimedOut;
       result.exit_code = kExitTimedOut;
     } else if (auto ended = SandboxEnded(); !ended.empty()) {
-      result.outcome = Outcome::kInfraError;
-      result.exit_code = kExitSandrunError;
-      result.error = "modal: sandbox " + id_ + " ended while the command ran (" + ended + ")";
+      return EndedWhileRunning(ended);
     }
   }
   if (result.outcome == Outcome::kTimedOut) {
@@ -506,12 +515,15 @@ Result<ExecResult> ModalSandbox::Exec(const ExecRequest& request) {
   }
   if (!raw->stdio_status.ok() && result.outcome != Outcome::kCancelled) {
     // The command ran to an end but part of its output is lost: an
-    // infrastructure error, never a silent truncation.
-    result.outcome = Outcome::kInfraError;
-    result.error = "output stream lost: " + raw->stdio_status.message();
-    result.exit_code = kExitSandrunError;
+    // infrastructure error (retryable, backend.h), never a silent truncation.
+    return UnavailableError("output stream lost: " + raw->stdio_status.message());
   }
   return result;
+}
+
+Status ModalSandbox::EndedWhileRunning(const std::string& final_status) const {
+  return UnavailableError("modal: sandbox " + id_ + " ended while the command ran (" +
+                          final_status + ")");
 }
 
 std::string ModalSandbox::SandboxEnded() {

@@ -186,6 +186,23 @@ TEST_F(EngineTest, RetriesRunOutIntoAnInfrastructureError) {
   EXPECT_EQ(BatchExitCode(out.run), 125);
 }
 
+TEST_F(EngineTest, AnInfraOutcomeFromABackendIsRetriedLikeAnUnavailableStatus) {
+  auto backend = MakeBackend();
+  Engine engine({{backend}});
+  RunOptions options = Options();
+  options.retries = 1;
+  auto out = RunOk(engine, {MakeTask("lost", {"infra-outcome"})}, options);
+  const TaskRecord& task = out.tasks[0];
+  EXPECT_EQ(backend->AttemptsOf("lost"), 2);
+  EXPECT_EQ(task.attempts, 2);
+  ASSERT_EQ(task.attempt_errors.size(), 1u);
+  EXPECT_EQ(task.attempt_errors[0],
+            "UNAVAILABLE: running the command: fake backend lost the command");
+  EXPECT_EQ(task.result.outcome, Outcome::kInfraError);
+  EXPECT_EQ(task.result.error, task.attempt_errors[0]);
+  EXPECT_EQ(BatchExitCode(out.run), kExitSandrunError);
+}
+
 TEST_F(EngineTest, NonRetryableInfrastructureErrorsAreNotRetried) {
   auto backend = MakeBackend();
   Engine engine({{backend}});

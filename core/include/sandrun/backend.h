@@ -51,9 +51,12 @@ class Sandbox {
 
   /// Runs one command and blocks until it ends, times out, or Terminate() is
   /// called. A command that fails, crashes or times out is a successful call
-  /// with that outcome; a non-OK Result means the backend itself failed (and
-  /// says whether retrying may help). After Terminate(), returns promptly
-  /// with Outcome::kCancelled and the output captured so far.
+  /// with that outcome. An infrastructure failure (the sandbox died or was
+  /// killed from outside, output was lost, the daemon went away) is a non-OK
+  /// Result, kUnavailable when a fresh attempt may work: the engine retries
+  /// those, and only it reports Outcome::kInfraError, once retries run out.
+  /// After Terminate(), returns promptly with Outcome::kCancelled and the
+  /// output captured so far.
   virtual Result<ExecResult> Exec(const ExecRequest& request) = 0;
 
   /// Copies `sandbox_path` (file or directory) into `host_dir`, refusing

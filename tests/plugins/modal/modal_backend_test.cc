@@ -188,15 +188,16 @@ TEST_F(ModalBackendTest, StdioStreamCutResumesAtOffset) {
   EXPECT_EQ(result.stderr_stream.text, "err\n");
 }
 
-TEST_F(ModalBackendTest, StdioStreamThatKeepsFailingIsInfraError) {
+TEST_F(ModalBackendTest, StdioStreamThatKeepsFailingIsARetryableInfraError) {
   auto sandbox = NewSandbox();
   ASSERT_NE(sandbox, nullptr);
   server().FailNext("TaskExecStdioRead", 100);
   auto result = sandbox->Exec(Shell("echo hi"));
-  ASSERT_TRUE(result.ok()) << result.status().ToString();
-  EXPECT_EQ(result->outcome, Outcome::kInfraError);
-  EXPECT_EQ(ExitCodeOf(*result), kExitSandrunError);
-  EXPECT_NE(result->error.find("output stream lost"), std::string::npos) << result->error;
+  ASSERT_FALSE(result.ok()) << "lost output is not the test's result: " << OutcomeName(result->outcome);
+  EXPECT_EQ(result.status().code(), StatusCode::kUnavailable) << result.status().ToString();
+  EXPECT_TRUE(result.status().retryable()) << "the engine retries infrastructure failures";
+  EXPECT_NE(result.status().message().find("output stream lost"), std::string::npos)
+      << result.status().message();
 }
 
 TEST_F(ModalBackendTest, ExpiredAuthTokenIsRefreshed) {
@@ -226,15 +227,18 @@ TEST_F(ModalBackendTest, SandboxThatDiesEndsExecWithoutHanging) {
   auto result = sandbox->Exec(Shell("echo started; sleep 60"));
   killer.join();
   EXPECT_LT(Clock::now() - start, std::chrono::seconds(30));
-  if (result.ok()) {
-    EXPECT_EQ(result->outcome, Outcome::kInfraError) << "a dead sandbox is not the test's failure";
-    EXPECT_EQ(ExitCodeOf(*result), kExitSandrunError);
-  } else {
-    EXPECT_NE(result.status().code(), StatusCode::kOk);
-  }
+  ASSERT_FALSE(result.ok()) << "a dead sandbox is not the test's failure: " << OutcomeName(result->outcome);
+  EXPECT_EQ(result.status().code(), StatusCode::kUnavailable) << result.status().ToString();
+  EXPECT_TRUE(result.status().retryable());
+  EXPECT_NE(result.status().message().find("sandbox " + sandbox->Id()), std::string::npos)
+      << result.status().message();
+  EXPECT_NE(result.status().message().find("ended"), std::string::npos)
+      << result.status().message();
   auto after = sandbox->Exec(Shell("true"));
   EXPECT_FALSE(after.ok()) << "exec in a dead sandbox must fail";
-  EXPECT_EQ(after.status().code(), StatusCode::kNotFound) << after.status().ToString();
+  EXPECT_EQ(after.status().code(), StatusCode::kUnavailable) << after.status().ToString();
+  EXPECT_NE(after.status().message().find("has ended (FAILURE)"), std::string::npos)
+      << after.status().ToString();
 }
 
 TEST_F(ModalBackendTest, AddedLatencyStillWorks) {
