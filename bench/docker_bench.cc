@@ -144,9 +144,9 @@ int Warm(const Options& o) {
     std::cerr << "docker backend: " << backend.status().message() << "\n";
     return 1;
   }
-  sandrun::Availability available = (*backend)->CheckAvailable();
-  if (!available.available) {
-    std::cerr << available.reason << "\n";
+  sandrun::Status available = (*backend)->CheckAvailable();
+  if (!available.ok()) {
+    std::cerr << available.message() << "\n";
     return 1;
   }
   sandrun::SandboxSpec spec;

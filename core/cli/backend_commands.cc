@@ -45,9 +45,9 @@ int BackendsCommand(const std::vector<std::string>& args, CliContext& context) {
       state = "unavailable";
       detail = backend.status().message();
     } else {
-      Availability a = (*backend)->CheckAvailable();
-      state = a.available ? "available" : "unavailable";
-      detail = a.available ? CapabilityList((*backend)->GetCapabilities()) : a.reason;
+      Status available = (*backend)->CheckAvailable();
+      state = available.ok() ? "available" : "unavailable";
+      detail = available.ok() ? CapabilityList((*backend)->GetCapabilities()) : available.message();
     }
     std::cout << (info.name == config.backend ? "* " : "  ") << info.name
               << std::string(info.name.size() < 8 ? 8 - info.name.size() : 1, ' ') << state
@@ -106,10 +106,11 @@ int DoctorCommand(const std::vector<std::string>& args, CliContext& context) {
       report(false, "backend " + c.name + ": " + c.construction_error);
       continue;
     }
-    Availability a = c.backend->CheckAvailable();
-    report(a.available, "backend " + c.name + (a.available ? " is available" : ": " + a.reason),
+    Status available = c.backend->CheckAvailable();
+    report(available.ok(),
+           "backend " + c.name + (available.ok() ? " is available" : ": " + available.message()),
            UnavailableHint(context, c.name));
-    if (!a.available) continue;
+    if (!available.ok()) continue;
     any_available = true;
     Capabilities caps = c.backend->GetCapabilities();
     std::cout << "       can do: " << CapabilityList(caps) << "\n";
@@ -155,9 +156,9 @@ int CleanupCommand(const std::vector<std::string>& args, CliContext& context) {
     PrintError(candidates.front().construction_error);
     return kExitSandrunError;
   }
-  Availability available = backend->CheckAvailable();
-  if (!available.available) {
-    PrintError(config.backend + " unavailable: " + available.reason);
+  Status available = backend->CheckAvailable();
+  if (!available.ok()) {
+    PrintError(config.backend + " unavailable: " + available.message());
     return kExitSandrunError;
   }
   auto leftovers = backend->ListLeftovers();

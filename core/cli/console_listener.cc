@@ -155,8 +155,8 @@ void ConsoleListener::OnRunEnd(const RunRecord& run) {
   if (options_.show_fastest && !run.fastest_passing_task.empty()) {
     std::fprintf(out_, "fastest passing task: %s\n", run.fastest_passing_task.c_str());
   }
-  std::fprintf(out_, "run %s (%s), records in %s\n", run.run_id.c_str(), run.status.c_str(),
-               info_.archive.c_str());
+  std::fprintf(out_, "run %s (%s), records in %s\n", run.run_id.c_str(),
+               std::string(RunStatusName(run.status)).c_str(), info_.archive.c_str());
   std::fprintf(out_, "see it again: sandrun results show %s\n", run.run_id.c_str());
   std::fflush(out_);
 }

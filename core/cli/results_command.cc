@@ -195,7 +195,7 @@ int ListRuns(const std::vector<std::string>& args, CliContext& context) {
       continue;
     }
     const RunRecord& s = run.summary;
-    table.Add({run.run_id, s.status, Count(s.passed), Count(s.failed), Count(s.timed_out),
+    table.Add({run.run_id, std::string(RunStatusName(s.status)), Count(s.passed), Count(s.failed), Count(s.timed_out),
                Count(s.infra_errors), Count(s.total), FormatDuration(s.wall_ms),
                s.backend.empty() ? "-" : s.backend});
   }
@@ -324,7 +324,7 @@ int ShowRun(const std::vector<std::string>& args, CliContext& context) {
   if (run.ok()) {
     const RunRecord& s = *run;
     Table fields({"run", s.run_id});
-    fields.Add({"status", s.status});
+    fields.Add({"status", std::string(RunStatusName(s.status))});
     fields.Add({"backend", s.backend});
     fields.Add({"host", s.host});
     fields.Add({"started", s.started_at});
@@ -403,7 +403,7 @@ int ExportRun(const std::vector<std::string>& args, CliContext& context) {
     summary = std::move(*run);
   } else {
     summary.run_id = *run_id;
-    summary.status = "incomplete";
+    summary.status = RunStatus::kIncomplete;
   }
   // The listener writes atomically; the archive's records are written whole.
   JUnitFileListener writer(file, std::numeric_limits<std::size_t>::max());

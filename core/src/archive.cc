@@ -47,7 +47,7 @@ Status FsError(const std::string& what, const fs::path& path, const std::error_c
     case EPERM:
     case EROFS: return PermissionDeniedError(message);
     case ENOSPC:
-    case EDQUOT: return Status(StatusCode::kResourceExhausted, message);
+    case EDQUOT: return ResourceExhaustedError(message);
     case ENOTDIR:
     case EEXIST:
     case EISDIR: return FailedPreconditionError(message);

@@ -342,6 +342,14 @@ class RunContext {
       return executed.status().WithContext("running the command");
     }
     ExecResult result = std::move(executed).value();
+    if (result.outcome == Outcome::kInfraError) {
+      // backend.h: an infrastructure failure is a retryable Status, never an
+      // outcome. One channel, even for a plugin that does otherwise.
+      return UnavailableError(result.error.empty() ? "the backend reported an infrastructure "
+                                                     "error without saying which"
+                                                   : result.error)
+          .WithContext("running the command");
+    }
     if (host_timed_out && result.outcome != Outcome::kTimedOut) {
       result.outcome = Outcome::kTimedOut;
       result.exit_code = kExitTimedOut;
@@ -415,15 +423,15 @@ RunRecord Summarise(const std::string& run_id, const std::string& backend,
     }
   }
   if (options.race && !state.race_winner.empty()) {
-    run.status = "passed";
+    run.status = RunStatus::kPassed;
   } else if (state.user_cancelled) {
-    run.status = "cancelled";
+    run.status = RunStatus::kCancelled;
   } else if (run.passed == run.total) {
-    run.status = "passed";
+    run.status = RunStatus::kPassed;
   } else if (run.failed + run.timed_out > 0) {
-    run.status = "failed";
+    run.status = RunStatus::kFailed;
   } else {
-    run.status = "error";
+    run.status = RunStatus::kError;
   }
   return run;
 }
@@ -498,12 +506,12 @@ Result<RunOutcome> Engine::Run(std::vector<Task> tasks, const RunOptions& option
     std::string name = candidate.backend ? std::string(candidate.backend->Name()) : candidate.name;
     std::string reason = candidate.construction_error;
     if (candidate.backend) {
-      Availability availability = candidate.backend->CheckAvailable();
-      if (availability.available) {
+      Status available = candidate.backend->CheckAvailable();
+      if (available.ok()) {
         backend = candidate.backend;
         break;
       }
-      reason = availability.reason;
+      reason = available.message();
     }
     skipped += (skipped.empty() ? "" : "; ") + name + " unavailable: " + reason;
   }
@@ -601,9 +609,13 @@ Result<RunOutcome> Engine::Run(std::vector<Task> tasks, const RunOptions& option
 }
 
 int BatchExitCode(const RunRecord& run) {
-  if (run.status == "passed") return 0;
-  if (run.status == "cancelled") return kExitInterrupted;
-  if (run.status == "error") return kExitSandrunError;
+  switch (run.status) {
+    case RunStatus::kPassed: return 0;
+    case RunStatus::kCancelled: return kExitInterrupted;
+    case RunStatus::kError: return kExitSandrunError;
+    case RunStatus::kFailed:
+    case RunStatus::kIncomplete: return 1;
+  }
   return 1;
 }
 

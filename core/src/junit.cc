@@ -204,7 +204,7 @@ std::string JUnitXml(const RunRecord& run, const std::vector<TaskRecord>& tasks)
   };
   prop("run_id", run.run_id);
   prop("backend", run.backend);
-  prop("status", run.status);
+  prop("status", RunStatusName(run.status));
   prop("wall_ms", std::to_string(run.wall_ms));
   prop("started_at", run.started_at);
   prop("finished_at", run.finished_at);

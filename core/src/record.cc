@@ -304,6 +304,28 @@ std::vector<std::string> RedactArgv(const std::vector<std::string>& argv) {
   return out;
 }
 
+namespace {
+constexpr std::pair<RunStatus, std::string_view> kRunStatusNames[] = {
+    {RunStatus::kPassed, "passed"},       {RunStatus::kFailed, "failed"},
+    {RunStatus::kCancelled, "cancelled"}, {RunStatus::kError, "error"},
+    {RunStatus::kIncomplete, "incomplete"},
+};
+}  // namespace
+
+std::string_view RunStatusName(RunStatus status) {
+  for (const auto& [value, name] : kRunStatusNames) {
+    if (value == status) return name;
+  }
+  return "unknown";
+}
+
+std::optional<RunStatus> RunStatusFromName(std::string_view name) {
+  for (const auto& [value, known] : kRunStatusNames) {
+    if (known == name) return value;
+  }
+  return std::nullopt;
+}
+
 std::string VerdictOf(const ExecResult& result) {
   switch (result.outcome) {
     case Outcome::kExited: return result.exit_code == 0 ? "passed" : "failed";
@@ -404,7 +426,7 @@ std::string ToJson(const RunRecord& record, int indent) {
   Json j;
   j["schema"] = kRunRecordSchema;
   j["run_id"] = record.run_id;
-  j["status"] = record.status;
+  j["status"] = std::string(RunStatusName(record.status));
   j["backend"] = record.backend;
   j["started_at"] = record.started_at;
   j["finished_at"] = record.finished_at;
@@ -429,7 +451,12 @@ Result<RunRecord> RunRecordFromJson(const std::string& json) {
   FieldReader in(j, kWhat);
   RunRecord record;
   record.run_id = in.Required("run_id");
-  record.status = in.Required("status");
+  std::string status = in.Required("status");
+  if (!status.empty()) {
+    std::optional<RunStatus> parsed = RunStatusFromName(status);
+    if (!parsed) in.Fail("status", "has unknown value '" + status + "'");
+    else record.status = *parsed;
+  }
   record.backend = in.String(j, "backend");
   record.started_at = in.String(j, "started_at");
   record.finished_at = in.String(j, "finished_at");

@@ -27,17 +27,15 @@ Status BackendRegistry::Register(BackendInfo info, BackendFactory factory) {
                                 "' is not valid (use lowercase letters, digits, '-' and '_')");
   }
   if (entries_.count(name) != 0) {
-    return Status(StatusCode::kAlreadyExists,
-                  "backend '" + name + "' is registered twice (first by " +
-                      entries_[name].info.origin + ", again by " + info.origin + ")");
+    return AlreadyExistsError("backend '" + name + "' is registered twice (first by " +
+                              entries_[name].info.origin + ", again by " + info.origin + ")");
   }
   for (const auto& flag : info.flags) {
     for (const auto& [other, entry] : entries_) {
       for (const auto& taken : entry.info.flags) {
         if (taken.name != flag.name) continue;
-        return Status(StatusCode::kAlreadyExists, "backend '" + name + "' declares flag --" +
-                                                      flag.name + ", which backend '" + other +
-                                                      "' already declares");
+        return AlreadyExistsError("backend '" + name + "' declares flag --" + flag.name +
+                                  ", which backend '" + other + "' already declares");
       }
     }
   }

@@ -58,7 +58,7 @@ class EchoBackend : public Backend {
       : archive_(std::move(archive)), prefix_(std::move(prefix)) {}
   std::string_view Name() const override { return TEST_PLUGIN_BACKEND_NAME; }
   Capabilities GetCapabilities() const override { return {}; }
-  Availability CheckAvailable() override { return {true, ""}; }
+  Status CheckAvailable() override { return OkStatus(); }
   Result<std::unique_ptr<Sandbox>> Create(const SandboxSpec&) override {
     return std::unique_ptr<Sandbox>(new EchoSandbox(prefix_));
   }

@@ -518,7 +518,7 @@ class TapBackendImpl : public Backend {
       : inner_(std::move(inner)), tap_(std::move(tap)) {}
   std::string_view Name() const override { return inner_->Name(); }
   Capabilities GetCapabilities() const override { return inner_->GetCapabilities(); }
-  Availability CheckAvailable() override { return inner_->CheckAvailable(); }
+  Status CheckAvailable() override { return inner_->CheckAvailable(); }
   Result<std::unique_ptr<Sandbox>> Create(const SandboxSpec& spec) override {
     auto created = inner_->Create(spec);
     if (!created.ok()) return created.status();

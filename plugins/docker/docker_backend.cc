@@ -66,32 +66,23 @@ class DockerBackend : public Backend {
     return caps;
   }
 
-  Availability CheckAvailable() override {
-    Availability a;
+  Status CheckAvailable() override {
     auto parsed = ParseDockerHost(options_.host);
-    if (!parsed.ok()) {
-      a.reason = parsed.status().message();
-      return a;
-    }
+    if (!parsed.ok()) return FailedPreconditionError(parsed.status().message());
     auto res = client_->Request("GET", "/_ping", {}, {}, std::chrono::seconds(5));
     if (!res.ok()) {
       std::string why = FirstLine(res.status().message());
       if (why.rfind("docker: ", 0) == 0) why = why.substr(8);
-      a.reason = "docker: cannot reach the engine at DOCKER_HOST=" + options_.host + ": " + why;
-      return a;
+      return UnavailableError("docker: cannot reach the engine at DOCKER_HOST=" + options_.host +
+                              ": " + why);
     }
     if (res->status != 200) {
-      a.reason = "docker: engine at DOCKER_HOST=" + options_.host + " answered /_ping with " +
-                 std::to_string(res->status);
-      return a;
+      return UnavailableError("docker: engine at DOCKER_HOST=" + options_.host +
+                              " answered /_ping with " + std::to_string(res->status));
     }
     Status st = EnsureVersion();
-    if (!st.ok()) {
-      a.reason = FirstLine(st.message());
-      return a;
-    }
-    a.available = true;
-    return a;
+    if (!st.ok()) return Status(st.code(), FirstLine(st.message()), st.retryable());
+    return OkStatus();
   }
 
   Status ValidateSpec(const SandboxSpec& spec) override;

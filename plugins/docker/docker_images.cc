@@ -118,7 +118,7 @@ Status PullImage(DockerClient& client, const std::string& image) {
   // is malformed. Both are the user's to fix. Anything else (the registry
   // could not be reached) says nothing about the image.
   if (res.status == 404 || res.status == 400) return InvalidArgumentError(DockerErrorMessage(res));
-  if (res.status != 200) return Status(StatusCode::kFailedPrecondition, DockerErrorMessage(res));
+  if (res.status != 200) return FailedPreconditionError(DockerErrorMessage(res));
   // The pull reports failures inside its JSON progress stream.
   std::size_t start = 0;
   while (start < res.body.size()) {

@@ -164,6 +164,17 @@ class LocalSandbox : public Sandbox {
     return OkStatus();
   }
 
+  // The directory is gone and not by Terminate(): RemoveLeftover moves it
+  // away before it kills the command.
+  bool RemovedFromOutside() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (terminated_) return false;
+    }
+    std::error_code ec;
+    return !fs::exists(root_, ec) && !ec;
+  }
+
   Status RemoveDirectory() {
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -222,6 +233,11 @@ class LocalSandbox : public Sandbox {
     Result<local::ProcessEnd> end =
         local::RunProcess(launch, tracker_, output.out(), output.err());
     if (!end.ok()) return end.status();
+    if (end->outcome == Outcome::kSignaled && RemovedFromOutside()) {
+      // Killed by whoever removed the sandbox (`sandrun cleanup` elsewhere,
+      // RemoveLeftover): the sandbox's end, not the test's (backend.h).
+      return UnavailableError("local: sandbox " + id_ + " was removed while the command ran");
+    }
     result.outcome = end->outcome;
     result.exit_code = end->exit_code;
     result.signal = end->signal;
@@ -318,17 +334,18 @@ Capabilities LocalBackend::GetCapabilities() const {
   return caps;
 }
 
-Availability LocalBackend::CheckAvailable() {
+Status LocalBackend::CheckAvailable() {
   std::error_code ec;
   fs::create_directories(sandboxes_dir_, ec);
   if (ec) {
-    return {false, "local: cannot create " + sandboxes_dir_.string() + ": " + ec.message()};
+    return FailedPreconditionError("local: cannot create " + sandboxes_dir_.string() + ": " +
+                                   ec.message());
   }
   if (access(sandboxes_dir_.c_str(), W_OK | X_OK) != 0) {
-    return {false, "local: " + sandboxes_dir_.string() + " is not writable: " +
-                       std::strerror(errno)};
+    return PermissionDeniedError("local: " + sandboxes_dir_.string() + " is not writable: " +
+                                 std::strerror(errno));
   }
-  return {true, ""};
+  return OkStatus();
 }
 
 Result<std::unique_ptr<Sandbox>> LocalBackend::Create(const SandboxSpec& spec) {
@@ -410,6 +427,12 @@ Status LocalBackend::RemoveLeftover(const std::string& id) {
   std::error_code ec;
   if (!fs::is_directory(root, ec)) return NotFoundError("no local sandbox '" + id + "'");
   Result<Json> manifest = ReadManifest(root / kManifestName);
+  // Moved away before its commands are killed, so a sandrun still running
+  // one sees its sandbox removed, not its command crashed. The new name is
+  // still an id: a removal that fails half-way stays listed and removable.
+  fs::path doomed = sandboxes_dir_ / (id + "-removing");
+  fs::rename(root, doomed, ec);
+  if (!ec) root = doomed;
   if (manifest.ok() && manifest->value("host", "") == HostName()) {
     for (const auto& group : manifest->value("process_groups", Json::array())) {
       pid_t pgid = group.value("pgid", 0);

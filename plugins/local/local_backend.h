@@ -60,7 +60,7 @@ class LocalBackend : public Backend {
   std::string_view Name() const override { return "local"; }
   Capabilities GetCapabilities() const override;
   /// Unavailable only when the sandbox directory cannot be created or written.
-  Availability CheckAvailable() override;
+  Status CheckAvailable() override;
   /// kUnimplemented for a dockerfile or a gpu; otherwise a new directory.
   Result<std::unique_ptr<Sandbox>> Create(const SandboxSpec& spec) override;
   /// Every directory under <state_dir>/sandboxes/local with a manifest.

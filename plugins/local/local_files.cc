@@ -21,9 +21,7 @@ std::error_code ErrnoCode() { return std::error_code(errno, std::generic_categor
 Status FromErrorCode(const std::error_code& ec, const std::string& what) {
   if (ec == std::errc::no_such_file_or_directory) return NotFoundError(what + ": " + ec.message());
   if (ec == std::errc::permission_denied) return PermissionDeniedError(what + ": " + ec.message());
-  if (ec == std::errc::no_space_on_device) {
-    return Status(StatusCode::kResourceExhausted, what + ": " + ec.message());
-  }
+  if (ec == std::errc::no_space_on_device) return ResourceExhaustedError(what + ": " + ec.message());
   return InternalError(what + ": " + ec.message());
 }
 

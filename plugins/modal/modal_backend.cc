@@ -156,6 +156,9 @@ class ModalSandbox : public Sandbox {
   Result<RawResult> RunRaw(const RawExec& exec);
   // The sandbox's final status if it has ended ("" while it runs).
   std::string SandboxEnded();
+  // The retryable infrastructure error for a sandbox that ended (evicted,
+  // killed from outside) while a command ran in it.
+  Status EndedWhileRunning(const std::string& final_status) const;
   // Runs the in-sandbox file tool with `command` (a JSON object).
   Status FsTool(const json& command, const std::string* stdin_data,
                 const std::function<void(std::string_view)>& on_stdout);
@@ -427,7 +430,15 @@ Result<ExecResult> ModalSandbox::Exec(const ExecRequest& request) {
   exec.on_stdout = [&](std::string_view chunk) { output.out().Append(chunk); };
   exec.on_stderr = [&](std::string_view chunk) { output.err().Append(chunk); };
   auto raw = RunRaw(exec);
-  if (!raw.ok()) return raw.status();
+  if (!raw.ok()) {
+    // A sandbox that died before or under the exec shows up as a failed
+    // call (its task is gone): the sandbox's end, retryable as such.
+    if (auto ended = SandboxEnded(); !ended.empty()) {
+      return UnavailableError("modal: sandbox " + id_ + " has ended (" + ended +
+                              "): " + raw.status().message());
+    }
+    return raw.status();
+  }
   output.FinishInto(result);
   result.durations.exec_ms = std::chrono::duration_cast<milliseconds>(raw->elapsed).count();
 
@@ -471,9 +482,7 @@ Result<ExecResult> ModalSandbox::Exec(const ExecRequest& request) {
       result.outcome = Outcome::kTimedOut;
       result.exit_code = kExitTimedOut;
     } else if (auto ended = SandboxEnded(); !ended.empty()) {
-      result.outcome = Outcome::kInfraError;
-      result.exit_code = kExitSandrunError;
-      result.error = "modal: sandbox " + id_ + " ended while the command ran (" + ended + ")";
+      return EndedWhileRunning(ended);
     }
   }
   if (result.outcome == Outcome::kTimedOut) {
@@ -485,12 +494,15 @@ Result<ExecResult> ModalSandbox::Exec(const ExecRequest& request) {
   }
   if (!raw->stdio_status.ok() && result.outcome != Outcome::kCancelled) {
     // The command ran to an end but part of its output is lost: an
-    // infrastructure error, never a silent truncation.
-    result.outcome = Outcome::kInfraError;
-    result.error = "output stream lost: " + raw->stdio_status.message();
-    result.exit_code = kExitSandrunError;
+    // infrastructure error (retryable, backend.h), never a silent truncation.
+    return UnavailableError("output stream lost: " + raw->stdio_status.message());
   }
   return result;
+}
+
+Status ModalSandbox::EndedWhileRunning(const std::string& final_status) const {
+  return UnavailableError("modal: sandbox " + id_ + " ended while the command ran (" +
+                          final_status + ")");
 }
 
 std::string ModalSandbox::SandboxEnded() {
@@ -535,7 +547,7 @@ Status ModalSandbox::FsTool(const json& command, const std::string* stdin_data,
                      Tail(message, 400);
   if (kind == "NotFound") return NotFoundError(text);
   if (kind == "PermissionDenied") return PermissionDeniedError(text);
-  if (kind == "PathAlreadyExists") return Status(StatusCode::kAlreadyExists, text);
+  if (kind == "PathAlreadyExists") return AlreadyExistsError(text);
   return InternalError(text);
 }
 
@@ -769,7 +781,7 @@ class ModalBackend : public Backend {
     caps.max_parallel = options_.max_parallel;
     return caps;
   }
-  Availability CheckAvailable() override;
+  Status CheckAvailable() override;
   Result<std::unique_ptr<Sandbox>> Create(const SandboxSpec& spec) override;
   Result<std::vector<Leftover>> ListLeftovers() override;
   Status RemoveLeftover(const std::string& id) override;
@@ -821,26 +833,13 @@ Result<std::shared_ptr<Shared>> ModalBackend::Connect() {
   return shared;
 }
 
-Availability ModalBackend::CheckAvailable() {
-  Availability availability;
-  auto creds = LoadModalCredentials(env_);
-  if (!creds.ok()) {
-    availability.reason = creds.status().message();
-    return availability;
-  }
-  auto shared = Connect();
-  if (!shared.ok()) {
-    availability.reason = shared.status().message();
-    return availability;
-  }
+Status ModalBackend::CheckAvailable() {
+  // Missing credentials are kFailedPrecondition, an unreachable server
+  // kUnavailable, rejected credentials kPermissionDenied (MapGrpcStatus).
+  SANDRUN_RETURN_IF_ERROR(LoadModalCredentials(env_).status());
+  SANDRUN_ASSIGN_OR_RETURN(std::shared_ptr<Shared> shared, Connect());
   // A cheap authenticated call: the auth token (cached after the first).
-  auto token = (*shared)->control->AuthToken();
-  if (!token.ok()) {
-    availability.reason = token.status().message();
-    return availability;
-  }
-  availability.available = true;
-  return availability;
+  return shared->control->AuthToken().status();
 }
 
 Result<std::string> ModalBackend::ImageId(Shared& shared, const SandboxSpec& spec) {

@@ -157,36 +157,35 @@ Status MapGrpcStatus(const grpc::Status& status, const std::string& what) {
   const std::string message = "modal: " + what + ": " + status.error_message();
   switch (status.error_code()) {
     case grpc::StatusCode::UNAVAILABLE:
-      return Status(StatusCode::kUnavailable, message + " (UNAVAILABLE)", true);
+      return UnavailableError(message + " (UNAVAILABLE)");
     case grpc::StatusCode::CANCELLED:
-      return Status(StatusCode::kUnavailable, message + " (CANCELLED)", true);
+      return UnavailableError(message + " (CANCELLED)");
     case grpc::StatusCode::UNKNOWN:
-      return Status(StatusCode::kUnavailable, message + " (UNKNOWN)", true);
+      return UnavailableError(message + " (UNKNOWN)");
     case grpc::StatusCode::DEADLINE_EXCEEDED:
       return Status(StatusCode::kDeadlineExceeded, message, true);
     case grpc::StatusCode::INTERNAL:
       return Status(StatusCode::kInternal, message + " (INTERNAL)", true);
     case grpc::StatusCode::UNAUTHENTICATED:
-      return Status(StatusCode::kPermissionDenied,
-                    message + " (UNAUTHENTICATED: credentials rejected)", false);
+      return PermissionDeniedError(message + " (UNAUTHENTICATED: credentials rejected)");
     case grpc::StatusCode::PERMISSION_DENIED:
-      return Status(StatusCode::kPermissionDenied, message, false);
+      return PermissionDeniedError(message);
     case grpc::StatusCode::NOT_FOUND:
-      return Status(StatusCode::kNotFound, message, false);
+      return NotFoundError(message);
     case grpc::StatusCode::ALREADY_EXISTS:
-      return Status(StatusCode::kAlreadyExists, message, false);
+      return AlreadyExistsError(message);
     case grpc::StatusCode::INVALID_ARGUMENT:
     case grpc::StatusCode::OUT_OF_RANGE:
-      return Status(StatusCode::kInvalidArgument, message, false);
+      return InvalidArgumentError(message);
     case grpc::StatusCode::FAILED_PRECONDITION:
     case grpc::StatusCode::ABORTED:
-      return Status(StatusCode::kFailedPrecondition, message, false);
+      return FailedPreconditionError(message);
     case grpc::StatusCode::RESOURCE_EXHAUSTED:
-      return Status(StatusCode::kResourceExhausted, message, false);
+      return ResourceExhaustedError(message);
     case grpc::StatusCode::UNIMPLEMENTED:
-      return Status(StatusCode::kUnimplemented, message, false);
+      return UnimplementedError(message);
     default:
-      return Status(StatusCode::kInternal, message, false);
+      return InternalError(message);
   }
 }
 

@@ -15,7 +15,8 @@
 #include <thread>
 
 #include "conformance/helper_protocol.h"
-#include "sandrun/archive_store.h"
+#include "sandrun/archive.h"
+#include "sandrun/engine.h"
 #include "sandrun/util.h"
 #include "support/test_util.h"
 
@@ -98,6 +99,89 @@ bool AnyNoteMentions(const ExecResult& result, const std::string& word) {
     if (note.find(word) != std::string::npos) return true;
   }
   return false;
+}
+
+class KillingBackend;
+
+// A sandbox of KillingBackend: on the first output of a command, its
+// sandbox is killed from outside.
+class KillingSandbox : public Sandbox {
+ public:
+  KillingSandbox(std::unique_ptr<Sandbox> inner, KillingBackend& owner)
+      : inner_(std::move(inner)), owner_(owner) {}
+  const std::string& Id() const override { return inner_->Id(); }
+  Status Put(const FileUpload& upload) override { return inner_->Put(upload); }
+  Result<ExecResult> Exec(const ExecRequest& request) override;
+  Result<std::vector<std::string>> Get(const std::string& sandbox_path,
+                                       const fs::path& host_dir) override {
+    return inner_->Get(sandbox_path, host_dir);
+  }
+  Status Terminate() override { return inner_->Terminate(); }
+
+ private:
+  std::unique_ptr<Sandbox> inner_;
+  KillingBackend& owner_;
+};
+
+// The backend under test, for the engine, with every command's sandbox
+// killed from outside (ConformanceTarget::kill_sandbox_from_outside) once
+// the command has started, each kill from a thread of its own.
+class KillingBackend : public Backend {
+ public:
+  KillingBackend(Backend& inner, std::function<Status(const std::string&)> kill)
+      : inner_(inner), kill_(std::move(kill)) {}
+  ~KillingBackend() override { JoinKillers(); }
+
+  std::string_view Name() const override { return inner_.Name(); }
+  Capabilities GetCapabilities() const override { return inner_.GetCapabilities(); }
+  Status CheckAvailable() override { return inner_.CheckAvailable(); }
+  Status ValidateSpec(const SandboxSpec& spec) override { return inner_.ValidateSpec(spec); }
+  Result<std::unique_ptr<Sandbox>> Create(const SandboxSpec& spec) override {
+    SANDRUN_ASSIGN_OR_RETURN(std::unique_ptr<Sandbox> sandbox, inner_.Create(spec));
+    return std::unique_ptr<Sandbox>(std::make_unique<KillingSandbox>(std::move(sandbox), *this));
+  }
+  Result<std::vector<Leftover>> ListLeftovers() override { return inner_.ListLeftovers(); }
+  Status RemoveLeftover(const std::string& id) override { return inner_.RemoveLeftover(id); }
+  Result<std::unique_ptr<ArchiveStore>> OpenArchive() override { return inner_.OpenArchive(); }
+
+  void KillSoon(const std::string& sandbox_id) {
+    std::lock_guard<std::mutex> lock(mu_);
+    killers_.emplace_back([this, sandbox_id] {
+      Status killed = kill_(sandbox_id);
+      std::lock_guard<std::mutex> lock(mu_);
+      kills_.push_back(killed);
+    });
+  }
+  void JoinKillers() {
+    std::vector<std::thread> killers;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      killers.swap(killers_);
+    }
+    for (auto& killer : killers) killer.join();
+  }
+  std::vector<Status> kills() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return kills_;
+  }
+
+ private:
+  Backend& inner_;
+  std::function<Status(const std::string&)> kill_;
+  std::mutex mu_;
+  std::vector<std::thread> killers_;  // Guarded by mu_.
+  std::vector<Status> kills_;         // Guarded by mu_.
+};
+
+Result<ExecResult> KillingSandbox::Exec(const ExecRequest& request) {
+  ExecRequest watched = request;
+  auto killed = std::make_shared<std::once_flag>();
+  watched.on_output = [this, killed, live = request.on_output](StreamKind kind,
+                                                                std::string_view chunk) {
+    std::call_once(*killed, [&] { owner_.KillSoon(Id()); });
+    if (live) live(kind, chunk);
+  };
+  return inner_->Exec(watched);
 }
 
 }  // namespace
@@ -906,6 +990,69 @@ TEST_P(BackendConformanceTest, LeftoversAreListedByLabelAndRemovable) {
   EXPECT_TRUE(backend_->RemoveLeftover(found->id).ok());
   EXPECT_FALSE(find().has_value()) << "still listed after RemoveLeftover";
   sandbox->Terminate().IgnoreError();  // its resources are already gone
+}
+
+// ---- infrastructure failures ----
+
+TEST_P(BackendConformanceTest, ExecInASandboxKilledFromOutsideFailsRetryably) {
+  ASSERT_TRUE(GetParam().kill_sandbox_from_outside)
+      << "the target must say how its sandboxes are killed from outside";
+  KillingBackend killing(*backend_, GetParam().kill_sandbox_from_outside);
+  auto created = NewSandbox();
+  ASSERT_NE(created, nullptr);
+  KillingSandbox sandbox(std::move(created), killing);
+  auto start = std::chrono::steady_clock::now();
+  auto result = sandbox.Exec(Shell("echo started; sleep 60"));
+  auto elapsed = std::chrono::steady_clock::now() - start;
+  killing.JoinKillers();
+  ASSERT_EQ(killing.kills().size(), 1u) << "the command never printed, so nothing was killed";
+  EXPECT_TRUE(killing.kills()[0].ok()) << killing.kills()[0].ToString();
+  ASSERT_FALSE(result.ok()) << "backend.h: an infrastructure failure is a Status, not an "
+                               "outcome: "
+                            << Describe(*result);
+  EXPECT_EQ(result.status().code(), StatusCode::kUnavailable) << result.status().ToString();
+  EXPECT_TRUE(result.status().retryable()) << result.status().ToString();
+  EXPECT_LT(elapsed, std::chrono::seconds(60)) << "the killed command was waited for";
+  sandbox.Terminate().IgnoreError();
+}
+
+TEST_P(BackendConformanceTest, SandboxKilledFromOutsideIsRetriedOnceThenAnInfraError) {
+  ASSERT_TRUE(GetParam().kill_sandbox_from_outside)
+      << "the target must say how its sandboxes are killed from outside";
+  auto killing = std::make_shared<KillingBackend>(*backend_, GetParam().kill_sandbox_from_outside);
+  Task task;
+  task.id = "killed-from-outside";
+  task.sandbox = GetParam().base_spec;
+  task.exec = Shell("echo started; sleep 60");
+  task.exec.timeout = std::chrono::seconds(120);
+  TempDir outbox;
+  RunOptions options;
+  options.retries = 1;
+  options.retry_backoff = std::chrono::milliseconds(10);
+  options.outbox_dir = outbox.path();
+  Engine engine({{killing}});
+  CancelFlag never;
+  auto start = std::chrono::steady_clock::now();
+  auto ran = engine.Run({task}, options, never);
+  auto elapsed = std::chrono::steady_clock::now() - start;
+  killing->JoinKillers();
+  ASSERT_TRUE(ran.ok()) << ran.status().ToString();
+  for (const Status& killed : killing->kills()) {
+    EXPECT_TRUE(killed.ok()) << "killing from outside failed: " << killed.ToString();
+  }
+  EXPECT_EQ(killing->kills().size(), 2u) << "one kill per attempt";
+  ASSERT_EQ(ran->tasks.size(), 1u);
+  const TaskRecord& record = ran->tasks[0];
+  EXPECT_EQ(record.result.outcome, Outcome::kInfraError)
+      << "a sandbox killed from outside is not the test's failure: " << Describe(record.result);
+  EXPECT_EQ(record.attempts, 2) << "retried once, as an infrastructure error is";
+  ASSERT_EQ(record.attempt_errors.size(), 1u);
+  EXPECT_EQ(record.attempt_errors[0].rfind("UNAVAILABLE: ", 0), 0u) << record.attempt_errors[0];
+  EXPECT_EQ(record.result.error.rfind("UNAVAILABLE: ", 0), 0u) << record.result.error;
+  EXPECT_EQ(ExitCodeOf(record.result), kExitSandrunError);
+  EXPECT_EQ(ran->run.status, RunStatus::kError);
+  EXPECT_EQ(BatchExitCode(ran->run), kExitSandrunError);
+  EXPECT_LT(elapsed, std::chrono::seconds(60)) << "the killed command was waited for";
 }
 
 }  // namespace sandrun::conformance

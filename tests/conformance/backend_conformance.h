@@ -55,6 +55,10 @@ struct ConformanceTarget {
   /// With a skip_reason: every case fails with it instead (a backend the run
   /// requires, such as Docker in CI).
   bool skip_is_failure = false;
+  /// Ends a sandbox (by Sandbox::Id()) the way something outside this
+  /// sandrun would while a command runs in it: another sandrun's cleanup,
+  /// `docker kill`, Modal ending it. Called from another thread.
+  std::function<Status(const std::string& sandbox_id)> kill_sandbox_from_outside;
   /// Capabilities this target's environment is known to offer, found
   /// independently of the backend (a daemon always isolates, the host allows
   /// namespaces). A backend that then does not declare one fails: a lost

@@ -7,6 +7,7 @@
 
 #include "conformance/backend_conformance.h"
 #include "docker_backend.h"
+#include "plugins/docker/docker_test_env.h"
 #include "sandrun/config.h"
 #include "sandrun/registry.h"
 #include "support/docker_required.h"
@@ -41,14 +42,24 @@ ConformanceTarget DockerTarget(const std::string& name, const std::string& image
   target.name = name;
   target.make = MakeDocker;
   target.base_spec.image = image;
+  target.kill_sandbox_from_outside = [](const std::string& container_id) -> Status {
+    auto killed = docker::testing::TestClient()->Request(
+        "POST", "/containers/" + container_id + "/kill?signal=KILL");
+    if (!killed.ok()) return killed.status();
+    if (killed->status != 204) {
+      return InternalError("docker kill answered " + std::to_string(killed->status) + ": " +
+                           killed->body);
+    }
+    return OkStatus();
+  };
   auto backend = MakeDocker();
   if (!backend.ok()) {
     target.skip_reason = "docker backend unavailable: " + backend.status().ToString();
     return target;
   }
-  Availability availability = (*backend)->CheckAvailable();
-  if (!availability.available) {
-    target.skip_reason = "no Docker engine (run scripts/docker-test-env): " + availability.reason;
+  Status available = (*backend)->CheckAvailable();
+  if (!available.ok()) {
+    target.skip_reason = "no Docker engine (run scripts/docker-test-env): " + available.message();
   }
   if (!target.skip_reason.empty() && sandrun::testing::DockerRequired()) {
     target.skip_is_failure = true;

@@ -40,6 +40,12 @@ ConformanceTarget LocalTarget() {
     RegisterLocalBackend(registry);
     return registry.Create("local", config);
   };
+  // As `sandrun cleanup` in another process would: a backend of its own
+  // removes the sandbox, killing its commands.
+  target.kill_sandbox_from_outside = [make = target.make](const std::string& sandbox_id) {
+    SANDRUN_ASSIGN_OR_RETURN(std::unique_ptr<Backend> other, make());
+    return other->RemoveLeftover(sandbox_id);
+  };
   target.required.isolates_network = HostAllowsNetworkIsolation();
   // Hidden by the same mount namespace that hides host sockets.
   target.archive_paths = {archive.path().string(), (state.path() / "outbox").string()};

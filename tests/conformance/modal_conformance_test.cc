@@ -39,6 +39,11 @@ ConformanceTarget ModalFakeTarget() {
   ConformanceTarget target;
   target.name = "modal_fake";
   target.make = MakeModal;
+  // Modal ends it (evicted, out of credit, terminated from its dashboard).
+  target.kill_sandbox_from_outside = [](const std::string& sandbox_id) {
+    Server()->KillSandbox(sandbox_id);
+    return OkStatus();
+  };
   // The fake runs commands on this host; the image is only recorded.
   target.base_spec.image = "debian:bookworm-slim";
   // Where the results Volume used to be mounted, seen from the workdir

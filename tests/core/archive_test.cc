@@ -43,7 +43,7 @@ TaskRecord MakeTask(const std::string& run_id, const std::string& task_id, int e
 RunRecord MakeRun(const std::string& run_id) {
   RunRecord r;
   r.run_id = run_id;
-  r.status = "passed";
+  r.status = RunStatus::kPassed;
   r.backend = "local";
   r.total = 1;
   r.passed = 1;
@@ -263,7 +263,7 @@ TEST(ResultArchiveTest, WritesReadsAndListsRuns) {
   listed = f.archive.ListRuns();
   ASSERT_TRUE(listed.ok());
   EXPECT_TRUE((*listed)[0].has_summary);
-  EXPECT_EQ((*listed)[0].summary.status, "passed");
+  EXPECT_EQ((*listed)[0].summary.status, RunStatus::kPassed);
 
   EXPECT_EQ(f.archive.ReadTask(*run_id, "t9").status().code(), StatusCode::kNotFound);
   Status unknown = f.archive.ReadRun("20200101T000000Z-0000").status();

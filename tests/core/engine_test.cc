@@ -50,7 +50,7 @@ TEST_F(EngineTest, AllPassingTasksPassTheRunAndAreArchived) {
   auto backend = MakeBackend();
   Engine engine({{backend}});
   auto out = RunOk(engine, {MakeTask("a", {"pass"}), MakeTask("b", {"print", "hello"})}, Options());
-  EXPECT_EQ(out.run.status, "passed");
+  EXPECT_EQ(out.run.status, RunStatus::kPassed);
   EXPECT_EQ(out.run.passed, 2);
   EXPECT_EQ(BatchExitCode(out.run), 0);
   ASSERT_EQ(out.tasks.size(), 2u);
@@ -87,7 +87,7 @@ TEST_F(EngineTest, BadInputTheBackendFindsStopsTheRunBeforeItExists) {
   // A backend that could not check does not stop the run.
   backend->spec_verdict = UnavailableError("fake: engine busy");
   auto out = RunOk(engine, {MakeTask("a", {"pass"})}, Options());
-  EXPECT_EQ(out.run.status, "passed");
+  EXPECT_EQ(out.run.status, RunStatus::kPassed);
 }
 
 TEST_F(EngineTest, ConcurrencyLimitIsHeldAndReached) {
@@ -104,7 +104,7 @@ TEST_F(EngineTest, FailingTaskFailsTheRunWithoutRetry) {
   auto backend = MakeBackend();
   Engine engine({{backend}});
   auto out = RunOk(engine, {MakeTask("ok", {"pass"}), MakeTask("bad", {"fail", "3"})}, Options());
-  EXPECT_EQ(out.run.status, "failed");
+  EXPECT_EQ(out.run.status, RunStatus::kFailed);
   EXPECT_EQ(out.run.failed, 1);
   EXPECT_EQ(BatchExitCode(out.run), 1);
   EXPECT_EQ(out.tasks[1].result.exit_code, 3);
@@ -121,7 +121,7 @@ TEST_F(EngineTest, BackendTimeoutIsReportedAsTimedOut) {
   EXPECT_EQ(out.tasks[0].result.ended_by, kEndedByTimeout) << "the backend's own timeout";
   EXPECT_EQ(ExitCodeOf(out.tasks[0].result), 124);
   EXPECT_EQ(out.run.timed_out, 1);
-  EXPECT_EQ(out.run.status, "failed");
+  EXPECT_EQ(out.run.status, RunStatus::kFailed);
 }
 
 TEST_F(EngineTest, HostDeadlineEndsACommandTheBackendDoesNotStop) {
@@ -152,7 +152,7 @@ TEST_F(EngineTest, CancellationTerminatesEverySandboxAndRecordsTheRunAsCancelled
   auto out = engine.Run(tasks, Options(2), cancel);
   canceller.join();
   ASSERT_TRUE(out.ok());
-  EXPECT_EQ(out->run.status, "cancelled");
+  EXPECT_EQ(out->run.status, RunStatus::kCancelled);
   EXPECT_EQ(out->run.cancelled, 6);
   EXPECT_EQ(BatchExitCode(out->run), 130);
   EXPECT_EQ(backend->created.load(), 2) << "nothing new starts after a cancel";
@@ -166,7 +166,7 @@ TEST_F(EngineTest, RetryableInfrastructureErrorsAreRetried) {
   RunOptions options = Options();
   options.retries = 2;
   auto out = RunOk(engine, {MakeTask("flaky", {"flaky", "2"})}, options);
-  EXPECT_EQ(out.run.status, "passed");
+  EXPECT_EQ(out.run.status, RunStatus::kPassed);
   EXPECT_EQ(out.tasks[0].attempts, 3);
   EXPECT_EQ(out.tasks[0].attempt_errors.size(), 2u);
 }
@@ -182,8 +182,25 @@ TEST_F(EngineTest, RetriesRunOutIntoAnInfrastructureError) {
   EXPECT_EQ(ExitCodeOf(r), 125);
   EXPECT_NE(r.error.find("fake flake"), std::string::npos);
   EXPECT_EQ(backend->AttemptsOf("flaky"), 2);
-  EXPECT_EQ(out.run.status, "error");
+  EXPECT_EQ(out.run.status, RunStatus::kError);
   EXPECT_EQ(BatchExitCode(out.run), 125);
+}
+
+TEST_F(EngineTest, AnInfraOutcomeFromABackendIsRetriedLikeAnUnavailableStatus) {
+  auto backend = MakeBackend();
+  Engine engine({{backend}});
+  RunOptions options = Options();
+  options.retries = 1;
+  auto out = RunOk(engine, {MakeTask("lost", {"infra-outcome"})}, options);
+  const TaskRecord& task = out.tasks[0];
+  EXPECT_EQ(backend->AttemptsOf("lost"), 2);
+  EXPECT_EQ(task.attempts, 2);
+  ASSERT_EQ(task.attempt_errors.size(), 1u);
+  EXPECT_EQ(task.attempt_errors[0],
+            "UNAVAILABLE: running the command: fake backend lost the command");
+  EXPECT_EQ(task.result.outcome, Outcome::kInfraError);
+  EXPECT_EQ(task.result.error, task.attempt_errors[0]);
+  EXPECT_EQ(BatchExitCode(out.run), kExitSandrunError);
 }
 
 TEST_F(EngineTest, NonRetryableInfrastructureErrorsAreNotRetried) {
@@ -241,7 +258,7 @@ TEST_F(EngineTest, RaceStopsAtTheFirstPassingTaskAndCancelsTheRest) {
                    {MakeTask("slow", {"sleep", "60000"}), MakeTask("fast", {"sleep", "100"}),
                     MakeTask("never", {"pass"})},
                    options);
-  EXPECT_EQ(out.run.status, "passed");
+  EXPECT_EQ(out.run.status, RunStatus::kPassed);
   EXPECT_EQ(out.run.fastest_passing_task, "fast");
   EXPECT_EQ(BatchExitCode(out.run), 0);
   EXPECT_EQ(out.tasks[0].result.outcome, Outcome::kCancelled);

@@ -177,7 +177,7 @@ TaskRecord SampleTask(const std::string& id, Outcome outcome, int exit_code = 0)
 RunRecord SampleRun() {
   RunRecord run;
   run.run_id = "20261122T031500Z-4f2a";
-  run.status = "failed";
+  run.status = RunStatus::kFailed;
   run.backend = "local";
   run.started_at = "2026-11-22T03:15:00.123Z";
   run.wall_ms = 2500;

@@ -163,7 +163,7 @@ TEST(RedactArgvTest, RecordsAndRunsAreWrittenRedacted) {
   task.argv = {"docker", "run", "-e", "TOKEN=hunter2", "img"};
   RunRecord run;
   run.run_id = "r";
-  run.status = "passed";
+  run.status = RunStatus::kPassed;
   run.command_line = {"sandrun", "exec", "--env=TOKEN=hunter2", "--", "true"};
   EXPECT_EQ(ToJson(task).find("hunter2"), std::string::npos);
   EXPECT_EQ(ToJson(run).find("hunter2"), std::string::npos);
@@ -236,7 +236,7 @@ TEST(TaskRecordTest, RejectsBadInputWithNamedProblems) {
 TEST(RunRecordTest, RoundTripsEveryField) {
   RunRecord run;
   run.run_id = "20261122T031500Z-4f2a";
-  run.status = "failed";
+  run.status = RunStatus::kFailed;
   run.backend = "docker";
   run.started_at = "2026-11-22T03:15:00.000Z";
   run.finished_at = "2026-11-22T03:16:00.000Z";
@@ -284,6 +284,29 @@ TEST(RunRecordTest, RejectsTaskSchemaAndMissingStatus) {
   auto missing = RunRecordFromJson(R"({"schema": "sandrun.run/v1", "run_id": "r"})");
   ASSERT_FALSE(missing.ok());
   EXPECT_EQ(missing.status().message(), "run record: field 'status' is missing");
+}
+
+TEST(RunRecordTest, StatusIsWrittenAsItsNameAndReadBack) {
+  const std::pair<RunStatus, const char*> cases[] = {
+      {RunStatus::kPassed, "passed"},       {RunStatus::kFailed, "failed"},
+      {RunStatus::kCancelled, "cancelled"}, {RunStatus::kError, "error"},
+      {RunStatus::kIncomplete, "incomplete"},
+  };
+  for (const auto& [status, name] : cases) {
+    RunRecord run;
+    run.run_id = "r";
+    run.status = status;
+    std::string json = ToJson(run);
+    EXPECT_EQ(nlohmann::json::parse(json)["status"], name);
+    auto parsed = RunRecordFromJson(json);
+    ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
+    EXPECT_EQ(parsed->status, status) << name;
+  }
+  auto unknown = RunRecordFromJson(R"({"schema": "sandrun.run/v1", "run_id": "r",
+                                       "status": "smouldering"})");
+  ASSERT_FALSE(unknown.ok());
+  EXPECT_NE(unknown.status().message().find("'smouldering'"), std::string::npos)
+      << unknown.status().message();
 }
 
 TEST(VerdictOfTest, MapsEveryOutcome) {

@@ -36,6 +36,26 @@ TEST(StatusTest, CodesMessagesAndRetryability) {
   EXPECT_TRUE(c.retryable());
 }
 
+TEST(StatusTest, EveryErrorCodeHasAFactory) {
+  const std::pair<Status, const char*> cases[] = {
+      {InvalidArgumentError("m"), "INVALID_ARGUMENT: m"},
+      {NotFoundError("m"), "NOT_FOUND: m"},
+      {AlreadyExistsError("m"), "ALREADY_EXISTS: m"},
+      {FailedPreconditionError("m"), "FAILED_PRECONDITION: m"},
+      {UnavailableError("m"), "UNAVAILABLE: m"},
+      {DeadlineExceededError("m"), "DEADLINE_EXCEEDED: m"},
+      {CancelledError("m"), "CANCELLED: m"},
+      {PermissionDeniedError("m"), "PERMISSION_DENIED: m"},
+      {ResourceExhaustedError("m"), "RESOURCE_EXHAUSTED: m"},
+      {UnimplementedError("m"), "UNIMPLEMENTED: m"},
+      {InternalError("m"), "INTERNAL: m"},
+  };
+  for (const auto& [status, text] : cases) {
+    EXPECT_EQ(status.ToString(), text);
+    EXPECT_EQ(status.retryable(), status.code() == StatusCode::kUnavailable) << text;
+  }
+}
+
 TEST(StatusTest, ResultCarriesValueOrError) {
   EXPECT_EQ(*Quarter(8), 2);
   auto odd = Quarter(6);

@@ -80,9 +80,9 @@ bool DockerAvailable(std::string* reason) {
     *reason = backend.status().message();
     return false;
   }
-  auto availability = (*backend)->CheckAvailable();
-  *reason = availability.reason;
-  return availability.available;
+  Status available = (*backend)->CheckAvailable();
+  *reason = available.message();
+  return available.ok();
 }
 
 /// An isolated environment for one backend: HOME, state, archive, config.

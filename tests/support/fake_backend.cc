@@ -48,6 +48,9 @@ class FakeSandbox : public Sandbox {
       out.Append(arg);
     } else if (verb == "broken") {
       return FailedPreconditionError("fake backend is broken for good");
+    } else if (verb == "infra-outcome") {
+      result.outcome = Outcome::kInfraError;  // against backend.h's contract
+      result.error = "fake backend lost the command";
     } else if (verb == "flaky") {
       int attempt;
       {

@@ -5,6 +5,8 @@
 //   hang                 ignores its own timeout; only Terminate ends it
 //   flaky K              retryable infra error on the first K attempts, then exit 0
 //   broken               non-retryable infra error
+//   infra-outcome        an OK result with Outcome::kInfraError (a backend
+//                        breaking backend.h's contract, as old ones did)
 //   print TEXT           TEXT on stdout, exit 0
 // A timeout set on the request is honoured like a real backend (kTimedOut)
 // except by `hang`. It counts what it was asked to do.
@@ -29,7 +31,9 @@ class FakeBackend : public Backend {
 
   std::string_view Name() const override { return name_; }
   Capabilities GetCapabilities() const override { return {}; }
-  Availability CheckAvailable() override { return {available, unavailable_reason}; }
+  Status CheckAvailable() override {
+    return available ? OkStatus() : UnavailableError(unavailable_reason);
+  }
   Status ValidateSpec(const SandboxSpec&) override { return spec_verdict; }
   Result<std::unique_ptr<Sandbox>> Create(const SandboxSpec& spec) override;
   Result<std::vector<Leftover>> ListLeftovers() override { return std::vector<Leftover>{}; }

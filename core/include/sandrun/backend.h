@@ -37,12 +37,6 @@ struct Capabilities {
   int max_parallel = 0;            ///< Suggested -j; 0 = no opinion.
 };
 
-/// Whether the backend can be used right now, and if not, why.
-struct Availability {
-  bool available = false;
-  std::string reason;  ///< "docker: cannot connect to unix:///var/run/docker.sock: ..."
-};
-
 /// A sandbox that exists. Destroying the handle terminates it.
 class Sandbox {
  public:
@@ -57,9 +51,12 @@ class Sandbox {
 
   /// Runs one command and blocks until it ends, times out, or Terminate() is
   /// called. A command that fails, crashes or times out is a successful call
-  /// with that outcome; a non-OK Result means the backend itself failed (and
-  /// says whether retrying may help). After Terminate(), returns promptly
-  /// with Outcome::kCancelled and the output captured so far.
+  /// with that outcome. An infrastructure failure (the sandbox died or was
+  /// killed from outside, output was lost, the daemon went away) is a non-OK
+  /// Result, kUnavailable when a fresh attempt may work: the engine retries
+  /// those, and only it reports Outcome::kInfraError, once retries run out.
+  /// After Terminate(), returns promptly with Outcome::kCancelled and the
+  /// output captured so far.
   virtual Result<ExecResult> Exec(const ExecRequest& request) = 0;
 
   /// Copies `sandbox_path` (file or directory) into `host_dir`, refusing
@@ -94,8 +91,12 @@ class Backend {
   virtual Capabilities GetCapabilities() const = 0;
 
   /// Checks, cheaply, that a run can start (daemon reachable, credentials
-  /// present). Never throws; says why not.
-  virtual Availability CheckAvailable() = 0;
+  /// present). OK: usable. Otherwise the message says why not, for humans
+  /// ("docker: cannot reach the engine at DOCKER_HOST=...: ..."), and the code
+  /// says what kind of why: kUnavailable for an engine or service that does
+  /// not answer, kFailedPrecondition for missing or unreadable credentials or
+  /// settings, kPermissionDenied for rejected ones. Never throws.
+  virtual Status CheckAvailable() = 0;
 
   /// Checks, before a run exists, what only this backend can judge about a
   /// task's sandbox: limits it cannot give (more CPUs than it has), an image

@@ -6,7 +6,9 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "sandrun/result.h"
@@ -36,10 +38,24 @@ struct TaskRecord {
   std::map<std::string, std::string> labels;
 };
 
+/// How a whole run ended; run.json holds RunStatusName ("passed", ...).
+enum class RunStatus {
+  kPassed,     ///< Every task passed (with --race: one did).
+  kFailed,     ///< Some task failed or timed out.
+  kCancelled,  ///< The user stopped the run.
+  kError,      ///< Only infrastructure errors kept it from passing.
+  /// No summary exists (sandrun ended before writing one); shown by
+  /// `sandrun results`, never written by the engine.
+  kIncomplete,
+};
+std::string_view RunStatusName(RunStatus status);  // "passed", "failed", ...
+/// Parses RunStatusName's output back; nullopt on anything else.
+std::optional<RunStatus> RunStatusFromName(std::string_view name);
+
 /// Summary of a whole run: written at its end (and on cancellation).
 struct RunRecord {
   std::string run_id;
-  std::string status;        ///< "passed", "failed", "cancelled", "error".
+  RunStatus status = RunStatus::kIncomplete;
   std::string backend;
   std::string started_at;
   std::string finished_at;

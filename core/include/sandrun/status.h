@@ -66,11 +66,13 @@ class [[nodiscard]] Status {
 inline Status OkStatus() { return Status(); }
 Status InvalidArgumentError(std::string message);
 Status NotFoundError(std::string message);
+Status AlreadyExistsError(std::string message);
 Status FailedPreconditionError(std::string message);
 Status UnavailableError(std::string message);  // retryable
 Status DeadlineExceededError(std::string message);
 Status CancelledError(std::string message);
 Status PermissionDeniedError(std::string message);
+Status ResourceExhaustedError(std::string message);
 Status UnimplementedError(std::string message);
 Status InternalError(std::string message);
 

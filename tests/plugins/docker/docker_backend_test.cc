@@ -87,10 +87,11 @@ TEST(DockerAvailabilityTest, UnreachableDaemonNamesDockerHost) {
   auto options = ParseDockerOptions("{}", {{"DOCKER_HOST", "unix:///nonexistent.sock"}});
   ASSERT_TRUE(options.ok());
   auto backend = CreateDockerBackend(options.value());
-  Availability a = backend->CheckAvailable();
-  EXPECT_FALSE(a.available);
-  EXPECT_NE(a.reason.find("DOCKER_HOST=unix:///nonexistent.sock"), std::string::npos) << a.reason;
-  EXPECT_EQ(a.reason.find('\n'), std::string::npos) << a.reason;
+  Status available = backend->CheckAvailable();
+  EXPECT_EQ(available.code(), StatusCode::kUnavailable) << available.ToString();
+  EXPECT_NE(available.message().find("DOCKER_HOST=unix:///nonexistent.sock"), std::string::npos)
+      << available.message();
+  EXPECT_EQ(available.message().find('\n'), std::string::npos) << available.message();
   auto created = backend->Create(testing::ImageSpec("x"));
   ASSERT_FALSE(created.ok());
   EXPECT_TRUE(created.status().retryable()) << created.status().ToString();

@@ -131,8 +131,8 @@ TEST(DockerClientTest, TcpHostWorksEndToEnd) {
   auto options = testing::TestOptions();
   options.host = tcp;
   auto over_tcp = CreateDockerBackend(options);
-  Availability a = over_tcp->CheckAvailable();
-  ASSERT_TRUE(a.available) << a.reason;
+  Status available = over_tcp->CheckAvailable();
+  ASSERT_TRUE(available.ok()) << available.ToString();
   auto sandbox = over_tcp->Create(testing::ImageSpec(testing::kBusybox));
   ASSERT_TRUE(sandbox.ok()) << sandbox.status().ToString();
   ExecRequest request;
@@ -149,9 +149,10 @@ TEST(DockerClientTest, ClosedTcpPortIsUnavailable) {
   auto options = testing::TestOptions();
   options.host = "tcp://127.0.0.1:1";
   auto backend = CreateDockerBackend(options);
-  Availability a = backend->CheckAvailable();
-  EXPECT_FALSE(a.available);
-  EXPECT_NE(a.reason.find("DOCKER_HOST=tcp://127.0.0.1:1"), std::string::npos) << a.reason;
+  Status available = backend->CheckAvailable();
+  EXPECT_EQ(available.code(), StatusCode::kUnavailable) << available.ToString();
+  EXPECT_NE(available.message().find("DOCKER_HOST=tcp://127.0.0.1:1"), std::string::npos)
+      << available.message();
 }
 
 // An engine on a unix socket in the test's own directory that answers every

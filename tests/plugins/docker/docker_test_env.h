@@ -56,10 +56,10 @@ inline bool ImageExists(DockerClient& client, const std::string& image) {
 /// instead when Docker is required: CI, SANDRUN_REQUIRE_DOCKER=1).
 #define SANDRUN_REQUIRE_DOCKER(backend)                                             \
   do {                                                                              \
-    auto availability_ = (backend).CheckAvailable();                                \
-    if (!availability_.available) {                                                 \
+    ::sandrun::Status availability_ = (backend).CheckAvailable();                   \
+    if (!availability_.ok()) {                                                      \
       SANDRUN_SKIP_WITHOUT_DOCKER("no Docker engine (run scripts/docker-test-env): " \
-                                  + availability_.reason);                          \
+                                  + availability_.message());                       \
     }                                                                               \
   } while (0)
 

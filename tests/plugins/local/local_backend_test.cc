@@ -136,7 +136,8 @@ TEST(LocalRegistrationTest, RegistersLocalWithADescription) {
   }
   ASSERT_TRUE(backend.ok()) << backend.status().ToString();
   EXPECT_EQ((*backend)->Name(), "local");
-  EXPECT_TRUE((*backend)->CheckAvailable().available) << (*backend)->CheckAvailable().reason;
+  Status available = (*backend)->CheckAvailable();
+  EXPECT_TRUE(available.ok()) << available.ToString();
   EXPECT_TRUE(fs::is_directory(tmp.path() / ("sandrun-state-" + std::to_string(getuid())) /
                                "sandboxes" / "local"));
 }

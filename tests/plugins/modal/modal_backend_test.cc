@@ -54,17 +54,17 @@ class ModalBackendTest : public ::testing::Test {
 };
 
 TEST_F(ModalBackendTest, AvailableWithGoodCredentials) {
-  Availability availability = backend_->CheckAvailable();
-  EXPECT_TRUE(availability.available) << availability.reason;
+  Status available = backend_->CheckAvailable();
+  EXPECT_TRUE(available.ok()) << available.ToString();
 }
 
 TEST_F(ModalBackendTest, RejectedCredentialsAreNotAvailableAndNeverEchoed) {
   auto bad = env_.MakeBackend("{}", {{"MODAL_TOKEN_SECRET", "as-wrong-secret-value"}});
   ASSERT_TRUE(bad.ok());
-  Availability availability = (*bad)->CheckAvailable();
-  EXPECT_FALSE(availability.available);
-  EXPECT_NE(availability.reason.find("UNAUTHENTICATED"), std::string::npos) << availability.reason;
-  EXPECT_EQ(availability.reason.find("as-wrong-secret-value"), std::string::npos);
+  Status available = (*bad)->CheckAvailable();
+  EXPECT_EQ(available.code(), StatusCode::kPermissionDenied) << available.ToString();
+  EXPECT_NE(available.message().find("UNAUTHENTICATED"), std::string::npos) << available.message();
+  EXPECT_EQ(available.message().find("as-wrong-secret-value"), std::string::npos);
   auto created = (*bad)->Create(Spec());
   ASSERT_FALSE(created.ok());
   EXPECT_EQ(created.status().code(), StatusCode::kPermissionDenied);
@@ -75,9 +75,9 @@ TEST_F(ModalBackendTest, MissingCredentialsAreNotAvailable) {
   auto options = ParseModalOptions("{}");
   ASSERT_TRUE(options.ok());
   auto backend = CreateModalBackend(*options, {{"HOME", "/nonexistent-sandrun-home"}});
-  Availability availability = backend->CheckAvailable();
-  EXPECT_FALSE(availability.available);
-  EXPECT_NE(availability.reason.find("no credentials"), std::string::npos) << availability.reason;
+  Status available = backend->CheckAvailable();
+  EXPECT_EQ(available.code(), StatusCode::kFailedPrecondition) << available.ToString();
+  EXPECT_NE(available.message().find("no credentials"), std::string::npos) << available.message();
 }
 
 TEST_F(ModalBackendTest, SandboxIsTaggedAndNetworkBlockedByDefault) {
@@ -188,15 +188,16 @@ TEST_F(ModalBackendTest, StdioStreamCutResumesAtOffset) {
   EXPECT_EQ(result.stderr_stream.text, "err\n");
 }
 
-TEST_F(ModalBackendTest, StdioStreamThatKeepsFailingIsInfraError) {
+TEST_F(ModalBackendTest, StdioStreamThatKeepsFailingIsARetryableInfraError) {
   auto sandbox = NewSandbox();
   ASSERT_NE(sandbox, nullptr);
   server().FailNext("TaskExecStdioRead", 100);
   auto result = sandbox->Exec(Shell("echo hi"));
-  ASSERT_TRUE(result.ok()) << result.status().ToString();
-  EXPECT_EQ(result->outcome, Outcome::kInfraError);
-  EXPECT_EQ(ExitCodeOf(*result), kExitSandrunError);
-  EXPECT_NE(result->error.find("output stream lost"), std::string::npos) << result->error;
+  ASSERT_FALSE(result.ok()) << "lost output is not the test's result: " << OutcomeName(result->outcome);
+  EXPECT_EQ(result.status().code(), StatusCode::kUnavailable) << result.status().ToString();
+  EXPECT_TRUE(result.status().retryable()) << "the engine retries infrastructure failures";
+  EXPECT_NE(result.status().message().find("output stream lost"), std::string::npos)
+      << result.status().message();
 }
 
 TEST_F(ModalBackendTest, ExpiredAuthTokenIsRefreshed) {
@@ -226,15 +227,18 @@ TEST_F(ModalBackendTest, SandboxThatDiesEndsExecWithoutHanging) {
   auto result = sandbox->Exec(Shell("echo started; sleep 60"));
   killer.join();
   EXPECT_LT(Clock::now() - start, std::chrono::seconds(30));
-  if (result.ok()) {
-    EXPECT_EQ(result->outcome, Outcome::kInfraError) << "a dead sandbox is not the test's failure";
-    EXPECT_EQ(ExitCodeOf(*result), kExitSandrunError);
-  } else {
-    EXPECT_NE(result.status().code(), StatusCode::kOk);
-  }
+  ASSERT_FALSE(result.ok()) << "a dead sandbox is not the test's failure: " << OutcomeName(result->outcome);
+  EXPECT_EQ(result.status().code(), StatusCode::kUnavailable) << result.status().ToString();
+  EXPECT_TRUE(result.status().retryable());
+  EXPECT_NE(result.status().message().find("sandbox " + sandbox->Id()), std::string::npos)
+      << result.status().message();
+  EXPECT_NE(result.status().message().find("ended"), std::string::npos)
+      << result.status().message();
   auto after = sandbox->Exec(Shell("true"));
   EXPECT_FALSE(after.ok()) << "exec in a dead sandbox must fail";
-  EXPECT_EQ(after.status().code(), StatusCode::kNotFound) << after.status().ToString();
+  EXPECT_EQ(after.status().code(), StatusCode::kUnavailable) << after.status().ToString();
+  EXPECT_NE(after.status().message().find("has ended (FAILURE)"), std::string::npos)
+      << after.status().ToString();
 }
 
 TEST_F(ModalBackendTest, AddedLatencyStillWorks) {
@@ -352,7 +356,7 @@ TEST_F(ModalBackendTest, NoTokenInAnyOutput) {
   auto collect = [&](const Status& status) { everything += status.ToString() + "\n"; };
   auto bad = env_.MakeBackend("{}", {{"MODAL_TOKEN_ID", "ak-wrong"}});
   ASSERT_TRUE(bad.ok());
-  everything += (*bad)->CheckAvailable().reason;
+  everything += (*bad)->CheckAvailable().message();
   collect((*bad)->Create(Spec()).status());
   server().FailNext("SandboxCreate", 4);
   collect(backend_->Create(Spec()).status());

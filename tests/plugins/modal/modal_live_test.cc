@@ -30,8 +30,8 @@ class ModalLiveTest : public ::testing::Test {
     auto options = ParseModalOptions(section);
     ASSERT_TRUE(options.ok()) << options.status().ToString();
     backend_ = CreateModalBackend(*options, ProcessEnvironment());
-    Availability availability = backend_->CheckAvailable();
-    ASSERT_TRUE(availability.available) << availability.reason;
+    Status available = backend_->CheckAvailable();
+    ASSERT_TRUE(available.ok()) << available.ToString();
   }
 
   std::unique_ptr<Backend> backend_;
