@@ -38,6 +38,14 @@ int BackendsCommand(const std::vector<std::string>& args, CliContext& context) {
   auto parsed = ParseOrThrow(options, args);
   if (!parsed) return 0;
   Config config = LoadConfigOrThrow(*parsed, context);
+  // One row per backend: marker, name, state, what it is; then the detail.
+  auto print_row = [](bool chosen, const std::string& name, const std::string& state,
+                      const std::string& what, const std::string& detail) {
+    std::cout << (chosen ? "* " : "  ") << name
+              << std::string(name.size() < 8 ? 8 - name.size() : 1, ' ') << state
+              << std::string(state.size() < 12 ? 12 - state.size() : 1, ' ') << what << "\n"
+              << "            " << detail << "\n";
+  };
   for (const auto& info : context.registry.List()) {
     auto backend = context.registry.Create(info.name, config, context.env);
     std::string state, detail;
@@ -49,20 +57,13 @@ int BackendsCommand(const std::vector<std::string>& args, CliContext& context) {
       state = available.ok() ? "available" : "unavailable";
       detail = available.ok() ? CapabilityList((*backend)->GetCapabilities()) : available.message();
     }
-    std::cout << (info.name == config.backend ? "* " : "  ") << info.name
-              << std::string(info.name.size() < 8 ? 8 - info.name.size() : 1, ' ') << state
-              << std::string(state.size() < 12 ? 12 - state.size() : 1, ' ') << info.description
-              << (info.origin == "built-in" ? "" : " [" + info.origin + "]") << "\n"
-              << "            " << detail << "\n";
+    print_row(info.name == config.backend, info.name, state,
+              info.description + (info.origin == "built-in" ? "" : " [" + info.origin + "]"),
+              detail);
   }
   // Plugins that could not be loaded: listed with why, never silently absent.
   for (const auto& plugin : context.registry.Unloaded()) {
-    const std::string state = "not loaded";
-    std::cout << "  " << plugin.name
-              << std::string(plugin.name.size() < 8 ? 8 - plugin.name.size() : 1, ' ') << state
-              << std::string(state.size() < 12 ? 12 - state.size() : 1, ' ')
-              << plugin.library.string() << "\n"
-              << "            " << plugin.reason << "\n";
+    print_row(false, plugin.name, "not loaded", plugin.library.string(), plugin.reason);
   }
   return 0;
 }
