@@ -1,0 +1,155 @@
+// Internal to plugins/modal: what the Modal backend's rooms share. Shared is
+// the connection state one backend hands to each of its sandboxes; a
+// ModalSandbox is one Modal Sandbox, its methods spread by concern:
+//   modal_exec.cc     Exec and the raw executor under it (router calls,
+//                     output streams, the sandbox ending under a command)
+//   modal_files.cc    Put and Get through the in-sandbox file tool
+//   modal_backend.cc  Terminate, with the Backend that creates sandboxes
+// Includes the generated gRPC headers (through modal_client.h): never
+// included by a public header.
+#ifndef SANDRUN_PLUGINS_MODAL_MODAL_SANDBOX_H_
+#define SANDRUN_PLUGINS_MODAL_MODAL_SANDBOX_H_
+
+#include <chrono>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "modal_backend.h"
+#include "modal_client.h"
+#include "sandrun/backend.h"
+
+namespace sandrun::modal {
+
+namespace fs = std::filesystem;
+namespace mc = ::modal::client;
+namespace tcr = ::modal::task_command_router;
+using json = nlohmann::json;
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+inline std::string Tail(const std::string& text, std::size_t n) {
+  return text.size() <= n ? text : "..." + text.substr(text.size() - n);
+}
+
+inline std::string GenericStatusName(int status) {
+  static const char* kNames[] = {"UNSPECIFIED", "SUCCESS",          "FAILURE",
+                                 "TERMINATED",  "TIMEOUT",          "INIT_FAILURE",
+                                 "INTERNAL_FAILURE", "IDLE_TIMEOUT", "MEMORY_MANAGER_EVICTION"};
+  if (status >= 0 && status < 9) return kNames[status];
+  return std::to_string(status);
+}
+
+struct Shared {
+  ModalOptions options;
+  std::shared_ptr<ControlPlane> control;
+  std::string environment;
+  std::string app_id;
+  bool plaintext = false;
+  std::mutex mu;
+  std::map<std::string, std::string> images;   // key -> image id. Guarded by mu.
+  std::string volume_id;                       // Guarded by mu.
+  std::vector<std::string> secret_ids;         // Guarded by mu.
+  bool secrets_resolved = false;               // Guarded by mu.
+  std::string builder_version;                 // Guarded by mu.
+};
+
+// Output of one exec, as the sandbox's raw executor sees it.
+struct RawExec {
+  std::vector<std::string> argv;
+  std::map<std::string, std::string> env;
+  std::string workdir;
+  const std::string* stdin_data = nullptr;
+  milliseconds timeout{0};
+  std::function<void(std::string_view)> on_stdout;
+  std::function<void(std::string_view)> on_stderr;
+};
+
+struct RawResult {
+  bool has_code = false;
+  int code = 0;
+  int signal = 0;
+  bool host_deadline = false;  // The host gave up waiting at the deadline.
+  bool cancelled = false;      // Terminate() interrupted it.
+  Clock::duration elapsed{};
+  Status stdio_status;         // A stdio stream that could not be resumed.
+  bool streams_left_open = false;  // Output still open 10 s after the exit.
+};
+
+class ModalSandbox : public Sandbox {
+ public:
+  ModalSandbox(std::shared_ptr<Shared> shared, std::string sandbox_id, std::string task_id,
+               std::unique_ptr<CommandRouter> router, std::string workdir,
+               std::map<std::string, std::string> env, std::vector<std::string> notes,
+               std::chrono::seconds lifetime, Clock::time_point expires)
+      : shared_(std::move(shared)),
+        id_(std::move(sandbox_id)),
+        task_id_(std::move(task_id)),
+        router_(std::move(router)),
+        workdir_(std::move(workdir)),
+        env_(std::move(env)),
+        notes_(std::move(notes)),
+        lifetime_(lifetime),
+        expires_(expires) {}
+  ~ModalSandbox() override { Terminate().IgnoreError(); }
+
+  const std::string& Id() const override { return id_; }
+  Status Put(const FileUpload& upload) override;
+  Result<ExecResult> Exec(const ExecRequest& request) override;
+  Result<std::vector<std::string>> Get(const std::string& sandbox_path,
+                                       const fs::path& host_dir) override;
+  Status Terminate() override;
+
+  std::uint64_t router_calls() const { return router_->calls(); }
+
+ private:
+  Result<RawResult> RunRaw(const RawExec& exec);
+  // The sandbox's final status if it has ended ("" while it runs).
+  std::string SandboxEnded();
+  // The retryable infrastructure error for a sandbox that ended (evicted,
+  // killed from outside) while a command ran in it.
+  Status EndedWhileRunning(const std::string& final_status) const;
+  // Runs the in-sandbox file tool with `command` (a JSON object).
+  Status FsTool(const json& command, const std::string* stdin_data,
+                const std::function<void(std::string_view)>& on_stdout);
+  Status WriteFile(const std::string& path, const std::string& data);
+  Status MakeDirectory(const std::string& path);
+  Status Chmod(const std::vector<std::string>& paths);
+  /// Makes symlinks in one exec; `pairs` alternates target and path.
+  Status MakeSymlinks(const std::vector<std::string>& pairs);
+  /// Runs a short file command (chmod, ln) in the workdir; its stderr names
+  /// the failure.
+  Status RunFileCommand(std::vector<std::string> argv, const std::string& what);
+  Status ReadStdio(CallCanceller* canceller, const std::string& exec_id,
+                   tcr::TaskExecStdioFileDescriptor fd,
+                   const std::function<void(std::string_view)>& sink);
+
+  std::shared_ptr<Shared> shared_;
+  std::string id_;
+  std::string task_id_;
+  std::unique_ptr<CommandRouter> router_;
+  std::string workdir_;
+  std::map<std::string, std::string> env_;
+  std::vector<std::string> notes_;
+  std::chrono::seconds lifetime_;
+  // When Modal ends the sandbox (its timeout_secs); taken before it existed,
+  // so the host's own bound comes first.
+  Clock::time_point expires_;
+
+  std::mutex mu_;
+  bool terminated_ = false;              // Guarded by mu_.
+  std::set<CallCanceller*> active_;      // Guarded by mu_.
+  std::mutex portable_mu_;
+  std::set<std::string> portable_sent_;  // Guarded by portable_mu_.
+};
+
+}  // namespace sandrun::modal
+
+#endif  // SANDRUN_PLUGINS_MODAL_MODAL_SANDBOX_H_
