@@ -92,7 +92,7 @@ Result<std::vector<std::string>> ModalArchiveStore::List(const std::string& dir)
     if (!base.empty() && path.rfind(base + "/", 0) == 0) path = path.substr(base.size() + 1);
     if (path.empty()) continue;
     path = path.substr(0, path.find('/'));
-    names.insert(entry.type() == mc::FILE_ENTRY_TYPE_DIRECTORY ? path + "/" : path);
+    names.insert(entry.type() == mc::FileEntry::DIRECTORY ? path + "/" : path);
   }
   return std::vector<std::string>(names.begin(), names.end());
 }
@@ -188,7 +188,7 @@ Status ModalArchiveStore::Fetch(const std::string& path, const fs::path& dest) {
   const std::string name = fs::path(base).filename().string();
   SANDRUN_ASSIGN_OR_RETURN(auto entries, ListEntries(base, true));
   for (const auto& entry : entries) {
-    if (entry.type() == mc::FILE_ENTRY_TYPE_SYMLINK) {
+    if (entry.type() == mc::FileEntry::SYMLINK) {
       return PermissionDeniedError("modal: refusing to fetch " + path + ": it holds symlink " +
                                    entry.path());
     }
@@ -205,11 +205,11 @@ Status ModalArchiveStore::Fetch(const std::string& path, const fs::path& dest) {
       return PermissionDeniedError("modal: refusing to fetch unsafe path " + entry.path());
     }
     fs::path target = rel.empty() ? dest / name : dest / name / rel;
-    if (entry.type() == mc::FILE_ENTRY_TYPE_DIRECTORY) {
+    if (entry.type() == mc::FileEntry::DIRECTORY) {
       fs::create_directories(target, ec);
       continue;
     }
-    if (entry.type() != mc::FILE_ENTRY_TYPE_FILE) continue;
+    if (entry.type() != mc::FileEntry::FILE) continue;
     SANDRUN_ASSIGN_OR_RETURN(std::string data, ReadBytes(rel.empty() ? base : base + "/" + rel));
     fs::create_directories(target.parent_path(), ec);
     std::ofstream out(target, std::ios::binary | std::ios::trunc);

@@ -194,7 +194,7 @@ Result<std::unique_ptr<Sandbox>> ModalBackend::Create(const SandboxSpec& spec) {
     resources->set_memory_mb_max(static_cast<std::uint32_t>(spec.memory_mb));
   }
   if (gpu_count > 0) {
-    resources->mutable_gpu_config()->set_type(0);
+    resources->mutable_gpu_config()->set_type(mc::GPU_TYPE_UNSPECIFIED);
     resources->mutable_gpu_config()->set_gpu_type(gpu_type);
     resources->mutable_gpu_config()->set_count(static_cast<std::uint32_t>(gpu_count));
   }
@@ -210,12 +210,12 @@ Result<std::unique_ptr<Sandbox>> ModalBackend::Create(const SandboxSpec& spec) {
   // An allowlist narrows either mode to exactly its CIDRs, as Modal's own
   // cidr_allowlist does; without one, "open" is OPEN and "none" BLOCKED.
   if (!s.options.cidr_allowlist.empty()) {
-    network->set_network_access_type(mc::NETWORK_ACCESS_TYPE_ALLOWLIST);
+    network->set_network_access_type(mc::NetworkAccess::ALLOWLIST);
     for (const auto& cidr : s.options.cidr_allowlist) network->add_allowed_cidrs(cidr);
   } else if (spec.network == NetworkMode::kOpen) {
-    network->set_network_access_type(mc::NETWORK_ACCESS_TYPE_OPEN);
+    network->set_network_access_type(mc::NetworkAccess::OPEN);
   } else {
-    network->set_network_access_type(mc::NETWORK_ACCESS_TYPE_BLOCKED);
+    network->set_network_access_type(mc::NetworkAccess::BLOCKED);
   }
   std::map<std::string, std::string> tags = spec.labels;
   tags["managed-by"] = "sandrun";

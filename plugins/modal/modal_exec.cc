@@ -340,7 +340,7 @@ std::string ModalSandbox::SandboxEnded() {
     return shared_->control->stub().SandboxWait(c, request, &response);
   });
   if (!status.ok() || !response.has_result() ||
-      response.result().status() == mc::GENERIC_STATUS_UNSPECIFIED) {
+      response.result().status() == mc::GenericResult::GENERIC_STATUS_UNSPECIFIED) {
     return "";
   }
   return GenericStatusName(response.result().status());

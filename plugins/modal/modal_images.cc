@@ -82,7 +82,7 @@ Result<std::string> ImageIdFor(Shared& shared, const SandboxSpec& spec) {
   std::string logs;  // kept for the error message of a failed build
   std::string last_entry;
   int stream_failures = 0;
-  while (result.status() == mc::GENERIC_STATUS_UNSPECIFIED) {
+  while (result.status() == mc::GenericResult::GENERIC_STATUS_UNSPECIFIED) {
     grpc::ClientContext context;
     SANDRUN_RETURN_IF_ERROR(shared.control->PrepareStream(&context));
     mc::ImageJoinStreamingRequest join;
@@ -98,7 +98,7 @@ Result<std::string> ImageIdFor(Shared& shared, const SandboxSpec& spec) {
         if (logs.size() > 65536) logs = logs.substr(logs.size() - 32768);
       }
       if (!item.entry_id().empty()) last_entry = item.entry_id();
-      if (item.has_result() && item.result().status() != mc::GENERIC_STATUS_UNSPECIFIED) {
+      if (item.has_result() && item.result().status() != mc::GenericResult::GENERIC_STATUS_UNSPECIFIED) {
         result = item.result();
         done = true;
       }
@@ -113,7 +113,7 @@ Result<std::string> ImageIdFor(Shared& shared, const SandboxSpec& spec) {
       std::this_thread::sleep_for(milliseconds(100 * stream_failures));
     }
   }
-  if (result.status() != mc::GENERIC_STATUS_SUCCESS) {
+  if (result.status() != mc::GenericResult::GENERIC_STATUS_SUCCESS) {
     return FailedPreconditionError(
         "modal: image build " + GenericStatusName(result.status()) + " for '" +
         commands.front() + "'" + (result.exception().empty() ? "" : ": " + result.exception()) +

@@ -39,12 +39,14 @@ inline std::string Tail(const std::string& text, std::size_t n) {
   return text.size() <= n ? text : "..." + text.substr(text.size() - n);
 }
 
+/// "TIMEOUT" for GENERIC_STATUS_TIMEOUT; the number for a status this
+/// build's .proto does not know.
 inline std::string GenericStatusName(int status) {
-  static const char* kNames[] = {"UNSPECIFIED", "SUCCESS",          "FAILURE",
-                                 "TERMINATED",  "TIMEOUT",          "INIT_FAILURE",
-                                 "INTERNAL_FAILURE", "IDLE_TIMEOUT", "MEMORY_MANAGER_EVICTION"};
-  if (status >= 0 && status < 9) return kNames[status];
-  return std::to_string(status);
+  const std::string& name =
+      mc::GenericResult::GenericStatus_Name(static_cast<mc::GenericResult::GenericStatus>(status));
+  constexpr std::string_view kPrefix = "GENERIC_STATUS_";
+  if (name.empty()) return std::to_string(status);
+  return name.substr(name.rfind(kPrefix, 0) == 0 ? kPrefix.size() : 0);
 }
 
 struct Shared {

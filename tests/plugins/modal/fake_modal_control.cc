@@ -98,7 +98,7 @@ grpc::Status FakeModalServer::Impl::ImageJoinStreaming(grpc::ServerContext* cont
   log.set_entry_id("1-0");
   writer->Write(log);
   mc::ImageJoinStreamingResponse done;
-  done.mutable_result()->set_status(static_cast<mc::GenericStatus>(status));
+  done.mutable_result()->set_status(static_cast<mc::GenericResult::GenericStatus>(status));
   if (status != 1) done.mutable_result()->set_exception("fake build failed on purpose");
   done.set_entry_id("2-0");
   done.set_eof(true);
@@ -190,7 +190,7 @@ grpc::Status FakeModalServer::Impl::SandboxGetTaskId(grpc::ServerContext* contex
   FakeSandbox& sandbox = *it->second;
   if (!sandbox.running) {
     response->mutable_task_result()->set_status(
-        static_cast<mc::GenericStatus>(sandbox.result_status));
+        static_cast<mc::GenericResult::GenericStatus>(sandbox.result_status));
     return grpc::Status::OK;
   }
   if (Clock::now() >= sandbox.ready_at) response->set_task_id(sandbox.task_id);
@@ -219,7 +219,7 @@ grpc::Status FakeModalServer::Impl::SandboxTerminate(grpc::ServerContext* contex
   if (it == sandboxes_.end()) return grpc::Status(grpc::StatusCode::NOT_FOUND, "sandbox not found");
   if (!it->second->running) {
     response->mutable_existing_result()->set_status(
-        static_cast<mc::GenericStatus>(it->second->result_status));
+        static_cast<mc::GenericResult::GenericStatus>(it->second->result_status));
     return grpc::Status::OK;
   }
   KillLocked(*it->second, 3);
@@ -235,7 +235,7 @@ grpc::Status FakeModalServer::Impl::SandboxWait(grpc::ServerContext* context,
   auto it = sandboxes_.find(request->sandbox_id());
   if (it == sandboxes_.end()) return grpc::Status(grpc::StatusCode::NOT_FOUND, "sandbox not found");
   if (!it->second->running) {
-    response->mutable_result()->set_status(static_cast<mc::GenericStatus>(it->second->result_status));
+    response->mutable_result()->set_status(static_cast<mc::GenericResult::GenericStatus>(it->second->result_status));
   }
   return grpc::Status::OK;
 }

@@ -152,7 +152,7 @@ grpc::Status FakeModalServer::Impl::VolumeListFiles2(grpc::ServerContext* contex
         found = true;
         auto* entry = response.add_entries();
         entry->set_path(path);
-        entry->set_type(mc::FILE_ENTRY_TYPE_FILE);
+        entry->set_type(mc::FileEntry::FILE);
         entry->set_size(data.size());
         continue;
       }
@@ -170,14 +170,14 @@ grpc::Status FakeModalServer::Impl::VolumeListFiles2(grpc::ServerContext* contex
       if (!request->recursive() && rel.find('/') != std::string::npos) continue;
       auto* entry = response.add_entries();
       entry->set_path(prefix + rel);
-      entry->set_type(mc::FILE_ENTRY_TYPE_FILE);
+      entry->set_type(mc::FileEntry::FILE);
       entry->set_size(data.size());
     }
     if (!found) return grpc::Status(grpc::StatusCode::NOT_FOUND, "no such path in volume");
     for (const auto& d : dirs) {
       auto* entry = response.add_entries();
       entry->set_path(d);
-      entry->set_type(mc::FILE_ENTRY_TYPE_DIRECTORY);
+      entry->set_type(mc::FileEntry::DIRECTORY);
     }
   }
   writer->Write(response);
