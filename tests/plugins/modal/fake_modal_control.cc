@@ -75,9 +75,14 @@ grpc::Status FakeModalServer::Impl::ImageGetOrCreate(grpc::ServerContext* contex
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "first command must be FROM");
   }
   std::string id = RandomId("im-", 22);
-  bool fails = false;
-  for (const auto& c : commands) fails = fails || c.find("sandrun-fake-fail-build") != std::string::npos;
-  images_[id] = fails ? 2 : 1;
+  if (options_.containers) {
+    image_commands_[id].assign(commands.begin(), commands.end());
+    images_[id] = kImagePending;  // built (or resolved) when joined
+  } else {
+    bool fails = false;
+    for (const auto& c : commands) fails = fails || c.find("sandrun-fake-fail-build") != std::string::npos;
+    images_[id] = fails ? 2 : 1;
+  }
   response->set_image_id(id);  // no result yet: the client must join the build
   return grpc::Status::OK;
 }
@@ -87,14 +92,29 @@ grpc::Status FakeModalServer::Impl::ImageJoinStreaming(grpc::ServerContext* cont
                                                        grpc::ServerWriter<mc::ImageJoinStreamingResponse>* writer) {
   FAKE_ENTER("ImageJoinStreaming", true, false);
   int status;
+  std::string build_log = "fake build: step 1/1\n";
+  bool build = false;
+  std::vector<std::string> commands;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::unique_lock<std::mutex> lock(mu_);
     auto it = images_.find(request->image_id());
     if (it == images_.end()) return grpc::Status(grpc::StatusCode::NOT_FOUND, "image not found");
-    status = it->second;
+    if (it->second == kImagePending) {  // container mode: this join builds it
+      it->second = kImageBuilding;
+      build = true;
+      commands = image_commands_[request->image_id()];
+    }
+    exec_cv_.wait(lock, [&] { return build || images_[request->image_id()] != kImageBuilding; });
+    status = images_[request->image_id()];
+  }
+  if (build) {
+    status = BuildContainerImage(request->image_id(), commands, &build_log) ? 1 : 2;
+    std::lock_guard<std::mutex> lock(mu_);
+    images_[request->image_id()] = status;
+    exec_cv_.notify_all();
   }
   mc::ImageJoinStreamingResponse log;
-  log.add_task_logs()->set_data("fake build: step 1/1\n");
+  log.add_task_logs()->set_data(build_log);
   log.set_entry_id("1-0");
   writer->Write(log);
   mc::ImageJoinStreamingResponse done;
@@ -129,6 +149,9 @@ grpc::Status FakeModalServer::Impl::SandboxCreate(grpc::ServerContext* context,
   }
   if (images_.count(def.image_id()) == 0) {
     return grpc::Status(grpc::StatusCode::NOT_FOUND, "image not found");
+  }
+  if (options_.containers && local_images_.count(def.image_id()) == 0) {
+    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "image has not been built");
   }
   if (def.timeout_secs() == 0 || def.timeout_secs() > 24 * 3600) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "timeout_secs out of range");
@@ -176,6 +199,13 @@ grpc::Status FakeModalServer::Impl::SandboxCreate(grpc::ServerContext* context,
   fs::create_directories(sandbox->root / ".execs", ec);
   sandboxes_[sandbox->id] = sandbox;
   ++stats_.sandboxes_created;
+  if (options_.containers) {
+    sandbox->container_state = ContainerState::kStarting;
+    threads_.emplace_back(&Impl::StartContainer, this, sandbox, local_images_[def.image_id()],
+                          ContainerRunArgs(def, *sandbox));
+    WatchLifetimeLocked(sandbox, def.timeout_secs(),
+                        def.has_idle_timeout_secs() ? def.idle_timeout_secs() : 0);
+  }
   response->set_sandbox_id(sandbox->id);
   return Leave("SandboxCreate", grpc::Status::OK);
 }
@@ -191,9 +221,12 @@ grpc::Status FakeModalServer::Impl::SandboxGetTaskId(grpc::ServerContext* contex
   if (!sandbox.running) {
     response->mutable_task_result()->set_status(
         static_cast<mc::GenericResult::GenericStatus>(sandbox.result_status));
+    response->mutable_task_result()->set_exception(sandbox.container_error);
     return grpc::Status::OK;
   }
-  if (Clock::now() >= sandbox.ready_at) response->set_task_id(sandbox.task_id);
+  if (Clock::now() >= sandbox.ready_at && sandbox.container_state != ContainerState::kStarting) {
+    response->set_task_id(sandbox.task_id);
+  }
   return grpc::Status::OK;
 }
 
@@ -298,6 +331,7 @@ void FakeModalServer::Impl::KillLocked(FakeSandbox& sandbox, int status) {
       exec->signal = SIGKILL;
     }
   }
+  RemoveContainerLocked(sandbox);
   exec_cv_.notify_all();
 }
 

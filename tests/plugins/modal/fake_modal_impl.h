@@ -6,6 +6,7 @@
 //   fake_modal_router.cc   task command router: exec, stdio, wait, processes
 //   fake_modal_volumes.cc  volume RPCs and the block HTTP server
 //   fake_modal_faults.cc   credentials checks and fault injection
+//   fake_modal_containers.cc  container mode: sandboxes as Docker containers
 #ifndef SANDRUN_TESTS_PLUGINS_MODAL_FAKE_MODAL_IMPL_H_
 #define SANDRUN_TESTS_PLUGINS_MODAL_FAKE_MODAL_IMPL_H_
 
@@ -61,12 +62,16 @@ struct Exec {
   int write_file_fd = -1;    // WriteFile target for virtual execs
   std::uint64_t stdin_offset = 0;
   bool stdin_closed = false;
+  bool fs_tool = false;      // a file-tool op run as a process (container mode)
+  bool signal_from_code = false;  // 128+N from `docker exec` means signal N
   bool finished = false;
   bool has_code = false;
   int code = 0;
   int signal = 0;
   std::mutex stdin_mu;
 };
+
+enum class ContainerState { kNone, kStarting, kReady, kFailed };
 
 struct FakeSandbox {
   std::string id, task_id, app_id, jwt;
@@ -82,6 +87,10 @@ struct FakeSandbox {
   std::map<std::string, std::shared_ptr<Exec>> execs;
   FakeSandboxDefinition definition;
   std::map<std::string, std::string> secret_env;  // from the attached secrets
+  // Container mode only:
+  ContainerState container_state = ContainerState::kNone;
+  std::string container_error;
+  bool container_removed = false;
 };
 
 struct Fault {
@@ -169,6 +178,29 @@ class FakeModalServer::Impl final : public mc::ModalClient::Service,
   bool AppExistsLocked(const std::string& app_id);
   void KillLocked(FakeSandbox& sandbox, int status);
 
+  // ---- container mode (fake_modal_containers.cc) ----
+  std::string ContainerName(const FakeSandbox& sandbox) const;
+  // A local image for "FROM ref": ref itself when the engine has it, else
+  // the busybox or Debian test image.
+  std::string LocalImageFor(const std::string& from_line) const;
+  bool BuildContainerImage(const std::string& image_id, const std::vector<std::string>& commands,
+                           std::string* log);
+  std::vector<std::string> ContainerRunArgs(const mc::Sandbox& def, const FakeSandbox& sandbox);
+  void StartContainer(std::shared_ptr<FakeSandbox> sandbox, std::string image,
+                      std::vector<std::string> run_args);
+  void RemoveContainerLocked(FakeSandbox& sandbox);
+  void RemoveBuiltImages();
+  std::vector<std::string> ContainerExecArgv(const FakeSandbox& sandbox,
+                                             const std::vector<std::string>& argv,
+                                             const std::string& cwd,
+                                             const std::map<std::string, std::string>& env,
+                                             std::uint32_t timeout_secs) const;
+  bool ContainerFsToolArgv(const FakeSandbox& sandbox, const std::string& op, const json& args,
+                           std::vector<std::string>* argv, bool* takes_stdin) const;
+  void FsToolResult(Exec& exec);
+  void WatchLifetimeLocked(const std::shared_ptr<FakeSandbox>& sandbox,
+                           std::uint32_t lifetime_secs, std::uint32_t idle_secs);
+
   // ---- volumes and their blocks (fake_modal_volumes.cc) ----
   static std::string BlockHash(std::string_view block);
   grpc::Status VolumeGetOrCreate(grpc::ServerContext* context,
@@ -210,10 +242,17 @@ class FakeModalServer::Impl final : public mc::ModalClient::Service,
   static std::string MapPath(const FakeSandbox& sandbox, const std::string& path);
   void FinishVirtual(Exec& exec, int code, const std::string& err_json);
   static std::string FsError(const std::string& kind, const std::string& message);
-  void StartFsToolLocked(FakeSandbox& sandbox, Exec& exec, const std::vector<std::string>& argv);
+  void StartFsToolLocked(FakeSandbox& sandbox, const std::shared_ptr<Exec>& exec,
+                         const std::vector<std::string>& argv);
+  static std::vector<std::string> HostEnvironment();
   void StartProcessLocked(FakeSandbox& sandbox, const std::shared_ptr<Exec>& exec,
                           std::vector<std::string> argv, const std::string& cwd,
                           const std::map<std::string, std::string>& env, std::uint32_t timeout_secs);
+  // Forks argv with stdin a pipe and stdout/stderr the exec's files; a reaper
+  // thread records how it ended. `envp`/`cwd` are the host's for the child.
+  void SpawnLocked(const std::shared_ptr<Exec>& exec, const std::vector<std::string>& argv,
+                   const std::vector<std::string>& envp, const std::string& cwd,
+                   bool block_network, std::uint32_t timeout_secs);
 
   // ---- state; from mu_ on, guarded by mu_ unless a comment says otherwise ----
   FakeOptions options_;
@@ -237,11 +276,17 @@ class FakeModalServer::Impl final : public mc::ModalClient::Service,
   std::map<std::string, std::string> app_environments_;  // app id -> environment
   std::vector<std::string> environments_seen_;
   std::vector<std::string> exec_requests_;  // argv and env of every TaskExecStart
-  std::map<std::string, int> images_;              // id -> final status
+  std::map<std::string, int> images_;              // id -> final status, or:
+  static constexpr int kImagePending = -1, kImageBuilding = -2;  // container mode
+  std::map<std::string, std::vector<std::string>> image_commands_;  // container mode
   std::map<std::string, std::string> volume_ids_;  // name -> id
   std::map<std::string, std::map<std::string, std::string>> volumes_;  // id -> path -> data
   std::map<std::string, std::string> blocks_;      // raw sha256 -> bytes
   std::map<std::string, std::shared_ptr<FakeSandbox>> sandboxes_;
+  bool stopping_ = false;
+  std::string instance_;                            // names this server's containers
+  std::map<std::string, std::string> local_images_;  // image id -> local image (containers)
+  std::vector<std::string> built_images_;           // removed when the server stops
 
   friend class FakeModalServer;
 };

@@ -57,7 +57,12 @@ grpc::Status FakeModalServer::Impl::TaskExecStart(grpc::ServerContext* context,
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                         "the fake expects stdout and stderr PIPE (0 means DEVNULL)");
   }
-  std::lock_guard<std::mutex> lock(mu_);
+  std::unique_lock<std::mutex> lock(mu_);
+  // Container mode: the router answers once the sandbox's container is up.
+  exec_cv_.wait_for(lock, std::chrono::seconds(120), [&] {
+    return sandbox->container_state != ContainerState::kStarting || !sandbox->running;
+  });
+  if (!sandbox->running) return grpc::Status(grpc::StatusCode::NOT_FOUND, "task has finished");
   {
     std::string seen;
     for (const auto& arg : request->command_args()) seen += arg + " ";
@@ -76,12 +81,16 @@ grpc::Status FakeModalServer::Impl::TaskExecStart(grpc::ServerContext* context,
   exec->stderr_path = (dir / "stderr").string();
   std::vector<std::string> argv(request->command_args().begin(), request->command_args().end());
   std::string workdir = request->has_workdir() ? request->workdir() : sandbox->workdir;
+  const std::uint32_t timeout_secs = request->has_timeout_secs() ? request->timeout_secs() : 0;
+  std::map<std::string, std::string> env(request->env().begin(), request->env().end());
   if (argv[0] == kFsTools) {
-    StartFsToolLocked(*sandbox, *exec, argv);
+    StartFsToolLocked(*sandbox, exec, argv);
+  } else if (options_.containers) {
+    exec->signal_from_code = true;
+    SpawnLocked(exec, ContainerExecArgv(*sandbox, argv, workdir, env, timeout_secs), HostEnvironment(),
+                "/", false, 0);
   } else {
-    std::map<std::string, std::string> env(request->env().begin(), request->env().end());
-    StartProcessLocked(*sandbox, exec, argv, MapPath(*sandbox, workdir), env,
-                       request->has_timeout_secs() ? request->timeout_secs() : 0);
+    StartProcessLocked(*sandbox, exec, argv, MapPath(*sandbox, workdir), env, timeout_secs);
   }
   sandbox->execs[exec->id] = exec;
   return Leave("TaskExecStart", grpc::Status::OK);
@@ -292,8 +301,10 @@ std::string FakeModalServer::Impl::FsError(const std::string& kind, const std::s
   return json{{"error_kind", kind}, {"message", message}, {"detail", nullptr}}.dump();
 }
 
-void FakeModalServer::Impl::StartFsToolLocked(FakeSandbox& sandbox, Exec& exec,
+void FakeModalServer::Impl::StartFsToolLocked(FakeSandbox& sandbox,
+                                              const std::shared_ptr<Exec>& exec_ptr,
                                               const std::vector<std::string>& argv) {
+  Exec& exec = *exec_ptr;
   exec.is_virtual = true;
   std::ofstream(exec.stdout_path).close();
   std::ofstream(exec.stderr_path).close();
@@ -304,6 +315,21 @@ void FakeModalServer::Impl::StartFsToolLocked(FakeSandbox& sandbox, Exec& exec,
   }
   const std::string op = command.begin().key();
   const json& args = command.begin().value();
+  if (options_.containers) {
+    std::vector<std::string> tool_argv;
+    bool takes_stdin = false;
+    if (!ContainerFsToolArgv(sandbox, op, args, &tool_argv, &takes_stdin)) {
+      return FinishVirtual(exec, 2, FsError("NotSupported", op + " is not emulated by the fake"));
+    }
+    exec.is_virtual = false;
+    exec.fs_tool = true;
+    SpawnLocked(exec_ptr, tool_argv, HostEnvironment(), "/", false, 0);
+    if (!takes_stdin && exec.stdin_fd >= 0) {
+      ::close(exec.stdin_fd);
+      exec.stdin_fd = -1;
+    }
+    return;
+  }
   const std::string path = MapPath(sandbox, args.value("path", ""));
   std::error_code ec;
   if (op == "ReadFile") {
@@ -339,17 +365,32 @@ void FakeModalServer::Impl::StartProcessLocked(FakeSandbox& sandbox,
                                                const std::map<std::string, std::string>& env,
                                                std::uint32_t timeout_secs) {
   for (auto& arg : argv) arg = MapPath(sandbox, arg);
-  // Everything the child needs, prepared before fork.
-  std::vector<std::string> env_strings;
   std::map<std::string, std::string> merged;
-  for (char** e = environ; *e != nullptr; ++e) {
-    std::string entry(*e);
+  for (const auto& entry : HostEnvironment()) {
     std::size_t eq = entry.find('=');
     if (eq != std::string::npos) merged[entry.substr(0, eq)] = entry.substr(eq + 1);
   }
   for (const auto& [k, v] : sandbox.secret_env) merged[k] = v;
   for (const auto& [k, v] : env) merged[k] = v;
+  std::vector<std::string> env_strings;
   for (const auto& [k, v] : merged) env_strings.push_back(k + "=" + v);
+  const bool block_network = sandbox.network_type == 2 || sandbox.network_type == 3;
+  SpawnLocked(exec, argv, env_strings, cwd, block_network, timeout_secs);
+}
+
+std::vector<std::string> FakeModalServer::Impl::HostEnvironment() {
+  std::vector<std::string> out;
+  for (char** e = environ; *e != nullptr; ++e) out.emplace_back(*e);
+  return out;
+}
+
+void FakeModalServer::Impl::SpawnLocked(const std::shared_ptr<Exec>& exec,
+                                        const std::vector<std::string>& argv_in,
+                                        const std::vector<std::string>& env_in,
+                                        const std::string& cwd, bool block_network,
+                                        std::uint32_t timeout_secs) {
+  // Everything the child needs, prepared before fork.
+  std::vector<std::string> argv = argv_in, env_strings = env_in;
   std::vector<char*> envp, args;
   for (auto& s : env_strings) envp.push_back(s.data());
   envp.push_back(nullptr);
@@ -358,7 +399,6 @@ void FakeModalServer::Impl::StartProcessLocked(FakeSandbox& sandbox,
   const std::string not_found = argv[0] + ": not found\n";
   const std::string denied = argv[0] + ": Permission denied\n";
   const std::string bad_cwd = "cannot enter " + cwd + "\n";
-  const bool block_network = sandbox.network_type == 2 || sandbox.network_type == 3;
 
   int out = ::open(exec->stdout_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   int err = ::open(exec->stderr_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -427,7 +467,7 @@ void FakeModalServer::Impl::StartProcessLocked(FakeSandbox& sandbox,
   ::setpgid(pid, pid);
   exec->pid = pid;
   exec->stdin_fd = in[1];
-  ++stats_.exec_processes_started;
+  if (!exec->fs_tool) ++stats_.exec_processes_started;
   threads_.emplace_back([this, exec, pid] {
     int status = 0;
     while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
@@ -436,10 +476,14 @@ void FakeModalServer::Impl::StartProcessLocked(FakeSandbox& sandbox,
     exec->finished = true;
     if (WIFSIGNALED(status)) {
       exec->signal = WTERMSIG(status);
+    } else if (int code = WEXITSTATUS(status);
+               exec->signal_from_code && code > 128 && code <= 128 + 31) {
+      exec->signal = code - 128;  // `docker exec` reports death by signal N as 128+N
     } else {
       exec->has_code = true;
-      exec->code = WEXITSTATUS(status);
+      exec->code = code;
     }
+    if (exec->fs_tool) FsToolResult(*exec);
     exec_cv_.notify_all();
   });
   if (timeout_secs > 0) {

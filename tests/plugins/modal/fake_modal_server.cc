@@ -69,14 +69,24 @@ std::string Metadata(const grpc::ServerContext* context, const std::string& key)
 
 FakeModalServer::Impl::~Impl() {
   if (server_) server_->Shutdown(std::chrono::system_clock::now() + milliseconds(500));
-  std::vector<std::thread> threads;
   {
     std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
     for (auto& [id, sandbox] : sandboxes_) KillLocked(*sandbox, 3);
-    threads.swap(threads_);
+    exec_cv_.notify_all();
   }
-  // Reapers end once their process is gone; timers once it is reaped.
-  for (auto& thread : threads) thread.join();
+  // Reapers end once their process is gone; timers once it is reaped. A
+  // container that was still starting is removed by a thread of its own.
+  while (true) {
+    std::vector<std::thread> threads;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      threads.swap(threads_);
+    }
+    if (threads.empty()) break;
+    for (auto& thread : threads) thread.join();
+  }
+  RemoveBuiltImages();
   if (http_) http_->Stop();
   std::error_code ec;
   if (!scratch_.empty()) fs::remove_all(scratch_, ec);
@@ -87,7 +97,8 @@ bool FakeModalServer::Impl::Start() {
   fs::path base = options_.scratch_dir.empty()
                       ? fs::path(std::getenv("TMPDIR") ? std::getenv("TMPDIR") : "/tmp")
                       : fs::path(options_.scratch_dir);
-  scratch_ = base / ("fake-modal-" + RandomId("", 10));
+  instance_ = RandomId("", 10);
+  scratch_ = base / ("fake-modal-" + instance_);
   fs::create_directories(scratch_);
   http_ = std::make_unique<BlockHttpServer>(
       [this](const std::string& hex, std::string* data, bool put) {

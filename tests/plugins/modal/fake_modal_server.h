@@ -48,7 +48,19 @@ struct FakeOptions {
   /// of every command of a sandbox the secret is attached to. Names starting
   /// with "missing" are NOT_FOUND; other unknown names are empty secrets.
   std::map<std::string, std::map<std::string, std::string>> secrets;
+  /// Container mode: every sandbox is a Docker container of its image on the
+  /// engine at DOCKER_HOST (see DockerEngineAnswers), commands and the file
+  /// tool run inside it. Off: process mode, commands run on this host.
+  bool containers = false;
+  /// What an image reference the engine does not have resolves to (there is
+  /// no registry here): references naming busybox or alpine, and the rest.
+  std::string busybox_image = "sandrun-test/busybox";
+  std::string debian_image = "sandrun-test/debian:bookworm";
 };
+
+/// True when `docker version` reaches an engine (DOCKER_HOST or the default
+/// socket): what container mode needs.
+bool DockerEngineAnswers();
 
 /// What a sandbox was created with, beyond its tags.
 struct FakeSandboxDefinition {
@@ -66,6 +78,7 @@ struct FakeStats {
   int exec_start_calls = 0;        ///< TaskExecStart calls, repeats included.
   int sandboxes_created = 0;
   int sandboxes_terminated = 0;
+  int containers_started = 0;      ///< Container mode: `docker run`s that worked.
   std::map<std::string, int> calls;  ///< Per RPC name.
 };
 

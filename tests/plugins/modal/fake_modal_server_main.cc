@@ -3,7 +3,10 @@
 // SIGINT/SIGTERM.
 //
 //   fake_modal_server [--port N] [--latency-ms N] [--creation-delay-ms N]
-//                     [--token-id ID] [--token-secret SECRET]
+//                     [--token-id ID] [--token-secret SECRET] [--process]
+//
+// Sandboxes are Docker containers when an engine answers (DOCKER_HOST);
+// --process (or no engine) runs their commands as processes on this host.
 #include <signal.h>
 
 #include <cstdio>
@@ -16,6 +19,7 @@
 int main(int argc, char** argv) {
   sandrun::modal::fake::FakeOptions options;
   long latency_ms = 0, creation_ms = 0;
+  bool process_mode = false;
   if (const char* env = std::getenv("FAKE_MODAL_LATENCY_MS")) latency_ms = std::atol(env);
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
@@ -36,12 +40,25 @@ int main(int argc, char** argv) {
       options.token_id = value();
     } else if (arg == "--token-secret") {
       options.token_secret = value();
+    } else if (arg == "--process") {
+      process_mode = true;
     } else {
       std::fprintf(stderr,
                    "usage: fake_modal_server [--port N] [--latency-ms N] "
-                   "[--creation-delay-ms N] [--token-id ID] [--token-secret SECRET]\n");
+                   "[--creation-delay-ms N] [--token-id ID] [--token-secret SECRET] "
+                   "[--process]\n");
       return 2;
     }
+  }
+  options.containers = !process_mode && sandrun::modal::fake::DockerEngineAnswers();
+  if (options.containers) {
+    std::fprintf(stderr, "fake_modal_server: sandboxes are Docker containers (--process: "
+                         "host processes)\n");
+  } else {
+    std::fprintf(stderr,
+                 "fake_modal_server: sandboxes are processes on this host%s: images are only "
+                 "recorded, a portable executable cannot run, /sandrun/ is a scratch directory\n",
+                 process_mode ? "" : " (no Docker engine answers)");
   }
   sigset_t set;
   sigemptyset(&set);
