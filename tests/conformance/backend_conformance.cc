@@ -18,6 +18,7 @@
 #include "sandrun/archive.h"
 #include "sandrun/engine.h"
 #include "sandrun/util.h"
+#include "support/docker_required.h"
 #include "support/test_util.h"
 
 #ifndef SANDRUN_CONFORMANCE_HELPER
@@ -1053,6 +1054,15 @@ TEST_P(BackendConformanceTest, SandboxKilledFromOutsideIsRetriedOnceThenAnInfraE
   EXPECT_EQ(ran->run.status, RunStatus::kError);
   EXPECT_EQ(BatchExitCode(ran->run), kExitSandrunError);
   EXPECT_LT(elapsed, std::chrono::seconds(60)) << "the killed command was waited for";
+}
+
+void SkipWithoutDocker(ConformanceTarget& target, const std::string& reason) {
+  target.skip_reason = reason;
+  if (sandrun::testing::DockerRequired()) {
+    target.skip_is_failure = true;
+    target.skip_reason = "Docker is required here (SANDRUN_REQUIRE_DOCKER=1 or CI=true) but " +
+                         reason;
+  }
 }
 
 }  // namespace sandrun::conformance

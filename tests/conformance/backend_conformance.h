@@ -68,6 +68,10 @@ struct ConformanceTarget {
 
 /// gtest prints parameters in failure messages; print just the name.
 void PrintTo(const ConformanceTarget& target, std::ostream* os);
+
+/// Skips every case of `target` for want of a Docker engine, saying
+/// `reason`; where Docker is required (CI), every case fails with it instead.
+void SkipWithoutDocker(ConformanceTarget& target, const std::string& reason);
 /// Names instances after ConformanceTarget::name.
 std::string ConformanceTargetName(const ::testing::TestParamInfo<ConformanceTarget>& info);
 

@@ -10,7 +10,6 @@
 #include "plugins/docker/docker_test_env.h"
 #include "sandrun/config.h"
 #include "sandrun/registry.h"
-#include "support/docker_required.h"
 
 namespace sandrun::conformance {
 namespace {
@@ -54,17 +53,13 @@ ConformanceTarget DockerTarget(const std::string& name, const std::string& image
   };
   auto backend = MakeDocker();
   if (!backend.ok()) {
-    target.skip_reason = "docker backend unavailable: " + backend.status().ToString();
+    SkipWithoutDocker(target, "docker backend unavailable: " + backend.status().ToString());
     return target;
   }
   Status available = (*backend)->CheckAvailable();
   if (!available.ok()) {
-    target.skip_reason = "no Docker engine (run scripts/docker-test-env): " + available.message();
-  }
-  if (!target.skip_reason.empty() && sandrun::testing::DockerRequired()) {
-    target.skip_is_failure = true;
-    target.skip_reason = "Docker is required here (SANDRUN_REQUIRE_DOCKER=1 or CI=true) but " +
-                         target.skip_reason;
+    SkipWithoutDocker(target, "no Docker engine (run scripts/docker-test-env): " +
+                                  available.message());
   }
   return target;
 }

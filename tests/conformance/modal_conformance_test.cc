@@ -1,7 +1,9 @@
 // The conformance suite against the Modal backend talking to the fake Modal
 // server (tests/plugins/modal/fake_modal_server.h), embedded in this process
-// on an ephemeral 127.0.0.1 port. Built only with SANDRUN_WITH_MODAL (the
-// fake is linked in by tests/plugins/modal/CMakeLists.txt).
+// on an ephemeral 127.0.0.1 port, in container mode: each sandbox is a
+// Docker container of its image, as a Modal sandbox is a container. Built
+// only with SANDRUN_WITH_MODAL (the fake is linked in by
+// tests/plugins/modal/CMakeLists.txt).
 #ifdef SANDRUN_WITH_MODAL_FAKE
 
 #include <memory>
@@ -44,23 +46,30 @@ ConformanceTarget ModalFakeTarget() {
     Server()->KillSandbox(sandbox_id);
     return OkStatus();
   };
-  // The fake runs commands on this host; the image is only recorded.
+  // Resolved by the fake to the local Debian test image (no registry here).
   target.base_spec.image = "debian:bookworm-slim";
   // Where the results Volume used to be mounted, seen from the workdir
-  // /sandrun/work: the fake maps only whole "/sandrun/..." arguments into the
-  // sandbox's root, and a script must not reach this host's /sandrun.
-  target.archive_paths = {"../results"};
+  // /sandrun/work.
+  target.archive_paths = {"../results", "/sandrun/results"};
   // Modal's servers enforce an exec's timeout; whether that ends processes
   // that left the exec's session is documented neither in modal-labs/
   // modal-client (modal_proto/task_command_router.proto) nor on
-  // modal.com/docs/guide/sandbox, and the fake
-  // runs execs as host processes, where it could not show it either. sandrun
+  // modal.com/docs/guide/sandbox, and the fake (which ends a timed-out exec
+  // with timeout(1) in the container) cannot show what Modal does. sandrun
   // does not claim it (docs/security.md).
   target.unsupported_cases["TimeoutKillsAChildThatCalledSetsid"] =
       "modal: whether an exec timeout ends processes that called setsid is Modal's to "
       "decide and is not documented; the fake cannot stand in for it";
+  if (!modal::fake::DockerEngineAnswers()) {
+    SkipWithoutDocker(target,
+                      "the fake Modal server runs sandboxes as Docker containers, and no Docker "
+                      "engine answers (run scripts/docker-test-env)");
+    return target;
+  }
   if (!Server()) {
-    Server() = std::make_unique<modal::fake::FakeModalServer>();
+    modal::fake::FakeOptions options;
+    options.containers = true;
+    Server() = std::make_unique<modal::fake::FakeModalServer>(options);
     if (!Server()->Start()) {
       target.skip_reason = "the fake Modal server could not listen on 127.0.0.1";
       return target;
