@@ -1,6 +1,7 @@
 // The CTest adapter end to end: the consumer project (consumer/), built by
 // the fixture against an installed sandrun, runs its ctest on the local
-// backend and on Docker (switched by SANDRUN_BACKEND, never reconfigured);
+// backend, on Docker and on Modal (the fake Modal server in container mode),
+// switched by SANDRUN_BACKEND, never reconfigured;
 // the JUnit XML of `ctest --output-junit` and sandrun's archive must say what
 // happened. Plus: CTest's own TIMEOUT killing sandrun, then `sandrun cleanup`,
 // and the configure-time errors of the CMake functions.
@@ -17,6 +18,9 @@
 
 #include "e2e/e2e_support.h"
 #include "support/docker_required.h"
+#ifdef SANDRUN_WITH_MODAL_FAKE
+#include "fake_modal_fixture.h"
+#endif
 
 namespace sandrun::e2e {
 namespace {
@@ -65,13 +69,15 @@ std::string DockerUnavailableReason() {
 /// SANDRUN_BACKEND=backend (empty: unset); returns the JUnit report.
 JUnitReport RunConsumerCTest(const Home& home, const std::string& backend,
                              const std::vector<std::string>& args, const std::string& junit_name,
-                             CommandOutput* output = nullptr) {
+                             CommandOutput* output = nullptr,
+                             const std::map<std::string, std::string>& extra_env = {}) {
   fs::path junit = home.dir() / junit_name;
   std::vector<std::string> argv{CTEST_BIN, "--output-junit", junit.string()};
   argv.insert(argv.end(), args.begin(), args.end());
   CommandOptions options;
   options.env = home.Env();
   options.env["SANDRUN_BACKEND"] = backend;
+  for (const auto& [key, value] : extra_env) options.env[key] = value;
   options.cwd = kConsumerBuild;
   options.timeout = std::chrono::seconds(240);
   CommandOutput out = sandrun::testing::RunCommand(argv, options);
@@ -227,6 +233,31 @@ TEST(CTestAdapter, DockerBackendBySandrunBackendWithoutReconfiguring) {
   }
   EXPECT_EQ(fs::last_write_time(kConsumerBuild / "CMakeCache.txt"), cache_time);
 }
+
+#ifdef SANDRUN_WITH_MODAL_FAKE
+// The same suite with SANDRUN_BACKEND=modal: every test a Modal sandbox (a
+// container of the fake Modal server), the binaries sent there as portable
+// executables.
+TEST(CTestAdapter, ModalBackendBySandrunBackendWithoutReconfiguring) {
+  std::string reason;
+  auto modal_env = modal::fake::SharedContainerFakeEnv(&reason);
+  if (modal_env.empty()) SANDRUN_SKIP_WITHOUT_DOCKER(reason);
+  Home home;
+  auto cache_time = fs::last_write_time(kConsumerBuild / "CMakeCache.txt");
+  JUnitReport report = RunConsumerCTest(home, "modal", {"-j4", "-LE", "ctest_kill"}, "modal.xml",
+                                        nullptr, modal_env);
+  CheckSuite(report);
+  for (const char* name : {"tool.pass", "tool data", "plain.pass", "tool.hang"}) {
+    if (report.cases.count(name)) {
+      EXPECT_CONTAINS(report.cases.at(name).output, "cwd=/sandrun/work");
+    }
+  }
+  if (report.cases.count("tool.hang")) {
+    EXPECT_CONTAINS(report.cases.at("tool.hang").output, "modal sandbox");
+  }
+  EXPECT_EQ(fs::last_write_time(kConsumerBuild / "CMakeCache.txt"), cache_time);
+}
+#endif
 
 /// Container ids carrying sandrun's task label `task`, running or not.
 std::vector<std::string> ContainersOfTask(const std::string& task) {

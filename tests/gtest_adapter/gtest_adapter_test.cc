@@ -1,7 +1,8 @@
 // Runs the sample GoogleTest binaries (sample_tests.cc, fanout_tests.cc) the
-// way users do — the binary itself, and `sandrun gtest` — on the local and
-// Docker backends, and checks from the host's own --gtest_output=json every
-// test's status, failure message and file:line.
+// way users do — the binary itself, and `sandrun gtest` — on the local,
+// Docker and Modal backends (Modal: the fake Modal server in container mode),
+// and checks from the host's own --gtest_output=json every test's status,
+// failure message and file:line.
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -19,6 +20,9 @@
 #include "sandrun/registry.h"
 #include "e2e/e2e_support.h"
 #include "support/docker_required.h"
+#ifdef SANDRUN_WITH_MODAL_FAKE
+#include "fake_modal_fixture.h"
+#endif
 #include "support/test_util.h"
 
 namespace sandrun::gtest {
@@ -88,7 +92,8 @@ bool DockerAvailable(std::string* reason) {
 /// An isolated environment for one backend: HOME, state, archive, config.
 class BackendEnv {
  public:
-  explicit BackendEnv(const std::string& backend) {
+  explicit BackendEnv(const std::string& backend,
+                      const std::map<std::string, std::string>& extra_env = {}) {
     std::string config = R"({"backends": {"docker": {"volume": "sandrun-test-results",
                               "tool_image": "sandrun-test/busybox"}}})";
     dir_.Write("sandrun.json", config);
@@ -101,6 +106,7 @@ class BackendEnv {
     env_["SANDRUN_FILTER"] = "";
     env_["SANDRUN_JOBS"] = "16";
     if (backend == "docker") env_["SANDRUN_IMAGE"] = "sandrun-test/busybox";
+    for (const auto& [key, value] : extra_env) env_[key] = value;
   }
   CommandOptions Options() const {
     CommandOptions o;
@@ -123,7 +129,14 @@ class GtestAdapterTest : public ::testing::TestWithParam<std::string> {
     if (GetParam() == "docker" && !DockerAvailable(&reason)) {
       SANDRUN_SKIP_WITHOUT_DOCKER("no Docker engine (run scripts/docker-test-env): " + reason);
     }
-    env_ = std::make_unique<BackendEnv>(GetParam());
+    std::map<std::string, std::string> modal_env;
+#ifdef SANDRUN_WITH_MODAL_FAKE
+    if (GetParam() == "modal") {
+      modal_env = modal::fake::SharedContainerFakeEnv(&reason);
+      if (modal_env.empty()) SANDRUN_SKIP_WITHOUT_DOCKER(reason);
+    }
+#endif
+    env_ = std::make_unique<BackendEnv>(GetParam(), modal_env);
   }
   std::unique_ptr<BackendEnv> env_;
 };
@@ -400,7 +413,12 @@ TEST_P(GtestAdapterTest, FailureFileLineReachesTheOutputAndTheXml) {
   EXPECT_NE(junit.find(message), std::string::npos) << junit;
 }
 
-INSTANTIATE_TEST_SUITE_P(Backends, GtestAdapterTest, ::testing::Values("local", "docker"),
+#ifdef SANDRUN_WITH_MODAL_FAKE
+#define SANDRUN_ADAPTER_BACKENDS "local", "docker", "modal"
+#else
+#define SANDRUN_ADAPTER_BACKENDS "local", "docker"
+#endif
+INSTANTIATE_TEST_SUITE_P(Backends, GtestAdapterTest, ::testing::Values(SANDRUN_ADAPTER_BACKENDS),
                          [](const auto& info) { return info.param; });
 
 }  // namespace

@@ -151,7 +151,19 @@ std::vector<std::string> FakeModalServer::Impl::ContainerRunArgs(const mc::Sandb
 void FakeModalServer::Impl::RemoveContainerLocked(FakeSandbox& sandbox) {
   if (sandbox.container_state != ContainerState::kReady || sandbox.container_removed) return;
   sandbox.container_removed = true;
-  threads_.emplace_back([name = ContainerName(sandbox)] { Docker({"rm", "-f", name}); });
+  threads_.emplace_back([this, &sandbox, name = ContainerName(sandbox)] {
+    Docker({"rm", "-f", name});
+    std::lock_guard<std::mutex> lock(mu_);
+    sandbox.container_gone = true;
+    exec_cv_.notify_all();
+  });
+}
+
+void FakeModalServer::Impl::AwaitContainerGone(std::unique_lock<std::mutex>& lock,
+                                               const FakeSandbox& sandbox) {
+  exec_cv_.wait_for(lock, std::chrono::seconds(60), [&] {
+    return !sandbox.container_removed || sandbox.container_gone;
+  });
 }
 
 void FakeModalServer::Impl::RemoveBuiltImages() {
@@ -211,8 +223,13 @@ void FakeModalServer::Impl::FsToolResult(Exec& exec) {
   if (exec.code == kFsNotFound) kind = "NotFound";
   if (exec.code == kFsIsDirectory) kind = "IsDirectory";
   if (exec.code == kFsNotDirectory) kind = "NotDirectory";
+  std::ifstream raw(exec.stderr_path + ".raw", std::ios::binary);
+  std::string detail(512, '\0');
+  raw.read(detail.data(), static_cast<std::streamsize>(detail.size()));
+  detail.resize(static_cast<std::size_t>(raw.gcount()));
   std::ofstream(exec.stderr_path, std::ios::binary | std::ios::trunc)
-      << FsError(kind, "fake modal file tool: exit " + std::to_string(exec.code));
+      << FsError(kind, "fake modal file tool: exit " + std::to_string(exec.code) +
+                           (detail.empty() ? "" : ": " + detail));
   exec.code = 1;
 }
 

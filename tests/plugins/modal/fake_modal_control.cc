@@ -247,7 +247,7 @@ grpc::Status FakeModalServer::Impl::SandboxTerminate(grpc::ServerContext* contex
                                                      const mc::SandboxTerminateRequest* request,
                                                      mc::SandboxTerminateResponse* response) {
   FAKE_ENTER("SandboxTerminate", true, true);
-  std::lock_guard<std::mutex> lock(mu_);
+  std::unique_lock<std::mutex> lock(mu_);
   auto it = sandboxes_.find(request->sandbox_id());
   if (it == sandboxes_.end()) return grpc::Status(grpc::StatusCode::NOT_FOUND, "sandbox not found");
   if (!it->second->running) {
@@ -257,6 +257,7 @@ grpc::Status FakeModalServer::Impl::SandboxTerminate(grpc::ServerContext* contex
   }
   KillLocked(*it->second, 3);
   ++stats_.sandboxes_terminated;
+  AwaitContainerGone(lock, *it->second);
   return Leave("SandboxTerminate", grpc::Status::OK);
 }
 

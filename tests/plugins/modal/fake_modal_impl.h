@@ -90,7 +90,8 @@ struct FakeSandbox {
   // Container mode only:
   ContainerState container_state = ContainerState::kNone;
   std::string container_error;
-  bool container_removed = false;
+  bool container_removed = false;  // `docker rm -f` started
+  bool container_gone = false;     // and finished
 };
 
 struct Fault {
@@ -188,7 +189,10 @@ class FakeModalServer::Impl final : public mc::ModalClient::Service,
   std::vector<std::string> ContainerRunArgs(const mc::Sandbox& def, const FakeSandbox& sandbox);
   void StartContainer(std::shared_ptr<FakeSandbox> sandbox, std::string image,
                       std::vector<std::string> run_args);
+  // Removes the container on a thread of its own; AwaitContainerGone waits
+  // for that (terminate answers once the sandbox's processes are gone).
   void RemoveContainerLocked(FakeSandbox& sandbox);
+  void AwaitContainerGone(std::unique_lock<std::mutex>& lock, const FakeSandbox& sandbox);
   void RemoveBuiltImages();
   std::vector<std::string> ContainerExecArgv(const FakeSandbox& sandbox,
                                              const std::vector<std::string>& argv,

@@ -401,7 +401,10 @@ void FakeModalServer::Impl::SpawnLocked(const std::shared_ptr<Exec>& exec,
   const std::string bad_cwd = "cannot enter " + cwd + "\n";
 
   int out = ::open(exec->stdout_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  int err = ::open(exec->stderr_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  // A file-tool op's own stderr is kept apart: the tool's answer on stderr
+  // is only its JSON error, written when the op ends (FsToolResult).
+  const std::string err_path = exec->fs_tool ? exec->stderr_path + ".raw" : exec->stderr_path;
+  int err = ::open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   int in[2];
   if (out < 0 || err < 0 || ::pipe2(in, O_CLOEXEC) != 0) {
     if (out >= 0) ::close(out);
