@@ -45,7 +45,9 @@ class ModalArchiveStore : public ArchiveStore {
 
  private:
   Result<std::vector<mc::FileEntry>> ListEntries(const std::string& dir, bool recursive);
-  Status PutMany(const std::vector<std::pair<std::string, std::string>>& files);
+  // `modes`: one per file (default 0644 for all).
+  Status PutMany(const std::vector<std::pair<std::string, std::string>>& files,
+                 const std::vector<std::uint32_t>& modes = {});
 
   std::shared_ptr<ControlPlane> control_;
   std::string volume_id_;
@@ -118,7 +120,8 @@ Result<std::string> ModalArchiveStore::ReadBytes(const std::string& path) {
   return data;
 }
 
-Status ModalArchiveStore::PutMany(const std::vector<std::pair<std::string, std::string>>& files) {
+Status ModalArchiveStore::PutMany(const std::vector<std::pair<std::string, std::string>>& files,
+                                  const std::vector<std::uint32_t>& modes) {
   mc::VolumePutFiles2Request request;
   request.set_volume_id(volume_id_);
   request.set_disallow_overwrite_existing_files(false);
@@ -126,7 +129,7 @@ Status ModalArchiveStore::PutMany(const std::vector<std::pair<std::string, std::
     auto* file = request.add_files();
     file->set_path("/" + Normalize(path));
     file->set_size(data.size());
-    file->set_mode(0644);
+    file->set_mode(modes.empty() ? 0644 : modes[static_cast<std::size_t>(request.files_size() - 1)]);
     for (std::size_t offset = 0; offset < data.size() || offset == 0; offset += kVolumeBlockSize) {
       std::string_view block = std::string_view(data).substr(offset, kVolumeBlockSize);
       file->add_blocks()->set_contents_sha256(VolumeBlockHash(block));
@@ -180,7 +183,10 @@ Status ModalArchiveStore::PutFile(const std::string& path, const fs::path& host_
     return PutMany(files);
   }
   SANDRUN_ASSIGN_OR_RETURN(std::string data, ReadWholeFile(host_path));
-  return PutMany({{path, std::move(data)}});
+  // An executable stays one (the portable-executable cache's loader).
+  const bool executable =
+      (fs::status(host_path, ec).permissions() & fs::perms::owner_exec) != fs::perms::none;
+  return PutMany({{path, std::move(data)}}, {executable ? 0755u : 0644u});
 }
 
 Status ModalArchiveStore::Fetch(const std::string& path, const fs::path& dest) {

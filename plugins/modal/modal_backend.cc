@@ -100,6 +100,12 @@ Result<std::shared_ptr<Shared>> ModalBackend::Connect() {
   bool tls = true;
   SANDRUN_RETURN_IF_ERROR(GrpcTarget(creds.server_url, &tls).status());
   shared->control = std::make_shared<ControlPlane>(std::move(creds));
+  if (!options_.exe_cache_volume.empty()) {
+    PortableOptions portable;
+    portable.ld_library_path = options_.host_library_path;
+    shared->exe_cache = std::make_unique<ExeCache>(shared->control, options_.exe_cache_volume,
+                                                   shared->environment, portable);
+  }
   mc::AppGetOrCreateRequest request;
   request.set_app_name(options_.app_name);
   request.set_environment_name(shared->environment);
@@ -203,9 +209,20 @@ Result<std::unique_ptr<Sandbox>> ModalBackend::Create(const SandboxSpec& spec) {
     def->set_idle_timeout_secs(static_cast<std::uint32_t>(s.options.idle_timeout_s));
   }
   def->set_workdir(workdir);
-  // No volume mounts: the results Volume would let a task read and rewrite
-  // every record of the archive. Records and spills reach the Volume only
-  // through sandrun's own Volume API calls (modal_archive_store.h).
+  // Never the results Volume: it would let a task read and rewrite every
+  // record of the archive. Records and spills reach it only through
+  // sandrun's own Volume API calls (modal_archive_store.h). Portable
+  // executables come from their cache Volume, read-only.
+  ExeCache::Mount exe_mount;
+  if (s.exe_cache) {
+    SANDRUN_ASSIGN_OR_RETURN(exe_mount, s.exe_cache->Prepare(spec));
+  }
+  if (!exe_mount.volume_id.empty()) {
+    mc::VolumeMount* mount = def->add_volume_mounts();
+    mount->set_volume_id(exe_mount.volume_id);
+    mount->set_mount_path(kPortableExeRoot);
+    mount->set_read_only(true);
+  }
   mc::NetworkAccess* network = def->mutable_network_access();
   // An allowlist narrows either mode to exactly its CIDRs, as Modal's own
   // cidr_allowlist does; without one, "open" is OPEN and "none" BLOCKED.
@@ -297,7 +314,8 @@ Result<std::unique_ptr<Sandbox>> ModalBackend::Create(const SandboxSpec& spec) {
   if (!spec.gpu.empty()) notes.push_back("modal: gpu " + gpu_type + " x" + std::to_string(gpu_count));
   return std::unique_ptr<Sandbox>(new ModalSandbox(shared, sandbox_id, task_id,
                                                    std::move(router).value(), workdir, spec.env,
-                                                   std::move(notes), lifetime, expires));
+                                                   std::move(notes), lifetime, expires,
+                                                   std::move(exe_mount.served)));
 }
 
 Result<std::vector<Leftover>> ModalBackend::ListLeftovers() {

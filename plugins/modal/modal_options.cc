@@ -72,6 +72,7 @@ Result<ModalOptions> ParseModalOptions(std::string_view section_json) {
   if (j.contains("environment")) options.environment_set = true;
   SANDRUN_RETURN_IF_ERROR(string_key("environment", &options.environment));
   SANDRUN_RETURN_IF_ERROR(string_key("volume", &options.volume));
+  SANDRUN_RETURN_IF_ERROR(string_key("exe_cache_volume", &options.exe_cache_volume));
   SANDRUN_RETURN_IF_ERROR(string_key("server_url", &options.server_url));
   SANDRUN_RETURN_IF_ERROR(string_key("default_image", &options.default_image));
   SANDRUN_RETURN_IF_ERROR(StringList(j, "secrets", &options.secrets));
@@ -90,7 +91,7 @@ Result<ModalOptions> ParseModalOptions(std::string_view section_json) {
   if (options.volume.empty()) return InvalidArgumentError("modal: volume must not be empty");
   for (const auto& key : j.items()) {
     static const std::set<std::string> kKnown = {
-        "app_name", "environment", "volume", "server_url", "default_image", "secrets",
+        "app_name", "environment", "volume", "exe_cache_volume", "server_url", "default_image", "secrets",
         "cidr_allowlist", "idle_timeout_s", "max_parallel", "timeout_grace_ms"};
     if (!kKnown.count(key.key())) {
       return InvalidArgumentError("modal: unknown config key '" + key.key() + "'");

@@ -18,6 +18,9 @@
 //   max_parallel    suggested -j (default 64)
 //   timeout_grace_ms  how long after an exec's timeout the host gives the
 //                   remote kill before reporting the timeout itself (2000)
+//   exe_cache_volume  Volume caching portable executables, mounted read-only
+//                   at /sandrun/exe (default "sandrun-exe-cache"; "" sends
+//                   them to each sandbox through the file tool instead)
 #ifndef SANDRUN_PLUGINS_MODAL_MODAL_OPTIONS_H_
 #define SANDRUN_PLUGINS_MODAL_MODAL_OPTIONS_H_
 
@@ -35,6 +38,7 @@ struct ModalOptions {
   std::string environment;   ///< Empty: from credentials.
   bool environment_set = false;
   std::string volume = "sandrun-results";
+  std::string exe_cache_volume = "sandrun-exe-cache";
   std::string server_url;    ///< Empty: from credentials.
   std::vector<std::string> secrets;
   std::vector<std::string> cidr_allowlist;

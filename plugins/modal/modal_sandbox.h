@@ -24,6 +24,7 @@
 
 #include "modal_backend.h"
 #include "modal_client.h"
+#include "modal_exe_cache.h"
 #include "sandrun/backend.h"
 
 namespace sandrun::modal {
@@ -61,6 +62,7 @@ struct Shared {
   std::vector<std::string> secret_ids;         // Guarded by mu.
   bool secrets_resolved = false;               // Guarded by mu.
   std::string builder_version;                 // Guarded by mu.
+  std::unique_ptr<ExeCache> exe_cache;         // Null: disabled.
 };
 
 // Output of one exec, as the sandbox's raw executor sees it.
@@ -90,7 +92,8 @@ class ModalSandbox : public Sandbox {
   ModalSandbox(std::shared_ptr<Shared> shared, std::string sandbox_id, std::string task_id,
                std::unique_ptr<CommandRouter> router, std::string workdir,
                std::map<std::string, std::string> env, std::vector<std::string> notes,
-               std::chrono::seconds lifetime, Clock::time_point expires)
+               std::chrono::seconds lifetime, Clock::time_point expires,
+               std::set<std::string> portable_mounted = {})
       : shared_(std::move(shared)),
         id_(std::move(sandbox_id)),
         task_id_(std::move(task_id)),
@@ -99,7 +102,8 @@ class ModalSandbox : public Sandbox {
         env_(std::move(env)),
         notes_(std::move(notes)),
         lifetime_(lifetime),
-        expires_(expires) {}
+        expires_(expires),
+        portable_sent_(std::move(portable_mounted)) {}
   ~ModalSandbox() override { Terminate().IgnoreError(); }
 
   const std::string& Id() const override { return id_; }

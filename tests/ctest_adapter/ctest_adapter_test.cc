@@ -244,7 +244,7 @@ TEST(CTestAdapter, ModalBackendBySandrunBackendWithoutReconfiguring) {
   if (modal_env.empty()) SANDRUN_SKIP_WITHOUT_DOCKER(reason);
   Home home;
   auto cache_time = fs::last_write_time(kConsumerBuild / "CMakeCache.txt");
-  JUnitReport report = RunConsumerCTest(home, "modal", {"-j4", "-LE", "ctest_kill"}, "modal.xml",
+  JUnitReport report = RunConsumerCTest(home, "modal", {"-j2", "-LE", "ctest_kill"}, "modal.xml",
                                         nullptr, modal_env);
   CheckSuite(report);
   for (const char* name : {"tool.pass", "tool data", "plain.pass", "tool.hang"}) {

@@ -144,6 +144,12 @@ std::vector<std::string> FakeModalServer::Impl::ContainerRunArgs(const mc::Sandb
     args.insert(args.end(), {"--memory", std::to_string(mb) + "m"});
   }
   args.insert(args.end(), {"--workdir", sandbox.workdir});
+  for (const auto& mount : def.volume_mounts()) {
+    std::error_code ec;
+    fs::create_directories(VolumeMirror(mount.volume_id()), ec);
+    args.insert(args.end(), {"-v", VolumeMirror(mount.volume_id()).string() + ":" +
+                                       mount.mount_path() + (mount.read_only() ? ":ro" : "")});
+  }
   for (const auto& [key, value] : sandbox.secret_env) args.insert(args.end(), {"-e", key + "=" + value});
   return args;
 }
@@ -231,6 +237,25 @@ void FakeModalServer::Impl::FsToolResult(Exec& exec) {
       << FsError(kind, "fake modal file tool: exit " + std::to_string(exec.code) +
                            (detail.empty() ? "" : ": " + detail));
   exec.code = 1;
+}
+
+fs::path FakeModalServer::Impl::VolumeMirror(const std::string& volume_id) const {
+  return scratch_ / "volumes" / volume_id;
+}
+
+// Written when a file is committed, so a container that mounts the volume
+// later sees it (as a Modal sandbox sees what was committed before it
+// started).
+void FakeModalServer::Impl::MirrorVolumeFileLocked(const std::string& volume_id,
+                                                   const std::string& path,
+                                                   const std::string& data, std::uint32_t mode) {
+  const fs::path target = VolumeMirror(volume_id) / path;
+  std::error_code ec;
+  fs::create_directories(target.parent_path(), ec);
+  const fs::path partial = target.string() + ".partial";
+  std::ofstream(partial, std::ios::binary | std::ios::trunc) << data;
+  fs::permissions(partial, static_cast<fs::perms>(mode == 0 ? 0644 : mode & 0777), ec);
+  fs::rename(partial, target, ec);
 }
 
 // Sandbox lifetime (timeout_secs) and idle timeout, enforced as Modal does:

@@ -202,6 +202,10 @@ class FakeModalServer::Impl final : public mc::ModalClient::Service,
   bool ContainerFsToolArgv(const FakeSandbox& sandbox, const std::string& op, const json& args,
                            std::vector<std::string>* argv, bool* takes_stdin) const;
   void FsToolResult(Exec& exec);
+  // A volume's files as a host directory, for bind mounts into containers.
+  fs::path VolumeMirror(const std::string& volume_id) const;
+  void MirrorVolumeFileLocked(const std::string& volume_id, const std::string& path,
+                              const std::string& data, std::uint32_t mode);
   void WatchLifetimeLocked(const std::shared_ptr<FakeSandbox>& sandbox,
                            std::uint32_t lifetime_secs, std::uint32_t idle_secs);
 

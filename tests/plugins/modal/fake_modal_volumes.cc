@@ -247,6 +247,7 @@ grpc::Status FakeModalServer::Impl::VolumePutFiles2(grpc::ServerContext* context
       return grpc::Status(grpc::StatusCode::ALREADY_EXISTS, "file exists");
     }
     volume->second[path] = data;
+    if (options_.containers) MirrorVolumeFileLocked(request->volume_id(), path, data, file.mode());
   }
   return grpc::Status::OK;
 }
