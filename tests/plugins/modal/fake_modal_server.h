@@ -21,7 +21,12 @@
 //
 // The TCR is served on the same port; TaskGetCommandRouterAccess answers
 // "http://127.0.0.1:<port>". Volume blocks are served over plain HTTP on a
-// second port.
+// second port, hashed exactly as received (SHA-256 of the raw body, nothing
+// stripped), and a file is accepted only once every block it names is
+// stored and each uploaded block's put_response is what its PUT answered.
+// The block server can be told to misbehave (FailNextBlockTransfers).
+// Volumes can be version 1 (FakeOptions::volume_version, AddVolume); the *2
+// volume calls refuse them with FAILED_PRECONDITION.
 //
 // Where a protocol fact is UNCONFIRMED (exec timeout status, missing
 // commands), the fake makes a guess; tests must not rely on the guess
@@ -48,6 +53,18 @@ struct FakeOptions {
   /// of every command of a sandbox the secret is attached to. Names starting
   /// with "missing" are NOT_FOUND; other unknown names are empty secrets.
   std::map<std::string, std::map<std::string, std::string>> secrets;
+  /// The FsVersion of volumes the fake creates (1 or 2), as `modal volume
+  /// create` makes version 1 volumes. The V2 volume calls refuse a V1 volume.
+  int volume_version = 2;
+};
+
+/// Ways the block HTTP server can misbehave (FailNextBlockTransfers).
+enum class BlockFault {
+  kChunked,  ///< a correct answer, sent with Transfer-Encoding: chunked
+  kShort,    ///< 200 with only half the body (Content-Length says half)
+  kSlow,     ///< a correct answer after 2 s
+  kError,    ///< 503 Service Unavailable
+  kDrop,     ///< the connection is closed without an answer
 };
 
 /// What a sandbox was created with, beyond its tags.
@@ -101,6 +118,9 @@ class FakeModalServer {
   void SetCreationDelay(std::chrono::milliseconds delay);
   /// Every call sleeps this long first.
   void SetLatency(std::chrono::milliseconds latency);
+  /// The next `n` block transfers with `method` ("GET", "PUT" or "" for
+  /// either) misbehave as `fault` says.
+  void FailNextBlockTransfers(const std::string& method, int n, BlockFault fault);
   /// Kills every process of the sandbox and marks it finished (FAILURE).
   void KillSandbox(const std::string& sandbox_id);
 
@@ -128,6 +148,10 @@ class FakeModalServer {
                                 const std::map<std::string, std::string>& tags);
   /// The id of an App the client created ("" if none).
   std::string AppId(const std::string& app_name) const;
+  /// Creates a volume as another tool would, with FsVersion `version` (1 or 2).
+  std::string AddVolume(const std::string& name, int version);
+  /// Paths of the files in volume `name` (empty if unknown), for assertions.
+  std::vector<std::string> VolumeFiles(const std::string& name) const;
 
   class Impl;
 
