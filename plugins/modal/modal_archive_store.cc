@@ -3,6 +3,7 @@
 #include <openssl/sha.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <fstream>
 #include <set>
 
@@ -32,16 +33,7 @@ class ModalArchiveStore : public ArchiveStore {
   Result<std::string> ReadBytes(const std::string& path) override;
   Result<std::vector<std::string>> List(const std::string& dir) override;
   Status Fetch(const std::string& path, const fs::path& dest) override;
-  Status Remove(const std::string& path) override {
-    // sandrun's client speaks only the Volume RPCs that create, list, read,
-    // write and delete a whole Volume (modal-labs/modal-client
-    // modal_proto/api.proto); none deletes one file.
-    return UnimplementedError(
-        "modal: cannot remove " + path + " from volume " + volume_name_ +
-        ": Modal's API has no call sandrun can use to delete files in a Volume, so nothing was "
-        "removed; delete old runs with Modal's CLI: `modal volume rm " + volume_name_ + " /" +
-        path + " -r` (add `--env ENV` outside the default environment)");
-  }
+  Status Remove(const std::string& path) override;
 
  private:
   Result<std::vector<mc::FileEntry>> ListEntries(const std::string& dir, bool recursive);
@@ -99,6 +91,22 @@ Result<std::vector<std::string>> ModalArchiveStore::List(const std::string& dir)
   return std::vector<std::string>(names.begin(), names.end());
 }
 
+// How many bytes of the range [start, start + length) fall into each of
+// its 8 MiB-aligned blocks (Python's _expected_block_lengths in
+// py/modal/volume.py).
+std::vector<std::size_t> ExpectedBlockLengths(std::uint64_t start, std::uint64_t length,
+                                              std::size_t blocks) {
+  std::vector<std::size_t> lengths;
+  std::uint64_t pos = start;
+  for (std::size_t i = 0; i < blocks; ++i) {
+    std::uint64_t block_end =
+        std::min<std::uint64_t>(start + length, (start / kVolumeBlockSize + i + 1) * kVolumeBlockSize);
+    lengths.push_back(block_end > pos ? static_cast<std::size_t>(block_end - pos) : 0);
+    pos = std::max(pos, block_end);
+  }
+  return lengths;
+}
+
 Result<std::string> ModalArchiveStore::ReadBytes(const std::string& path) {
   mc::VolumeGetFile2Request request;
   request.set_volume_id(volume_id_);
@@ -107,15 +115,19 @@ Result<std::string> ModalArchiveStore::ReadBytes(const std::string& path) {
   SANDRUN_RETURN_IF_ERROR(control_->Unary("VolumeGetFile2", [&](grpc::ClientContext* c) {
     return control_->stub().VolumeGetFile2(c, request, &response);
   }));
+  const std::vector<std::size_t> lengths =
+      ExpectedBlockLengths(response.start(), response.len(), response.get_urls_size());
   std::string data;
-  data.reserve(response.size());
-  for (const auto& url : response.get_urls()) {
-    Result<std::string> block = HttpGet(url);
-    for (int attempt = 0; !block.ok() && block.status().retryable() && attempt < 3; ++attempt) {
-      block = HttpGet(url);
-    }
-    if (!block.ok()) return block.status();
-    data += *block;
+  data.reserve(response.len());
+  for (int i = 0; i < response.get_urls_size(); ++i) {
+    SANDRUN_ASSIGN_OR_RETURN(std::string block, HttpGet(response.get_urls(i), lengths[i]));
+    data += block;
+  }
+  if (data.size() != response.len()) {
+    return InternalError("modal: VolumeGetFile2 " + path + " promised " +
+                         std::to_string(response.len()) + " bytes in " +
+                         std::to_string(response.get_urls_size()) + " blocks; they hold " +
+                         std::to_string(data.size()));
   }
   return data;
 }
@@ -125,39 +137,36 @@ Status ModalArchiveStore::PutMany(const std::vector<std::pair<std::string, std::
   mc::VolumePutFiles2Request request;
   request.set_volume_id(volume_id_);
   request.set_disallow_overwrite_existing_files(false);
+  std::vector<std::vector<VolumeBlock>> blocks;  // per file, what each block uploads
   for (const auto& [path, data] : files) {
     auto* file = request.add_files();
     file->set_path("/" + Normalize(path));
     file->set_size(data.size());
     file->set_mode(modes.empty() ? 0644 : modes[static_cast<std::size_t>(request.files_size() - 1)]);
-    for (std::size_t offset = 0; offset < data.size() || offset == 0; offset += kVolumeBlockSize) {
-      std::string_view block = std::string_view(data).substr(offset, kVolumeBlockSize);
-      file->add_blocks()->set_contents_sha256(VolumeBlockHash(block));
-      if (data.empty()) break;
+    blocks.push_back(SplitVolumeBlocks(data));
+    for (const VolumeBlock& block : blocks.back()) {
+      file->add_blocks()->set_contents_sha256(block.sha256);
     }
   }
-  for (int round = 0; round < 3; ++round) {
+  // Two rounds, as py/modal/volume.py _put_file_specs: the first may name
+  // missing blocks, the second carries their PUT responses.
+  for (int round = 0; round < 2; ++round) {
     mc::VolumePutFiles2Response response;
     SANDRUN_RETURN_IF_ERROR(control_->Unary("VolumePutFiles2", [&](grpc::ClientContext* c) {
       return control_->stub().VolumePutFiles2(c, request, &response);
     }));
     if (response.missing_blocks().empty()) return OkStatus();
-    if (round == 2) break;
+    if (round == 1) break;
     for (const auto& missing : response.missing_blocks()) {
-      if (missing.file_index() >= files.size()) {
-        return InternalError("modal: VolumePutFiles2 named a file index out of range");
+      if (missing.file_index() >= blocks.size() ||
+          missing.block_index() >= blocks[missing.file_index()].size()) {
+        return InternalError("modal: VolumePutFiles2 named a block that is not in the request");
       }
-      const std::string& data = files[missing.file_index()].second;
-      std::string_view block =
-          std::string_view(data).substr(std::min<std::size_t>(data.size(),
-                                                              missing.block_index() * kVolumeBlockSize),
-                                        kVolumeBlockSize);
-      SANDRUN_ASSIGN_OR_RETURN(std::string put_response, HttpPut(missing.put_url(), block));
-      auto* file = request.mutable_files(static_cast<int>(missing.file_index()));
-      if (missing.block_index() >= static_cast<std::uint64_t>(file->blocks_size())) {
-        return InternalError("modal: VolumePutFiles2 named a block index out of range");
-      }
-      file->mutable_blocks(static_cast<int>(missing.block_index()))->set_put_response(put_response);
+      const VolumeBlock& block = blocks[missing.file_index()][missing.block_index()];
+      SANDRUN_ASSIGN_OR_RETURN(std::string put_response, HttpPut(missing.put_url(), block.body));
+      request.mutable_files(static_cast<int>(missing.file_index()))
+          ->mutable_blocks(static_cast<int>(missing.block_index()))
+          ->set_put_response(put_response);
     }
   }
   return UnavailableError("modal: VolumePutFiles2 still reports missing blocks after upload");
@@ -187,6 +196,23 @@ Status ModalArchiveStore::PutFile(const std::string& path, const fs::path& host_
   const bool executable =
       (fs::status(host_path, ec).permissions() & fs::perms::owner_exec) != fs::perms::none;
   return PutMany({{path, std::move(data)}}, {executable ? 0755u : 0644u});
+}
+
+Status ModalArchiveStore::Remove(const std::string& path) {
+  const std::string target = Normalize(path);
+  if (target.empty()) {
+    return InvalidArgumentError("modal: refusing to remove the whole volume " + volume_name_);
+  }
+  mc::VolumeRemoveFile2Request request;
+  request.set_volume_id(volume_id_);
+  request.set_path("/" + target);
+  request.set_recursive(true);
+  google::protobuf::Empty response;
+  Status removed = control_->Unary("VolumeRemoveFile2", [&](grpc::ClientContext* c) {
+    return control_->stub().VolumeRemoveFile2(c, request, &response);
+  });
+  if (removed.code() == StatusCode::kNotFound) return OkStatus();  // already absent
+  return removed;
 }
 
 Status ModalArchiveStore::Fetch(const std::string& path, const fs::path& dest) {
@@ -227,12 +253,27 @@ Status ModalArchiveStore::Fetch(const std::string& path, const fs::path& dest) {
 
 }  // namespace
 
-std::string VolumeBlockHash(std::string_view block) {
-  std::size_t end = block.size();
-  while (end > 0 && block[end - 1] == '\0') --end;
-  unsigned char digest[SHA256_DIGEST_LENGTH];
-  SHA256(reinterpret_cast<const unsigned char*>(block.data()), end, digest);
-  return std::string(reinterpret_cast<const char*>(digest), sizeof digest);
+std::vector<VolumeBlock> SplitVolumeBlocks(std::string_view data) {
+  std::vector<VolumeBlock> blocks;
+  for (std::size_t offset = 0; offset < data.size(); offset += kVolumeBlockSize) {
+    std::string_view body = data.substr(offset, kVolumeBlockSize);
+    while (!body.empty() && body.back() == '\0') body.remove_suffix(1);
+    unsigned char digest[SHA256_DIGEST_LENGTH];
+    SHA256(reinterpret_cast<const unsigned char*>(body.data()), body.size(), digest);
+    blocks.push_back({body, std::string(reinterpret_cast<const char*>(digest), sizeof digest)});
+  }
+  return blocks;
+}
+
+Status CheckArchiveVolumeVersion(mc::VolumeFsVersion version, const std::string& volume_name) {
+  if (version == mc::VOLUME_FS_VERSION_V2) return OkStatus();
+  return FailedPreconditionError(
+      "modal: volume " + volume_name + " is a version 1 Volume (as `modal volume create " +
+      volume_name + "` makes one); sandrun keeps its result archive only on a version 2 Volume. "
+      "Either create one, `modal volume create --version 2 NAME`, and name it in sandrun.json "
+      "(\"backends\": {\"modal\": {\"volume\": \"NAME\"}}), or, when nothing in it is needed, "
+      "`modal volume delete " + volume_name + "` and sandrun creates it again as version 2 "
+      "(add `--env ENV` outside the default environment)");
 }
 
 std::unique_ptr<ArchiveStore> CreateModalArchiveStore(std::shared_ptr<ControlPlane> control,

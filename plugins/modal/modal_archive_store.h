@@ -1,21 +1,23 @@
 // The result archive on a Modal Volume, as Modal's Python SDK uses one
 // (modal-labs/modal-client: py/modal/volume.py, py/modal/_utils/blob_utils.py;
 // messages in modal_proto/api.proto): listing through VolumeListFiles2,
-// reading through VolumeGetFile2 and its download URLs, writing through
-// VolumePutFiles2 (8 MiB blocks, SHA-256 of each block with trailing zero
-// bytes stripped, HTTP PUT of missing blocks, then a resend with the PUT
-// responses). Internal to plugins/modal.
+// reading through VolumeGetFile2 and its download URLs (each block's length
+// checked), writing through VolumePutFiles2 (8 MiB blocks; each block is
+// hashed and uploaded without its trailing zero bytes, and an empty file has
+// no block; HTTP PUT of missing blocks, then a resend with the PUT
+// responses), removing through VolumeRemoveFile2 (recursive). Block
+// transfers are retried and may go through a proxy (modal_http.h).
 //
-// Not supported: Remove (sandrun's client, proto/modal_client.proto, has no
-// RPC that removes a file from a Volume), so `sandrun results prune` reports
-// kUnimplemented for Modal, with the `modal volume rm` command that does it
-// instead.
+// Only version 2 Volumes: a version 1 Volume (what `modal volume create`
+// makes without `--version 2`) is refused by CheckArchiveVolumeVersion,
+// with the commands that fix it. Internal to plugins/modal.
 #ifndef SANDRUN_PLUGINS_MODAL_MODAL_ARCHIVE_STORE_H_
 #define SANDRUN_PLUGINS_MODAL_MODAL_ARCHIVE_STORE_H_
 
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "modal_client.h"
 #include "sandrun/archive_store.h"
@@ -24,8 +26,22 @@ namespace sandrun::modal {
 
 inline constexpr std::size_t kVolumeBlockSize = 8 * 1024 * 1024;
 
-/// SHA-256 (raw 32 bytes) of one volume block, trailing zero bytes stripped.
-std::string VolumeBlockHash(std::string_view block);
+/// One block of a file as it goes to a Volume: `body` is its 8 MiB slice
+/// without the trailing zero bytes (what is hashed and what is uploaded;
+/// Modal hashes the body it receives), `sha256` the raw 32-byte SHA-256 of it.
+struct VolumeBlock {
+  std::string_view body;
+  std::string sha256;
+};
+
+/// The blocks of `data` (a view into it); none for empty data.
+std::vector<VolumeBlock> SplitVolumeBlocks(std::string_view data);
+
+/// OK for a version 2 Volume; kFailedPrecondition, naming the commands that
+/// fix it, for version 1 or an unspecified version (which Modal's Python SDK
+/// reads as version 1: py/modal/volume.py _validate_volume_version).
+Status CheckArchiveVolumeVersion(::modal::client::VolumeFsVersion version,
+                                 const std::string& volume_name);
 
 std::unique_ptr<ArchiveStore> CreateModalArchiveStore(std::shared_ptr<ControlPlane> control,
                                                       std::string volume_id,

@@ -142,6 +142,9 @@ Result<std::string> ModalBackend::VolumeId(Shared& shared) {
   SANDRUN_RETURN_IF_ERROR(shared.control->Unary("VolumeGetOrCreate", [&](grpc::ClientContext* c) {
     return shared.control->stub().VolumeGetOrCreate(c, request, &response);
   }));
+  // An existing Volume keeps its own version whatever we ask for.
+  SANDRUN_RETURN_IF_ERROR(
+      CheckArchiveVolumeVersion(response.metadata().version(), shared.options.volume));
   std::lock_guard<std::mutex> lock(shared.mu);
   shared.volume_id = response.volume_id();
   return shared.volume_id;

@@ -22,6 +22,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -105,22 +106,31 @@ struct Fault {
 // PUT /put/<hex>; one thread per connection (fake_modal_volumes.cc).
 class BlockHttpServer {
  public:
+  /// GET: fills *data with the block named by `hash_hex`; PUT: stores *data
+  /// and sets *data to the body to answer. False: 404 (GET) or 400 (PUT).
   using Store = std::function<bool(const std::string& hash_hex, std::string* data, bool put)>;
   explicit BlockHttpServer(Store store) : store_(std::move(store)) {}
   ~BlockHttpServer() { Stop(); }
   bool Start();
   void Stop();
   int port() const { return port_; }
+  void FailNext(const std::string& method, int n, BlockFault fault);
 
  private:
   void Loop();
   void Serve(int client);
+  // The fault to apply to this request, if one is pending for `method`.
+  bool TakeFault(const std::string& method, BlockFault* fault);
 
   Store store_;
   int fd_ = -1;
   int port_ = 0;
   std::atomic<bool> stopping_{false};
   std::thread thread_;
+  std::mutex fault_mu_;
+  std::string fault_method_;  // Guarded by fault_mu_, as the two below.
+  int faults_left_ = 0;
+  BlockFault fault_ = BlockFault::kError;
 };
 
 #define FAKE_ENTER(rpc, control, token)                                 \
@@ -221,7 +231,13 @@ class FakeModalServer::Impl final : public mc::ModalClient::Service,
                               mc::VolumeGetFile2Response* response) override;
   grpc::Status VolumePutFiles2(grpc::ServerContext* context, const mc::VolumePutFiles2Request* request,
                                mc::VolumePutFiles2Response* response) override;
-  // The block store behind the block HTTP server: `put` checks the hash.
+  grpc::Status VolumeRemoveFile2(grpc::ServerContext* context,
+                                 const mc::VolumeRemoveFile2Request* request,
+                                 google::protobuf::Empty*) override;
+  // The volume of a *2 call, which must be a version 2 volume.
+  grpc::Status VolumeV2Locked(const std::string& volume_id,
+                              std::map<std::string, std::string>** files);
+  // The block store behind the block HTTP server (BlockHttpServer::Store).
   bool BlockStore(const std::string& hex, std::string* data, bool put);
 
   // ---- task command router: exec, stdio, wait (fake_modal_router.cc) ----
@@ -288,8 +304,10 @@ class FakeModalServer::Impl final : public mc::ModalClient::Service,
   static constexpr int kImagePending = -1, kImageBuilding = -2;  // container mode
   std::map<std::string, std::vector<std::string>> image_commands_;  // container mode
   std::map<std::string, std::string> volume_ids_;  // name -> id
+  std::map<std::string, int> volume_versions_;     // id -> FsVersion (1 or 2)
   std::map<std::string, std::map<std::string, std::string>> volumes_;  // id -> path -> data
   std::map<std::string, std::string> blocks_;      // raw sha256 -> bytes
+  std::set<std::string> awaiting_put_response_;    // hashes reported missing, not yet confirmed
   std::map<std::string, std::shared_ptr<FakeSandbox>> sandboxes_;
   bool stopping_ = false;
   std::string instance_;                            // names this server's containers

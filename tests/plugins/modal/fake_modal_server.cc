@@ -183,6 +183,22 @@ std::vector<std::string> FakeModalServer::ExecRequestsSeen() const {
   std::lock_guard<std::mutex> lock(impl_->mu_);
   return impl_->exec_requests_;
 }
+std::string FakeModalServer::AddVolume(const std::string& name, int version) {
+  std::lock_guard<std::mutex> lock(impl_->mu_);
+  auto it = impl_->volume_ids_.find(name);
+  if (it == impl_->volume_ids_.end()) it = impl_->volume_ids_.emplace(name, RandomId("vo-", 22)).first;
+  impl_->volumes_[it->second];
+  impl_->volume_versions_[it->second] = version;
+  return it->second;
+}
+std::vector<std::string> FakeModalServer::VolumeFiles(const std::string& name) const {
+  std::lock_guard<std::mutex> lock(impl_->mu_);
+  std::vector<std::string> paths;
+  auto id = impl_->volume_ids_.find(name);
+  if (id == impl_->volume_ids_.end()) return paths;
+  for (const auto& [path, data] : impl_->volumes_[id->second]) paths.push_back(path);
+  return paths;
+}
 std::string FakeModalServer::AppId(const std::string& app_name) const {
   std::lock_guard<std::mutex> lock(impl_->mu_);
   auto it = impl_->apps_.find(app_name);

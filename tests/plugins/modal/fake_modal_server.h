@@ -21,7 +21,12 @@
 //
 // The TCR is served on the same port; TaskGetCommandRouterAccess answers
 // "http://127.0.0.1:<port>". Volume blocks are served over plain HTTP on a
-// second port.
+// second port, hashed exactly as received (SHA-256 of the raw body, nothing
+// stripped), and a file is accepted only once every block it names is
+// stored and each uploaded block's put_response is what its PUT answered.
+// The block server can be told to misbehave (FailNextBlockTransfers).
+// Volumes can be version 1 (FakeOptions::volume_version, AddVolume); the *2
+// volume calls refuse them with FAILED_PRECONDITION.
 //
 // Where a protocol fact is UNCONFIRMED (exec timeout status, missing
 // commands), the fake makes a guess; tests must not rely on the guess
@@ -56,6 +61,18 @@ struct FakeOptions {
   /// no registry here): references naming busybox or alpine, and the rest.
   std::string busybox_image = "sandrun-test/busybox";
   std::string debian_image = "sandrun-test/debian:bookworm";
+  /// The FsVersion of volumes the fake creates (1 or 2), as `modal volume
+  /// create` makes version 1 volumes. The V2 volume calls refuse a V1 volume.
+  int volume_version = 2;
+};
+
+/// Ways the block HTTP server can misbehave (FailNextBlockTransfers).
+enum class BlockFault {
+  kChunked,  ///< a correct answer, sent with Transfer-Encoding: chunked
+  kShort,    ///< 200 with only half the body (Content-Length says half)
+  kSlow,     ///< a correct answer after 2 s
+  kError,    ///< 503 Service Unavailable
+  kDrop,     ///< the connection is closed without an answer
 };
 
 /// True when `docker version` reaches an engine (DOCKER_HOST or the default
@@ -114,6 +131,9 @@ class FakeModalServer {
   void SetCreationDelay(std::chrono::milliseconds delay);
   /// Every call sleeps this long first.
   void SetLatency(std::chrono::milliseconds latency);
+  /// The next `n` block transfers with `method` ("GET", "PUT" or "" for
+  /// either) misbehave as `fault` says.
+  void FailNextBlockTransfers(const std::string& method, int n, BlockFault fault);
   /// Kills every process of the sandbox and marks it finished (FAILURE).
   void KillSandbox(const std::string& sandbox_id);
 
@@ -141,6 +161,10 @@ class FakeModalServer {
                                 const std::map<std::string, std::string>& tags);
   /// The id of an App the client created ("" if none).
   std::string AppId(const std::string& app_name) const;
+  /// Creates a volume as another tool would, with FsVersion `version` (1 or 2).
+  std::string AddVolume(const std::string& name, int version);
+  /// Paths of the files in volume `name` (empty if unknown), for assertions.
+  std::vector<std::string> VolumeFiles(const std::string& name) const;
 
   class Impl;
 

@@ -2,13 +2,19 @@
 // are set (see docs/modal.md), and is skipped with the reason otherwise. It
 // creates sandboxes in the App "sandrun-live-test" (overridable with
 // SANDRUN_MODAL_LIVE_APP), uses a public registry image, and terminates
-// everything it created, even on failure.
+// everything it created, even on failure. Its archive records go to the
+// Volume "sandrun-live-test-results", under a fresh run directory that the
+// test removes again.
 #include <gtest/gtest.h>
 
 #include <cstdlib>
 
+#include <algorithm>
+
+#include "modal_archive_store.h"
 #include "modal_backend.h"
 #include "sandrun/config.h"
+#include "sandrun/util.h"
 #include "support/test_util.h"
 
 namespace sandrun::modal {
@@ -88,6 +94,38 @@ TEST_F(ModalLiveTest, LeftoversAreOnlyOurs) {
   auto listed = backend_->ListLeftovers();
   ASSERT_TRUE(listed.ok()) << listed.status().ToString();
   for (const auto& leftover : *listed) EXPECT_EQ(leftover.labels.at("managed-by"), "sandrun");
+}
+
+// The archive on the live Volume as `results` uses it: records written
+// (one with a block that ends in zero bytes, which Modal hashes as it
+// receives it, and an empty one), listed, read back, and removed as
+// `results prune` removes a run.
+TEST_F(ModalLiveTest, ArchiveWritesListsReadsAndPrunes) {
+  auto store = backend_->OpenArchive();
+  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  const std::string run = "live-test-" + RandomHex(8);
+  std::string zeros(kVolumeBlockSize + 100, 'x');
+  std::fill(zeros.begin() + kVolumeBlockSize - 4096, zeros.begin() + kVolumeBlockSize, '\0');
+  std::fill(zeros.end() - 10, zeros.end(), '\0');
+  const std::map<std::string, std::string> files = {
+      {"tasks/a.json", "{\"a\":1}\n"}, {"artifacts/zeros.bin", zeros}, {"empty", ""}};
+  for (const auto& [path, data] : files) {
+    Status put = (*store)->PutBytes(run + "/" + path, data);
+    ASSERT_TRUE(put.ok()) << path << ": " << put.ToString();
+  }
+  auto listed = (*store)->List(run);
+  ASSERT_TRUE(listed.ok()) << listed.status().ToString();
+  EXPECT_EQ(*listed, (std::vector<std::string>{"artifacts/", "empty", "tasks/"}));
+  for (const auto& [path, data] : files) {
+    auto back = (*store)->ReadBytes(run + "/" + path);
+    ASSERT_TRUE(back.ok()) << path << ": " << back.status().ToString();
+    EXPECT_TRUE(*back == data) << path << ": " << back->size() << " bytes, not " << data.size();
+  }
+  Status removed = (*store)->Remove(run);
+  ASSERT_TRUE(removed.ok()) << removed.ToString();
+  auto root = (*store)->List("");
+  ASSERT_TRUE(root.ok()) << root.status().ToString();
+  EXPECT_EQ(std::count(root->begin(), root->end(), run + "/"), 0) << run << " is still there";
 }
 
 }  // namespace
