@@ -74,10 +74,22 @@ grpc::Status FakeModalServer::Impl::ImageGetOrCreate(grpc::ServerContext* contex
   if (commands.empty() || commands[0].rfind("FROM ", 0) != 0) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "first command must be FROM");
   }
+  // Modal builds a definition once: asked again, it answers the cached image
+  // with its result, and the client need not join a build.
+  std::string definition;
+  request->image().SerializeToString(&definition);
+  definition += "\n" + request->builder_version();
+  auto cached = built_images_.find(definition);
+  if (cached != built_images_.end() && !request->force_build()) {
+    response->set_image_id(cached->second);
+    response->mutable_result()->set_status(static_cast<decltype(response->result().status())>(1));
+    return grpc::Status::OK;
+  }
   std::string id = RandomId("im-", 22);
   bool fails = false;
   for (const auto& c : commands) fails = fails || c.find("sandrun-fake-fail-build") != std::string::npos;
   images_[id] = fails ? 2 : 1;
+  if (!fails) built_images_[definition] = id;
   response->set_image_id(id);  // no result yet: the client must join the build
   return grpc::Status::OK;
 }
@@ -170,6 +182,7 @@ grpc::Status FakeModalServer::Impl::SandboxCreate(grpc::ServerContext* context,
   sandbox->network_type = def.network_access().network_access_type();
   sandbox->created_at = NowSeconds();
   sandbox->ready_at = Clock::now() + creation_delay_;
+  sandbox->router_ready_at = sandbox->ready_at + options_.router_ready_delay;
   std::error_code ec;
   fs::create_directories(MapPath(*sandbox, sandbox->workdir), ec);
   fs::create_directories(sandbox->root / "sandrun/results", ec);
@@ -206,7 +219,8 @@ grpc::Status FakeModalServer::Impl::TaskGetCommandRouterAccess(grpc::ServerConte
   if (sandbox == nullptr) return grpc::Status(grpc::StatusCode::NOT_FOUND, "task not found");
   sandbox->jwt = MakeJwt(NowSeconds() + 3600, sandbox->task_id);
   response->set_jwt(sandbox->jwt);
-  response->set_url("http://127.0.0.1:" + std::to_string(port_));
+  response->set_url((options_.lenient.http_router_url ? "http://127.0.0.1:" : "https://127.0.0.1:") +
+                    std::to_string(router_port_));
   return grpc::Status::OK;
 }
 
@@ -266,6 +280,7 @@ grpc::Status FakeModalServer::Impl::SandboxList(grpc::ServerContext* context,
     info->set_id(matches[i]->id);
     info->set_created_at(matches[i]->created_at);
     info->set_app_id(matches[i]->app_id);
+    if (!options_.lenient.tags_in_sandbox_list) continue;  // upstream: "not exposed"
     for (const auto& [name, value] : matches[i]->tags) {
       mc::SandboxTag* tag = info->add_tags();
       tag->set_tag_name(name);
@@ -273,6 +288,12 @@ grpc::Status FakeModalServer::Impl::SandboxList(grpc::ServerContext* context,
     }
   }
   return grpc::Status::OK;
+}
+
+grpc::Status FakeModalServer::Impl::RouterReady(const FakeSandbox& sandbox) {
+  if (Clock::now() >= sandbox.router_ready_at) return grpc::Status::OK;
+  return grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                      "failed to connect to all addresses (the sandbox's command router is not up yet)");
 }
 
 bool FakeModalServer::Impl::AppExistsLocked(const std::string& app_id) {

@@ -21,6 +21,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -75,7 +76,8 @@ struct FakeSandbox {
   std::string workdir = "/";
   int network_type = 0;
   double created_at = 0;
-  Clock::time_point ready_at;
+  Clock::time_point ready_at;         // when the task id is handed out
+  Clock::time_point router_ready_at;  // when its command router answers
   bool running = true;
   int result_status = 0;
   bool foreign = false;
@@ -95,22 +97,31 @@ struct Fault {
 // PUT /put/<hex>; one thread per connection (fake_modal_volumes.cc).
 class BlockHttpServer {
  public:
+  /// GET: fills *data with the block named by `hash_hex`; PUT: stores *data
+  /// and sets *data to the body to answer. False: 404 (GET) or 400 (PUT).
   using Store = std::function<bool(const std::string& hash_hex, std::string* data, bool put)>;
   explicit BlockHttpServer(Store store) : store_(std::move(store)) {}
   ~BlockHttpServer() { Stop(); }
   bool Start();
   void Stop();
   int port() const { return port_; }
+  void FailNext(const std::string& method, int n, BlockFault fault);
 
  private:
   void Loop();
   void Serve(int client);
+  // The fault to apply to this request, if one is pending for `method`.
+  bool TakeFault(const std::string& method, BlockFault* fault);
 
   Store store_;
   int fd_ = -1;
   int port_ = 0;
   std::atomic<bool> stopping_{false};
   std::thread thread_;
+  std::mutex fault_mu_;
+  std::string fault_method_;  // Guarded by fault_mu_, as the two below.
+  int faults_left_ = 0;
+  BlockFault fault_ = BlockFault::kError;
 };
 
 #define FAKE_ENTER(rpc, control, token)                                 \
@@ -167,6 +178,8 @@ class FakeModalServer::Impl final : public mc::ModalClient::Service,
   grpc::Status SandboxList(grpc::ServerContext* context, const mc::SandboxListRequest* request,
                            mc::SandboxListResponse* response) override;
   bool AppExistsLocked(const std::string& app_id);
+  // The router of a sandbox answers only after router_ready_delay.
+  static grpc::Status RouterReady(const FakeSandbox& sandbox);
   void KillLocked(FakeSandbox& sandbox, int status);
 
   // ---- volumes and their blocks (fake_modal_volumes.cc) ----
@@ -181,7 +194,10 @@ class FakeModalServer::Impl final : public mc::ModalClient::Service,
                               mc::VolumeGetFile2Response* response) override;
   grpc::Status VolumePutFiles2(grpc::ServerContext* context, const mc::VolumePutFiles2Request* request,
                                mc::VolumePutFiles2Response* response) override;
-  // The block store behind the block HTTP server: `put` checks the hash.
+  // The volume of a *2 call, which must be a version 2 volume.
+  grpc::Status VolumeV2Locked(const std::string& volume_id,
+                              std::map<std::string, std::string>** files);
+  // The block store behind the block HTTP server (BlockHttpServer::Store).
   bool BlockStore(const std::string& hex, std::string* data, bool put);
 
   // ---- task command router: exec, stdio, wait (fake_modal_router.cc) ----
@@ -219,6 +235,8 @@ class FakeModalServer::Impl final : public mc::ModalClient::Service,
   FakeOptions options_;
   int port_ = 0;
   std::unique_ptr<grpc::Server> server_;
+  int router_port_ = 0;
+  std::unique_ptr<grpc::Server> router_server_;  // the command router, a server of its own
   std::unique_ptr<BlockHttpServer> http_;
   fs::path scratch_;
   mutable std::mutex mu_;
@@ -238,9 +256,12 @@ class FakeModalServer::Impl final : public mc::ModalClient::Service,
   std::vector<std::string> environments_seen_;
   std::vector<std::string> exec_requests_;  // argv and env of every TaskExecStart
   std::map<std::string, int> images_;              // id -> final status
+  std::map<std::string, std::string> built_images_;  // definition -> id of a successful build
   std::map<std::string, std::string> volume_ids_;  // name -> id
+  std::map<std::string, int> volume_versions_;     // id -> FsVersion (1 or 2)
   std::map<std::string, std::map<std::string, std::string>> volumes_;  // id -> path -> data
   std::map<std::string, std::string> blocks_;      // raw sha256 -> bytes
+  std::set<std::string> awaiting_put_response_;    // hashes reported missing, not yet confirmed
   std::map<std::string, std::shared_ptr<FakeSandbox>> sandboxes_;
 
   friend class FakeModalServer;

@@ -17,8 +17,6 @@
 #include <cstring>
 #include <fstream>
 
-extern char** environ;
-
 namespace sandrun::modal::fake {
 
 // Router auth: the bearer JWT of the task's sandbox.
@@ -32,6 +30,7 @@ grpc::Status FakeModalServer::Impl::RouterSandbox(grpc::ServerContext* context,
       return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "bad router token");
     }
     if (!sandbox->running) return grpc::Status(grpc::StatusCode::NOT_FOUND, "task has finished");
+    if (grpc::Status ready = RouterReady(*sandbox); !ready.ok()) return ready;
     *out = sandbox;
     return grpc::Status::OK;
   }
@@ -80,7 +79,9 @@ grpc::Status FakeModalServer::Impl::TaskExecStart(grpc::ServerContext* context,
     StartFsToolLocked(*sandbox, *exec, argv);
   } else {
     std::map<std::string, std::string> env(request->env().begin(), request->env().end());
-    StartProcessLocked(*sandbox, exec, argv, MapPath(*sandbox, workdir), env,
+    // No workdir: the sandbox's private directory, never the host's "/".
+    std::string cwd = workdir == "/" ? sandbox->root.string() : MapPath(*sandbox, workdir);
+    StartProcessLocked(*sandbox, exec, argv, cwd, env,
                        request->has_timeout_secs() ? request->timeout_secs() : 0);
   }
   sandbox->execs[exec->id] = exec;
@@ -340,13 +341,17 @@ void FakeModalServer::Impl::StartProcessLocked(FakeSandbox& sandbox,
                                                std::uint32_t timeout_secs) {
   for (auto& arg : argv) arg = MapPath(sandbox, arg);
   // Everything the child needs, prepared before fork.
+  // A minimal environment, as a container's: never the host's variables.
   std::vector<std::string> env_strings;
-  std::map<std::string, std::string> merged;
-  for (char** e = environ; *e != nullptr; ++e) {
-    std::string entry(*e);
-    std::size_t eq = entry.find('=');
-    if (eq != std::string::npos) merged[entry.substr(0, eq)] = entry.substr(eq + 1);
-  }
+  std::error_code ec;
+  fs::create_directories(sandbox.root / "home", ec);
+  fs::create_directories(sandbox.root / "tmp", ec);
+  std::map<std::string, std::string> merged = {
+      {"PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
+      {"HOME", (sandbox.root / "home").string()},
+      {"TMPDIR", (sandbox.root / "tmp").string()},
+      {"LANG", "C.UTF-8"},
+  };
   for (const auto& [k, v] : sandbox.secret_env) merged[k] = v;
   for (const auto& [k, v] : env) merged[k] = v;
   for (const auto& [k, v] : merged) env_strings.push_back(k + "=" + v);

@@ -13,15 +13,26 @@
 // Each sandbox is a local process tree: a fresh directory stands for the
 // sandbox's root; paths and argv elements under /sandrun/ are rewritten into
 // it (the only "chroot" it offers), so a workdir such as /sandrun/work lands
-// there. Commands run on the host with the host's tools; network BLOCKED
-// puts each command in a new network namespace (needs root or user
-// namespaces). The in-sandbox file tool (/__modal/.bin/modal-sandbox-fs-tools)
-// is emulated in-process. Stdout and stderr go to files, so offset reads are
-// cheap and memory stays bounded whatever a command prints.
+// there, and a command with no workdir runs in that private directory.
+// Commands run on the host with the host's tools but a minimal environment
+// (PATH, HOME and TMPDIR inside the sandbox's directory, LANG), never the
+// host's; network BLOCKED puts each command in a new network namespace
+// (needs root or user namespaces). The in-sandbox file tool
+// (/__modal/.bin/modal-sandbox-fs-tools) is emulated in-process. Stdout and
+// stderr go to files, so offset reads are cheap and memory stays bounded
+// whatever a command prints.
 //
-// The TCR is served on the same port; TaskGetCommandRouterAccess answers
-// "http://127.0.0.1:<port>". Volume blocks are served over plain HTTP on a
-// second port.
+// The task command router is a server of its own, on its own port; router
+// access answers "https://127.0.0.1:<router port>" and the router speaks
+// plaintext there, which is what Modal's SDKs do with a router URL when the
+// control plane is on loopback (the JS SDK dials it with insecure
+// credentials). It can be made not to answer for a while after a sandbox
+// starts (router_ready_delay). Images are cached: the same definition asked
+// for twice is built once. Volume blocks are served over plain HTTP on a
+// third port, hashed exactly as received (SHA-256 of the raw body, nothing
+// stripped), and a file is accepted only once every block it names is
+// stored and each uploaded block's put_response is what its PUT answered.
+// The block server can be told to misbehave (FailNextBlockTransfers).
 //
 // Where a protocol fact is UNCONFIRMED (exec timeout status, missing
 // commands), the fake makes a guess; tests must not rely on the guess
@@ -48,6 +59,32 @@ struct FakeOptions {
   /// of every command of a sandbox the secret is attached to. Names starting
   /// with "missing" are NOT_FOUND; other unknown names are empty secrets.
   std::map<std::string, std::map<std::string, std::string>> secrets;
+  /// How long after a sandbox starts its command router accepts calls;
+  /// before that every router call for it is UNAVAILABLE, as a connection
+  /// to a worker that is still starting would be.
+  std::chrono::milliseconds router_ready_delay{0};
+  /// The FsVersion of volumes the fake creates (1 or 2), as `modal volume
+  /// create` makes version 1 volumes. The V2 volume calls refuse a V1 volume.
+  int volume_version = 2;
+
+  /// Leniencies of the fake before issue 12, each a way the old fake was
+  /// kinder than Modal. Off by default; kept only while our own client still
+  /// depends on them (see FakeModalEnv in modal_test_env.h).
+  struct Lenient {
+    /// Answer "http://" router URLs (Modal hands out https:// only).
+    bool http_router_url = false;
+    /// Fill SandboxInfo.tags in SandboxList (upstream: not exposed).
+    bool tags_in_sandbox_list = false;
+  } lenient;
+};
+
+/// Ways the block HTTP server can misbehave (FailNextBlockTransfers).
+enum class BlockFault {
+  kChunked,  ///< a correct answer, sent with Transfer-Encoding: chunked
+  kShort,    ///< 200 with only half the body (Content-Length says half)
+  kSlow,     ///< a correct answer after 2 s
+  kError,    ///< 503 Service Unavailable
+  kDrop,     ///< the connection is closed without an answer
 };
 
 /// What a sandbox was created with, beyond its tags.
@@ -101,6 +138,9 @@ class FakeModalServer {
   void SetCreationDelay(std::chrono::milliseconds delay);
   /// Every call sleeps this long first.
   void SetLatency(std::chrono::milliseconds latency);
+  /// The next `n` block transfers with `method` ("GET", "PUT" or "" for
+  /// either) misbehave as `fault` says.
+  void FailNextBlockTransfers(const std::string& method, int n, BlockFault fault);
   /// Kills every process of the sandbox and marks it finished (FAILURE).
   void KillSandbox(const std::string& sandbox_id);
 
@@ -128,6 +168,10 @@ class FakeModalServer {
                                 const std::map<std::string, std::string>& tags);
   /// The id of an App the client created ("" if none).
   std::string AppId(const std::string& app_name) const;
+  /// Creates a volume as another tool would, with FsVersion `version` (1 or 2).
+  std::string AddVolume(const std::string& name, int version);
+  /// The port of the command router (a server of its own).
+  int router_port() const;
 
   class Impl;
 

@@ -3,6 +3,7 @@
 // SIGINT/SIGTERM.
 //
 //   fake_modal_server [--port N] [--latency-ms N] [--creation-delay-ms N]
+//                     [--router-ready-delay-ms N] [--volume-version 1|2]
 //                     [--token-id ID] [--token-secret SECRET]
 #include <signal.h>
 
@@ -32,6 +33,10 @@ int main(int argc, char** argv) {
       latency_ms = std::atol(value().c_str());
     } else if (arg == "--creation-delay-ms") {
       creation_ms = std::atol(value().c_str());
+    } else if (arg == "--router-ready-delay-ms") {
+      options.router_ready_delay = std::chrono::milliseconds(std::atol(value().c_str()));
+    } else if (arg == "--volume-version") {
+      options.volume_version = std::atoi(value().c_str());
     } else if (arg == "--token-id") {
       options.token_id = value();
     } else if (arg == "--token-secret") {
@@ -39,7 +44,8 @@ int main(int argc, char** argv) {
     } else {
       std::fprintf(stderr,
                    "usage: fake_modal_server [--port N] [--latency-ms N] "
-                   "[--creation-delay-ms N] [--token-id ID] [--token-secret SECRET]\n");
+                   "[--creation-delay-ms N] [--router-ready-delay-ms N] [--volume-version 1|2] "
+                   "[--token-id ID] [--token-secret SECRET]\n");
       return 2;
     }
   }

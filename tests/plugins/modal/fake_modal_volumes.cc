@@ -8,8 +8,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cctype>
 #include <sstream>
+#include <thread>
 
 namespace sandrun::modal::fake {
 
@@ -80,22 +82,43 @@ void BlockHttpServer::Serve(int client) {
     if (n <= 0) break;
     body.append(chunk, static_cast<std::size_t>(n));
   }
+  BlockFault fault = BlockFault::kError;
+  const bool faulty = TakeFault(method, &fault);
+  if (faulty && fault == BlockFault::kDrop) {
+    ::close(client);
+    return;
+  }
   int status = 404;
   std::string answer;
-  if (method == "GET" && target.rfind("/block/", 0) == 0) {
+  if (faulty && fault == BlockFault::kError) {
+    status = 503;  // before the store: a failed PUT stores nothing
+  } else if (method == "GET" && target.rfind("/block/", 0) == 0) {
     if (store_(target.substr(7), &answer, false)) status = 200;
   } else if (method == "PUT" && target.rfind("/put/", 0) == 0) {
-    std::string data = body;
-    if (store_(target.substr(5), &data, true)) {
-      status = 200;
-      answer = "stored-" + target.substr(5);
-    } else {
-      status = 400;
-    }
+    answer = body;
+    status = store_(target.substr(5), &answer, true) ? 200 : 400;
+    if (status != 200) answer.clear();
   }
-  std::string response = "HTTP/1.1 " + std::to_string(status) + (status == 200 ? " OK" : " ERR") +
-                         "\r\nContent-Length: " + std::to_string(answer.size()) +
-                         "\r\nConnection: close\r\n\r\n" + answer;
+  if (faulty && fault == BlockFault::kSlow) std::this_thread::sleep_for(std::chrono::seconds(2));
+  std::string head_out = "HTTP/1.1 " + std::to_string(status) + (status == 200 ? " OK" : " ERR") + "\r\n";
+  std::string response;
+  if (faulty && fault == BlockFault::kChunked) {
+    response = head_out + "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n";
+    // Two chunks (when there is anything to split), then the last one.
+    std::size_t half = answer.size() / 2;
+    for (std::string_view part : {std::string_view(answer).substr(0, half),
+                                  std::string_view(answer).substr(half)}) {
+      if (part.empty()) continue;
+      std::ostringstream size;
+      size << std::hex << part.size();
+      response += size.str() + "\r\n" + std::string(part) + "\r\n";
+    }
+    response += "0\r\n\r\n";
+  } else {
+    if (faulty && fault == BlockFault::kShort) answer.resize(answer.size() / 2);
+    response = head_out + "Content-Length: " + std::to_string(answer.size()) +
+               "\r\nConnection: close\r\n\r\n" + answer;
+  }
   std::size_t sent = 0;
   while (sent < response.size()) {
     ssize_t n = ::write(client, response.data() + sent, response.size() - sent);
@@ -105,13 +128,39 @@ void BlockHttpServer::Serve(int client) {
   ::close(client);
 }
 
+void BlockHttpServer::FailNext(const std::string& method, int n, BlockFault fault) {
+  std::lock_guard<std::mutex> lock(fault_mu_);
+  fault_method_ = method;
+  faults_left_ = n;
+  fault_ = fault;
+}
+
+bool BlockHttpServer::TakeFault(const std::string& method, BlockFault* fault) {
+  std::lock_guard<std::mutex> lock(fault_mu_);
+  if (faults_left_ <= 0 || (!fault_method_.empty() && fault_method_ != method)) return false;
+  --faults_left_;
+  *fault = fault_;
+  return true;
+}
+
+void FakeModalServer::FailNextBlockTransfers(const std::string& method, int n, BlockFault fault) {
+  impl_->http_->FailNext(method, n, fault);
+}
+
+// The SHA-256 of exactly these bytes: Modal hashes the body it receives. (A
+// client strips a block's trailing zeros before hashing it, and must then
+// upload just that range.)
 std::string FakeModalServer::Impl::BlockHash(std::string_view block) {
-  std::size_t end = block.size();
-  while (end > 0 && block[end - 1] == '\0') --end;
   unsigned char digest[SHA256_DIGEST_LENGTH];
-  SHA256(reinterpret_cast<const unsigned char*>(block.data()), end, digest);
+  SHA256(reinterpret_cast<const unsigned char*>(block.data()), block.size(), digest);
   return std::string(reinterpret_cast<const char*>(digest), sizeof digest);
 }
+
+namespace {
+// What the block server answers to a PUT of a block with this hash; the
+// client hands it back in put_response.
+std::string PutAnswer(const std::string& hash) { return "stored-" + Hex(hash); }
+}  // namespace
 
 grpc::Status FakeModalServer::Impl::VolumeGetOrCreate(grpc::ServerContext* context,
                                                       const mc::VolumeGetOrCreateRequest* request,
@@ -126,10 +175,26 @@ grpc::Status FakeModalServer::Impl::VolumeGetOrCreate(grpc::ServerContext* conte
     }
     it = volume_ids_.emplace(request->deployment_name(), RandomId("vo-", 22)).first;
     volumes_[it->second];
+    volume_versions_[it->second] = options_.volume_version;
   }
   response->set_volume_id(it->second);
   response->mutable_metadata()->set_name(request->deployment_name());
-  response->mutable_metadata()->set_version(mc::VOLUME_FS_VERSION_V2);
+  // An existing volume keeps its version, whatever the request asks for.
+  response->mutable_metadata()->set_version(
+      static_cast<decltype(response->metadata().version())>(volume_versions_[it->second]));
+  return grpc::Status::OK;
+}
+
+// The *2 calls serve only version 2 volumes.
+grpc::Status FakeModalServer::Impl::VolumeV2Locked(
+    const std::string& volume_id, std::map<std::string, std::string>** files) {
+  auto volume = volumes_.find(volume_id);
+  if (volume == volumes_.end()) return grpc::Status(grpc::StatusCode::NOT_FOUND, "volume not found");
+  if (volume_versions_[volume_id] != 2) {
+    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                        "volume " + volume_id + " is a v1 volume; this call needs a v2 volume");
+  }
+  *files = &volume->second;
   return grpc::Status::OK;
 }
 
@@ -140,14 +205,14 @@ grpc::Status FakeModalServer::Impl::VolumeListFiles2(grpc::ServerContext* contex
   mc::VolumeListFiles2Response response;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    auto volume = volumes_.find(request->volume_id());
-    if (volume == volumes_.end()) return grpc::Status(grpc::StatusCode::NOT_FOUND, "volume not found");
+    std::map<std::string, std::string>* files = nullptr;
+    if (grpc::Status v2 = VolumeV2Locked(request->volume_id(), &files); !v2.ok()) return v2;
     std::string dir = request->path();
     while (!dir.empty() && dir.front() == '/') dir.erase(0, 1);
     while (!dir.empty() && dir.back() == '/') dir.pop_back();
     std::set<std::string> dirs;
     bool found = dir.empty();
-    for (const auto& [path, data] : volume->second) {
+    for (const auto& [path, data] : *files) {
       if (path == dir) {
         found = true;
         auto* entry = response.add_entries();
@@ -189,12 +254,12 @@ grpc::Status FakeModalServer::Impl::VolumeGetFile2(grpc::ServerContext* context,
                                                    mc::VolumeGetFile2Response* response) {
   FAKE_ENTER("VolumeGetFile2", true, true);
   std::lock_guard<std::mutex> lock(mu_);
-  auto volume = volumes_.find(request->volume_id());
-  if (volume == volumes_.end()) return grpc::Status(grpc::StatusCode::NOT_FOUND, "volume not found");
+  std::map<std::string, std::string>* files = nullptr;
+  if (grpc::Status v2 = VolumeV2Locked(request->volume_id(), &files); !v2.ok()) return v2;
   std::string path = request->path();
   while (!path.empty() && path.front() == '/') path.erase(0, 1);
-  auto file = volume->second.find(path);
-  if (file == volume->second.end()) return grpc::Status(grpc::StatusCode::NOT_FOUND, "file not found");
+  auto file = files->find(path);
+  if (file == files->end()) return grpc::Status(grpc::StatusCode::NOT_FOUND, "file not found");
   const std::string& data = file->second;
   for (std::size_t offset = 0; offset < data.size(); offset += kBlock) {
     std::string block = data.substr(offset, kBlock);
@@ -213,40 +278,66 @@ grpc::Status FakeModalServer::Impl::VolumePutFiles2(grpc::ServerContext* context
                                                     mc::VolumePutFiles2Response* response) {
   FAKE_ENTER("VolumePutFiles2", true, true);
   std::lock_guard<std::mutex> lock(mu_);
-  auto volume = volumes_.find(request->volume_id());
-  if (volume == volumes_.end()) return grpc::Status(grpc::StatusCode::NOT_FOUND, "volume not found");
-  bool complete = true;
+  std::map<std::string, std::string>* files = nullptr;
+  if (grpc::Status v2 = VolumeV2Locked(request->volume_id(), &files); !v2.ok()) return v2;
   for (int f = 0; f < request->files_size(); ++f) {
     const auto& file = request->files(f);
     if (file.path().empty() || file.path().find("..") != std::string::npos) {
       return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "bad path");
+    }
+    const std::uint64_t blocks_needed = (file.size() + kBlock - 1) / kBlock;
+    if (static_cast<std::uint64_t>(file.blocks_size()) != blocks_needed) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                          "a file of " + std::to_string(file.size()) + " bytes has " +
+                              std::to_string(blocks_needed) + " blocks, not " +
+                              std::to_string(file.blocks_size()));
     }
     for (int b = 0; b < file.blocks_size(); ++b) {
       const auto& block = file.blocks(b);
       if (block.contents_sha256().size() != 32) {
         return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "block hash must be 32 bytes");
       }
-      if (blocks_.count(block.contents_sha256())) continue;
-      complete = false;
+      // A block counts once it is stored under exactly this hash and, if it
+      // was uploaded for this client, the client hands back what the PUT
+      // answered for it.
+      const std::string& hash = block.contents_sha256();
+      const bool stored = blocks_.count(hash) != 0;
+      const bool confirmed = block.has_put_response() ? block.put_response() == PutAnswer(hash)
+                                                      : awaiting_put_response_.count(hash) == 0;
+      if (stored && confirmed) continue;
+      awaiting_put_response_.insert(hash);
       auto* missing = response->add_missing_blocks();
       missing->set_file_index(static_cast<std::uint64_t>(f));
       missing->set_block_index(static_cast<std::uint64_t>(b));
-      missing->set_put_url("http://127.0.0.1:" + std::to_string(http_->port()) + "/put/" +
-                           Hex(block.contents_sha256()));
+      missing->set_put_url("http://127.0.0.1:" + std::to_string(http_->port()) + "/put/" + Hex(hash));
     }
   }
-  if (!complete) return grpc::Status::OK;
+  if (!response->missing_blocks().empty()) return grpc::Status::OK;
+  std::map<std::string, std::string> accepted;
   for (const auto& file : request->files()) {
+    // Each block holds its 8 MiB slice without the trailing zeros (the range
+    // the client hashed); the zeros come back from the file's size.
     std::string data;
-    for (const auto& block : file.blocks()) data += blocks_[block.contents_sha256()];
-    // Blocks were hashed without trailing zeros; the size restores them.
-    data.resize(file.size(), '\0');
+    for (int b = 0; b < file.blocks_size(); ++b) {
+      const std::string& bytes = blocks_[file.blocks(b).contents_sha256()];
+      const std::uint64_t extent = std::min<std::uint64_t>(kBlock, file.size() - data.size());
+      if (bytes.size() > extent) {
+        return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                            "block " + std::to_string(b) + " of " + file.path() + " is longer than its slice");
+      }
+      data += bytes;
+      data.resize(data.size() + (extent - bytes.size()), '\0');
+    }
     std::string path = file.path();
     while (!path.empty() && path.front() == '/') path.erase(0, 1);
-    if (request->disallow_overwrite_existing_files() && volume->second.count(path)) {
+    if (request->disallow_overwrite_existing_files() && files->count(path)) {
       return grpc::Status(grpc::StatusCode::ALREADY_EXISTS, "file exists");
     }
-    volume->second[path] = data;
+    accepted[path] = std::move(data);
+  }
+  for (auto& [path, data] : accepted) (*files)[path] = std::move(data);
+  for (const auto& file : request->files()) {
+    for (const auto& block : file.blocks()) awaiting_put_response_.erase(block.contents_sha256());
   }
   return grpc::Status::OK;
 }
@@ -254,9 +345,12 @@ grpc::Status FakeModalServer::Impl::VolumePutFiles2(grpc::ServerContext* context
 bool FakeModalServer::Impl::BlockStore(const std::string& hex, std::string* data, bool put) {
   std::lock_guard<std::mutex> lock(mu_);
   if (put) {
+    // Stored under the hash of what arrived, whatever the URL names: a body
+    // that is not the hashed range leaves the named block missing.
+    (void)hex;
     std::string hash = BlockHash(*data);
-    if (Hex(hash) != hex) return false;
-    blocks_[hash] = *data;
+    blocks_[hash] = std::move(*data);
+    *data = PutAnswer(hash);
     return true;
   }
   for (const auto& [hash, bytes] : blocks_) {

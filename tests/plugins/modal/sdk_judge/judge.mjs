@@ -41,7 +41,11 @@ const hostMarker = "SANDRUN_JUDGE_HOST_ONLY";
 
 function startFake() {
   return new Promise((resolve, reject) => {
-    const child = spawn(fakeBinary, ["--port", "0", "--token-id", tokenId, "--token-secret", tokenSecret], {
+    // The router answers only a while after a sandbox starts, as a worker
+    // that is still starting: the SDK's own retries must cover that.
+    const fakeArgs = ["--port", "0", "--token-id", tokenId, "--token-secret", tokenSecret,
+                      "--router-ready-delay-ms", "1000"];
+    const child = spawn(fakeBinary, fakeArgs, {
       stdio: ["ignore", "pipe", "inherit"],
       env: { ...process.env, [hostMarker]: "leaked" },
     });
@@ -191,12 +195,16 @@ const sandboxFlows = async () => {
   });
 
   await flow("exec: env and workdir", async () => {
-    const r = await run(sb, ["sh", "-c", 'printf "%s|%s|%s" "$JUDGE_A" "$JUDGE_B" "$(pwd)"'], {
+    const made = await run(sb, ["mkdir", "-p", "/sandrun/judge-wd"]);
+    expectEqual("mkdir exit code", made.code, 0);
+    const r = await run(sb, ["sh", "-c", 'printf "%s|%s" "$JUDGE_A" "$JUDGE_B" | tee relative.txt'], {
       env: { JUDGE_A: "alpha", JUDGE_B: "two words" },
-      workdir: "/tmp",
+      workdir: "/sandrun/judge-wd",
     });
-    expectEqual("env and working directory", r.stdout, "alpha|two words|/tmp");
+    expectEqual("env seen by the command", r.stdout, "alpha|two words");
     expectEqual("exit code", r.code, 0);
+    const back = await run(sb, ["cat", "/sandrun/judge-wd/relative.txt"]);
+    expectEqual("a file written to a relative path lands in the workdir", back.stdout, "alpha|two words");
   });
 
   await flow("exec: a minimal environment, not the host's", async () => {
