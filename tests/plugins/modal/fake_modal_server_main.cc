@@ -15,7 +15,8 @@
 #include "fake_modal_server.h"
 
 int main(int argc, char** argv) {
-  sandrun::modal::fake::FakeOptions options;
+  // As strict as Modal: this server is what Modal's own SDK is judged against.
+  auto options = sandrun::modal::fake::FakeOptions::Strict();
   long latency_ms = 0, creation_ms = 0;
   if (const char* env = std::getenv("FAKE_MODAL_LATENCY_MS")) latency_ms = std::atol(env);
   for (int i = 1; i < argc; ++i) {
