@@ -3,6 +3,8 @@
 // is emulated in-process.
 #include "fake_modal_impl.h"
 
+#include "fake_modal_sdk_fields.pb.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <net/if.h>
@@ -78,7 +80,21 @@ grpc::Status FakeModalServer::Impl::TaskExecStart(grpc::ServerContext* context,
   if (argv[0] == kFsTools) {
     StartFsToolLocked(*sandbox, *exec, argv);
   } else {
-    std::map<std::string, std::string> env(request->env().begin(), request->env().end());
+    // Variables: secret ids, then secret sources (the SDKs' env), then env.
+    std::map<std::string, std::string> env;
+    for (const auto& id : request->secret_ids()) {
+      if (grpc::Status found = SecretEnvLocked(id, &env); !found.ok()) return found;
+    }
+    sandrun::fake_modal::TaskExecStartSecretSources extra;
+    extra.ParseFromString(request->SerializeAsString());
+    for (const auto& source : extra.secret_sources()) {
+      if (source.has_env()) {
+        for (const auto& [k, v] : source.env().contents()) env[k] = v;
+      } else if (grpc::Status found = SecretEnvLocked(source.secret_id(), &env); !found.ok()) {
+        return found;
+      }
+    }
+    for (const auto& [k, v] : request->env()) env[k] = v;
     // No workdir: the sandbox's private directory, never the host's "/".
     std::string cwd = workdir == "/" ? sandbox->root.string() : MapPath(*sandbox, workdir);
     StartProcessLocked(*sandbox, exec, argv, cwd, env,
@@ -163,26 +179,20 @@ grpc::Status FakeModalServer::Impl::TaskExecStdioRead(grpc::ServerContext* conte
   return result;
 }
 
-grpc::Status FakeModalServer::Impl::TaskExecStdinWrite(grpc::ServerContext* context,
-                                                       const tcr::TaskExecStdinWriteRequest* request,
-                                                       tcr::TaskExecStdinWriteResponse*) {
-  FAKE_ENTER("TaskExecStdinWrite", false, false);
-  std::shared_ptr<Exec> exec;
-  grpc::Status found = FindExec(context, request->task_id(), request->exec_id(), &exec);
-  if (!found.ok()) return found;
-  std::lock_guard<std::mutex> lock(exec->stdin_mu);
-  if (exec->stdin_closed) {
-    if (request->data().empty() && request->eof()) return grpc::Status::OK;
+grpc::Status FakeModalServer::Impl::WriteStdin(Exec& exec, std::uint64_t offset,
+                                               std::string_view data, bool eof) {
+  std::lock_guard<std::mutex> lock(exec.stdin_mu);
+  if (exec.stdin_closed) {
+    if (data.empty() && eof) return grpc::Status::OK;
     return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "stdin is closed");
   }
-  if (request->offset() > exec->stdin_offset) {
+  if (offset > exec.stdin_offset) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "stdin offset skips data");
   }
   // A retried write: skip what already arrived.
-  std::size_t skip = static_cast<std::size_t>(exec->stdin_offset - request->offset());
-  std::string_view data = request->data();
+  std::size_t skip = static_cast<std::size_t>(exec.stdin_offset - offset);
   data = skip >= data.size() ? std::string_view() : data.substr(skip);
-  int fd = exec->is_virtual ? exec->write_file_fd : exec->stdin_fd;
+  int fd = exec.is_virtual ? exec.write_file_fd : exec.stdin_fd;
   std::size_t done = 0;
   while (done < data.size() && fd >= 0) {
     ssize_t n = ::write(fd, data.data() + done, data.size() - done);
@@ -190,20 +200,68 @@ grpc::Status FakeModalServer::Impl::TaskExecStdinWrite(grpc::ServerContext* cont
     if (n <= 0) break;  // the command closed its stdin; drop the rest
     done += static_cast<std::size_t>(n);
   }
-  exec->stdin_offset += data.size();
-  if (request->eof()) {
-    exec->stdin_closed = true;
+  exec.stdin_offset += data.size();
+  if (eof) {
+    exec.stdin_closed = true;
     if (fd >= 0) ::close(fd);
-    if (exec->is_virtual) {
-      exec->write_file_fd = -1;
+    if (exec.is_virtual) {
+      exec.write_file_fd = -1;
       std::lock_guard<std::mutex> lock(mu_);
-      exec->finished = true;
-      exec->has_code = true;
+      exec.finished = true;
+      exec.has_code = true;
       exec_cv_.notify_all();
     } else {
-      exec->stdin_fd = -1;
+      exec.stdin_fd = -1;
     }
   }
+  return grpc::Status::OK;
+}
+
+grpc::Status FakeModalServer::Impl::TaskExecStdinWrite(grpc::ServerContext* context,
+                                                       const tcr::TaskExecStdinWriteRequest* request,
+                                                       tcr::TaskExecStdinWriteResponse*) {
+  FAKE_ENTER("TaskExecStdinWrite", false, false);
+  std::shared_ptr<Exec> exec;
+  grpc::Status found = FindExec(context, request->task_id(), request->exec_id(), &exec);
+  if (!found.ok()) return found;
+  return WriteStdin(*exec, request->offset(), request->data(), request->eof());
+}
+
+grpc::Status FakeModalServer::Impl::TaskExecStdinWriteStream(
+    grpc::ServerContext* context, grpc::ServerReader<tcr::TaskExecStdinWriteStreamRequest>* reader,
+    tcr::TaskExecStdinWriteStreamResponse*) {
+  FAKE_ENTER("TaskExecStdinWriteStream", false, false);
+  tcr::TaskExecStdinWriteStreamRequest message;
+  if (!reader->Read(&message) || !message.has_start()) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "the first message must be start");
+  }
+  std::shared_ptr<Exec> exec;
+  grpc::Status found = FindExec(context, message.start().task_id(), message.start().exec_id(), &exec);
+  if (!found.ok()) return found;
+  std::uint64_t offset = message.start().offset();
+  while (reader->Read(&message)) {
+    if (message.has_start()) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "start may come only first");
+    }
+    const bool eof = message.has_end();
+    grpc::Status written = WriteStdin(*exec, offset, message.data(), eof);
+    if (!written.ok()) return written;
+    offset += message.data().size();
+    if (eof) break;
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status FakeModalServer::Impl::TaskExecStdinStatus(grpc::ServerContext* context,
+                                                        const tcr::TaskExecStdinStatusRequest* request,
+                                                        tcr::TaskExecStdinStatusResponse* response) {
+  FAKE_ENTER("TaskExecStdinStatus", false, false);
+  std::shared_ptr<Exec> exec;
+  grpc::Status found = FindExec(context, request->task_id(), request->exec_id(), &exec);
+  if (!found.ok()) return found;
+  std::lock_guard<std::mutex> lock(exec->stdin_mu);
+  response->set_num_bytes_written(exec->stdin_offset);
+  response->set_closed(exec->stdin_closed);
   return grpc::Status::OK;
 }
 
@@ -314,6 +372,7 @@ void FakeModalServer::Impl::StartFsToolLocked(FakeSandbox& sandbox, Exec& exec,
     FinishVirtual(exec, 0, "");
   } else if (op == "WriteFile") {
     if (fs::is_directory(path, ec)) return FinishVirtual(exec, 1, FsError("IsDirectory", "is a directory"));
+    fs::create_directories(fs::path(path).parent_path(), ec);  // "created if needed"
     exec.write_file_fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (exec.write_file_fd < 0) {
       return FinishVirtual(exec, 1, FsError(errno == ENOENT ? "NotFound" : "PermissionDenied",

@@ -157,12 +157,13 @@ await flow("image from a registry (ImageGetOrCreate, join)", async () => {
   expectEqual("the Image id for the same definition (a cached image)", again.imageId, image.imageId);
 });
 
-await flow("sandbox create with cpu, memory, blockNetwork and tags", async () => {
+await flow("sandbox create with cpu, memory, blockNetwork, env and tags", async () => {
   sb = await client.sandboxes.create(app, image, {
     cpu: 0.5,
     memoryMiB: 256,
     blockNetwork: true,
     timeoutMs: 600000,
+    env: { JUDGE_SANDBOX_VAR: "from create" },
     tags: { role: "judge" },
   });
   expectTrue(
@@ -197,14 +198,14 @@ const sandboxFlows = async () => {
   await flow("exec: env and workdir", async () => {
     const made = await run(sb, ["mkdir", "-p", "/sandrun/judge-wd"]);
     expectEqual("mkdir exit code", made.code, 0);
-    const r = await run(sb, ["sh", "-c", 'printf "%s|%s" "$JUDGE_A" "$JUDGE_B" | tee relative.txt'], {
+    const r = await run(sb, ["sh", "-c", 'printf "%s|%s|%s" "$JUDGE_A" "$JUDGE_B" "$JUDGE_SANDBOX_VAR" | tee relative.txt'], {
       env: { JUDGE_A: "alpha", JUDGE_B: "two words" },
       workdir: "/sandrun/judge-wd",
     });
-    expectEqual("env seen by the command", r.stdout, "alpha|two words");
+    expectEqual("env of the exec and of the sandbox seen by the command", r.stdout, "alpha|two words|from create");
     expectEqual("exit code", r.code, 0);
     const back = await run(sb, ["cat", "/sandrun/judge-wd/relative.txt"]);
-    expectEqual("a file written to a relative path lands in the workdir", back.stdout, "alpha|two words");
+    expectEqual("a file written to a relative path lands in the workdir", back.stdout, r.stdout);
   });
 
   await flow("exec: a minimal environment, not the host's", async () => {
