@@ -166,6 +166,20 @@ class FakeModalServer::Impl final : public mc::ModalClient::Service,
                                  mc::SecretGetOrCreateResponse* response) override;
   // The values of a secret's variables, added to *env (NOT_FOUND if unknown).
   grpc::Status SecretEnvLocked(const std::string& secret_id, std::map<std::string, std::string>* env);
+  // Adds the variables of secret sources (fake_modal_sdk_fields.proto: the
+  // values themselves, or a secret by id) to *env.
+  template <typename SecretSources>
+  grpc::Status AddSecretSourcesLocked(const SecretSources& sources,
+                                      std::map<std::string, std::string>* env) {
+    for (const auto& source : sources) {
+      if (source.has_env()) {
+        for (const auto& [k, v] : source.env().contents()) (*env)[k] = v;
+      } else if (grpc::Status found = SecretEnvLocked(source.secret_id(), env); !found.ok()) {
+        return found;
+      }
+    }
+    return grpc::Status::OK;
+  }
 
   // ---- sandboxes, V1 and V2 (fake_modal_sandboxes.cc) ----
   // Each V1/V2 pair shares one handler; `v2` picks the family, whose RPCs

@@ -87,12 +87,8 @@ grpc::Status FakeModalServer::Impl::TaskExecStart(grpc::ServerContext* context,
     }
     sandrun::fake_modal::TaskExecStartSecretSources extra;
     extra.ParseFromString(request->SerializeAsString());
-    for (const auto& source : extra.secret_sources()) {
-      if (source.has_env()) {
-        for (const auto& [k, v] : source.env().contents()) env[k] = v;
-      } else if (grpc::Status found = SecretEnvLocked(source.secret_id(), &env); !found.ok()) {
-        return found;
-      }
+    if (grpc::Status sources = AddSecretSourcesLocked(extra.secret_sources(), &env); !sources.ok()) {
+      return sources;
     }
     for (const auto& [k, v] : request->env()) env[k] = v;
     // No workdir: the sandbox's private directory, never the host's "/".

@@ -21,20 +21,6 @@ mc::GenericResult::GenericStatus AsGenericStatus(int status) {
 
 std::string NewSandboxId(bool v2) { return v2 ? RandomId("sb-", 26) : RandomId("sb-", 22); }
 
-// The sandbox's variables from secret sources (values or secret ids).
-template <typename Sources, typename Lookup>
-grpc::Status AddSecretSources(const Sources& sources, Lookup&& secret_env,
-                              std::map<std::string, std::string>* env) {
-  for (const auto& source : sources) {
-    if (source.has_env()) {
-      for (const auto& [k, v] : source.env().contents()) (*env)[k] = v;
-    } else if (grpc::Status found = secret_env(source.secret_id(), env); !found.ok()) {
-      return found;
-    }
-  }
-  return grpc::Status::OK;
-}
-
 }  // namespace
 
 grpc::Status FakeModalServer::Impl::CreateSandboxLocked(
@@ -141,13 +127,9 @@ grpc::Status FakeModalServer::Impl::SandboxCreateV2(grpc::ServerContext* context
   std::lock_guard<std::mutex> lock(mu_);
   std::map<std::string, std::string> env(request->ephemeral_secrets().contents().begin(),
                                          request->ephemeral_secrets().contents().end());
-  grpc::Status sources = AddSecretSources(
-      extra.secret_sources(),
-      [this](const std::string& id, std::map<std::string, std::string>* into) {
-        return SecretEnvLocked(id, into);
-      },
-      &env);
-  if (!sources.ok()) return sources;
+  if (grpc::Status sources = AddSecretSourcesLocked(extra.secret_sources(), &env); !sources.ok()) {
+    return sources;
+  }
   std::shared_ptr<FakeSandbox> sandbox;
   grpc::Status created = CreateSandboxLocked(request->app_id(), request->definition(),
                                              request->tags(), true, env, &sandbox);
