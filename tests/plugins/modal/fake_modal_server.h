@@ -78,7 +78,7 @@ struct FakeOptions {
   /// Leniencies of the fake before issue 12, each a way the old fake was
   /// kinder than Modal, kept only while sandrun's own client still depends
   /// on them: they start as kLenientForTodaysClient says. Tests of the
-  /// strict fake, the SDK judge and the standalone server use Strict().
+  /// strict fake use Strict(), as does the SDK judge (fake_modal_server --strict).
   struct Lenient {
     /// Answer "http://" router URLs (Modal hands out https:// only).
     bool http_router_url = kLenientForTodaysClient;

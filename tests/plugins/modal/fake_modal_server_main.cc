@@ -2,7 +2,7 @@
 // manual runs. Prints its URL and the credentials to use, then serves until
 // SIGINT/SIGTERM.
 //
-//   fake_modal_server [--port N] [--latency-ms N] [--creation-delay-ms N]
+//   fake_modal_server [--strict] [--port N] [--latency-ms N] [--creation-delay-ms N]
 //                     [--router-ready-delay-ms N] [--volume-version 1|2]
 //                     [--token-id ID] [--token-secret SECRET]
 #include <signal.h>
@@ -15,8 +15,9 @@
 #include "fake_modal_server.h"
 
 int main(int argc, char** argv) {
-  // As strict as Modal: this server is what Modal's own SDK is judged against.
-  auto options = sandrun::modal::fake::FakeOptions::Strict();
+  // --strict: as strict as Modal, as the SDK judge runs it; otherwise with
+  // the leniencies the tests of today's client use (kLenientForTodaysClient).
+  sandrun::modal::fake::FakeOptions options;
   long latency_ms = 0, creation_ms = 0;
   if (const char* env = std::getenv("FAKE_MODAL_LATENCY_MS")) latency_ms = std::atol(env);
   for (int i = 1; i < argc; ++i) {
@@ -28,7 +29,10 @@ int main(int argc, char** argv) {
       }
       return argv[++i];
     };
-    if (arg == "--port") {
+    if (arg == "--strict") {
+      auto strict = sandrun::modal::fake::FakeOptions::Strict();
+      options.lenient = strict.lenient;
+    } else if (arg == "--port") {
       options.port = std::atoi(value().c_str());
     } else if (arg == "--latency-ms") {
       latency_ms = std::atol(value().c_str());
@@ -44,7 +48,7 @@ int main(int argc, char** argv) {
       options.token_secret = value();
     } else {
       std::fprintf(stderr,
-                   "usage: fake_modal_server [--port N] [--latency-ms N] "
+                   "usage: fake_modal_server [--strict] [--port N] [--latency-ms N] "
                    "[--creation-delay-ms N] [--router-ready-delay-ms N] [--volume-version 1|2] "
                    "[--token-id ID] [--token-secret SECRET]\n");
       return 2;

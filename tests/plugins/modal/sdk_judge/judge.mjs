@@ -43,7 +43,7 @@ function startFake() {
   return new Promise((resolve, reject) => {
     // The router answers only a while after a sandbox starts, as a worker
     // that is still starting: the SDK's own retries must cover that.
-    const fakeArgs = ["--port", "0", "--token-id", tokenId, "--token-secret", tokenSecret,
+    const fakeArgs = ["--strict", "--port", "0", "--token-id", tokenId, "--token-secret", tokenSecret,
                       "--router-ready-delay-ms", "1000"];
     const child = spawn(fakeBinary, fakeArgs, {
       stdio: ["ignore", "pipe", "inherit"],
