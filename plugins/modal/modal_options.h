@@ -18,6 +18,9 @@
 //   max_parallel    suggested -j (default 64)
 //   timeout_grace_ms  how long after an exec's timeout the host gives the
 //                   remote kill before reporting the timeout itself (2000)
+//   router_ready_timeout_s  how long the first call to a new sandbox's
+//                   command router keeps retrying while the worker does not
+//                   accept it yet (310, Python SDK's bound; Go's is ~10)
 #ifndef SANDRUN_PLUGINS_MODAL_MODAL_OPTIONS_H_
 #define SANDRUN_PLUGINS_MODAL_MODAL_OPTIONS_H_
 
@@ -42,6 +45,7 @@ struct ModalOptions {
   std::int64_t idle_timeout_s = 0;
   int max_parallel = 64;
   int timeout_grace_ms = 2000;
+  int router_ready_timeout_s = 310;
   /// The host's LD_LIBRARY_PATH (BackendContext::env), for portable uploads.
   std::string host_library_path;
 };

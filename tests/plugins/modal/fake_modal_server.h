@@ -125,6 +125,9 @@ struct FakeStats {
   int sandboxes_created = 0;
   int sandboxes_terminated = 0;
   std::map<std::string, int> calls;  ///< Per RPC name.
+  /// x-modal-client-type, x-modal-client-version, x-modal-libmodal-version
+  /// of the latest control-plane call.
+  std::map<std::string, std::string> client_headers;
 };
 
 class FakeModalServer {
