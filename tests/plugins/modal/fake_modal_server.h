@@ -80,10 +80,12 @@ struct FakeOptions {
   /// on them: they start as kLenientForTodaysClient says. Tests of the
   /// strict fake use Strict(), as does the SDK judge (fake_modal_server --strict).
   struct Lenient {
-    /// Answer "http://" router URLs (Modal hands out https:// only).
-    bool http_router_url = kLenientForTodaysClient;
-    /// Fill SandboxInfo.tags in SandboxList (upstream: not exposed).
-    bool tags_in_sandbox_list = kLenientForTodaysClient;
+    /// Answer "http://" router URLs (Modal hands out https:// only). Off:
+    /// the client dials an https:// router on loopback as the SDKs do.
+    bool http_router_url = false;
+    /// Fill SandboxInfo.tags in SandboxList (upstream: not exposed). Off:
+    /// the client reads tags with SandboxTagsGet.
+    bool tags_in_sandbox_list = false;
     /// Accept one empty block for an empty file (Python sends none).
     bool block_for_empty_file = kLenientForTodaysClient;
     /// Hash an uploaded block without its trailing zeros, so a client that
