@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <cmath>
 #include <thread>
 
@@ -32,18 +33,24 @@ Status ModalSandbox::Terminate() {
     terminated_ = true;
     for (CallCanceller* canceller : active_) canceller->Cancel();
   }
-  mc::SandboxTerminateRequest request;
-  request.set_sandbox_id(id_);
-  mc::SandboxTerminateResponse response;
-  Status status = shared_->control->Unary(
-      "SandboxTerminate", [&](grpc::ClientContext* context) {
-        return shared_->control->stub().SandboxTerminate(context, request, &response);
-      });
+  Status status = TerminateSandbox(*shared_->control, id_);
   if (status.code() == StatusCode::kNotFound) return OkStatus();  // already gone
   return status;
 }
 
 namespace {
+
+// A sandbox Modal accepted, with what exec needs to reach it.
+struct CreatedSandbox {
+  std::string sandbox_id;
+  std::string task_id;
+  RouterAccess access;
+};
+
+std::string UpperCase(std::string text) {
+  for (char& c : text) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  return text;
+}
 
 class ModalBackend : public Backend {
  public:
@@ -77,7 +84,22 @@ class ModalBackend : public Backend {
  private:
   Result<std::shared_ptr<Shared>> Connect();
   Result<std::string> VolumeId(Shared& shared);
-  Status ResolveSecrets(Shared& shared);
+  Result<std::vector<std::string>> SecretIds(Shared& shared);
+  /// SandboxCreateV2: the answer carries the task id and router access.
+  Result<CreatedSandbox> CreateV2(Shared& shared, const mc::Sandbox& definition,
+                                  const std::map<std::string, std::string>& tags);
+  /// SandboxCreate, then SandboxGetTaskId until the sandbox is scheduled,
+  /// then TaskGetCommandRouterAccess (AwaitRouter).
+  Result<CreatedSandbox> CreateV1(Shared& shared, const mc::Sandbox& definition,
+                                  const std::map<std::string, std::string>& tags);
+  /// Fills in what `created` lacks: its task id (polled until the sandbox is
+  /// scheduled), then its router access. Terminates the sandbox on failure.
+  Status AwaitRouter(Shared& shared, CreatedSandbox* created);
+  /// Polls the task id of a created sandbox until it is scheduled.
+  Result<std::string> AwaitTaskId(Shared& shared, const std::string& sandbox_id);
+  /// Running sandboxes of this App tagged managed-by=sandrun, from
+  /// SandboxList or SandboxListV2 (each lists only its own generation).
+  Status ListManaged(Shared& shared, bool v2, std::vector<std::string>* ids);
 
   ModalOptions options_;
   std::map<std::string, std::string> env_;
@@ -95,8 +117,12 @@ Result<std::shared_ptr<Shared>> ModalBackend::Connect() {
   auto shared = std::make_shared<Shared>();
   shared->options = options_;
   shared->environment = options_.environment_set ? options_.environment : creds.environment;
-  shared->builder_version = creds.image_builder_version;
+  shared->profile_builder_version = creds.image_builder_version;
   shared->plaintext = creds.server_url.rfind("http://", 0) == 0;
+  shared->sandbox_v2 = creds.sandbox_v2;
+  shared->router_dial.allow_plaintext = shared->plaintext;
+  shared->router_dial.plaintext_for_loopback = IsLoopbackUrl(creds.server_url);
+  shared->router_dial.ready_timeout = std::chrono::seconds(options_.router_ready_timeout_s);
   bool tls = true;
   SANDRUN_RETURN_IF_ERROR(GrpcTarget(creds.server_url, &tls).status());
   shared->control = std::make_shared<ControlPlane>(std::move(creds));
@@ -129,48 +155,39 @@ Status ModalBackend::CheckAvailable() {
 }
 
 Result<std::string> ModalBackend::VolumeId(Shared& shared) {
-  {
-    std::lock_guard<std::mutex> lock(shared.mu);
-    if (!shared.volume_id.empty()) return shared.volume_id;
-  }
-  mc::VolumeGetOrCreateRequest request;
-  request.set_deployment_name(shared.options.volume);
-  request.set_environment_name(shared.environment);
-  request.set_object_creation_type(mc::OBJECT_CREATION_TYPE_CREATE_IF_MISSING);
-  request.set_version(mc::VOLUME_FS_VERSION_V2);
-  mc::VolumeGetOrCreateResponse response;
-  SANDRUN_RETURN_IF_ERROR(shared.control->Unary("VolumeGetOrCreate", [&](grpc::ClientContext* c) {
-    return shared.control->stub().VolumeGetOrCreate(c, request, &response);
-  }));
-  // An existing Volume keeps its own version whatever we ask for.
-  SANDRUN_RETURN_IF_ERROR(
-      CheckArchiveVolumeVersion(response.metadata().version(), shared.options.volume));
-  std::lock_guard<std::mutex> lock(shared.mu);
-  shared.volume_id = response.volume_id();
-  return shared.volume_id;
+  return shared.volume_ids.Get(shared.options.volume, [&]() -> Result<std::string> {
+    mc::VolumeGetOrCreateRequest request;
+    request.set_deployment_name(shared.options.volume);
+    request.set_environment_name(shared.environment);
+    request.set_object_creation_type(mc::OBJECT_CREATION_TYPE_CREATE_IF_MISSING);
+    request.set_version(mc::VOLUME_FS_VERSION_V2);
+    mc::VolumeGetOrCreateResponse response;
+    SANDRUN_RETURN_IF_ERROR(shared.control->Unary("VolumeGetOrCreate", [&](grpc::ClientContext* c) {
+      return shared.control->stub().VolumeGetOrCreate(c, request, &response);
+    }));
+    // An existing Volume keeps its own version whatever we ask for.
+    SANDRUN_RETURN_IF_ERROR(
+        CheckArchiveVolumeVersion(response.metadata().version(), shared.options.volume));
+    return response.volume_id();
+  });
 }
 
-Status ModalBackend::ResolveSecrets(Shared& shared) {
-  {
-    std::lock_guard<std::mutex> lock(shared.mu);
-    if (shared.secrets_resolved) return OkStatus();
-  }
-  std::vector<std::string> ids;
-  for (const auto& name : shared.options.secrets) {
-    mc::SecretGetOrCreateRequest request;
-    request.set_deployment_name(name);
-    request.set_environment_name(shared.environment);
-    mc::SecretGetOrCreateResponse response;
-    Status status = shared.control->Unary("SecretGetOrCreate", [&](grpc::ClientContext* c) {
-      return shared.control->stub().SecretGetOrCreate(c, request, &response);
-    });
-    if (!status.ok()) return status.WithContext("modal secret '" + name + "'");
-    ids.push_back(response.secret_id());
-  }
-  std::lock_guard<std::mutex> lock(shared.mu);
-  shared.secret_ids = ids;
-  shared.secrets_resolved = true;
-  return OkStatus();
+Result<std::vector<std::string>> ModalBackend::SecretIds(Shared& shared) {
+  return shared.secret_ids.Get("", [&]() -> Result<std::vector<std::string>> {
+    std::vector<std::string> ids;
+    for (const auto& name : shared.options.secrets) {
+      mc::SecretGetOrCreateRequest request;
+      request.set_deployment_name(name);
+      request.set_environment_name(shared.environment);
+      mc::SecretGetOrCreateResponse response;
+      Status status = shared.control->Unary("SecretGetOrCreate", [&](grpc::ClientContext* c) {
+        return shared.control->stub().SecretGetOrCreate(c, request, &response);
+      });
+      if (!status.ok()) return status.WithContext("modal secret '" + name + "'");
+      ids.push_back(response.secret_id());
+    }
+    return ids;
+  });
 }
 
 Result<std::unique_ptr<Sandbox>> ModalBackend::Create(const SandboxSpec& spec) {
@@ -181,17 +198,18 @@ Result<std::unique_ptr<Sandbox>> ModalBackend::Create(const SandboxSpec& spec) {
   std::string gpu_type;
   int gpu_count = 0;
   if (!spec.gpu.empty()) SANDRUN_RETURN_IF_ERROR(ParseGpuSpec(spec.gpu, &gpu_type, &gpu_count));
+  // Modal's GPU names are upper case; the SDKs upper-case what they are given.
+  gpu_type = UpperCase(gpu_type);
   SANDRUN_ASSIGN_OR_RETURN(std::string image_id, ImageIdFor(s, spec));
-  SANDRUN_RETURN_IF_ERROR(ResolveSecrets(s));
+  SANDRUN_ASSIGN_OR_RETURN(const std::vector<std::string> secret_ids, SecretIds(s));
 
   SANDRUN_ASSIGN_OR_RETURN(const std::string workdir,
                            JoinSandboxPath("workdir", kDefaultWorkdir, spec.workdir,
                                            EmptySandboxPath::kIsBase));
-  mc::SandboxCreateRequest request;
-  request.set_app_id(s.app_id);
-  mc::Sandbox* def = request.mutable_definition();
+  mc::Sandbox definition;
+  mc::Sandbox* def = &definition;
   def->set_image_id(image_id);
-  for (const auto& id : s.secret_ids) def->add_secret_ids(id);
+  for (const auto& id : secret_ids) def->add_secret_ids(id);
   mc::Resources* resources = def->mutable_resources();
   if (spec.cpu > 0) {
     auto milli = static_cast<std::uint32_t>(std::llround(spec.cpu * 1000));
@@ -240,77 +258,19 @@ Result<std::unique_ptr<Sandbox>> ModalBackend::Create(const SandboxSpec& spec) {
   std::map<std::string, std::string> tags = spec.labels;
   tags["managed-by"] = "sandrun";
   for (auto& [name, value] : OwnerLabels("", lifetime)) tags[name] = value;
-  for (const auto& [name, value] : tags) {
-    mc::SandboxTag* tag = request.add_tags();
-    tag->set_tag_name(name);
-    tag->set_tag_value(value);
-  }
-  mc::SandboxCreateResponse created;
-  SANDRUN_RETURN_IF_ERROR(s.control->Unary("SandboxCreate", [&](grpc::ClientContext* c) {
-    return s.control->stub().SandboxCreate(c, request, &created);
-  }));
-  const std::string sandbox_id = created.sandbox_id();
-  auto terminate = [&] {
-    mc::SandboxTerminateRequest t;
-    t.set_sandbox_id(sandbox_id);
-    mc::SandboxTerminateResponse ignored;
-    s.control->Unary("SandboxTerminate", [&](grpc::ClientContext* c) {
-      return s.control->stub().SandboxTerminate(c, t, &ignored);
-    }).IgnoreError();
+  // V2 by default; V1 when switched off (MODAL_SANDBOX_V2=0, the profile's
+  // sandbox_v2 = false) and always for GPUs, as the JS SDK decides.
+  const bool v2 = s.sandbox_v2 && gpu_count == 0;
+  SANDRUN_ASSIGN_OR_RETURN(CreatedSandbox created,
+                           v2 ? CreateV2(s, definition, tags) : CreateV1(s, definition, tags));
+  const std::string sandbox_id = created.sandbox_id;
+  const std::string task_id = created.task_id;
+  auto access = [shared, sandbox_id, task_id]() {
+    return SandboxRouterAccess(*shared->control, sandbox_id, task_id);
   };
-
-  // The task id appears once the sandbox is scheduled.
-  std::string task_id;
-  milliseconds poll(50);
-  const Clock::time_point give_up = Clock::now() + std::chrono::minutes(5);
-  while (task_id.empty()) {
-    mc::SandboxGetTaskIdRequest get;
-    get.set_sandbox_id(sandbox_id);
-    get.set_wait_until_ready(false);
-    mc::SandboxGetTaskIdResponse response;
-    Status status = s.control->Unary("SandboxGetTaskId", [&](grpc::ClientContext* c) {
-      return s.control->stub().SandboxGetTaskId(c, get, &response);
-    });
-    if (!status.ok()) {
-      terminate();
-      return status;
-    }
-    if (response.has_task_result()) {
-      terminate();
-      return UnavailableError("modal: sandbox " + sandbox_id + " ended before it started: " +
-                              GenericStatusName(response.task_result().status()) + " " +
-                              response.task_result().exception());
-    }
-    if (response.has_task_id() && !response.task_id().empty()) {
-      task_id = response.task_id();
-      break;
-    }
-    if (Clock::now() > give_up) {
-      terminate();
-      return DeadlineExceededError("modal: sandbox " + sandbox_id + " was not scheduled in 5 minutes");
-    }
-    std::this_thread::sleep_for(poll);
-    poll = std::min(poll * 2, milliseconds(500));
-  }
-
-  auto access = [shared, task_id]() -> Result<mc::TaskGetCommandRouterAccessResponse> {
-    mc::TaskGetCommandRouterAccessRequest request;
-    request.set_task_id(task_id);
-    mc::TaskGetCommandRouterAccessResponse response;
-    SANDRUN_RETURN_IF_ERROR(shared->control->Unary(
-        "TaskGetCommandRouterAccess", [&](grpc::ClientContext* c) {
-          return shared->control->stub().TaskGetCommandRouterAccess(c, request, &response);
-        }));
-    return response;
-  };
-  auto first_access = access();
-  if (!first_access.ok()) {
-    terminate();
-    return first_access.status();
-  }
-  auto router = CommandRouter::Connect(*first_access, s.plaintext, access);
+  auto router = CommandRouter::Connect(created.access, s.router_dial, access);
   if (!router.ok()) {
-    terminate();
+    TerminateSandbox(*s.control, sandbox_id).IgnoreError();
     return router.status();
   }
   std::vector<std::string> notes;
@@ -321,41 +281,142 @@ Result<std::unique_ptr<Sandbox>> ModalBackend::Create(const SandboxSpec& spec) {
                                                    std::move(exe_mount.served)));
 }
 
-Result<std::vector<Leftover>> ModalBackend::ListLeftovers() {
-  SANDRUN_ASSIGN_OR_RETURN(std::shared_ptr<Shared> shared, Connect());
-  std::vector<Leftover> out;
+void AddTags(const std::map<std::string, std::string>& tags,
+             google::protobuf::RepeatedPtrField<mc::SandboxTag>* out) {
+  for (const auto& [name, value] : tags) {
+    mc::SandboxTag* tag = out->Add();
+    tag->set_tag_name(name);
+    tag->set_tag_value(value);
+  }
+}
+
+Result<CreatedSandbox> ModalBackend::CreateV2(Shared& s, const mc::Sandbox& definition,
+                                              const std::map<std::string, std::string>& tags) {
+  mc::SandboxCreateV2Request request;
+  request.set_app_id(s.app_id);
+  *request.mutable_definition() = definition;
+  AddTags(tags, request.mutable_tags());
+  mc::SandboxCreateV2Response response;
+  SANDRUN_RETURN_IF_ERROR(s.control->Unary("SandboxCreateV2", [&](grpc::ClientContext* c) {
+    return s.control->stub().SandboxCreateV2(c, request, &response);
+  }));
+  CreatedSandbox created;
+  created.sandbox_id = response.sandbox_id();
+  created.task_id = response.task_id();
+  created.access.jwt = response.command_router_access().jwt();
+  created.access.url = response.command_router_access().url();
+  // The answer normally carries both; should it not, ask as V1 asks.
+  SANDRUN_RETURN_IF_ERROR(AwaitRouter(s, &created));
+  return created;
+}
+
+Result<CreatedSandbox> ModalBackend::CreateV1(Shared& s, const mc::Sandbox& definition,
+                                              const std::map<std::string, std::string>& tags) {
+  mc::SandboxCreateRequest request;
+  request.set_app_id(s.app_id);
+  *request.mutable_definition() = definition;
+  AddTags(tags, request.mutable_tags());
+  mc::SandboxCreateResponse response;
+  SANDRUN_RETURN_IF_ERROR(s.control->Unary("SandboxCreate", [&](grpc::ClientContext* c) {
+    return s.control->stub().SandboxCreate(c, request, &response);
+  }));
+  CreatedSandbox created;
+  created.sandbox_id = response.sandbox_id();
+  SANDRUN_RETURN_IF_ERROR(AwaitRouter(s, &created));
+  return created;
+}
+
+Status ModalBackend::AwaitRouter(Shared& s, CreatedSandbox* created) {
+  if (created->task_id.empty()) {
+    SANDRUN_ASSIGN_OR_RETURN(created->task_id, AwaitTaskId(s, created->sandbox_id));
+  }
+  if (!created->access.jwt.empty() && !created->access.url.empty()) return OkStatus();
+  auto access = SandboxRouterAccess(*s.control, created->sandbox_id, created->task_id);
+  if (!access.ok()) {
+    TerminateSandbox(*s.control, created->sandbox_id).IgnoreError();
+    return access.status();
+  }
+  created->access = *access;
+  return OkStatus();
+}
+
+Result<std::string> ModalBackend::AwaitTaskId(Shared& s, const std::string& sandbox_id) {
+  // The task id appears once the sandbox is scheduled.
+  milliseconds poll(50);
+  const Clock::time_point give_up = Clock::now() + std::chrono::minutes(5);
+  while (true) {
+    auto response = SandboxTaskId(*s.control, sandbox_id);
+    if (!response.ok()) {
+      TerminateSandbox(*s.control, sandbox_id).IgnoreError();
+      return response.status();
+    }
+    if (response->has_task_result()) {
+      TerminateSandbox(*s.control, sandbox_id).IgnoreError();
+      return UnavailableError("modal: sandbox " + sandbox_id + " ended before it started: " +
+                              GenericStatusName(response->task_result().status()) + " " +
+                              response->task_result().exception());
+    }
+    if (response->has_task_id() && !response->task_id().empty()) return response->task_id();
+    if (Clock::now() > give_up) {
+      TerminateSandbox(*s.control, sandbox_id).IgnoreError();
+      return DeadlineExceededError("modal: sandbox " + sandbox_id + " was not scheduled in 5 minutes");
+    }
+    std::this_thread::sleep_for(poll);
+    poll = std::min(poll * 2, milliseconds(500));
+  }
+}
+
+Status ModalBackend::ListManaged(Shared& shared, bool v2, std::vector<std::string>* ids) {
   double before = 0;
-  const std::int64_t now = UnixSecondsNow();
   for (int page = 0; page < 1000; ++page) {
     mc::SandboxListRequest request;
-    request.set_app_id(shared->app_id);
-    request.set_environment_name(shared->environment);
+    request.set_app_id(shared.app_id);
+    request.set_environment_name(shared.environment);
     request.set_include_finished(false);
     if (before > 0) request.set_before_timestamp(before);
-    mc::SandboxTag* tag = request.add_tags();
-    tag->set_tag_name("managed-by");
-    tag->set_tag_value("sandrun");
+    AddTags({{"managed-by", "sandrun"}}, request.mutable_tags());
     mc::SandboxListResponse response;
-    SANDRUN_RETURN_IF_ERROR(shared->control->Unary("SandboxList", [&](grpc::ClientContext* c) {
-      return shared->control->stub().SandboxList(c, request, &response);
-    }));
+    SANDRUN_RETURN_IF_ERROR(shared.control->Unary(
+        v2 ? "SandboxListV2" : "SandboxList", [&](grpc::ClientContext* c) {
+          return v2 ? shared.control->stub().SandboxListV2(c, request, &response)
+                    : shared.control->stub().SandboxList(c, request, &response);
+        }));
     if (response.sandboxes().empty()) break;
     for (const auto& info : response.sandboxes()) {
       before = before == 0 ? info.created_at() : std::min(before, info.created_at());
-      Leftover l;
-      l.id = info.id();
-      for (const auto& t : info.tags()) l.labels[t.tag_name()] = t.tag_value();
-      // Trust nothing the filter let through by mistake.
-      if (l.labels["managed-by"] != "sandrun" ||
-          (!info.app_id().empty() && info.app_id() != shared->app_id)) {
-        continue;
-      }
-      ReadOwnerLabels("", now, l);
-      l.description = l.id + " run " + l.labels["run"] + " task " + l.labels["task"] +
-                      " (owner pid " + l.labels["owner-pid"] + "@" + l.labels["owner-host"] +
-                      (l.owner_alive ? " alive" : " gone") + (l.expired ? ", expired" : "") + ")";
-      out.push_back(std::move(l));
+      if (!info.app_id().empty() && info.app_id() != shared.app_id) continue;
+      ids->push_back(info.id());
     }
+  }
+  return OkStatus();
+}
+
+Result<std::vector<Leftover>> ModalBackend::ListLeftovers() {
+  SANDRUN_ASSIGN_OR_RETURN(std::shared_ptr<Shared> shared, Connect());
+  // Each generation's list shows only its own sandboxes; leftovers of either
+  // may exist whatever this run creates (GPU sandboxes are always V1).
+  std::vector<std::string> ids;
+  SANDRUN_RETURN_IF_ERROR(ListManaged(*shared, /*v2=*/false, &ids));
+  Status v2 = ListManaged(*shared, /*v2=*/true, &ids);
+  if (!v2.ok() && v2.code() != StatusCode::kUnimplemented) return v2;
+  std::vector<Leftover> out;
+  const std::int64_t now = UnixSecondsNow();
+  for (const std::string& id : ids) {
+    Leftover l;
+    l.id = id;
+    // SandboxList does not expose tags (api.proto: "not yet exposed"); the
+    // SDKs read them with SandboxTagsGet, one sandbox at a time.
+    auto tags = SandboxTags(*shared->control, id);
+    if (tags.status().code() == StatusCode::kNotFound) continue;  // gone meanwhile
+    SANDRUN_RETURN_IF_ERROR(tags.status());
+    l.labels = *tags;
+    // Trust nothing the filter let through by mistake.
+    if (l.labels["managed-by"] != "sandrun") continue;
+    ReadOwnerLabels("", now, l);
+    l.description = l.id + " run " + l.labels["run"] + " task " + l.labels["task"] +
+                    " (owner pid " + l.labels["owner-pid"] + "@" + l.labels["owner-host"] +
+                    (l.owner_alive ? " alive" : " gone") + (l.expired ? ", expired" : "") + ")";
+    out.push_back(std::move(l));
   }
   return out;
 }
@@ -368,12 +429,7 @@ Status ModalBackend::RemoveLeftover(const std::string& id) {
                          options_.app_name + "'");
   }
   SANDRUN_ASSIGN_OR_RETURN(std::shared_ptr<Shared> shared, Connect());
-  mc::SandboxTerminateRequest request;
-  request.set_sandbox_id(id);
-  mc::SandboxTerminateResponse response;
-  return shared->control->Unary("SandboxTerminate", [&](grpc::ClientContext* c) {
-    return shared->control->stub().SandboxTerminate(c, request, &response);
-  });
+  return TerminateSandbox(*shared->control, id);
 }
 
 Result<std::unique_ptr<ArchiveStore>> ModalBackend::OpenArchive() {

@@ -82,6 +82,7 @@ Status RetryLoop(const std::string& what,
     }
     grpc::ClientContext context;
     if (deadline.count() > 0) context.set_deadline(std::chrono::system_clock::now() + deadline);
+    if (rule.wait_for_ready) context.set_wait_for_ready(true);
     Status prepared = prepare(&context, attempt, Clock::now() - start, throttle_attempt,
                               Clock::now() - throttle_start);
     if (!prepared.ok()) return prepared;
@@ -118,7 +119,10 @@ Status RetryLoop(const std::string& what,
         continue;
       }
     }
-    if (IsRetryableGrpcCode(status.error_code()) && attempt < rule.max_retries) {
+    const bool retry_window_open =
+        rule.retry_for.count() > 0 && Clock::now() - start + delay < rule.retry_for;
+    if (IsRetryableGrpcCode(status.error_code()) &&
+        (attempt < rule.max_retries || retry_window_open)) {
       ++attempt;
       if (canceller != nullptr ? !canceller->SleepFor(delay)
                                : (std::this_thread::sleep_for(delay), false)) {
@@ -238,13 +242,22 @@ Result<std::string> GrpcTarget(const std::string& url, bool* tls) {
   } else {
     return InvalidArgumentError("modal: server url must be https:// or http://: '" + url + "'");
   }
-  while (!rest.empty() && rest.back() == '/') rest.pop_back();
-  if (rest.empty() || rest.find('/') != std::string::npos) {
-    return InvalidArgumentError("modal: bad server url '" + url + "'");
-  }
+  rest = rest.substr(0, rest.find('/'));  // a path is ignored, as the SDKs ignore it
+  if (rest.empty()) return InvalidArgumentError("modal: bad server url '" + url + "'");
   bool has_port = rest.find(':') != std::string::npos && rest.back() != ']';
   if (!has_port) rest += *tls ? ":443" : ":80";
   return rest;
+}
+
+bool IsLoopbackUrl(const std::string& url) {
+  bool tls = true;
+  auto target = GrpcTarget(url, &tls);
+  if (!target.ok()) return false;
+  std::string host = target->substr(0, target->rfind(':'));
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  return host == "localhost" || host == "127.0.0.1" || host == "::1";
 }
 
 grpc::ChannelArguments ModalChannelArguments() {
@@ -254,6 +267,7 @@ grpc::ChannelArguments ModalChannelArguments() {
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 30000);
   args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
   args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  args.SetString(GRPC_ARG_PRIMARY_USER_AGENT_STRING, kUserAgent);
   // Each connection gets its own channel (no sharing between ControlPlanes).
   args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
   return args;
@@ -341,7 +355,14 @@ Result<std::string> ControlPlane::AuthToken() {
     std::lock_guard<std::mutex> lock(token_mu_);
     if (!token_.empty() && std::chrono::system_clock::now() < refresh_at_) return token_;
   }
-  Status fetched = FetchAuthToken();
+  // Callers that find the token stale together share one AuthTokenGet.
+  Result<std::string> fetched_token = token_fetch_.Get("token", [&]() -> Result<std::string> {
+    SANDRUN_RETURN_IF_ERROR(FetchAuthToken());
+    std::lock_guard<std::mutex> lock(token_mu_);
+    return token_;
+  });
+  token_fetch_.Forget("token");  // token_ and refresh_at_ remember it from here
+  Status fetched = fetched_token.status();
   std::lock_guard<std::mutex> lock(token_mu_);
   if (!fetched.ok()) {
     // A still-valid token is kept through a transient refresh failure;
@@ -367,11 +388,13 @@ Status ControlPlane::Unary(const std::string& what,
                            const std::function<grpc::Status(grpc::ClientContext*)>& call,
                            CallCanceller* canceller, milliseconds deadline) {
   const std::string key = NewUuid();
+  std::string token_sent;
   Status status = RetryLoop(
       what, call,
       [&](grpc::ClientContext* context, int attempt, Clock::duration since, int throttle_attempt,
           Clock::duration throttle_since) -> Status {
         SANDRUN_ASSIGN_OR_RETURN(std::string token, AuthToken());
+        token_sent = token;
         AddBaseMetadata(context);
         context->AddMetadata("x-modal-auth-token", token);
         context->AddMetadata("x-idempotency-key", key);
@@ -386,28 +409,32 @@ Status ControlPlane::Unary(const std::string& what,
       canceller, deadline, RetryRule{}, credentials_.max_throttle_wait_s, &calls_,
       [&](const grpc::Status&) {
         // An expired auth token: fetch a fresh one once and try again.
+        // (Unless another call has already replaced the token it was sent.)
         {
           std::lock_guard<std::mutex> lock(token_mu_);
-          token_.clear();
+          if (token_ == token_sent) token_.clear();
         }
-        return FetchAuthToken().ok();
+        return AuthToken().ok();
       });
   if (status.ok()) return status;
   return Status(status.code(), Redact(status.message()), status.retryable());
 }
 
-Result<std::unique_ptr<CommandRouter>> CommandRouter::Connect(
-    const ::modal::client::TaskGetCommandRouterAccessResponse& access, bool allow_plaintext,
-    RefreshFn refresh) {
+Result<std::unique_ptr<CommandRouter>> CommandRouter::Connect(const RouterAccess& access,
+                                                              const RouterDial& dial,
+                                                              RefreshFn refresh) {
   bool tls = true;
-  SANDRUN_ASSIGN_OR_RETURN(std::string target, GrpcTarget(access.url(), &tls));
-  if (!tls && !allow_plaintext) {
+  SANDRUN_ASSIGN_OR_RETURN(std::string target, GrpcTarget(access.url, &tls));
+  if (!tls && !dial.allow_plaintext) {
     return PermissionDeniedError("modal: refusing a plaintext command-router url (" +
-                                 access.url() + ") from a TLS control plane");
+                                 access.url + ") from a TLS control plane");
   }
+  // A local control plane's router is dialled without TLS even when its URL
+  // says https:// (the JS SDK's TaskCommandRouterClientImpl.tryInit).
+  if (dial.plaintext_for_loopback) tls = false;
   std::unique_ptr<CommandRouter> router(new CommandRouter());
-  router->jwt_ = access.jwt();
-  router->allow_plaintext_ = allow_plaintext;
+  router->jwt_ = access.jwt;
+  router->dial_ = dial;
   router->refresh_ = std::move(refresh);
   router->channel_ = grpc::CreateCustomChannel(
       target, tls ? grpc::SslCredentials(grpc::SslCredentialsOptions())
@@ -417,34 +444,54 @@ Result<std::unique_ptr<CommandRouter>> CommandRouter::Connect(
   return router;
 }
 
+bool CommandRouter::RefreshAccess(const std::string& jwt_sent) {
+  if (!refresh_) return false;
+  std::lock_guard<std::mutex> refreshing(refresh_mu_);
+  if (Jwt() != jwt_sent) return true;  // refreshed meanwhile by another call
+  auto fresh = refresh_();
+  if (!fresh.ok()) return false;
+  std::lock_guard<std::mutex> lock(mu_);
+  jwt_ = fresh->jwt;
+  return true;
+}
+
 std::string CommandRouter::Jwt() {
   std::lock_guard<std::mutex> lock(mu_);
   return jwt_;
 }
 
-void CommandRouter::PrepareStream(grpc::ClientContext* context) {
-  context->AddMetadata("authorization", "Bearer " + Jwt());
+std::string CommandRouter::PrepareStream(grpc::ClientContext* context) {
+  std::string jwt = Jwt();
+  context->AddMetadata("authorization", "Bearer " + jwt);
   ++calls_;
+  return jwt;
 }
 
 Status CommandRouter::Unary(const std::string& what,
                             const std::function<grpc::Status(grpc::ClientContext*)>& call,
                             CallCanceller* canceller, milliseconds deadline, RetryRule rule) {
   const std::string jwt_before = Jwt();
+  if (!answered_.load()) {
+    // The worker may still be starting: wait for the connection and keep
+    // retrying for the readiness window, each attempt bounded so that a
+    // connection that never comes up ends within it.
+    rule.retry_for = dial_.ready_timeout;
+    rule.wait_for_ready = true;
+    rule.max_delay = std::max(rule.max_delay, milliseconds(1000));
+    deadline = deadline.count() > 0 ? std::min(deadline, milliseconds(10000)) : milliseconds(10000);
+  }
+  std::string jwt_sent;
   Status status = RetryLoop(
       what, call,
       [&](grpc::ClientContext* context, int, Clock::duration, int, Clock::duration) {
-        context->AddMetadata("authorization", "Bearer " + Jwt());
+        jwt_sent = Jwt();
+        context->AddMetadata("authorization", "Bearer " + jwt_sent);
         return OkStatus();
       },
-      canceller, deadline, rule, std::nullopt, &calls_, [&](const grpc::Status&) {
-        if (!refresh_) return false;
-        auto fresh = refresh_();
-        if (!fresh.ok()) return false;
-        std::lock_guard<std::mutex> lock(mu_);
-        jwt_ = fresh->jwt();
-        return true;
-      });
+      canceller, deadline, rule, std::nullopt, &calls_,
+      [&](const grpc::Status&) { return RefreshAccess(jwt_sent); });
+  // Any answer but "cannot connect" shows the worker is up.
+  if (status.ok() || !status.retryable()) answered_ = true;
   if (status.ok()) return status;
   std::string message = status.message();
   for (const std::string& secret : {jwt_before, Jwt()}) {

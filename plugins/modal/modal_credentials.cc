@@ -1,5 +1,6 @@
 #include "modal_credentials.h"
 
+#include <cctype>
 #include <cstdlib>
 #include <toml++/toml.h>
 
@@ -30,6 +31,13 @@ Status ReadKey(const toml::table& profile, const std::string& key, const fs::pat
   }
   *out = node->as_string()->get();
   return OkStatus();
+}
+
+// MODAL_SANDBOX_V2 / sandbox_v2 as the JS SDK reads them (parseBooleanFlag):
+// empty, "0" and "false" (any case) are off, anything else on.
+bool SandboxV2Flag(std::string value) {
+  for (char& c : value) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return !value.empty() && value != "0" && value != "false";
 }
 
 }  // namespace
@@ -98,6 +106,15 @@ Result<ModalCredentials> LoadModalCredentials(const std::map<std::string, std::s
           ReadKey(profile, "environment", path, profile_name, &creds.environment));
       SANDRUN_RETURN_IF_ERROR(ReadKey(profile, "image_builder_version", path, profile_name,
                                       &creds.image_builder_version));
+      if (const toml::node* v2 = profile.get("sandbox_v2")) {
+        if (v2->is_boolean()) {
+          creds.sandbox_v2 = v2->as_boolean()->get();
+        } else if (v2->is_string()) {
+          creds.sandbox_v2 = SandboxV2Flag(v2->as_string()->get());
+        } else {
+          return FileError(path, "profile '" + profile_name + "': sandbox_v2 must be a boolean");
+        }
+      }
       creds.source = path.string() + " profile '" + profile_name + "'";
     }
   } else if (profile_named) {
@@ -117,6 +134,7 @@ Result<ModalCredentials> LoadModalCredentials(const std::map<std::string, std::s
   if (!Get(env, "MODAL_IMAGE_BUILDER_VERSION").empty()) {
     creds.image_builder_version = Get(env, "MODAL_IMAGE_BUILDER_VERSION");
   }
+  if (!Get(env, "MODAL_SANDBOX_V2").empty()) creds.sandbox_v2 = SandboxV2Flag(Get(env, "MODAL_SANDBOX_V2"));
   const std::string throttle = Get(env, "MODAL_MAX_THROTTLE_WAIT");
   if (!throttle.empty()) {
     char* end = nullptr;

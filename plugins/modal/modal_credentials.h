@@ -3,11 +3,11 @@
 //
 //   1. ~/.modal.toml (or MODAL_CONFIG_PATH): one TOML table per profile with
 //      token_id, token_secret, server_url, environment, image_builder_version,
-//      active. The profile is MODAL_PROFILE, else the profile with
+//      sandbox_v2, active. The profile is MODAL_PROFILE, else the profile with
 //      active = true (the first by name if several are), else "default".
 //   2. MODAL_TOKEN_ID, MODAL_TOKEN_SECRET, MODAL_SERVER_URL,
-//      MODAL_ENVIRONMENT, MODAL_IMAGE_BUILDER_VERSION, MODAL_MAX_THROTTLE_WAIT
-//      override the file's values one by one.
+//      MODAL_ENVIRONMENT, MODAL_IMAGE_BUILDER_VERSION, MODAL_MAX_THROTTLE_WAIT,
+//      MODAL_SANDBOX_V2 override the file's values one by one.
 //
 // No grpc here: this is plain parsing, unit-tested on its own. Nothing this
 // file returns or reports contains the token secret.
@@ -34,6 +34,10 @@ struct ModalCredentials {
   /// MODAL_MAX_THROTTLE_WAIT in seconds (0 disables waiting on throttling);
   /// unset = no cap.
   std::optional<double> max_throttle_wait_s;
+  /// Create sandboxes with SandboxCreateV2 (the JS SDK's default). Off when
+  /// MODAL_SANDBOX_V2, else the profile's sandbox_v2, is "0" or "false"
+  /// (any case) or empty, as the JS SDK's parseBooleanFlag reads them.
+  bool sandbox_v2 = true;
   /// Where the tokens came from, for messages: "MODAL_TOKEN_ID/..." or
   /// "/root/.modal.toml profile 'default'".
   std::string source;

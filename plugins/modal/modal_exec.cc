@@ -24,10 +24,11 @@ Status ModalSandbox::ReadStdio(CallCanceller* canceller, const std::string& exec
                                const std::function<void(std::string_view)>& sink) {
   std::uint64_t offset = 0;
   int failures = 0;
+  bool refreshed = false;
   milliseconds delay(10);
   while (true) {
     grpc::ClientContext context;
-    router_->PrepareStream(&context);
+    const std::string jwt_sent = router_->PrepareStream(&context);
     if (!canceller->Add(&context)) return CancelledError("modal: stdio read cancelled");
     tcr::TaskExecStdioReadRequest request;
     request.set_task_id(task_id_);
@@ -50,6 +51,12 @@ Status ModalSandbox::ReadStdio(CallCanceller* canceller, const std::string& exec
     if (progressed) {
       failures = 0;
       delay = milliseconds(10);
+    }
+    // An expired router token: fetch a fresh one once and resume, as the
+    // SDKs' stdio readers do (go/task_command_router_client.go).
+    if (status.error_code() == grpc::StatusCode::UNAUTHENTICATED && !refreshed) {
+      refreshed = true;
+      if (router_->RefreshAccess(jwt_sent)) continue;
     }
     if (!IsRetryableGrpcCode(status.error_code()) || ++failures > kStdioRetries) {
       return MapGrpcStatus(status, "TaskExecStdioRead");
@@ -332,18 +339,12 @@ Status ModalSandbox::EndedWhileRunning(const std::string& final_status) const {
 }
 
 std::string ModalSandbox::SandboxEnded() {
-  mc::SandboxWaitRequest request;
-  request.set_sandbox_id(id_);
-  request.set_timeout(0);
-  mc::SandboxWaitResponse response;
-  Status status = shared_->control->Unary("SandboxWait", [&](grpc::ClientContext* c) {
-    return shared_->control->stub().SandboxWait(c, request, &response);
-  });
-  if (!status.ok() || !response.has_result() ||
-      response.result().status() == mc::GenericResult::GENERIC_STATUS_UNSPECIFIED) {
+  auto response = WaitSandbox(*shared_->control, id_, 0);
+  if (!response.ok() || !response->has_result() ||
+      response->result().status() == mc::GenericResult::GENERIC_STATUS_UNSPECIFIED) {
     return "";
   }
-  return GenericStatusName(response.result().status());
+  return GenericStatusName(response->result().status());
 }
 
 }  // namespace sandrun::modal

@@ -7,6 +7,12 @@
 
 namespace sandrun::modal {
 
+// The image builder version: the profile's, else the environment's (asked
+// once per environment).
+static Result<std::string> BuilderVersion(Shared& shared);
+// ImageGetOrCreate for `commands`, joined until the build ends.
+static Result<std::string> BuildImage(Shared& shared, const std::vector<std::string>& commands);
+
 Result<std::vector<std::string>> DockerfileCommands(const std::string& path) {
   std::ifstream in(path);
   if (!in) return NotFoundError("modal: cannot read Dockerfile " + path);
@@ -26,10 +32,15 @@ Result<std::vector<std::string>> DockerfileCommands(const std::string& path) {
     std::string upper = pending.substr(pending.find_first_not_of(" \t"));
     std::string keyword = upper.substr(0, upper.find_first_of(" \t"));
     std::transform(keyword.begin(), keyword.end(), keyword.begin(), ::toupper);
-    if (keyword == "COPY" || keyword == "ADD") {
+    // COPY --from=<stage or image> needs no build context, and Modal's Go
+    // SDK lets it through (go/image.go); other COPY and ADD would need one.
+    std::string arguments = upper.substr(keyword.size());
+    arguments.erase(0, arguments.find_first_not_of(" \t"));
+    const bool copy_from = keyword == "COPY" && arguments.rfind("--from=", 0) == 0;
+    if ((keyword == "COPY" && !copy_from) || keyword == "ADD") {
       return UnimplementedError("modal: " + path + ": " + keyword +
                                 " needs a build context, which the modal backend does not upload "
-                                "yet; use RUN steps or a registry image");
+                                "yet; use RUN steps, COPY --from=, or a registry image");
     }
     commands.push_back(pending);
     pending.clear();
@@ -48,14 +59,13 @@ Result<std::string> ImageIdFor(Shared& shared, const SandboxSpec& spec) {
   }
   std::string key;
   for (const auto& c : commands) key += c + "\n";
-  std::string builder_version;
-  {
-    std::lock_guard<std::mutex> lock(shared.mu);
-    auto it = shared.images.find(key);
-    if (it != shared.images.end()) return it->second;
-    builder_version = shared.builder_version;
-  }
-  if (builder_version.empty()) {
+  // One build per definition however many sandboxes ask for it at once.
+  return shared.images.Get(key, [&]() { return BuildImage(shared, commands); });
+}
+
+static Result<std::string> BuilderVersion(Shared& shared) {
+  if (!shared.profile_builder_version.empty()) return shared.profile_builder_version;
+  return shared.builder_versions.Get(shared.environment, [&]() -> Result<std::string> {
     mc::EnvironmentGetOrCreateRequest request;
     request.set_deployment_name(shared.environment);
     mc::EnvironmentGetOrCreateResponse response;
@@ -65,10 +75,12 @@ Result<std::string> ImageIdFor(Shared& shared, const SandboxSpec& spec) {
           return shared.control->stub().EnvironmentGetOrCreate(c, request, &response);
         },
         nullptr, milliseconds(30000)));
-    builder_version = response.metadata().settings().image_builder_version();
-    std::lock_guard<std::mutex> lock(shared.mu);
-    shared.builder_version = builder_version;
-  }
+    return response.metadata().settings().image_builder_version();
+  });
+}
+
+static Result<std::string> BuildImage(Shared& shared, const std::vector<std::string>& commands) {
+  SANDRUN_ASSIGN_OR_RETURN(const std::string builder_version, BuilderVersion(shared));
   mc::ImageGetOrCreateRequest request;
   for (const auto& c : commands) request.mutable_image()->add_dockerfile_commands(c);
   request.set_app_id(shared.app_id);
@@ -119,8 +131,6 @@ Result<std::string> ImageIdFor(Shared& shared, const SandboxSpec& spec) {
         commands.front() + "'" + (result.exception().empty() ? "" : ": " + result.exception()) +
         (logs.empty() ? "" : "\nbuild log (tail):\n" + Tail(logs, 4000)));
   }
-  std::lock_guard<std::mutex> lock(shared.mu);
-  shared.images[key] = image_id;
   return image_id;
 }
 

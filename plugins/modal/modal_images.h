@@ -1,7 +1,9 @@
 // Internal to plugins/modal: how a sandbox spec's image becomes a Modal
-// image id. A registry tag becomes "FROM <tag>"; a Dockerfile its RUN steps
-// (COPY and ADD are refused: no build context is uploaded). Built through
-// ImageGetOrCreate and waited for; cached per backend in Shared.
+// image id. A registry tag becomes "FROM <tag>"; a Dockerfile its steps
+// (COPY --from= is kept, as Modal's Go SDK keeps it; other COPY and ADD are
+// refused: no build context is uploaded). Built through ImageGetOrCreate and
+// waited for; one build per definition per backend (Shared::images), however
+// many sandboxes ask at once.
 #ifndef SANDRUN_PLUGINS_MODAL_MODAL_IMAGES_H_
 #define SANDRUN_PLUGINS_MODAL_MODAL_IMAGES_H_
 
@@ -15,8 +17,8 @@
 namespace sandrun::modal {
 
 /// The Dockerfile at `path` as Modal dockerfile_commands: continuation
-/// lines joined, comments and blank lines dropped. kUnimplemented for COPY
-/// or ADD, kInvalidArgument for an empty one, kNotFound for a missing one.
+/// lines joined, comments and blank lines dropped. kUnimplemented for ADD
+/// or a COPY without --from=, kInvalidArgument for an empty one, kNotFound for a missing one.
 Result<std::vector<std::string>> DockerfileCommands(const std::string& path);
 
 /// The image id for `spec` (its dockerfile, else its image, else the

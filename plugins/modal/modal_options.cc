@@ -80,6 +80,7 @@ Result<ModalOptions> ParseModalOptions(std::string_view section_json) {
   SANDRUN_RETURN_IF_ERROR(int_key("idle_timeout_s", &options.idle_timeout_s, 0));
   SANDRUN_RETURN_IF_ERROR(int_key("max_parallel", &options.max_parallel, 1));
   SANDRUN_RETURN_IF_ERROR(int_key("timeout_grace_ms", &options.timeout_grace_ms, 0));
+  SANDRUN_RETURN_IF_ERROR(int_key("router_ready_timeout_s", &options.router_ready_timeout_s, 0));
   for (const auto& cidr : options.cidr_allowlist) SANDRUN_RETURN_IF_ERROR(ValidateCidr(cidr));
   for (const auto& name : options.secrets) {
     bool bad = name.empty() || std::any_of(name.begin(), name.end(), [](char c) {
@@ -92,7 +93,8 @@ Result<ModalOptions> ParseModalOptions(std::string_view section_json) {
   for (const auto& key : j.items()) {
     static const std::set<std::string> kKnown = {
         "app_name", "environment", "volume", "exe_cache_volume", "server_url", "default_image", "secrets",
-        "cidr_allowlist", "idle_timeout_s", "max_parallel", "timeout_grace_ms"};
+        "cidr_allowlist", "idle_timeout_s", "max_parallel", "timeout_grace_ms",
+        "router_ready_timeout_s"};
     if (!kKnown.count(key.key())) {
       return InvalidArgumentError("modal: unknown config key '" + key.key() + "'");
     }

@@ -21,6 +21,9 @@
 //   exe_cache_volume  Volume caching portable executables, mounted read-only
 //                   at /sandrun/exe (default "sandrun-exe-cache"; "" sends
 //                   them to each sandbox through the file tool instead)
+//   router_ready_timeout_s  how long the first call to a new sandbox's
+//                   command router keeps retrying while the worker does not
+//                   accept it yet (310, Python SDK's bound; Go's is ~10)
 #ifndef SANDRUN_PLUGINS_MODAL_MODAL_OPTIONS_H_
 #define SANDRUN_PLUGINS_MODAL_MODAL_OPTIONS_H_
 
@@ -46,6 +49,7 @@ struct ModalOptions {
   std::int64_t idle_timeout_s = 0;
   int max_parallel = 64;
   int timeout_grace_ms = 2000;
+  int router_ready_timeout_s = 310;
   /// The host's LD_LIBRARY_PATH (BackendContext::env), for portable uploads.
   std::string host_library_path;
 };

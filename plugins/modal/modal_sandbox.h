@@ -56,14 +56,46 @@ struct Shared {
   std::string environment;
   std::string app_id;
   bool plaintext = false;
-  std::mutex mu;
-  std::map<std::string, std::string> images;   // key -> image id. Guarded by mu.
-  std::string volume_id;                       // Guarded by mu.
-  std::vector<std::string> secret_ids;         // Guarded by mu.
-  bool secrets_resolved = false;               // Guarded by mu.
-  std::string builder_version;                 // Guarded by mu.
+  /// Create sandboxes with SandboxCreateV2 (ModalCredentials::sandbox_v2);
+  /// GPU sandboxes are V1 regardless, as in the SDKs.
+  bool sandbox_v2 = true;
+  RouterDial router_dial;
+  /// From the profile or MODAL_IMAGE_BUILDER_VERSION; "" = ask the
+  /// environment (builder_versions).
+  std::string profile_builder_version;
+  // Lookups every first sandbox needs: one call in flight per key, shared
+  // by all waiters (single_flight.h).
+  SingleFlight<std::string> images;            // dockerfile commands -> image id
+  SingleFlight<std::string> builder_versions;  // environment -> builder version
+  SingleFlight<std::string> volume_ids;        // volume name -> volume id
+  SingleFlight<std::vector<std::string>> secret_ids;  // "" -> ids of options.secrets
   std::unique_ptr<ExeCache> exe_cache;         // Null: disabled.
 };
+
+/// Which generation of Modal's sandbox API a sandbox belongs to. The rule
+/// is the Go and JS SDKs' (go/sandbox.go, isV1SandboxId in the JS SDK):
+/// by the id's shape, "sb-" followed by exactly 22 base62 characters is a
+/// V1 sandbox; any other id is V2 and takes the ...V2 calls. The id shape is
+/// used everywhere, for the sandboxes this backend made and for leftovers
+/// found by listing, so one rule routes every call.
+bool IsV1SandboxId(std::string_view sandbox_id);
+
+// The control-plane calls on one sandbox, each sent as SandboxX or
+// SandboxXV2 according to IsV1SandboxId (modal_sandbox_calls.cc).
+Status TerminateSandbox(ControlPlane& control, const std::string& sandbox_id);
+/// SandboxWait with `timeout_s` (0: a poll).
+Result<mc::SandboxWaitResponse> WaitSandbox(ControlPlane& control, const std::string& sandbox_id,
+                                            float timeout_s);
+/// SandboxGetTaskId, once.
+Result<mc::SandboxGetTaskIdResponse> SandboxTaskId(ControlPlane& control,
+                                                   const std::string& sandbox_id);
+/// The sandbox's tags (SandboxTagsGet; SandboxList does not expose them).
+Result<std::map<std::string, std::string>> SandboxTags(ControlPlane& control,
+                                                       const std::string& sandbox_id);
+/// Command-router access: SandboxGetCommandRouterAccess{sandbox_id} for V2,
+/// TaskGetCommandRouterAccess{task_id} for V1.
+Result<RouterAccess> SandboxRouterAccess(ControlPlane& control, const std::string& sandbox_id,
+                                         const std::string& task_id);
 
 // Output of one exec, as the sandbox's raw executor sees it.
 struct RawExec {

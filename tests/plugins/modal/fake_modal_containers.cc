@@ -98,7 +98,7 @@ bool FakeModalServer::Impl::BuildContainerImage(const std::string& image_id,
   if (built.exit_code != 0) return false;
   std::lock_guard<std::mutex> lock(mu_);
   local_images_[image_id] = tag;
-  built_images_.push_back(tag);
+  docker_built_images_.push_back(tag);
   return true;
 }
 
@@ -176,7 +176,7 @@ void FakeModalServer::Impl::RemoveBuiltImages() {
   std::vector<std::string> images;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    images.swap(built_images_);
+    images.swap(docker_built_images_);
   }
   for (const auto& tag : images) Docker({"image", "rm", "-f", tag});
 }

@@ -18,6 +18,13 @@ grpc::Status FakeModalServer::Impl::Enter(grpc::ServerContext* context, const st
   }
   if (latency.count() > 0) std::this_thread::sleep_for(latency);
   if (control) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      for (const char* header :
+           {"x-modal-client-type", "x-modal-client-version", "x-modal-libmodal-version"}) {
+        stats_.client_headers[header] = Metadata(context, header);
+      }
+    }
     if (Metadata(context, "x-modal-token-id") != options_.token_id ||
         Metadata(context, "x-modal-token-secret") != options_.token_secret) {
       return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "invalid token id or secret");

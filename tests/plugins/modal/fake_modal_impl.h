@@ -2,7 +2,8 @@
 // serves both gRPC services, and the pieces its rooms share. Each room is
 // one file:
 //   fake_modal_server.cc   start and stop, small helpers, inspection
-//   fake_modal_control.cc  control plane: apps, images, secrets, sandboxes
+//   fake_modal_control.cc  control plane: apps, images, secrets
+//   fake_modal_sandboxes.cc  sandboxes, V1 and V2, and their tags
 //   fake_modal_router.cc   task command router: exec, stdio, wait, processes
 //   fake_modal_volumes.cc  volume RPCs and the block HTTP server
 //   fake_modal_faults.cc   credentials checks and fault injection
@@ -81,10 +82,12 @@ struct FakeSandbox {
   std::string workdir = "/";
   int network_type = 0;
   double created_at = 0;
-  Clock::time_point ready_at;
+  Clock::time_point ready_at;         // when the task id is handed out
+  Clock::time_point router_ready_at;  // when its command router answers
   bool running = true;
   int result_status = 0;
   bool foreign = false;
+  bool v2 = false;  // created with SandboxCreateV2; served by the V2 calls only
   std::map<std::string, std::shared_ptr<Exec>> execs;
   FakeSandboxDefinition definition;
   std::map<std::string, std::string> secret_env;  // from the attached secrets
@@ -152,7 +155,7 @@ class FakeModalServer::Impl final : public mc::ModalClient::Service,
   // After a handler did its work: a lost response, if injected.
   grpc::Status Leave(const std::string& rpc, grpc::Status status);
 
-  // ---- control plane: apps, images, secrets, sandboxes (fake_modal_control.cc) ----
+  // ---- control plane: apps, images, secrets (fake_modal_control.cc) ----
   // Records an environment name; unknown ("missing...") ones are NOT_FOUND.
   grpc::Status SeeEnvironment(const std::string& name);
   grpc::Status AuthTokenGet(grpc::ServerContext* context, const mc::AuthTokenGetRequest*,
@@ -171,22 +174,83 @@ class FakeModalServer::Impl final : public mc::ModalClient::Service,
   grpc::Status SecretGetOrCreate(grpc::ServerContext* context,
                                  const mc::SecretGetOrCreateRequest* request,
                                  mc::SecretGetOrCreateResponse* response) override;
+  // The values of a secret's variables, added to *env (NOT_FOUND if unknown).
+  grpc::Status SecretEnvLocked(const std::string& secret_id, std::map<std::string, std::string>* env);
+  // Adds the variables of secret sources (fake_modal_sdk_fields.proto: the
+  // values themselves, or a secret by id) to *env.
+  template <typename SecretSources>
+  grpc::Status AddSecretSourcesLocked(const SecretSources& sources,
+                                      std::map<std::string, std::string>* env) {
+    for (const auto& source : sources) {
+      if (source.has_env()) {
+        for (const auto& [k, v] : source.env().contents()) (*env)[k] = v;
+      } else if (grpc::Status found = SecretEnvLocked(source.secret_id(), env); !found.ok()) {
+        return found;
+      }
+    }
+    return grpc::Status::OK;
+  }
+
+  // ---- sandboxes, V1 and V2 (fake_modal_sandboxes.cc) ----
+  // Each V1/V2 pair shares one handler; `v2` picks the family, whose RPCs
+  // find only sandboxes of that family.
+  grpc::Status CreateSandboxLocked(const std::string& app_id, const mc::Sandbox& def,
+                                   const google::protobuf::RepeatedPtrField<mc::SandboxTag>& tags,
+                                   bool v2, const std::map<std::string, std::string>& env,
+                                   std::shared_ptr<FakeSandbox>* out);
+  grpc::Status FindSandboxLocked(const std::string& sandbox_id, bool v2,
+                                 std::shared_ptr<FakeSandbox>* out);
+  // A fresh router JWT for the sandbox, and the router's URL.
+  void GrantRouterAccessLocked(FakeSandbox& sandbox, std::string* jwt, std::string* url);
+  grpc::Status GetTaskId(grpc::ServerContext* context, const mc::SandboxGetTaskIdRequest* request,
+                         mc::SandboxGetTaskIdResponse* response, bool v2);
+  grpc::Status Terminate(grpc::ServerContext* context, const mc::SandboxTerminateRequest* request,
+                         mc::SandboxTerminateResponse* response, bool v2);
+  grpc::Status Wait(grpc::ServerContext* context, const mc::SandboxWaitRequest* request,
+                    mc::SandboxWaitResponse* response, bool v2);
+  grpc::Status List(grpc::ServerContext* context, const mc::SandboxListRequest* request,
+                    mc::SandboxListResponse* response, bool v2);
+  grpc::Status TagsGet(grpc::ServerContext* context, const mc::SandboxTagsGetRequest* request,
+                       mc::SandboxTagsGetResponse* response, bool v2);
+  grpc::Status TagsSet(grpc::ServerContext* context, const mc::SandboxTagsSetRequest* request, bool v2);
+
   grpc::Status SandboxCreate(grpc::ServerContext* context, const mc::SandboxCreateRequest* request,
                              mc::SandboxCreateResponse* response) override;
-  grpc::Status SandboxGetTaskId(grpc::ServerContext* context,
-                                const mc::SandboxGetTaskIdRequest* request,
-                                mc::SandboxGetTaskIdResponse* response) override;
+  grpc::Status SandboxCreateV2(grpc::ServerContext* context, const mc::SandboxCreateV2Request* request,
+                               mc::SandboxCreateV2Response* response) override;
   grpc::Status TaskGetCommandRouterAccess(grpc::ServerContext* context,
                                           const mc::TaskGetCommandRouterAccessRequest* request,
                                           mc::TaskGetCommandRouterAccessResponse* response) override;
-  grpc::Status SandboxTerminate(grpc::ServerContext* context,
-                                const mc::SandboxTerminateRequest* request,
-                                mc::SandboxTerminateResponse* response) override;
-  grpc::Status SandboxWait(grpc::ServerContext* context, const mc::SandboxWaitRequest* request,
-                           mc::SandboxWaitResponse* response) override;
-  grpc::Status SandboxList(grpc::ServerContext* context, const mc::SandboxListRequest* request,
-                           mc::SandboxListResponse* response) override;
+  grpc::Status SandboxGetCommandRouterAccess(grpc::ServerContext* context,
+                                             const mc::SandboxGetCommandRouterAccessRequest* request,
+                                             mc::SandboxGetCommandRouterAccessResponse* response) override;
+  grpc::Status SandboxGetTaskId(grpc::ServerContext* c, const mc::SandboxGetTaskIdRequest* q,
+                                mc::SandboxGetTaskIdResponse* r) override { return GetTaskId(c, q, r, false); }
+  grpc::Status SandboxGetTaskIdV2(grpc::ServerContext* c, const mc::SandboxGetTaskIdRequest* q,
+                                  mc::SandboxGetTaskIdResponse* r) override { return GetTaskId(c, q, r, true); }
+  grpc::Status SandboxTerminate(grpc::ServerContext* c, const mc::SandboxTerminateRequest* q,
+                                mc::SandboxTerminateResponse* r) override { return Terminate(c, q, r, false); }
+  grpc::Status SandboxTerminateV2(grpc::ServerContext* c, const mc::SandboxTerminateRequest* q,
+                                  mc::SandboxTerminateResponse* r) override { return Terminate(c, q, r, true); }
+  grpc::Status SandboxWait(grpc::ServerContext* c, const mc::SandboxWaitRequest* q,
+                           mc::SandboxWaitResponse* r) override { return Wait(c, q, r, false); }
+  grpc::Status SandboxWaitV2(grpc::ServerContext* c, const mc::SandboxWaitRequest* q,
+                             mc::SandboxWaitResponse* r) override { return Wait(c, q, r, true); }
+  grpc::Status SandboxList(grpc::ServerContext* c, const mc::SandboxListRequest* q,
+                           mc::SandboxListResponse* r) override { return List(c, q, r, false); }
+  grpc::Status SandboxListV2(grpc::ServerContext* c, const mc::SandboxListRequest* q,
+                             mc::SandboxListResponse* r) override { return List(c, q, r, true); }
+  grpc::Status SandboxTagsGet(grpc::ServerContext* c, const mc::SandboxTagsGetRequest* q,
+                              mc::SandboxTagsGetResponse* r) override { return TagsGet(c, q, r, false); }
+  grpc::Status SandboxTagsGetV2(grpc::ServerContext* c, const mc::SandboxTagsGetRequest* q,
+                                mc::SandboxTagsGetResponse* r) override { return TagsGet(c, q, r, true); }
+  grpc::Status SandboxTagsSet(grpc::ServerContext* c, const mc::SandboxTagsSetRequest* q,
+                              google::protobuf::Empty*) override { return TagsSet(c, q, false); }
+  grpc::Status SandboxTagsSetV2(grpc::ServerContext* c, const mc::SandboxTagsSetRequest* q,
+                                google::protobuf::Empty*) override { return TagsSet(c, q, true); }
   bool AppExistsLocked(const std::string& app_id);
+  // The router of a sandbox answers only after router_ready_delay.
+  static grpc::Status RouterReady(const FakeSandbox& sandbox);
   void KillLocked(FakeSandbox& sandbox, int status);
 
   // ---- container mode (fake_modal_containers.cc) ----
@@ -254,6 +318,14 @@ class FakeModalServer::Impl final : public mc::ModalClient::Service,
   grpc::Status TaskExecStdinWrite(grpc::ServerContext* context,
                                   const tcr::TaskExecStdinWriteRequest* request,
                                   tcr::TaskExecStdinWriteResponse*) override;
+  // Writes stdin from `offset` (what already arrived is skipped); closes it on eof.
+  grpc::Status WriteStdin(Exec& exec, std::uint64_t offset, std::string_view data, bool eof);
+  grpc::Status TaskExecStdinWriteStream(grpc::ServerContext* context,
+                                        grpc::ServerReader<tcr::TaskExecStdinWriteStreamRequest>* reader,
+                                        tcr::TaskExecStdinWriteStreamResponse*) override;
+  grpc::Status TaskExecStdinStatus(grpc::ServerContext* context,
+                                   const tcr::TaskExecStdinStatusRequest* request,
+                                   tcr::TaskExecStdinStatusResponse* response) override;
   grpc::Status WaitFor(grpc::ServerContext* context, const std::string& task_id,
                        const std::string& exec_id, bool block, bool* has_code, int* code,
                        int* signal, bool* finished);
@@ -282,6 +354,8 @@ class FakeModalServer::Impl final : public mc::ModalClient::Service,
   FakeOptions options_;
   int port_ = 0;
   std::unique_ptr<grpc::Server> server_;
+  int router_port_ = 0;
+  std::unique_ptr<grpc::Server> router_server_;  // the command router, a server of its own
   std::unique_ptr<BlockHttpServer> http_;
   fs::path scratch_;
   mutable std::mutex mu_;
@@ -300,9 +374,11 @@ class FakeModalServer::Impl final : public mc::ModalClient::Service,
   std::map<std::string, std::string> app_environments_;  // app id -> environment
   std::vector<std::string> environments_seen_;
   std::vector<std::string> exec_requests_;  // argv and env of every TaskExecStart
-  std::map<std::string, int> images_;              // id -> final status, or:
+  std::map<std::string, std::map<std::string, std::string>> ephemeral_secrets_;  // id -> values
+    std::map<std::string, int> images_;              // id -> final status, or:
   static constexpr int kImagePending = -1, kImageBuilding = -2;  // container mode
   std::map<std::string, std::vector<std::string>> image_commands_;  // container mode
+  std::map<std::string, std::string> built_images_;  // definition -> id of a successful build
   std::map<std::string, std::string> volume_ids_;  // name -> id
   std::map<std::string, int> volume_versions_;     // id -> FsVersion (1 or 2)
   std::map<std::string, std::map<std::string, std::string>> volumes_;  // id -> path -> data
@@ -312,7 +388,7 @@ class FakeModalServer::Impl final : public mc::ModalClient::Service,
   bool stopping_ = false;
   std::string instance_;                            // names this server's containers
   std::map<std::string, std::string> local_images_;  // image id -> local image (containers)
-  std::vector<std::string> built_images_;           // removed when the server stops
+  std::vector<std::string> docker_built_images_;           // removed when the server stops
 
   friend class FakeModalServer;
 };

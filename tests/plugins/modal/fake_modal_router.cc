@@ -3,6 +3,8 @@
 // is emulated in-process.
 #include "fake_modal_impl.h"
 
+#include "fake_modal_sdk_fields.pb.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <net/if.h>
@@ -17,8 +19,6 @@
 #include <cstring>
 #include <fstream>
 
-extern char** environ;
-
 namespace sandrun::modal::fake {
 
 // Router auth: the bearer JWT of the task's sandbox.
@@ -32,6 +32,7 @@ grpc::Status FakeModalServer::Impl::RouterSandbox(grpc::ServerContext* context,
       return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "bad router token");
     }
     if (!sandbox->running) return grpc::Status(grpc::StatusCode::NOT_FOUND, "task has finished");
+    if (grpc::Status ready = RouterReady(*sandbox); !ready.ok()) return ready;
     *out = sandbox;
     return grpc::Status::OK;
   }
@@ -82,15 +83,27 @@ grpc::Status FakeModalServer::Impl::TaskExecStart(grpc::ServerContext* context,
   std::vector<std::string> argv(request->command_args().begin(), request->command_args().end());
   std::string workdir = request->has_workdir() ? request->workdir() : sandbox->workdir;
   const std::uint32_t timeout_secs = request->has_timeout_secs() ? request->timeout_secs() : 0;
-  std::map<std::string, std::string> env(request->env().begin(), request->env().end());
+  // Variables: secret ids, then secret sources (the SDKs' env), then env.
+  std::map<std::string, std::string> env;
+  for (const auto& id : request->secret_ids()) {
+    if (grpc::Status found = SecretEnvLocked(id, &env); !found.ok()) return found;
+  }
+  sandrun::fake_modal::TaskExecStartSecretSources extra;
+  extra.ParseFromString(request->SerializeAsString());
+  if (grpc::Status sources = AddSecretSourcesLocked(extra.secret_sources(), &env); !sources.ok()) {
+    return sources;
+  }
+  for (const auto& [k, v] : request->env()) env[k] = v;
   if (argv[0] == kFsTools) {
     StartFsToolLocked(*sandbox, exec, argv);
   } else if (options_.containers) {
     exec->signal_from_code = true;
-    SpawnLocked(exec, ContainerExecArgv(*sandbox, argv, workdir, env, timeout_secs), HostEnvironment(),
-                "/", false, 0);
+    SpawnLocked(exec, ContainerExecArgv(*sandbox, argv, workdir, env, timeout_secs),
+                HostEnvironment(), "/", false, 0);
   } else {
-    StartProcessLocked(*sandbox, exec, argv, MapPath(*sandbox, workdir), env, timeout_secs);
+    // No workdir: the sandbox's private directory, never the host's "/".
+    std::string cwd = workdir == "/" ? sandbox->root.string() : MapPath(*sandbox, workdir);
+    StartProcessLocked(*sandbox, exec, argv, cwd, env, timeout_secs);
   }
   sandbox->execs[exec->id] = exec;
   return Leave("TaskExecStart", grpc::Status::OK);
@@ -171,26 +184,20 @@ grpc::Status FakeModalServer::Impl::TaskExecStdioRead(grpc::ServerContext* conte
   return result;
 }
 
-grpc::Status FakeModalServer::Impl::TaskExecStdinWrite(grpc::ServerContext* context,
-                                                       const tcr::TaskExecStdinWriteRequest* request,
-                                                       tcr::TaskExecStdinWriteResponse*) {
-  FAKE_ENTER("TaskExecStdinWrite", false, false);
-  std::shared_ptr<Exec> exec;
-  grpc::Status found = FindExec(context, request->task_id(), request->exec_id(), &exec);
-  if (!found.ok()) return found;
-  std::lock_guard<std::mutex> lock(exec->stdin_mu);
-  if (exec->stdin_closed) {
-    if (request->data().empty() && request->eof()) return grpc::Status::OK;
+grpc::Status FakeModalServer::Impl::WriteStdin(Exec& exec, std::uint64_t offset,
+                                               std::string_view data, bool eof) {
+  std::lock_guard<std::mutex> lock(exec.stdin_mu);
+  if (exec.stdin_closed) {
+    if (data.empty() && eof) return grpc::Status::OK;
     return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "stdin is closed");
   }
-  if (request->offset() > exec->stdin_offset) {
+  if (offset > exec.stdin_offset) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "stdin offset skips data");
   }
   // A retried write: skip what already arrived.
-  std::size_t skip = static_cast<std::size_t>(exec->stdin_offset - request->offset());
-  std::string_view data = request->data();
+  std::size_t skip = static_cast<std::size_t>(exec.stdin_offset - offset);
   data = skip >= data.size() ? std::string_view() : data.substr(skip);
-  int fd = exec->is_virtual ? exec->write_file_fd : exec->stdin_fd;
+  int fd = exec.is_virtual ? exec.write_file_fd : exec.stdin_fd;
   std::size_t done = 0;
   while (done < data.size() && fd >= 0) {
     ssize_t n = ::write(fd, data.data() + done, data.size() - done);
@@ -198,20 +205,68 @@ grpc::Status FakeModalServer::Impl::TaskExecStdinWrite(grpc::ServerContext* cont
     if (n <= 0) break;  // the command closed its stdin; drop the rest
     done += static_cast<std::size_t>(n);
   }
-  exec->stdin_offset += data.size();
-  if (request->eof()) {
-    exec->stdin_closed = true;
+  exec.stdin_offset += data.size();
+  if (eof) {
+    exec.stdin_closed = true;
     if (fd >= 0) ::close(fd);
-    if (exec->is_virtual) {
-      exec->write_file_fd = -1;
+    if (exec.is_virtual) {
+      exec.write_file_fd = -1;
       std::lock_guard<std::mutex> lock(mu_);
-      exec->finished = true;
-      exec->has_code = true;
+      exec.finished = true;
+      exec.has_code = true;
       exec_cv_.notify_all();
     } else {
-      exec->stdin_fd = -1;
+      exec.stdin_fd = -1;
     }
   }
+  return grpc::Status::OK;
+}
+
+grpc::Status FakeModalServer::Impl::TaskExecStdinWrite(grpc::ServerContext* context,
+                                                       const tcr::TaskExecStdinWriteRequest* request,
+                                                       tcr::TaskExecStdinWriteResponse*) {
+  FAKE_ENTER("TaskExecStdinWrite", false, false);
+  std::shared_ptr<Exec> exec;
+  grpc::Status found = FindExec(context, request->task_id(), request->exec_id(), &exec);
+  if (!found.ok()) return found;
+  return WriteStdin(*exec, request->offset(), request->data(), request->eof());
+}
+
+grpc::Status FakeModalServer::Impl::TaskExecStdinWriteStream(
+    grpc::ServerContext* context, grpc::ServerReader<tcr::TaskExecStdinWriteStreamRequest>* reader,
+    tcr::TaskExecStdinWriteStreamResponse*) {
+  FAKE_ENTER("TaskExecStdinWriteStream", false, false);
+  tcr::TaskExecStdinWriteStreamRequest message;
+  if (!reader->Read(&message) || !message.has_start()) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "the first message must be start");
+  }
+  std::shared_ptr<Exec> exec;
+  grpc::Status found = FindExec(context, message.start().task_id(), message.start().exec_id(), &exec);
+  if (!found.ok()) return found;
+  std::uint64_t offset = message.start().offset();
+  while (reader->Read(&message)) {
+    if (message.has_start()) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "start may come only first");
+    }
+    const bool eof = message.has_end();
+    grpc::Status written = WriteStdin(*exec, offset, message.data(), eof);
+    if (!written.ok()) return written;
+    offset += message.data().size();
+    if (eof) break;
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status FakeModalServer::Impl::TaskExecStdinStatus(grpc::ServerContext* context,
+                                                        const tcr::TaskExecStdinStatusRequest* request,
+                                                        tcr::TaskExecStdinStatusResponse* response) {
+  FAKE_ENTER("TaskExecStdinStatus", false, false);
+  std::shared_ptr<Exec> exec;
+  grpc::Status found = FindExec(context, request->task_id(), request->exec_id(), &exec);
+  if (!found.ok()) return found;
+  std::lock_guard<std::mutex> lock(exec->stdin_mu);
+  response->set_num_bytes_written(exec->stdin_offset);
+  response->set_closed(exec->stdin_closed);
   return grpc::Status::OK;
 }
 
@@ -339,6 +394,7 @@ void FakeModalServer::Impl::StartFsToolLocked(FakeSandbox& sandbox,
     FinishVirtual(exec, 0, "");
   } else if (op == "WriteFile") {
     if (fs::is_directory(path, ec)) return FinishVirtual(exec, 1, FsError("IsDirectory", "is a directory"));
+    fs::create_directories(fs::path(path).parent_path(), ec);  // "created if needed"
     exec.write_file_fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (exec.write_file_fd < 0) {
       return FinishVirtual(exec, 1, FsError(errno == ENOENT ? "NotFound" : "PermissionDenied",
@@ -365,11 +421,16 @@ void FakeModalServer::Impl::StartProcessLocked(FakeSandbox& sandbox,
                                                const std::map<std::string, std::string>& env,
                                                std::uint32_t timeout_secs) {
   for (auto& arg : argv) arg = MapPath(sandbox, arg);
-  std::map<std::string, std::string> merged;
-  for (const auto& entry : HostEnvironment()) {
-    std::size_t eq = entry.find('=');
-    if (eq != std::string::npos) merged[entry.substr(0, eq)] = entry.substr(eq + 1);
-  }
+  // A minimal environment, as a container's: never the host's variables.
+  std::error_code ec;
+  fs::create_directories(sandbox.root / "home", ec);
+  fs::create_directories(sandbox.root / "tmp", ec);
+  std::map<std::string, std::string> merged = {
+      {"PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
+      {"HOME", (sandbox.root / "home").string()},
+      {"TMPDIR", (sandbox.root / "tmp").string()},
+      {"LANG", "C.UTF-8"},
+  };
   for (const auto& [k, v] : sandbox.secret_env) merged[k] = v;
   for (const auto& [k, v] : env) merged[k] = v;
   std::vector<std::string> env_strings;

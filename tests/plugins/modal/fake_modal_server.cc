@@ -69,6 +69,8 @@ std::string Metadata(const grpc::ServerContext* context, const std::string& key)
 
 FakeModalServer::Impl::~Impl() {
   if (server_) server_->Shutdown(std::chrono::system_clock::now() + milliseconds(500));
+  if (router_server_) router_server_->Shutdown(std::chrono::system_clock::now() + milliseconds(500));
+  std::vector<std::thread> threads;
   {
     std::lock_guard<std::mutex> lock(mu_);
     stopping_ = true;
@@ -105,16 +107,25 @@ bool FakeModalServer::Impl::Start() {
         return BlockStore(hex, data, put);
       });
   if (!http_->Start()) return false;
-  grpc::ServerBuilder builder;
-  builder.AddListeningPort("127.0.0.1:" + std::to_string(options_.port),
-                           grpc::InsecureServerCredentials(), &port_);
-  builder.RegisterService(static_cast<mc::ModalClient::Service*>(this));
-  builder.RegisterService(static_cast<tcr::TaskCommandRouter::Service*>(this));
-  builder.SetMaxReceiveMessageSize(100 * 1024 * 1024);
-  builder.SetMaxSendMessageSize(100 * 1024 * 1024);
-  server_ = builder.BuildAndStart();
+  // The control plane on the port asked for; the command router, as on
+  // Modal's workers, on a server of its own.
+  auto serve = [](grpc::Service* service, int port, int* bound) {
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort("127.0.0.1:" + std::to_string(port), grpc::InsecureServerCredentials(),
+                             bound);
+    builder.RegisterService(service);
+    builder.SetMaxReceiveMessageSize(100 * 1024 * 1024);
+    builder.SetMaxSendMessageSize(100 * 1024 * 1024);
+    return builder.BuildAndStart();
+  };
+  server_ = serve(static_cast<mc::ModalClient::Service*>(this), options_.port, &port_);
   if (!server_ || port_ == 0) {
     std::cerr << "fake modal server: cannot listen on 127.0.0.1:" << options_.port << "\n";
+    return false;
+  }
+  router_server_ = serve(static_cast<tcr::TaskCommandRouter::Service*>(this), 0, &router_port_);
+  if (!router_server_ || router_port_ == 0) {
+    std::cerr << "fake modal server: cannot start the command router\n";
     return false;
   }
   return true;
@@ -183,6 +194,7 @@ std::vector<std::string> FakeModalServer::ExecRequestsSeen() const {
   std::lock_guard<std::mutex> lock(impl_->mu_);
   return impl_->exec_requests_;
 }
+int FakeModalServer::router_port() const { return impl_->router_port_; }
 std::string FakeModalServer::AddVolume(const std::string& name, int version) {
   std::lock_guard<std::mutex> lock(impl_->mu_);
   auto it = impl_->volume_ids_.find(name);

@@ -13,20 +13,31 @@
 // Each sandbox is a local process tree: a fresh directory stands for the
 // sandbox's root; paths and argv elements under /sandrun/ are rewritten into
 // it (the only "chroot" it offers), so a workdir such as /sandrun/work lands
-// there. Commands run on the host with the host's tools; network BLOCKED
-// puts each command in a new network namespace (needs root or user
-// namespaces). The in-sandbox file tool (/__modal/.bin/modal-sandbox-fs-tools)
-// is emulated in-process. Stdout and stderr go to files, so offset reads are
-// cheap and memory stays bounded whatever a command prints.
+// there, and a command with no workdir runs in that private directory.
+// Commands run on the host with the host's tools but a minimal environment
+// (PATH, HOME and TMPDIR inside the sandbox's directory, LANG), never the
+// host's; network BLOCKED puts each command in a new network namespace
+// (needs root or user namespaces). The in-sandbox file tool
+// (/__modal/.bin/modal-sandbox-fs-tools) is emulated in-process. Stdout and
+// stderr go to files, so offset reads are cheap and memory stays bounded
+// whatever a command prints.
 //
-// The TCR is served on the same port; TaskGetCommandRouterAccess answers
-// "http://127.0.0.1:<port>". Volume blocks are served over plain HTTP on a
-// second port, hashed exactly as received (SHA-256 of the raw body, nothing
+// The task command router is a server of its own, on its own port; router
+// access answers "https://127.0.0.1:<router port>" and the router speaks
+// plaintext there, which is what Modal's SDKs do with a router URL when the
+// control plane is on loopback (the JS SDK dials it with insecure
+// credentials). It can be made not to answer for a while after a sandbox
+// starts (router_ready_delay). Images are cached: the same definition asked
+// for twice is built once. Volume blocks are served over plain HTTP on a
+// third port, hashed exactly as received (SHA-256 of the raw body, nothing
 // stripped), and a file is accepted only once every block it names is
 // stored and each uploaded block's put_response is what its PUT answered.
 // The block server can be told to misbehave (FailNextBlockTransfers).
 // Volumes can be version 1 (FakeOptions::volume_version, AddVolume); the *2
 // volume calls refuse them with FAILED_PRECONDITION.
+//
+// Container mode (FakeOptions::containers) makes each sandbox a Docker
+// container of its image; see fake_modal_containers.cc.
 //
 // Where a protocol fact is UNCONFIRMED (exec timeout status, missing
 // commands), the fake makes a guess; tests must not rely on the guess
@@ -42,6 +53,14 @@
 #include <vector>
 
 namespace sandrun::modal::fake {
+
+/// True while sandrun's Modal client (plugins/modal) still needs the old
+/// fake's leniencies (FakeOptions::Lenient) to pass its tests: an https://
+/// router URL, tags only from SandboxTagsGet, no block for an empty file,
+/// uploading just the hashed range of a block.
+/// Set it to false once the client speaks as the SDKs do; then every test
+/// runs against the strict fake.
+inline constexpr bool kLenientForTodaysClient = false;
 
 struct FakeOptions {
   std::string token_id = "ak-fake-token-id";
@@ -61,9 +80,47 @@ struct FakeOptions {
   /// no registry here): references naming busybox or alpine, and the rest.
   std::string busybox_image = "sandrun-test/busybox";
   std::string debian_image = "sandrun-test/debian:bookworm";
+  /// How long after a sandbox starts its command router accepts calls;
+  /// before that every router call for it is UNAVAILABLE, as a connection
+  /// to a worker that is still starting would be.
+  std::chrono::milliseconds router_ready_delay{0};
   /// The FsVersion of volumes the fake creates (1 or 2), as `modal volume
   /// create` makes version 1 volumes. The V2 volume calls refuse a V1 volume.
   int volume_version = 2;
+
+  /// Leniencies of the fake before issue 12, each a way the old fake was
+  /// kinder than Modal, kept only while sandrun's own client still depends
+  /// on them: they start as kLenientForTodaysClient says. Tests of the
+  /// strict fake use Strict(), as does the SDK judge (fake_modal_server --strict).
+  struct Lenient {
+    /// Answer "http://" router URLs (Modal hands out https:// only). Off:
+    /// the client dials an https:// router on loopback as the SDKs do.
+    bool http_router_url = false;
+    /// Fill SandboxInfo.tags in SandboxList (upstream: not exposed). Off:
+    /// the client reads tags with SandboxTagsGet.
+    bool tags_in_sandbox_list = false;
+    /// Accept one empty block for an empty file (Python sends none).
+    bool block_for_empty_file = kLenientForTodaysClient;
+    /// Hash an uploaded block without its trailing zeros, so a client that
+    /// uploads the whole slice instead of the hashed range gets away with it.
+    bool strip_zeros_of_uploads = kLenientForTodaysClient;
+  } lenient;
+
+  /// The options with every leniency off: as strict as Modal.
+  static FakeOptions Strict() {
+    FakeOptions options;
+    options.lenient = {false, false, false, false};
+    return options;
+  }
+};
+
+/// Ways the block HTTP server can misbehave (FailNextBlockTransfers).
+enum class BlockFault {
+  kChunked,  ///< a correct answer, sent with Transfer-Encoding: chunked
+  kShort,    ///< 200 with only half the body (Content-Length says half)
+  kSlow,     ///< a correct answer after 2 s
+  kError,    ///< 503 Service Unavailable
+  kDrop,     ///< the connection is closed without an answer
 };
 
 /// Ways the block HTTP server can misbehave (FailNextBlockTransfers).
@@ -97,6 +154,9 @@ struct FakeStats {
   int sandboxes_terminated = 0;
   int containers_started = 0;      ///< Container mode: `docker run`s that worked.
   std::map<std::string, int> calls;  ///< Per RPC name.
+  /// x-modal-client-type, x-modal-client-version, x-modal-libmodal-version
+  /// of the latest control-plane call.
+  std::map<std::string, std::string> client_headers;
 };
 
 class FakeModalServer {
@@ -165,6 +225,8 @@ class FakeModalServer {
   std::string AddVolume(const std::string& name, int version);
   /// Paths of the files in volume `name` (empty if unknown), for assertions.
   std::vector<std::string> VolumeFiles(const std::string& name) const;
+  /// The port of the command router (a server of its own).
+  int router_port() const;
 
   class Impl;
 

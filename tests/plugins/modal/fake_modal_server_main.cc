@@ -2,7 +2,8 @@
 // manual runs. Prints its URL and the credentials to use, then serves until
 // SIGINT/SIGTERM.
 //
-//   fake_modal_server [--port N] [--latency-ms N] [--creation-delay-ms N]
+//   fake_modal_server [--strict] [--port N] [--latency-ms N] [--creation-delay-ms N]
+//                     [--router-ready-delay-ms N] [--volume-version 1|2]
 //                     [--token-id ID] [--token-secret SECRET] [--process]
 //
 // Sandboxes are Docker containers when an engine answers (DOCKER_HOST);
@@ -17,6 +18,8 @@
 #include "fake_modal_server.h"
 
 int main(int argc, char** argv) {
+  // --strict: as strict as Modal, as the SDK judge runs it; otherwise with
+  // the leniencies the tests of today's client use (kLenientForTodaysClient).
   sandrun::modal::fake::FakeOptions options;
   long latency_ms = 0, creation_ms = 0;
   bool process_mode = false;
@@ -30,12 +33,19 @@ int main(int argc, char** argv) {
       }
       return argv[++i];
     };
-    if (arg == "--port") {
+    if (arg == "--strict") {
+      auto strict = sandrun::modal::fake::FakeOptions::Strict();
+      options.lenient = strict.lenient;
+    } else if (arg == "--port") {
       options.port = std::atoi(value().c_str());
     } else if (arg == "--latency-ms") {
       latency_ms = std::atol(value().c_str());
     } else if (arg == "--creation-delay-ms") {
       creation_ms = std::atol(value().c_str());
+    } else if (arg == "--router-ready-delay-ms") {
+      options.router_ready_delay = std::chrono::milliseconds(std::atol(value().c_str()));
+    } else if (arg == "--volume-version") {
+      options.volume_version = std::atoi(value().c_str());
     } else if (arg == "--token-id") {
       options.token_id = value();
     } else if (arg == "--token-secret") {
@@ -44,9 +54,9 @@ int main(int argc, char** argv) {
       process_mode = true;
     } else {
       std::fprintf(stderr,
-                   "usage: fake_modal_server [--port N] [--latency-ms N] "
-                   "[--creation-delay-ms N] [--token-id ID] [--token-secret SECRET] "
-                   "[--process]\n");
+                   "usage: fake_modal_server [--strict] [--port N] [--latency-ms N] "
+                   "[--creation-delay-ms N] [--router-ready-delay-ms N] [--volume-version 1|2] "
+                   "[--token-id ID] [--token-secret SECRET] [--process]\n");
       return 2;
     }
   }

@@ -122,7 +122,7 @@ TEST_F(ModalBackendTest, UnavailableBurstIsRetried) {
 }
 
 TEST_F(ModalBackendTest, UnavailableBeyondRetriesIsARetryableError) {
-  server().FailNext("SandboxCreate", 4);  // 1 attempt + 3 retries
+  server().FailNext("SandboxCreateV2", 4);  // 1 attempt + 3 retries
   auto created = backend_->Create(Spec());
   ASSERT_FALSE(created.ok());
   EXPECT_EQ(created.status().code(), StatusCode::kUnavailable);
@@ -133,18 +133,18 @@ TEST_F(ModalBackendTest, UnavailableBeyondRetriesIsARetryableError) {
 }
 
 TEST_F(ModalBackendTest, ThrottlingWaitsWithoutUsingRetries) {
-  server().ThrottleNext("SandboxCreate", 5, 0.15);
+  server().ThrottleNext("SandboxCreateV2", 5, 0.15);
   auto start = Clock::now();
   auto sandbox = NewSandbox();
   ASSERT_NE(sandbox, nullptr);
   EXPECT_GE(Clock::now() - start, milliseconds(5 * 150)) << "retry_after must be honoured";
-  EXPECT_EQ(server().Stats().calls["SandboxCreate"], 6);
+  EXPECT_EQ(server().Stats().calls["SandboxCreateV2"], 6);
 }
 
 TEST_F(ModalBackendTest, MaxThrottleWaitZeroDisablesThrottleRetries) {
   auto backend = env_.MakeBackend("{}", {{"MODAL_MAX_THROTTLE_WAIT", "0"}});
   ASSERT_TRUE(backend.ok());
-  server().ThrottleNext("SandboxCreate", 1, 0.1);
+  server().ThrottleNext("SandboxCreateV2", 1, 0.1);
   auto created = (*backend)->Create(Spec());
   ASSERT_FALSE(created.ok());
   EXPECT_EQ(created.status().code(), StatusCode::kResourceExhausted);
@@ -165,6 +165,9 @@ TEST_F(ModalBackendTest, LostExecStartResponseDoesNotRunTwice) {
 TEST_F(ModalBackendTest, ExecStartFailingBeyondRetriesIsInfraErrorAndRunsNothing) {
   auto sandbox = NewSandbox();
   ASSERT_NE(sandbox, nullptr);
+  // A router that has answered once is up: from then on a call gets its 10
+  // retries, not the readiness window of the first call.
+  ASSERT_TRUE(sandbox->Exec(Shell("true")).ok());
   int before = server().Stats().exec_processes_started;
   server().FailNext("TaskExecStart", 11);  // 1 + 10 router retries
   auto result = sandbox->Exec(Shell("echo never"));
@@ -212,8 +215,9 @@ TEST_F(ModalBackendTest, SlowCreationIsWaitedFor) {
   auto start = Clock::now();
   auto sandbox = NewSandbox();
   ASSERT_NE(sandbox, nullptr);
-  EXPECT_GE(Clock::now() - start, milliseconds(800));
+  // A V2 create answers at once; the first exec then waits for the worker.
   EXPECT_EQ(sandbox->Exec(Shell("echo ready"))->stdout_stream.text, "ready\n");
+  EXPECT_GE(Clock::now() - start, milliseconds(800));
 }
 
 TEST_F(ModalBackendTest, SandboxThatDiesEndsExecWithoutHanging) {

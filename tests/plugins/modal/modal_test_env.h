@@ -16,7 +16,8 @@ namespace sandrun::modal::testing {
 /// Started on construction; everything it ran is killed on destruction.
 class FakeModalEnv {
  public:
-  FakeModalEnv() : server_(std::make_unique<fake::FakeModalServer>()) {
+  explicit FakeModalEnv(fake::FakeOptions options = {})
+      : server_(std::make_unique<fake::FakeModalServer>(std::move(options))) {
     started_ = server_->Start();
   }
   bool started() const { return started_; }
