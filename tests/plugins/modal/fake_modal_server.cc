@@ -70,7 +70,6 @@ std::string Metadata(const grpc::ServerContext* context, const std::string& key)
 FakeModalServer::Impl::~Impl() {
   if (server_) server_->Shutdown(std::chrono::system_clock::now() + milliseconds(500));
   if (router_server_) router_server_->Shutdown(std::chrono::system_clock::now() + milliseconds(500));
-  std::vector<std::thread> threads;
   {
     std::lock_guard<std::mutex> lock(mu_);
     stopping_ = true;

@@ -123,15 +123,6 @@ enum class BlockFault {
   kDrop,     ///< the connection is closed without an answer
 };
 
-/// Ways the block HTTP server can misbehave (FailNextBlockTransfers).
-enum class BlockFault {
-  kChunked,  ///< a correct answer, sent with Transfer-Encoding: chunked
-  kShort,    ///< 200 with only half the body (Content-Length says half)
-  kSlow,     ///< a correct answer after 2 s
-  kError,    ///< 503 Service Unavailable
-  kDrop,     ///< the connection is closed without an answer
-};
-
 /// True when `docker version` reaches an engine (DOCKER_HOST or the default
 /// socket): what container mode needs.
 bool DockerEngineAnswers();
