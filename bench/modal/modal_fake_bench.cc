@@ -6,6 +6,7 @@
 //
 //   modal_fake_bench [tasks=100] [jobs=50] [latency_ms=50]
 #include <atomic>
+#include <map>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -23,11 +24,13 @@ int main(int argc, char** argv) {
   modal::fake::FakeModalServer server;
   if (!server.Start()) return 1;
   auto options = modal::ParseModalOptions("{}");
-  auto backend = modal::CreateModalBackend(
-      *options, {{"MODAL_TOKEN_ID", server.options().token_id},
-                 {"MODAL_TOKEN_SECRET", server.options().token_secret},
-                 {"MODAL_SERVER_URL", server.url()},
-                 {"HOME", "/nonexistent"}});
+  std::map<std::string, std::string> env = {{"MODAL_TOKEN_ID", server.options().token_id},
+                                            {"MODAL_TOKEN_SECRET", server.options().token_secret},
+                                            {"MODAL_SERVER_URL", server.url()},
+                                            {"HOME", "/nonexistent"}};
+  // MODAL_SANDBOX_V2=0 measures V1 sandboxes (the default is V2).
+  if (const char* v2 = std::getenv("MODAL_SANDBOX_V2")) env["MODAL_SANDBOX_V2"] = v2;
+  auto backend = modal::CreateModalBackend(*options, env);
   // Warm-up outside the measurement: app, image, volume, auth token.
   {
     SandboxSpec spec;
