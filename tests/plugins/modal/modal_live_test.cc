@@ -128,5 +128,32 @@ TEST_F(ModalLiveTest, ArchiveWritesListsReadsAndPrunes) {
   EXPECT_EQ(std::count(root->begin(), root->end(), run + "/"), 0) << run << " is still there";
 }
 
+#ifdef GTEST_SAMPLE_BINARY
+// A small GoogleTest suite through `sandrun gtest --backend modal`, as a user
+// runs it: the sample binary crosses as a portable executable (through the
+// executable cache Volume), a passing case passes and a failing one fails at
+// its file:line. The App and Volumes are the live test's own.
+TEST_F(ModalLiveTest, AGtestSuiteRunsThroughSandrunGtest) {
+  sandrun::testing::TempDir dir;
+  const char* app = std::getenv("SANDRUN_MODAL_LIVE_APP");
+  dir.Write("sandrun.json", std::string(R"({"backends": {"modal": {"app_name": ")") +
+                                (app != nullptr ? app : "sandrun-live-test") +
+                                R"(", "volume": "sandrun-live-test-results",
+                                "exe_cache_volume": "sandrun-live-test-exe-cache"}}})");
+  sandrun::testing::CommandOptions options;
+  options.env["SANDRUN_CONFIG"] = (dir.path() / "sandrun.json").string();
+  options.timeout = std::chrono::seconds(600);
+  auto run = sandrun::testing::RunSandrun(
+      {"gtest", GTEST_SAMPLE_BINARY, "--backend", "modal", "--filter",
+       "Sample.Passes:Sample.ExpectFails"},
+      options);
+  EXPECT_EQ(run.exit_code, 1) << run.out << run.err;
+  EXPECT_NE(run.out.find("[       OK ] Sample.Passes"), std::string::npos) << run.out;
+  EXPECT_NE(run.out.find("sample_tests.cc:"), std::string::npos) << run.out;
+  EXPECT_NE(run.out.find("expect message from the sandbox"), std::string::npos) << run.out;
+  EXPECT_NE(run.out.find("[  FAILED  ] Sample.ExpectFails"), std::string::npos) << run.out;
+}
+#endif
+
 }  // namespace
 }  // namespace sandrun::modal
