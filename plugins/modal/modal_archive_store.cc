@@ -265,13 +265,15 @@ std::vector<VolumeBlock> SplitVolumeBlocks(std::string_view data) {
   return blocks;
 }
 
-Status CheckArchiveVolumeVersion(mc::VolumeFsVersion version, const std::string& volume_name) {
+Status CheckArchiveVolumeVersion(mc::VolumeFsVersion version, const std::string& volume_name,
+                                 std::string_view setting) {
   if (version == mc::VOLUME_FS_VERSION_V2) return OkStatus();
   return FailedPreconditionError(
       "modal: volume " + volume_name + " is a version 1 Volume (as `modal volume create " +
-      volume_name + "` makes one); sandrun keeps its result archive only on a version 2 Volume. "
+      volume_name + "` makes one); sandrun uses only version 2 Volumes. "
       "Either create one, `modal volume create --version 2 NAME`, and name it in sandrun.json "
-      "(\"backends\": {\"modal\": {\"volume\": \"NAME\"}}), or, when nothing in it is needed, "
+      "(\"backends\": {\"modal\": {\"" + std::string(setting) +
+      "\": \"NAME\"}}), or, when nothing in it is needed, "
       "`modal volume delete " + volume_name + "` and sandrun creates it again as version 2 "
       "(add `--env ENV` outside the default environment)");
 }

@@ -38,10 +38,12 @@ struct VolumeBlock {
 std::vector<VolumeBlock> SplitVolumeBlocks(std::string_view data);
 
 /// OK for a version 2 Volume; kFailedPrecondition, naming the commands that
-/// fix it, for version 1 or an unspecified version (which Modal's Python SDK
-/// reads as version 1: py/modal/volume.py _validate_volume_version).
+/// fix it and the backend `setting` that names the Volume, for version 1 or
+/// an unspecified version (which Modal's Python SDK reads as version 1:
+/// py/modal/volume.py _validate_volume_version).
 Status CheckArchiveVolumeVersion(::modal::client::VolumeFsVersion version,
-                                 const std::string& volume_name);
+                                 const std::string& volume_name,
+                                 std::string_view setting = "volume");
 
 std::unique_ptr<ArchiveStore> CreateModalArchiveStore(std::shared_ptr<ControlPlane> control,
                                                       std::string volume_id,

@@ -26,6 +26,25 @@
 namespace sandrun {
 namespace modal {
 
+Result<std::string> VolumeIdFor(Shared& shared, const std::string& name,
+                                std::string_view setting) {
+  return shared.volume_ids.Get(name, [&]() -> Result<std::string> {
+    mc::VolumeGetOrCreateRequest request;
+    request.set_deployment_name(name);
+    request.set_environment_name(shared.environment);
+    request.set_object_creation_type(mc::OBJECT_CREATION_TYPE_CREATE_IF_MISSING);
+    request.set_version(mc::VOLUME_FS_VERSION_V2);
+    mc::VolumeGetOrCreateResponse response;
+    SANDRUN_RETURN_IF_ERROR(shared.control->Unary("VolumeGetOrCreate", [&](grpc::ClientContext* c) {
+      return shared.control->stub().VolumeGetOrCreate(c, request, &response);
+    }));
+    // An existing Volume keeps its own version whatever we ask for.
+    SANDRUN_RETURN_IF_ERROR(
+        CheckArchiveVolumeVersion(response.metadata().version(), name, setting));
+    return response.volume_id();
+  });
+}
+
 Status ModalSandbox::Terminate() {
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -83,7 +102,6 @@ class ModalBackend : public Backend {
 
  private:
   Result<std::shared_ptr<Shared>> Connect();
-  Result<std::string> VolumeId(Shared& shared);
   Result<std::vector<std::string>> SecretIds(Shared& shared);
   /// SandboxCreateV2: the answer carries the task id and router access.
   Result<CreatedSandbox> CreateV2(Shared& shared, const mc::Sandbox& definition,
@@ -129,8 +147,12 @@ Result<std::shared_ptr<Shared>> ModalBackend::Connect() {
   if (!options_.exe_cache_volume.empty()) {
     PortableOptions portable;
     portable.ld_library_path = options_.host_library_path;
-    shared->exe_cache = std::make_unique<ExeCache>(shared->control, options_.exe_cache_volume,
-                                                   shared->environment, portable);
+    // The cache lives in Shared, so the raw pointer outlives every lookup.
+    Shared* raw = shared.get();
+    shared->exe_cache = std::make_unique<ExeCache>(
+        shared->control, options_.exe_cache_volume,
+        [raw] { return VolumeIdFor(*raw, raw->options.exe_cache_volume, "exe_cache_volume"); },
+        portable);
   }
   mc::AppGetOrCreateRequest request;
   request.set_app_name(options_.app_name);
@@ -152,24 +174,6 @@ Status ModalBackend::CheckAvailable() {
   SANDRUN_ASSIGN_OR_RETURN(std::shared_ptr<Shared> shared, Connect());
   // A cheap authenticated call: the auth token (cached after the first).
   return shared->control->AuthToken().status();
-}
-
-Result<std::string> ModalBackend::VolumeId(Shared& shared) {
-  return shared.volume_ids.Get(shared.options.volume, [&]() -> Result<std::string> {
-    mc::VolumeGetOrCreateRequest request;
-    request.set_deployment_name(shared.options.volume);
-    request.set_environment_name(shared.environment);
-    request.set_object_creation_type(mc::OBJECT_CREATION_TYPE_CREATE_IF_MISSING);
-    request.set_version(mc::VOLUME_FS_VERSION_V2);
-    mc::VolumeGetOrCreateResponse response;
-    SANDRUN_RETURN_IF_ERROR(shared.control->Unary("VolumeGetOrCreate", [&](grpc::ClientContext* c) {
-      return shared.control->stub().VolumeGetOrCreate(c, request, &response);
-    }));
-    // An existing Volume keeps its own version whatever we ask for.
-    SANDRUN_RETURN_IF_ERROR(
-        CheckArchiveVolumeVersion(response.metadata().version(), shared.options.volume));
-    return response.volume_id();
-  });
 }
 
 Result<std::vector<std::string>> ModalBackend::SecretIds(Shared& shared) {
@@ -434,7 +438,8 @@ Status ModalBackend::RemoveLeftover(const std::string& id) {
 
 Result<std::unique_ptr<ArchiveStore>> ModalBackend::OpenArchive() {
   SANDRUN_ASSIGN_OR_RETURN(std::shared_ptr<Shared> shared, Connect());
-  SANDRUN_ASSIGN_OR_RETURN(std::string volume_id, VolumeId(*shared));
+  SANDRUN_ASSIGN_OR_RETURN(std::string volume_id,
+                           VolumeIdFor(*shared, shared->options.volume, "volume"));
   return CreateModalArchiveStore(shared->control, volume_id, shared->options.volume);
 }
 

@@ -7,29 +7,13 @@
 #include "modal_archive_store.h"
 
 namespace sandrun::modal {
-namespace mc = ::modal::client;
 
 ExeCache::ExeCache(std::shared_ptr<ControlPlane> control, std::string volume_name,
-                   std::string environment, PortableOptions portable)
+                   std::function<Result<std::string>()> volume_id, PortableOptions portable)
     : control_(std::move(control)),
       volume_name_(std::move(volume_name)),
-      environment_(std::move(environment)),
+      volume_id_(std::move(volume_id)),
       portable_(std::move(portable)) {}
-
-Result<std::string> ExeCache::VolumeIdLocked() {
-  if (!volume_id_.empty()) return volume_id_;
-  mc::VolumeGetOrCreateRequest request;
-  request.set_deployment_name(volume_name_);
-  request.set_environment_name(environment_);
-  request.set_object_creation_type(mc::OBJECT_CREATION_TYPE_CREATE_IF_MISSING);
-  request.set_version(mc::VOLUME_FS_VERSION_V2);
-  mc::VolumeGetOrCreateResponse response;
-  SANDRUN_RETURN_IF_ERROR(control_->Unary("VolumeGetOrCreate", [&](grpc::ClientContext* c) {
-    return control_->stub().VolumeGetOrCreate(c, request, &response);
-  }).WithContext("modal: the executable cache volume '" + volume_name_ + "'"));
-  volume_id_ = response.volume_id();
-  return volume_id_;
-}
 
 Result<ExeCache::Mount> ExeCache::Prepare(const SandboxSpec& spec) {
   std::vector<PortableFile> files;
@@ -40,8 +24,13 @@ Result<ExeCache::Mount> ExeCache::Prepare(const SandboxSpec& spec) {
   }
   Mount mount;
   if (files.empty()) return mount;
+  auto volume_id = volume_id_();
+  if (!volume_id.ok()) {
+    return volume_id.status().WithContext("modal: the executable cache volume '" + volume_name_ +
+                                          "'");
+  }
+  mount.volume_id = *volume_id;
   std::lock_guard<std::mutex> lock(mu_);
-  SANDRUN_ASSIGN_OR_RETURN(mount.volume_id, VolumeIdLocked());
   auto store = CreateModalArchiveStore(control_, mount.volume_id, volume_name_);
   const std::string root = std::string(kPortableExeRoot) + "/";
   std::vector<ArchivePut> missing;

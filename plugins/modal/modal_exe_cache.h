@@ -14,6 +14,7 @@
 #ifndef SANDRUN_PLUGINS_MODAL_MODAL_EXE_CACHE_H_
 #define SANDRUN_PLUGINS_MODAL_MODAL_EXE_CACHE_H_
 
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <set>
@@ -28,8 +29,9 @@ namespace sandrun::modal {
 
 class ExeCache {
  public:
+  /// `volume_id` looks the Volume up (created if missing, version checked).
   ExeCache(std::shared_ptr<ControlPlane> control, std::string volume_name,
-           std::string environment, PortableOptions portable);
+           std::function<Result<std::string>()> volume_id, PortableOptions portable);
 
   struct Mount {
     std::string volume_id;           ///< Empty: nothing to mount.
@@ -41,14 +43,11 @@ class ExeCache {
   Result<Mount> Prepare(const SandboxSpec& spec);
 
  private:
-  Result<std::string> VolumeIdLocked();
-
   const std::shared_ptr<ControlPlane> control_;
   const std::string volume_name_;
-  const std::string environment_;
+  const std::function<Result<std::string>()> volume_id_;
   const PortableOptions portable_;
-  std::mutex mu_;                     ///< One lookup and one upload at a time.
-  std::string volume_id_;             ///< Guarded by mu_.
+  std::mutex mu_;                     ///< One upload at a time.
   std::set<std::string> present_;     ///< Volume paths known there. Guarded by mu_.
 };
 

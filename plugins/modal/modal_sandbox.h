@@ -72,6 +72,13 @@ struct Shared {
   std::unique_ptr<ExeCache> exe_cache;         // Null: disabled.
 };
 
+/// The id of Volume `name` in the environment, created as version 2 when
+/// missing; one lookup per name in flight (Shared::volume_ids). An existing
+/// version 1 Volume is kFailedPrecondition naming `setting`, the backend key
+/// that names it.
+Result<std::string> VolumeIdFor(Shared& shared, const std::string& name,
+                                std::string_view setting);
+
 /// Which generation of Modal's sandbox API a sandbox belongs to. The rule
 /// is the Go and JS SDKs' (go/sandbox.go, isV1SandboxId in the JS SDK):
 /// by the id's shape, "sb-" followed by exactly 22 base62 characters is a
