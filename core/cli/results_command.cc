@@ -128,7 +128,7 @@ int Fail(const Status& status) {
 // "latest" is the newest run; anything else is taken as a run id.
 Result<std::string> ResolveRun(ResultArchive& archive, const std::string& run) {
   if (run != "latest") return run;
-  SANDRUN_ASSIGN_OR_RETURN(std::vector<RunListing> runs, archive.ListRuns());
+  SANDRUN_ASSIGN_OR_RETURN(std::vector<RunListing> runs, archive.ListRuns(0));
   if (runs.empty()) return NotFoundError("no runs in " + archive.store().Describe());
   return runs.front().run_id;
 }
@@ -164,7 +164,8 @@ int ListRuns(const std::vector<std::string>& args, CliContext& context) {
   auto session = Open(options, args, context, &exit_code);
   if (!session) return exit_code;
   int limit = NonNegativeInt(session->parsed, "limit");
-  auto runs = session->archive->ListRuns();
+  auto runs = session->archive->ListRuns(limit == 0 ? ResultArchive::kAllSummaries
+                                                    : static_cast<std::size_t>(limit));
   if (!runs.ok()) return Fail(runs.status());
   std::size_t shown = limit == 0 ? runs->size() : std::min<std::size_t>(runs->size(), limit);
 

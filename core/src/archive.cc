@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <condition_variable>
@@ -566,7 +567,7 @@ struct ResultArchive::Impl {
   Status WriteStarted(const TaskRecord& record, std::size_t output_cap);
   Result<int> Sync();
   int PendingCount(const std::string& run_id) const;
-  Result<std::vector<RunListing>> ListRuns();
+  Result<std::vector<RunListing>> ListRuns(std::size_t read_summaries);
   Result<RunRecord> ReadRun(const std::string& run_id);
   Result<std::vector<TaskRecord>> ReadTasks(const std::string& run_id);
   Result<TaskRecord> ReadTask(const std::string& run_id, const std::string& task_id);
@@ -933,7 +934,7 @@ int ResultArchive::Impl::PendingCount(const std::string& run_id) const {
   return count;
 }
 
-Result<std::vector<RunListing>> ResultArchive::Impl::ListRuns() {
+Result<std::vector<RunListing>> ResultArchive::Impl::ListRuns(std::size_t read_summaries) {
   auto entries = store_->List("");
   if (!entries.ok()) {
     if (entries.status().code() == StatusCode::kNotFound) return std::vector<RunListing>{};
@@ -945,13 +946,27 @@ Result<std::vector<RunListing>> ResultArchive::Impl::ListRuns() {
     RunListing listing;
     listing.run_id = entry.substr(0, entry.size() - 1);
     if (!IsRunIdLike(listing.run_id)) continue;
-    auto summary = ReadRun(listing.run_id);
-    listing.has_summary = summary.ok();
-    if (summary.ok()) listing.summary = std::move(*summary);
     runs.push_back(std::move(listing));
   }
+  // Run ids begin with their UTC start time, so they sort newest first.
   std::sort(runs.begin(), runs.end(),
             [](const RunListing& a, const RunListing& b) { return a.run_id > b.run_id; });
+  // Each summary is a request on a remote store: read them several at once.
+  std::size_t wanted = std::min(read_summaries, runs.size());
+  std::atomic<std::size_t> next{0};
+  auto read = [&] {
+    for (std::size_t i = next++; i < wanted; i = next++) {
+      auto summary = ReadRun(runs[i].run_id);
+      runs[i].summary_read = true;
+      runs[i].has_summary = summary.ok();
+      if (summary.ok()) runs[i].summary = std::move(*summary);
+    }
+  };
+  constexpr std::size_t kReaders = 8;
+  std::vector<std::thread> readers;
+  for (std::size_t r = 1; r < std::min(kReaders, wanted); ++r) readers.emplace_back(read);
+  read();
+  for (auto& t : readers) t.join();
   return runs;
 }
 
@@ -1048,7 +1063,7 @@ Result<PruneResult> ResultArchive::Impl::Prune(int keep) {
   if (keep < 0) {
     return InvalidArgumentError("prune: --keep must be >= 0, got " + std::to_string(keep));
   }
-  SANDRUN_ASSIGN_OR_RETURN(std::vector<RunListing> runs, ListRuns());
+  SANDRUN_ASSIGN_OR_RETURN(std::vector<RunListing> runs, ListRuns(kAllSummaries));
   PruneResult result;
   for (std::size_t i = static_cast<std::size_t>(keep); i < runs.size(); ++i) {
     if (!runs[i].has_summary) {
@@ -1093,7 +1108,9 @@ Result<int> ResultArchive::Sync() { return impl_->Sync(); }
 int ResultArchive::PendingCount(const std::string& run_id) const {
   return impl_->PendingCount(run_id);
 }
-Result<std::vector<RunListing>> ResultArchive::ListRuns() { return impl_->ListRuns(); }
+Result<std::vector<RunListing>> ResultArchive::ListRuns(std::size_t read_summaries) {
+  return impl_->ListRuns(read_summaries);
+}
 Result<RunRecord> ResultArchive::ReadRun(const std::string& run_id) {
   return impl_->ReadRun(run_id);
 }

@@ -273,6 +273,56 @@ TEST(ResultArchiveTest, WritesReadsAndListsRuns) {
   EXPECT_EQ(f.archive.ReadTask("../x", "t").status().code(), StatusCode::kInvalidArgument);
 }
 
+// A store that counts the reads of run records, as each is a request to a
+// volume: `results list --limit N` must not pay for every run in the archive.
+class ReadCountingStore : public DirectoryArchiveStore {
+ public:
+  using DirectoryArchiveStore::DirectoryArchiveStore;
+  Result<std::string> ReadBytes(const std::string& path) override {
+    std::lock_guard<std::mutex> lock(mu);
+    reads.push_back(path);
+    return DirectoryArchiveStore::ReadBytes(path);
+  }
+  std::mutex mu;
+  std::vector<std::string> reads;
+};
+
+TEST(ResultArchiveTest, ListRunsReadsOnlyTheSummariesAskedFor) {
+  TempDir dir;
+  auto store = std::make_shared<ReadCountingStore>(dir.path() / "store");
+  ResultArchive archive(store, dir.path() / "outbox");
+  for (int day = 1; day <= 30; ++day) {
+    char id[32];
+    std::snprintf(id, sizeof id, "202601%02dT000000Z-00%02d", day, day);
+    ASSERT_TRUE(archive.WriteTask(MakeTask(id, "t")).ok());
+    ASSERT_TRUE(archive.WriteRun(MakeRun(id)).ok());
+  }
+  store->reads.clear();
+  auto newest = archive.ListRuns(3);
+  ASSERT_TRUE(newest.ok());
+  ASSERT_EQ(newest->size(), 30u);
+  EXPECT_EQ(store->reads.size(), 3u) << ::testing::PrintToString(store->reads);
+  for (std::size_t i = 0; i < newest->size(); ++i) {
+    EXPECT_EQ((*newest)[i].summary_read, i < 3) << i;
+    EXPECT_EQ((*newest)[i].has_summary, i < 3) << i;
+  }
+  EXPECT_EQ((*newest)[0].run_id, "20260130T000000Z-0030");
+  EXPECT_EQ((*newest)[2].summary.run_id, "20260128T000000Z-0028");
+
+  store->reads.clear();
+  auto ids_only = archive.ListRuns(0);
+  ASSERT_TRUE(ids_only.ok());
+  EXPECT_EQ(ids_only->size(), 30u);
+  EXPECT_TRUE(store->reads.empty());
+
+  auto all = archive.ListRuns();  // Read several at once: each one lands in its own slot.
+  ASSERT_TRUE(all.ok());
+  for (const auto& run : *all) {
+    EXPECT_TRUE(run.has_summary) << run.run_id;
+    EXPECT_EQ(run.summary.run_id, run.run_id);
+  }
+}
+
 TEST(ResultArchiveTest, ListRunsNewestFirstAndPruneRemovesOldest) {
   Fixture f;
   const std::vector<std::string> ids = {"20260101T000000Z-0001", "20260301T000000Z-0003",

@@ -16,6 +16,8 @@
 #include <sstream>
 #include <string>
 
+#include <unistd.h>
+
 #include "sandrun/config.h"
 #include "sandrun/registry.h"
 #include "e2e/e2e_support.h"
@@ -93,9 +95,13 @@ bool DockerAvailable(std::string* reason) {
 class BackendEnv {
  public:
   explicit BackendEnv(const std::string& backend,
-                      const std::map<std::string, std::string>& extra_env = {}) {
-    std::string config = R"({"backends": {"docker": {"volume": "sandrun-test-results",
-                              "tool_image": "sandrun-test/busybox"}}})";
+                      const std::map<std::string, std::string>& extra_env = {})
+      : docker_volume_(backend == "docker" ? VolumeName() : "") {
+    // A Docker volume of its own: reading back "every run of this test"
+    // must not read every run the whole suite left in a shared volume.
+    std::string config = R"({"backends": {"docker": {"volume": ")" +
+                         (docker_volume_.empty() ? "sandrun-test-results" : docker_volume_) +
+                         R"(", "tool_image": "sandrun-test/busybox"}}})";
     dir_.Write("sandrun.json", config);
     env_["HOME"] = (dir_.path() / "home").string();
     env_["XDG_DATA_HOME"] = (dir_.path() / "data").string();
@@ -116,8 +122,21 @@ class BackendEnv {
     return o;
   }
   const std::filesystem::path& path() const { return dir_.path(); }
+  ~BackendEnv() {
+    if (docker_volume_.empty()) return;
+    // The archive's helper container holds the volume; both go.
+    RunCommand({"sh", "-c",
+                "docker rm -f $(docker ps -aq --filter volume=" + docker_volume_ +
+                    ") >/dev/null 2>&1; docker volume rm -f " + docker_volume_ + " >/dev/null"},
+               Options());
+  }
 
  private:
+  static std::string VolumeName() {
+    static int count = 0;
+    return "sandrun-test-gtest-" + std::to_string(::getpid()) + "-" + std::to_string(++count);
+  }
+  std::string docker_volume_;
   TempDir dir_;
   std::map<std::string, std::string> env_;
 };

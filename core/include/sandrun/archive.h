@@ -80,7 +80,8 @@ struct PruneResult {
 /// Summary line of one run, for `sandrun results list`.
 struct RunListing {
   std::string run_id;
-  bool has_summary = false;  ///< run.json exists (false: run still going or killed).
+  bool summary_read = false;  ///< ListRuns was asked to read its run.json.
+  bool has_summary = false;   ///< run.json exists (false: run still going or killed).
   RunRecord summary;
 };
 
@@ -138,7 +139,12 @@ class ResultArchive {
   /// counting started tasks of runs whose owner is gone.
   int PendingCount(const std::string& run_id = "") const;
 
-  Result<std::vector<RunListing>> ListRuns();  ///< Newest first.
+  /// Every run, newest first. run.json is read only for the newest
+  /// `read_summaries` of them (several at once); the older ones have
+  /// has_summary false and summary_read false. `results list --limit N`
+  /// reads N summaries, `results show latest` none.
+  static constexpr std::size_t kAllSummaries = static_cast<std::size_t>(-1);
+  Result<std::vector<RunListing>> ListRuns(std::size_t read_summaries = kAllSummaries);
   Result<RunRecord> ReadRun(const std::string& run_id);
   Result<std::vector<TaskRecord>> ReadTasks(const std::string& run_id);
   Result<TaskRecord> ReadTask(const std::string& run_id, const std::string& task_id);
