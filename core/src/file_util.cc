@@ -7,7 +7,7 @@
 
 namespace sandrun {
 
-Result<std::string> ReadWholeFile(const std::filesystem::path& path) {
+Result<std::ifstream> OpenFileForReading(const std::filesystem::path& path) {
   errno = 0;
   std::ifstream in(path, std::ios::binary);
   if (!in) {
@@ -18,6 +18,11 @@ Result<std::string> ReadWholeFile(const std::filesystem::path& path) {
     if (err == EACCES || err == EPERM) return PermissionDeniedError(std::move(message));
     return InternalError(std::move(message));
   }
+  return in;
+}
+
+Result<std::string> ReadWholeFile(const std::filesystem::path& path) {
+  SANDRUN_ASSIGN_OR_RETURN(std::ifstream in, OpenFileForReading(path));
   std::ostringstream bytes;
   bytes << in.rdbuf();
   // An empty file sets failbit on the copy; only a bad stream is an error.

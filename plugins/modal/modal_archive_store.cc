@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <fstream>
+#include <functional>
 #include <set>
 
 #include "modal_http.h"
@@ -15,6 +16,38 @@ namespace {
 
 namespace fs = std::filesystem;
 namespace mc = ::modal::client;
+
+/// A slice of a file without its trailing zero bytes: what a block hashes
+/// and uploads.
+std::string_view BlockBody(std::string_view slice) {
+  while (!slice.empty() && slice.back() == '\0') slice.remove_suffix(1);
+  return slice;
+}
+
+std::string Sha256(std::string_view bytes) {
+  unsigned char digest[SHA256_DIGEST_LENGTH];
+  SHA256(reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size(), digest);
+  return std::string(reinterpret_cast<const char*>(digest), sizeof digest);
+}
+
+/// What an upload keeps of one block: where its body lies in the file, and
+/// its hash.
+struct BlockDigest {
+  std::uint64_t offset = 0;
+  std::size_t body_length = 0;
+  std::string sha256;
+};
+
+/// One file of a VolumePutFiles2 request, and where its bytes come from:
+/// `bytes` in memory, or else the host file `host_path`, read a block at a
+/// time (never whole) when it is hashed and again for each block the Volume
+/// lacks.
+struct VolumePut {
+  std::string path;
+  std::uint32_t mode = 0644;
+  std::string_view bytes;
+  fs::path host_path;
+};
 
 class ModalArchiveStore : public ArchiveStore {
  public:
@@ -37,9 +70,13 @@ class ModalArchiveStore : public ArchiveStore {
 
  private:
   Result<std::vector<mc::FileEntry>> ListEntries(const std::string& dir, bool recursive);
-  // `modes`: one per file (default 0644 for all).
-  Status PutMany(const std::vector<std::pair<std::string, std::string>>& files,
-                 const std::vector<std::uint32_t>& modes = {});
+  /// Reads `path` block by block, handing each block to `take_block` as it
+  /// arrives.
+  Status ReadBlocks(const std::string& path,
+                    const std::function<Status(std::string_view)>& take_block);
+  Status PutMany(const std::vector<VolumePut>& puts);
+  /// Writes file `path` to host file `target` a block at a time.
+  Status FetchFile(const std::string& path, const fs::path& target);
 
   std::shared_ptr<ControlPlane> control_;
   std::string volume_id_;
@@ -107,7 +144,8 @@ std::vector<std::size_t> ExpectedBlockLengths(std::uint64_t start, std::uint64_t
   return lengths;
 }
 
-Result<std::string> ModalArchiveStore::ReadBytes(const std::string& path) {
+Status ModalArchiveStore::ReadBlocks(const std::string& path,
+                                     const std::function<Status(std::string_view)>& take_block) {
   mc::VolumeGetFile2Request request;
   request.set_volume_id(volume_id_);
   request.set_path("/" + Normalize(path));
@@ -117,39 +155,100 @@ Result<std::string> ModalArchiveStore::ReadBytes(const std::string& path) {
   }));
   const std::vector<std::size_t> lengths =
       ExpectedBlockLengths(response.start(), response.len(), response.get_urls_size());
-  std::string data;
-  data.reserve(response.len());
+  std::uint64_t received = 0;
   for (int i = 0; i < response.get_urls_size(); ++i) {
     SANDRUN_ASSIGN_OR_RETURN(std::string block, HttpGet(response.get_urls(i), lengths[i]));
-    data += block;
+    received += block.size();
+    SANDRUN_RETURN_IF_ERROR(take_block(block));
   }
-  if (data.size() != response.len()) {
+  if (received != response.len()) {
     return InternalError("modal: VolumeGetFile2 " + path + " promised " +
                          std::to_string(response.len()) + " bytes in " +
                          std::to_string(response.get_urls_size()) + " blocks; they hold " +
-                         std::to_string(data.size()));
+                         std::to_string(received));
   }
+  return OkStatus();
+}
+
+Result<std::string> ModalArchiveStore::ReadBytes(const std::string& path) {
+  std::string data;
+  SANDRUN_RETURN_IF_ERROR(ReadBlocks(path, [&](std::string_view block) {
+    data += block;
+    return OkStatus();
+  }));
   return data;
 }
 
-Status ModalArchiveStore::PutMany(const std::vector<std::pair<std::string, std::string>>& files,
-                                  const std::vector<std::uint32_t>& modes) {
+/// The digests of the blocks of the host file `host_path` and its size,
+/// reading one block at a time.
+Result<std::vector<BlockDigest>> HashFileBlocks(const fs::path& host_path, std::uint64_t* size) {
+  SANDRUN_ASSIGN_OR_RETURN(std::ifstream in, OpenFileForReading(host_path));
+  std::vector<BlockDigest> blocks;
+  std::string slice(kVolumeBlockSize, '\0');
+  *size = 0;
+  while (in) {
+    in.read(slice.data(), static_cast<std::streamsize>(slice.size()));
+    const auto length = static_cast<std::size_t>(in.gcount());
+    if (length == 0) break;
+    const std::string_view body = BlockBody(std::string_view(slice.data(), length));
+    blocks.push_back({*size, body.size(), Sha256(body)});
+    *size += length;
+  }
+  if (in.bad()) return InternalError("cannot read " + host_path.string());
+  return blocks;
+}
+
+/// The digests of the blocks of `bytes` (SplitVolumeBlocks, as offsets).
+std::vector<BlockDigest> BytesBlocks(std::string_view bytes) {
+  std::vector<BlockDigest> blocks;
+  for (const VolumeBlock& block : SplitVolumeBlocks(bytes)) {
+    blocks.push_back({static_cast<std::uint64_t>(block.body.data() - bytes.data()),
+                      block.body.size(), block.sha256});
+  }
+  return blocks;
+}
+
+/// The body of `block` of the host file `host_path`, read again into
+/// `buffer` for its upload. kFailedPrecondition when the file no longer
+/// holds what was hashed.
+Result<std::string_view> ReadBlockBodyAgain(const fs::path& host_path, const BlockDigest& block,
+                                            std::string& buffer) {
+  SANDRUN_ASSIGN_OR_RETURN(std::ifstream in, OpenFileForReading(host_path));
+  buffer.resize(block.body_length);
+  in.seekg(static_cast<std::streamoff>(block.offset));
+  in.read(buffer.data(), static_cast<std::streamsize>(buffer.size()));
+  if (in.bad()) return InternalError("cannot read " + host_path.string());
+  if (static_cast<std::size_t>(in.gcount()) != buffer.size() || Sha256(buffer) != block.sha256) {
+    return FailedPreconditionError("modal: " + host_path.string() +
+                                   " changed while it was being put into the volume");
+  }
+  return std::string_view(buffer);
+}
+
+Status ModalArchiveStore::PutMany(const std::vector<VolumePut>& puts) {
   mc::VolumePutFiles2Request request;
   request.set_volume_id(volume_id_);
   request.set_disallow_overwrite_existing_files(false);
-  std::vector<std::vector<VolumeBlock>> blocks;  // per file, what each block uploads
-  for (const auto& [path, data] : files) {
+  std::vector<std::vector<BlockDigest>> blocks;  // per file
+  for (const VolumePut& put : puts) {
+    std::uint64_t size = put.bytes.size();
+    if (put.host_path.empty()) {
+      blocks.push_back(BytesBlocks(put.bytes));
+    } else {
+      SANDRUN_ASSIGN_OR_RETURN(auto file_blocks, HashFileBlocks(put.host_path, &size));
+      blocks.push_back(std::move(file_blocks));
+    }
     auto* file = request.add_files();
-    file->set_path("/" + Normalize(path));
-    file->set_size(data.size());
-    file->set_mode(modes.empty() ? 0644 : modes[static_cast<std::size_t>(request.files_size() - 1)]);
-    blocks.push_back(SplitVolumeBlocks(data));
-    for (const VolumeBlock& block : blocks.back()) {
+    file->set_path("/" + Normalize(put.path));
+    file->set_size(size);
+    file->set_mode(put.mode);
+    for (const BlockDigest& block : blocks.back()) {
       file->add_blocks()->set_contents_sha256(block.sha256);
     }
   }
   // Two rounds, as py/modal/volume.py _put_file_specs: the first may name
   // missing blocks, the second carries their PUT responses.
+  std::string buffer;  // the body of a block read again from its host file
   for (int round = 0; round < 2; ++round) {
     mc::VolumePutFiles2Response response;
     SANDRUN_RETURN_IF_ERROR(control_->Unary("VolumePutFiles2", [&](grpc::ClientContext* c) {
@@ -162,8 +261,15 @@ Status ModalArchiveStore::PutMany(const std::vector<std::pair<std::string, std::
           missing.block_index() >= blocks[missing.file_index()].size()) {
         return InternalError("modal: VolumePutFiles2 named a block that is not in the request");
       }
-      const VolumeBlock& block = blocks[missing.file_index()][missing.block_index()];
-      SANDRUN_ASSIGN_OR_RETURN(std::string put_response, HttpPut(missing.put_url(), block.body));
+      const VolumePut& put = puts[missing.file_index()];
+      const BlockDigest& block = blocks[missing.file_index()][missing.block_index()];
+      std::string_view body;
+      if (put.host_path.empty()) {
+        body = put.bytes.substr(block.offset, block.body_length);
+      } else {
+        SANDRUN_ASSIGN_OR_RETURN(body, ReadBlockBodyAgain(put.host_path, block, buffer));
+      }
+      SANDRUN_ASSIGN_OR_RETURN(std::string put_response, HttpPut(missing.put_url(), body));
       request.mutable_files(static_cast<int>(missing.file_index()))
           ->mutable_blocks(static_cast<int>(missing.block_index()))
           ->set_put_response(put_response);
@@ -173,29 +279,27 @@ Status ModalArchiveStore::PutMany(const std::vector<std::pair<std::string, std::
 }
 
 Status ModalArchiveStore::PutBytes(const std::string& path, std::string_view data) {
-  return PutMany({{path, std::string(data)}});
+  return PutMany({{path, 0644, data, {}}});
 }
 
 Status ModalArchiveStore::PutFile(const std::string& path, const fs::path& host_path) {
   std::error_code ec;
-  std::vector<std::pair<std::string, std::string>> files;
+  std::vector<VolumePut> puts;
   if (fs::is_directory(host_path, ec)) {
     for (fs::recursive_directory_iterator it(host_path, ec), end; it != end; it.increment(ec)) {
       if (ec) break;
       if (!it->is_regular_file() || it->is_symlink()) continue;
-      SANDRUN_ASSIGN_OR_RETURN(std::string data, ReadWholeFile(it->path()));
-      files.emplace_back(path + "/" + fs::relative(it->path(), host_path).generic_string(),
-                         std::move(data));
+      puts.push_back({path + "/" + fs::relative(it->path(), host_path).generic_string(), 0644,
+                      {}, it->path()});
     }
     if (ec) return InternalError("modal: walking " + host_path.string() + ": " + ec.message());
-    if (files.empty()) return OkStatus();
-    return PutMany(files);
+    if (puts.empty()) return OkStatus();
+    return PutMany(puts);
   }
-  SANDRUN_ASSIGN_OR_RETURN(std::string data, ReadWholeFile(host_path));
   // An executable stays one (the portable-executable cache's loader).
   const bool executable =
       (fs::status(host_path, ec).permissions() & fs::perms::owner_exec) != fs::perms::none;
-  return PutMany({{path, std::move(data)}}, {executable ? 0755u : 0644u});
+  return PutMany({{path, executable ? 0755u : 0644u, {}, host_path}});
 }
 
 Status ModalArchiveStore::Remove(const std::string& path) {
@@ -242,13 +346,32 @@ Status ModalArchiveStore::Fetch(const std::string& path, const fs::path& dest) {
       continue;
     }
     if (entry.type() != mc::FileEntry::FILE) continue;
-    SANDRUN_ASSIGN_OR_RETURN(std::string data, ReadBytes(rel.empty() ? base : base + "/" + rel));
     fs::create_directories(target.parent_path(), ec);
-    std::ofstream out(target, std::ios::binary | std::ios::trunc);
-    out.write(data.data(), static_cast<std::streamsize>(data.size()));
-    if (!out) return InternalError("modal: cannot write " + target.string());
+    SANDRUN_RETURN_IF_ERROR(FetchFile(rel.empty() ? base : base + "/" + rel, target));
   }
   return OkStatus();
+}
+
+Status ModalArchiveStore::FetchFile(const std::string& path, const fs::path& target) {
+  // Blocks go to a temporary name beside the target, renamed into place
+  // once whole: a failed fetch leaves no truncated file behind.
+  const fs::path partial = target.parent_path() / ("." + target.filename().string() + ".fetching");
+  const std::string cannot_write = "modal: cannot write " + target.string();
+  std::ofstream out(partial, std::ios::binary | std::ios::trunc);
+  if (!out) return InternalError(cannot_write);
+  Status read = ReadBlocks(path, [&](std::string_view block) {
+    out.write(block.data(), static_cast<std::streamsize>(block.size()));
+    return out ? OkStatus() : InternalError(cannot_write);
+  });
+  out.close();
+  std::error_code ec;
+  if (read.ok() && !out) read = InternalError(cannot_write);
+  if (read.ok()) {
+    fs::rename(partial, target, ec);
+    if (ec) read = InternalError(cannot_write + ": " + ec.message());
+  }
+  if (!read.ok()) fs::remove(partial, ec);
+  return read;
 }
 
 }  // namespace
@@ -256,11 +379,8 @@ Status ModalArchiveStore::Fetch(const std::string& path, const fs::path& dest) {
 std::vector<VolumeBlock> SplitVolumeBlocks(std::string_view data) {
   std::vector<VolumeBlock> blocks;
   for (std::size_t offset = 0; offset < data.size(); offset += kVolumeBlockSize) {
-    std::string_view body = data.substr(offset, kVolumeBlockSize);
-    while (!body.empty() && body.back() == '\0') body.remove_suffix(1);
-    unsigned char digest[SHA256_DIGEST_LENGTH];
-    SHA256(reinterpret_cast<const unsigned char*>(body.data()), body.size(), digest);
-    blocks.push_back({body, std::string(reinterpret_cast<const char*>(digest), sizeof digest)});
+    const std::string_view body = BlockBody(data.substr(offset, kVolumeBlockSize));
+    blocks.push_back({body, Sha256(body)});
   }
   return blocks;
 }

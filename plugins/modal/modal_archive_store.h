@@ -8,6 +8,12 @@
 // responses), removing through VolumeRemoveFile2 (recursive). Block
 // transfers are retried and may go through a proxy (modal_http.h).
 //
+// Memory stays at a few blocks whatever the size of a file: a host file is
+// hashed one block at a time, keeping only the digests, and a block the
+// Volume lacks is read again from the file for its PUT; Fetch writes each
+// block to the host file as it arrives. (ReadBytes returns the whole file:
+// it is for records.)
+//
 // Only version 2 Volumes: a version 1 Volume (what `modal volume create`
 // makes without `--version 2`) is refused by CheckArchiveVolumeVersion,
 // with the commands that fix it. Internal to plugins/modal.

@@ -1,9 +1,10 @@
 // Small file-system helpers every part of sandrun needs, so each has one home:
-// reading a whole file, and asking whether a path lies under a directory.
+// opening and reading a whole file, and asking whether a path lies under a directory.
 #ifndef SANDRUN_FILE_UTIL_H_
 #define SANDRUN_FILE_UTIL_H_
 
 #include <filesystem>
+#include <fstream>
 #include <string>
 
 #include "sandrun/status.h"
@@ -15,6 +16,10 @@ namespace sandrun {
 /// any other failure; the message names the path and the reason. Callers that
 /// owe their users another message map the status.
 Result<std::string> ReadWholeFile(const std::filesystem::path& path);
+
+/// The file at `path`, open for reading in binary mode, for a caller that
+/// reads it a piece at a time. Errors as ReadWholeFile's.
+Result<std::ifstream> OpenFileForReading(const std::filesystem::path& path);
 
 /// True when `path` is `root` itself or lies below it. Lexical: no file is
 /// looked at, so symlinks are the caller's business; make both lexically
