@@ -1,6 +1,7 @@
 // The result archive on a Modal Volume against the strict fake: blocks are
 // uploaded exactly as hashed (trailing zeros stripped, no block for an empty
-// file), a version 1 Volume is refused with the fix, block downloads are
+// file), host files and trees go up and come back a block at a time, byte
+// exact, a version 1 Volume is refused with the fix, block downloads are
 // checked for length and block transfers retried, files are removed
 // (`results prune`, doctor's probe), and block transfers honour a CONNECT
 // proxy from the environment.
@@ -30,6 +31,7 @@
 #include "modal_client.h"
 #include "modal_http.h"
 #include "modal_options.h"
+#include "support/test_util.h"
 
 namespace sandrun::modal {
 namespace {
@@ -37,6 +39,8 @@ namespace {
 using fake::BlockFault;
 using fake::FakeModalServer;
 using fake::FakeOptions;
+using ::sandrun::testing::ReadFile;
+using ::sandrun::testing::TempDir;
 namespace mc = ::modal::client;
 
 // ---------------------------------------------------------------------------
@@ -133,6 +137,95 @@ TEST(VolumeBlocks, EachBlockIsItsSliceWithoutTrailingZeros) {
   EXPECT_NE(blocks[0].sha256, blocks[1].sha256);
   // The hash is the hash of the body: equal bodies, equal hashes.
   EXPECT_EQ(SplitVolumeBlocks("tail")[0].sha256, blocks[1].sha256);
+}
+
+/// Four blocks and a partial one, each kind a block can be: ending in zero
+/// bytes, without a zero, all zeros (an empty body), and a final partial
+/// block that ends in zeros too.
+std::string SeveralBlocks() {
+  std::string data = BytesThenZeros(kVolumeBlockSize - 4096, 4096) +
+                     BytesThenZeros(kVolumeBlockSize, 0) + std::string(kVolumeBlockSize, '\0') +
+                     BytesThenZeros(kVolumeBlockSize - 1, 1) + BytesThenZeros(777, 100);
+  // Blocks that differ from one another, so a block put in the wrong place
+  // or read from the wrong offset shows.
+  data[1] = '1';
+  data[kVolumeBlockSize + 1] = '2';
+  data[3 * kVolumeBlockSize + 1] = '4';
+  return data;
+}
+
+TEST_F(ModalVolumeTest, AHostFileOfSeveralBlocksRoundTripsThroughPutFileAndFetch) {
+  auto store = Archive();
+  ASSERT_NE(store, nullptr);
+  const std::string data = SeveralBlocks();
+  ASSERT_EQ(SplitVolumeBlocks(data).size(), 5u);
+  TempDir host;
+  const auto source = host.Write("big.bin", data);
+  Status put = store->PutFile("run/artifacts/t/big.bin", source);
+  ASSERT_TRUE(put.ok()) << put.ToString();
+  EXPECT_EQ(server_->Stats().calls["VolumePutFiles2"], 2) << "two rounds: hashes, then PUTs";
+  TempDir dest;
+  Status fetched = store->Fetch("run/artifacts", dest.path());
+  ASSERT_TRUE(fetched.ok()) << fetched.ToString();
+  const std::string back = ReadFile(dest.path() / "artifacts/t/big.bin");
+  EXPECT_EQ(back.size(), data.size());
+  EXPECT_TRUE(back == data) << "fetched bytes differ from the host file";
+  // The file alone, fetched by its own path.
+  TempDir alone;
+  ASSERT_TRUE(store->Fetch("run/artifacts/t/big.bin", alone.path()).ok());
+  EXPECT_TRUE(ReadFile(alone.path() / "big.bin") == data);
+}
+
+TEST_F(ModalVolumeTest, AHostTreeRoundTripsThroughPutFileAndFetch) {
+  auto store = Archive();
+  ASSERT_NE(store, nullptr);
+  const std::string big = SeveralBlocks();
+  TempDir host;
+  host.Write("tree/stdout.log", big);
+  host.Write("tree/stderr.log", "");
+  host.Write("tree/sub/zeros", std::string(3000, '\0'));
+  Status put = store->PutFile("run/artifacts/t", host.path() / "tree");
+  ASSERT_TRUE(put.ok()) << put.ToString();
+  EXPECT_EQ(server_->Stats().calls["VolumePutFiles2"], 2) << "one request for the whole tree";
+  TempDir dest;
+  Status fetched = store->Fetch("run/artifacts/t", dest.path());
+  ASSERT_TRUE(fetched.ok()) << fetched.ToString();
+  EXPECT_TRUE(ReadFile(dest.path() / "t/stdout.log") == big);
+  EXPECT_EQ(ReadFile(dest.path() / "t/stderr.log"), "");
+  EXPECT_EQ(ReadFile(dest.path() / "t/sub/zeros"), std::string(3000, '\0'));
+}
+
+TEST_F(ModalVolumeTest, AMissingHostFileIsNotFound) {
+  auto store = Archive();
+  ASSERT_NE(store, nullptr);
+  TempDir host;
+  Status put = store->PutFile("run/nothing", host.path() / "nothing");
+  EXPECT_EQ(put.code(), StatusCode::kNotFound) << put.ToString();
+  EXPECT_NE(put.message().find("nothing"), std::string::npos) << put.ToString();
+  EXPECT_TRUE(server_->VolumeFiles("sandrun-results").empty());
+}
+
+// Blocks are written as they arrive, so a fetch that fails part way must
+// not leave a cut file where a whole one was (nor its temporary name).
+TEST_F(ModalVolumeTest, AFailedFetchLeavesTheTargetAsItWas) {
+  auto store = Archive();
+  ASSERT_NE(store, nullptr);
+  ASSERT_TRUE(store->PutBytes("run/f.bin", BytesThenZeros(kVolumeBlockSize + 5000, 0)).ok());
+  TempDir dest;
+  dest.Write("f.bin", "an earlier fetch");
+  server_->FailNextBlockTransfers("GET", 5, BlockFault::kShort);  // every attempt at a block
+  Status fetched = store->Fetch("run/f.bin", dest.path());
+  ASSERT_FALSE(fetched.ok());
+  EXPECT_TRUE(fetched.retryable()) << fetched.ToString();
+  EXPECT_EQ(ReadFile(dest.path() / "f.bin"), "an earlier fetch");
+  std::vector<std::string> names;
+  for (const auto& entry : std::filesystem::directory_iterator(dest.path())) {
+    names.push_back(entry.path().filename().string());
+  }
+  EXPECT_EQ(names, std::vector<std::string>{"f.bin"});
+  // Once the block host answers again, the fetch replaces it whole.
+  ASSERT_TRUE(store->Fetch("run/f.bin", dest.path()).ok());
+  EXPECT_TRUE(ReadFile(dest.path() / "f.bin") == BytesThenZeros(kVolumeBlockSize + 5000, 0));
 }
 
 // The fake hashes the body it receives: uploading the whole slice for a
