@@ -31,6 +31,7 @@ constexpr ConfigFlag kConfigFlags[] = {
     {"memory", "memory", "Memory limit in MiB", "run"},
     {"gpu", "gpu", "GPU request TYPE[:N], e.g. A10G:1 (backends that cannot provide one refuse)", "run"},
     {"network", "network", "Network access: none (default) or open", "run"},
+    {"isolation", "isolation", "sandbox (a fresh sandbox per task) or process (tasks share warm sandboxes, each its own process and directory)", "run"},
     {"output-cap", "output_cap", "Bytes of each output stream kept in the record", "run"},
 };
 

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <optional>
 #include <set>
 
 #include <nlohmann/json.hpp>
@@ -176,10 +177,16 @@ class TaskParser {
         task.exec.stdin_data = data;
       } else if (key == "cwd") {
         SANDRUN_RETURN_IF_ERROR(String(value, key, &task.exec.cwd));
+      } else if (key == "isolation") {
+        std::string name;
+        SANDRUN_RETURN_IF_ERROR(String(value, key, &name));
+        std::optional<Isolation> isolation = IsolationFromName(name);
+        if (!isolation) return Error("'isolation' must be \"sandbox\" or \"process\"");
+        task.isolation = *isolation;
       } else {
         return Error("unknown key '" + key +
                      "' (known: id, name, command, timeout, env, image, cpu, memory, gpu, "
-                     "network, upload, download, stdin, cwd)");
+                     "network, isolation, upload, download, stdin, cwd)");
       }
     }
     if (!item.contains("command")) return Error("'command' is missing");
@@ -241,7 +248,12 @@ Task TaskFromConfig(const Config& config) {
   task.exec.timeout = TimeoutFromSeconds(config.timeout_s);
   DeriveDefaultLifetime(config, task);
   task.exec.output_cap_bytes = config.output_cap_bytes;
+  task.isolation = IsolationFor(config, Isolation::kSandbox);
   return task;
+}
+
+Isolation IsolationFor(const Config& config, Isolation entry_default) {
+  return IsolationFromName(config.isolation).value_or(entry_default);
 }
 
 Result<std::vector<Task>> ParseBatch(const std::string& text, const std::string& origin,

@@ -142,6 +142,17 @@ const std::vector<Field>& Fields() {
          return OkStatus();
        },
        [](const Config& c) { return std::string(NetworkModeName(c.network)); }},
+      {"isolation",
+       [](Config& c, const std::string& v) {
+         if (!v.empty() && v != "sandbox" && v != "process") {
+           return BadValue("isolation", v,
+                           "use 'sandbox' (a sandbox per task) or 'process' (tasks share warm "
+                           "sandboxes, each in its own process and directory)");
+         }
+         c.isolation = v;
+         return OkStatus();
+       },
+       [](const Config& c) { return c.isolation; }},
       {"output_cap",
        [](Config& c, const std::string& v) {
          return ParseNumber<std::size_t>("output_cap", v, 1024, &c.output_cap_bytes);

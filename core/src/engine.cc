@@ -1,5 +1,7 @@
 #include "sandrun/engine.h"
 
+#include <stdlib.h>
+
 #include <algorithm>
 #include <condition_variable>
 #include <mutex>
@@ -112,6 +114,32 @@ class Reaper {
   std::vector<std::thread> threads_;
 };
 
+/// A worker's warm sandbox (Isolation::kProcess), kept between its tasks.
+struct WarmSandbox {
+  std::shared_ptr<Sandbox> sandbox;
+  std::string key;  ///< SharedSandboxKey of the spec it was made from.
+  Clock::time_point created;
+  std::chrono::seconds lifetime{0};
+};
+
+/// What makes two kProcess tasks' sandboxes the same sandbox: everything in
+/// the spec but the lifetime (WarmFits checks what is left of it), the
+/// uploads and the env (both go to the task itself).
+std::string SharedSandboxKey(const SandboxSpec& spec) {
+  std::string key = spec.image + '\n' + spec.dockerfile + '\n' + std::to_string(spec.cpu) +
+                    '\n' + std::to_string(spec.memory_mb) + '\n' + spec.gpu + '\n' +
+                    spec.workdir + '\n' + std::string(NetworkModeName(spec.network)) + '\n';
+  for (const auto& [k, v] : spec.labels) key += k + '=' + v + '\n';
+  return key;
+}
+
+/// A fresh empty host directory (removed by RemoveEmptyDirectory).
+std::filesystem::path MakeEmptyDirectory() {
+  std::string pattern = (std::filesystem::temp_directory_path() / "sandrun-task-XXXXXX").string();
+  if (::mkdtemp(pattern.data()) == nullptr) return {};
+  return pattern;
+}
+
 class RunContext {
  public:
   RunContext(Backend& backend, ResultArchive& archive, const RunOptions& options,
@@ -119,9 +147,17 @@ class RunContext {
       : backend_(backend),
         archive_(archive),
         options_(options),
+        empty_dir_(MakeEmptyDirectory()),
         run_id_(std::move(run_id)),
         fallback_reason_(std::move(fallback_reason)),
         listener_(listener) {}
+
+  ~RunContext() {
+    std::error_code ec;
+    if (!empty_dir_.empty()) std::filesystem::remove(empty_dir_, ec);
+  }
+  RunContext(const RunContext&) = delete;
+  RunContext& operator=(const RunContext&) = delete;
 
   RunState state;
   Reaper reaper;
@@ -129,6 +165,14 @@ class RunContext {
   /// Worker body: takes tasks until none are left or the run stops.
   void Work(std::vector<Task>& tasks, std::vector<TaskRecord>& records,
             Clock::time_point run_start) {
+    WarmSandbox warm;  // This worker's shared sandbox, kept between its tasks.
+    struct EndWarm {
+      Reaper& reaper;
+      WarmSandbox& warm;
+      ~EndWarm() {
+        if (warm.sandbox != nullptr) reaper.Add(std::move(warm.sandbox));
+      }
+    } end_warm{reaper, warm};
     while (true) {
       std::size_t index;
       bool stopped;
@@ -139,7 +183,7 @@ class RunContext {
         stopped = state.stop;
       }
       TaskRecord record = stopped ? NotStarted(tasks[index])
-                                  : RunTask(tasks[index], index, run_start);
+                                  : RunTask(tasks[index], index, run_start, warm);
       UseArchiveSpillPaths(record, archive_.outbox_dir());
       Status written = archive_.WriteTask(record);
       if (!written.ok()) {
@@ -190,7 +234,8 @@ class RunContext {
     return record;
   }
 
-  TaskRecord RunTask(const Task& task, std::size_t index, Clock::time_point run_start) {
+  TaskRecord RunTask(const Task& task, std::size_t index, Clock::time_point run_start,
+                     WarmSandbox& warm) {
     TaskRecord record = NewRecord(task);
     Clock::time_point begin = Clock::now();
     std::int64_t queue_ms = MillisBetween(run_start, begin);
@@ -205,7 +250,7 @@ class RunContext {
       started.attempts = attempt;
       started.attempt_errors = record.attempt_errors;
       NoteStarted(task, started);
-      Result<ExecResult> outcome = RunAttempt(task, index, started);
+      Result<ExecResult> outcome = RunAttempt(task, index, started, warm);
       if (outcome.ok()) {
         result = std::move(outcome).value();
         break;
@@ -243,6 +288,7 @@ class RunContext {
     result.durations.queue_ms = queue_ms;
     result.durations.total_ms = MillisBetween(begin, Clock::now()) + queue_ms;
     record.sandbox_id = result.sandbox_id;
+    record.isolation = std::string(IsolationName(task.isolation));
     record.result = std::move(result);
     record.finished_at = NowRfc3339();
     return record;
@@ -253,32 +299,81 @@ class RunContext {
     archive_.WriteStarted(started, task.exec.output_cap_bytes).IgnoreError();
   }
 
-  /// Creates a sandbox, uploads, runs, downloads, terminates. A non-OK Result
-  /// is an infrastructure failure of this attempt. `started` gets the
-  /// sandbox id and phase durations as they become known.
-  Result<ExecResult> RunAttempt(const Task& task, std::size_t index, TaskRecord& started) {
+  /// The sandbox `task` asks for, with sandrun's labels and a lifetime that
+  /// outlives the command's timeout and the host grace.
+  SandboxSpec SpecFor(const Task& task) const {
     SandboxSpec spec = task.sandbox;
     spec.labels["managed-by"] = "sandrun";
     spec.labels["run"] = run_id_;
-    spec.labels["task"] = task.id;
+    spec.labels["task"] = task.isolation == Isolation::kProcess ? "shared" : task.id;
     for (const auto& [k, v] : options_.labels) spec.labels.try_emplace(k, v);
-    auto timeout = std::chrono::duration_cast<std::chrono::seconds>(task.exec.timeout);
-    // The sandbox must outlive the command's own timeout and our grace.
-    auto needed = timeout + std::chrono::duration_cast<std::chrono::seconds>(options_.host_grace) +
-                  std::chrono::seconds(60);
-    if (task.exec.timeout.count() > 0 && spec.lifetime < needed) spec.lifetime = needed;
+    if (task.isolation == Isolation::kProcess) {
+      // The task's own files and env go into its directory and its exec; the
+      // sandbox is what every task that shares it has in common.
+      spec.uploads.clear();
+      spec.env.clear();
+    }
+    if (task.exec.timeout.count() > 0 && spec.lifetime < LifetimeNeeded(task)) {
+      spec.lifetime = LifetimeNeeded(task);
+    }
+    if (task.isolation == Isolation::kProcess) {
+      spec.lifetime = std::max(spec.lifetime, kSharedSandboxMinLifetime);
+    }
+    return spec;
+  }
 
+  std::chrono::seconds LifetimeNeeded(const Task& task) const {
+    return std::chrono::duration_cast<std::chrono::seconds>(task.exec.timeout) +
+           std::chrono::duration_cast<std::chrono::seconds>(options_.host_grace) +
+           std::chrono::seconds(60);
+  }
+
+  /// The warm sandbox can take `task`: same sandbox, and enough of its
+  /// lifetime left for the task's timeout.
+  bool WarmFits(const WarmSandbox& warm, const Task& task, const std::string& key) const {
+    if (warm.sandbox == nullptr || warm.key != key) return false;
+    auto used = std::chrono::duration_cast<std::chrono::seconds>(Clock::now() - warm.created);
+    return used + LifetimeNeeded(task) <= warm.lifetime;
+  }
+
+  /// Gets the sandbox for one attempt: the worker's warm one when the task
+  /// may share it and it fits, else a new one (a warm one that does not fit
+  /// is retired). `created` says which.
+  Result<std::shared_ptr<Sandbox>> AcquireSandbox(const Task& task, const SandboxSpec& spec,
+                                                  WarmSandbox& warm, bool* created) {
+    const bool shared = task.isolation == Isolation::kProcess;
+    const std::string key = shared ? SharedSandboxKey(spec) : "";
+    *created = false;
+    if (shared && WarmFits(warm, task, key)) return warm.sandbox;
+    if (warm.sandbox != nullptr) reaper.Add(std::move(warm.sandbox));
+    warm = WarmSandbox{};
+    Result<std::unique_ptr<Sandbox>> made = backend_.Create(spec);
+    if (!made.ok()) return made.status().WithContext("creating sandbox");
+    *created = true;
+    std::shared_ptr<Sandbox> sandbox = std::move(made).value();
+    if (shared) warm = WarmSandbox{sandbox, key, Clock::now(), spec.lifetime};
+    return sandbox;
+  }
+
+  /// Creates (or reuses) a sandbox, uploads, runs, downloads, and ends the
+  /// sandbox unless it stays warm for the worker's next task. A non-OK
+  /// Result is an infrastructure failure of this attempt. `started` gets the
+  /// sandbox id and phase durations as they become known.
+  Result<ExecResult> RunAttempt(const Task& task, std::size_t index, TaskRecord& started,
+                                WarmSandbox& warm) {
     // A GPU request is never silently dropped, whichever backend (or
     // fallback) runs the task.
-    if (!spec.gpu.empty() && !backend_.GetCapabilities().supports_gpu) {
+    if (!task.sandbox.gpu.empty() && !backend_.GetCapabilities().supports_gpu) {
       return UnimplementedError("the " + std::string(backend_.Name()) +
-                                " backend cannot provide GPU '" + spec.gpu +
+                                " backend cannot provide GPU '" + task.sandbox.gpu +
                                 "'; use a backend that can (sandrun backends lists them)");
     }
+    const bool shared = task.isolation == Isolation::kProcess;
+    SandboxSpec spec = SpecFor(task);
     Clock::time_point t0 = Clock::now();
-    Result<std::unique_ptr<Sandbox>> created = backend_.Create(spec);
-    if (!created.ok()) return created.status().WithContext("creating sandbox");
-    std::shared_ptr<Sandbox> sandbox = std::move(created).value();
+    bool created = false;
+    SANDRUN_ASSIGN_OR_RETURN(std::shared_ptr<Sandbox> sandbox,
+                             AcquireSandbox(task, spec, warm, &created));
     Clock::time_point t1 = Clock::now();
     started.sandbox_id = sandbox->Id();
     started.result.durations.create_ms = MillisBetween(t0, t1);
@@ -290,24 +385,47 @@ class RunContext {
       stopped = state.stop;
     }
     if (stopped) sandbox->Terminate().IgnoreError();
-    // Whatever happens below, the sandbox leaves the slot table and ends.
+    // Whatever happens below, the sandbox leaves the slot table; it ends
+    // unless the attempt went well enough for it to stay warm (`keep`).
+    bool keep = false;
     struct Release {
       RunState& state;
       Reaper& reaper;
       std::size_t index;
       std::shared_ptr<Sandbox>& sandbox;
+      WarmSandbox& warm;
+      bool& keep;
       ~Release() {
         {
           std::lock_guard lock(state.mu);
           state.slots.erase(index);
         }
+        if (keep) return;
+        if (warm.sandbox == sandbox) warm = WarmSandbox{};
         reaper.Add(std::move(sandbox));
       }
-    } release{state, reaper, index, sandbox};
+    } release{state, reaper, index, sandbox, warm, keep};
 
+    // A shared sandbox: the task's fresh directory first, then its uploads
+    // into it.
+    const std::string dir = shared ? SharedTaskDirectory(task.id) : "";
+    auto in_dir = [&](const std::string& path) {
+      return dir.empty() ? path : path.empty() ? dir : dir + "/" + path;
+    };
+    if (shared) {
+      if (empty_dir_.empty()) return InternalError("no temporary directory for the task's own");
+      Status made = sandbox->Put(FileUpload{empty_dir_.string(), dir, false});
+      if (!made.ok()) return made.WithContext("making the task's directory " + dir);
+    }
     for (const auto& upload : task.sandbox.uploads) {
-      Status put = sandbox->Put(upload);
-      if (!put.ok()) return put.WithContext("uploading " + upload.source);
+      FileUpload put = upload;
+      if (shared) {
+        put.destination = in_dir(upload.destination.empty()
+                                     ? std::filesystem::path(upload.source).filename().string()
+                                     : upload.destination);
+      }
+      Status status = sandbox->Put(put);
+      if (!status.ok()) return status.WithContext("uploading " + upload.source);
     }
     Clock::time_point t2 = Clock::now();
     if (!task.sandbox.uploads.empty()) {
@@ -316,6 +434,10 @@ class RunContext {
     }
 
     ExecRequest request = task.exec;
+    if (shared) {
+      request.cwd = in_dir(task.exec.cwd);
+      for (const auto& [k, v] : task.sandbox.env) request.env.try_emplace(k, v);
+    }
     SANDRUN_ASSIGN_OR_RETURN(std::filesystem::path artifacts,
                              archive_.ArtifactDir(run_id_, task.id));
     request.spill_dir = artifacts.string();
@@ -369,7 +491,7 @@ class RunContext {
     if (result.sandbox_id.empty()) result.sandbox_id = sandbox->Id();
 
     for (const auto& path : task.downloads) {
-      auto got = sandbox->Get(path, artifacts / "downloads");
+      auto got = sandbox->Get(in_dir(path), artifacts / "downloads");
       if (!got.ok()) {
         result.notes.push_back("download " + path + " failed: " + got.status().ToString());
         continue;
@@ -381,12 +503,24 @@ class RunContext {
     result.durations.upload_ms = MillisBetween(t1, t2);
     result.durations.exec_ms = MillisBetween(t2, t3);
     result.durations.download_ms = MillisBetween(t3, t4);
+    // The sandbox stays warm when the task ended on its own, or when its
+    // timeout ended it the way the backend kills a command's whole tree.
+    // Not after an OOM kill, a cancel, its lifetime or sandrun's host
+    // deadline: those may have left it broken or half-killed.
+    const bool clean_timeout =
+        result.outcome == Outcome::kTimedOut && result.ended_by == kEndedByTimeout;
+    keep = shared && !host_timed_out &&
+           (result.outcome == Outcome::kExited || result.outcome == Outcome::kSignaled ||
+            clean_timeout);
+    if (shared) result.notes.push_back(created ? "shared sandbox: created for this task"
+                                               : "shared sandbox: reused");
     return result;
   }
 
   Backend& backend_;
   ResultArchive& archive_;
   const RunOptions& options_;
+  std::filesystem::path empty_dir_;  ///< Put as a shared task's fresh directory.
   std::string run_id_;
   std::string fallback_reason_;
   RunListener& listener_;
@@ -437,6 +571,20 @@ RunRecord Summarise(const std::string& run_id, const std::string& backend,
 }
 
 }  // namespace
+
+std::string_view IsolationName(Isolation isolation) {
+  return isolation == Isolation::kProcess ? "process" : "sandbox";
+}
+
+std::optional<Isolation> IsolationFromName(std::string_view name) {
+  if (name == "sandbox") return Isolation::kSandbox;
+  if (name == "process") return Isolation::kProcess;
+  return std::nullopt;
+}
+
+std::string SharedTaskDirectory(const std::string& task_id) {
+  return ".sandrun-tasks/" + task_id;
+}
 
 Status ValidateTask(const Task& task) {
   std::string who = "task '" + task.id + "'";

@@ -349,6 +349,7 @@ std::string ToJson(const TaskRecord& record, int indent) {
   j["backend"] = record.backend;
   j["image"] = record.image;
   j["sandbox_id"] = record.sandbox_id.empty() ? r.sandbox_id : record.sandbox_id;
+  j["isolation"] = record.isolation;
   j["argv"] = RedactArgv(record.argv);
   j["outcome"] = std::string(OutcomeName(r.outcome));
   j["verdict"] = VerdictOf(r);
@@ -393,6 +394,7 @@ Result<TaskRecord> TaskRecordFromJson(const std::string& json) {
   record.image = in.String(j, "image");
   record.sandbox_id = in.String(j, "sandbox_id");
   r.sandbox_id = record.sandbox_id;
+  record.isolation = in.String(j, "isolation");
   record.argv = in.StringList(j, "argv");
   r.exit_code = in.SmallInt(j, "exit_code");
   r.signal = in.SmallInt(j, "signal");

@@ -431,6 +431,9 @@ std::string TaskIdFor(const std::string& test_name, std::map<std::string, int>* 
 Task MakeCaseTask(const Config& config, const fs::path& binary, const fs::path& empty_dir,
                   const CaseTask& spec) {
   Task task = TaskFromConfig(config);
+  // Cases of one binary are processes, as gtest-parallel runs them: they
+  // share warm sandboxes unless the user asks for a sandbox per case.
+  task.isolation = IsolationFor(config, Isolation::kProcess);
   task.id = spec.task_id;
   task.test_name = spec.test_name;
   if (!spec.image.empty()) task.sandbox.image = spec.image;
@@ -487,11 +490,18 @@ class TapSandbox : public Sandbox {
              std::shared_ptr<DownloadTap> tap)
       : inner_(std::move(inner)), task_id_(std::move(task_id)), tap_(std::move(tap)) {}
   const std::string& Id() const override { return inner_->Id(); }
-  Status Put(const FileUpload& upload) override { return inner_->Put(upload); }
+  Status Put(const FileUpload& upload) override {
+    // A shared sandbox's task starts with its fresh directory: a retried
+    // attempt starts from nothing.
+    std::string task = TaskOf(upload.destination);
+    if (upload.destination == SharedTaskDirectory(task)) tap_->Reset(task);
+    return inner_->Put(upload);
+  }
   Result<ExecResult> Exec(const ExecRequest& request) override { return inner_->Exec(request); }
   Result<std::vector<std::string>> Get(const std::string& sandbox_path,
                                        const fs::path& host_dir) override {
     auto got = inner_->Get(sandbox_path, host_dir);
+    const std::string task_id = TaskOf(sandbox_path);
     if (got.ok()) {
       constexpr std::uintmax_t kMaxBytes = 256u << 20;
       for (const auto& relative : got.value()) {
@@ -499,7 +509,7 @@ class TapSandbox : public Sandbox {
         fs::path file = host_dir / relative;
         if (!fs::is_regular_file(file, ec) || fs::file_size(file, ec) > kMaxBytes) continue;
         Result<std::string> bytes = ReadWholeFile(file);
-        tap_->Add(task_id_, relative, bytes.ok() ? *bytes : std::string());
+        tap_->Add(task_id, relative, bytes.ok() ? *bytes : std::string());
       }
     }
     return got;
@@ -507,6 +517,15 @@ class TapSandbox : public Sandbox {
   Status Terminate() override { return inner_->Terminate(); }
 
  private:
+  // The task a path belongs to: in a shared sandbox, the one whose directory
+  // holds it; else the sandbox's own task.
+  std::string TaskOf(const std::string& sandbox_path) const {
+    const std::string prefix = SharedTaskDirectory("");
+    if (sandbox_path.rfind(prefix, 0) != 0) return task_id_;
+    std::string rest = sandbox_path.substr(prefix.size());
+    return rest.substr(0, rest.find('/'));
+  }
+
   std::unique_ptr<Sandbox> inner_;
   std::string task_id_;
   std::shared_ptr<DownloadTap> tap_;

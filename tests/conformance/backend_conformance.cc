@@ -1056,6 +1056,118 @@ TEST_P(BackendConformanceTest, SandboxKilledFromOutsideIsRetriedOnceThenAnInfraE
   EXPECT_LT(elapsed, std::chrono::seconds(60)) << "the killed command was waited for";
 }
 
+// Warm sandboxes (engine.h Isolation::kProcess), through the engine on this
+// backend: tasks share a sandbox, each in its own fresh directory.
+class SharedSandboxRun {
+ public:
+  explicit SharedSandboxRun(Backend& backend) : backend_(backend) {}
+  Task NewTask(const std::string& id, const std::string& script, const SandboxSpec& spec) {
+    Task task;
+    task.id = id;
+    task.sandbox = spec;
+    task.exec = Shell(script);
+    task.exec.timeout = std::chrono::seconds(60);
+    task.isolation = Isolation::kProcess;
+    return task;
+  }
+  Result<RunOutcome> Run(std::vector<Task> tasks, std::shared_ptr<Backend> backend = nullptr) {
+    RunOptions options;
+    options.jobs = 1;  // One worker: every task goes to the same warm sandbox.
+    options.retries = 1;
+    options.retry_backoff = std::chrono::milliseconds(10);
+    options.outbox_dir = outbox_.path();
+    if (backend == nullptr) backend = std::shared_ptr<Backend>(&backend_, [](Backend*) {});
+    Engine engine({{backend}});
+    CancelFlag never;
+    return engine.Run(std::move(tasks), options, never);
+  }
+
+ private:
+  Backend& backend_;
+  TempDir outbox_;
+};
+
+TEST_P(BackendConformanceTest, TasksInASharedSandboxHaveSeparateDirectories) {
+  TempDir host;
+  host.Write("input.txt", "from the host\n");
+  SharedSandboxRun run(*backend_);
+  Task first = run.NewTask("first", "cat input.txt; echo first > mine.txt; pwd", GetParam().base_spec);
+  first.sandbox.uploads.push_back({(host.path() / "input.txt").string(), "", false});
+  first.sandbox.env["WHO"] = "first";
+  Task second = run.NewTask("second", "ls; echo $WHO; pwd", GetParam().base_spec);
+  second.sandbox.env["WHO"] = "second";
+  auto ran = run.Run({first, second});
+  ASSERT_TRUE(ran.ok()) << ran.status().ToString();
+  ASSERT_EQ(ran->tasks.size(), 2u);
+  const ExecResult& a = ran->tasks[0].result;
+  const ExecResult& b = ran->tasks[1].result;
+  ASSERT_TRUE(Passed(a)) << Describe(a);
+  ASSERT_TRUE(Passed(b)) << Describe(b);
+  EXPECT_EQ(ran->tasks[0].sandbox_id, ran->tasks[1].sandbox_id) << "the second task got a new sandbox";
+  EXPECT_EQ(ran->tasks[1].isolation, "process");
+  EXPECT_NE(a.stdout_stream.text.find("from the host"), std::string::npos) << a.stdout_stream.text;
+  // The second task sees neither the first one's upload nor what it wrote,
+  // and has its own env.
+  EXPECT_EQ(b.stdout_stream.text.find("input.txt"), std::string::npos) << b.stdout_stream.text;
+  EXPECT_EQ(b.stdout_stream.text.find("mine.txt"), std::string::npos) << b.stdout_stream.text;
+  EXPECT_NE(b.stdout_stream.text.find("second\n"), std::string::npos) << b.stdout_stream.text;
+  EXPECT_NE(a.stdout_stream.text.find(SharedTaskDirectory("first")), std::string::npos)
+      << a.stdout_stream.text;
+  EXPECT_NE(b.stdout_stream.text.find(SharedTaskDirectory("second")), std::string::npos)
+      << b.stdout_stream.text;
+}
+
+TEST_P(BackendConformanceTest, ATimedOutTaskLeavesNothingForTheNextOne) {
+  SharedSandboxRun run(*backend_);
+  Task hung = run.NewTask("hung", "sleep 300 & echo $! > ../hung.pid; sleep 300", GetParam().base_spec);
+  hung.exec.timeout = std::chrono::seconds(1);
+  Task next = run.NewTask("next",
+                          "p=$(cat ../hung.pid); "
+                          "if kill -0 $p 2>/dev/null; then echo alive $p; else echo gone; fi",
+                          GetParam().base_spec);
+  auto ran = run.Run({hung, next});
+  ASSERT_TRUE(ran.ok()) << ran.status().ToString();
+  ASSERT_EQ(ran->tasks.size(), 2u);
+  EXPECT_EQ(ran->tasks[0].result.outcome, Outcome::kTimedOut) << Describe(ran->tasks[0].result);
+  const ExecResult& after = ran->tasks[1].result;
+  ASSERT_TRUE(Passed(after)) << Describe(after);
+  EXPECT_EQ(ran->tasks[1].attempts, 1);
+  // Its timeout killed the task's whole tree: the next task runs in the same
+  // sandbox, where the background process is gone.
+  EXPECT_EQ(ran->tasks[0].sandbox_id, ran->tasks[1].sandbox_id);
+  EXPECT_EQ(Trimmed(after.stdout_stream.text), "gone");
+}
+
+TEST_P(BackendConformanceTest, ASharedSandboxKilledFromOutsideIsReplacedAndTheTaskRetried) {
+  ASSERT_TRUE(GetParam().kill_sandbox_from_outside)
+      << "the target must say how its sandboxes are killed from outside";
+  auto kill = GetParam().kill_sandbox_from_outside;
+  auto killed_once = std::make_shared<std::atomic<bool>>(false);
+  // Only the first command that prints is killed (the second task's first attempt).
+  auto killing = std::make_shared<KillingBackend>(
+      *backend_, [kill, killed_once](const std::string& id) {
+        if (killed_once->exchange(true)) return OkStatus();
+        return kill(id);
+      });
+  SharedSandboxRun run(*backend_);
+  Task before = run.NewTask("before", "true", GetParam().base_spec);
+  Task victim = run.NewTask("victim", "echo started; sleep 5; echo survived", GetParam().base_spec);
+  Task after = run.NewTask("after", "true", GetParam().base_spec);
+  auto ran = run.Run({before, victim, after}, killing);
+  killing->JoinKillers();
+  ASSERT_TRUE(ran.ok()) << ran.status().ToString();
+  ASSERT_EQ(ran->tasks.size(), 3u);
+  EXPECT_TRUE(Passed(ran->tasks[0].result)) << Describe(ran->tasks[0].result);
+  const TaskRecord& retried = ran->tasks[1];
+  EXPECT_TRUE(Passed(retried.result)) << Describe(retried.result);
+  EXPECT_EQ(retried.attempts, 2) << "an infrastructure error is retried";
+  ASSERT_EQ(retried.attempt_errors.size(), 1u);
+  EXPECT_EQ(retried.attempt_errors[0].rfind("UNAVAILABLE: ", 0), 0u) << retried.attempt_errors[0];
+  EXPECT_NE(retried.sandbox_id, ran->tasks[0].sandbox_id) << "the killed sandbox was reused";
+  EXPECT_TRUE(Passed(ran->tasks[2].result)) << Describe(ran->tasks[2].result);
+  EXPECT_EQ(ran->tasks[2].sandbox_id, retried.sandbox_id) << "the replacement did not stay warm";
+}
+
 void SkipWithoutDocker(ConformanceTarget& target, const std::string& reason) {
   target.skip_reason = reason;
   if (sandrun::testing::DockerRequired()) {

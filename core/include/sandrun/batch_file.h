@@ -32,6 +32,9 @@ namespace sandrun {
 /// timeout, resources, network, lifetime, output cap) filled in.
 Task TaskFromConfig(const Config& config);
 
+/// The isolation config.isolation names, or `entry_default` when it is unset.
+Isolation IsolationFor(const Config& config, Isolation entry_default);
+
 /// Unless the lifetime was set (flag, env, file), a task with a timeout gets a
 /// sandbox lifetime of that timeout plus a margin for setup (a quarter of it,
 /// 1 to 10 minutes), so a sandbox leaked by a killed sandrun does not outlive

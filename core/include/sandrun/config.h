@@ -29,6 +29,10 @@ struct Config {
   std::int64_t memory_mb = 0;
   std::string gpu;                     ///< "TYPE[:N]" ("A10G:1"); empty = none.
   NetworkMode network = NetworkMode::kNone;
+  /// "sandbox", "process" (engine.h Isolation) or empty: the entry point's
+  /// default (`sandrun gtest` and marked tests: process; exec, batch and
+  /// CTest tests: sandbox).
+  std::string isolation;
   std::size_t output_cap_bytes = 1 << 20;
   std::filesystem::path archive_dir;   ///< The local backend's archive.
   std::filesystem::path state_dir;     ///< Outbox, caches, local sandboxes.
@@ -46,7 +50,7 @@ struct Config {
 
 /// The keys `sandrun config` prints and sandrun.json / SANDRUN_<KEY> accept:
 /// backend, fallback, jobs, retries, timeout, lifetime, image, cpu, memory,
-/// gpu, network, output_cap, archive_dir, state_dir, plugin_path.
+/// gpu, network, isolation, output_cap, archive_dir, state_dir, plugin_path.
 const std::vector<std::string>& ConfigKeys();
 
 /// The value of `key` in `config`, as text.

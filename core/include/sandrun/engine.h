@@ -17,7 +17,9 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "sandrun/archive.h"
@@ -29,6 +31,33 @@
 
 namespace sandrun {
 
+/// How a task shares its sandbox with other tasks of the run.
+///  - kSandbox: a fresh sandbox for the task alone, removed when it ends.
+///  - kProcess: a warm sandbox shared with other kProcess tasks whose
+///    sandbox is the same (image, Dockerfile, resources, network, workdir,
+///    lifetime); the task runs as its own process in its own fresh directory
+///    (<workdir>/.sandrun-tasks/<id>/: its uploads go there, its cwd and
+///    downloads are relative to it), with its own env, stdin, timeout and
+///    record. What the tasks share: the root filesystem outside their
+///    directories, and whatever a process they leave behind still does.
+///    A sandbox whose task was OOM-killed, cancelled, ended by the sandbox's
+///    lifetime or sandrun's host deadline, or whose exec failed as
+///    infrastructure, is retired and replaced; a task's own timeout kills
+///    its process tree (as Sandbox::Exec does) and the sandbox stays. A worker runs
+///    one task at a time in its sandbox, so a run has at most -j of them.
+///    A shared sandbox lives at least kSharedSandboxMinLifetime (longer when
+///    the task's lifetime is), and is replaced when what is left of it
+///    cannot hold the next task's timeout; all end with the run.
+enum class Isolation { kSandbox, kProcess };
+inline constexpr std::chrono::seconds kSharedSandboxMinLifetime{600};
+std::string_view IsolationName(Isolation isolation);  // "sandbox" / "process"
+/// Parses IsolationName's output; nullopt for anything else.
+std::optional<Isolation> IsolationFromName(std::string_view name);
+
+/// The directory of a kProcess task inside its shared sandbox, relative to
+/// the sandbox's workdir.
+std::string SharedTaskDirectory(const std::string& task_id);
+
 /// One unit of work: a sandbox and one command in it.
 struct Task {
   std::string id;         ///< Unique in the run; [A-Za-z0-9._-]+, at most 128 chars.
@@ -37,6 +66,7 @@ struct Task {
   ExecRequest exec;
   /// Paths in the sandbox copied back into the task's artifacts afterwards.
   std::vector<std::string> downloads;
+  Isolation isolation = Isolation::kSandbox;
 };
 
 /// Checks a task before anything runs: id syntax, non-empty argv, positive

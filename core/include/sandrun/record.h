@@ -27,6 +27,9 @@ struct TaskRecord {
   std::string backend;
   std::string image;
   std::string sandbox_id;
+  /// "sandbox" (a sandbox of its own) or "process" (a shared warm sandbox,
+  /// engine.h Isolation); empty in records written before it existed.
+  std::string isolation;
   std::vector<std::string> argv;
   ExecResult result;         ///< Outcome, exit code, streams, durations.
   int attempts = 1;          ///< 1 + infrastructure retries used.
