@@ -406,13 +406,13 @@ class RunContext {
       }
     } release{state, reaper, index, sandbox, warm, keep};
 
-    // A shared sandbox: the task's fresh directory first, then its uploads
-    // into it.
+    // A shared sandbox: the task's uploads go into its fresh directory.
     const std::string dir = shared ? SharedTaskDirectory(task.id) : "";
     auto in_dir = [&](const std::string& path) {
       return dir.empty() ? path : path.empty() ? dir : dir + "/" + path;
     };
-    if (shared) {
+    // (An upload makes the directory with it: Put creates missing parents.)
+    if (shared && task.sandbox.uploads.empty()) {
       if (empty_dir_.empty()) return InternalError("no temporary directory for the task's own");
       Status made = sandbox->Put(FileUpload{empty_dir_.string(), dir, false});
       if (!made.ok()) return made.WithContext("making the task's directory " + dir);

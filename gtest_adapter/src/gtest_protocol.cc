@@ -491,10 +491,10 @@ class TapSandbox : public Sandbox {
       : inner_(std::move(inner)), task_id_(std::move(task_id)), tap_(std::move(tap)) {}
   const std::string& Id() const override { return inner_->Id(); }
   Status Put(const FileUpload& upload) override {
-    // A shared sandbox's task starts with its fresh directory: a retried
-    // attempt starts from nothing.
+    // A task's first upload into this sandbox starts its attempt (a retried
+    // attempt always gets a new sandbox): it starts from nothing.
     std::string task = TaskOf(upload.destination);
-    if (upload.destination == SharedTaskDirectory(task)) tap_->Reset(task);
+    if (tasks_put_.insert(task).second) tap_->Reset(task);
     return inner_->Put(upload);
   }
   Result<ExecResult> Exec(const ExecRequest& request) override { return inner_->Exec(request); }
@@ -529,6 +529,7 @@ class TapSandbox : public Sandbox {
   std::unique_ptr<Sandbox> inner_;
   std::string task_id_;
   std::shared_ptr<DownloadTap> tap_;
+  std::set<std::string> tasks_put_;  ///< Tasks that have put files here (one worker at a time).
 };
 
 class TapBackendImpl : public Backend {
