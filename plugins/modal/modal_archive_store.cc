@@ -62,6 +62,7 @@ class ModalArchiveStore : public ArchiveStore {
   }
   bool OnThisHost() const override { return false; }  // Every write is a request.
   Status PutFile(const std::string& path, const fs::path& host_path) override;
+  Status PutFiles(const std::vector<ArchivePut>& puts) override;
   Status PutBytes(const std::string& path, std::string_view data) override;
   Result<std::string> ReadBytes(const std::string& path) override;
   Result<std::vector<std::string>> List(const std::string& dir) override;
@@ -283,23 +284,35 @@ Status ModalArchiveStore::PutBytes(const std::string& path, std::string_view dat
 }
 
 Status ModalArchiveStore::PutFile(const std::string& path, const fs::path& host_path) {
-  std::error_code ec;
+  return PutFiles({{path, host_path}});
+}
+
+// One VolumePutFiles2 exchange for all of them: a delivery group (records
+// and artifact trees of many tasks) costs two calls, not two per file.
+Status ModalArchiveStore::PutFiles(const std::vector<ArchivePut>& items) {
   std::vector<VolumePut> puts;
-  if (fs::is_directory(host_path, ec)) {
-    for (fs::recursive_directory_iterator it(host_path, ec), end; it != end; it.increment(ec)) {
-      if (ec) break;
-      if (!it->is_regular_file() || it->is_symlink()) continue;
-      puts.push_back({path + "/" + fs::relative(it->path(), host_path).generic_string(), 0644,
-                      {}, it->path()});
+  for (const ArchivePut& item : items) {
+    std::error_code ec;
+    if (fs::is_directory(item.host_path, ec)) {
+      for (fs::recursive_directory_iterator it(item.host_path, ec), end; it != end;
+           it.increment(ec)) {
+        if (ec) break;
+        if (!it->is_regular_file() || it->is_symlink()) continue;
+        puts.push_back({item.path + "/" + fs::relative(it->path(), item.host_path).generic_string(),
+                        0644, {}, it->path()});
+      }
+      if (ec) {
+        return InternalError("modal: walking " + item.host_path.string() + ": " + ec.message());
+      }
+      continue;
     }
-    if (ec) return InternalError("modal: walking " + host_path.string() + ": " + ec.message());
-    if (puts.empty()) return OkStatus();
-    return PutMany(puts);
+    // An executable stays one (the portable-executable cache's loader).
+    const bool executable = (fs::status(item.host_path, ec).permissions() &
+                             fs::perms::owner_exec) != fs::perms::none;
+    puts.push_back({item.path, executable ? 0755u : 0644u, {}, item.host_path});
   }
-  // An executable stays one (the portable-executable cache's loader).
-  const bool executable =
-      (fs::status(host_path, ec).permissions() & fs::perms::owner_exec) != fs::perms::none;
-  return PutMany({{path, executable ? 0755u : 0644u, {}, host_path}});
+  if (puts.empty()) return OkStatus();
+  return PutMany(puts);
 }
 
 Status ModalArchiveStore::Remove(const std::string& path) {

@@ -87,6 +87,9 @@ TEST(BatchFileTest, BadTasksNameTheirLineIndexAndId) {
   EXPECT_NE(s.message().find("/no/such/file"), std::string::npos) << s.message();
   s = ParseError(R"([{"id": "bad id!", "command": ["x"]}])");
   EXPECT_NE(s.message().find("id must be"), std::string::npos) << s.message();
+  s = ParseError(R"([{"id": "a", "command": ["x"], "isolation": "container"}])");
+  EXPECT_NE(s.message().find("'isolation' must be \"sandbox\" or \"process\""), std::string::npos)
+      << s.message();
   EXPECT_NE(ParseError("[]").message().find("no tasks"), std::string::npos);
   EXPECT_NE(ParseError(R"({"x": 1})").message().find("expected a JSON list"), std::string::npos);
 }

@@ -82,6 +82,36 @@ TEST(E2eBatch, MixedVerdictsExitOneWithASummary) {
   EXPECT_CONTAINS(shown.out, "failed");
 }
 
+// --isolation process: tasks share one warm sandbox per job, each in its own
+// directory; a task may still ask for a sandbox of its own.
+TEST(E2eBatch, ProcessIsolationSharesSandboxesAndATaskMayOptOut) {
+  Home home;
+  fs::path file = home.Write("tasks.json", R"([
+    {"id": "one",   "command": ["sh", "-c", "echo one > here.txt; pwd"]},
+    {"id": "two",   "command": ["sh", "-c", "ls; pwd"]},
+    {"id": "alone", "command": ["true"], "isolation": "sandbox"}
+  ])");
+  CommandOutput out = Batch(home, file, {"-j", "1", "--isolation", "process"});
+  ASSERT_EQ(out.exit_code, 0) << out.err;
+  std::string run = OnlyRun(home);
+  nlohmann::json one = home.Show(run, "one");
+  nlohmann::json two = home.Show(run, "two");
+  nlohmann::json alone = home.Show(run, "alone");
+  EXPECT_EQ(one.value("isolation", ""), "process");
+  EXPECT_EQ(alone.value("isolation", ""), "sandbox");
+  EXPECT_EQ(one.value("sandbox_id", "a"), two.value("sandbox_id", "b"));
+  EXPECT_NE(one.value("sandbox_id", ""), alone.value("sandbox_id", ""));
+  EXPECT_CONTAINS(one["stdout"].value("text", ""), ".sandrun-tasks/one");
+  EXPECT_CONTAINS(two["stdout"].value("text", ""), ".sandrun-tasks/two");
+  EXPECT_EQ(two["stdout"].value("text", "").find("here.txt"), std::string::npos)
+      << "the second task saw the first one's file";
+
+  CommandOutput bad = Batch(home, file, {"--isolation", "vm"});
+  EXPECT_EQ(bad.exit_code, 2) << bad.err;
+  EXPECT_CONTAINS(bad.err, "isolation");
+  EXPECT_CONTAINS(bad.err, "'process'");
+}
+
 TEST(E2eBatch, AllPassingExitsZero) {
   Home home;
   fs::path file = home.Write("tasks.json", R"([

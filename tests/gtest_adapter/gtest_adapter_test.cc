@@ -273,6 +273,10 @@ TEST_P(GtestAdapterTest, SampleBinaryReportsEveryRemoteOutcome) {
         << name << " has no record";
   }
   EXPECT_NE(all_records.find("report.json"), std::string::npos) << "no gtest JSON artifact";
+  // Marked tests share warm sandboxes by default (docs/config.md, Isolation):
+  // the crash, the hang and the early exit above changed no other verdict.
+  EXPECT_NE(all_records.find("\"isolation\": \"process\""), std::string::npos);
+  EXPECT_EQ(all_records.find("\"isolation\": \"sandbox\""), std::string::npos);
 }
 
 TEST_P(GtestAdapterTest, FanOutRunsMarkedTestsAtOnce) {
