@@ -17,7 +17,7 @@ struct Subcommand {
 constexpr Subcommand kSubcommands[] = {
     {"exec", sandrun::cli::ExecCommand, "Run one command in a sandbox, streaming its output"},
     {"batch", sandrun::cli::BatchCommand, "Run a JSON list of tasks in parallel sandboxes"},
-    {"gtest", sandrun::cli::GtestCommand, "Run each case of a GoogleTest binary in its own sandbox"},
+    {"gtest", sandrun::cli::GtestCommand, "Run each case of a GoogleTest binary as its own process in sandboxes"},
     {"results", sandrun::cli::ResultsCommand, "List, show, fetch, export, prune and sync archived runs"},
     {"backends", sandrun::cli::BackendsCommand, "List backends and whether they can be used now"},
     {"config", sandrun::cli::ConfigCommand, "Print the effective config and where each value came from"},

@@ -313,13 +313,18 @@ class RunContext {
       spec.uploads.clear();
       spec.env.clear();
     }
-    if (task.exec.timeout.count() > 0 && spec.lifetime < LifetimeNeeded(task)) {
-      spec.lifetime = LifetimeNeeded(task);
-    }
-    if (task.isolation == Isolation::kProcess) {
-      spec.lifetime = std::max(spec.lifetime, kSharedSandboxMinLifetime);
-    }
+    spec.lifetime = OwnLifetime(task);
+    // A shared sandbox outlives one task by kSharedSandboxMinLifetime, for
+    // the tasks after it (WarmFits); each task keeps its own lifetime as a
+    // cap on its command (RunAttempt).
+    if (task.isolation == Isolation::kProcess) spec.lifetime += kSharedSandboxMinLifetime;
     return spec;
+  }
+
+  /// The lifetime the task's sandbox would have if it had one of its own.
+  std::chrono::seconds OwnLifetime(const Task& task) const {
+    if (task.exec.timeout.count() > 0) return std::max(task.sandbox.lifetime, LifetimeNeeded(task));
+    return task.sandbox.lifetime;
   }
 
   std::chrono::seconds LifetimeNeeded(const Task& task) const {
@@ -333,7 +338,7 @@ class RunContext {
   bool WarmFits(const WarmSandbox& warm, const Task& task, const std::string& key) const {
     if (warm.sandbox == nullptr || warm.key != key) return false;
     auto used = std::chrono::duration_cast<std::chrono::seconds>(Clock::now() - warm.created);
-    return used + LifetimeNeeded(task) <= warm.lifetime;
+    return used + OwnLifetime(task) <= warm.lifetime;
   }
 
   /// Gets the sandbox for one attempt: the worker's warm one when the task
@@ -434,9 +439,16 @@ class RunContext {
     }
 
     ExecRequest request = task.exec;
+    // In a shared sandbox the task's own lifetime still caps its command.
+    bool capped_by_lifetime = false;
     if (shared) {
       request.cwd = in_dir(task.exec.cwd);
       for (const auto& [k, v] : task.sandbox.env) request.env.try_emplace(k, v);
+      const std::chrono::milliseconds own = OwnLifetime(task);
+      if (request.timeout.count() == 0 || request.timeout > own) {
+        request.timeout = own;
+        capped_by_lifetime = true;
+      }
     }
     SANDRUN_ASSIGN_OR_RETURN(std::filesystem::path artifacts,
                              archive_.ArtifactDir(run_id_, task.id));
@@ -512,8 +524,21 @@ class RunContext {
     keep = shared && !host_timed_out &&
            (result.outcome == Outcome::kExited || result.outcome == Outcome::kSignaled ||
             clean_timeout);
-    if (shared) result.notes.push_back(created ? "shared sandbox: created for this task"
-                                               : "shared sandbox: reused");
+    if (capped_by_lifetime && result.outcome == Outcome::kTimedOut && !host_timed_out) {
+      result.ended_by = std::string(kEndedByLifetime);
+      result.notes.push_back("the task's lifetime (" +
+                             std::to_string(OwnLifetime(task).count()) +
+                             " s) ended the command");
+    }
+    if (shared) {
+      result.notes.push_back(created ? "shared sandbox: created for this task"
+                                     : "shared sandbox: reused");
+      if (!keep) {
+        result.notes.push_back("shared sandbox: retired after this task (" +
+                               std::string(OutcomeName(result.outcome)) +
+                               (host_timed_out ? ", host deadline" : "") + ")");
+      }
+    }
     return result;
   }
 

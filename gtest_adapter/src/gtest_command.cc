@@ -14,7 +14,8 @@ namespace sandrun::cli {
 int GtestCommand(const std::vector<std::string>& args, CliContext& context) {
   cxxopts::Options options(
       "sandrun gtest",
-      "Run every case of a GoogleTest binary in its own sandbox, in parallel.\n"
+      "Run every case of a GoogleTest binary as its own process in sandboxes, in parallel\n"
+      "(warm sandboxes shared by the cases; --isolation sandbox: one per case).\n"
       "usage: sandrun gtest BINARY [-j N] [--filter PATTERN] [--retry-failed N] [options]");
   AddConfigOptions(options, context);
   options.add_options("GoogleTest")

@@ -112,6 +112,21 @@ TEST(E2eBatch, ProcessIsolationSharesSandboxesAndATaskMayOptOut) {
   EXPECT_CONTAINS(bad.err, "'process'");
 }
 
+// A task's own lifetime still caps its command in a shared sandbox (which
+// lives longer, for the tasks after it).
+TEST(E2eBatch, ATasksLifetimeCapsItInASharedSandbox) {
+  Home home;
+  fs::path file = home.Write("tasks.json", R"([{"id": "long", "command": ["sleep", "30"]}])");
+  auto start = Clock::now();
+  CommandOutput out = Batch(home, file, {"--isolation", "process", "--lifetime", "2"});
+  EXPECT_LT(SecondsSince(start), 20.0);
+  EXPECT_EQ(out.exit_code, 1) << out.err;
+  nlohmann::json record = home.Show(OnlyRun(home), "long");
+  EXPECT_EQ(record.value("outcome", ""), "timed_out") << record.dump(2);
+  EXPECT_EQ(record.value("ended_by", ""), "lifetime") << record.dump(2);
+  EXPECT_CONTAINS(record["notes"].dump(), "the task's lifetime (2 s) ended the command");
+}
+
 TEST(E2eBatch, AllPassingExitsZero) {
   Home home;
   fs::path file = home.Write("tasks.json", R"([

@@ -45,9 +45,11 @@ namespace sandrun {
 ///    infrastructure, is retired and replaced; a task's own timeout kills
 ///    its process tree (as Sandbox::Exec does) and the sandbox stays. A worker runs
 ///    one task at a time in its sandbox, so a run has at most -j of them.
-///    A shared sandbox lives at least kSharedSandboxMinLifetime (longer when
-///    the task's lifetime is), and is replaced when what is left of it
-///    cannot hold the next task's timeout; all end with the run.
+///    A shared sandbox lives kSharedSandboxMinLifetime longer than the task
+///    it was made for; a task goes to it only while what is left still
+///    covers the task's own lifetime, which also caps the task's command.
+///    All end with the run. One warm sandbox per worker: tasks of
+///    alternating specs replace it each time.
 enum class Isolation { kSandbox, kProcess };
 inline constexpr std::chrono::seconds kSharedSandboxMinLifetime{600};
 std::string_view IsolationName(Isolation isolation);  // "sandbox" / "process"
