@@ -297,10 +297,13 @@ TEST_P(GtestAdapterTest, FanOutRunsMarkedTestsAtOnce) {
   EXPECT_EQ(tests["Reused.First"].properties["sandrun_sandbox"],
             tests["Reused.Second"].properties["sandrun_sandbox"]);
   // All were launched at once: the first waits for its sandbox, the other
-  // fifteen find their results (nearly) ready. A sanity bound, not a benchmark.
+  // fifteen find their results (nearly) ready. Run one after another, tests
+  // 2..16 would wait at least 15 s (1 s each); a 2-core CI engine starting 16
+  // containers beside another test's has made them wait ~10 s. A sanity
+  // bound, not a benchmark.
   double rest = 0;
   for (int i = 2; i <= 16; ++i) rest += tests["FanOut.Sleep" + std::to_string(i)].seconds;
-  EXPECT_LT(rest, 8.0) << "tests 2..16 waited " << rest << " s in all\n" << run.out;
+  EXPECT_LT(rest, 13.0) << "tests 2..16 waited " << rest << " s in all\n" << run.out;
   if (GetParam() == "local") {
     // Nothing to upload locally: the whole binary takes about one second.
     EXPECT_LT(seconds, 12.0) << "16 x 1 s tests took " << seconds << " s\n" << run.out;
