@@ -133,7 +133,7 @@ std::string SharedSandboxKey(const SandboxSpec& spec) {
   return key;
 }
 
-/// A fresh empty host directory (removed by RemoveEmptyDirectory).
+/// A fresh empty host directory (RunContext removes it when the run ends).
 std::filesystem::path MakeEmptyDirectory() {
   std::string pattern = (std::filesystem::temp_directory_path() / "sandrun-task-XXXXXX").string();
   if (::mkdtemp(pattern.data()) == nullptr) return {};

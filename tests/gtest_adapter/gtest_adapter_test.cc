@@ -118,7 +118,7 @@ class BackendEnv {
     CommandOptions o;
     o.env = env_;
     o.cwd = dir_.path();
-    o.timeout = std::chrono::seconds(240);
+    o.timeout = std::chrono::seconds(480);
     return o;
   }
   const std::filesystem::path& path() const { return dir_.path(); }
