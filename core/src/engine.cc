@@ -308,9 +308,9 @@ class RunContext {
     spec.labels["task"] = task.isolation == Isolation::kProcess ? "shared" : task.id;
     for (const auto& [k, v] : options_.labels) spec.labels.try_emplace(k, v);
     if (task.isolation == Isolation::kProcess) {
-      // The task's own files and env go into its directory and its exec; the
-      // sandbox is what every task that shares it has in common.
-      spec.uploads.clear();
+      // The task's env goes to its exec; its uploads go into its directory
+      // (they stay in the spec: Create does none, but a backend may prepare
+      // for them, as Modal's executable cache does).
       spec.env.clear();
     }
     spec.lifetime = OwnLifetime(task);
