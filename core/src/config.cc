@@ -102,6 +102,18 @@ const std::vector<Field>& Fields() {
          return OkStatus();
        },
        [](const Config& c) { return FormatDouble(c.timeout_s); }},
+      {"test_timeout",
+       [](Config& c, const std::string& v) {
+         double seconds = 0;
+         SANDRUN_RETURN_IF_ERROR(ParseDouble("test_timeout", v, true, &seconds));
+         if (seconds > 0) {
+           Status range = CheckTimeoutSeconds("test_timeout", seconds);
+           if (!range.ok()) return BadValue("test_timeout", v, range.message());
+         }
+         c.test_timeout_s = seconds;
+         return OkStatus();
+       },
+       [](const Config& c) { return FormatDouble(c.test_timeout_s); }},
       {"lifetime",
        [](Config& c, const std::string& v) {
          SANDRUN_RETURN_IF_ERROR(ParseNumber<std::int64_t>("lifetime", v, 1, &c.lifetime_s));

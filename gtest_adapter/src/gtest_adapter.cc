@@ -140,8 +140,7 @@ class Launcher : public RunListenerBase {
     for (auto& job : jobs) {
       for (const auto& test : job.spec.tests) {
         pending_.insert(test);
-        timeout_ms_[test] = static_cast<long long>(
-            (job.spec.timeout_s > 0 ? job.spec.timeout_s : config_.timeout_s) * 1000);
+        timeout_ms_[test] = static_cast<long long>(CaseTimeoutSeconds(config_, job.spec) * 1000);
       }
       task_tests_[job.spec.task_id] = job.spec.tests;
       by_backend_[job.backend].push_back(std::move(job.spec));

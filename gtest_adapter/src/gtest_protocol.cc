@@ -10,7 +10,9 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <cmath>
 #include <fstream>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
@@ -60,11 +62,6 @@ bool AnyMatches(std::string_view patterns, std::string_view name) {
   }
 }
 
-bool IsDisabled(std::string_view suite, std::string_view test) {
-  return suite.substr(0, 9) == "DISABLED_" || test.substr(0, 9) == "DISABLED_" ||
-         suite.find("/DISABLED_") != std::string_view::npos;
-}
-
 std::string Trim(std::string_view s) {
   std::size_t b = 0, e = s.size();
   while (b < e && (s[b] == ' ' || s[b] == '\t' || s[b] == '\r')) ++b;
@@ -106,6 +103,19 @@ std::string SecondsText(long long ms) {
   if (ms % 1000 == 0) out << ms / 1000 << " s";
   else out << static_cast<double>(ms) / 1000.0 << " s";
   return out.str();
+}
+
+// GoogleTest before 1.13 writes no skip message into its JSON report (an
+// adapter-linked binary records it as a property); a plain binary's only
+// trace of it is the test's output: "file:line: Skipped\nWHY\n[  SKIPPED ] T".
+std::string SkipMessageFromOutput(const std::string& output, const std::string& test) {
+  std::size_t end = output.find("[  SKIPPED ] " + test);
+  if (end == std::string::npos) return "";
+  std::size_t start = output.rfind(": Skipped\n", end);
+  if (start == std::string::npos) return "";
+  std::string message = output.substr(start + 10, end - start - 10);
+  while (!message.empty() && message.back() == '\n') message.pop_back();
+  return message;
 }
 
 std::string Where(const TaskRecord& record) {
@@ -176,8 +186,16 @@ bool FilterMatches(std::string_view filter, std::string_view name) {
   return selected && !AnyMatches(negative, name);
 }
 
-std::vector<std::string> ParseTestList(std::string_view listing) {
-  std::vector<std::string> names;
+bool IsDisabledTest(std::string_view suite, std::string_view test) {
+  // GoogleTest's own rule: either name matches "DISABLED_*:*/DISABLED_*".
+  auto disabled = [](std::string_view name) {
+    return name.substr(0, 9) == "DISABLED_" || name.find("/DISABLED_") != std::string_view::npos;
+  };
+  return disabled(suite) || disabled(test);
+}
+
+std::vector<ListedTest> ParseTestListing(std::string_view listing) {
+  std::vector<ListedTest> tests;
   std::string suite;
   std::istringstream in{std::string(listing)};
   std::string line;
@@ -192,38 +210,120 @@ std::vector<std::string> ParseTestList(std::string_view listing) {
     }
     std::string test = Trim(text);
     if (suite.empty() || test.empty()) continue;
-    if (IsDisabled(suite, test)) continue;
-    names.push_back(suite + "." + test);
+    ListedTest listed;
+    listed.name = suite + "." + test;
+    listed.disabled = IsDisabledTest(suite, test);
+    tests.push_back(std::move(listed));
+  }
+  return tests;
+}
+
+std::vector<std::string> ParseTestList(std::string_view listing) {
+  std::vector<std::string> names;
+  for (const ListedTest& test : ParseTestListing(listing)) {
+    if (!test.disabled) names.push_back(test.name);
   }
   return names;
 }
 
-Result<std::vector<std::string>> ListTests(const fs::path& binary, const fs::path& cache_dir) {
+Result<std::vector<ListedTest>> ParseJsonTestListing(std::string_view text) {
+  json doc = json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
+  if (doc.is_discarded() || !doc.is_object()) {
+    return InvalidArgumentError("the gtest JSON listing is not valid JSON");
+  }
+  auto str = [](const json& obj, const char* key) -> std::string {
+    auto it = obj.find(key);
+    return it != obj.end() && it->is_string() ? it->get<std::string>() : std::string();
+  };
+  std::vector<ListedTest> tests;
+  auto suites = doc.find("testsuites");
+  if (suites == doc.end() || !suites->is_array()) return tests;
+  for (const auto& suite : *suites) {
+    if (!suite.is_object() || !suite.contains("testsuite") || !suite["testsuite"].is_array()) {
+      continue;
+    }
+    std::string suite_name = str(suite, "name");
+    for (const auto& test : suite["testsuite"]) {
+      if (!test.is_object()) continue;
+      ListedTest listed;
+      std::string test_name = str(test, "name");
+      listed.name = suite_name + "." + test_name;
+      listed.file = str(test, "file");
+      if (auto line = test.find("line"); line != test.end() && line->is_number_integer()) {
+        listed.line = line->get<int>();
+      }
+      listed.value_param = str(test, "value_param");
+      listed.type_param = str(test, "type_param");
+      listed.disabled = IsDisabledTest(suite_name, test_name);
+      tests.push_back(std::move(listed));
+    }
+  }
+  return tests;
+}
+
+namespace {
+
+json ListingToJson(const std::vector<ListedTest>& tests) {
+  json out = json::array();
+  for (const auto& t : tests) {
+    out.push_back({{"name", t.name}, {"file", t.file}, {"line", t.line},
+                   {"disabled", t.disabled}, {"value_param", t.value_param},
+                   {"type_param", t.type_param}});
+  }
+  return out;
+}
+
+std::optional<std::vector<ListedTest>> ListingFromJson(const std::string& text) {
+  json doc = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (!doc.is_array()) return std::nullopt;
+  std::vector<ListedTest> tests;
+  for (const auto& item : doc) {
+    if (!item.is_object()) return std::nullopt;
+    ListedTest t;
+    t.name = item.value("name", "");
+    t.file = item.value("file", "");
+    t.line = item.value("line", 0);
+    t.disabled = item.value("disabled", false);
+    t.value_param = item.value("value_param", "");
+    t.type_param = item.value("type_param", "");
+    tests.push_back(std::move(t));
+  }
+  return tests;
+}
+
+}  // namespace
+
+Result<std::vector<ListedTest>> ListTests(const fs::path& binary, const fs::path& cache_dir) {
   SANDRUN_ASSIGN_OR_RETURN(std::string sha, Sha256OfFile(binary));
-  fs::path cache = cache_dir / (sha + ".txt");
+  fs::path cache = cache_dir / (sha + ".listing.json");
   std::error_code ec;
   if (fs::exists(cache, ec)) {
     Result<std::string> cached = ReadWholeFile(cache);
-    std::istringstream text(cached.ok() ? *cached : std::string());
-    std::vector<std::string> names;
-    std::string line;
-    while (std::getline(text, line)) {
-      if (!line.empty()) names.push_back(line);
+    if (cached.ok()) {
+      if (auto tests = ListingFromJson(*cached)) return *tests;
     }
-    return names;
   }
-  SANDRUN_ASSIGN_OR_RETURN(std::string listing,
-                           CaptureOutput({fs::absolute(binary).string(), "--gtest_list_tests"}));
-  std::vector<std::string> names = ParseTestList(listing);
   fs::create_directories(cache_dir, ec);
+  fs::path json_listing = cache_dir / (sha + ".gtest" + std::to_string(getpid()) + ".json");
+  SANDRUN_ASSIGN_OR_RETURN(
+      std::string listing,
+      CaptureOutput({fs::absolute(binary).string(), "--gtest_list_tests",
+                     "--gtest_output=json:" + json_listing.string()}));
+  // GoogleTest < 1.10 writes no JSON listing: the text one has no file:line.
+  std::vector<ListedTest> tests = ParseTestListing(listing);
+  if (Result<std::string> text = ReadWholeFile(json_listing); text.ok()) {
+    auto parsed = ParseJsonTestListing(*text);
+    if (parsed.ok() && !parsed->empty()) tests = std::move(parsed).value();
+  }
+  fs::remove(json_listing, ec);
   fs::path tmp = cache;
   tmp += ".tmp" + std::to_string(getpid());
   {
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    for (const auto& name : names) out << name << "\n";
+    out << ListingToJson(tests).dump(1) << "\n";
   }
   fs::rename(tmp, cache, ec);  // A cache we cannot write only costs a relisting.
-  return names;
+  return tests;
 }
 
 Result<std::vector<CaseReport>> ParseGtestJson(std::string_view text) {
@@ -386,6 +486,7 @@ Verdict Judge(const std::string& test, const TaskRecord& record, const Downloade
                   true);
   }
   v.failures = report->failures;
+  v.report_ms = std::llround(report->seconds * 1000);
   if (!v.failures.empty()) {
     v.kind = Verdict::Kind::kFailed;
     v.summary = std::to_string(v.failures.size()) + " failure(s)";
@@ -394,6 +495,7 @@ Verdict Judge(const std::string& test, const TaskRecord& record, const Downloade
   if (report->skipped) {
     v.kind = Verdict::Kind::kSkipped;
     v.skip_message = report->skip_message;
+    if (v.skip_message.empty()) v.skip_message = SkipMessageFromOutput(r.stdout_stream.text, test);
     v.summary = "skipped";
     return v;
   }
@@ -428,6 +530,12 @@ std::string TaskIdFor(const std::string& test_name, std::map<std::string, int>* 
   return id;
 }
 
+double CaseTimeoutSeconds(const Config& config, const CaseTask& spec) {
+  if (spec.timeout_s > 0) return spec.timeout_s;
+  if (config.timeout_s > 0) return config.timeout_s;
+  return config.test_timeout_s;
+}
+
 Task MakeCaseTask(const Config& config, const fs::path& binary, const fs::path& empty_dir,
                   const CaseTask& spec) {
   Task task = TaskFromConfig(config);
@@ -441,8 +549,8 @@ Task MakeCaseTask(const Config& config, const fs::path& binary, const fs::path& 
   if (spec.memory_mb > 0) task.sandbox.memory_mb = spec.memory_mb;
   if (!spec.gpu.empty()) task.sandbox.gpu = spec.gpu;
   if (spec.network_set) task.sandbox.network = spec.network;
-  if (spec.timeout_s > 0) {
-    task.exec.timeout = TimeoutFromSeconds(spec.timeout_s);
+  if (double timeout_s = CaseTimeoutSeconds(config, spec); timeout_s > 0) {
+    task.exec.timeout = TimeoutFromSeconds(timeout_s);
     DeriveDefaultLifetime(config, task);
   }
   std::string exe_name = binary.filename().string();
@@ -456,7 +564,9 @@ Task MakeCaseTask(const Config& config, const fs::path& binary, const fs::path& 
   task.exec.argv = {"./" + exe_name, "--gtest_filter=" + filter,
                     "--gtest_also_run_disabled_tests",
                     std::string("--gtest_output=json:") + kReportFile, "--gtest_color=no"};
+  task.exec.argv.insert(task.exec.argv.end(), spec.extra_args.begin(), spec.extra_args.end());
   task.sandbox.env = spec.env;
+  for (const auto& [key, value] : spec.labels) task.sandbox.labels[key] = value;
   task.exec.env[kInsideEnv] = "1";
   task.exec.env["TEST_PREMATURE_EXIT_FILE"] = kPrematureExitFile;
   task.downloads = {kOutputDir};

@@ -10,8 +10,10 @@
 #include <sstream>
 
 #include "sandrun/gtest_protocol.h"
+#include "sandrun/gtest_report.h"
 #include "sandrun/listener.h"
 #include "sandrun/result.h"
+#include "sandrun/util.h"
 
 namespace sandrun::gtest {
 namespace fs = std::filesystem;
@@ -20,26 +22,52 @@ namespace {
 
 struct CaseOutcome {
   Verdict verdict;
-  long long ms = 0;
-  int rounds = 0;  ///< How many times it ran.
+  long long ms = 0;               ///< Its own time: its report's, else its process's.
+  std::int64_t start_epoch_ms = 0;
+  int rounds = 0;                 ///< How many times it ran.
   std::string backend;
   std::string run_id;
+  std::string task_id;
+  std::string sandbox_id;
   std::string stdout_text;
+  bool flaky() const { return verdict.ok() && rounds > 1; }
 };
 
 std::string Plural(std::size_t n, const char* word) {
   return std::to_string(n) + " " + word + (n == 1 ? "" : "s");
 }
 
+/// GoogleTest's bracketed tags, coloured as GoogleTest colours them.
+class Tags {
+ public:
+  explicit Tags(bool color) : color_(color) {}
+  std::string Green(const char* tag) const { return Paint("32", tag); }
+  std::string Red(const char* tag) const { return Paint("31", tag); }
+  std::string Yellow(const std::string& text) const { return Paint("33", text); }
+
+ private:
+  std::string Paint(const char* code, const std::string& text) const {
+    return color_ ? std::string("\033[0;") + code + "m" + text + "\033[m" : text;
+  }
+  bool color_;
+};
+
 /// Prints each case as it ends, gtest style, and keeps the progress line.
 class PrintingListener : public RunListenerBase {
  public:
-  PrintingListener(std::FILE* out, std::FILE* err, bool progress, std::size_t total,
-                   std::shared_ptr<DownloadTap> tap, std::map<std::string, std::string> tests,
-                   long long timeout_ms, std::map<std::string, CaseOutcome>* outcomes,
-                   int round)
-      : out_(out), err_(err), progress_(progress), total_(total), tap_(std::move(tap)),
-        tests_(std::move(tests)), timeout_ms_(timeout_ms), outcomes_(outcomes), round_(round) {}
+  struct Settings {
+    bool progress = false;
+    bool brief = false;
+    bool color = false;
+    long long timeout_ms = 0;
+    int round = 1;
+  };
+  PrintingListener(std::FILE* out, std::FILE* err, Settings settings, std::size_t total,
+                   std::shared_ptr<DownloadTap> tap,
+                   std::map<std::string, const ListedTest*> tests,
+                   std::map<std::string, CaseOutcome>* outcomes)
+      : out_(out), err_(err), settings_(settings), tags_(settings.color), total_(total),
+        tap_(std::move(tap)), tests_(std::move(tests)), outcomes_(outcomes) {}
 
   void OnTaskStart(const Task&, int attempt) override {
     if (attempt == 1) ++running_;
@@ -49,32 +77,52 @@ class PrintingListener : public RunListenerBase {
   void OnTaskEnd(const TaskRecord& record) override {
     --running_;
     ++done_;
-    const std::string& test = tests_[record.task_id];
+    const ListedTest& listed = *tests_.at(record.task_id);
+    const std::string& test = listed.name;
     CaseOutcome& outcome = (*outcomes_)[test];
-    outcome.verdict = Judge(test, record, tap_->Take(record.task_id), timeout_ms_);
-    outcome.ms = record.result.durations.total_ms;
-    outcome.rounds = round_;
+    outcome.verdict = Judge(test, record, tap_->Take(record.task_id), settings_.timeout_ms);
+    // An ending that is not an assertion (crash, timeout, early exit) is
+    // reported where the test is, as GoogleTest reports a test's own failure.
+    for (Failure& f : outcome.verdict.failures) {
+      if (f.file.empty() && !listed.file.empty()) {
+        f.file = listed.file;
+        f.line = listed.line;
+      }
+    }
+    const Durations& d = record.result.durations;
+    outcome.ms = outcome.verdict.report_ms >= 0 ? outcome.verdict.report_ms : d.exec_ms;
+    outcome.start_epoch_ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(
+            std::chrono::system_clock::now().time_since_epoch())
+            .count() -
+        d.exec_ms - d.download_ms;
+    outcome.rounds = settings_.round;
     outcome.backend = record.backend;
     outcome.run_id = record.run_id;
+    outcome.task_id = record.task_id;
+    outcome.sandbox_id = record.result.sandbox_id;
     outcome.stdout_text = record.result.stdout_stream.text;
     if (!outcome.verdict.ok()) ++failed_;
     ClearProgress();
-    std::string block = "[ RUN      ] " + test + "\n";
+    std::string block;
+    if (!settings_.brief) block += tags_.Green("[ RUN      ] ") + test + "\n";
     for (const Failure& f : outcome.verdict.failures) {
       block += (f.file.empty() ? std::string("unknown file")
                                : f.file + ":" + std::to_string(f.line)) +
                ": Failure\n" + f.message + "\n";
     }
-    const char* tag = "[       OK ] ";
+    std::string tag = tags_.Green("[       OK ] ");
     if (outcome.verdict.kind == Verdict::Kind::kSkipped) {
       if (!outcome.verdict.skip_message.empty()) block += outcome.verdict.skip_message + "\n";
-      tag = "[  SKIPPED ] ";
+      tag = tags_.Green("[  SKIPPED ] ");
     } else if (!outcome.verdict.ok()) {
-      tag = "[  FAILED  ] ";
+      tag = tags_.Red("[  FAILED  ] ");
     }
     block += tag + test + " (" + std::to_string(outcome.ms) + " ms)\n";
-    std::fputs(block.c_str(), out_);
-    std::fflush(out_);
+    if (!settings_.brief || !outcome.verdict.ok()) {
+      std::fputs(block.c_str(), out_);
+      std::fflush(out_);
+    }
     Progress();
   }
 
@@ -89,27 +137,26 @@ class PrintingListener : public RunListenerBase {
 
  private:
   void Progress() {
-    if (!progress_) return;
+    if (!settings_.progress) return;
     std::fprintf(err_, "\r[ %zu/%zu done, %d running, %d failed ]", done_, total_, running_,
                  failed_);
     std::fflush(err_);
     shown_ = true;
   }
   void ClearProgress() {
-    if (!progress_ || !shown_) return;
+    if (!settings_.progress || !shown_) return;
     std::fputs("\r\033[K", err_);
     shown_ = false;
   }
 
   std::FILE* out_;
   std::FILE* err_;
-  bool progress_;
+  Settings settings_;
+  Tags tags_;
   std::size_t total_;
   std::shared_ptr<DownloadTap> tap_;
-  std::map<std::string, std::string> tests_;  // task id -> test
-  long long timeout_ms_;
+  std::map<std::string, const ListedTest*> tests_;  // task id -> test
   std::map<std::string, CaseOutcome>* outcomes_;
-  int round_;
   std::size_t done_ = 0;
   int running_ = 0;
   int failed_ = 0;
@@ -197,12 +244,123 @@ Status WriteJUnit(const fs::path& path, const std::vector<std::string>& order,
   return OkStatus();
 }
 
+
+/// What GoogleTest would select from the listing (UnitTestImpl::FilterTests'
+/// rules): `run` in the listing's order, and `reported` (the filter's
+/// matches on this shard, disabled ones included) for the report and the
+/// disabled count.
+struct Selection {
+  std::vector<const ListedTest*> run;
+  std::vector<const ListedTest*> reported;
+  int disabled = 0;  ///< Reported, disabled, and not run.
+};
+
+Selection Select(const std::vector<ListedTest>& listed, const GtestSettings& gtest) {
+  Selection selection;
+  int runnable_so_far = 0;  // Across all shards: the shard of a test is its index here.
+  for (const ListedTest& test : listed) {
+    bool matches = FilterMatches(gtest.filter, test.name);
+    bool runnable = matches && (gtest.also_run_disabled || !test.disabled);
+    bool on_this_shard = runnable_so_far % gtest.sharding.total == gtest.sharding.index;
+    runnable_so_far += runnable;
+    if (!matches || !on_this_shard) continue;
+    selection.reported.push_back(&test);
+    if (runnable) selection.run.push_back(&test);
+    else ++selection.disabled;
+  }
+  return selection;
+}
+
+std::size_t SuiteCount(const std::vector<const ListedTest*>& tests) {
+  std::set<std::string> suites;
+  for (const ListedTest* t : tests) suites.insert(t->name.substr(0, t->name.find('.')));
+  return suites.size();
+}
+
+/// `--gtest_list_tests`: the tests the filter matches, as the binary prints
+/// them (disabled ones included, sharding ignored, as GoogleTest does).
+void PrintListing(const std::vector<ListedTest>& listed, const std::string& filter,
+                  std::FILE* out) {
+  std::string suite;
+  for (const ListedTest& test : listed) {
+    if (!FilterMatches(filter, test.name)) continue;
+    std::string this_suite = test.name.substr(0, test.name.find('.'));
+    if (this_suite != suite) {
+      suite = this_suite;
+      std::fprintf(out, "%s.", suite.c_str());
+      if (!test.type_param.empty()) std::fprintf(out, "  # TypeParam = %s", test.type_param.c_str());
+      std::fputc('\n', out);
+    }
+    std::fprintf(out, "  %s", test.name.substr(test.name.find('.') + 1).c_str());
+    if (!test.value_param.empty()) {
+      std::fprintf(out, "  # GetParam() = %s", test.value_param.c_str());
+    }
+    std::fputc('\n', out);
+  }
+  std::fflush(out);
+}
+
+std::int64_t EpochMillisNow() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+GtestReport BuildReport(const Selection& selection,
+                        const std::map<std::string, CaseOutcome>& outcomes,
+                        std::int64_t start_epoch_ms, std::int64_t elapsed_ms,
+                        const std::string& backend, const std::string& runs) {
+  GtestReport report;
+  report.start_epoch_ms = start_epoch_ms;
+  report.elapsed_ms = elapsed_ms;
+  report.properties = {{"sandrun_backend", backend}, {"sandrun_run", runs}};
+  std::set<const ListedTest*> run(selection.run.begin(), selection.run.end());
+  for (const ListedTest* test : selection.reported) {
+    ReportedCase c;
+    c.test = *test;
+    c.run = run.count(test) > 0;
+    c.start_epoch_ms = start_epoch_ms;
+    auto it = outcomes.find(test->name);
+    if (c.run && it != outcomes.end()) {
+      const CaseOutcome& o = it->second;
+      c.verdict = o.verdict;
+      c.ms = o.ms;
+      c.start_epoch_ms = o.start_epoch_ms;
+      c.properties = {{"sandrun_backend", o.backend},
+                      {"sandrun_sandbox", o.sandbox_id},
+                      {"sandrun_run", o.run_id},
+                      {"sandrun_task", o.task_id},
+                      {"sandrun_attempts", std::to_string(o.rounds)},
+                      {"sandrun_verdict", std::string(VerdictKindName(o.verdict.kind))}};
+      if (o.flaky()) c.properties.push_back({"flaky", "true"});
+    }
+    report.cases.push_back(std::move(c));
+  }
+  return report;
+}
+
+/// One iteration's verdict, for the exit code.
+enum class IterationEnd { kPassed, kFlaky, kFailed, kInfraOnly, kCancelled };
+
 }  // namespace
+
+int ListGtestBinary(const Config& config, const RunnerOptions& options, std::FILE* out,
+                    std::FILE* err) {
+  std::error_code ec;
+  auto listed = ListTests(fs::absolute(options.binary, ec), config.state_dir / "gtest" / "lists");
+  if (!listed.ok()) {
+    std::fprintf(err, "sandrun: %s\n", listed.status().message().c_str());
+    return kExitUsage;
+  }
+  PrintListing(*listed, options.gtest.filter, out);
+  return 0;
+}
 
 int RunGtestBinary(const Config& config, std::vector<BackendCandidate> candidates,
                    RunOptions run_options, const RunnerOptions& options,
                    const CancelFlag& cancel, std::FILE* out, std::FILE* err) {
-  auto started = std::chrono::steady_clock::now();
+  const GtestSettings& gtest = options.gtest;
+  const Tags tags(gtest.color);
   std::error_code ec;
   fs::path binary = fs::absolute(options.binary, ec);
   auto listed = ListTests(binary, config.state_dir / "gtest" / "lists");
@@ -210,122 +368,206 @@ int RunGtestBinary(const Config& config, std::vector<BackendCandidate> candidate
     std::fprintf(err, "sandrun: %s\n", listed.status().message().c_str());
     return kExitUsage;
   }
-  std::vector<std::string> selected;
-  for (const auto& name : listed.value()) {
-    if (options.filter.empty() || FilterMatches(options.filter, name)) selected.push_back(name);
+  if (Status touched = TouchShardStatusFile(gtest.sharding); !touched.ok()) {
+    std::fprintf(err, "sandrun: %s\n", touched.message().c_str());
+    return kExitUsage;
   }
+  const Selection selection = Select(*listed, gtest);
+
   auto tap = std::make_shared<DownloadTap>();
   for (auto& c : candidates) {
     if (c.backend) c.backend = TapBackend(c.backend, tap);
   }
   fs::path empty_dir = config.state_dir / "gtest" / "empty";
   fs::create_directories(empty_dir, ec);
+  std::map<std::string, const ListedTest*> by_name;
+  for (const ListedTest* t : selection.run) by_name[t->name] = t;
 
-  std::fprintf(out, "[==========] Running %s from %s in sandboxes.\n",
-               Plural(selected.size(), "test").c_str(), binary.filename().c_str());
-  std::fflush(out);
-  std::map<std::string, CaseOutcome> outcomes;
-  std::vector<std::string> todo = selected;
-  std::set<std::string> run_ids;
-  bool infra_only = true;
-  std::string backend_used;
-  for (int round = 1; !todo.empty() && !cancel.cancelled(); ++round) {
-    if (round > 1) {
-      std::fprintf(out, "[ RETRY    ] round %d: %s that did not pass\n", round,
-                   Plural(todo.size(), "test").c_str());
-      std::fflush(out);
+  bool any_failed = false, any_flaky = false, only_infra = true;
+  for (int iteration = 1; iteration <= gtest.repeat && !cancel.cancelled(); ++iteration) {
+    if (gtest.repeat != 1) {
+      std::fprintf(out, "\nRepeating all tests (iteration %d) . . .\n\n", iteration);
     }
-    std::vector<Task> tasks;
-    std::map<std::string, std::string> task_tests;
-    std::map<std::string, int> used_ids;
-    for (const auto& test : todo) {
-      CaseTask spec;
-      spec.task_id = TaskIdFor(test, &used_ids);
-      spec.test_name = test;
-      spec.tests = {test};
-      spec.env = options.env;
-      spec.uploads = options.uploads;
-      task_tests[spec.task_id] = test;
-      tasks.push_back(MakeCaseTask(config, binary, empty_dir, spec));
+    if (gtest.filter != "*") {
+      std::fprintf(out, "%s\n", tags.Yellow("Note: Google Test filter = " + gtest.filter).c_str());
     }
-    Status valid = ValidateTasks(tasks);
-    if (!valid.ok()) {
-      std::fprintf(err, "sandrun: %s\n", valid.message().c_str());
-      return kExitUsage;
+    if (gtest.sharding.total > 1) {
+      std::fprintf(out, "%s\n",
+                   tags.Yellow("Note: This is test shard " + std::to_string(gtest.sharding.index + 1) +
+                               " of " + std::to_string(gtest.sharding.total) + ".")
+                       .c_str());
     }
-    Engine engine(candidates);
-    auto printer = std::make_shared<PrintingListener>(
-        out, err, options.progress, tasks.size(), tap, task_tests,
-        static_cast<long long>(config.timeout_s * 1000), &outcomes, round);
-    engine.AddListener(printer);
-    auto outcome = engine.Run(std::move(tasks), run_options, cancel);
-    if (!outcome.ok()) {
-      std::fprintf(err, "sandrun: %s\n", outcome.status().message().c_str());
-      return kExitSandrunError;
+    std::fprintf(out, "%sRunning %s from %s of %s in sandboxes.\n",
+                 tags.Green("[==========] ").c_str(), Plural(selection.run.size(), "test").c_str(),
+                 Plural(SuiteCount(selection.run), "test suite").c_str(),
+                 binary.filename().c_str());
+    if (selection.run.empty()) {
+      std::fprintf(out,
+                   "sandrun: note: no test selected: %zu test(s) of %s, none %s (GoogleTest "
+                   "runs nothing and passes; so does sandrun)\n",
+                   listed->size(), binary.filename().c_str(),
+                   gtest.sharding.total > 1 ? "matches the filter on this shard"
+                                            : "matches the filter");
     }
-    run_ids.insert(outcome->run.run_id);
-    backend_used = outcome->run.backend;
-    if (outcome->undelivered > 0) {
-      std::fprintf(err,
-                   "sandrun: warning: %d record(s) wait in the outbox %s; run `sandrun results "
-                   "sync` to deliver them\n",
-                   outcome->undelivered, outcome->outbox.c_str());
+    std::fflush(out);
+
+    auto started = std::chrono::steady_clock::now();
+    std::int64_t start_epoch_ms = EpochMillisNow();
+    std::map<std::string, CaseOutcome> outcomes;
+    std::vector<std::string> todo;
+    for (const ListedTest* t : selection.run) todo.push_back(t->name);
+    std::vector<std::string> run_ids;
+    std::string backend_used;
+    for (int round = 1; !todo.empty() && !cancel.cancelled(); ++round) {
+      if (round > 1) {
+        std::fprintf(out, "%sround %d: %s that did not pass\n", tags.Yellow("[ RETRY    ] ").c_str(),
+                     round, Plural(todo.size(), "test").c_str());
+        std::fflush(out);
+      }
+      std::vector<Task> tasks;
+      std::map<std::string, const ListedTest*> task_tests;
+      std::map<std::string, int> used_ids;
+      long long timeout_ms = 0;
+      for (const auto& test : todo) {
+        CaseTask spec;
+        spec.task_id = TaskIdFor(test, &used_ids);
+        spec.test_name = test;
+        spec.tests = {test};
+        spec.env = options.env;
+        spec.uploads = options.uploads;
+        spec.extra_args = options.case_args;
+        // A retry's record says so: passing there makes the case flaky.
+        if (round > 1) spec.labels["retry_round"] = std::to_string(round);
+        timeout_ms = static_cast<long long>(CaseTimeoutSeconds(config, spec) * 1000);
+        task_tests[spec.task_id] = by_name.at(test);
+        tasks.push_back(MakeCaseTask(config, binary, empty_dir, spec));
+      }
+      Status valid = ValidateTasks(tasks);
+      if (!valid.ok()) {
+        std::fprintf(err, "sandrun: %s\n", valid.message().c_str());
+        return kExitUsage;
+      }
+      Engine engine(candidates);
+      PrintingListener::Settings printing;
+      printing.progress = options.progress;
+      printing.brief = gtest.brief;
+      printing.color = gtest.color;
+      printing.timeout_ms = timeout_ms;
+      printing.round = round;
+      engine.AddListener(std::make_shared<PrintingListener>(out, err, printing, tasks.size(), tap,
+                                                            task_tests, &outcomes));
+      auto outcome = engine.Run(std::move(tasks), run_options, cancel);
+      if (!outcome.ok()) {
+        std::fprintf(err, "sandrun: %s\n", outcome.status().message().c_str());
+        return kExitSandrunError;
+      }
+      run_ids.push_back(outcome->run.run_id);
+      backend_used = outcome->run.backend;
+      if (outcome->undelivered > 0) {
+        std::fprintf(err,
+                     "sandrun: warning: %d record(s) wait in the outbox %s; run `sandrun results "
+                     "sync` to deliver them\n",
+                     outcome->undelivered, outcome->outbox.c_str());
+      }
+      if (round > options.retry_failed) break;
+      std::vector<std::string> again;
+      for (const auto& test : todo) {
+        auto it = outcomes.find(test);
+        if (it == outcomes.end() || !it->second.verdict.ok()) again.push_back(test);
+      }
+      todo = std::move(again);
     }
-    if (round > options.retry_failed) break;
-    std::vector<std::string> again;
-    for (const auto& test : todo) {
+
+    std::vector<std::string> passed, skipped, failed, flaky, order;
+    bool infra_only = true;
+    for (const ListedTest* t : selection.run) {
+      const std::string& test = t->name;
+      order.push_back(test);
       auto it = outcomes.find(test);
-      if (it == outcomes.end() || !it->second.verdict.ok()) again.push_back(test);
+      if (it == outcomes.end()) {
+        CaseOutcome missing;
+        missing.verdict.kind = Verdict::Kind::kCancelled;
+        missing.verdict.summary = "not run (cancelled)";
+        it = outcomes.emplace(test, missing).first;
+      }
+      const Verdict& v = it->second.verdict;
+      if (v.kind == Verdict::Kind::kPassed) passed.push_back(test);
+      else if (v.kind == Verdict::Kind::kSkipped) skipped.push_back(test);
+      else {
+        failed.push_back(test);
+        if (v.kind != Verdict::Kind::kInfraError) infra_only = false;
+      }
+      if (it->second.flaky()) flaky.push_back(test);
     }
-    todo = std::move(again);
-  }
-
-  std::vector<std::string> passed, skipped, failed;
-  for (const auto& test : selected) {
-    auto it = outcomes.find(test);
-    if (it == outcomes.end()) {
-      CaseOutcome missing;
-      missing.verdict.kind = Verdict::Kind::kCancelled;
-      missing.verdict.summary = "not run (cancelled)";
-      it = outcomes.emplace(test, missing).first;
+    std::int64_t wall = MillisBetween(started, std::chrono::steady_clock::now());
+    std::string runs;
+    for (const auto& id : run_ids) runs += (runs.empty() ? "" : ", ") + id;
+    std::fprintf(out, "%s%s from %s ran in sandboxes (backend %s; run %s). (%lld ms total)\n",
+                 tags.Green("[==========] ").c_str(), Plural(selection.run.size(), "test").c_str(),
+                 Plural(SuiteCount(selection.run), "test suite").c_str(),
+                 backend_used.empty() ? "none" : backend_used.c_str(),
+                 runs.empty() ? "none" : runs.c_str(), static_cast<long long>(wall));
+    std::fprintf(out, "%s%s.\n", tags.Green("[  PASSED  ] ").c_str(),
+                 Plural(passed.size(), "test").c_str());
+    if (!flaky.empty()) {
+      std::fprintf(out, "%s%s flaky (passed only on a retry)%s, listed below:\n",
+                   tags.Yellow("[  FLAKY   ] ").c_str(), Plural(flaky.size(), "test").c_str(),
+                   options.fail_flaky ? "; --fail-flaky makes that a failure" : "");
+      for (const auto& t : flaky) {
+        std::fprintf(out, "%s%s (passed on round %d)\n", tags.Yellow("[  FLAKY   ] ").c_str(),
+                     t.c_str(), outcomes[t].rounds);
+      }
     }
-    const Verdict& v = it->second.verdict;
-    if (v.kind == Verdict::Kind::kPassed) passed.push_back(test);
-    else if (v.kind == Verdict::Kind::kSkipped) skipped.push_back(test);
-    else {
-      failed.push_back(test);
-      if (v.kind != Verdict::Kind::kInfraError) infra_only = false;
+    if (!skipped.empty()) {
+      std::fprintf(out, "%s%s, listed below:\n", tags.Green("[  SKIPPED ] ").c_str(),
+                   Plural(skipped.size(), "test").c_str());
+      for (const auto& t : skipped) {
+        std::fprintf(out, "%s%s\n", tags.Green("[  SKIPPED ] ").c_str(), t.c_str());
+      }
     }
-  }
-  long long wall = std::chrono::duration_cast<std::chrono::milliseconds>(
-                       std::chrono::steady_clock::now() - started)
-                       .count();
-  std::string runs;
-  for (const auto& id : run_ids) runs += (runs.empty() ? "" : ", ") + id;
-  std::fprintf(out, "[==========] %s ran in sandboxes (backend %s; run %s). (%lld ms total)\n",
-               Plural(selected.size(), "test").c_str(), backend_used.c_str(), runs.c_str(), wall);
-  std::fprintf(out, "[  PASSED  ] %s.\n", Plural(passed.size(), "test").c_str());
-  if (!skipped.empty()) {
-    std::fprintf(out, "[  SKIPPED ] %s, listed below:\n", Plural(skipped.size(), "test").c_str());
-    for (const auto& t : skipped) std::fprintf(out, "[  SKIPPED ] %s\n", t.c_str());
-  }
-  if (!failed.empty()) {
-    std::fprintf(out, "[  FAILED  ] %s, listed below:\n", Plural(failed.size(), "test").c_str());
-    for (const auto& t : failed) {
-      const CaseOutcome& o = outcomes[t];
-      std::fprintf(out, "[  FAILED  ] %s (%s%s)\n", t.c_str(),
-                   std::string(VerdictKindName(o.verdict.kind)).c_str(),
-                   o.rounds > 1 ? (", " + std::to_string(o.rounds) + " rounds").c_str() : "");
+    if (!failed.empty()) {
+      std::fprintf(out, "%s%s, listed below:\n", tags.Red("[  FAILED  ] ").c_str(),
+                   Plural(failed.size(), "test").c_str());
+      for (const auto& t : failed) {
+        const CaseOutcome& o = outcomes[t];
+        std::fprintf(out, "%s%s (%s%s)\n", tags.Red("[  FAILED  ] ").c_str(), t.c_str(),
+                     std::string(VerdictKindName(o.verdict.kind)).c_str(),
+                     o.rounds > 1 ? (", " + std::to_string(o.rounds) + " rounds").c_str() : "");
+      }
+      std::fprintf(out, "\n%2zu FAILED %s\n", failed.size(), failed.size() == 1 ? "TEST" : "TESTS");
     }
-  }
-  std::fflush(out);
-  if (!options.junit.empty()) {
-    Status written = WriteJUnit(options.junit, selected, outcomes);
-    if (!written.ok()) std::fprintf(err, "sandrun: %s\n", written.message().c_str());
+    if (selection.disabled > 0 && !gtest.also_run_disabled) {
+      if (failed.empty()) std::fputc('\n', out);
+      std::fprintf(out, "%s\n\n",
+                   tags.Yellow("  YOU HAVE " + std::to_string(selection.disabled) + " DISABLED " +
+                               (selection.disabled == 1 ? "TEST" : "TESTS"))
+                       .c_str());
+    }
+    std::fflush(out);
+    // As GoogleTest does with --gtest_repeat, each iteration rewrites the
+    // reports: they describe the last one.
+    if (!gtest.output_format.empty()) {
+      GtestReport report = BuildReport(selection, outcomes, start_epoch_ms, wall,
+                                       backend_used, runs);
+      Status written = WriteGtestReport(gtest.output_path, gtest.output_format, report);
+      if (!written.ok()) {
+        std::fprintf(err, "sandrun: cannot write the GoogleTest report %s: %s\n",
+                     gtest.output_path.c_str(), written.message().c_str());
+        return kExitUsage;
+      }
+    }
+    if (!options.junit.empty()) {
+      Status written = WriteJUnit(options.junit, order, outcomes);
+      if (!written.ok()) std::fprintf(err, "sandrun: %s\n", written.message().c_str());
+    }
+    any_failed = any_failed || !failed.empty();
+    any_flaky = any_flaky || !flaky.empty();
+    only_infra = only_infra && (failed.empty() || infra_only);
   }
   if (cancel.cancelled()) return kExitInterrupted;
-  if (failed.empty()) return 0;
-  return infra_only ? kExitSandrunError : 1;
+  if (any_failed) return only_infra ? kExitSandrunError : 1;
+  if (any_flaky && options.fail_flaky) return 1;
+  return 0;
 }
 
 }  // namespace sandrun::gtest

@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <set>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
@@ -447,6 +448,347 @@ TEST_P(GtestAdapterTest, FailureFileLineReachesTheOutputAndTheXml) {
   EXPECT_NE(junit.find(">" + where + "\n"), std::string::npos)
       << "the JUnit failure does not start at " << where << ":\n" << junit;
   EXPECT_NE(junit.find(message), std::string::npos) << junit;
+}
+
+// ---------------------------------------------------------------------------
+// `sandrun gtest` follows GoogleTest's conventions, checked against what the
+// plain GoogleTest binary (plain_tests.cc) does on its own.
+
+/// The line of plain_tests.cc carrying "// @marker".
+int PlainLineOf(const std::string& marker) {
+  std::ifstream in(PLAIN_SOURCE);
+  std::string line;
+  for (int n = 1; std::getline(in, line); ++n) {
+    if (line.find("// @" + marker) != std::string::npos) return n;
+  }
+  ADD_FAILURE() << "no marker " << marker;
+  return -1;
+}
+
+/// plain_tests.cc as GoogleTest names it (see SampleFile).
+std::string PlainFile() {
+  if (std::string(__FILE__).rfind('/', 0) == 0) return PLAIN_SOURCE;
+  return std::filesystem::path(PLAIN_SOURCE).lexically_relative(SANDRUN_BUILD_DIR).string();
+}
+
+std::size_t Count(const std::string& text, const std::string& what) {
+  std::size_t n = 0;
+  for (auto pos = text.find(what); pos != std::string::npos; pos = text.find(what, pos + 1)) ++n;
+  return n;
+}
+
+/// A local-backend environment without any GTEST_* variable of the caller.
+CommandOptions PlainOptions(const BackendEnv& env, std::map<std::string, std::string> extra = {}) {
+  CommandOptions options = env.Options();
+  for (const char* key : {"GTEST_FILTER", "GTEST_OUTPUT", "GTEST_TOTAL_SHARDS", "GTEST_SHARD_INDEX",
+                          "GTEST_SHARD_STATUS_FILE", "GTEST_COLOR", "GTEST_BRIEF", "GTEST_REPEAT",
+                          "GTEST_ALSO_RUN_DISABLED_TESTS", "NO_COLOR", "SANDRUN_TEST_TIMEOUT"}) {
+    options.env[key] = "";
+  }
+  for (const auto& [key, value] : extra) options.env[key] = value;
+  return options;
+}
+
+/// "Suite.Test" -> the report's entry, from a GoogleTest JSON report.
+std::map<std::string, json> JsonCases(const std::filesystem::path& path) {
+  std::map<std::string, json> cases;
+  json doc = json::parse(ReadFile(path), nullptr, false);
+  if (doc.is_discarded() || !doc.contains("testsuites")) return cases;
+  for (const auto& suite : doc["testsuites"]) {
+    for (const auto& test : suite["testsuite"]) {
+      cases[suite["name"].get<std::string>() + "." + test["name"].get<std::string>()] = test;
+    }
+  }
+  return cases;
+}
+
+std::set<std::string> RanCases(const std::map<std::string, json>& cases) {
+  std::set<std::string> ran;
+  for (const auto& [name, test] : cases) {
+    if (test.value("status", "") == "RUN") ran.insert(name);
+  }
+  return ran;
+}
+
+// GTEST_FILTER and GoogleTest's sharding (GTEST_TOTAL_SHARDS/INDEX, and the
+// status file ctest and Bazel look for) select exactly what the binary
+// itself selects.
+TEST(SandrunGtestConventions, FilterAndShardsSelectWhatTheBinarySelects) {
+  BackendEnv env("local");
+  const std::string filter = "Few/*:Typed*:Plain.Passes:Plain.Skipped:Args.*";
+  std::set<std::string> all_shards;
+  for (int index = 0; index < 3; ++index) {
+    std::map<std::string, std::string> vars = {{"GTEST_FILTER", filter},
+                                               {"GTEST_TOTAL_SHARDS", "3"},
+                                               {"GTEST_SHARD_INDEX", std::to_string(index)}};
+    std::filesystem::path direct = env.path() / ("direct" + std::to_string(index) + ".json");
+    CommandOutput own = RunCommand({PLAIN_BINARY, "--gtest_output=json:" + direct.string()},
+                                   PlainOptions(env, vars));
+    std::filesystem::path status_file = env.path() / ("shard" + std::to_string(index));
+    vars["GTEST_SHARD_STATUS_FILE"] = status_file.string();
+    std::filesystem::path ours = env.path() / ("ours" + std::to_string(index) + ".json");
+    vars["GTEST_OUTPUT"] = "json:" + ours.string();
+    CommandOutput run = sandrun::testing::RunSandrun({"gtest", PLAIN_BINARY}, PlainOptions(env, vars));
+    EXPECT_EQ(run.exit_code, own.exit_code) << run.out << run.err << own.out;
+    std::set<std::string> expected = RanCases(JsonCases(direct));
+    ASSERT_FALSE(expected.empty()) << own.out << own.err;
+    EXPECT_EQ(RanCases(JsonCases(ours)), expected) << "shard " << index << "\n" << run.out;
+    EXPECT_TRUE(std::filesystem::exists(status_file)) << "GTEST_SHARD_STATUS_FILE not created";
+    EXPECT_NE(run.out.find("Note: This is test shard " + std::to_string(index + 1) + " of 3."),
+              std::string::npos)
+        << run.out;
+    for (const auto& name : expected) {
+      EXPECT_TRUE(all_shards.insert(name).second) << name << " ran on two shards";
+    }
+  }
+  EXPECT_EQ(all_shards.size(), 8u) << "3 Few/Nums + 2 Typed + 2 Plain + 1 Args, each once";
+
+  // A shard index out of range is refused as GoogleTest refuses it.
+  CommandOutput bad = sandrun::testing::RunSandrun(
+      {"gtest", PLAIN_BINARY},
+      PlainOptions(env, {{"GTEST_TOTAL_SHARDS", "2"}, {"GTEST_SHARD_INDEX", "2"}}));
+  EXPECT_EQ(bad.exit_code, 2) << bad.out << bad.err;
+  EXPECT_NE(bad.err.find("GTEST_SHARD_INDEX < GTEST_TOTAL_SHARDS"), std::string::npos) << bad.err;
+}
+
+// DISABLED_ tests: counted as GoogleTest counts them, run on request (also
+// from after --), and a filter that selects nothing says so and passes.
+TEST(SandrunGtestConventions, DisabledTestsAndEmptySelections) {
+  BackendEnv env("local");
+  CommandOutput own = RunCommand({PLAIN_BINARY, "--gtest_filter=Plain.P*:Plain.DISABLED_*"},
+                                 PlainOptions(env));
+  ASSERT_NE(own.out.find("YOU HAVE 1 DISABLED TEST\n"), std::string::npos) << own.out;
+  CommandOutput run = sandrun::testing::RunSandrun(
+      {"gtest", PLAIN_BINARY, "--filter", "Plain.P*:Plain.DISABLED_*"}, PlainOptions(env));
+  EXPECT_EQ(run.exit_code, 0) << run.out << run.err;
+  EXPECT_NE(run.out.find("YOU HAVE 1 DISABLED TEST\n"), std::string::npos) << run.out;
+  EXPECT_EQ(run.out.find("DISABLED_Off"), std::string::npos) << "a disabled test ran\n" << run.out;
+
+  CommandOutput all = sandrun::testing::RunSandrun({"gtest", PLAIN_BINARY, "--filter", "*Off*"},
+                                                   PlainOptions(env));
+  EXPECT_NE(all.out.find("YOU HAVE 2 DISABLED TESTS"), std::string::npos) << all.out;
+
+  CommandOutput also = sandrun::testing::RunSandrun(
+      {"gtest", PLAIN_BINARY, "--filter", "*Off*", "--", "--gtest_also_run_disabled_tests"},
+      PlainOptions(env));
+  EXPECT_EQ(also.exit_code, 1) << also.out << also.err;  // Plain.DISABLED_Off fails on purpose
+  EXPECT_NE(also.out.find("[  FAILED  ] Plain.DISABLED_Off"), std::string::npos) << also.out;
+  EXPECT_NE(also.out.find("[       OK ] DISABLED_Off.Suite"), std::string::npos) << also.out;
+  EXPECT_EQ(also.out.find("DISABLED TEST"), std::string::npos) << also.out;
+  CommandOutput also_env = sandrun::testing::RunSandrun(
+      {"gtest", PLAIN_BINARY, "--filter", "DISABLED_Off.*"},
+      PlainOptions(env, {{"GTEST_ALSO_RUN_DISABLED_TESTS", "1"}}));
+  EXPECT_EQ(also_env.exit_code, 0) << also_env.out << also_env.err;
+  EXPECT_NE(also_env.out.find("[       OK ] DISABLED_Off.Suite"), std::string::npos) << also_env.out;
+
+  CommandOutput none = sandrun::testing::RunSandrun({"gtest", PLAIN_BINARY, "--filter", "No.Such*"},
+                                                    PlainOptions(env));
+  EXPECT_EQ(none.exit_code, 0) << "GoogleTest 1.12 passes an empty selection\n" << none.out;
+  EXPECT_NE(none.out.find("no test selected"), std::string::npos) << none.out;
+  EXPECT_NE(none.out.find("Note: Google Test filter = No.Such*"), std::string::npos) << none.out;
+
+  // --gtest_list_tests lists as the binary does, without running anything.
+  CommandOutput listed = sandrun::testing::RunSandrun(
+      {"gtest", PLAIN_BINARY, "--gtest_list_tests", "--gtest_filter=Few/*:Typed*"}, PlainOptions(env));
+  CommandOutput own_list = RunCommand({PLAIN_BINARY, "--gtest_list_tests", "--gtest_filter=Few/*:Typed*"},
+                                      PlainOptions(env));
+  EXPECT_EQ(listed.exit_code, 0) << listed.err;
+  EXPECT_EQ(listed.out, own_list.out);
+}
+
+// Arguments after -- reach every case; a --gtest_* one there is honoured.
+TEST(SandrunGtestConventions, ArgumentsAfterDashesReachEveryCase) {
+  BackendEnv env("local");
+  CommandOutput without = sandrun::testing::RunSandrun({"gtest", PLAIN_BINARY, "--filter", "Args.*"},
+                                                       PlainOptions(env));
+  EXPECT_EQ(without.exit_code, 1) << without.out << without.err;
+  EXPECT_NE(without.out.find("--my-flag did not reach the test"), std::string::npos) << without.out;
+  CommandOutput with = sandrun::testing::RunSandrun(
+      {"gtest", PLAIN_BINARY, "--", "--gtest_filter=Args.*", "--my-flag"}, PlainOptions(env));
+  EXPECT_EQ(with.exit_code, 0) << with.out << with.err;
+  EXPECT_NE(with.out.find("[       OK ] Args.SeeMyFlag"), std::string::npos) << with.out;
+  EXPECT_EQ(Count(with.out, "[ RUN      ]"), 1u) << "--gtest_filter after -- chose the tests\n"
+                                               << with.out;
+  // A sandrun flag and a GoogleTest flag that disagree are refused.
+  CommandOutput clash = sandrun::testing::RunSandrun(
+      {"gtest", PLAIN_BINARY, "--filter", "A.*", "--gtest_filter=B.*"}, PlainOptions(env));
+  EXPECT_EQ(clash.exit_code, 2) << clash.out << clash.err;
+}
+
+// GTEST_OUTPUT / --gtest_output write GoogleTest's own report: the same
+// tests, statuses, keys and locations as the binary's, plus the sandbox's
+// facts as properties; a directory gets <binary>.xml as with GoogleTest.
+TEST(SandrunGtestConventions, OutputIsTheReportGoogleTestWrites) {
+  BackendEnv env("local");
+  const std::string filter = "Plain.*:Few/*:Typed*-Plain.Crashes";  // the binary itself would die
+  std::filesystem::path own_json = env.path() / "own.json";
+  CommandOutput own = RunCommand(
+      {PLAIN_BINARY, "--gtest_filter=" + filter, "--gtest_output=json:" + own_json.string()},
+      PlainOptions(env));
+  std::filesystem::path our_json = env.path() / "ours.json";
+  CommandOutput run = sandrun::testing::RunSandrun(
+      {"gtest", PLAIN_BINARY, "--filter", filter, "--gtest_output=json:" + our_json.string()},
+      PlainOptions(env));
+  EXPECT_EQ(run.exit_code, own.exit_code) << run.out << run.err;
+  auto theirs = JsonCases(own_json);
+  auto ours = JsonCases(our_json);
+  ASSERT_FALSE(theirs.empty()) << own.out;
+  ASSERT_EQ(ours.size(), theirs.size()) << ReadFile(our_json);
+  for (const auto& [name, test] : theirs) {
+    ASSERT_TRUE(ours.count(name)) << name;
+    const json& mine = ours[name];
+    for (const auto& [key, value] : test.items()) {
+      ASSERT_TRUE(mine.contains(key)) << name << " lacks " << key << ":\n" << mine.dump(2);
+      if (key == "time" || key == "timestamp" || key == "failures") continue;
+      EXPECT_EQ(mine[key], value) << name << " " << key;
+    }
+    EXPECT_EQ(mine.contains("failures"), test.contains("failures")) << name;
+    if (mine.value("status", "") == "RUN") {
+      EXPECT_EQ(mine.value("sandrun_backend", ""), "local") << name;
+      EXPECT_FALSE(mine.value("sandrun_sandbox", "").empty()) << name;
+      EXPECT_FALSE(mine.value("sandrun_run", "").empty()) << name;
+      EXPECT_EQ(mine.value("sandrun_attempts", ""), "1") << name;
+    }
+  }
+  const std::string where = PlainFile() + ":" + std::to_string(PlainLineOf("plain_fail"));
+  ASSERT_TRUE(ours["Plain.Fails"].contains("failures"));
+  EXPECT_EQ(ours["Plain.Fails"]["failures"][0]["failure"].get<std::string>().rfind(where + "\n", 0), 0u)
+      << ours["Plain.Fails"].dump(2);
+  EXPECT_EQ(ours["Few/Nums.IsSmall/1"]["value_param"], "2");
+  EXPECT_EQ(ours["Plain.DISABLED_Off"]["result"], "SUPPRESSED");
+
+  // XML into a directory, from the environment.
+  std::filesystem::path dir = env.path() / "reports";
+  CommandOutput xml_run = sandrun::testing::RunSandrun(
+      {"gtest", PLAIN_BINARY, "--filter", "Plain.Fails:Plain.Skipped:Typed/0.*"},
+      PlainOptions(env, {{"GTEST_OUTPUT", "xml:" + dir.string() + "/"}}));
+  EXPECT_EQ(xml_run.exit_code, 1) << xml_run.out << xml_run.err;
+  std::string xml = ReadFile(dir / "sandrun_gtest_plain.xml");
+  ASSERT_FALSE(xml.empty()) << "no " << (dir / "sandrun_gtest_plain.xml") << "\n" << xml_run.out;
+  EXPECT_NE(xml.find("<testsuites tests=\"3\" failures=\"1\" disabled=\"0\""), std::string::npos) << xml;
+  EXPECT_NE(xml.find("<testcase name=\"Fails\" file=\"" + PlainFile() + "\" line=\""), std::string::npos)
+      << xml;
+  EXPECT_NE(xml.find("<failure message=\"" + where + "&#x0A;"), std::string::npos) << xml;
+  EXPECT_NE(xml.find("<![CDATA[" + where + "\n"), std::string::npos) << xml;
+  EXPECT_NE(xml.find("type_param=\"int\""), std::string::npos) << xml;
+  EXPECT_NE(xml.find("result=\"skipped\""), std::string::npos) << xml;
+  EXPECT_NE(xml.find("no GPU on this runner"), std::string::npos) << "the skip's reason\n" << xml;
+  EXPECT_NE(xml.find("<property name=\"sandrun_backend\" value=\"local\"/>"), std::string::npos) << xml;
+  EXPECT_NE(xml.find("classname=\"Plain\""), std::string::npos) << xml;
+}
+
+// GTEST_REPEAT / --gtest_repeat, GTEST_BRIEF / --gtest_brief and
+// GTEST_COLOR / --gtest_color, flags over environment.
+TEST(SandrunGtestConventions, RepeatBriefAndColor) {
+  BackendEnv env("local");
+  CommandOutput run = sandrun::testing::RunSandrun(
+      {"gtest", PLAIN_BINARY, "--filter", "Plain.Passes:Plain.Fails", "--gtest_repeat=2"},
+      PlainOptions(env, {{"GTEST_BRIEF", "1"}, {"GTEST_REPEAT", "5"}}));
+  EXPECT_EQ(run.exit_code, 1) << run.out << run.err;
+  EXPECT_NE(run.out.find("Repeating all tests (iteration 2) . . ."), std::string::npos) << run.out;
+  EXPECT_EQ(run.out.find("(iteration 3)"), std::string::npos) << "the flag wins over GTEST_REPEAT";
+  EXPECT_EQ(Count(run.out, "[  FAILED  ] Plain.Fails (failed)"), 2u) << run.out;
+  EXPECT_EQ(run.out.find("[ RUN      ]"), std::string::npos) << "brief prints failures only\n" << run.out;
+  EXPECT_EQ(run.out.find("[       OK ] Plain.Passes"), std::string::npos) << run.out;
+  EXPECT_EQ(run.out.find("\033["), std::string::npos) << "no colour off a terminal";
+
+  CommandOutput colored = sandrun::testing::RunSandrun(
+      {"gtest", PLAIN_BINARY, "--filter", "Plain.Passes"}, PlainOptions(env, {{"GTEST_COLOR", "yes"}}));
+  EXPECT_NE(colored.out.find("\033[0;32m[       OK ] \033[m"), std::string::npos) << colored.out;
+  CommandOutput plain = sandrun::testing::RunSandrun(
+      {"gtest", PLAIN_BINARY, "--filter", "Plain.Passes", "--gtest_color=no"},
+      PlainOptions(env, {{"GTEST_COLOR", "yes"}}));
+  EXPECT_EQ(plain.out.find("\033["), std::string::npos) << plain.out;
+
+  CommandOutput forever = sandrun::testing::RunSandrun({"gtest", PLAIN_BINARY, "--gtest_repeat=-1"},
+                                                       PlainOptions(env));
+  EXPECT_EQ(forever.exit_code, 2) << forever.out << forever.err;
+  EXPECT_NE(forever.err.find("does not repeat forever"), std::string::npos) << forever.err;
+}
+
+// A hung case ends at the default test_timeout (here 2 s through
+// SANDRUN_TEST_TIMEOUT), reported at the test's own file:line; --timeout
+// still wins; a crash is reported there too. A case's time is its own run,
+// not the time it queued behind the hung one (-j 1).
+TEST(SandrunGtestConventions, DefaultTimeoutAndEndingsAtTheTestsLine) {
+  BackendEnv env("local");
+  CommandOutput config = sandrun::testing::RunSandrun({"config"}, PlainOptions(env));
+  EXPECT_NE(config.out.find("test_timeout"), std::string::npos) << config.out;
+  EXPECT_NE(config.out.find("1500"), std::string::npos) << config.out;
+
+  std::filesystem::path report = env.path() / "timeout.json";
+  auto started = std::chrono::steady_clock::now();
+  CommandOutput run = sandrun::testing::RunSandrun(
+      {"gtest", PLAIN_BINARY, "-j", "1", "--filter", "Plain.Hangs:Plain.Crashes:Few/*",
+       "--gtest_output=json:" + report.string(), "--", "--hang"},
+      PlainOptions(env, {{"SANDRUN_TEST_TIMEOUT", "2"}}));
+  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  EXPECT_EQ(run.exit_code, 1) << run.out << run.err;
+  EXPECT_LT(seconds, 60.0) << "the hung case was not stopped by test_timeout";
+  const std::string hang_at = PlainFile() + ":" + std::to_string(PlainLineOf("plain_hang"));
+  const std::string crash_at = PlainFile() + ":" + std::to_string(PlainLineOf("plain_crash"));
+  EXPECT_NE(run.out.find(hang_at + ": Failure\nsandrun: timed out after 2 s"), std::string::npos)
+      << run.out;
+  EXPECT_NE(run.out.find(crash_at + ": Failure\nsandrun: crashed: killed by signal 11 (SIGSEGV)"),
+            std::string::npos)
+      << run.out;
+  EXPECT_EQ(run.out.find("unknown file"), std::string::npos) << run.out;
+  auto cases = JsonCases(report);
+  ASSERT_TRUE(cases.count("Few/Nums.IsSmall/2")) << ReadFile(report);
+  for (const char* name : {"Few/Nums.IsSmall/0", "Few/Nums.IsSmall/1", "Few/Nums.IsSmall/2"}) {
+    double own = std::atof(cases[name].value("time", "9").c_str());
+    EXPECT_LT(own, 1.0) << name << " reported the time it queued behind the hung case";
+  }
+  ASSERT_TRUE(cases["Plain.Hangs"].contains("failures"));
+  EXPECT_EQ(cases["Plain.Hangs"]["failures"][0]["failure"].get<std::string>().rfind(hang_at + "\n", 0),
+            0u);
+
+  CommandOutput flag = sandrun::testing::RunSandrun(
+      {"gtest", PLAIN_BINARY, "--timeout", "1", "--filter", "Plain.Hangs", "--", "--hang"},
+      PlainOptions(env, {{"SANDRUN_TEST_TIMEOUT", "30"}}));
+  EXPECT_NE(flag.out.find("sandrun: timed out after 1 s"), std::string::npos) << flag.out;
+
+  // A skip keeps its reason, in the output too.
+  CommandOutput skip = sandrun::testing::RunSandrun({"gtest", PLAIN_BINARY, "--filter", "Plain.Skipped"},
+                                                    PlainOptions(env));
+  EXPECT_EQ(skip.exit_code, 0) << skip.out << skip.err;
+  EXPECT_NE(skip.out.find("no GPU on this runner\n[  SKIPPED ] Plain.Skipped"), std::string::npos)
+      << skip.out;
+}
+
+// A case that fails and then passes on a retry is flaky: said, marked in the
+// report and on its record, exit 0 unless --fail-flaky.
+TEST(SandrunGtestConventions, PassingOnARetryIsFlaky) {
+  BackendEnv env("local");
+  for (bool fail_flaky : {false, true}) {
+    TempDir marker;  // where Flaky.FailsOnce remembers its first attempt
+    std::filesystem::path report = env.path() / "flaky.xml";
+    std::vector<std::string> args = {"gtest", PLAIN_BINARY, "--filter", "Flaky.*:Plain.Passes",
+                                     "--retry-failed", "2", "-e",
+                                     "PLAIN_FLAKY_DIR=" + marker.path().string(),
+                                     "--gtest_output=xml:" + report.string()};
+    if (fail_flaky) args.push_back("--fail-flaky");
+    CommandOutput run = sandrun::testing::RunSandrun(args, PlainOptions(env));
+    EXPECT_EQ(run.exit_code, fail_flaky ? 1 : 0) << run.out << run.err;
+    EXPECT_NE(run.out.find("[  FLAKY   ] 1 test flaky"), std::string::npos) << run.out;
+    EXPECT_NE(run.out.find("[  FLAKY   ] Flaky.FailsOnce (passed on round 2)"), std::string::npos)
+        << run.out;
+    EXPECT_NE(run.out.find("[  PASSED  ] 2 tests."), std::string::npos) << run.out;
+    std::string xml = ReadFile(report);
+    EXPECT_EQ(Count(xml, "<property name=\"flaky\" value=\"true\"/>"), 1u) << xml;
+    EXPECT_NE(xml.find("<property name=\"sandrun_attempts\" value=\"2\"/>"), std::string::npos) << xml;
+  }
+  // The retry's record says it was one, for reports made from the archive.
+  CommandOutput list =
+      sandrun::testing::RunSandrun({"results", "list", "--json", "--limit", "0"}, PlainOptions(env));
+  std::string records;
+  for (const auto& r : json::parse(list.out, nullptr, false)) {
+    if (!r.is_object() || !r.contains("run_id")) continue;
+    records += sandrun::testing::RunSandrun({"results", "show", r["run_id"].get<std::string>(), "--json"},
+                                            PlainOptions(env))
+                   .out;
+  }
+  EXPECT_NE(records.find("\"retry_round\": \"2\""), std::string::npos) << records;
 }
 
 #ifdef SANDRUN_WITH_MODAL_FAKE

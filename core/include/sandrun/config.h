@@ -23,6 +23,10 @@ struct Config {
   int jobs = 0;                        ///< Concurrency; 0 = backend's suggestion or cores.
   int retries = 1;                     ///< Retries of retryable infrastructure errors.
   double timeout_s = 0;                ///< Per-execution timeout; 0 (unset) = none; when set, > 0.
+  /// A GoogleTest case's timeout when `timeout` is unset (`sandrun gtest`,
+  /// marked tests); 0 = none. CTest's default per test, so that no case
+  /// that passes under ctest is cut short, and no hung case holds CI longer.
+  double test_timeout_s = 1500;
   std::int64_t lifetime_s = 3600;      ///< Sandbox lifetime limit.
   std::string image;
   double cpu = 0;
@@ -49,7 +53,7 @@ struct Config {
 };
 
 /// The keys `sandrun config` prints and sandrun.json / SANDRUN_<KEY> accept:
-/// backend, fallback, jobs, retries, timeout, lifetime, image, cpu, memory,
+/// backend, fallback, jobs, retries, timeout, test_timeout, lifetime, image, cpu, memory,
 /// gpu, network, isolation, output_cap, archive_dir, state_dir, plugin_path.
 const std::vector<std::string>& ConfigKeys();
 

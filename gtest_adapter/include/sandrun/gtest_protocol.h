@@ -30,14 +30,38 @@ namespace sandrun::gtest {
 /// part means "*".
 bool FilterMatches(std::string_view filter, std::string_view name);
 
-/// The full names listed by `--gtest_list_tests` output, in order, without
-/// disabled tests (DISABLED_ suite or test).
+/// True for a test GoogleTest disables: its suite or test name starts with
+/// "DISABLED_" or has "/DISABLED_" (a parameterised instance's prefix).
+bool IsDisabledTest(std::string_view suite, std::string_view test);
+
+/// One test of a binary's listing, in the binary's order.
+struct ListedTest {
+  std::string name;         ///< "Suite.Test".
+  std::string file;         ///< Where TEST() is; empty when the listing had none.
+  int line = 0;
+  bool disabled = false;    ///< IsDisabledTest.
+  std::string value_param;  ///< GetParam()'s printed value, if any.
+  std::string type_param;   ///< TypeParam's name, if any.
+};
+
+/// The tests of a `--gtest_list_tests` text listing, in order, disabled ones
+/// included (without file and line: the text has none).
+std::vector<ListedTest> ParseTestListing(std::string_view listing);
+
+/// The full names of ParseTestListing, without disabled tests.
 std::vector<std::string> ParseTestList(std::string_view listing);
 
-/// Runs `binary --gtest_list_tests` on this host (never in a sandbox) and
-/// caches the names under `cache_dir/<sha256 of the binary>.txt`.
-Result<std::vector<std::string>> ListTests(const std::filesystem::path& binary,
-                                           const std::filesystem::path& cache_dir);
+/// The tests of `--gtest_list_tests --gtest_output=json:` (GoogleTest >=
+/// 1.10: file and line per test). kInvalidArgument when it is not JSON.
+Result<std::vector<ListedTest>> ParseJsonTestListing(std::string_view json);
+
+/// Lists `binary`'s tests on this host (never in a sandbox), disabled ones
+/// included: `--gtest_list_tests --gtest_output=json:` where the binary
+/// writes it, else the text listing. Cached under
+/// `cache_dir/<sha256 of the binary>.listing.json`. GTEST_* variables of
+/// this process do not reach the listing.
+Result<std::vector<ListedTest>> ListTests(const std::filesystem::path& binary,
+                                          const std::filesystem::path& cache_dir);
 
 /// One assertion failure, at its source location (file empty when gtest had
 /// none: "unknown file").
@@ -80,6 +104,9 @@ struct Verdict {
   std::vector<Failure> failures;
   std::string skip_message;
   std::string summary;  ///< One line: "timed out after 2 s (docker sandbox 3f2a...)".
+  /// The test's own time from its JSON report (GoogleTest's "time"); -1
+  /// when it left none (a crash, a timeout).
+  long long report_ms = -1;
   bool ok() const { return kind == Kind::kPassed || kind == Kind::kSkipped; }
 };
 std::string_view VerdictKindName(Verdict::Kind kind);  // "passed", "timed out", ...
@@ -112,15 +139,22 @@ struct CaseTask {
   double cpu = 0;
   std::int64_t memory_mb = 0;
   std::string gpu;
-  double timeout_s = 0;                ///< 0: config's.
+  double timeout_s = 0;                ///< 0: config's (CaseTimeoutSeconds).
   std::map<std::string, std::string> env;
+  std::vector<std::string> extra_args;  ///< Appended to the binary's argv.
+  std::map<std::string, std::string> labels;  ///< Added to the sandbox and record.
   std::vector<FileUpload> uploads;
   bool network_set = false;
   NetworkMode network = NetworkMode::kNone;
 };
 
+/// The timeout a case gets: its own when set, else the config's `timeout`,
+/// else its `test_timeout` (0: none).
+double CaseTimeoutSeconds(const Config& config, const CaseTask& spec);
+
 /// Builds the engine task: the binary uploaded as a portable executable,
-/// argv `./<binary> --gtest_filter=... --gtest_output=json:... --gtest_color=no`,
+/// argv `./<binary> --gtest_filter=... --gtest_output=json:... --gtest_color=no
+/// EXTRA_ARGS...`, timeout CaseTimeoutSeconds,
 /// env SANDRUN_GTEST_INSIDE=1 and TEST_PREMATURE_EXIT_FILE, and the report
 /// directory as a download. `empty_dir` is an existing empty host directory
 /// (uploaded so the report directory exists before gtest starts).
