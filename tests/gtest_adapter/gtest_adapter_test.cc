@@ -365,13 +365,19 @@ TEST_P(GtestAdapterTest, CtrlCStopsTheSandboxesAndEndsTheBinaryBySigint) {
 }
 
 TEST_P(GtestAdapterTest, ZeroCodeRunnerRetriesOnlyWhatFailed) {
-  TempDir flaky;  // where Flaky.FailsOnce remembers its first attempt (a host path: local only)
+  // Where Flaky.FailsOnce remembers its first attempt: a host path (local
+  // only) that the local sandbox sees; its /tmp is its own, so a TempDir
+  // there never kept the marker and the flaky case failed every round.
+  const std::filesystem::path flaky_dir =
+      std::filesystem::path(SANDRUN_BUILD_DIR) / ("sample-flaky-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(flaky_dir);
+  std::filesystem::create_directories(flaky_dir);
   std::filesystem::path junit = env_->path() / "junit.xml";
   std::vector<std::string> args = {"gtest", SAMPLE_BINARY, "--filter",
                                    "Sample.Passes:Sample.ExpectFails:Sample.Skipped:Flaky.*",
                                    "--retry-failed", "2", "--junit", junit.string()};
   if (GetParam() == "local") {
-    args.insert(args.end(), {"-e", "SAMPLE_FLAKY_DIR=" + flaky.path().string()});
+    args.insert(args.end(), {"-e", "SAMPLE_FLAKY_DIR=" + flaky_dir.string()});
   }
   CommandOutput run = sandrun::testing::RunSandrun(args, env_->Options());
   EXPECT_EQ(run.exit_code, 1) << run.out << run.err;
@@ -399,6 +405,7 @@ TEST_P(GtestAdapterTest, ZeroCodeRunnerRetriesOnlyWhatFailed) {
   EXPECT_NE(xml.find("<testcase name=\"ExpectFails\" classname=\"Sample\""), std::string::npos) << xml;
   EXPECT_NE(xml.find("expect message from the sandbox"), std::string::npos);
   EXPECT_NE(xml.find("<skipped"), std::string::npos);
+  std::filesystem::remove_all(flaky_dir);
 
   // All passed: exit 0.
   CommandOutput ok = sandrun::testing::RunSandrun(
@@ -761,11 +768,18 @@ TEST(SandrunGtestConventions, DefaultTimeoutAndEndingsAtTheTestsLine) {
 TEST(SandrunGtestConventions, PassingOnARetryIsFlaky) {
   BackendEnv env("local");
   for (bool fail_flaky : {false, true}) {
-    TempDir marker;  // where Flaky.FailsOnce remembers its first attempt
+    // Where Flaky.FailsOnce remembers its first attempt: a host directory
+    // the local sandbox sees (its /tmp is its own), not shared with any
+    // other run.
+    const std::filesystem::path marker_dir = std::filesystem::path(SANDRUN_BUILD_DIR) /
+                                             ("flaky-marker-" + std::to_string(::getpid()) +
+                                              (fail_flaky ? "-b" : "-a"));
+    std::filesystem::remove_all(marker_dir);
+    std::filesystem::create_directories(marker_dir);
     std::filesystem::path report = env.path() / "flaky.xml";
     std::vector<std::string> args = {"gtest", PLAIN_BINARY, "--filter", "Flaky.*:Plain.Passes",
                                      "--retry-failed", "2", "-e",
-                                     "PLAIN_FLAKY_DIR=" + marker.path().string(),
+                                     "PLAIN_FLAKY_DIR=" + marker_dir.string(),
                                      "--gtest_output=xml:" + report.string()};
     if (fail_flaky) args.push_back("--fail-flaky");
     CommandOutput run = sandrun::testing::RunSandrun(args, PlainOptions(env));
@@ -777,6 +791,7 @@ TEST(SandrunGtestConventions, PassingOnARetryIsFlaky) {
     std::string xml = ReadFile(report);
     EXPECT_EQ(Count(xml, "<property name=\"flaky\" value=\"true\"/>"), 1u) << xml;
     EXPECT_NE(xml.find("<property name=\"sandrun_attempts\" value=\"2\"/>"), std::string::npos) << xml;
+    std::filesystem::remove_all(marker_dir);
   }
   // The retry's record says it was one, for reports made from the archive.
   CommandOutput list =
@@ -789,6 +804,40 @@ TEST(SandrunGtestConventions, PassingOnARetryIsFlaky) {
                    .out;
   }
   EXPECT_NE(records.find("\"retry_round\": \"2\""), std::string::npos) << records;
+}
+
+// The same conventions on every backend: a plain binary's crash and hang
+// end at the test's own file:line, its skip keeps its reason, a case's time
+// is its own, and the GoogleTest report names the backend and the sandbox.
+TEST_P(GtestAdapterTest, PlainBinaryEndingsAndReportOnEveryBackend) {
+  std::filesystem::path report = env_->path() / "plain.json";
+  CommandOutput run = sandrun::testing::RunSandrun(
+      {"gtest", PLAIN_BINARY, "--filter", "Plain.Crashes:Plain.Hangs:Plain.Skipped:Few/*",
+       "--gtest_output=json:" + report.string(), "--", "--hang"},
+      PlainOptions(*env_, {{"SANDRUN_TEST_TIMEOUT", "3"}}));
+  EXPECT_EQ(run.exit_code, 1) << run.out << run.err;
+  const std::string hang_at = PlainFile() + ":" + std::to_string(PlainLineOf("plain_hang"));
+  const std::string crash_at = PlainFile() + ":" + std::to_string(PlainLineOf("plain_crash"));
+  EXPECT_NE(run.out.find(hang_at + ": Failure\nsandrun: timed out after 3 s on backend " + GetParam()),
+            std::string::npos)
+      << run.out;
+  EXPECT_NE(run.out.find(crash_at + ": Failure\nsandrun: crashed: killed by signal 11 (SIGSEGV)"),
+            std::string::npos)
+      << run.out;
+  EXPECT_NE(run.out.find("no GPU on this runner\n[  SKIPPED ] Plain.Skipped"), std::string::npos)
+      << run.out;
+  auto cases = JsonCases(report);
+  ASSERT_EQ(cases.size(), 6u) << ReadFile(report);
+  for (const auto& [name, test] : cases) {
+    EXPECT_EQ(test.value("sandrun_backend", ""), GetParam()) << name;
+    EXPECT_FALSE(test.value("sandrun_sandbox", "").empty()) << name;
+    if (name.rfind("Few/", 0) == 0) {
+      EXPECT_LT(std::atof(test.value("time", "9").c_str()), 1.0) << name << ": not its own time";
+    }
+  }
+  ASSERT_TRUE(cases["Plain.Crashes"].contains("failures"));
+  EXPECT_EQ(cases["Plain.Crashes"]["failures"][0]["failure"].get<std::string>().rfind(crash_at + "\n", 0),
+            0u);
 }
 
 #ifdef SANDRUN_WITH_MODAL_FAKE
