@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <cmath>
 #include <fstream>
+#include <functional>
 #include <optional>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -96,6 +97,35 @@ std::string SignalText(int signal) {
   const char* abbrev = sigabbrev_np(signal);
   std::string name = abbrev ? std::string("SIG") + abbrev : "unknown";
   return std::to_string(signal) + " (" + name + ")";
+}
+
+// A string field of a JSON object; "" when absent or not a string.
+std::string StringField(const json& obj, const char* key) {
+  auto it = obj.find(key);
+  return it != obj.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
+
+// Calls `visit(suite name, test object)` for every test of GoogleTest's JSON
+// ({"testsuites": [{"name", "testsuite": [...]}]}, a report or a listing),
+// skipping what is not shaped so. kInvalidArgument when it is not JSON.
+Status ForEachJsonTest(std::string_view text, const char* what,
+                       const std::function<void(const std::string&, const json&)>& visit) {
+  json doc = json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
+  if (doc.is_discarded() || !doc.is_object()) {
+    return InvalidArgumentError(std::string("the gtest JSON ") + what + " is not valid JSON");
+  }
+  auto suites = doc.find("testsuites");
+  if (suites == doc.end() || !suites->is_array()) return OkStatus();
+  for (const auto& suite : *suites) {
+    if (!suite.is_object()) continue;
+    auto tests = suite.find("testsuite");
+    if (tests == suite.end() || !tests->is_array()) continue;
+    std::string suite_name = StringField(suite, "name");
+    for (const auto& test : *tests) {
+      if (test.is_object()) visit(suite_name, test);
+    }
+  }
+  return OkStatus();
 }
 
 std::string SecondsText(long long ms) {
@@ -227,37 +257,21 @@ std::vector<std::string> ParseTestList(std::string_view listing) {
 }
 
 Result<std::vector<ListedTest>> ParseJsonTestListing(std::string_view text) {
-  json doc = json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
-  if (doc.is_discarded() || !doc.is_object()) {
-    return InvalidArgumentError("the gtest JSON listing is not valid JSON");
-  }
-  auto str = [](const json& obj, const char* key) -> std::string {
-    auto it = obj.find(key);
-    return it != obj.end() && it->is_string() ? it->get<std::string>() : std::string();
-  };
   std::vector<ListedTest> tests;
-  auto suites = doc.find("testsuites");
-  if (suites == doc.end() || !suites->is_array()) return tests;
-  for (const auto& suite : *suites) {
-    if (!suite.is_object() || !suite.contains("testsuite") || !suite["testsuite"].is_array()) {
-      continue;
-    }
-    std::string suite_name = str(suite, "name");
-    for (const auto& test : suite["testsuite"]) {
-      if (!test.is_object()) continue;
-      ListedTest listed;
-      std::string test_name = str(test, "name");
-      listed.name = suite_name + "." + test_name;
-      listed.file = str(test, "file");
-      if (auto line = test.find("line"); line != test.end() && line->is_number_integer()) {
-        listed.line = line->get<int>();
-      }
-      listed.value_param = str(test, "value_param");
-      listed.type_param = str(test, "type_param");
-      listed.disabled = IsDisabledTest(suite_name, test_name);
-      tests.push_back(std::move(listed));
-    }
-  }
+  SANDRUN_RETURN_IF_ERROR(
+      ForEachJsonTest(text, "listing", [&](const std::string& suite, const json& test) {
+        ListedTest listed;
+        std::string test_name = StringField(test, "name");
+        listed.name = suite + "." + test_name;
+        listed.file = StringField(test, "file");
+        if (auto line = test.find("line"); line != test.end() && line->is_number_integer()) {
+          listed.line = line->get<int>();
+        }
+        listed.value_param = StringField(test, "value_param");
+        listed.type_param = StringField(test, "type_param");
+        listed.disabled = IsDisabledTest(suite, test_name);
+        tests.push_back(std::move(listed));
+      }));
   return tests;
 }
 
@@ -327,49 +341,36 @@ Result<std::vector<ListedTest>> ListTests(const fs::path& binary, const fs::path
 }
 
 Result<std::vector<CaseReport>> ParseGtestJson(std::string_view text) {
-  json doc = json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
-  if (doc.is_discarded() || !doc.is_object()) {
-    return InvalidArgumentError("the gtest JSON report is not valid JSON");
-  }
-  auto str = [](const json& obj, const char* key) -> std::string {
-    auto it = obj.find(key);
-    return it != obj.end() && it->is_string() ? it->get<std::string>() : std::string();
-  };
   std::vector<CaseReport> cases;
-  auto suites = doc.find("testsuites");
-  if (suites == doc.end() || !suites->is_array()) return cases;
-  for (const auto& suite : *suites) {
-    if (!suite.is_object()) continue;
-    std::string suite_name = str(suite, "name");
-    auto tests = suite.find("testsuite");
-    if (tests == suite.end() || !tests->is_array()) continue;
-    for (const auto& test : *tests) {
-      if (!test.is_object()) continue;
-      CaseReport report;
-      report.name = suite_name + "." + str(test, "name");
-      report.ran = str(test, "status") != "NOTRUN";
-      report.skipped = str(test, "result") == "SKIPPED";
-      std::string time = str(test, "time");
-      if (!time.empty()) report.seconds = std::atof(time.c_str());
-      if (auto f = test.find("failures"); f != test.end() && f->is_array()) {
-        for (const auto& item : *f) {
-          if (!item.is_object()) continue;
-          // The source writes "failure"; the documented schema says "message".
-          std::string text = str(item, "failure");
-          if (text.empty()) text = str(item, "message");
-          report.failures.push_back(ParseFailureText(text));
+  SANDRUN_RETURN_IF_ERROR(
+      ForEachJsonTest(text, "report", [&](const std::string& suite_name, const json& test) {
+        const auto str = StringField;
+        CaseReport report;
+        report.name = suite_name + "." + str(test, "name");
+        report.ran = str(test, "status") != "NOTRUN";
+        report.skipped = str(test, "result") == "SKIPPED";
+        std::string time = str(test, "time");
+        if (!time.empty()) report.seconds = std::atof(time.c_str());
+        if (auto f = test.find("failures"); f != test.end() && f->is_array()) {
+          for (const auto& item : *f) {
+            if (!item.is_object()) continue;
+            // The source writes "failure"; the documented schema says "message".
+            std::string text = str(item, "failure");
+            if (text.empty()) text = str(item, "message");
+            report.failures.push_back(ParseFailureText(text));
+          }
         }
-      }
-      if (auto s = test.find("skipped"); s != test.end() && s->is_array()) {
-        for (const auto& item : *s) {
-          if (item.is_object()) report.skip_message = ParseFailureText(str(item, "message")).message;
+        if (auto s = test.find("skipped"); s != test.end() && s->is_array()) {
+          for (const auto& item : *s) {
+            if (item.is_object()) {
+              report.skip_message = ParseFailureText(str(item, "message")).message;
+            }
+          }
+          if (!s->empty()) report.skipped = report.skipped || report.failures.empty();
         }
-        if (!s->empty()) report.skipped = report.skipped || report.failures.empty();
-      }
-      if (report.skip_message.empty()) report.skip_message = str(test, kSkipMessageProperty);
-      cases.push_back(std::move(report));
-    }
-  }
+        if (report.skip_message.empty()) report.skip_message = str(test, kSkipMessageProperty);
+        cases.push_back(std::move(report));
+      }));
   return cases;
 }
 

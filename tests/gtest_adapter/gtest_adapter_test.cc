@@ -38,9 +38,9 @@ using sandrun::testing::ReadFile;
 using sandrun::testing::RunCommand;
 using sandrun::testing::TempDir;
 
-/// The line of sample_tests.cc carrying "// @marker".
-int LineOf(const std::string& marker) {
-  std::ifstream in(SAMPLE_SOURCE);
+/// The line of `source` (default: sample_tests.cc) carrying "// @marker".
+int LineOf(const std::string& marker, const char* source = SAMPLE_SOURCE) {
+  std::ifstream in(source);
   std::string line;
   for (int n = 1; std::getline(in, line); ++n) {
     if (line.find("// @" + marker) != std::string::npos) return n;
@@ -161,13 +161,14 @@ class GtestAdapterTest : public ::testing::TestWithParam<std::string> {
   std::unique_ptr<BackendEnv> env_;
 };
 
-/// The sample's source file as its failures name it: __FILE__, which is
+/// A source file as its failures name it: __FILE__, which is
 /// relative to the build directory when the build rewrote absolute paths
 /// (ccache's base_dir does), as this file's own __FILE__ shows.
-std::string SampleFile() {
-  if (std::string(__FILE__).rfind('/', 0) == 0) return SAMPLE_SOURCE;
-  return std::filesystem::path(SAMPLE_SOURCE).lexically_relative(SANDRUN_BUILD_DIR).string();
+std::string SourceAsCompiled(const char* source) {
+  if (std::string(__FILE__).rfind('/', 0) == 0) return source;
+  return std::filesystem::path(source).lexically_relative(SANDRUN_BUILD_DIR).string();
 }
+std::string SampleFile() { return SourceAsCompiled(SAMPLE_SOURCE); }
 
 /// Checks one failure text: "file:line\n...message...".
 void ExpectFailureAt(const HostTest& test, const std::string& marker, const std::string& message) {
@@ -461,22 +462,10 @@ TEST_P(GtestAdapterTest, FailureFileLineReachesTheOutputAndTheXml) {
 // `sandrun gtest` follows GoogleTest's conventions, checked against what the
 // plain GoogleTest binary (plain_tests.cc) does on its own.
 
-/// The line of plain_tests.cc carrying "// @marker".
-int PlainLineOf(const std::string& marker) {
-  std::ifstream in(PLAIN_SOURCE);
-  std::string line;
-  for (int n = 1; std::getline(in, line); ++n) {
-    if (line.find("// @" + marker) != std::string::npos) return n;
-  }
-  ADD_FAILURE() << "no marker " << marker;
-  return -1;
-}
+int PlainLineOf(const std::string& marker) { return LineOf(marker, PLAIN_SOURCE); }
 
 /// plain_tests.cc as GoogleTest names it (see SampleFile).
-std::string PlainFile() {
-  if (std::string(__FILE__).rfind('/', 0) == 0) return PLAIN_SOURCE;
-  return std::filesystem::path(PLAIN_SOURCE).lexically_relative(SANDRUN_BUILD_DIR).string();
-}
+std::string PlainFile() { return SourceAsCompiled(PLAIN_SOURCE); }
 
 std::size_t Count(const std::string& text, const std::string& what) {
   std::size_t n = 0;
