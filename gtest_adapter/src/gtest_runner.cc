@@ -339,8 +339,81 @@ GtestReport BuildReport(const Selection& selection,
   return report;
 }
 
-/// One iteration's verdict, for the exit code.
-enum class IterationEnd { kPassed, kFlaky, kFailed, kInfraOnly, kCancelled };
+/// The cases of one iteration by how they ended, in the binary's order.
+struct Tally {
+  std::vector<std::string> passed, skipped, failed, flaky, order;
+  bool infra_only = true;  ///< Every failed case failed by an infrastructure error.
+};
+
+/// Sorts the cases that should have run (one never run was cancelled).
+Tally TallyOutcomes(const Selection& selection, std::map<std::string, CaseOutcome>& outcomes) {
+  Tally tally;
+  for (const ListedTest* t : selection.run) {
+    const std::string& test = t->name;
+    tally.order.push_back(test);
+    auto it = outcomes.find(test);
+    if (it == outcomes.end()) {
+      CaseOutcome missing;
+      missing.verdict.kind = Verdict::Kind::kCancelled;
+      missing.verdict.summary = "not run (cancelled)";
+      it = outcomes.emplace(test, missing).first;
+    }
+    const Verdict& v = it->second.verdict;
+    if (v.kind == Verdict::Kind::kPassed) tally.passed.push_back(test);
+    else if (v.kind == Verdict::Kind::kSkipped) tally.skipped.push_back(test);
+    else {
+      tally.failed.push_back(test);
+      if (v.kind != Verdict::Kind::kInfraError) tally.infra_only = false;
+    }
+    if (it->second.flaky()) tally.flaky.push_back(test);
+  }
+  return tally;
+}
+
+/// GoogleTest's closing summary (PASSED / SKIPPED / FAILED lists, the
+/// disabled count), with sandrun's FLAKY list.
+void PrintSummary(const Tally& tally, const std::map<std::string, CaseOutcome>& outcomes,
+                  const Selection& selection, const RunnerOptions& options, const Tags& tags,
+                  std::FILE* out) {
+  std::fprintf(out, "%s%s.\n", tags.Green("[  PASSED  ] ").c_str(),
+               Plural(tally.passed.size(), "test").c_str());
+  if (!tally.flaky.empty()) {
+    std::fprintf(out, "%s%s flaky (passed only on a retry)%s, listed below:\n",
+                 tags.Yellow("[  FLAKY   ] ").c_str(), Plural(tally.flaky.size(), "test").c_str(),
+                 options.fail_flaky ? "; --fail-flaky makes that a failure" : "");
+    for (const auto& t : tally.flaky) {
+      std::fprintf(out, "%s%s (passed on round %d)\n", tags.Yellow("[  FLAKY   ] ").c_str(),
+                   t.c_str(), outcomes.at(t).rounds);
+    }
+  }
+  if (!tally.skipped.empty()) {
+    std::fprintf(out, "%s%s, listed below:\n", tags.Green("[  SKIPPED ] ").c_str(),
+                 Plural(tally.skipped.size(), "test").c_str());
+    for (const auto& t : tally.skipped) {
+      std::fprintf(out, "%s%s\n", tags.Green("[  SKIPPED ] ").c_str(), t.c_str());
+    }
+  }
+  if (!tally.failed.empty()) {
+    std::fprintf(out, "%s%s, listed below:\n", tags.Red("[  FAILED  ] ").c_str(),
+                 Plural(tally.failed.size(), "test").c_str());
+    for (const auto& t : tally.failed) {
+      const CaseOutcome& o = outcomes.at(t);
+      std::fprintf(out, "%s%s (%s%s)\n", tags.Red("[  FAILED  ] ").c_str(), t.c_str(),
+                   std::string(VerdictKindName(o.verdict.kind)).c_str(),
+                   o.rounds > 1 ? (", " + std::to_string(o.rounds) + " rounds").c_str() : "");
+    }
+    std::fprintf(out, "\n%2zu FAILED %s\n", tally.failed.size(),
+                 tally.failed.size() == 1 ? "TEST" : "TESTS");
+  }
+  if (selection.disabled > 0 && !options.gtest.also_run_disabled) {
+    if (tally.failed.empty()) std::fputc('\n', out);
+    std::fprintf(out, "%s\n\n",
+                 tags.Yellow("  YOU HAVE " + std::to_string(selection.disabled) + " DISABLED " +
+                             (selection.disabled == 1 ? "TEST" : "TESTS"))
+                     .c_str());
+  }
+  std::fflush(out);
+}
 
 }  // namespace
 
@@ -478,27 +551,7 @@ int RunGtestBinary(const Config& config, std::vector<BackendCandidate> candidate
       todo = std::move(again);
     }
 
-    std::vector<std::string> passed, skipped, failed, flaky, order;
-    bool infra_only = true;
-    for (const ListedTest* t : selection.run) {
-      const std::string& test = t->name;
-      order.push_back(test);
-      auto it = outcomes.find(test);
-      if (it == outcomes.end()) {
-        CaseOutcome missing;
-        missing.verdict.kind = Verdict::Kind::kCancelled;
-        missing.verdict.summary = "not run (cancelled)";
-        it = outcomes.emplace(test, missing).first;
-      }
-      const Verdict& v = it->second.verdict;
-      if (v.kind == Verdict::Kind::kPassed) passed.push_back(test);
-      else if (v.kind == Verdict::Kind::kSkipped) skipped.push_back(test);
-      else {
-        failed.push_back(test);
-        if (v.kind != Verdict::Kind::kInfraError) infra_only = false;
-      }
-      if (it->second.flaky()) flaky.push_back(test);
-    }
+    Tally tally = TallyOutcomes(selection, outcomes);
     std::int64_t wall = MillisBetween(started, std::chrono::steady_clock::now());
     std::string runs;
     for (const auto& id : run_ids) runs += (runs.empty() ? "" : ", ") + id;
@@ -507,43 +560,7 @@ int RunGtestBinary(const Config& config, std::vector<BackendCandidate> candidate
                  Plural(SuiteCount(selection.run), "test suite").c_str(),
                  backend_used.empty() ? "none" : backend_used.c_str(),
                  runs.empty() ? "none" : runs.c_str(), static_cast<long long>(wall));
-    std::fprintf(out, "%s%s.\n", tags.Green("[  PASSED  ] ").c_str(),
-                 Plural(passed.size(), "test").c_str());
-    if (!flaky.empty()) {
-      std::fprintf(out, "%s%s flaky (passed only on a retry)%s, listed below:\n",
-                   tags.Yellow("[  FLAKY   ] ").c_str(), Plural(flaky.size(), "test").c_str(),
-                   options.fail_flaky ? "; --fail-flaky makes that a failure" : "");
-      for (const auto& t : flaky) {
-        std::fprintf(out, "%s%s (passed on round %d)\n", tags.Yellow("[  FLAKY   ] ").c_str(),
-                     t.c_str(), outcomes[t].rounds);
-      }
-    }
-    if (!skipped.empty()) {
-      std::fprintf(out, "%s%s, listed below:\n", tags.Green("[  SKIPPED ] ").c_str(),
-                   Plural(skipped.size(), "test").c_str());
-      for (const auto& t : skipped) {
-        std::fprintf(out, "%s%s\n", tags.Green("[  SKIPPED ] ").c_str(), t.c_str());
-      }
-    }
-    if (!failed.empty()) {
-      std::fprintf(out, "%s%s, listed below:\n", tags.Red("[  FAILED  ] ").c_str(),
-                   Plural(failed.size(), "test").c_str());
-      for (const auto& t : failed) {
-        const CaseOutcome& o = outcomes[t];
-        std::fprintf(out, "%s%s (%s%s)\n", tags.Red("[  FAILED  ] ").c_str(), t.c_str(),
-                     std::string(VerdictKindName(o.verdict.kind)).c_str(),
-                     o.rounds > 1 ? (", " + std::to_string(o.rounds) + " rounds").c_str() : "");
-      }
-      std::fprintf(out, "\n%2zu FAILED %s\n", failed.size(), failed.size() == 1 ? "TEST" : "TESTS");
-    }
-    if (selection.disabled > 0 && !gtest.also_run_disabled) {
-      if (failed.empty()) std::fputc('\n', out);
-      std::fprintf(out, "%s\n\n",
-                   tags.Yellow("  YOU HAVE " + std::to_string(selection.disabled) + " DISABLED " +
-                               (selection.disabled == 1 ? "TEST" : "TESTS"))
-                       .c_str());
-    }
-    std::fflush(out);
+    PrintSummary(tally, outcomes, selection, options, tags, out);
     // As GoogleTest does with --gtest_repeat, each iteration rewrites the
     // reports: they describe the last one.
     if (!gtest.output_format.empty()) {
@@ -557,12 +574,12 @@ int RunGtestBinary(const Config& config, std::vector<BackendCandidate> candidate
       }
     }
     if (!options.junit.empty()) {
-      Status written = WriteJUnit(options.junit, order, outcomes);
+      Status written = WriteJUnit(options.junit, tally.order, outcomes);
       if (!written.ok()) std::fprintf(err, "sandrun: %s\n", written.message().c_str());
     }
-    any_failed = any_failed || !failed.empty();
-    any_flaky = any_flaky || !flaky.empty();
-    only_infra = only_infra && (failed.empty() || infra_only);
+    any_failed = any_failed || !tally.failed.empty();
+    any_flaky = any_flaky || !tally.flaky.empty();
+    only_infra = only_infra && (tally.failed.empty() || tally.infra_only);
   }
   if (cancel.cancelled()) return kExitInterrupted;
   if (any_failed) return only_infra ? kExitSandrunError : 1;

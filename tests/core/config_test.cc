@@ -102,6 +102,24 @@ TEST_F(ConfigTest, BadValuesNameTheKeyAndWhereTheyCameFrom) {
   EXPECT_NE(config.status().message().find("unknown key 'jbos'"), std::string::npos);
 }
 
+// A GoogleTest case's default timeout: CTest's 1500 s, 0 for none, from the
+// environment or the file like every key; never negative.
+TEST_F(ConfigTest, TestTimeoutHasADefaultAndMayBeTurnedOff) {
+  auto config = LoadConfig(Inputs());
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  EXPECT_EQ(config->test_timeout_s, 1500);
+  EXPECT_EQ(ConfigValueText(*config, "test_timeout"), "1500");
+  ConfigInputs in = Inputs();
+  in.env["SANDRUN_TEST_TIMEOUT"] = "0";
+  config = LoadConfig(in);
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  EXPECT_EQ(config->test_timeout_s, 0);
+  in.env["SANDRUN_TEST_TIMEOUT"] = "-1";
+  EXPECT_FALSE(LoadConfig(in).ok());
+  in.env["SANDRUN_TEST_TIMEOUT"] = "1e10";
+  EXPECT_FALSE(LoadConfig(in).ok());
+}
+
 TEST_F(ConfigTest, ExplicitConfigFileAndListValues) {
   auto file = dir_.Write("elsewhere.json", R"({"fallback": ["docker", "local"], "network": "open"})");
   ConfigInputs in = Inputs();
