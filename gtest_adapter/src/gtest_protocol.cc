@@ -385,6 +385,7 @@ Verdict Judge(const std::string& test, const TaskRecord& record, const Downloade
                       ", in " + Where(record),
                   true);
   }
+  v.seconds = report->seconds;
   v.failures = report->failures;
   if (!v.failures.empty()) {
     v.kind = Verdict::Kind::kFailed;

@@ -80,6 +80,8 @@ struct Verdict {
   std::vector<Failure> failures;
   std::string skip_message;
   std::string summary;  ///< One line: "timed out after 2 s (docker sandbox 3f2a...)".
+  /// The test's own time in the sandbox, from its report; -1 without one.
+  double seconds = -1;
   bool ok() const { return kind == Kind::kPassed || kind == Kind::kSkipped; }
 };
 std::string_view VerdictKindName(Verdict::Kind kind);  // "passed", "timed out", ...
