@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -20,6 +21,7 @@
 #include <optional>
 #include <set>
 #include <thread>
+#include <vector>
 
 #include "sandrun/config.h"
 #include "sandrun/engine.h"
@@ -567,15 +569,28 @@ std::vector<std::string> SplitAtParts(const std::string& text) {
   return pieces;
 }
 
+/// `text` without the marker lines of kTestMarker and kPartMarker.
+std::string WithoutMarkers(const std::string& text) {
+  std::string clean;
+  std::size_t from = 0;
+  for (std::size_t at; (at = text.find('\x1e', from)) != std::string::npos;) {
+    clean += text.substr(from, at - from);
+    std::size_t newline = text.find('\n', at);
+    from = newline == std::string::npos ? text.size() : newline + 1;
+  }
+  return clean + text.substr(std::min(from, text.size()));
+}
+
 void Print(std::FILE* stream, const std::string& text) {
   std::fwrite(text.data(), 1, text.size(), stream);
   std::fflush(stream);
 }
 
 /// Replays a marked test's remote run inside its host TestBody (after its
-/// [ RUN ] line): its own stderr, then its own stdout with each failure (or
-/// the skip) reported where the test reported it, then how the run ended
-/// when that was not by the test's own assertions (crash, timeout...).
+/// [ RUN ] line). When the test ran to its end (passed, failed, skipped):
+/// its own stderr, then its own stdout with each failure (or the skip)
+/// reported where the test reported it. Otherwise (crash, timeout...) the
+/// failure that says so, with the tail of the output, as Judge made it.
 void Replay(const Marked& marked, const RemoteResult& result) {
   const Verdict& verdict = result.verdict;
   ::testing::Test::RecordProperty("sandrun_backend", result.backend);
@@ -590,23 +605,26 @@ void Replay(const Marked& marked, const RemoteResult& result) {
     ::testing::internal::AssertHelper(type, file.c_str(), line, f.message.c_str()) =
         ::testing::Message();
   };
+  const bool ran_to_its_end = verdict.kind == Verdict::Kind::kPassed ||
+                              verdict.kind == Verdict::Kind::kFailed ||
+                              verdict.kind == Verdict::Kind::kSkipped;
+  if (!ran_to_its_end) {
+    for (const Failure& f : verdict.failures) {
+      report(::testing::TestPartResult::kNonFatalFailure,
+             Failure{f.file, f.line, WithoutMarkers(f.message)});
+    }
+    return;
+  }
   // The test's own results (its failures, or its skip), in the order it
-  // reported them; then the ending, which the inline output makes whole
-  // (its message keeps only the summary, not the output's tail again).
+  // reported them.
   std::vector<std::pair<::testing::TestPartResult::Type, Failure>> parts;
-  std::vector<Failure> endings;
   if (verdict.kind == Verdict::Kind::kFailed) {
-    for (const Failure& f : verdict.failures) parts.push_back({::testing::TestPartResult::kNonFatalFailure, f});
+    for (const Failure& f : verdict.failures) {
+      parts.push_back({::testing::TestPartResult::kNonFatalFailure, f});
+    }
   } else if (verdict.kind == Verdict::Kind::kSkipped) {
     parts.push_back({::testing::TestPartResult::kSkip, Failure{"", -1, verdict.skip_message}});
-  } else {
-    endings = verdict.failures;
-    if (!endings.empty() && endings.back().file.empty() &&
-        endings.back().message.rfind(verdict.summary, 0) == 0) {
-      endings.back().message = verdict.summary;
-    }
   }
-
   Print(stderr, OwnOutput(result.stderr_text, marked.remote_name));
   std::vector<std::string> pieces = SplitAtParts(OwnOutput(result.stdout_text, marked.remote_name));
   if (pieces.size() == parts.size() + 1) {
@@ -619,7 +637,6 @@ void Replay(const Marked& marked, const RemoteResult& result) {
     for (const auto& piece : pieces) Print(stdout, piece);
     for (const auto& [type, f] : parts) report(type, f);
   }
-  for (const Failure& f : endings) report(::testing::TestPartResult::kNonFatalFailure, f);
 }
 
 void RunOnHost(const std::string& host_name) {

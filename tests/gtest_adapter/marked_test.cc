@@ -84,7 +84,7 @@ class MarkedTestsTest : public GtestAdapterTest {};
 // A sandboxed test's own stdout shows between its [ RUN ] and result lines,
 // around its failure, as a local test's does; its stderr goes to stderr. A
 // passing test's output shows too (GoogleTest shows a local one's), and a
-// crashed test's once, not again in the crash message.
+// crashed test's once, as the tail in the failure that says it crashed.
 TEST_P(MarkedTestsTest, ATestsOwnOutputShowsInline) {
   CommandOutput run = RunCommand({MARKED_BINARY, "--gtest_filter=Output.*"}, env_->Options());
   EXPECT_EQ(run.exit_code, 1) << run.out << run.err;
@@ -151,7 +151,7 @@ TEST_P(MarkedTestsTest, ATestsTimeIsItsOwnTimeInTheSandbox) {
   ASSERT_EQ(xml_run.exit_code, 0) << xml_run.out << xml_run.err;
   std::string xml = sandrun::testing::ReadFile(xml_report);
   std::smatch match;
-  ASSERT_TRUE(std::regex_search(xml, match, std::regex(R"(<testcase name="Sleeps1"[^>]* time="([0-9.]+)")")))
+  ASSERT_TRUE(std::regex_search(xml, match, std::regex(R"re(<testcase name="Sleeps1"[^>]* time="([0-9.]+)")re")))
       << xml;
   long long xml_ms = static_cast<long long>(std::atof(match[1].str().c_str()) * 1000 + 0.5);
   EXPECT_EQ(xml_ms, ReportedMs(xml_run.out, "[       OK ] Timing.Sleeps1")) << xml;
