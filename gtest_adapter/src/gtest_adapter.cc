@@ -569,7 +569,9 @@ std::vector<std::string> SplitAtParts(const std::string& text) {
   return pieces;
 }
 
-/// `text` without the marker lines of kTestMarker and kPartMarker.
+/// `text` (a failure message with OutputTail's sections) without the
+/// marker lines of kTestMarker and kPartMarker, and without a section that
+/// held only markers.
 std::string WithoutMarkers(const std::string& text) {
   std::string clean;
   std::size_t from = 0;
@@ -578,7 +580,16 @@ std::string WithoutMarkers(const std::string& text) {
     std::size_t newline = text.find('\n', at);
     from = newline == std::string::npos ? text.size() : newline + 1;
   }
-  return clean + text.substr(std::min(from, text.size()));
+  clean += text.substr(std::min(from, text.size()));
+  for (const char* header : {"--- stderr (tail) ---\n", "--- stdout (tail) ---\n"}) {
+    std::size_t at = clean.find(header);
+    if (at == std::string::npos) continue;
+    std::size_t after = at + std::strlen(header);
+    if (after == clean.size() || clean.compare(after, 4, "--- ") == 0) {
+      clean.erase(at, after - at);
+    }
+  }
+  return clean;
 }
 
 void Print(std::FILE* stream, const std::string& text) {
