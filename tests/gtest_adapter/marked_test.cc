@@ -1,5 +1,5 @@
 // Marked tests look like local ones: runs the sample binary marked_tests.cc
-// on the local and Docker backends (and `sandrun exec` on it, and a CTest
+// on the local, Docker and Modal (the fake) backends (and `sandrun exec` on it, and a CTest
 // project around it) and checks what a GoogleTest user reads: each test's
 // own output inline, its own time, its parameters, that it runs locally when
 // already in a sandbox, and where its relative uploads come from.
@@ -62,21 +62,22 @@ long long ReportedMs(const std::string& out, const std::string& result_line_star
   return std::atoll(match[1].str().c_str());
 }
 
-/// Records of every run in this environment's archive, by task id.
-std::map<std::string, json> Records(const BackendEnv& env, int* runs = nullptr) {
+/// The records of run `run_id`, by task id.
+std::map<std::string, json> RecordsOfRun(const BackendEnv& env, const std::string& run_id) {
   std::map<std::string, json> records;
+  CommandOutput shown = RunSandrun({"results", "show", run_id, "--json"}, env.Options());
+  json doc = json::parse(shown.out, nullptr, false);
+  EXPECT_TRUE(doc.is_object() && doc.contains("tasks")) << run_id << ": " << shown.out << shown.err;
+  if (!doc.is_object() || !doc.contains("tasks")) return records;
+  for (const auto& task : doc["tasks"]) records[task.value("task_id", "")] = task;
+  return records;
+}
+
+/// How many runs this environment's archive holds.
+int RunCount(const BackendEnv& env) {
   CommandOutput list = RunSandrun({"results", "list", "--json", "--limit", "0"}, env.Options());
   json listed = json::parse(list.out, nullptr, false);
-  if (runs != nullptr) *runs = listed.is_array() ? static_cast<int>(listed.size()) : -1;
-  if (!listed.is_array()) return records;
-  for (const auto& run : listed) {
-    std::string id = run.value("run_id", "");
-    CommandOutput shown = RunSandrun({"results", "show", id, "--json"}, env.Options());
-    json doc = json::parse(shown.out, nullptr, false);
-    if (!doc.is_object() || !doc.contains("tasks")) continue;
-    for (const auto& task : doc["tasks"]) records[task.value("task_id", "")] = task;
-  }
-  return records;
+  return listed.is_array() ? static_cast<int>(listed.size()) : -1;
 }
 
 class MarkedTestsTest : public GtestAdapterTest {};
@@ -126,7 +127,7 @@ TEST_P(MarkedTestsTest, ATestsTimeIsItsOwnTimeInTheSandbox) {
                                  options);
   ASSERT_EQ(run.exit_code, 0) << run.out << run.err;
   auto tests = ReadHostReport(json_report);
-  auto records = Records(*env_);
+  auto records = RecordsOfRun(*env_, tests["Timing.Sleeps1"].properties["sandrun_run"]);
   bool some_test_queued = false;
   for (int i = 1; i <= 4; ++i) {
     const std::string name = "Timing.Sleeps" + std::to_string(i);
@@ -203,24 +204,28 @@ TEST_P(MarkedTestsTest, ParametersShowAsGoogleTestShowsThem) {
 
 // Inside any sandrun sandbox the marked tests run in that process: `sandrun
 // exec -- ./marked_binary` is one run with one task, and the tests see the
-// sandbox, run and task ids of that task's record.
+// sandbox, run and task ids of that task's record (a nested sandbox would
+// show its own, and SANDRUN_GTEST_INSIDE).
 TEST_P(MarkedTestsTest, InsideSandrunExecMarkedTestsRunWithoutNesting) {
   CommandOutput run = RunSandrun({"exec", "--upload-command", "--", MARKED_BINARY,
                                   "--gtest_filter=Where.*:Output.PassesWithOutput"},
                                  env_->Options());
   ASSERT_EQ(run.exit_code, 0) << run.out << run.err;
   EXPECT_NE(run.out.find("[  PASSED  ] 2 tests."), std::string::npos) << run.out;
-  int runs = 0;
-  auto records = Records(*env_, &runs);
-  EXPECT_EQ(runs, 1) << "a nested run was started";
-  ASSERT_EQ(records.size(), 1u) << "a nested sandbox was started";
+  std::smatch seen;
+  ASSERT_TRUE(std::regex_search(run.out, seen,
+                                std::regex(R"(sandbox=(\S+) run=(\S+) task=(\S+) inside=(\S+)\n)")))
+      << run.out;
+  EXPECT_EQ(seen[4].str(), "-") << "ran in the adapter's own (nested) sandbox";
+  auto records = RecordsOfRun(*env_, seen[2].str());
+  ASSERT_EQ(records.size(), 1u) << "the exec's run has other tasks";
   const json& record = records.begin()->second;
-  std::string expected = "sandbox=" + record.value("sandbox_id", "?") +
-                         " run=" + record.value("run_id", "?") +
-                         " task=" + record.value("task_id", "?") + " inside=-\n";
-  EXPECT_NE(run.out.find(expected), std::string::npos) << "no '" << expected << "' in:\n"
-                                                       << run.out;
-  EXPECT_FALSE(record.value("sandbox_id", "").empty());
+  EXPECT_EQ(record.value("sandbox_id", ""), seen[1].str());
+  EXPECT_EQ(record.value("task_id", ""), seen[3].str());
+  EXPECT_EQ(record.value("exit_code", -1), 0);
+  if (GetParam() != "modal") {  // the fake Modal's archive is shared by the whole test binary
+    EXPECT_EQ(RunCount(*env_), 1) << "a nested run was started";
+  }
 }
 
 // A relative Upload() is relative to the test's source directory, wherever
@@ -257,8 +262,8 @@ TEST_P(MarkedTestsTest, RelativeUploadsComeFromTheSourceDirectory) {
 
 // From ctest: a CTest project whose test runs the binary (as
 // gtest_discover_tests would, from the build directory of that project).
-TEST_P(MarkedTestsTest, RelativeUploadsWorkFromCTest) {
-  if (GetParam() != "local") GTEST_SKIP() << "the backend is covered by the test above";
+TEST(MarkedTestsCTest, RelativeUploadsWorkFromCTest) {
+  BackendEnv env("local");  // the backends are covered by the test above
   TempDir project;
   project.Write("CMakeLists.txt",
                 "cmake_minimum_required(VERSION 3.16)\nproject(marked NONE)\nenable_testing()\n"
@@ -266,7 +271,7 @@ TEST_P(MarkedTestsTest, RelativeUploadsWorkFromCTest) {
                 "\" --gtest_filter=Upload.RelativeToTheSourceFile)\n"
                 "add_test(NAME missing COMMAND \"" MARKED_BINARY
                 "\" --gtest_filter=Upload.MissingFile)\n");
-  CommandOptions options = env_->Options();
+  CommandOptions options = env.Options();
   options.cwd = project.path();
   CommandOutput configured =
       RunCommand({"cmake", "-S", ".", "-B", "build", "-G", "Ninja"}, options);
@@ -280,7 +285,12 @@ TEST_P(MarkedTestsTest, RelativeUploadsWorkFromCTest) {
   EXPECT_NE(ran.out.find("no-such-file.txt' does not exist"), std::string::npos) << ran.out;
 }
 
-INSTANTIATE_TEST_SUITE_P(Backends, MarkedTestsTest, ::testing::Values("local", "docker"),
+#ifdef SANDRUN_WITH_MODAL_FAKE
+#define SANDRUN_MARKED_BACKENDS "local", "docker", "modal"
+#else
+#define SANDRUN_MARKED_BACKENDS "local", "docker"
+#endif
+INSTANTIATE_TEST_SUITE_P(Backends, MarkedTestsTest, ::testing::Values(SANDRUN_MARKED_BACKENDS),
                          [](const auto& info) { return info.param; });
 
 }  // namespace
