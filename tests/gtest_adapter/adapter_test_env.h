@@ -26,6 +26,14 @@
 #endif
 #include "support/test_util.h"
 
+/// The backends the adapter's tests run on, for INSTANTIATE_TEST_SUITE_P
+/// (Modal: the fake Modal server in container mode).
+#ifdef SANDRUN_WITH_MODAL_FAKE
+#define SANDRUN_ADAPTER_BACKENDS "local", "docker", "modal"
+#else
+#define SANDRUN_ADAPTER_BACKENDS "local", "docker"
+#endif
+
 namespace sandrun::gtest {
 
 using sandrun::testing::CommandOptions;

@@ -285,12 +285,7 @@ TEST(MarkedTestsCTest, RelativeUploadsWorkFromCTest) {
   EXPECT_NE(ran.out.find("no-such-file.txt' does not exist"), std::string::npos) << ran.out;
 }
 
-#ifdef SANDRUN_WITH_MODAL_FAKE
-#define SANDRUN_MARKED_BACKENDS "local", "docker", "modal"
-#else
-#define SANDRUN_MARKED_BACKENDS "local", "docker"
-#endif
-INSTANTIATE_TEST_SUITE_P(Backends, MarkedTestsTest, ::testing::Values(SANDRUN_MARKED_BACKENDS),
+INSTANTIATE_TEST_SUITE_P(Backends, MarkedTestsTest, ::testing::Values(SANDRUN_ADAPTER_BACKENDS),
                          [](const auto& info) { return info.param; });
 
 }  // namespace
