@@ -450,6 +450,11 @@ class RunContext {
         capped_by_lifetime = true;
       }
     }
+    // Where it runs, for the command itself (engine.h): set here, once for
+    // every backend.
+    request.env[kSandboxIdEnv] = sandbox->Id();
+    request.env[kRunIdEnv] = run_id_;
+    request.env[kTaskIdEnv] = task.id;
     SANDRUN_ASSIGN_OR_RETURN(std::filesystem::path artifacts,
                              archive_.ArtifactDir(run_id_, task.id));
     request.spill_dir = artifacts.string();

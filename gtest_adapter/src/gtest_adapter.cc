@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -20,6 +21,7 @@
 #include <optional>
 #include <set>
 #include <thread>
+#include <vector>
 
 #include "sandrun/config.h"
 #include "sandrun/engine.h"
@@ -36,11 +38,60 @@ namespace {
 
 constexpr char kStandInPrefix[] = "sandrun/";
 
+// The sandboxed copy's output, as the host adapter asks for it (the
+// environment variable, set only by the host adapter, not by `sandrun gtest`):
+// GoogleTest's own printout is left out (the host prints it), and markers
+// say where each test's own output starts (on stdout and stderr) and where
+// each of its failures or its skip was reported (on stdout), so the host can
+// show that output between the test's [ RUN ] and result lines, around the
+// replayed failures, as GoogleTest shows a local test's. A record's stdout
+// in the archive keeps them.
+constexpr char kReplayOutputEnv[] = "SANDRUN_GTEST_REPLAY_OUTPUT";
+constexpr char kTestMarker[] = "\x1e[sandrun test] ";  ///< + "Suite.Name\n"
+constexpr char kPartMarker[] = "\x1e[sandrun part]\n";
+
+/// True in the adapter's own sandboxed copy of the binary.
+bool InOwnSandbox() {
+  const char* v = std::getenv(kInsideEnv);
+  return v != nullptr && std::strcmp(v, "1") == 0;
+}
+
+/// True in any sandrun sandbox: the engine sets kSandboxIdEnv in all.
+bool InAnySandbox() {
+  const char* v = std::getenv(kSandboxIdEnv);
+  return v != nullptr && *v != '\0';
+}
+
+// GoogleTest times each test itself and has no public way to say that a
+// test took a time measured elsewhere (the sandbox). An explicit template
+// instantiation may name a private member (C++20 [temp.spec.general]/6),
+// which gives the adapter TestResult::set_elapsed_time without relying on
+// GoogleTest's internals beyond that one member of its public header.
+template <auto kSetter>
+struct ElapsedTimeAccess {
+  friend void SetElapsedTime(::testing::TestResult& result, ::testing::TimeInMillis ms) {
+    (result.*kSetter)(ms);
+  }
+};
+template struct ElapsedTimeAccess<&::testing::TestResult::set_elapsed_time>;
+void SetElapsedTime(::testing::TestResult& result, ::testing::TimeInMillis ms);
+
+/// The own time of the marked test now running on the host (tests run one
+/// at a time on GoogleTest's thread), set by its replay and given to
+/// GoogleTest when it ends.
+std::optional<::testing::TimeInMillis>& OwnTimeOfCurrentTest() {
+  static std::optional<::testing::TimeInMillis> ms;
+  return ms;
+}
+
 struct Marked {
   std::string remote_name;  ///< "Suite.Name": what runs in the sandbox.
   std::string file;
   int line = 0;
   Options options;
+  /// The directory relative Upload() sources are relative to (empty for
+  /// tests marked by filter, which have no Options).
+  std::string upload_base;
 };
 
 /// Marked tests by their host-side full name. Filled during static init by
@@ -122,6 +173,9 @@ struct RemoteResult {
   std::string sandbox_id;
   std::string run_id;
   std::string task_id;
+  std::string stdout_text;  ///< The task's captured streams (with markers).
+  std::string stderr_text;
+  long long own_ms = -1;    ///< The test's own time in the sandbox.
 };
 
 /// Runs a set of marked tests through the Engine in the background; each
@@ -211,6 +265,9 @@ class Launcher : public RunListenerBase {
       result.sandbox_id = record.result.sandbox_id;
       result.run_id = record.run_id;
       result.task_id = record.task_id;
+      result.stdout_text = record.result.stdout_stream.text;
+      result.stderr_text = record.result.stderr_stream.text;
+      result.own_ms = OwnMillis(result.verdict, record.result.durations);
       Deliver(test, std::move(result));
     }
   }
@@ -228,13 +285,14 @@ class Launcher : public RunListenerBase {
     cv_.notify_all();
   }
 
-  void FailAll(const std::vector<CaseTask>& specs, const std::string& why) {
+  void FailAll(const std::vector<CaseTask>& specs, const std::string& why,
+               Verdict::Kind kind = Verdict::Kind::kInfraError) {
     std::lock_guard lock(mu_);
     for (const auto& spec : specs) {
       for (const auto& test : spec.tests) {
         if (results_.count(test)) continue;
         RemoteResult result;
-        result.verdict.kind = Verdict::Kind::kInfraError;
+        result.verdict.kind = kind;
         result.verdict.summary = why;
         result.verdict.failures.push_back({"", -1, why});
         Deliver(test, std::move(result));
@@ -248,12 +306,23 @@ class Launcher : public RunListenerBase {
     fs::path empty_dir = config.state_dir / "gtest" / "empty";
     fs::create_directories(empty_dir, ec);
     std::vector<Task> tasks;
-    for (const auto& spec : specs) tasks.push_back(MakeCaseTask(config, binary, empty_dir, spec));
-    Status valid = ValidateTasks(tasks);
-    if (!valid.ok()) {
-      FailAll(specs, "sandrun: cannot run in a sandbox: " + valid.message());
-      return;
+    for (const auto& spec : specs) {
+      Task task = MakeCaseTask(config, binary, empty_dir, spec);
+      task.exec.env[kReplayOutputEnv] = "1";
+      // A bad declaration (an Upload() of a missing file) fails the tests of
+      // its own task, by their names; the others run.
+      Status valid = ValidateTask(task);
+      if (!valid.ok()) {
+        FailAll({spec},
+                "sandrun: cannot run in a sandbox: " + valid.message() +
+                    " (relative Upload() sources are relative to the directory of the "
+                    "test's source file)",
+                Verdict::Kind::kFailed);
+        continue;
+      }
+      tasks.push_back(std::move(task));
     }
+    if (tasks.empty()) return;
     Engine engine(std::move(setup.candidates));
     // The listener outlives the run: the Launcher owns the thread that runs it.
     engine.AddListener(std::shared_ptr<RunListener>(this, [](RunListener*) {}));
@@ -383,6 +452,11 @@ CaseTask SpecFor(const Marked& marked, std::map<std::string, int>* used_ids) {
   spec.timeout_s = o.timeout_s();
   spec.env = o.env();
   spec.uploads = o.uploads();
+  for (auto& upload : spec.uploads) {
+    if (fs::path(upload.source).is_relative() && !marked.upload_base.empty()) {
+      upload.source = (fs::path(marked.upload_base) / upload.source).lexically_normal().string();
+    }
+  }
   spec.network_set = o.network_set();
   spec.network = o.network();
   return spec;
@@ -390,12 +464,14 @@ CaseTask SpecFor(const Marked& marked, std::map<std::string, int>* used_ids) {
 
 /// Reuse() tests with the same settings share one sandbox: the settings that
 /// shape a sandbox, as one comparable string.
-std::string ReuseKey(const Options& o) {
+std::string ReuseKey(const Marked& m) {
+  const Options& o = m.options;
   std::string key = o.backend() + "|" + o.image() + "|" + std::to_string(o.cpu()) + "|" +
                     std::to_string(o.memory_mb()) + "|" + o.gpu() + "|" +
                     (o.network_set() ? std::string(NetworkModeName(o.network())) : "") + "|";
   for (const auto& [k, v] : o.env()) key += k + "=" + v + ";";
   key += "|";
+  key += m.upload_base + "|";
   for (const auto& u : o.uploads()) key += u.source + ">" + u.destination + ";";
   return key;
 }
@@ -406,7 +482,7 @@ std::vector<Launcher::Job> MakeJobs(const std::vector<const Marked*>& tests) {
   std::map<std::string, std::size_t> reuse_groups;  // key -> index in jobs
   for (const Marked* m : tests) {
     if (m->options.reuse()) {
-      std::string key = ReuseKey(m->options);
+      std::string key = ReuseKey(*m);
       auto it = reuse_groups.find(key);
       if (it != reuse_groups.end()) {
         CaseTask& spec = jobs[it->second].spec;
@@ -449,23 +525,123 @@ class FanOutListener : public ::testing::EmptyTestEventListener {
     Runtime::Get().Launch(MakeJobs(selected));
   }
   void OnTestIterationEnd(const ::testing::UnitTest&, int) override { Runtime::Get().JoinAll(); }
+
+  // GoogleTest calls OnTestEnd in reverse order of the listeners, so this
+  // one (appended after the printer and the XML/JSON writers) gives a marked
+  // test its own time before they read it.
+  void OnTestEnd(const ::testing::TestInfo& info) override {
+    auto& own_ms = OwnTimeOfCurrentTest();
+    if (!own_ms) return;
+    // The result belongs to `info`, which GoogleTest hands out as const.
+    SetElapsedTime(const_cast<::testing::TestResult&>(*info.result()), *own_ms);
+    own_ms.reset();
+  }
 };
 
+/// What test `name` wrote to `stream` in the sandbox: from its marker to the
+/// next test's. All of the stream when it has no markers at all (the binary
+/// ended before a test started); nothing when only other tests have one.
+std::string OwnOutput(const std::string& stream, const std::string& name) {
+  const std::string start = kTestMarker + name + "\n";
+  std::size_t from = stream.find(start);
+  if (from == std::string::npos) {
+    return stream.find(kTestMarker) == std::string::npos ? stream : std::string();
+  }
+  from += start.size();
+  std::size_t to = stream.find(kTestMarker, from);
+  return stream.substr(from, to == std::string::npos ? std::string::npos : to - from);
+}
+
+/// `text` cut at each kPartMarker.
+std::vector<std::string> SplitAtParts(const std::string& text) {
+  std::vector<std::string> pieces;
+  std::size_t from = 0;
+  for (std::size_t at; (at = text.find(kPartMarker, from)) != std::string::npos;) {
+    pieces.push_back(text.substr(from, at - from));
+    from = at + std::strlen(kPartMarker);
+  }
+  pieces.push_back(text.substr(from));
+  return pieces;
+}
+
+/// `text` (a failure message with OutputTail's sections) without the
+/// marker lines of kTestMarker and kPartMarker, and without a section that
+/// held only markers.
+std::string WithoutMarkers(const std::string& text) {
+  std::string clean;
+  std::size_t from = 0;
+  for (std::size_t at; (at = text.find('\x1e', from)) != std::string::npos;) {
+    clean += text.substr(from, at - from);
+    std::size_t newline = text.find('\n', at);
+    from = newline == std::string::npos ? text.size() : newline + 1;
+  }
+  clean += text.substr(std::min(from, text.size()));
+  for (const char* header : {"--- stderr (tail) ---\n", "--- stdout (tail) ---\n"}) {
+    std::size_t at = clean.find(header);
+    if (at == std::string::npos) continue;
+    std::size_t after = at + std::strlen(header);
+    if (after == clean.size() || clean.compare(after, 4, "--- ") == 0) {
+      clean.erase(at, after - at);
+    }
+  }
+  return clean;
+}
+
+void Print(std::FILE* stream, const std::string& text) {
+  std::fwrite(text.data(), 1, text.size(), stream);
+  std::fflush(stream);
+}
+
+/// Replays a marked test's remote run inside its host TestBody (after its
+/// [ RUN ] line). When the test ran to its end (passed, failed, skipped):
+/// its own stderr, then its own stdout with each failure (or the skip)
+/// reported where the test reported it. Otherwise (crash, timeout...) the
+/// failure that says so, with the tail of the output, as Judge made it.
 void Replay(const Marked& marked, const RemoteResult& result) {
+  const Verdict& verdict = result.verdict;
   ::testing::Test::RecordProperty("sandrun_backend", result.backend);
   ::testing::Test::RecordProperty("sandrun_sandbox", result.sandbox_id);
   ::testing::Test::RecordProperty("sandrun_run", result.run_id);
-  ::testing::Test::RecordProperty("sandrun_verdict", std::string(VerdictKindName(result.verdict.kind)));
-  for (const Failure& f : result.verdict.failures) {
+  ::testing::Test::RecordProperty("sandrun_verdict", std::string(VerdictKindName(verdict.kind)));
+  if (result.own_ms >= 0) OwnTimeOfCurrentTest() = result.own_ms;
+
+  auto report = [&](::testing::TestPartResult::Type type, const Failure& f) {
     std::string file = f.file.empty() ? marked.file : f.file;
     int line = f.file.empty() ? marked.line : f.line;
-    ::testing::internal::AssertHelper(::testing::TestPartResult::kNonFatalFailure, file.c_str(),
-                                      line, f.message.c_str()) = ::testing::Message();
-  }
-  if (result.verdict.kind == Verdict::Kind::kSkipped) {
-    ::testing::internal::AssertHelper(::testing::TestPartResult::kSkip, marked.file.c_str(),
-                                      marked.line, result.verdict.skip_message.c_str()) =
+    ::testing::internal::AssertHelper(type, file.c_str(), line, f.message.c_str()) =
         ::testing::Message();
+  };
+  const bool ran_to_its_end = verdict.kind == Verdict::Kind::kPassed ||
+                              verdict.kind == Verdict::Kind::kFailed ||
+                              verdict.kind == Verdict::Kind::kSkipped;
+  if (!ran_to_its_end) {
+    for (const Failure& f : verdict.failures) {
+      report(::testing::TestPartResult::kNonFatalFailure,
+             Failure{f.file, f.line, WithoutMarkers(f.message)});
+    }
+    return;
+  }
+  // The test's own results (its failures, or its skip), in the order it
+  // reported them.
+  std::vector<std::pair<::testing::TestPartResult::Type, Failure>> parts;
+  if (verdict.kind == Verdict::Kind::kFailed) {
+    for (const Failure& f : verdict.failures) {
+      parts.push_back({::testing::TestPartResult::kNonFatalFailure, f});
+    }
+  } else if (verdict.kind == Verdict::Kind::kSkipped) {
+    parts.push_back({::testing::TestPartResult::kSkip, Failure{"", -1, verdict.skip_message}});
+  }
+  Print(stderr, OwnOutput(result.stderr_text, marked.remote_name));
+  std::vector<std::string> pieces = SplitAtParts(OwnOutput(result.stdout_text, marked.remote_name));
+  if (pieces.size() == parts.size() + 1) {
+    for (std::size_t i = 0; i < parts.size(); ++i) {
+      Print(stdout, pieces[i]);
+      report(parts[i].first, parts[i].second);
+    }
+    Print(stdout, pieces.back());
+  } else {  // The markers do not match the report (a failure in a child process...).
+    for (const auto& piece : pieces) Print(stdout, piece);
+    for (const auto& [type, f] : parts) report(type, f);
   }
 }
 
@@ -495,6 +671,28 @@ class StandIn : public ::testing::Test {
 
  private:
   std::string host_name_;
+};
+
+/// In the adapter's own sandbox, when the host asks (kReplayOutputEnv):
+/// marks where each test's output starts and where its failures and skip
+/// were reported (see kReplayOutputEnv).
+class OutputMarker : public ::testing::EmptyTestEventListener {
+ public:
+  void OnTestStart(const ::testing::TestInfo& info) override {
+    const std::string marker =
+        kTestMarker + std::string(info.test_suite_name()) + "." + info.name() + "\n";
+    Write(stdout, marker);
+    Write(stderr, marker);
+  }
+  void OnTestPartResult(const ::testing::TestPartResult& result) override {
+    if (result.type() != ::testing::TestPartResult::kSuccess) Write(stdout, kPartMarker);
+  }
+
+ private:
+  static void Write(std::FILE* stream, const std::string& text) {
+    std::fflush(stream);  // what the test wrote comes first
+    Print(stream, text);
+  }
 };
 
 /// Inside a sandbox: keeps each skip's message as a test property, because
@@ -548,6 +746,7 @@ void MarkByFilter(const std::string& filter) {
   struct Found {
     std::string suite, name, file;
     int line;
+    std::string type_param, value_param;  ///< Empty: not a typed / parameterised test.
   };
   std::vector<Found> found;
   for (int i = 0; i < unit_test.total_test_suite_count(); ++i) {
@@ -557,7 +756,9 @@ void MarkByFilter(const std::string& filter) {
       const ::testing::TestInfo* info = suite->GetTestInfo(j);
       std::string full = std::string(suite->name()) + "." + info->name();
       if (MarkedTests().count(full) || !FilterMatches(filter, full)) continue;
-      found.push_back({suite->name(), info->name(), info->file() ? info->file() : "", info->line()});
+      found.push_back({suite->name(), info->name(), info->file() ? info->file() : "",
+                       info->line(), info->type_param() ? info->type_param() : "",
+                       info->value_param() ? info->value_param() : ""});
     }
   }
   if (found.empty()) return;
@@ -573,9 +774,14 @@ void MarkByFilter(const std::string& filter) {
     negative += (negative.empty() ? "" : ":") + original;
     if (selected) positive += ":" + stand_in;
     else negative += ":" + stand_in;
-    MarkedTests()[stand_in] = Marked{original, f.file, f.line, Options()};
+    MarkedTests()[stand_in] = Marked{original, f.file, f.line, Options(), ""};
     std::string suite_name = kStandInPrefix + f.suite;
-    ::testing::RegisterTest(suite_name.c_str(), f.name.c_str(), nullptr, nullptr,
+    // With the original's parameter, which GoogleTest prints ("where
+    // GetParam() = 3", "where TypeParam = int") and reports (value_param,
+    // type_param).
+    ::testing::RegisterTest(suite_name.c_str(), f.name.c_str(),
+                            f.type_param.empty() ? nullptr : f.type_param.c_str(),
+                            f.value_param.empty() ? nullptr : f.value_param.c_str(),
                             f.file.c_str(), f.line,
                             [stand_in]() -> ::testing::Test* { return new StandIn(stand_in); });
   }
@@ -585,17 +791,17 @@ void MarkByFilter(const std::string& filter) {
 }  // namespace
 
 bool InsideSandbox() {
-  static const bool inside = [] {
-    const char* v = std::getenv(kInsideEnv);
-    return v != nullptr && std::strcmp(v, "1") == 0;
-  }();
+  static const bool inside = InOwnSandbox() || InAnySandbox();
   return inside;
 }
 
 void Init(int* argc, char** argv) {
   std::map<std::string, std::string> flags;
   std::string problem = TakeFlags(argc, argv, &flags);
+  // In any sandbox the marked tests run here, as plain tests (no nested
+  // sandboxes); --sandrun_filter marks nothing.
   if (InsideSandbox()) {
+    if (!InOwnSandbox()) return;
     // gtest removes the marker by the path it was given; make it absolute so
     // a test that changes directory does not leave it behind.
     if (const char* marker = std::getenv("TEST_PREMATURE_EXIT_FILE")) {
@@ -603,10 +809,16 @@ void Init(int* argc, char** argv) {
       fs::path absolute = fs::absolute(marker, ec);
       if (!ec) setenv("TEST_PREMATURE_EXIT_FILE", absolute.c_str(), 1);
     }
-    static bool recorder_added = false;
-    if (!recorder_added) {
-      recorder_added = true;
-      ::testing::UnitTest::GetInstance()->listeners().Append(new SkipMessageRecorder());
+    static bool listeners_added = false;
+    if (!listeners_added) {
+      listeners_added = true;
+      ::testing::TestEventListeners& listeners = ::testing::UnitTest::GetInstance()->listeners();
+      listeners.Append(new SkipMessageRecorder());
+      const char* replay = std::getenv(kReplayOutputEnv);
+      if (replay != nullptr && std::strcmp(replay, "1") == 0) {
+        delete listeners.Release(listeners.default_result_printer());
+        listeners.Append(new OutputMarker());
+      }
     }
     return;
   }
@@ -633,9 +845,20 @@ void Init(int* argc, char** argv) {
 namespace internal {
 
 bool RegisterMarked(const char* suite, const char* name, const char* file, int line,
-                    const Options& options) {
+                    const char* compile_dir, const Options& options) {
   std::string full = std::string(suite) + "." + name;
-  MarkedTests()[full] = Marked{full, file, line, options};
+  Marked marked{full, file, line, options, ""};
+  // Relative Upload() sources are relative to the declaring source file's
+  // directory; a relative __FILE__ (ccache's base_dir, -ffile-prefix-map)
+  // to the compiler's working directory.
+  fs::path source = file;
+  if (source.is_relative() && compile_dir != nullptr && *compile_dir != '\0') {
+    source = fs::path(compile_dir) / source;
+  }
+  std::error_code ec;
+  fs::path base = fs::absolute(source, ec).lexically_normal().parent_path();
+  marked.upload_base = base.string();
+  MarkedTests()[full] = std::move(marked);
   return true;
 }
 

@@ -374,6 +374,12 @@ Result<std::vector<CaseReport>> ParseGtestJson(std::string_view text) {
   return cases;
 }
 
+long long OwnMillis(const Verdict& verdict, const Durations& durations) {
+  // Without a report (a crash, a timeout) the process's time is the closest
+  // to the test's own; never the time spent queueing or setting up.
+  return verdict.report_ms >= 0 ? verdict.report_ms : durations.exec_ms;
+}
+
 std::string_view VerdictKindName(Verdict::Kind kind) {
   switch (kind) {
     case Verdict::Kind::kPassed: return "passed";

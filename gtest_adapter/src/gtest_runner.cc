@@ -90,7 +90,7 @@ class PrintingListener : public RunListenerBase {
       }
     }
     const Durations& d = record.result.durations;
-    outcome.ms = outcome.verdict.report_ms >= 0 ? outcome.verdict.report_ms : d.exec_ms;
+    outcome.ms = OwnMillis(outcome.verdict, d);
     outcome.start_epoch_ms =
         std::chrono::duration_cast<std::chrono::milliseconds>(
             std::chrono::system_clock::now().time_since_epoch())

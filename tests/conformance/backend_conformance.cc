@@ -1168,6 +1168,37 @@ TEST_P(BackendConformanceTest, ASharedSandboxKilledFromOutsideIsReplacedAndTheTa
   EXPECT_EQ(ran->tasks[2].sandbox_id, retried.sandbox_id) << "the replacement did not stay warm";
 }
 
+// Every command learns where it runs (engine.h, kSandboxIdEnv...): the
+// engine sets SANDRUN_SANDBOX_ID, SANDRUN_RUN_ID and SANDRUN_TASK_ID on
+// every backend, in a sandbox of its own and in a shared one, over a value
+// the task set itself; each names the task's own record.
+TEST_P(BackendConformanceTest, CommandsSeeTheirSandboxRunAndTaskIds) {
+  SharedSandboxRun run(*backend_);
+  const std::string script =
+      "echo \"sandbox=$SANDRUN_SANDBOX_ID\"; echo \"run=$SANDRUN_RUN_ID\"; "
+      "echo \"task=$SANDRUN_TASK_ID\"";
+  Task own = run.NewTask("own-sandbox", script, GetParam().base_spec);
+  own.isolation = Isolation::kSandbox;
+  own.sandbox.env[kTaskIdEnv] = "set-by-the-task";
+  Task first = run.NewTask("shared-first", script, GetParam().base_spec);
+  Task second = run.NewTask("shared-second", script, GetParam().base_spec);
+  second.exec.env[kSandboxIdEnv] = "set-by-the-task";
+  auto ran = run.Run({own, first, second});
+  ASSERT_TRUE(ran.ok()) << ran.status().ToString();
+  ASSERT_EQ(ran->tasks.size(), 3u);
+  for (const TaskRecord& record : ran->tasks) {
+    ASSERT_TRUE(Passed(record.result)) << record.task_id << ": " << Describe(record.result);
+    EXPECT_FALSE(record.sandbox_id.empty()) << record.task_id;
+    EXPECT_EQ(record.run_id, ran->run.run_id) << record.task_id;
+    EXPECT_EQ(record.result.stdout_stream.text, "sandbox=" + record.sandbox_id + "\nrun=" +
+                                                    record.run_id + "\ntask=" +
+                                                    record.task_id + "\n")
+        << record.task_id;
+  }
+  EXPECT_EQ(ran->tasks[1].sandbox_id, ran->tasks[2].sandbox_id) << "not one shared sandbox";
+  EXPECT_NE(ran->tasks[0].sandbox_id, ran->tasks[1].sandbox_id);
+}
+
 void SkipWithoutDocker(ConformanceTarget& target, const std::string& reason) {
   target.skip_reason = reason;
   if (sandrun::testing::DockerRequired()) {

@@ -60,6 +60,15 @@ std::optional<Isolation> IsolationFromName(std::string_view name);
 /// the sandbox's workdir.
 std::string SharedTaskDirectory(const std::string& task_id);
 
+/// Every command the engine runs, on every backend, gets these in its
+/// environment (over the task's own values of the same names), so a program
+/// can tell it runs in a sandrun sandbox and which one: the sandbox's id
+/// (TaskRecord::sandbox_id), the run id and the task id of its record.
+/// docs/architecture.md, "What a sandboxed command sees".
+inline constexpr char kSandboxIdEnv[] = "SANDRUN_SANDBOX_ID";
+inline constexpr char kRunIdEnv[] = "SANDRUN_RUN_ID";
+inline constexpr char kTaskIdEnv[] = "SANDRUN_TASK_ID";
+
 /// One unit of work: a sandbox and one command in it.
 struct Task {
   std::string id;         ///< Unique in the run; [A-Za-z0-9._-]+, at most 128 chars.

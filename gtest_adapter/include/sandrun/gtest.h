@@ -15,14 +15,17 @@
 //  - On the host, when RUN_ALL_TESTS starts an iteration, every marked test
 //    the gtest filter selects is launched at once through sandrun's Engine
 //    (up to the configured concurrency). Each marked test's TestBody then
-//    waits for its own result and replays it: every remote failure at its
-//    original file:line with its message, a skip as a skip, a timeout, crash,
-//    premature exit or infrastructure error as a failure that says so. The
+//    waits for its own result and replays it: its own stdout/stderr, every
+//    remote failure at its original file:line with its message, a skip as a
+//    skip, a timeout, crash, premature exit or infrastructure error as a
+//    failure that says so; its time is its own time in the sandbox. The
 //    body itself does not run on the host, nor do the fixture's
 //    SetUp/TearDown (its constructor and SetUpTestSuite do).
 //  - In the sandbox (environment SANDRUN_GTEST_INSIDE=1) the binary runs with
 //    --gtest_filter naming one test and --gtest_output=json, and the body runs
 //    for real.
+//  - In any other sandrun sandbox (SANDRUN_SANDBOX_ID set: `sandrun exec`,
+//    sandrun_add_test) marked tests run in that process like plain tests.
 //
 // Marking without code: --sandrun_filter=PATTERN (or SANDRUN_FILTER), in
 // GoogleTest's filter syntax, marks existing TEST()s. A TEST()'s body cannot
@@ -65,8 +68,10 @@ class Options {
     return *this;
   }
   /// Copies a host file or directory into the sandbox's working directory
-  /// (destination empty: its file name). Relative sources are relative to the
-  /// host's working directory when the binary runs.
+  /// (destination empty: its file name). A relative source is relative to
+  /// the directory of the source file that declares the test (as CMake's
+  /// paths are to CMAKE_CURRENT_SOURCE_DIR), wherever the binary runs. A
+  /// missing source fails this test (by its name) and no other.
   Options& Upload(std::string source, std::string destination = "") {
     uploads_.push_back({std::move(source), std::move(destination), false});
     return *this;
@@ -111,14 +116,18 @@ class Options {
 /// but strip flags inside a sandbox.
 void Init(int* argc, char** argv);
 
-/// True in the sandboxed copy of the binary (SANDRUN_GTEST_INSIDE=1).
+/// True when the binary runs in a sandrun sandbox: the adapter's own
+/// (SANDRUN_GTEST_INSIDE=1) or any other (the engine sets SANDRUN_SANDBOX_ID,
+/// SANDRUN_RUN_ID and SANDRUN_TASK_ID in every sandbox). Marked tests then
+/// run here, their bodies and fixtures' SetUp/TearDown included.
 bool InsideSandbox();
 
 namespace internal {
 
 /// Registers a marked test with GoogleTest and the adapter (static init).
+/// `compile_dir`: what a relative `file` is relative to (may be empty).
 bool RegisterMarked(const char* suite, const char* name, const char* file, int line,
-                    const Options& options);
+                    const char* compile_dir, const Options& options);
 
 /// What a marked test's TestBody does: inside a sandbox, runs `body`; on the
 /// host, waits for the remote result of `suite.name` and replays it.
@@ -126,16 +135,22 @@ void Dispatch(const char* suite, const char* name, const std::function<void()>& 
 
 template <typename Fixture, typename Derived>
 bool Register(const char* suite, const char* name, const char* file, int line,
-              const Options& options) {
+              const char* compile_dir, const Options& options) {
   // The factory returns the fixture type so GoogleTest sees the same fixture
   // class as TEST/TEST_F in this suite.
   ::testing::RegisterTest(suite, name, nullptr, nullptr, file, line,
                           []() -> Fixture* { return new Derived(); });
-  return RegisterMarked(suite, name, file, line, options);
+  return RegisterMarked(suite, name, file, line, compile_dir, options);
 }
 
 }  // namespace internal
 }  // namespace sandrun::gtest
+
+/// The compiler's working directory, for a relative __FILE__ (ccache's
+/// base_dir makes them); sandrun::gtest's CMake target defines it.
+#ifndef SANDRUN_GTEST_COMPILE_DIR
+#define SANDRUN_GTEST_COMPILE_DIR ""
+#endif
 
 #define SANDRUN_GTEST_CLASS_(suite, name) suite##_##name##_SandrunTest
 
@@ -160,7 +175,7 @@ bool Register(const char* suite, const char* name, const char* file, int line,
   };                                                                                  \
   const bool SANDRUN_GTEST_CLASS_(suite, name)::sandrun_registered_ =                 \
       ::sandrun::gtest::internal::Register<fixture, SANDRUN_GTEST_CLASS_(suite, name)>( \
-          #suite, #name, __FILE__, __LINE__, options);                                \
+          #suite, #name, __FILE__, __LINE__, SANDRUN_GTEST_COMPILE_DIR, options);     \
   void SANDRUN_GTEST_CLASS_(suite, name)::SandrunBody()
 
 #define SANDRUN_GTEST_PICK_(_1, _2, _3, which, ...) which

@@ -109,6 +109,8 @@ struct Verdict {
   long long report_ms = -1;
   bool ok() const { return kind == Kind::kPassed || kind == Kind::kSkipped; }
 };
+/// The test's own time: its report's, else its process's (`exec_ms`).
+long long OwnMillis(const Verdict& verdict, const Durations& durations);
 std::string_view VerdictKindName(Verdict::Kind kind);  // "passed", "timed out", ...
 
 /// Where the report and the premature-exit marker go, relative to the
