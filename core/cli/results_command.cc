@@ -18,6 +18,7 @@
 #include "console_listener.h"
 #include "sandrun/junit.h"
 #include "sandrun/record.h"
+#include "sandrun/report.h"
 #include "sandrun/util.h"
 
 namespace sandrun::cli {
@@ -38,6 +39,7 @@ constexpr char kResultsUsage[] =
     "  show RUN [TASK] [--full] [--json]   a run's tasks, or one task's record and output\n"
     "  fetch RUN -o DIR                    copy a run (records and artifacts) into DIR/RUN\n"
     "  export RUN --junit FILE             write a run as JUnit XML\n"
+    "  report RUN -o FILE.html             write a run as one self-contained HTML page\n"
     "  prune --keep N                      remove all but the newest N runs\n"
     "  sync                                deliver records waiting in the outbox\n\n"
     "RUN may be `latest`. `sandrun results <command> --help` describes each.\n";
@@ -416,6 +418,43 @@ int ExportRun(const std::vector<std::string>& args, CliContext& context) {
   return 0;
 }
 
+int ReportRun(const std::vector<std::string>& args, CliContext& context) {
+  cxxopts::Options options("sandrun results report",
+                           "Write an archived run as one self-contained HTML page: the run's\n"
+                           "facts, a sortable task table with failures and output tails, a\n"
+                           "timeline of the sandboxes and a histogram of durations\n"
+                           "(docs/report.md). The page loads nothing from the network.\n"
+                           "usage: sandrun results report RUN -o FILE.html");
+  options.add_options("Report")
+      ("o,output", "The HTML file to write", cxxopts::value<std::string>())
+      ("run", "Run id, or `latest`", cxxopts::value<std::string>());
+  options.parse_positional({"run"});
+  options.positional_help("RUN");
+  int exit_code = 0;
+  auto session = Open(options, args, context, &exit_code);
+  if (!session) return exit_code;
+  const char* usage = "sandrun results report RUN -o FILE.html";
+  std::string run_arg = RequireString(session->parsed, "run", usage, true);
+  RequireString(session->parsed, "output", usage);
+  std::filesystem::path file = WritableReportPath(session->parsed, "output");
+  auto run_id = ResolveRun(*session->archive, run_arg);
+  if (!run_id.ok()) return Fail(run_id.status());
+  auto run = session->archive->ReadRun(*run_id);
+  // A run without run.json (still going, or killed) still has its tasks.
+  if (!run.ok() && run.status().code() != StatusCode::kNotFound) return Fail(run.status());
+  auto tasks = session->archive->ReadTasks(*run_id);
+  if (!tasks.ok()) return Fail(tasks.status());
+  if (!run.ok() && tasks->empty()) {
+    return Fail(NotFoundError("run " + *run_id + " has neither a summary nor task records"));
+  }
+  RunRecord summary = run.ok() ? *run : RunRecord{};
+  Status written = WriteFileAtomically(file, ReportHtml(summary, *tasks), 0644);
+  if (!written.ok()) return Fail(written);
+  std::cout << "wrote " << file.string() << " (" << tasks->size() << " task(s) of run " << *run_id
+            << ")\n";
+  return 0;
+}
+
 int PruneRuns(const std::vector<std::string>& args, CliContext& context) {
   cxxopts::Options options("sandrun results prune",
                            "Remove all but the newest N runs from the archive.\n"
@@ -466,7 +505,8 @@ struct ResultsSubcommand {
 
 constexpr ResultsSubcommand kResultsSubcommands[] = {
     {"list", ListRuns},   {"show", ShowRun},    {"fetch", FetchRun},
-    {"export", ExportRun}, {"prune", PruneRuns}, {"sync", SyncOutbox},
+    {"export", ExportRun}, {"report", ReportRun}, {"prune", PruneRuns},
+    {"sync", SyncOutbox},
 };
 
 }  // namespace

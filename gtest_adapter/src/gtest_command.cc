@@ -28,6 +28,7 @@ int GtestCommand(const std::vector<std::string>& args, CliContext& context) {
       ("upload", "Copy SRC[:DST] into every sandbox (repeatable)",
        cxxopts::value<std::vector<std::string>>())
       ("binary", "The GoogleTest binary", cxxopts::value<std::string>());
+  AddReportOption(options);
   options.parse_positional({"binary"});
   options.positional_help("BINARY");
   auto parsed = ParseOrThrow(options, args);
@@ -41,6 +42,7 @@ int GtestCommand(const std::vector<std::string>& args, CliContext& context) {
   runner.retry_failed = (*parsed)["retry-failed"].as<int>();
   if (runner.retry_failed < 0) throw UsageError{"--retry-failed must be 0 or more"};
   runner.junit = WritableReportPath(*parsed, "junit");
+  runner.report = HtmlReportPath(*parsed, config);
   if (parsed->count("env")) {
     Status env = ParseEnvArgs((*parsed)["env"].as<std::vector<std::string>>(), runner.env);
     if (!env.ok()) throw UsageError{env.message()};

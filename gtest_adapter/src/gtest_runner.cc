@@ -11,6 +11,7 @@
 
 #include "sandrun/gtest_protocol.h"
 #include "sandrun/listener.h"
+#include "sandrun/report.h"
 #include "sandrun/result.h"
 
 namespace sandrun::gtest {
@@ -225,6 +226,9 @@ int RunGtestBinary(const Config& config, std::vector<BackendCandidate> candidate
                Plural(selected.size(), "test").c_str(), binary.filename().c_str());
   std::fflush(out);
   std::map<std::string, CaseOutcome> outcomes;
+  // One page for all rounds: rewritten at the end of each.
+  std::shared_ptr<ReportFileListener> report;
+  if (!options.report.empty()) report = std::make_shared<ReportFileListener>(options.report);
   std::vector<std::string> todo = selected;
   std::set<std::string> run_ids;
   bool infra_only = true;
@@ -258,6 +262,7 @@ int RunGtestBinary(const Config& config, std::vector<BackendCandidate> candidate
         out, err, options.progress, tasks.size(), tap, task_tests,
         static_cast<long long>(config.timeout_s * 1000), &outcomes, round);
     engine.AddListener(printer);
+    if (report) engine.AddListener(report);
     auto outcome = engine.Run(std::move(tasks), run_options, cancel);
     if (!outcome.ok()) {
       std::fprintf(err, "sandrun: %s\n", outcome.status().message().c_str());
@@ -322,6 +327,9 @@ int RunGtestBinary(const Config& config, std::vector<BackendCandidate> candidate
   if (!options.junit.empty()) {
     Status written = WriteJUnit(options.junit, selected, outcomes);
     if (!written.ok()) std::fprintf(err, "sandrun: %s\n", written.message().c_str());
+  }
+  if (report && !report->status().ok()) {
+    std::fprintf(err, "sandrun: %s\n", report->status().message().c_str());
   }
   if (cancel.cancelled()) return kExitInterrupted;
   if (failed.empty()) return 0;

@@ -8,7 +8,8 @@
 //  - retries only the cases that did not pass, up to `retry_failed` rounds;
 //  - prints GoogleTest-style output as cases end ([ RUN ] / [ OK ] /
 //    [ FAILED ] with file:line messages), with a live progress line when
-//    stderr is a terminal, and writes JUnit XML when asked.
+//    stderr is a terminal, and writes JUnit XML and the HTML report when
+//    asked.
 #ifndef SANDRUN_GTEST_RUNNER_H_
 #define SANDRUN_GTEST_RUNNER_H_
 
@@ -28,6 +29,7 @@ struct RunnerOptions {
   std::string filter;                      ///< GoogleTest syntax; empty = all.
   int retry_failed = 0;                    ///< Extra rounds for cases that failed.
   std::filesystem::path junit;             ///< Empty: no JUnit file.
+  std::filesystem::path report;            ///< HTML report (sandrun/report.h); empty: none.
   std::map<std::string, std::string> env;  ///< Set in every sandbox.
   std::vector<FileUpload> uploads;         ///< Copied into every sandbox.
   bool progress = false;                   ///< Live progress line on `err`.

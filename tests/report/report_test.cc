@@ -1,0 +1,275 @@
+// The HTML report (docs/report.md) end to end: runs made by `sandrun batch`,
+// `sandrun gtest` (a real GoogleTest binary, with a retried flaky case) and
+// marked tests (SANDRUN_REPORT) write their page; headless Chromium opens it
+// and the rendered DOM must show every task, the failure text at file:line
+// and the timeline, with no network request and no console error. Each page
+// is also saved as a screenshot under the build tree (tests/report/*.png).
+//
+// Without Chromium (/usr/bin/chromium, or $SANDRUN_CHROMIUM) the browser
+// tests skip, unless SANDRUN_REQUIRE_BROWSER=1 (CI) makes that a failure.
+#include <cstdlib>
+#include <fstream>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "e2e/e2e_support.h"
+
+namespace sandrun::e2e {
+namespace {
+
+using sandrun::testing::RunCommand;
+
+fs::path ScreenshotDir() {
+  fs::path dir = fs::path(SANDRUN_BUILD_DIR) / "tests" / "report";
+  fs::create_directories(dir);
+  return dir;
+}
+
+/// The Chromium to use, or "" after GTEST_SKIP/ADD_FAILURE said why not.
+std::string Chromium() {
+  const char* configured = std::getenv("SANDRUN_CHROMIUM");
+  std::string path = configured != nullptr && *configured ? configured : "/usr/bin/chromium";
+  if (fs::exists(path)) return path;
+  const char* required = std::getenv("SANDRUN_REQUIRE_BROWSER");
+  if (required != nullptr && std::string(required) == "1") {
+    ADD_FAILURE() << path << " is missing and SANDRUN_REQUIRE_BROWSER=1 "
+                  << "(scripts/bootstrap --with-browser installs it)";
+  }
+  return "";
+}
+
+#define REQUIRE_CHROMIUM(var)                                                           \
+  std::string var = Chromium();                                                         \
+  if (var.empty()) {                                                                    \
+    GTEST_SKIP() << "the report's browser test needs Chromium: /usr/bin/chromium is "   \
+                    "missing (Debian package chromium; or set SANDRUN_CHROMIUM)";       \
+  }
+
+/// The line of sample_tests.cc carrying "// @marker".
+int LineOf(const std::string& marker) {
+  std::ifstream in(SAMPLE_SOURCE);
+  std::string line;
+  for (int n = 1; std::getline(in, line); ++n) {
+    if (line.find("// @" + marker) != std::string::npos) return n;
+  }
+  ADD_FAILURE() << "no marker " << marker;
+  return -1;
+}
+
+/// What headless Chromium made of a page.
+struct Rendered {
+  std::string dom;      ///< The DOM after the page's script ran.
+  std::string log;      ///< Chromium's stderr with console messages.
+  bool network = false; ///< Something connected to the proxy.
+  int exit_code = -1;
+};
+
+/// Opens `page` in headless Chromium with every request sent to a loopback
+/// proxy that never answers: a page that fetches anything connects to it.
+/// Dumps the DOM, then saves a screenshot to `screenshot` (if given).
+Rendered Render(const std::string& chromium, const fs::path& page,
+                const fs::path& screenshot = {}) {
+  LoopbackListener proxy;
+  EXPECT_GT(proxy.port(), 0);
+  TempDir profile;
+  std::vector<std::string> common = {
+      chromium, "--headless=new", "--no-sandbox", "--disable-gpu",
+      "--user-data-dir=" + profile.path().string(), "--no-first-run",
+      "--disable-background-networking", "--disable-component-update", "--disable-sync",
+      "--disable-default-apps", "--disable-extensions",
+      "--proxy-server=http://127.0.0.1:" + std::to_string(proxy.port()),
+      "--proxy-bypass-list=<-loopback>", "--enable-logging=stderr", "--v=0",
+      "--virtual-time-budget=5000", "--window-size=1280,1800"};
+  CommandOptions options;
+  options.timeout = std::chrono::seconds(90);
+  std::vector<std::string> dump = common;
+  dump.insert(dump.end(), {"--dump-dom", "file://" + fs::absolute(page).string()});
+  CommandOutput out = RunCommand(dump, options);
+  Rendered rendered;
+  rendered.dom = out.out;
+  rendered.log = out.err;
+  rendered.exit_code = out.exit_code;
+  if (!screenshot.empty()) {
+    std::vector<std::string> shot = common;
+    shot.insert(shot.end(), {"--hide-scrollbars", "--screenshot=" + screenshot.string(),
+                             "file://" + fs::absolute(page).string()});
+    CommandOutput taken = RunCommand(shot, options);
+    EXPECT_TRUE(fs::exists(screenshot)) << taken.err;
+  }
+  rendered.network = proxy.HasPendingConnection();
+  return rendered;
+}
+
+/// Console messages Chromium logged for the page (errors, CSP refusals).
+std::vector<std::string> ConsoleLines(const std::string& log) {
+  return LinesWith(log, "CONSOLE");
+}
+
+/// Checks what every report must be: rendered by its script, no request,
+/// no console message, a timeline and a histogram.
+void ExpectCleanPage(const Rendered& page) {
+  EXPECT_EQ(page.exit_code, 0) << page.log;
+  EXPECT_CONTAINS(page.dom, "data-rendered=\"true\"");
+  EXPECT_FALSE(page.network) << "the page made a network request";
+  EXPECT_TRUE(ConsoleLines(page.log).empty()) << page.log;
+  EXPECT_CONTAINS(page.dom, "<svg id=\"timeline\"");
+  EXPECT_CONTAINS(page.dom, "<svg id=\"histogram\"");
+}
+
+/// The task row and the timeline bar of `key` ("RUN/TASK"), with its verdict.
+void ExpectTask(const std::string& dom, const std::string& key, const std::string& verdict) {
+  EXPECT_CONTAINS(dom, "<tr class=\"task " + verdict + "\" data-task=\"" + key + "\"");
+  EXPECT_CONTAINS(dom, "<g class=\"bar " + verdict + "\" data-task=\"" + key + "\"");
+}
+
+/// The data embedded in a report file.
+nlohmann::json EmbeddedData(const fs::path& page) {
+  std::string html = ReadFile(page);
+  const std::string open = "id=\"report-data\">";
+  auto begin = html.find(open);
+  auto end = html.find("</script>", begin);
+  if (begin == std::string::npos || end == std::string::npos) {
+    ADD_FAILURE() << "no embedded data in " << page;
+    return nlohmann::json::object();
+  }
+  begin += open.size();
+  return nlohmann::json::parse(html.substr(begin, end - begin), nullptr, false);
+}
+
+constexpr char kMixed[] = R"([
+  {"id": "passes",   "command": ["sh", "-c", "echo fine"]},
+  {"id": "fails",    "command": ["sh", "-c",
+    "echo 'src/math_test.cc:42: Failure'; echo 'Expected equality of these values:'; echo '  sum'; echo '    Which is: 2'; echo; echo '</script><script>alert(1)</script>' >&2; exit 4"]},
+  {"id": "hangs",    "command": ["sleep", "30"], "timeout": 1},
+  {"id": "passes-2", "command": ["sh", "-c", "sleep 0.3; echo second"]}
+])";
+
+TEST(ReportBrowser, BatchRunAndResultsReportRenderEveryTask) {
+  REQUIRE_CHROMIUM(chromium);
+  Home home;
+  fs::path tasks = home.Write("tasks.json", kMixed);
+  fs::path from_batch = home.work() / "batch.html";
+  CommandOutput batch = home.Run({"batch", "--backend", "local", tasks.string(), "-j", "2",
+                                  "--report", from_batch.string()});
+  EXPECT_EQ(batch.exit_code, 1) << batch.err;
+  nlohmann::json runs = home.Runs();
+  ASSERT_EQ(runs.size(), 1u);
+  std::string run = runs[0]["run_id"];
+
+  fs::path from_archive = home.work() / "archive.html";
+  CommandOutput report = home.Run({"results", "report", "latest", "-o", from_archive.string()});
+  EXPECT_EQ(report.exit_code, 0) << report.err;
+  EXPECT_CONTAINS(report.out, "wrote " + from_archive.string() + " (4 task(s) of run " + run);
+
+  for (const fs::path& page : {from_batch, from_archive}) {
+    SCOPED_TRACE(page.string());
+    ASSERT_TRUE(fs::exists(page));
+    Rendered shown = Render(chromium, page, ScreenshotDir() / ("batch-" + page.stem().string() + ".png"));
+    ExpectCleanPage(shown);
+    ExpectTask(shown.dom, run + "/passes", "passed");
+    ExpectTask(shown.dom, run + "/passes-2", "passed");
+    ExpectTask(shown.dom, run + "/fails", "failed");
+    ExpectTask(shown.dom, run + "/hangs", "timed_out");
+    // The failure at file:line, its message, and the output tail as text.
+    EXPECT_CONTAINS(shown.dom, "src/math_test.cc:42");
+    EXPECT_CONTAINS(shown.dom, "Which is: 2");
+    EXPECT_CONTAINS(shown.dom, "&lt;/script&gt;&lt;script&gt;alert(1)&lt;/script&gt;");
+    EXPECT_CONTAINS(shown.dom, "timed out");
+    EXPECT_CONTAINS(shown.dom, "local");  // the backend
+  }
+  // The archive's page and the run's own page carry the same tasks.
+  EXPECT_EQ(EmbeddedData(from_batch)["tasks"].size(), 4u);
+  EXPECT_EQ(EmbeddedData(from_archive)["tasks"], EmbeddedData(from_batch)["tasks"]);
+}
+
+TEST(ReportBrowser, GtestRunWithRetriedFlakyCase) {
+  REQUIRE_CHROMIUM(chromium);
+  Home home;
+  TempDir flaky;  // Flaky.FailsOnce fails once per directory
+  fs::path page = home.work() / "gtest.html";
+  CommandOutput run = home.Run(
+      {"gtest", SAMPLE_BINARY, "--backend", "local", "-j", "4", "--timeout", "3", "--filter",
+       "Sample.Passes:Sample.ExpectFails:Sample.Hangs:Sample.HugeOutput:Flaky.FailsOnce",
+       "--retry-failed", "1", "-e", "SAMPLE_FLAKY_DIR=" + flaky.path().string(), "--report",
+       page.string()},
+      CommandOptions{{}, {}, std::nullopt, std::chrono::seconds(240)});
+  EXPECT_EQ(run.exit_code, 1) << run.out << run.err;
+  ASSERT_TRUE(fs::exists(page)) << run.err;
+
+  Rendered shown = Render(chromium, page, ScreenshotDir() / "gtest.png");
+  ExpectCleanPage(shown);
+  for (const char* name : {"Sample.Passes", "Sample.ExpectFails", "Sample.Hangs",
+                           "Sample.HugeOutput", "Flaky.FailsOnce"}) {
+    EXPECT_CONTAINS(shown.dom, std::string(">") + name + "<");
+  }
+  // Two rounds: 5 executions of 5 tests, 3 of them again.
+  nlohmann::json data = EmbeddedData(page);
+  EXPECT_EQ(data["runs"].size(), 2u);
+  EXPECT_EQ(data["tasks"].size(), 8u);
+  EXPECT_CONTAINS(shown.dom, "flaky (failed, then passed): Flaky.FailsOnce");
+  EXPECT_CONTAINS(shown.dom, "expect message from the sandbox");
+  EXPECT_CONTAINS(shown.dom, "sample_tests.cc:" + std::to_string(LineOf("expect_fail")));
+  EXPECT_CONTAINS(shown.dom, "<g class=\"bar timed_out\"");
+  EXPECT_CONTAINS(shown.dom, "<g class=\"bar failed\"");
+  // 5 MB of output: the page keeps a tail.
+  EXPECT_LT(fs::file_size(page), 200u * 1024) << "a report keeps tails, not whole logs";
+}
+
+TEST(ReportBrowser, DetectsAPageThatFetches) {
+  // The check above must be able to fail: a page that fetches is caught.
+  REQUIRE_CHROMIUM(chromium);
+  TempDir dir;
+  fs::path page = dir.Write("fetches.html",
+                            "<!DOCTYPE html><html><body><p>probe</p><script>"
+                            "fetch('http://report-probe.example/x').catch(() => {});"
+                            "</script></body></html>");
+  Rendered shown = Render(chromium, page);
+  EXPECT_CONTAINS(shown.dom, "probe");
+  EXPECT_TRUE(shown.network) << shown.log;
+}
+
+TEST(Report, MarkedTestsWriteTheReportFromTheEnvironment) {
+  Home home;
+  fs::path page = home.work() / "marked.html";
+  CommandOptions options;
+  options.env = home.Env();
+  options.env["SANDRUN_REPORT"] = page.string();
+  options.env["SANDRUN_BACKEND"] = "local";
+  options.cwd = home.work();
+  CommandOutput run =
+      RunCommand({SAMPLE_BINARY, "--gtest_filter=Sample.Passes:Sample.ExpectFails"}, options);
+  EXPECT_EQ(run.exit_code, 1) << run.out << run.err;
+  ASSERT_TRUE(fs::exists(page)) << run.err;
+  nlohmann::json data = EmbeddedData(page);
+  std::set<std::string> names;
+  for (const auto& t : data["tasks"]) names.insert(t.value("name", ""));
+  EXPECT_EQ(names, (std::set<std::string>{"Sample.Passes", "Sample.ExpectFails"}));
+  ASSERT_EQ(data["runs"].size(), 1u);
+  EXPECT_EQ(data["runs"][0]["backend"], "local");
+}
+
+TEST(Report, BadInputIsAUsageErrorOrAMissingRun) {
+  Home home;
+  CommandOutput none = home.Run({"results", "report", "latest", "-o", "r.html"});
+  EXPECT_EQ(none.exit_code, 1) << none.err;
+  EXPECT_CONTAINS(none.err, "no runs");
+  CommandOutput no_dir =
+      home.Run({"results", "report", "latest", "-o", (home.dir() / "missing/r.html").string()});
+  EXPECT_EQ(no_dir.exit_code, 2) << no_dir.err;
+  CommandOutput no_output = home.Run({"results", "report", "latest"});
+  EXPECT_EQ(no_output.exit_code, 2) << no_output.err;
+  EXPECT_CONTAINS(no_output.err, "missing --output");
+  fs::path tasks = home.Write("tasks.json", R"([{"id": "a", "command": ["true"]}])");
+  CommandOutput batch = home.Run({"batch", "--backend", "local", tasks.string(), "--report",
+                                  (home.dir() / "missing/r.html").string()});
+  EXPECT_EQ(batch.exit_code, 2) << batch.err;
+  EXPECT_CONTAINS(batch.err, "--report");
+  EXPECT_EQ(home.Runs().size(), 0u) << "nothing runs when the report cannot be written";
+}
+
+}  // namespace
+}  // namespace sandrun::e2e
