@@ -307,7 +307,7 @@ constexpr std::string_view kPageTail = R"PAGE(</script>
   for (const t of latest) counts[t.verdict] = (counts[t.verdict] || 0) + 1;
   const countList = el("ul", { class: "counts", id: "counts" });
   countList.append(el("li", { text: latest.length + " tests" + (tasks.length !== latest.length ? " (" + tasks.length + " executions)" : "") }));
-  for (const v of VERDICTS) if (counts[v]) countList.append(el("li", {}, verdict(v), String(counts[v])));
+  for (const v of VERDICTS) if (counts[v]) countList.append(el("li", {}, verdict(v), " " + counts[v]));
   root.append(el("section", { id: "run" }, facts, countList));
   const notes = el("ul", { id: "run-notes" });
   if (rerun.length) notes.append(el("li", { text: "run again: " + rerun.join(", ") }));
@@ -580,14 +580,6 @@ std::string ReportBuilder::Html() const {
   }
   html += kPageTail;
   return html;
-}
-
-std::string ReportHtml(const RunRecord& run, const std::vector<TaskRecord>& tasks) {
-  ReportBuilder builder;
-  // kIncomplete: the run has no run.json; the page shows its tasks alone.
-  if (run.status != RunStatus::kIncomplete) builder.AddRun(run);
-  for (const auto& t : tasks) builder.AddTask(t);
-  return builder.Html();
 }
 
 ReportFileListener::ReportFileListener(std::filesystem::path path) : path_(std::move(path)) {}

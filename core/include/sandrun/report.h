@@ -53,10 +53,6 @@ class ReportBuilder {
   std::unique_ptr<Data> data_;
 };
 
-/// The page for one run and its task records; a `run` with status
-/// kIncomplete (no run.json) is left out and the tasks shown alone.
-std::string ReportHtml(const RunRecord& run, const std::vector<TaskRecord>& tasks);
-
 /// Collects task records during a run and writes the page at every
 /// OnRunEnd (atomically: temp file + rename), so a listener shared by several
 /// runs leaves one page with all of them. Used by `--report FILE.html`.
