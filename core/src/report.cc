@@ -295,7 +295,7 @@ constexpr std::string_view kPageTail = R"PAGE(</script>
        uniq(tasks.map(t => t.run)).join(", ") + " (incomplete: no run summary)");
   fact("backend", uniq(runs.map(r => r.backend).concat(tasks.map(t => t.backend))).join(", "));
   fact("host", uniq(runs.map(r => r.host)).join(", "));
-  for (const r of runs) if (r.command) fact("command", el("code", { text: r.command }));
+  for (const c of uniq(runs.map(r => r.command))) fact("command", el("code", { text: c }));
   const starts = runs.map(r => r.started).filter(x => x).sort();
   fact("started", starts[0] || (tasks.length ? new Date(origin).toISOString() : ""));
   let end = 0;
