@@ -350,6 +350,40 @@ TEST(Report, MarkedTestsWriteTheReportFromTheEnvironment) {
   EXPECT_EQ(data["runs"][0]["backend"], "local");
 }
 
+TEST(Report, ExecRunsAndSeveralRunsOnOnePage) {
+  Home home;
+  CommandOutput first = home.Run({"exec", "--backend", "local", "--", "sh", "-c", "exit 3"});
+  EXPECT_EQ(first.exit_code, 3) << first.err;
+  nlohmann::json runs = home.Runs();
+  ASSERT_EQ(runs.size(), 1u);
+  std::string first_run = runs[0]["run_id"];
+  CommandOutput second = home.Run({"exec", "--backend", "local", "--", "true"});
+  EXPECT_EQ(second.exit_code, 0) << second.err;
+
+  fs::path latest = home.work() / "latest.html";
+  EXPECT_EQ(home.Run({"results", "report", "latest", "-o", latest.string()}).exit_code, 0);
+  nlohmann::json one = EmbeddedData(latest);
+  ASSERT_EQ(one["tasks"].size(), 1u);
+  EXPECT_EQ(one["tasks"][0]["verdict"], "passed");
+
+  // --since the first run's id: both runs (as a CI job takes a CTest suite's).
+  fs::path since = home.work() / "since.html";
+  CommandOutput report =
+      home.Run({"results", "report", "--since", first_run, "-o", since.string()});
+  EXPECT_EQ(report.exit_code, 0) << report.err;
+  EXPECT_CONTAINS(report.out, "(2 task(s) of 2 runs)");
+  nlohmann::json both = EmbeddedData(since);
+  EXPECT_EQ(both["runs"].size(), 2u);
+  ASSERT_EQ(both["tasks"].size(), 2u);
+  EXPECT_EQ(both["tasks"][0]["verdict"], "failed");
+  EXPECT_EQ(both["tasks"][0]["exit"], "3");
+  EXPECT_EQ(both["tasks"][0]["reason"], "exited with 3");
+
+  CommandOutput future = home.Run({"results", "report", "--since", "29991231", "-o", "f.html"});
+  EXPECT_EQ(future.exit_code, 1) << future.err;
+  EXPECT_CONTAINS(future.err, "no run started at or after 29991231");
+}
+
 TEST(Report, BadInputIsAUsageErrorOrAMissingRun) {
   Home home;
   CommandOutput none = home.Run({"results", "report", "latest", "-o", "r.html"});
@@ -361,6 +395,9 @@ TEST(Report, BadInputIsAUsageErrorOrAMissingRun) {
   CommandOutput no_output = home.Run({"results", "report", "latest"});
   EXPECT_EQ(no_output.exit_code, 2) << no_output.err;
   EXPECT_CONTAINS(no_output.err, "missing --output");
+  CommandOutput no_run = home.Run({"results", "report", "-o", "r.html"});
+  EXPECT_EQ(no_run.exit_code, 2) << no_run.err;
+  EXPECT_CONTAINS(no_run.err, "missing RUN or --since");
   fs::path tasks = home.Write("tasks.json", R"([{"id": "a", "command": ["true"]}])");
   CommandOutput batch = home.Run({"batch", "--backend", "local", tasks.string(), "--report",
                                   (home.dir() / "missing/r.html").string()});
