@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <iterator>
 #include <string_view>
 #include <utility>
 
@@ -118,10 +119,19 @@ std::string Reason(const ExecResult& r) {
 
 Json StreamJson(const CapturedStream& stream, std::size_t max_bytes) {
   bool cut = false;
-  std::string tail = Tail(stream.text, max_bytes, &cut);
-  return {{"tail", std::move(tail)},
-          {"bytes", stream.total_bytes},
-          {"cut", cut || stream.truncated}};
+  Json json = {{"tail", Tail(stream.text, max_bytes, &cut)}, {"bytes", stream.total_bytes}};
+  if (cut || stream.truncated) json["cut"] = true;
+  return json;
+}
+
+// Leaves out what is empty ("", [], a stream that wrote nothing): a
+// 1,000-task page is mostly passing tasks with little to say.
+void DropEmpty(Json& object) {
+  for (auto it = object.begin(); it != object.end();) {
+    bool empty = (it->is_string() || it->is_array()) && it->empty();
+    if (it->is_object() && it->contains("bytes") && (*it)["bytes"] == 0) empty = true;
+    it = empty ? object.erase(it) : std::next(it);
+  }
 }
 
 Json TaskJson(const TaskRecord& t) {
@@ -137,7 +147,8 @@ Json TaskJson(const TaskRecord& t) {
       if (failures.size() < kMaxFailuresPerTask) failures.push_back(std::move(f));
     }
   }
-  return {{"run", t.run_id},
+  Json json = {
+          {"run", t.run_id},
           {"id", t.task_id},
           {"name", t.test_name},
           {"backend", t.backend},
@@ -149,7 +160,6 @@ Json TaskJson(const TaskRecord& t) {
           {"exit", ExitText(r)},
           {"reason", Reason(r)},
           {"started", t.started_at},
-          {"finished", t.finished_at},
           // queue, create, upload, run, download, other (the rest of total).
           {"phases",
            {d.queue_ms, d.create_ms, d.upload_ms, d.exec_ms, d.download_ms,
@@ -162,6 +172,8 @@ Json TaskJson(const TaskRecord& t) {
           {"failures", std::move(failures)},
           {"stdout", StreamJson(r.stdout_stream, tail)},
           {"stderr", StreamJson(r.stderr_stream, tail)}};
+  DropEmpty(json);
+  return json;
 }
 
 Json RunJson(const RunRecord& s) {
@@ -269,6 +281,10 @@ constexpr std::string_view kPageTail = R"PAGE(</script>
   // Derived facts: time in the sandbox, start on the run's clock, retries.
   let origin = Infinity;
   for (const t of tasks) {
+    // Empty fields are left out of the data.
+    for (const k of ["attempt_errors", "notes", "failures"]) t[k] = t[k] || [];
+    for (const k of ["sandbox", "image", "isolation", "fallback", "reason", "command"]) t[k] = t[k] || "";
+    for (const k of ["stdout", "stderr"]) t[k] = t[k] || { tail: "", bytes: 0 };
     t.begin = Date.parse(t.started) || 0;
     t.ms = Math.max(0, t.total_ms - t.phases[0]);
     origin = Math.min(origin, t.begin - t.phases[0]);
