@@ -145,14 +145,6 @@ void NotePending(const ResultArchive& archive) {
 
 std::string Count(int n) { return std::to_string(n); }
 
-std::string ExitText(const ExecResult& r) {
-  switch (r.outcome) {
-    case Outcome::kExited: return std::to_string(r.exit_code);
-    case Outcome::kSignaled: return "signal " + std::to_string(r.signal);
-    default: return std::to_string(ExitCodeOf(r));
-  }
-}
-
 // ---------------------------------------------------------------------------
 
 int ListRuns(const std::vector<std::string>& args, CliContext& context) {
@@ -456,7 +448,8 @@ int ReportRun(const std::vector<std::string>& args, CliContext& context) {
     auto listed = session->archive->ListRuns(0);
     if (!listed.ok()) return Fail(listed.status());
     for (auto it = listed->rbegin(); it != listed->rend(); ++it) {  // oldest first
-      if (it->run_id >= since) run_ids.push_back(it->run_id);
+      bool named = std::find(run_ids.begin(), run_ids.end(), it->run_id) != run_ids.end();
+      if (it->run_id >= since && !named) run_ids.push_back(it->run_id);
     }
     if (run_ids.empty()) {
       return Fail(NotFoundError("no run started at or after " + since + " in " +

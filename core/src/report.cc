@@ -96,14 +96,6 @@ Json FailureMessages(const std::string& text) {
   return failures;
 }
 
-std::string ExitText(const ExecResult& r) {
-  switch (r.outcome) {
-    case Outcome::kExited: return std::to_string(r.exit_code);
-    case Outcome::kSignaled: return "signal " + std::to_string(r.signal);
-    default: return std::to_string(ExitCodeOf(r));
-  }
-}
-
 // Why a task that did not pass ended, in one line ("" when it passed).
 std::string Reason(const ExecResult& r) {
   switch (r.outcome) {
