@@ -357,6 +357,8 @@ TEST(Report, ExecRunsAndSeveralRunsOnOnePage) {
   nlohmann::json runs = home.Runs();
   ASSERT_EQ(runs.size(), 1u);
   std::string first_run = runs[0]["run_id"];
+  // Run ids sort by their start second; the second run starts in a later one.
+  std::this_thread::sleep_for(std::chrono::milliseconds(1100));
   CommandOutput second = home.Run({"exec", "--backend", "local", "--", "true"});
   EXPECT_EQ(second.exit_code, 0) << second.err;
 
