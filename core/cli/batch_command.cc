@@ -8,6 +8,7 @@
 #include "sandrun/batch_file.h"
 #include "sandrun/interrupts.h"
 #include "sandrun/junit.h"
+#include "sandrun/report.h"
 
 namespace sandrun::cli {
 
@@ -21,6 +22,7 @@ int BatchCommand(const std::vector<std::string>& args, CliContext& context) {
       ("junit", "Write JUnit XML to this file", cxxopts::value<std::string>())
       ("json", "Print the run summary as JSON at the end")
       ("file", "The batch file", cxxopts::value<std::string>());
+  AddReportOption(options);
   options.parse_positional({"file"});
   options.positional_help("FILE.json");
   auto parsed = ParseOrThrow(options, args);
@@ -33,6 +35,7 @@ int BatchCommand(const std::vector<std::string>& args, CliContext& context) {
   if (!tasks.ok()) throw UsageError{tasks.status().message()};
 
   std::filesystem::path junit_file = WritableReportPath(*parsed, "junit");
+  std::filesystem::path report_file = HtmlReportPath(*parsed, config);
 
   RunSetup setup = SetUpRunOrThrow(*parsed, context, config, tasks->size());
   RunOptions& run_options = setup.options;
@@ -46,6 +49,11 @@ int BatchCommand(const std::vector<std::string>& args, CliContext& context) {
     junit = std::make_shared<JUnitFileListener>(junit_file);
     engine.AddListener(junit);
   }
+  std::shared_ptr<ReportFileListener> report;
+  if (!report_file.empty()) {
+    report = std::make_shared<ReportFileListener>(report_file);
+    engine.AddListener(report);
+  }
   InstallInterruptHandlers();
   auto outcome = engine.Run(std::move(tasks).value(), run_options, InterruptFlag());
   if (!outcome.ok()) return RunNotStarted(outcome.status());
@@ -53,6 +61,7 @@ int BatchCommand(const std::vector<std::string>& args, CliContext& context) {
   if (junit && !junit->status().ok()) {
     PrintError("cannot write JUnit XML: " + junit->status().message());
   }
+  if (report && !report->status().ok()) PrintError(report->status().message());
   if (outcome->undelivered > 0) {
     PrintError("warning: " + std::to_string(outcome->undelivered) +
                " record(s) wait in the outbox " + outcome->outbox +

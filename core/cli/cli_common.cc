@@ -136,6 +136,22 @@ std::filesystem::path WritableReportPath(const cxxopts::ParseResult& parsed,
   return file;
 }
 
+void AddReportOption(cxxopts::Options& options) {
+  options.add_options("Report")(
+      "report", "Write the run as one self-contained HTML page (timeline, failures); config key "
+      "`report`", cxxopts::value<std::string>());
+}
+
+std::filesystem::path HtmlReportPath(const cxxopts::ParseResult& parsed, const Config& config) {
+  if (parsed.count("report") > 0) return WritableReportPath(parsed, "report");
+  if (config.report.empty()) return {};
+  Status writable = CheckWritableFile(config.report);
+  auto origin = config.origins.find("report");
+  std::string from = origin == config.origins.end() ? "report" : "report (" + origin->second + ")";
+  if (!writable.ok()) throw UsageError{from + ": " + writable.message()};
+  return config.report;
+}
+
 std::filesystem::path OutboxDir(const Config& config) { return OutboxRoot(config) / config.backend; }
 
 Result<OpenedArchive> OpenArchive(const CliContext& context, const Config& config) {

@@ -65,6 +65,13 @@ std::optional<cxxopts::ParseResult> ParseOrThrow(cxxopts::Options& options,
 std::filesystem::path WritableReportPath(const cxxopts::ParseResult& parsed,
                                          const std::string& flag);
 
+/// Declares `--report FILE.html` (the HTML report, sandrun/report.h).
+void AddReportOption(cxxopts::Options& options);
+/// The HTML report to write: --report when given, else the config key
+/// `report` (SANDRUN_REPORT, sandrun.json); checked as WritableReportPath
+/// does. Empty: no report.
+std::filesystem::path HtmlReportPath(const cxxopts::ParseResult& parsed, const Config& config);
+
 /// A backend and the result archive in its volume, ready to use.
 struct OpenedArchive {
   std::shared_ptr<Backend> backend;

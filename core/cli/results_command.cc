@@ -18,6 +18,7 @@
 #include "console_listener.h"
 #include "sandrun/junit.h"
 #include "sandrun/record.h"
+#include "sandrun/report.h"
 #include "sandrun/util.h"
 
 namespace sandrun::cli {
@@ -38,6 +39,7 @@ constexpr char kResultsUsage[] =
     "  show RUN [TASK] [--full] [--json]   a run's tasks, or one task's record and output\n"
     "  fetch RUN -o DIR                    copy a run (records and artifacts) into DIR/RUN\n"
     "  export RUN --junit FILE             write a run as JUnit XML\n"
+    "  report RUN... -o FILE.html          write runs as one self-contained HTML page\n"
     "  prune --keep N                      remove all but the newest N runs\n"
     "  sync                                deliver records waiting in the outbox\n\n"
     "RUN may be `latest`. `sandrun results <command> --help` describes each.\n";
@@ -142,14 +144,6 @@ void NotePending(const ResultArchive& archive) {
 }
 
 std::string Count(int n) { return std::to_string(n); }
-
-std::string ExitText(const ExecResult& r) {
-  switch (r.outcome) {
-    case Outcome::kExited: return std::to_string(r.exit_code);
-    case Outcome::kSignaled: return "signal " + std::to_string(r.signal);
-    default: return std::to_string(ExitCodeOf(r));
-  }
-}
 
 // ---------------------------------------------------------------------------
 
@@ -416,6 +410,75 @@ int ExportRun(const std::vector<std::string>& args, CliContext& context) {
   return 0;
 }
 
+int ReportRun(const std::vector<std::string>& args, CliContext& context) {
+  cxxopts::Options options("sandrun results report",
+                           "Write archived runs as one self-contained HTML page: the runs'\n"
+                           "facts, a sortable task table with failures and output tails, a\n"
+                           "timeline of the sandboxes and a histogram of durations\n"
+                           "(docs/report.md). The page loads nothing from the network.\n"
+                           "usage: sandrun results report RUN... -o FILE.html\n"
+                           "       sandrun results report --since UTC -o FILE.html");
+  options.add_options("Report")
+      ("o,output", "The HTML file to write", cxxopts::value<std::string>())
+      ("since", "Every run started at or after UTC (a run id's time, YYYYMMDDTHHMMSSZ, or a "
+                "prefix of it): all the runs of a CTest suite, say",
+       cxxopts::value<std::string>())
+      ("runs", "Run ids, or `latest`", cxxopts::value<std::vector<std::string>>());
+  options.parse_positional({"runs"});
+  options.positional_help("RUN...");
+  int exit_code = 0;
+  auto session = Open(options, args, context, &exit_code);
+  if (!session) return exit_code;
+  const char* usage = "sandrun results report RUN...|--since UTC -o FILE.html";
+  if (session->parsed.count("runs") == 0 && session->parsed.count("since") == 0) {
+    throw UsageError{std::string("missing RUN or --since: usage: ") + usage};
+  }
+  RequireString(session->parsed, "output", usage);
+  std::filesystem::path file = WritableReportPath(session->parsed, "output");
+  std::vector<std::string> run_ids;
+  if (session->parsed.count("runs")) {
+    for (const auto& arg : session->parsed["runs"].as<std::vector<std::string>>()) {
+      auto id = ResolveRun(*session->archive, arg);
+      if (!id.ok()) return Fail(id.status());
+      run_ids.push_back(*id);
+    }
+  }
+  if (session->parsed.count("since")) {
+    std::string since = session->parsed["since"].as<std::string>();
+    auto listed = session->archive->ListRuns(0);
+    if (!listed.ok()) return Fail(listed.status());
+    for (auto it = listed->rbegin(); it != listed->rend(); ++it) {  // oldest first
+      bool named = std::find(run_ids.begin(), run_ids.end(), it->run_id) != run_ids.end();
+      if (it->run_id >= since && !named) run_ids.push_back(it->run_id);
+    }
+    if (run_ids.empty()) {
+      return Fail(NotFoundError("no run started at or after " + since + " in " +
+                                session->archive->store().Describe()));
+    }
+  }
+  ReportBuilder page;
+  std::size_t task_count = 0;
+  for (const auto& run_id : run_ids) {
+    auto run = session->archive->ReadRun(run_id);
+    // A run without run.json (still going, or killed) still has its tasks.
+    if (!run.ok() && run.status().code() != StatusCode::kNotFound) return Fail(run.status());
+    auto tasks = session->archive->ReadTasks(run_id);
+    if (!tasks.ok()) return Fail(tasks.status());
+    if (!run.ok() && tasks->empty()) {
+      return Fail(NotFoundError("run " + run_id + " has neither a summary nor task records"));
+    }
+    if (run.ok()) page.AddRun(*run);
+    for (const auto& t : *tasks) page.AddTask(t);
+    task_count += tasks->size();
+  }
+  Status written = WriteFileAtomically(file, page.Html(), 0644);
+  if (!written.ok()) return Fail(written);
+  std::cout << "wrote " << file.string() << " (" << task_count << " task(s) of "
+            << (run_ids.size() == 1 ? "run " + run_ids[0] : std::to_string(run_ids.size()) + " runs")
+            << ")\n";
+  return 0;
+}
+
 int PruneRuns(const std::vector<std::string>& args, CliContext& context) {
   cxxopts::Options options("sandrun results prune",
                            "Remove all but the newest N runs from the archive.\n"
@@ -466,7 +529,8 @@ struct ResultsSubcommand {
 
 constexpr ResultsSubcommand kResultsSubcommands[] = {
     {"list", ListRuns},   {"show", ShowRun},    {"fetch", FetchRun},
-    {"export", ExportRun}, {"prune", PruneRuns}, {"sync", SyncOutbox},
+    {"export", ExportRun}, {"report", ReportRun}, {"prune", PruneRuns},
+    {"sync", SyncOutbox},
 };
 
 }  // namespace

@@ -190,6 +190,12 @@ const std::vector<Field>& Fields() {
          return OkStatus();
        },
        [](const Config& c) { return c.plugin_path; }},
+      {"report",
+       [](Config& c, const std::string& v) {
+         c.report = v;
+         return OkStatus();
+       },
+       [](const Config& c) { return c.report.string(); }},
   };
   return fields;
 }

@@ -326,6 +326,14 @@ std::optional<RunStatus> RunStatusFromName(std::string_view name) {
   return std::nullopt;
 }
 
+std::string ExitText(const ExecResult& r) {
+  switch (r.outcome) {
+    case Outcome::kExited: return std::to_string(r.exit_code);
+    case Outcome::kSignaled: return "signal " + std::to_string(r.signal);
+    default: return std::to_string(ExitCodeOf(r));
+  }
+}
+
 std::string VerdictOf(const ExecResult& result) {
   switch (result.outcome) {
     case Outcome::kExited: return result.exit_code == 0 ? "passed" : "failed";

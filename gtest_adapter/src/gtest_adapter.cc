@@ -23,12 +23,14 @@
 #include <thread>
 #include <vector>
 
+#include "sandrun/archive.h"
 #include "sandrun/config.h"
 #include "sandrun/engine.h"
 #include "sandrun/gtest_protocol.h"
 #include "sandrun/interrupts.h"
 #include "sandrun/listener.h"
 #include "sandrun/registry.h"
+#include "sandrun/report.h"
 #include "sandrun/run_setup.h"
 
 namespace sandrun::gtest {
@@ -199,6 +201,7 @@ class Launcher : public RunListenerBase {
       task_tests_[job.spec.task_id] = job.spec.tests;
       by_backend_[job.backend].push_back(std::move(job.spec));
     }
+    if (!config_.report.empty()) report_ = std::make_shared<ReportFileListener>(config_.report);
   }
 
   ~Launcher() override { Join(); }
@@ -211,6 +214,13 @@ class Launcher : public RunListenerBase {
   void Start(std::shared_ptr<Launcher> self) {
     std::error_code ec;
     fs::path binary = fs::read_symlink("/proc/self/exe", ec);
+    if (report_) {
+      Status writable = CheckWritableFile(report_->path());
+      if (!writable.ok()) {
+        std::fprintf(stderr, "sandrun: report: %s\n", writable.message().c_str());
+        std::exit(kExitUsage);
+      }
+    }
     std::vector<std::pair<Config, RunSetup>> setups;
     for (const auto& [backend, specs] : by_backend_) {
       Config config = config_;
@@ -326,9 +336,14 @@ class Launcher : public RunListenerBase {
     Engine engine(std::move(setup.candidates));
     // The listener outlives the run: the Launcher owns the thread that runs it.
     engine.AddListener(std::shared_ptr<RunListener>(this, [](RunListener*) {}));
+    // One page for all backend groups: rewritten as each run ends.
+    if (report_) engine.AddListener(report_);
     Interrupts::Get().RunStarted();
     auto outcome = engine.Run(std::move(tasks), setup.options, InterruptFlag());
     Interrupts::Get().RunEnded();
+    if (report_ && !report_->status().ok()) {
+      std::fprintf(stderr, "sandrun: %s\n", report_->status().message().c_str());
+    }
     if (!outcome.ok()) {
       FailAll(specs, "sandrun infrastructure error (not a test failure): " +
                          outcome.status().message());
@@ -342,6 +357,7 @@ class Launcher : public RunListenerBase {
   const BackendRegistry& registry_;
   std::map<std::string, std::string> env_;
   std::shared_ptr<DownloadTap> tap_ = std::make_shared<DownloadTap>();
+  std::shared_ptr<ReportFileListener> report_;  ///< Config key `report`; null: none.
   std::map<std::string, std::vector<CaseTask>> by_backend_;
   std::map<std::string, std::vector<std::string>> task_tests_;
   std::map<std::string, long long> timeout_ms_;

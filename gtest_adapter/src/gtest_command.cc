@@ -45,6 +45,7 @@ int GtestCommand(const std::vector<std::string>& all_args, CliContext& context) 
       ("upload", "Copy SRC[:DST] into every sandbox (repeatable)",
        cxxopts::value<std::vector<std::string>>())
       ("binary", "The GoogleTest binary", cxxopts::value<std::string>());
+  AddReportOption(options);
   options.parse_positional({"binary"});
   options.positional_help("BINARY");
 
@@ -89,6 +90,7 @@ int GtestCommand(const std::vector<std::string>& all_args, CliContext& context) 
   if (runner.retry_failed < 0) throw UsageError{"--retry-failed must be 0 or more"};
   runner.fail_flaky = parsed->count("fail-flaky") > 0;
   runner.junit = WritableReportPath(*parsed, "junit");
+  runner.report = HtmlReportPath(*parsed, config);
   if (parsed->count("env")) {
     Status env = ParseEnvArgs((*parsed)["env"].as<std::vector<std::string>>(), runner.env);
     if (!env.ok()) throw UsageError{env.message()};

@@ -12,6 +12,7 @@
 #include "sandrun/gtest_protocol.h"
 #include "sandrun/gtest_report.h"
 #include "sandrun/listener.h"
+#include "sandrun/report.h"
 #include "sandrun/result.h"
 #include "sandrun/util.h"
 
@@ -456,6 +457,9 @@ int RunGtestBinary(const Config& config, std::vector<BackendCandidate> candidate
   std::map<std::string, const ListedTest*> by_name;
   for (const ListedTest* t : selection.run) by_name[t->name] = t;
 
+  // One HTML page for all rounds and iterations: rewritten at the end of each.
+  std::shared_ptr<ReportFileListener> report;
+  if (!options.report.empty()) report = std::make_shared<ReportFileListener>(options.report);
   bool any_failed = false, any_flaky = false, only_infra = true;
   for (int iteration = 1; iteration <= gtest.repeat && !cancel.cancelled(); ++iteration) {
     if (gtest.repeat != 1) {
@@ -529,6 +533,7 @@ int RunGtestBinary(const Config& config, std::vector<BackendCandidate> candidate
       printing.round = round;
       engine.AddListener(std::make_shared<PrintingListener>(out, err, printing, tasks.size(), tap,
                                                             task_tests, &outcomes));
+      if (report) engine.AddListener(report);
       auto outcome = engine.Run(std::move(tasks), run_options, cancel);
       if (!outcome.ok()) {
         std::fprintf(err, "sandrun: %s\n", outcome.status().message().c_str());
@@ -580,6 +585,9 @@ int RunGtestBinary(const Config& config, std::vector<BackendCandidate> candidate
     any_failed = any_failed || !tally.failed.empty();
     any_flaky = any_flaky || !tally.flaky.empty();
     only_infra = only_infra && (tally.failed.empty() || tally.infra_only);
+  }
+  if (report && !report->status().ok()) {
+    std::fprintf(err, "sandrun: %s\n", report->status().message().c_str());
   }
   if (cancel.cancelled()) return kExitInterrupted;
   if (any_failed) return only_infra ? kExitSandrunError : 1;

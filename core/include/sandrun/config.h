@@ -41,6 +41,9 @@ struct Config {
   std::filesystem::path archive_dir;   ///< The local backend's archive.
   std::filesystem::path state_dir;     ///< Outbox, caches, local sandboxes.
   std::string plugin_path;             ///< ':'-separated dirs of .so plugins.
+  /// The HTML report (sandrun/report.h) `sandrun batch`, `sandrun gtest` and
+  /// marked tests write at the end of a run; empty = none. `--report`.
+  std::filesystem::path report;
   /// Raw JSON of each backend's own section ("backends": {"docker": {...}}),
   /// parsed by that plugin only.
   std::map<std::string, std::string> backend_sections;
@@ -54,7 +57,8 @@ struct Config {
 
 /// The keys `sandrun config` prints and sandrun.json / SANDRUN_<KEY> accept:
 /// backend, fallback, jobs, retries, timeout, test_timeout, lifetime, image, cpu, memory,
-/// gpu, network, isolation, output_cap, archive_dir, state_dir, plugin_path.
+/// gpu, network, isolation, output_cap, archive_dir, state_dir, plugin_path,
+/// report.
 const std::vector<std::string>& ConfigKeys();
 
 /// The value of `key` in `config`, as text.

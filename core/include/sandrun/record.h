@@ -86,6 +86,10 @@ Result<RunRecord> RunRecordFromJson(const std::string& json);
 /// "interrupted".
 std::string VerdictOf(const ExecResult& result);
 
+/// The exit code as `results show` and the report show it: the command's
+/// own ("4"), "signal 9", or the mapped code of the outcome ("124").
+std::string ExitText(const ExecResult& result);
+
 /// What to show of "K=V" when it is a secret: the key and an ellipsis, "K=…".
 /// A --secret value without '=' becomes "…"; `-e K` (no value) stays.
 inline constexpr char kRedacted[] = "\xE2\x80\xA6";  // U+2026 HORIZONTAL ELLIPSIS

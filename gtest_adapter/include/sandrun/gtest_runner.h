@@ -13,7 +13,8 @@
 //  - prints GoogleTest-style output as cases end ([ RUN ] / [ OK ] /
 //    [ FAILED ] with file:line messages; only failures when brief), with a
 //    live progress line when stderr is a terminal, and writes GoogleTest's
-//    XML/JSON report (gtest_report.h) and JUnit XML when asked.
+//    XML/JSON report (gtest_report.h), JUnit XML and the HTML report when
+//    asked.
 #ifndef SANDRUN_GTEST_RUNNER_H_
 #define SANDRUN_GTEST_RUNNER_H_
 
@@ -36,6 +37,7 @@ struct RunnerOptions {
   int retry_failed = 0;                    ///< Extra rounds for cases that failed.
   bool fail_flaky = false;                 ///< A flaky case fails the run (exit 1).
   std::filesystem::path junit;             ///< Empty: no JUnit file.
+  std::filesystem::path report;            ///< HTML report (sandrun/report.h); empty: none.
   std::map<std::string, std::string> env;  ///< Set in every sandbox.
   std::vector<FileUpload> uploads;         ///< Copied into every sandbox.
   bool progress = false;                   ///< Live progress line on `err`.

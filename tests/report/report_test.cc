@@ -1,0 +1,412 @@
+// The HTML report (docs/report.md) end to end: runs made by `sandrun batch`,
+// `sandrun gtest` (a real GoogleTest binary, with a retried flaky case) and
+// marked tests (SANDRUN_REPORT) write their page; headless Chromium opens it
+// and the rendered DOM must show every task, the failure text at file:line
+// and the timeline, with no network request and no console error. Each page
+// is also saved as a screenshot under the build tree (tests/report/*.png).
+//
+// Without Chromium (/usr/bin/chromium, or $SANDRUN_CHROMIUM) the browser
+// tests skip, unless SANDRUN_REQUIRE_BROWSER=1 (CI) makes that a failure.
+#include <poll.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <mutex>
+#include <thread>
+#include <fstream>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "e2e/e2e_support.h"
+
+namespace sandrun::e2e {
+namespace {
+
+using sandrun::testing::RunCommand;
+
+fs::path ScreenshotDir() {
+  fs::path dir = fs::path(SANDRUN_BUILD_DIR) / "tests" / "report";
+  fs::create_directories(dir);
+  return dir;
+}
+
+/// The Chromium to use, or "" after GTEST_SKIP/ADD_FAILURE said why not.
+std::string Chromium() {
+  const char* configured = std::getenv("SANDRUN_CHROMIUM");
+  std::string path = configured != nullptr && *configured ? configured : "/usr/bin/chromium";
+  if (fs::exists(path)) return path;
+  const char* required = std::getenv("SANDRUN_REQUIRE_BROWSER");
+  if (required != nullptr && std::string(required) == "1") {
+    ADD_FAILURE() << path << " is missing and SANDRUN_REQUIRE_BROWSER=1 "
+                  << "(scripts/bootstrap --with-browser installs it)";
+  }
+  return "";
+}
+
+#define REQUIRE_CHROMIUM(var)                                                           \
+  std::string var = Chromium();                                                         \
+  if (var.empty()) {                                                                    \
+    GTEST_SKIP() << "the report's browser test needs Chromium: /usr/bin/chromium is "   \
+                    "missing (Debian package chromium; or set SANDRUN_CHROMIUM)";       \
+  }
+
+/// The line of sample_tests.cc carrying "// @marker".
+int LineOf(const std::string& marker) {
+  std::ifstream in(SAMPLE_SOURCE);
+  std::string line;
+  for (int n = 1; std::getline(in, line); ++n) {
+    if (line.find("// @" + marker) != std::string::npos) return n;
+  }
+  ADD_FAILURE() << "no marker " << marker;
+  return -1;
+}
+
+/// An HTTP proxy on loopback that answers nothing: it notes the host of
+/// every request sent to it (the request line's target) and hangs up.
+class RecordingProxy {
+ public:
+  RecordingProxy() {
+    fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof addr;
+    if (fd_ < 0 || bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+        listen(fd_, 32) != 0 || getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+      return;
+    }
+    port_ = ntohs(addr.sin_port);
+    thread_ = std::thread([this] { Serve(); });
+  }
+  ~RecordingProxy() {
+    stop_ = true;
+    if (thread_.joinable()) thread_.join();
+    if (fd_ >= 0) close(fd_);
+  }
+  int port() const { return port_; }
+  std::vector<std::string> Hosts() {
+    std::lock_guard lock(mu_);
+    return hosts_;
+  }
+
+ private:
+  void Serve() {
+    while (!stop_) {
+      pollfd ready{fd_, POLLIN, 0};
+      if (poll(&ready, 1, 100) <= 0) continue;
+      int conn = accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
+      if (conn < 0) continue;
+      timeval wait{2, 0};
+      setsockopt(conn, SOL_SOCKET, SO_RCVTIMEO, &wait, sizeof wait);
+      std::string head;
+      char buf[512];
+      ssize_t n;
+      while (head.find("\r\n") == std::string::npos && head.size() < 4096 &&
+             (n = read(conn, buf, sizeof buf)) > 0) {
+        head.append(buf, static_cast<std::size_t>(n));
+      }
+      close(conn);
+      // "GET http://host/path HTTP/1.1" or "CONNECT host:443 HTTP/1.1".
+      std::string target = head.substr(0, head.find("\r\n"));
+      auto space = target.find(' ');
+      target = space == std::string::npos ? target : target.substr(space + 1);
+      target = target.substr(0, target.find(' '));
+      if (auto scheme = target.find("://"); scheme != std::string::npos) {
+        target = target.substr(scheme + 3);
+      }
+      std::lock_guard lock(mu_);
+      hosts_.push_back(target.substr(0, target.find_first_of(":/")));
+    }
+  }
+
+  int fd_ = -1;
+  int port_ = 0;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+  std::mutex mu_;
+  std::vector<std::string> hosts_;
+};
+
+/// Chromium's own services, which it calls at start-up whatever the page
+/// (network time, component updates, accounts) and some flags do not stop.
+/// A page's request to any other host counts.
+bool ChromiumServiceHost(const std::string& host) {
+  static const std::set<std::string> kHosts = {
+      "clients2.google.com", "update.googleapis.com", "accounts.google.com",
+      "optimizationguide-pa.googleapis.com", "content-autofill.googleapis.com",
+      "safebrowsingohttpgateway.googleapis.com", "redirector.gvt1.com"};
+  return kHosts.count(host) > 0;
+}
+
+/// What headless Chromium made of a page.
+struct Rendered {
+  std::string dom;      ///< The DOM after the page's script ran.
+  std::string log;      ///< Chromium's stderr with console messages.
+  std::vector<std::string> requested;  ///< Hosts the page asked the proxy for.
+  int exit_code = -1;
+};
+
+/// Opens `page` in headless Chromium with every request sent to a loopback
+/// proxy that answers nothing: whatever the page fetches is noted there.
+/// Dumps the DOM, then saves a screenshot to `screenshot` (if given).
+Rendered Render(const std::string& chromium, const fs::path& page,
+                const fs::path& screenshot = {}) {
+  RecordingProxy proxy;
+  EXPECT_GT(proxy.port(), 0);
+  TempDir profile;
+  std::vector<std::string> common = {
+      chromium, "--headless=new", "--no-sandbox", "--disable-gpu",
+      "--user-data-dir=" + profile.path().string(), "--no-first-run",
+      "--disable-background-networking", "--disable-component-update", "--disable-sync",
+      "--disable-default-apps", "--disable-extensions",
+      "--proxy-server=http://127.0.0.1:" + std::to_string(proxy.port()),
+      "--proxy-bypass-list=<-loopback>", "--enable-logging=stderr", "--v=0",
+      "--virtual-time-budget=5000", "--window-size=1280,1800"};
+  CommandOptions options;
+  options.timeout = std::chrono::seconds(90);
+  std::vector<std::string> dump = common;
+  dump.insert(dump.end(), {"--dump-dom", "file://" + fs::absolute(page).string()});
+  CommandOutput out = RunCommand(dump, options);
+  Rendered rendered;
+  rendered.dom = out.out;
+  rendered.log = out.err;
+  rendered.exit_code = out.exit_code;
+  if (!screenshot.empty()) {
+    std::vector<std::string> shot = common;
+    shot.insert(shot.end(), {"--hide-scrollbars", "--screenshot=" + screenshot.string(),
+                             "file://" + fs::absolute(page).string()});
+    CommandOutput taken = RunCommand(shot, options);
+    EXPECT_TRUE(fs::exists(screenshot)) << taken.err;
+  }
+  for (const auto& host : proxy.Hosts()) {
+    if (!ChromiumServiceHost(host)) rendered.requested.push_back(host);
+  }
+  return rendered;
+}
+
+/// Console messages Chromium logged for the page (errors, CSP refusals).
+std::vector<std::string> ConsoleLines(const std::string& log) {
+  return LinesWith(log, "CONSOLE");
+}
+
+/// Checks what every report must be: rendered by its script, no request,
+/// no console message, a timeline and a histogram.
+void ExpectCleanPage(const Rendered& page) {
+  EXPECT_EQ(page.exit_code, 0) << page.log;
+  EXPECT_CONTAINS(page.dom, "data-rendered=\"true\"");
+  EXPECT_TRUE(page.requested.empty())
+      << "the page made network requests, first to " << page.requested.front();
+  EXPECT_TRUE(ConsoleLines(page.log).empty()) << page.log;
+  EXPECT_CONTAINS(page.dom, "<svg id=\"timeline\"");
+  EXPECT_CONTAINS(page.dom, "<svg id=\"histogram\"");
+}
+
+/// The task row and the timeline bar of `key` ("RUN/TASK"), with its verdict.
+void ExpectTask(const std::string& dom, const std::string& key, const std::string& verdict) {
+  EXPECT_CONTAINS(dom, "<tr class=\"task " + verdict + "\" data-task=\"" + key + "\"");
+  EXPECT_CONTAINS(dom, "<g class=\"bar " + verdict + "\" data-task=\"" + key + "\"");
+}
+
+/// The data embedded in a report file.
+nlohmann::json EmbeddedData(const fs::path& page) {
+  std::string html = ReadFile(page);
+  const std::string open = "id=\"report-data\">";
+  auto begin = html.find(open);
+  auto end = html.find("</script>", begin);
+  if (begin == std::string::npos || end == std::string::npos) {
+    ADD_FAILURE() << "no embedded data in " << page;
+    return nlohmann::json::object();
+  }
+  begin += open.size();
+  return nlohmann::json::parse(html.substr(begin, end - begin), nullptr, false);
+}
+
+constexpr char kMixed[] = R"([
+  {"id": "passes",   "command": ["sh", "-c", "echo fine"]},
+  {"id": "fails",    "command": ["sh", "-c",
+    "echo 'src/math_test.cc:42: Failure'; echo 'Expected equality of these values:'; echo '  sum'; echo '    Which is: 2'; echo; echo '</script><script>alert(1)</script>' >&2; exit 4"]},
+  {"id": "hangs",    "command": ["sleep", "30"], "timeout": 1},
+  {"id": "passes-2", "command": ["sh", "-c", "sleep 0.3; echo second"]}
+])";
+
+TEST(ReportBrowser, BatchRunAndResultsReportRenderEveryTask) {
+  REQUIRE_CHROMIUM(chromium);
+  Home home;
+  fs::path tasks = home.Write("tasks.json", kMixed);
+  fs::path from_batch = home.work() / "batch.html";
+  CommandOutput batch = home.Run({"batch", "--backend", "local", tasks.string(), "-j", "2",
+                                  "--report", from_batch.string()});
+  EXPECT_EQ(batch.exit_code, 1) << batch.err;
+  nlohmann::json runs = home.Runs();
+  ASSERT_EQ(runs.size(), 1u);
+  std::string run = runs[0]["run_id"];
+
+  fs::path from_archive = home.work() / "archive.html";
+  CommandOutput report = home.Run({"results", "report", "latest", "-o", from_archive.string()});
+  EXPECT_EQ(report.exit_code, 0) << report.err;
+  EXPECT_CONTAINS(report.out, "wrote " + from_archive.string() + " (4 task(s) of run " + run);
+
+  for (const fs::path& page : {from_batch, from_archive}) {
+    SCOPED_TRACE(page.string());
+    ASSERT_TRUE(fs::exists(page));
+    Rendered shown = Render(chromium, page, ScreenshotDir() / ("batch-" + page.stem().string() + ".png"));
+    ExpectCleanPage(shown);
+    ExpectTask(shown.dom, run + "/passes", "passed");
+    ExpectTask(shown.dom, run + "/passes-2", "passed");
+    ExpectTask(shown.dom, run + "/fails", "failed");
+    ExpectTask(shown.dom, run + "/hangs", "timed_out");
+    // The failure at file:line, its message, and the output tail as text.
+    EXPECT_CONTAINS(shown.dom, "src/math_test.cc:42");
+    EXPECT_CONTAINS(shown.dom, "Which is: 2");
+    EXPECT_CONTAINS(shown.dom, "&lt;/script&gt;&lt;script&gt;alert(1)&lt;/script&gt;");
+    EXPECT_CONTAINS(shown.dom, "timed out");
+    EXPECT_CONTAINS(shown.dom, "local");  // the backend
+  }
+  // The archive's page and the run's own page carry the same tasks.
+  EXPECT_EQ(EmbeddedData(from_batch)["tasks"].size(), 4u);
+  auto by_id = [](nlohmann::json tasks) {
+    std::sort(tasks.begin(), tasks.end(),
+              [](const auto& a, const auto& b) { return a["id"] < b["id"]; });
+    return tasks;
+  };
+  EXPECT_EQ(by_id(EmbeddedData(from_archive)["tasks"]), by_id(EmbeddedData(from_batch)["tasks"]));
+}
+
+TEST(ReportBrowser, GtestRunWithRetriedFlakyCase) {
+  REQUIRE_CHROMIUM(chromium);
+  Home home;
+  // Flaky.FailsOnce fails once per directory; not under /tmp, which local
+  // sandboxes have of their own.
+  fs::path flaky = ScreenshotDir() / ("flaky-" + std::to_string(getpid()));
+  fs::remove_all(flaky);
+  fs::create_directories(flaky);
+  fs::path page = home.work() / "gtest.html";
+  CommandOutput run = home.Run(
+      {"gtest", SAMPLE_BINARY, "--backend", "local", "-j", "4", "--timeout", "3", "--filter",
+       "Sample.Passes:Sample.ExpectFails:Sample.Hangs:Sample.HugeOutput:Flaky.FailsOnce",
+       "--retry-failed", "1", "-e", "SAMPLE_FLAKY_DIR=" + flaky.string(), "--report",
+       page.string()},
+      CommandOptions{{}, {}, std::nullopt, std::chrono::seconds(240)});
+  EXPECT_EQ(run.exit_code, 1) << run.out << run.err;
+  fs::remove_all(flaky);
+  ASSERT_TRUE(fs::exists(page)) << run.err;
+
+  Rendered shown = Render(chromium, page, ScreenshotDir() / "gtest.png");
+  ExpectCleanPage(shown);
+  for (const char* name : {"Sample.Passes", "Sample.ExpectFails", "Sample.Hangs",
+                           "Sample.HugeOutput", "Flaky.FailsOnce"}) {
+    EXPECT_CONTAINS(shown.dom, std::string(">") + name + "<");
+  }
+  // Two rounds: 5 executions of 5 tests, 3 of them again.
+  nlohmann::json data = EmbeddedData(page);
+  EXPECT_EQ(data["runs"].size(), 2u);
+  EXPECT_EQ(data["tasks"].size(), 8u);
+  EXPECT_CONTAINS(shown.dom, "flaky (failed, then passed): Flaky.FailsOnce");
+  EXPECT_CONTAINS(shown.dom, "expect message from the sandbox");
+  EXPECT_CONTAINS(shown.dom, "sample_tests.cc:" + std::to_string(LineOf("expect_fail")));
+  EXPECT_CONTAINS(shown.dom, "<g class=\"bar timed_out\"");
+  EXPECT_CONTAINS(shown.dom, "<g class=\"bar failed\"");
+  // 5 MB of output: the page keeps a tail.
+  EXPECT_LT(fs::file_size(page), 200u * 1024) << "a report keeps tails, not whole logs";
+}
+
+TEST(ReportBrowser, DetectsAPageThatFetches) {
+  // The check above must be able to fail: a page that fetches is caught.
+  REQUIRE_CHROMIUM(chromium);
+  TempDir dir;
+  fs::path page = dir.Write("fetches.html",
+                            "<!DOCTYPE html><html><body><p>probe</p><script>"
+                            "fetch('http://report-probe.example/x').catch(() => {});"
+                            "</script></body></html>");
+  Rendered shown = Render(chromium, page);
+  EXPECT_CONTAINS(shown.dom, "probe");
+  EXPECT_NE(std::find(shown.requested.begin(), shown.requested.end(), "report-probe.example"),
+            shown.requested.end())
+      << shown.log;
+}
+
+TEST(Report, MarkedTestsWriteTheReportFromTheEnvironment) {
+  Home home;
+  fs::path page = home.work() / "marked.html";
+  CommandOptions options;
+  options.env = home.Env();
+  options.env["SANDRUN_REPORT"] = page.string();
+  options.env["SANDRUN_BACKEND"] = "local";
+  options.cwd = home.work();
+  CommandOutput run =
+      RunCommand({SAMPLE_BINARY, "--gtest_filter=Sample.Passes:Sample.ExpectFails"}, options);
+  EXPECT_EQ(run.exit_code, 1) << run.out << run.err;
+  ASSERT_TRUE(fs::exists(page)) << run.err;
+  nlohmann::json data = EmbeddedData(page);
+  std::set<std::string> names;
+  for (const auto& t : data["tasks"]) names.insert(t.value("name", ""));
+  EXPECT_EQ(names, (std::set<std::string>{"Sample.Passes", "Sample.ExpectFails"}));
+  ASSERT_EQ(data["runs"].size(), 1u);
+  EXPECT_EQ(data["runs"][0]["backend"], "local");
+}
+
+TEST(Report, ExecRunsAndSeveralRunsOnOnePage) {
+  Home home;
+  CommandOutput first = home.Run({"exec", "--backend", "local", "--", "sh", "-c", "exit 3"});
+  EXPECT_EQ(first.exit_code, 3) << first.err;
+  nlohmann::json runs = home.Runs();
+  ASSERT_EQ(runs.size(), 1u);
+  std::string first_run = runs[0]["run_id"];
+  // Run ids sort by their start second; the second run starts in a later one.
+  std::this_thread::sleep_for(std::chrono::milliseconds(1100));
+  CommandOutput second = home.Run({"exec", "--backend", "local", "--", "true"});
+  EXPECT_EQ(second.exit_code, 0) << second.err;
+
+  fs::path latest = home.work() / "latest.html";
+  EXPECT_EQ(home.Run({"results", "report", "latest", "-o", latest.string()}).exit_code, 0);
+  nlohmann::json one = EmbeddedData(latest);
+  ASSERT_EQ(one["tasks"].size(), 1u);
+  EXPECT_EQ(one["tasks"][0]["verdict"], "passed");
+
+  // --since the first run's id: both runs (as a CI job takes a CTest suite's).
+  fs::path since = home.work() / "since.html";
+  CommandOutput report =
+      home.Run({"results", "report", "--since", first_run, "-o", since.string()});
+  EXPECT_EQ(report.exit_code, 0) << report.err;
+  EXPECT_CONTAINS(report.out, "(2 task(s) of 2 runs)");
+  nlohmann::json both = EmbeddedData(since);
+  EXPECT_EQ(both["runs"].size(), 2u);
+  ASSERT_EQ(both["tasks"].size(), 2u);
+  EXPECT_EQ(both["tasks"][0]["verdict"], "failed");
+  EXPECT_EQ(both["tasks"][0]["exit"], "3");
+  EXPECT_EQ(both["tasks"][0]["reason"], "exited with 3");
+
+  CommandOutput future = home.Run({"results", "report", "--since", "29991231", "-o", "f.html"});
+  EXPECT_EQ(future.exit_code, 1) << future.err;
+  EXPECT_CONTAINS(future.err, "no run started at or after 29991231");
+}
+
+TEST(Report, BadInputIsAUsageErrorOrAMissingRun) {
+  Home home;
+  CommandOutput none = home.Run({"results", "report", "latest", "-o", "r.html"});
+  EXPECT_EQ(none.exit_code, 1) << none.err;
+  EXPECT_CONTAINS(none.err, "no runs");
+  CommandOutput no_dir =
+      home.Run({"results", "report", "latest", "-o", (home.dir() / "missing/r.html").string()});
+  EXPECT_EQ(no_dir.exit_code, 2) << no_dir.err;
+  CommandOutput no_output = home.Run({"results", "report", "latest"});
+  EXPECT_EQ(no_output.exit_code, 2) << no_output.err;
+  EXPECT_CONTAINS(no_output.err, "missing --output");
+  CommandOutput no_run = home.Run({"results", "report", "-o", "r.html"});
+  EXPECT_EQ(no_run.exit_code, 2) << no_run.err;
+  EXPECT_CONTAINS(no_run.err, "missing RUN or --since");
+  fs::path tasks = home.Write("tasks.json", R"([{"id": "a", "command": ["true"]}])");
+  CommandOutput batch = home.Run({"batch", "--backend", "local", tasks.string(), "--report",
+                                  (home.dir() / "missing/r.html").string()});
+  EXPECT_EQ(batch.exit_code, 2) << batch.err;
+  EXPECT_CONTAINS(batch.err, "--report");
+  EXPECT_EQ(home.Runs().size(), 0u) << "nothing runs when the report cannot be written";
+}
+
+}  // namespace
+}  // namespace sandrun::e2e
