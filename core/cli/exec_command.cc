@@ -1,10 +1,16 @@
 // `sandrun exec`: one command in one sandbox, output streamed live, the
 // command's exit code returned (124 timeout, 125 sandrun error, 128+N signal).
+// With --exit-like-command (the CTest adapter passes it) a command killed by
+// a signal ends sandrun by the same signal, so CTest reports
+// "***Exception: SegFault" as for a local test.
+#include <signal.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cctype>
+#include <cstdio>
 #include <filesystem>
 #include <iostream>
 #include <iterator>
@@ -35,6 +41,26 @@ std::string TaskIdFromName(const std::string& name) {
   return id;
 }
 
+/// Ends this process by `signal`, as the command in the sandbox ended: no
+/// core dump of sandrun itself, the default action restored, the signal
+/// unblocked. Returns only when the signal does not end a process (then the
+/// caller exits with 128+N).
+void ExitBySignal(int signal) {
+  std::fflush(stdout);
+  std::fflush(stderr);
+  struct rlimit no_core {};
+  setrlimit(RLIMIT_CORE, &no_core);
+  struct sigaction action {};
+  action.sa_handler = SIG_DFL;
+  sigemptyset(&action.sa_mask);
+  sigaction(signal, &action, nullptr);
+  sigset_t only;
+  sigemptyset(&only);
+  sigaddset(&only, signal);
+  sigprocmask(SIG_UNBLOCK, &only, nullptr);
+  raise(signal);
+}
+
 void WriteAll(int fd, std::string_view data) {
   while (!data.empty()) {
     ssize_t n = write(fd, data.data(), data.size());
@@ -43,9 +69,10 @@ void WriteAll(int fd, std::string_view data) {
   }
 }
 
-}  // namespace
-
-int ExecCommand(const std::vector<std::string>& args, CliContext& context) {
+/// The whole of `sandrun exec` but the end: returns the exit code, and sets
+/// `end_by_signal` when sandrun should end by the command's signal instead
+/// (after everything here, the archive included, has been closed).
+int RunExec(const std::vector<std::string>& args, CliContext& context, int& end_by_signal) {
   // Everything after "--" is the command, untouched by option parsing.
   auto dashdash = std::find(args.begin(), args.end(), "--");
   std::vector<std::string> own(args.begin(), dashdash);
@@ -69,6 +96,8 @@ int ExecCommand(const std::vector<std::string>& args, CliContext& context) {
       ("name", "Test name for the record (default: $SANDRUN_NAME, else exec)",
        cxxopts::value<std::string>())
       ("i,interactive", "Pass sandrun's standard input to the command")
+      ("exit-like-command", "A command killed by signal N ends sandrun by signal N "
+                            "(no core dump) instead of exiting 128+N, as CTest expects")
       ("json", "Print the record as JSON instead of streaming output");
   auto parsed = ParseOrThrow(options, own);
   if (!parsed) return 0;
@@ -195,7 +224,19 @@ int ExecCommand(const std::vector<std::string>& args, CliContext& context) {
     PrintError("note: output longer than the record's cap; the full streams are in run " +
                record.run_id + " (sandrun results fetch " + record.run_id + " -o DIR)");
   }
+  if (result.outcome == Outcome::kSignaled && parsed->count("exit-like-command")) {
+    end_by_signal = result.signal;
+  }
   return ExitCodeOf(result);
+}
+
+}  // namespace
+
+int ExecCommand(const std::vector<std::string>& args, CliContext& context) {
+  int end_by_signal = 0;
+  int code = RunExec(args, context, end_by_signal);
+  if (end_by_signal != 0) ExitBySignal(end_by_signal);
+  return code;
 }
 
 }  // namespace sandrun::cli
