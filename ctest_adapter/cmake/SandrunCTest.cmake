@@ -276,10 +276,50 @@ endfunction()
 # and meanings, so switching is a change of the function's name.
 function(sandrun_discover_tests target)
   _sandrun_sandbox_keywords()
-  cmake_parse_arguments(PARSE_ARGV 1 ARG "NO_PRETTY_TYPES;NO_PRETTY_VALUES"
-                        "TEST_PREFIX;TEST_SUFFIX;TEST_FILTER;TEST_LIST;DISCOVERY_TIMEOUT;DISCOVERY_MODE;XML_OUTPUT_DIR;${_SANDRUN_SANDBOX_ONE}"
-                        "EXTRA_ARGS;PROPERTIES;${_SANDRUN_SANDBOX_MULTI}")
+  set(options NO_PRETTY_TYPES NO_PRETTY_VALUES)
+  set(one TEST_PREFIX TEST_SUFFIX TEST_FILTER TEST_LIST DISCOVERY_TIMEOUT DISCOVERY_MODE
+      XML_OUTPUT_DIR ${_SANDRUN_SANDBOX_ONE})
+  set(multi EXTRA_ARGS ${_SANDRUN_SANDBOX_MULTI})
   set(fn "sandrun_discover_tests(${target})")
+  # PROPERTIES name/value pairs first, as gtest_discover_tests reads them:
+  # `PROPERTIES LABELS unit TIMEOUT 30` names CTest properties even where a
+  # name is one of our keywords too. They end at a keyword that is not a
+  # test property. TIMEOUT among them is the command's time (as the keyword).
+  set(properties)
+  set(rest)
+  set(in_properties FALSE)
+  set(property_name "")
+  math(EXPR last "${ARGC} - 1")
+  foreach(i RANGE 1 ${last})
+    set(arg "${ARGV${i}}")
+    if(arg STREQUAL "PROPERTIES")
+      set(in_properties TRUE)
+      continue()
+    endif()
+    if(in_properties AND property_name STREQUAL "")
+      if(arg IN_LIST options OR arg IN_LIST one OR arg IN_LIST multi)
+        if(NOT arg MATCHES "^(TIMEOUT|LABELS|WORKING_DIRECTORY)$")
+          set(in_properties FALSE)
+        endif()
+      endif()
+    endif()
+    if(NOT in_properties)
+      list(APPEND rest "${arg}")
+    elseif(property_name STREQUAL "")
+      set(property_name "${arg}")
+    elseif(property_name STREQUAL "TIMEOUT")
+      list(APPEND rest TIMEOUT "${arg}")
+      set(property_name "")
+    else()
+      list(APPEND properties "${property_name}" "${arg}")
+      set(property_name "")
+    endif()
+  endforeach()
+  if(NOT property_name STREQUAL "")
+    message(FATAL_ERROR "${fn}: PROPERTIES expects name/value pairs")
+  endif()
+  cmake_parse_arguments(ARG "${options}" "${one}" "${multi}" ${rest})
+  set(ARG_PROPERTIES ${properties})
   _sandrun_no_stray("${fn}" ARG)
   if(NOT TARGET "${target}")
     message(FATAL_ERROR "${fn}: '${target}' is not a target")
@@ -310,8 +350,12 @@ function(sandrun_discover_tests target)
   endif()
   # The tests' WORKING_DIRECTORY is set per test by the discovery script, as
   # gtest_discover_tests does; discovery runs there too.
+  # The property keeps the value as given (CTest resolves a relative one);
+  # discovery runs in it, resolved against the binary directory.
   set(working_directory "${CMAKE_CURRENT_BINARY_DIR}")
+  set(test_working_directory "${CMAKE_CURRENT_BINARY_DIR}")
   if(DEFINED ARG_WORKING_DIRECTORY)
+    set(test_working_directory "${ARG_WORKING_DIRECTORY}")
     get_filename_component(working_directory "${ARG_WORKING_DIRECTORY}" ABSOLUTE
                            BASE_DIR "${CMAKE_CURRENT_BINARY_DIR}")
     unset(ARG_WORKING_DIRECTORY)
@@ -322,17 +366,21 @@ function(sandrun_discover_tests target)
     message(FATAL_ERROR "${fn}: XML_OUTPUT_DIR is not supported yet; use "
                         "`ctest --output-junit` or `sandrun results export --junit`")
   endif()
-  list(LENGTH ARG_PROPERTIES count)
-  math(EXPR odd "${count} % 2")
-  if(odd)
-    message(FATAL_ERROR "${fn}: PROPERTIES expects name/value pairs")
-  endif()
   _sandrun_sandbox_arguments("${fn}" ARG TRUE)
   list(APPEND _sandrun_launcher --upload-command)
   list(APPEND _sandrun_properties ${ARG_PROPERTIES})
 
   get_property(multi_config GLOBAL PROPERTY GENERATOR_IS_MULTI_CONFIG)
-  set(stem "${CMAKE_CURRENT_BINARY_DIR}/${target}_sandrun")
+  # A target may be discovered more than once (other filters or prefixes).
+  get_property(calls TARGET ${target} PROPERTY _SANDRUN_DISCOVER_CALLS)
+  if(calls)
+    math(EXPR calls "${calls} + 1")
+    set(stem "${CMAKE_CURRENT_BINARY_DIR}/${target}_sandrun_${calls}")
+  else()
+    set(calls 1)
+    set(stem "${CMAKE_CURRENT_BINARY_DIR}/${target}_sandrun")
+  endif()
+  set_property(TARGET ${target} PROPERTY _SANDRUN_DISCOVER_CALLS ${calls})
   if(multi_config)
     set(tests_file "${stem}_tests-$<CONFIG>.cmake")
     set(include_tests "${stem}_tests-\${CTEST_CONFIGURATION_TYPE}.cmake")
@@ -357,6 +405,7 @@ function(sandrun_discover_tests target)
                         "set(SANDRUN_NO_PRETTY_TYPES [==[${ARG_NO_PRETTY_TYPES}]==])\n"
                         "set(SANDRUN_NO_PRETTY_VALUES [==[${ARG_NO_PRETTY_VALUES}]==])\n"
                         "set(SANDRUN_WORKING_DIRECTORY [==[${working_directory}]==])\n"
+                        "set(SANDRUN_TEST_WORKING_DIRECTORY [==[${test_working_directory}]==])\n"
                         "set(SANDRUN_DISCOVERY_TIMEOUT [==[${ARG_DISCOVERY_TIMEOUT}]==])\n")
   _sandrun_list_code(code SANDRUN_LAUNCHER ${_sandrun_launcher})
   string(APPEND content "${code}")

@@ -133,7 +133,7 @@ foreach(line IN LISTS lines)
   if(suite MATCHES "^DISABLED_" OR case MATCHES "^DISABLED_")
     string(APPEND code "set_tests_properties(${name_code} PROPERTIES DISABLED TRUE)\n")
   endif()
-  _sandrun_quote(wd_code "${SANDRUN_WORKING_DIRECTORY}")
+  _sandrun_quote(wd_code "${SANDRUN_TEST_WORKING_DIRECTORY}")
   string(APPEND code "set_tests_properties(${name_code} PROPERTIES WORKING_DIRECTORY ${wd_code}"
                      " SKIP_REGULAR_EXPRESSION [==[\\[  SKIPPED \\]]==]${properties_code})\n")
   # As CMake does: names with brackets stay out of the list, ';' is escaped.
