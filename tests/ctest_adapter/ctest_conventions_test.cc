@@ -4,6 +4,9 @@
 // gtest_discover_tests with the same options; TIMEOUT is the command's time;
 // a crash in the sandbox is a crash to CTest; `sandrun doctor` warns about a
 // missing image.
+#include <algorithm>
+#include <cctype>
+#include <fstream>
 #include <map>
 #include <regex>
 #include <set>
@@ -180,6 +183,95 @@ TEST(CTestConventions, TimeoutIsTheCommandsTimeAndACrashIsACrash) {
     EXPECT_CONTAINS(out.out, "0% tests passed, 3 tests failed out of 3");
   }
   if (docker.exit_code != 0) SANDRUN_SKIP_WITHOUT_DOCKER("no image " + std::string(kImage));
+}
+
+/// Runs ctest in `build` with `env` on top of `home`'s; returns its output.
+CommandOutput RunCTest(const Home& home, const fs::path& build,
+                       const std::map<std::string, std::string>& env,
+                       const std::vector<std::string>& args) {
+  CommandOptions options;
+  options.env = home.Env();
+  for (const auto& [k, v] : env) options.env[k] = v;
+  options.cwd = build;
+  options.timeout = std::chrono::seconds(180);
+  std::vector<std::string> argv{CTEST_BIN};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return sandrun::testing::RunCommand(argv, options);
+}
+
+/// test_name of every task of `sandrun results show latest --json`.
+std::multiset<std::string> LatestRunTests(const Home& home, const fs::path& cwd,
+                                          const std::map<std::string, std::string>& env,
+                                          nlohmann::json* run = nullptr) {
+  CommandOptions options;
+  options.env = env;
+  options.cwd = cwd;
+  CommandOutput out = home.Run({"results", "show", "latest", "--json"}, options);
+  EXPECT_EQ(out.exit_code, 0) << out.out << out.err;
+  auto json = nlohmann::json::parse(out.out, nullptr, false);
+  std::multiset<std::string> names;
+  if (!json.is_object()) return names;
+  if (run) *run = json.value("run", nlohmann::json::object());
+  for (const auto& task : json.value("tasks", nlohmann::json::array())) {
+    names.insert(task.value("test_name", ""));
+  }
+  return names;
+}
+
+TEST(CTestConventions, OneCTestInvocationIsOneRunInTheArchive) {
+  Home home;
+  fs::path build = home.dir() / "build";
+  BuildProject(build, {"-DDISCOVER=sandrun_discover_tests"});
+  const std::vector<std::string> args{"-j3", "-R", "^pre\\."};
+  const std::multiset<std::string> expected = {
+      "pre.Plain.Passes.suf", "pre.TypedT.ZeroIsFalsy<int>.suf", "pre.TypedT.ZeroIsFalsy<char>.suf",
+      "pre.Mine.Works<int>.suf", "pre.Mine.Works<char>.suf", "pre.Few/Nums.IsSmall/7.suf",
+      "pre.Few/Nums.IsSmall/42.suf", "pre.Odd/Words.NotEmpty/\"a;b\".suf",
+      "pre.Odd/Words.NotEmpty/\"x[y]\".suf"};
+
+  // Local: each ctest invocation is one run holding all its tests.
+  const std::map<std::string, std::string> local{{"SANDRUN_BACKEND", "local"}};
+  for (int invocation = 1; invocation <= 2; ++invocation) {
+    CommandOutput out = RunCTest(home, build, local, args);
+    EXPECT_EQ(out.exit_code, 0) << out.out << out.err;
+    nlohmann::json run;
+    EXPECT_EQ(LatestRunTests(home, home.work(), local, &run), expected);
+    EXPECT_EQ(run.value("status", ""), "passed") << run.dump();
+    EXPECT_EQ(run.value("total", 0), 9) << run.dump();
+    EXPECT_EQ(home.Runs().size(), static_cast<std::size_t>(invocation));
+  }
+  // SANDRUN_RUN_GROUP makes two invocations (a CI job's) one run; a test
+  // that ran twice is there twice, under task ids of its own.
+  auto job = local;
+  job["SANDRUN_RUN_GROUP"] = "ci-job-" + home.dir().filename().string();
+  RunCTest(home, build, job, args);
+  RunCTest(home, build, job, args);
+  std::multiset<std::string> twice = expected;
+  twice.insert(expected.begin(), expected.end());
+  nlohmann::json run;
+  EXPECT_EQ(LatestRunTests(home, home.work(), local, &run), twice);
+  EXPECT_EQ(run.value("total", 0), 18) << run.dump();
+  std::set<std::string> ids;
+  for (const auto& id : run.value("task_ids", nlohmann::json::array())) ids.insert(id);
+  EXPECT_EQ(ids.size(), 18u) << run.dump();
+  EXPECT_EQ(ids.count("pre.Plain.Passes.suf-2"), 1u) << run.dump();
+  EXPECT_EQ(home.Runs().size(), 3u);
+
+  // Docker: the archive is a volume (a store of requests), grouped the same.
+  CommandOutput docker = sandrun::testing::RunCommand({"docker", "image", "inspect", kImage});
+  if (docker.exit_code != 0) SANDRUN_SKIP_WITHOUT_DOCKER("no image " + std::string(kImage));
+  std::string volume = "sandrun-test-groups-" + home.dir().filename().string();
+  std::transform(volume.begin(), volume.end(), volume.begin(),
+                 [](unsigned char c) { return std::isalnum(c) || c == '-' ? c : '-'; });
+  std::ofstream(build / "sandrun.json")
+      << R"({"backends": {"docker": {"volume": ")" << volume << R"("}}})";
+  const std::map<std::string, std::string> on_docker{{"SANDRUN_BACKEND", "docker"},
+                                                     {"SANDRUN_IMAGE", kImage}};
+  CommandOutput out = RunCTest(home, build, on_docker, args);
+  EXPECT_EQ(out.exit_code, 0) << out.out << out.err;
+  EXPECT_EQ(LatestRunTests(home, build, on_docker, &run), expected);
+  EXPECT_EQ(run.value("backend", ""), "docker") << run.dump();
+  sandrun::testing::RunCommand({"docker", "volume", "rm", "-f", volume});
 }
 
 TEST(CTestConventions, DoctorWarnsWhenTheBackendNeedsAnImageAndNoneIsSet) {
