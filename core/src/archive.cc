@@ -492,7 +492,7 @@ bool DirectoryIsEmpty(const fs::path& dir) {
 void RemoveFinishedRunDir(const fs::path& run_dir) {
   std::error_code ec;
   fs::remove(run_dir / kOwnerFile, ec);
-  for (const char* sub : {"artifacts", "tasks", "started"}) {
+  for (const char* sub : {"artifacts", "tasks", "parts", "started"}) {
     if (DirectoryIsEmpty(run_dir / sub)) fs::remove(run_dir / sub, ec);
   }
   if (DirectoryIsEmpty(run_dir)) fs::remove(run_dir, ec);
@@ -592,6 +592,9 @@ struct ResultArchive::Impl {
   Result<JoinedRun> JoinRunGroup(const std::string& group, int owner_pid,
                                  const std::vector<std::string>& task_ids);
   Status WriteRunPart(const RunRecord& record, int part);
+  /// Writes a run's summary (run.json or a part) to `path` in the outbox and
+  /// delivers it after the run's waiting tasks.
+  Status WriteSummary(const RunRecord& record, const std::string& path);
   Result<fs::path> ArtifactDir(const std::string& run_id, const std::string& task_id);
   Status WriteTask(const TaskRecord& record);
   Status WriteRun(const RunRecord& record);
@@ -610,8 +613,9 @@ struct ResultArchive::Impl {
   /// Sends the outbox entries `paths` (artifact trees and records, in this
   /// order) to the store in one PutFiles and removes them from the outbox.
   Status DeliverGroup(const std::vector<std::string>& paths);
-  /// Delivers every task of `run_id` waiting in the outbox (and run.json
-  /// when `with_run_record`) in one group; `records` is how many it holds.
+  /// Delivers every task of `run_id` waiting in the outbox (and run.json or
+  /// the parts of a group's run when `with_run_record`) in one group;
+  /// `records` is how many it holds.
   Status DeliverRun(const std::string& run_id, bool with_run_record, int* records);
   /// Turns the started records of `run_id` (whose owner is gone) into task
   /// records in the outbox; returns how many.
@@ -753,25 +757,7 @@ Result<ResultArchive::JoinedRun> ResultArchive::Impl::JoinRunGroup(
 
 Status ResultArchive::Impl::WriteRunPart(const RunRecord& record, int part) {
   SANDRUN_RETURN_IF_ERROR(CheckId("run id", record.run_id));
-  std::string path = RunPartPath(record.run_id, part);
-  SANDRUN_RETURN_IF_ERROR(outbox_.PutBytes(path, ToJson(record)));
-  {
-    std::lock_guard<std::mutex> lock(waiting_mu_);
-    std::erase_if(waiting_runs_, [&](const auto& w) { return w.first == record.run_id; });
-  }
-  std::lock_guard<std::mutex> lock(mu_);
-  int records = 0;
-  SANDRUN_RETURN_IF_ERROR(DeliverRun(record.run_id, /*with_run_record=*/false, &records));
-  // The part last, as run.json is for a run of its own. The run's owner
-  // (the group's first process, or the ctest above it) stays noted.
-  SANDRUN_RETURN_IF_ERROR(DeliverGroup({path}));
-  std::error_code ec;
-  for (const char* sub : {"artifacts", "tasks", "parts", "started"}) {
-    if (DirectoryIsEmpty(outbox_dir_ / record.run_id / sub)) {
-      fs::remove(outbox_dir_ / record.run_id / sub, ec);
-    }
-  }
-  return OkStatus();
+  return WriteSummary(record, RunPartPath(record.run_id, part));
 }
 
 Status ResultArchive::Impl::DeliverGroup(const std::vector<std::string>& paths) {
@@ -832,6 +818,16 @@ Status ResultArchive::Impl::DeliverRun(const std::string& run_id, bool with_run_
   if (with_run_record && fs::exists(outbox_dir_ / RunRecordPath(run_id), ec)) {
     paths.push_back(RunRecordPath(run_id));
     ++*records;
+  }
+  // The summaries of a group's run (parts/<n>.json) go as run.json does.
+  auto parts = with_run_record ? outbox_.List(RunPartsDir(run_id))
+                               : Result<std::vector<std::string>>(std::vector<std::string>{});
+  if (parts.ok()) {
+    for (const std::string& name : *parts) {
+      if (!EndsWith(name, ".json")) continue;
+      paths.push_back(RunPartsDir(run_id) + "/" + name);
+      ++*records;
+    }
   }
   if (paths.empty()) return OkStatus();
   return DeliverGroup(paths);
@@ -978,7 +974,10 @@ Status ResultArchive::Impl::WriteTask(const TaskRecord& record) {
 
 Status ResultArchive::Impl::WriteRun(const RunRecord& record) {
   SANDRUN_RETURN_IF_ERROR(CheckId("run id", record.run_id));
-  std::string path = RunRecordPath(record.run_id);
+  return WriteSummary(record, RunRecordPath(record.run_id));
+}
+
+Status ResultArchive::Impl::WriteSummary(const RunRecord& record, const std::string& path) {
   SANDRUN_RETURN_IF_ERROR(outbox_.PutBytes(path, ToJson(record)));
   {
     std::lock_guard<std::mutex> lock(waiting_mu_);
@@ -987,7 +986,18 @@ Status ResultArchive::Impl::WriteRun(const RunRecord& record) {
   std::lock_guard<std::mutex> lock(mu_);
   int records = 0;
   SANDRUN_RETURN_IF_ERROR(DeliverRun(record.run_id, /*with_run_record=*/true, &records));
-  RemoveFinishedRunDir(outbox_dir_ / record.run_id);
+  if (path == RunRecordPath(record.run_id)) {
+    RemoveFinishedRunDir(outbox_dir_ / record.run_id);
+    return OkStatus();
+  }
+  // A part of a group's run: the run's owner (the group's first process, or
+  // the ctest above it) stays noted while other parts may still run.
+  std::error_code ec;
+  for (const char* sub : {"artifacts", "tasks", "parts", "started"}) {
+    if (DirectoryIsEmpty(outbox_dir_ / record.run_id / sub)) {
+      fs::remove(outbox_dir_ / record.run_id / sub, ec);
+    }
+  }
   return OkStatus();
 }
 

@@ -83,6 +83,20 @@ std::vector<std::string> AfterDashDash(const std::vector<std::string>& command) 
   return it == command.end() ? command : std::vector<std::string>(it + 1, command.end());
 }
 
+/// Runs ctest in `build` with `env` on top of `home`'s; returns its output.
+CommandOutput RunCTest(const Home& home, const fs::path& build,
+                       const std::map<std::string, std::string>& env,
+                       const std::vector<std::string>& args) {
+  CommandOptions options;
+  options.env = home.Env();
+  for (const auto& [k, v] : env) options.env[k] = v;
+  options.cwd = build;
+  options.timeout = std::chrono::seconds(180);
+  std::vector<std::string> argv{CTEST_BIN};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return sandrun::testing::RunCommand(argv, options);
+}
+
 TEST(CTestConventions, SandrunDiscoverTestsNamesAndSetsUpTestsAsGtestDiscoverTests) {
   Home home;
   for (const char* mode : {"POST_BUILD", "PRE_TEST"}) {
@@ -163,14 +177,9 @@ TEST(CTestConventions, TimeoutIsTheCommandsTimeAndACrashIsACrash) {
   }
   for (const auto& [backend, extra_env] : backends) {
     SCOPED_TRACE(backend);
-    CommandOptions options;
-    options.env = home.Env();
-    options.env["SANDRUN_BACKEND"] = backend;
-    for (const auto& [k, v] : extra_env) options.env[k] = v;
-    options.cwd = build;
-    options.timeout = std::chrono::seconds(120);
-    CommandOutput out = sandrun::testing::RunCommand(
-        {CTEST_BIN, "-j3", "-R", "^sb\\.", "--output-on-failure"}, options);
+    auto env = extra_env;
+    env["SANDRUN_BACKEND"] = backend;
+    CommandOutput out = RunCTest(home, build, env, {"-j3", "-R", "^sb\\.", "--output-on-failure"});
     // The crash reads as a local one; the timeouts say so, before CTest's.
     EXPECT_TRUE(std::regex_search(out.out, std::regex("sb\\.Crash\\.Segfaults \\.+\\*\\*\\*Exception: SegFault")))
         << out.out;
@@ -183,20 +192,6 @@ TEST(CTestConventions, TimeoutIsTheCommandsTimeAndACrashIsACrash) {
     EXPECT_CONTAINS(out.out, "0% tests passed, 3 tests failed out of 3");
   }
   if (docker.exit_code != 0) SANDRUN_SKIP_WITHOUT_DOCKER("no image " + std::string(kImage));
-}
-
-/// Runs ctest in `build` with `env` on top of `home`'s; returns its output.
-CommandOutput RunCTest(const Home& home, const fs::path& build,
-                       const std::map<std::string, std::string>& env,
-                       const std::vector<std::string>& args) {
-  CommandOptions options;
-  options.env = home.Env();
-  for (const auto& [k, v] : env) options.env[k] = v;
-  options.cwd = build;
-  options.timeout = std::chrono::seconds(180);
-  std::vector<std::string> argv{CTEST_BIN};
-  argv.insert(argv.end(), args.begin(), args.end());
-  return sandrun::testing::RunCommand(argv, options);
 }
 
 /// test_name of every task of `sandrun results show latest --json`.
