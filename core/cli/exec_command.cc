@@ -215,7 +215,7 @@ int RunExec(const std::vector<std::string>& args, CliContext& context, int& end_
     if (setup.options.run_group.empty()) throw UsageError{"--run-group must not be empty"};
   } else if (auto it = context.env.find("SANDRUN_RUN_GROUP");
              it != context.env.end() && !it->second.empty()) {
-    setup.options.run_group = "env:" + it->second;
+    setup.options.run_group = it->second;
   } else if (parsed->count("run-group-of-parent")) {
     setup.options.run_group = ParentRunGroup();
     if (!setup.options.run_group.empty()) setup.options.run_group_owner_pid = getppid();
