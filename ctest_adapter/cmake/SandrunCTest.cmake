@@ -3,9 +3,10 @@
 #   sandrun_add_test(NAME name COMMAND cmd [args...] [sandbox options])
 #       One CTest test running `cmd` through `sandrun exec`. An executable
 #       target named as cmd goes up as a portable executable.
-#   sandrun_discover_tests(target [discovery options] [sandbox options])
+#   sandrun_discover_tests(target [gtest_discover_tests options] [sandbox options])
 #       Each GoogleTest case of `target` (listed on the host after every
-#       build) becomes a CTest test running that one case in a sandbox.
+#       build, or when ctest runs) becomes a CTest test running that one case
+#       in a sandbox, named and set up as gtest_discover_tests does.
 #   sandrun_sandbox_directory_tests([TARGETS t...] [EXCLUDE_TESTS n...] [sandbox options])
 #       Every add_test() of the calling directory whose command is an
 #       executable target runs through sandrun, unchanged in the source.
@@ -89,8 +90,9 @@ endfunction()
 #   _sandrun_launcher  the command prefix up to (not including) `--`
 #   _sandrun_properties  CTest properties (TIMEOUT, LABELS, WORKING_DIRECTORY)
 # `fn` names the calling function in error messages. The launcher always
-# passes --exit-like-command: a crash in the sandbox ends sandrun by the same
-# signal, so CTest reports it as it reports a local crash.
+# passes --exit-like-command (a crash in the sandbox ends sandrun by the same
+# signal, so CTest reports it as it reports a local crash) and
+# --run-group-of-parent (the tests of one ctest invocation are one run).
 macro(_sandrun_sandbox_arguments fn p genex)
   _sandrun_executable(_sandrun_exe ${genex})
   set(_sandrun_launcher)

@@ -62,6 +62,7 @@ _sandrun_quote(binary_code "${SANDRUN_BINARY}")
 # Nums/ParamT.IsSmall/42, DISABLED_ dropped from the name. Brackets and
 # semicolons would break CMake's list splitting: they travel as placeholders
 # until the names are built.
+
 # A placeholder for `char` that the listing does not contain, put in its place.
 function(_sandrun_hide out char name)
   set(placeholder "@sandrun_${name}@")
