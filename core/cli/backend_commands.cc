@@ -3,6 +3,7 @@
 
 #include "commands.h"
 #include "run_support.h"
+#include "sandrun/batch_file.h"
 #include "sandrun/util.h"
 
 namespace sandrun::cli {
@@ -74,6 +75,12 @@ int DoctorCommand(const std::vector<std::string>& args, CliContext& context) {
   auto parsed = ParseOrThrow(options, args);
   if (!parsed) return 0;
   int problems = 0;
+  int warnings = 0;
+  // Something that may be fine (a test may name it itself) but often is not.
+  auto warn = [&](const std::string& what, const std::string& fix) {
+    ++warnings;
+    std::cout << "[warn] " << what << "\n       fix: " << fix << "\n";
+  };
   auto report = [&](bool ok, const std::string& what, const std::string& fix = "") {
     std::cout << (ok ? "[ok]   " : "[fail] ") << what << "\n";
     if (!ok) {
@@ -118,6 +125,17 @@ int DoctorCommand(const std::vector<std::string>& args, CliContext& context) {
     if (!caps.isolates_network) {
       std::cout << "       note: --network none cannot be enforced here; results will say so\n";
     }
+    // A backend that runs images but has none to run: every command that
+    // does not name one (sandrun_add_test without IMAGE) would fail.
+    if (caps.supports_images && config.image.empty()) {
+      Status image = c.backend->ValidateSpec(TaskFromConfig(config).sandbox);
+      if (image.code() == StatusCode::kInvalidArgument) {
+        warn("backend " + c.name + " needs an image and none is set: " + image.message(),
+             "set one for every command (SANDRUN_IMAGE=debian:bookworm, \"image\" in "
+             "sandrun.json, or the backend's default_image), or give each its own "
+             "(--image, IMAGE in sandrun_add_test / sandrun_discover_tests)");
+      }
+    }
     auto store = c.backend->OpenArchive();
     if (!store.ok()) {
       report(false, "archive of " + c.name + ": " + store.status().message());
@@ -133,8 +151,9 @@ int DoctorCommand(const std::vector<std::string>& args, CliContext& context) {
                              " record(s) waiting", "run `sandrun results sync`");
   }
   if (!any_available) report(false, "no configured backend can run now");
-  std::cout << (problems == 0 ? "everything looks good\n"
-                              : std::to_string(problems) + " problem(s) found\n");
+  std::string warned = warnings == 0 ? "" : ", " + std::to_string(warnings) + " warning(s)";
+  std::cout << (problems == 0 ? (warnings == 0 ? "everything looks good\n" : "no problems" + warned + "\n")
+                              : std::to_string(problems) + " problem(s) found" + warned + "\n");
   return problems == 0 ? 0 : 1;
 }
 

@@ -1,14 +1,22 @@
 // `sandrun exec`: one command in one sandbox, output streamed live, the
 // command's exit code returned (124 timeout, 125 sandrun error, 128+N signal).
+// With --exit-like-command (the CTest adapter passes it) a command killed by
+// a signal ends sandrun by the same signal, so CTest reports
+// "***Exception: SegFault" as for a local test.
+#include <signal.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cctype>
+#include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <iterator>
 #include <mutex>
+#include <sstream>
 
 #include "commands.h"
 #include "console_listener.h"
@@ -35,6 +43,44 @@ std::string TaskIdFromName(const std::string& name) {
   return id;
 }
 
+/// Ends this process by `signal`, as the command in the sandbox ended: no
+/// core dump of sandrun itself, the default action restored, the signal
+/// unblocked. Returns only when the signal does not end a process (then the
+/// caller exits with 128+N).
+void ExitBySignal(int signal) {
+  std::fflush(stdout);
+  std::fflush(stderr);
+  struct rlimit no_core {};
+  setrlimit(RLIMIT_CORE, &no_core);
+  struct sigaction action {};
+  action.sa_handler = SIG_DFL;
+  sigemptyset(&action.sa_mask);
+  sigaction(signal, &action, nullptr);
+  sigset_t only;
+  sigemptyset(&only);
+  sigaddset(&only, signal);
+  sigprocmask(SIG_UNBLOCK, &only, nullptr);
+  raise(signal);
+}
+
+/// The group of the process that started this one (a ctest invocation):
+/// its pid and its start time (field 22 of /proc/PID/stat, so a reused pid
+/// is another group). Empty when /proc cannot tell.
+std::string ParentRunGroup() {
+  pid_t parent = getppid();
+  std::ifstream stat("/proc/" + std::to_string(parent) + "/stat");
+  std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+  // The command name (field 2) is in parentheses and may hold spaces.
+  std::size_t close = text.rfind(')');
+  if (close == std::string::npos) return "";
+  std::istringstream fields(text.substr(close + 1));
+  std::string field;
+  for (int index = 3; index <= 22 && fields >> field; ++index) {
+    if (index == 22) return "parent:" + std::to_string(parent) + ":" + field;
+  }
+  return "";
+}
+
 void WriteAll(int fd, std::string_view data) {
   while (!data.empty()) {
     ssize_t n = write(fd, data.data(), data.size());
@@ -43,9 +89,10 @@ void WriteAll(int fd, std::string_view data) {
   }
 }
 
-}  // namespace
-
-int ExecCommand(const std::vector<std::string>& args, CliContext& context) {
+/// The whole of `sandrun exec` but the end: returns the exit code, and sets
+/// `end_by_signal` when sandrun should end by the command's signal instead
+/// (after everything here, the archive included, has been closed).
+int RunExec(const std::vector<std::string>& args, CliContext& context, int& end_by_signal) {
   // Everything after "--" is the command, untouched by option parsing.
   auto dashdash = std::find(args.begin(), args.end(), "--");
   std::vector<std::string> own(args.begin(), dashdash);
@@ -69,6 +116,13 @@ int ExecCommand(const std::vector<std::string>& args, CliContext& context) {
       ("name", "Test name for the record (default: $SANDRUN_NAME, else exec)",
        cxxopts::value<std::string>())
       ("i,interactive", "Pass sandrun's standard input to the command")
+      ("exit-like-command", "A command killed by signal N ends sandrun by signal N "
+                            "(no core dump) instead of exiting 128+N, as CTest expects")
+      ("run-group", "Add this command to the run of group G, shared by every sandrun "
+                    "with the same G on this host (default: $SANDRUN_RUN_GROUP)",
+       cxxopts::value<std::string>())
+      ("run-group-of-parent", "Without a run group: share the run of the process that "
+                              "started sandrun (one run per ctest invocation)")
       ("json", "Print the record as JSON instead of streaming output");
   auto parsed = ParseOrThrow(options, own);
   if (!parsed) return 0;
@@ -155,6 +209,17 @@ int ExecCommand(const std::vector<std::string>& args, CliContext& context) {
   }
 
   RunSetup setup = SetUpRunOrThrow(*parsed, context, config, /*task_count=*/1);
+  // One ctest invocation (or CI job) is one run in the archive.
+  if (parsed->count("run-group")) {
+    setup.options.run_group = (*parsed)["run-group"].as<std::string>();
+    if (setup.options.run_group.empty()) throw UsageError{"--run-group must not be empty"};
+  } else if (auto it = context.env.find("SANDRUN_RUN_GROUP");
+             it != context.env.end() && !it->second.empty()) {
+    setup.options.run_group = it->second;
+  } else if (parsed->count("run-group-of-parent")) {
+    setup.options.run_group = ParentRunGroup();
+    if (!setup.options.run_group.empty()) setup.options.run_group_owner_pid = getppid();
+  }
   Engine engine(setup.candidates);
   engine.AddListener(std::make_shared<ConsoleListener>(
       stderr, ConsoleListener::Options{false, false, false}));
@@ -195,7 +260,19 @@ int ExecCommand(const std::vector<std::string>& args, CliContext& context) {
     PrintError("note: output longer than the record's cap; the full streams are in run " +
                record.run_id + " (sandrun results fetch " + record.run_id + " -o DIR)");
   }
+  if (result.outcome == Outcome::kSignaled && parsed->count("exit-like-command")) {
+    end_by_signal = result.signal;
+  }
   return ExitCodeOf(result);
+}
+
+}  // namespace
+
+int ExecCommand(const std::vector<std::string>& args, CliContext& context) {
+  int end_by_signal = 0;
+  int code = RunExec(args, context, end_by_signal);
+  if (end_by_signal != 0) ExitBySignal(end_by_signal);
+  return code;
 }
 
 }  // namespace sandrun::cli

@@ -1,6 +1,7 @@
 #include "sandrun/archive.h"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -27,6 +28,7 @@
 
 #include "sandrun/file_util.h"
 #include "sandrun/output_collector.h"
+#include "sandrun/portable_exe.h"
 #include "sandrun/util.h"
 
 namespace sandrun {
@@ -465,6 +467,12 @@ std::string ArtifactPath(const std::string& run_id, const std::string& task_id) 
   return run_id + "/artifacts/" + task_id;
 }
 std::string RunRecordPath(const std::string& run_id) { return run_id + "/run.json"; }
+// A run of a group: each process's summary, merged when read.
+std::string RunPartsDir(const std::string& run_id) { return run_id + "/parts"; }
+std::string RunPartPath(const std::string& run_id, int part) {
+  return RunPartsDir(run_id) + "/" + std::to_string(part) + ".json";
+}
+constexpr char kRunGroupsDir[] = "run-groups";
 // Not "*.json": only records are, so counting those counts records.
 constexpr char kOwnerFile[] = "owner";
 std::string OwnerPath(const std::string& run_id) { return run_id + "/" + kOwnerFile; }
@@ -484,10 +492,28 @@ bool DirectoryIsEmpty(const fs::path& dir) {
 void RemoveFinishedRunDir(const fs::path& run_dir) {
   std::error_code ec;
   fs::remove(run_dir / kOwnerFile, ec);
-  for (const char* sub : {"artifacts", "tasks", "started"}) {
+  for (const char* sub : {"artifacts", "tasks", "parts", "started"}) {
     if (DirectoryIsEmpty(run_dir / sub)) fs::remove(run_dir / sub, ec);
   }
   if (DirectoryIsEmpty(run_dir)) fs::remove(run_dir, ec);
+}
+
+// Milliseconds since the epoch of "2026-11-22T03:15:00.123Z"; nullopt if
+// the text is not such a time.
+std::optional<std::int64_t> ParseRfc3339Ms(const std::string& text) {
+  std::tm tm{};
+  const char* end = ::strptime(text.c_str(), "%Y-%m-%dT%H:%M:%S", &tm);
+  if (end == nullptr) return std::nullopt;
+  std::int64_t ms = static_cast<std::int64_t>(::timegm(&tm)) * 1000;
+  if (*end == '.') {
+    int digits = 0, fraction = 0;
+    for (++end; *end >= '0' && *end <= '9' && digits < 3; ++end, ++digits) {
+      fraction = fraction * 10 + (*end - '0');
+    }
+    for (; digits < 3; ++digits) fraction *= 10;
+    ms += fraction;
+  }
+  return ms;
 }
 
 bool EndsWith(const std::string& s, std::string_view suffix) {
@@ -561,6 +587,14 @@ struct ResultArchive::Impl {
 
   void SetDeliveryInterval(std::chrono::milliseconds interval);
   Result<std::string> BeginRun();
+  /// BeginRun's work under mu_, with `owner_pid` noted as the owner.
+  Result<std::string> ReserveRunLocked(int owner_pid);
+  Result<JoinedRun> JoinRunGroup(const std::string& group, int owner_pid,
+                                 const std::vector<std::string>& task_ids);
+  Status WriteRunPart(const RunRecord& record, int part);
+  /// Writes a run's summary (run.json or a part) to `path` in the outbox and
+  /// delivers it after the run's waiting tasks.
+  Status WriteSummary(const RunRecord& record, const std::string& path);
   Result<fs::path> ArtifactDir(const std::string& run_id, const std::string& task_id);
   Status WriteTask(const TaskRecord& record);
   Status WriteRun(const RunRecord& record);
@@ -569,6 +603,7 @@ struct ResultArchive::Impl {
   int PendingCount(const std::string& run_id) const;
   Result<std::vector<RunListing>> ListRuns(std::size_t read_summaries);
   Result<RunRecord> ReadRun(const std::string& run_id);
+  Result<RunRecord> ReadRunParts(const std::string& run_id, const std::vector<std::string>& names);
   Result<std::vector<TaskRecord>> ReadTasks(const std::string& run_id);
   Result<TaskRecord> ReadTask(const std::string& run_id, const std::string& task_id);
   Status Fetch(const std::string& run_id, const fs::path& dest);
@@ -578,8 +613,9 @@ struct ResultArchive::Impl {
   /// Sends the outbox entries `paths` (artifact trees and records, in this
   /// order) to the store in one PutFiles and removes them from the outbox.
   Status DeliverGroup(const std::vector<std::string>& paths);
-  /// Delivers every task of `run_id` waiting in the outbox (and run.json
-  /// when `with_run_record`) in one group; `records` is how many it holds.
+  /// Delivers every task of `run_id` waiting in the outbox (and run.json or
+  /// the parts of a group's run when `with_run_record`) in one group;
+  /// `records` is how many it holds.
   Status DeliverRun(const std::string& run_id, bool with_run_record, int* records);
   /// Turns the started records of `run_id` (whose owner is gone) into task
   /// records in the outbox; returns how many.
@@ -609,6 +645,10 @@ ResultArchive::Impl::Impl(std::shared_ptr<ArchiveStore> store, fs::path outbox_d
 
 Result<std::string> ResultArchive::Impl::BeginRun() {
   std::lock_guard<std::mutex> lock(mu_);
+  return ReserveRunLocked(0);
+}
+
+Result<std::string> ResultArchive::Impl::ReserveRunLocked(int owner_pid) {
   return Guard("begin run", [&]() -> Result<std::string> {
     SANDRUN_RETURN_IF_ERROR(EnsurePrivateDirectory(outbox_dir_, outbox_dir_));
     for (int attempt = 0; attempt < 100; ++attempt) {
@@ -621,7 +661,7 @@ Result<std::string> ResultArchive::Impl::BeginRun() {
       if (::mkdir(dir.c_str(), 0700) == 0) {
         // Who runs it: `results sync` recovers its tasks once this process
         // is gone, and `results prune` spares the run while it is not.
-        nlohmann::json owner = {{"pid", static_cast<int>(::getpid())},
+        nlohmann::json owner = {{"pid", owner_pid > 0 ? owner_pid : static_cast<int>(::getpid())},
                                 {"host", HostName()},
                                 {"started_unix", static_cast<std::int64_t>(UnixNow())}};
         SANDRUN_RETURN_IF_ERROR(outbox_.PutBytes(OwnerPath(id), owner.dump()));
@@ -641,6 +681,83 @@ Result<fs::path> ResultArchive::Impl::ArtifactDir(const std::string& run_id,
   SANDRUN_RETURN_IF_ERROR(CheckId("run id", run_id));
   SANDRUN_RETURN_IF_ERROR(CheckId("task id", task_id));
   return outbox_.MakeDirectory(ArtifactPath(run_id, task_id));
+}
+
+namespace {
+
+// A group's state is kept for a week after its last part joined; a group
+// that comes back later gets a run of its own.
+void ForgetOldRunGroups(const fs::path& groups) {
+  std::error_code ec;
+  const auto cutoff = fs::file_time_type::clock::now() - std::chrono::hours(24 * 7);
+  for (fs::directory_iterator it(groups, ec), end; !ec && it != end; it.increment(ec)) {
+    if (it->path().extension() == ".json" && it->last_write_time(ec) < cutoff) {
+      fs::remove(it->path(), ec);
+      fs::path lock = it->path();
+      fs::remove(lock.replace_extension(".lock"), ec);
+    }
+  }
+}
+
+}  // namespace
+
+// Run groups: <outbox>/run-groups/<hash>.json holds the group's run id and
+// the task ids taken so far; <hash>.lock serialises the processes joining.
+Result<ResultArchive::JoinedRun> ResultArchive::Impl::JoinRunGroup(
+    const std::string& group, int owner_pid, const std::vector<std::string>& task_ids) {
+  std::lock_guard<std::mutex> lock(mu_);
+  return Guard("join run group", [&]() -> Result<JoinedRun> {
+    SANDRUN_RETURN_IF_ERROR(EnsurePrivateDirectory(outbox_dir_, outbox_dir_));
+    fs::path groups = outbox_dir_ / kRunGroupsDir;
+    SANDRUN_RETURN_IF_ERROR(EnsurePrivateDirectory(groups, outbox_dir_));
+    std::string key = Sha256Hex(group).substr(0, 32);
+    fs::path lock_path = groups / (key + ".lock");
+    int fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) return FsError("cannot open run group lock", lock_path, LastError());
+    struct Unlock {
+      int fd;
+      ~Unlock() { ::close(fd); }  // Closing releases the flock.
+    } unlock{fd};
+    if (::flock(fd, LOCK_EX) != 0) return FsError("cannot lock", lock_path, LastError());
+
+    fs::path state_path = groups / (key + ".json");
+    nlohmann::json state = nlohmann::json::object();
+    if (std::ifstream in(state_path); in) {
+      state = nlohmann::json::parse(in, nullptr, false);
+      if (!state.is_object() || state.value("group", "") != group) state = nlohmann::json::object();
+    }
+    JoinedRun joined;
+    joined.run_id = state.value("run_id", "");
+    if (joined.run_id.empty() || !CheckId("run id", joined.run_id).ok()) {
+      ForgetOldRunGroups(groups);
+      SANDRUN_ASSIGN_OR_RETURN(joined.run_id, ReserveRunLocked(owner_pid));
+      state = {{"group", group}, {"run_id", joined.run_id}, {"parts", 0},
+               {"task_ids", nlohmann::json::array()}};
+    } else {
+      // The first process may have finished and tidied the run's outbox
+      // directory away: it comes back for this part's records.
+      std::error_code ec;
+      fs::create_directories(outbox_dir_ / joined.run_id, ec);
+    }
+    joined.part = state.value("parts", 0) + 1;
+    state["parts"] = joined.part;
+    std::set<std::string> taken;
+    for (const auto& id : state["task_ids"]) taken.insert(id.get<std::string>());
+    for (const std::string& id : task_ids) {
+      std::string unique = id;
+      for (int n = 2; taken.count(unique) > 0; ++n) unique = id + "-" + std::to_string(n);
+      taken.insert(unique);
+      state["task_ids"].push_back(unique);
+      joined.task_ids.push_back(unique);
+    }
+    SANDRUN_RETURN_IF_ERROR(WriteFileAtomically(state_path, state.dump(), 0600));
+    return joined;
+  });
+}
+
+Status ResultArchive::Impl::WriteRunPart(const RunRecord& record, int part) {
+  SANDRUN_RETURN_IF_ERROR(CheckId("run id", record.run_id));
+  return WriteSummary(record, RunPartPath(record.run_id, part));
 }
 
 Status ResultArchive::Impl::DeliverGroup(const std::vector<std::string>& paths) {
@@ -701,6 +818,16 @@ Status ResultArchive::Impl::DeliverRun(const std::string& run_id, bool with_run_
   if (with_run_record && fs::exists(outbox_dir_ / RunRecordPath(run_id), ec)) {
     paths.push_back(RunRecordPath(run_id));
     ++*records;
+  }
+  // The summaries of a group's run (parts/<n>.json) go as run.json does.
+  auto parts = with_run_record ? outbox_.List(RunPartsDir(run_id))
+                               : Result<std::vector<std::string>>(std::vector<std::string>{});
+  if (parts.ok()) {
+    for (const std::string& name : *parts) {
+      if (!EndsWith(name, ".json")) continue;
+      paths.push_back(RunPartsDir(run_id) + "/" + name);
+      ++*records;
+    }
   }
   if (paths.empty()) return OkStatus();
   return DeliverGroup(paths);
@@ -847,7 +974,10 @@ Status ResultArchive::Impl::WriteTask(const TaskRecord& record) {
 
 Status ResultArchive::Impl::WriteRun(const RunRecord& record) {
   SANDRUN_RETURN_IF_ERROR(CheckId("run id", record.run_id));
-  std::string path = RunRecordPath(record.run_id);
+  return WriteSummary(record, RunRecordPath(record.run_id));
+}
+
+Status ResultArchive::Impl::WriteSummary(const RunRecord& record, const std::string& path) {
   SANDRUN_RETURN_IF_ERROR(outbox_.PutBytes(path, ToJson(record)));
   {
     std::lock_guard<std::mutex> lock(waiting_mu_);
@@ -856,7 +986,18 @@ Status ResultArchive::Impl::WriteRun(const RunRecord& record) {
   std::lock_guard<std::mutex> lock(mu_);
   int records = 0;
   SANDRUN_RETURN_IF_ERROR(DeliverRun(record.run_id, /*with_run_record=*/true, &records));
-  RemoveFinishedRunDir(outbox_dir_ / record.run_id);
+  if (path == RunRecordPath(record.run_id)) {
+    RemoveFinishedRunDir(outbox_dir_ / record.run_id);
+    return OkStatus();
+  }
+  // A part of a group's run: the run's owner (the group's first process, or
+  // the ctest above it) stays noted while other parts may still run.
+  std::error_code ec;
+  for (const char* sub : {"artifacts", "tasks", "parts", "started"}) {
+    if (DirectoryIsEmpty(outbox_dir_ / record.run_id / sub)) {
+      fs::remove(outbox_dir_ / record.run_id / sub, ec);
+    }
+  }
   return OkStatus();
 }
 
@@ -972,17 +1113,70 @@ Result<std::vector<RunListing>> ResultArchive::Impl::ListRuns(std::size_t read_s
 
 namespace {
 
+// One summary of a group's run from its parts, in the order they started:
+// counts and task ids added up, the earliest start, the latest end, the
+// worst status (cancelled, failed, error, passed). No fastest passing task:
+// the parts were no race.
+RunRecord MergeRunParts(const std::string& run_id, std::vector<RunRecord> parts) {
+  std::sort(parts.begin(), parts.end(),
+            [](const RunRecord& a, const RunRecord& b) { return a.started_at < b.started_at; });
+  RunRecord run = parts.front();
+  run.run_id = run_id;
+  run.total = run.passed = run.failed = run.timed_out = run.infra_errors = run.cancelled = 0;
+  run.task_ids.clear();
+  run.fastest_passing_task.clear();
+  bool cancelled = false, failed = false, error = false;
+  for (const RunRecord& part : parts) {
+    run.total += part.total;
+    run.passed += part.passed;
+    run.failed += part.failed;
+    run.timed_out += part.timed_out;
+    run.infra_errors += part.infra_errors;
+    run.cancelled += part.cancelled;
+    run.task_ids.insert(run.task_ids.end(), part.task_ids.begin(), part.task_ids.end());
+    run.finished_at = std::max(run.finished_at, part.finished_at);
+    cancelled |= part.status == RunStatus::kCancelled;
+    failed |= part.status == RunStatus::kFailed;
+    error |= part.status == RunStatus::kError;
+  }
+  run.status = cancelled ? RunStatus::kCancelled
+               : failed  ? RunStatus::kFailed
+               : error   ? RunStatus::kError
+                         : RunStatus::kPassed;
+  auto start = ParseRfc3339Ms(run.started_at);
+  auto end = ParseRfc3339Ms(run.finished_at);
+  if (start && end && *end >= *start) run.wall_ms = *end - *start;
+  return run;
+}
+
 Status RunNotFound(const std::string& run_id, const ArchiveStore& store) {
   return NotFoundError("no run '" + run_id + "' in " + store.Describe());
 }
 
 }  // namespace
 
+Result<RunRecord> ResultArchive::Impl::ReadRunParts(const std::string& run_id,
+                                                    const std::vector<std::string>& names) {
+  std::vector<RunRecord> parts;
+  for (const std::string& name : names) {
+    if (!EndsWith(name, ".json")) continue;
+    std::string path = RunPartsDir(run_id) + "/" + name;
+    SANDRUN_ASSIGN_OR_RETURN(std::string json, store_->ReadBytes(path));
+    auto part = RunRecordFromJson(json);
+    if (!part.ok()) return part.status().WithContext(path);
+    parts.push_back(std::move(*part));
+  }
+  if (parts.empty()) return NotFoundError("run '" + run_id + "' has no summary yet");
+  return MergeRunParts(run_id, std::move(parts));
+}
+
 Result<RunRecord> ResultArchive::Impl::ReadRun(const std::string& run_id) {
   SANDRUN_RETURN_IF_ERROR(CheckId("run id", run_id));
   auto json = store_->ReadBytes(RunRecordPath(run_id));
   if (!json.ok()) {
     if (json.status().code() != StatusCode::kNotFound) return json.status();
+    auto parts = store_->List(RunPartsDir(run_id));
+    if (parts.ok() && !parts->empty()) return ReadRunParts(run_id, *parts);
     if (!store_->List(run_id).ok()) return RunNotFound(run_id, *store_);
     return NotFoundError("run '" + run_id + "' has no run.json (still running, or interrupted)");
   }
@@ -1092,6 +1286,13 @@ void ResultArchive::SetDeliveryInterval(std::chrono::milliseconds interval) {
   impl_->SetDeliveryInterval(interval);
 }
 Result<std::string> ResultArchive::BeginRun() { return impl_->BeginRun(); }
+Result<ResultArchive::JoinedRun> ResultArchive::JoinRunGroup(
+    const std::string& group, int owner_pid, const std::vector<std::string>& task_ids) {
+  return impl_->JoinRunGroup(group, owner_pid, task_ids);
+}
+Status ResultArchive::WriteRunPart(const RunRecord& record, int part) {
+  return impl_->WriteRunPart(record, part);
+}
 void ResultArchive::SetRunIdGeneratorForTesting(std::function<std::string()> generator) {
   impl_->new_run_id_ = std::move(generator);
 }

@@ -719,7 +719,19 @@ Result<RunOutcome> Engine::Run(std::vector<Task> tasks, const RunOptions& option
   // archive it was meant for.
   ResultArchive archive(std::shared_ptr<ArchiveStore>(std::move(store).value()),
                         options.outbox_dir / std::string(backend->Name()));
-  SANDRUN_ASSIGN_OR_RETURN(std::string run_id, archive.BeginRun());
+  std::string run_id;
+  int run_part = 0;
+  if (options.run_group.empty()) {
+    SANDRUN_ASSIGN_OR_RETURN(run_id, archive.BeginRun());
+  } else {
+    std::vector<std::string> ids;
+    for (const auto& task : tasks) ids.push_back(task.id);
+    SANDRUN_ASSIGN_OR_RETURN(
+        auto joined, archive.JoinRunGroup(options.run_group, options.run_group_owner_pid, ids));
+    run_id = joined.run_id;
+    run_part = joined.part;
+    for (std::size_t i = 0; i < tasks.size(); ++i) tasks[i].id = joined.task_ids[i];
+  }
 
   Clock::time_point run_start = Clock::now();
   std::string started_at = NowRfc3339();
@@ -767,7 +779,7 @@ Result<RunOutcome> Engine::Run(std::vector<Task> tasks, const RunOptions& option
   run.finished_at = NowRfc3339();
   run.wall_ms = MillisBetween(run_start, Clock::now());
   // WriteRun also retries the task records that could not be delivered yet.
-  Status written = archive.WriteRun(run);
+  Status written = run_part > 0 ? archive.WriteRunPart(run, run_part) : archive.WriteRun(run);
   context.reaper.Wait();  // While the records went, the last sandboxes ended.
   const int undelivered = archive.PendingCount(run_id);
   if (!written.ok()) {

@@ -3,9 +3,10 @@
 #   sandrun_add_test(NAME name COMMAND cmd [args...] [sandbox options])
 #       One CTest test running `cmd` through `sandrun exec`. An executable
 #       target named as cmd goes up as a portable executable.
-#   sandrun_discover_tests(target [discovery options] [sandbox options])
+#   sandrun_discover_tests(target [gtest_discover_tests options] [sandbox options])
 #       Each GoogleTest case of `target` (listed on the host after every
-#       build) becomes a CTest test running that one case in a sandbox.
+#       build, or when ctest runs) becomes a CTest test running that one case
+#       in a sandbox, named and set up as gtest_discover_tests does.
 #   sandrun_sandbox_directory_tests([TARGETS t...] [EXCLUDE_TESTS n...] [sandbox options])
 #       Every add_test() of the calling directory whose command is an
 #       executable target runs through sandrun, unchanged in the source.
@@ -15,9 +16,9 @@
 #   BACKEND b         default backend of these tests; SANDRUN_BACKEND set
 #                     when ctest runs overrides it
 #   IMAGE i | DOCKERFILE path
-#   TIMEOUT seconds   CTest's TIMEOUT; sandrun's own deadline is set
-#                     TIMEOUT_MARGIN below it (default TIMEOUT/4, 5..60 s)
-#   TIMEOUT_MARGIN seconds
+#   TIMEOUT seconds   the command's time (sandrun's --timeout); CTest's
+#                     TIMEOUT is raised by TIMEOUT_MARGIN for sandbox setup
+#   TIMEOUT_MARGIN seconds   (default TIMEOUT/4, 5..60 s)
 #   CPU n  MEMORY mib  GPU spec  NETWORK none|open
 #   ENV K=V...        environment inside the sandbox
 #   UPLOAD src[:dst]... files or directories copied in (relative src: to the
@@ -88,13 +89,14 @@ endfunction()
 # Checks the sandbox options parsed with prefix `p` in the caller and sets
 #   _sandrun_launcher  the command prefix up to (not including) `--`
 #   _sandrun_properties  CTest properties (TIMEOUT, LABELS, WORKING_DIRECTORY)
-#   _sandrun_exec_timeout  sandrun's deadline in seconds, or empty
-# `fn` names the calling function in error messages.
+# `fn` names the calling function in error messages. The launcher always
+# passes --exit-like-command (a crash in the sandbox ends sandrun by the same
+# signal, so CTest reports it as it reports a local crash) and
+# --run-group-of-parent (the tests of one ctest invocation are one run).
 macro(_sandrun_sandbox_arguments fn p genex)
   _sandrun_executable(_sandrun_exe ${genex})
   set(_sandrun_launcher)
   set(_sandrun_properties)
-  set(_sandrun_exec_timeout)
   if(DEFINED ${p}_BACKEND)
     if(NOT ${p}_BACKEND MATCHES "^[A-Za-z0-9_.-]+$")
       message(FATAL_ERROR "${fn}: BACKEND '${${p}_BACKEND}' is not a backend name "
@@ -108,6 +110,7 @@ macro(_sandrun_sandbox_arguments fn p genex)
   else()
     list(APPEND _sandrun_launcher "${_sandrun_exe}" exec)
   endif()
+  list(APPEND _sandrun_launcher --exit-like-command --run-group-of-parent)
   if(DEFINED ${p}_IMAGE AND DEFINED ${p}_DOCKERFILE)
     message(FATAL_ERROR "${fn}: give IMAGE or DOCKERFILE, not both")
   endif()
@@ -172,11 +175,11 @@ macro(_sandrun_sandbox_arguments fn p genex)
     message(FATAL_ERROR "${fn}: TIMEOUT_MARGIN needs TIMEOUT")
   endif()
   if(DEFINED ${p}_TIMEOUT)
-    _sandrun_exec_deadline(_sandrun_exec_timeout "${fn}" "${${p}_TIMEOUT}" "${${p}_TIMEOUT_MARGIN}")
+    _sandrun_ctest_timeout(_sandrun_ctest_timeout "${fn}" "${${p}_TIMEOUT}" "${${p}_TIMEOUT_MARGIN}")
     # The sandbox ends by itself about when CTest would give up on it
     # (sandrun raises the lifetime to cover its deadline plus a minute).
-    list(APPEND _sandrun_launcher --timeout ${_sandrun_exec_timeout} --lifetime ${${p}_TIMEOUT})
-    list(APPEND _sandrun_properties TIMEOUT ${${p}_TIMEOUT})
+    list(APPEND _sandrun_launcher --timeout ${${p}_TIMEOUT} --lifetime ${_sandrun_ctest_timeout})
+    list(APPEND _sandrun_properties TIMEOUT ${_sandrun_ctest_timeout})
   endif()
   if(DEFINED ${p}_LABELS)
     list(APPEND _sandrun_properties LABELS "${${p}_LABELS}")
@@ -188,15 +191,19 @@ macro(_sandrun_sandbox_arguments fn p genex)
   endif()
 endmacro()
 
-# sandrun's deadline for a CTest TIMEOUT: below it by `margin` (default
-# TIMEOUT/4, at least 5 s, at most 60 s) for creating, uploading to and
-# removing the sandbox, so sandrun reports the timeout and cleans up before
-# CTest kills it.
-function(_sandrun_exec_deadline out fn timeout margin)
+# CTest's TIMEOUT for a command given `timeout` seconds: `timeout` plus
+# `margin` (default timeout/4, at least 5 s, at most 60 s) for creating,
+# uploading to and removing the sandbox, so sandrun reports the timeout and
+# cleans up before CTest would kill it. A fractional timeout counts as the
+# next whole second here.
+function(_sandrun_ctest_timeout out fn timeout margin)
   if(NOT timeout MATCHES "^[0-9]+(\\.[0-9]+)?$" OR timeout EQUAL 0)
     message(FATAL_ERROR "${fn}: TIMEOUT must be a positive number of seconds, got '${timeout}'")
   endif()
   string(REGEX REPLACE "\\..*" "" whole "${timeout}")
+  if(NOT whole STREQUAL timeout)
+    math(EXPR whole "${whole} + 1")
+  endif()
   if(margin STREQUAL "")
     math(EXPR margin "${whole} / 4")
     if(margin LESS 5)
@@ -207,13 +214,8 @@ function(_sandrun_exec_deadline out fn timeout margin)
   elseif(NOT margin MATCHES "^[0-9]+$")
     message(FATAL_ERROR "${fn}: TIMEOUT_MARGIN must be whole seconds, got '${margin}'")
   endif()
-  math(EXPR deadline "${whole} - ${margin}")
-  if(deadline LESS 1)
-    message(FATAL_ERROR "${fn}: TIMEOUT ${timeout} leaves no time for the command after the "
-                        "${margin} s margin for sandbox setup and cleanup; raise TIMEOUT "
-                        "or lower TIMEOUT_MARGIN")
-  endif()
-  set(${out} ${deadline} PARENT_SCOPE)
+  math(EXPR ctest_timeout "${whole} + ${margin}")
+  set(${out} ${ctest_timeout} PARENT_SCOPE)
 endfunction()
 
 # Arguments that no keyword claimed are mistakes; name the first one.
@@ -272,12 +274,60 @@ function(_sandrun_list_code out var)
   set(${out} "${code}" PARENT_SCOPE)
 endfunction()
 
+# gtest_discover_tests' options (CMake's GoogleTest module), the same names
+# and meanings, so switching is a change of the function's name.
 function(sandrun_discover_tests target)
   _sandrun_sandbox_keywords()
-  cmake_parse_arguments(PARSE_ARGV 1 ARG ""
-                        "TEST_PREFIX;TEST_SUFFIX;TEST_FILTER;TEST_LIST;DISCOVERY_TIMEOUT;${_SANDRUN_SANDBOX_ONE}"
-                        "EXTRA_ARGS;PROPERTIES;${_SANDRUN_SANDBOX_MULTI}")
+  set(options NO_PRETTY_TYPES NO_PRETTY_VALUES)
+  set(one TEST_PREFIX TEST_SUFFIX TEST_FILTER TEST_LIST DISCOVERY_TIMEOUT DISCOVERY_MODE
+      XML_OUTPUT_DIR ${_SANDRUN_SANDBOX_ONE})
+  set(multi EXTRA_ARGS ${_SANDRUN_SANDBOX_MULTI})
   set(fn "sandrun_discover_tests(${target})")
+  # PROPERTIES name/value pairs first, as gtest_discover_tests reads them:
+  # `PROPERTIES LABELS unit TIMEOUT 30` names CTest properties even where a
+  # name is one of our keywords too. They end at a keyword that is not a
+  # test property. TIMEOUT among them is the command's time (as the keyword).
+  set(properties)
+  set(rest)
+  set(in_properties FALSE)
+  set(property_name "")
+  math(EXPR last "${ARGC} - 1")
+  set(indices)
+  if(last GREATER_EQUAL 1)
+    foreach(i RANGE 1 ${last})
+      list(APPEND indices ${i})
+    endforeach()
+  endif()
+  foreach(i IN LISTS indices)
+    set(arg "${ARGV${i}}")
+    if(arg STREQUAL "PROPERTIES")
+      set(in_properties TRUE)
+      continue()
+    endif()
+    if(in_properties AND property_name STREQUAL "")
+      if(arg IN_LIST options OR arg IN_LIST one OR arg IN_LIST multi)
+        if(NOT arg MATCHES "^(TIMEOUT|LABELS|WORKING_DIRECTORY)$")
+          set(in_properties FALSE)
+        endif()
+      endif()
+    endif()
+    if(NOT in_properties)
+      list(APPEND rest "${arg}")
+    elseif(property_name STREQUAL "")
+      set(property_name "${arg}")
+    elseif(property_name STREQUAL "TIMEOUT")
+      list(APPEND rest TIMEOUT "${arg}")
+      set(property_name "")
+    else()
+      list(APPEND properties "${property_name}" "${arg}")
+      set(property_name "")
+    endif()
+  endforeach()
+  if(NOT property_name STREQUAL "")
+    message(FATAL_ERROR "${fn}: PROPERTIES expects name/value pairs")
+  endif()
+  cmake_parse_arguments(ARG "${options}" "${one}" "${multi}" ${rest})
+  set(ARG_PROPERTIES ${properties})
   _sandrun_no_stray("${fn}" ARG)
   if(NOT TARGET "${target}")
     message(FATAL_ERROR "${fn}: '${target}' is not a target")
@@ -292,32 +342,63 @@ function(sandrun_discover_tests target)
     message(FATAL_ERROR "${fn}: DISCOVERY_TIMEOUT must be whole seconds, got "
                         "'${ARG_DISCOVERY_TIMEOUT}'")
   endif()
+  if(NOT DEFINED ARG_DISCOVERY_MODE)
+    if(DEFINED CMAKE_GTEST_DISCOVER_TESTS_DISCOVERY_MODE)
+      set(ARG_DISCOVERY_MODE "${CMAKE_GTEST_DISCOVER_TESTS_DISCOVERY_MODE}")
+    else()
+      set(ARG_DISCOVERY_MODE POST_BUILD)
+    endif()
+  endif()
+  if(NOT ARG_DISCOVERY_MODE MATCHES "^(POST_BUILD|PRE_TEST)$")
+    message(FATAL_ERROR "${fn}: DISCOVERY_MODE must be POST_BUILD or PRE_TEST, got "
+                        "'${ARG_DISCOVERY_MODE}'")
+  endif()
   if(NOT DEFINED ARG_TEST_LIST)
     set(ARG_TEST_LIST ${target}_TESTS)
   endif()
-  if(NOT DEFINED ARG_WORKING_DIRECTORY)
-    set(ARG_WORKING_DIRECTORY "${CMAKE_CURRENT_BINARY_DIR}")
+  # The tests' WORKING_DIRECTORY is set per test by the discovery script, as
+  # gtest_discover_tests does; discovery runs there too.
+  # The property keeps the value as given (CTest resolves a relative one);
+  # discovery runs in it, resolved against the binary directory.
+  set(working_directory "${CMAKE_CURRENT_BINARY_DIR}")
+  set(test_working_directory "${CMAKE_CURRENT_BINARY_DIR}")
+  if(DEFINED ARG_WORKING_DIRECTORY)
+    set(test_working_directory "${ARG_WORKING_DIRECTORY}")
+    get_filename_component(working_directory "${ARG_WORKING_DIRECTORY}" ABSOLUTE
+                           BASE_DIR "${CMAKE_CURRENT_BINARY_DIR}")
+    unset(ARG_WORKING_DIRECTORY)
   endif()
-  list(LENGTH ARG_PROPERTIES count)
-  math(EXPR odd "${count} % 2")
-  if(odd)
-    message(FATAL_ERROR "${fn}: PROPERTIES expects name/value pairs")
+  if(DEFINED ARG_XML_OUTPUT_DIR)
+    # The XML would be written inside the sandbox; bringing it back to the
+    # host is not there yet.
+    message(FATAL_ERROR "${fn}: XML_OUTPUT_DIR is not supported yet; use "
+                        "`ctest --output-junit` or `sandrun results export --junit`")
   endif()
   _sandrun_sandbox_arguments("${fn}" ARG TRUE)
   list(APPEND _sandrun_launcher --upload-command)
-  # GoogleTest's own marker for a skipped test; the case's exit code is 0.
-  list(APPEND _sandrun_properties SKIP_REGULAR_EXPRESSION "\\[  SKIPPED \\]" ${ARG_PROPERTIES})
+  list(APPEND _sandrun_properties ${ARG_PROPERTIES})
 
   get_property(multi_config GLOBAL PROPERTY GENERATOR_IS_MULTI_CONFIG)
-  set(stem "${CMAKE_CURRENT_BINARY_DIR}/${target}_sandrun")
+  # A target may be discovered more than once (other filters or prefixes).
+  get_property(calls TARGET ${target} PROPERTY _SANDRUN_DISCOVER_CALLS)
+  if(calls)
+    math(EXPR calls "${calls} + 1")
+    set(stem "${CMAKE_CURRENT_BINARY_DIR}/${target}_sandrun_${calls}")
+  else()
+    set(calls 1)
+    set(stem "${CMAKE_CURRENT_BINARY_DIR}/${target}_sandrun")
+  endif()
+  set_property(TARGET ${target} PROPERTY _SANDRUN_DISCOVER_CALLS ${calls})
   if(multi_config)
     set(tests_file "${stem}_tests-$<CONFIG>.cmake")
     set(include_tests "${stem}_tests-\${CTEST_CONFIGURATION_TYPE}.cmake")
     set(args_file "${stem}_discovery-$<CONFIG>.cmake")
+    set(include_args "${stem}_discovery-\${CTEST_CONFIGURATION_TYPE}.cmake")
   else()
     set(tests_file "${stem}_tests.cmake")
     set(include_tests "${tests_file}")
     set(args_file "${stem}_discovery.cmake")
+    set(include_args "${args_file}")
   endif()
 
   # What the discovery script needs, resolved per configuration.
@@ -329,7 +410,10 @@ function(sandrun_discover_tests target)
                         "set(SANDRUN_TEST_PREFIX [==[${ARG_TEST_PREFIX}]==])\n"
                         "set(SANDRUN_TEST_SUFFIX [==[${ARG_TEST_SUFFIX}]==])\n"
                         "set(SANDRUN_TEST_FILTER [==[${ARG_TEST_FILTER}]==])\n"
-                        "set(SANDRUN_WORKING_DIRECTORY [==[${ARG_WORKING_DIRECTORY}]==])\n"
+                        "set(SANDRUN_NO_PRETTY_TYPES [==[${ARG_NO_PRETTY_TYPES}]==])\n"
+                        "set(SANDRUN_NO_PRETTY_VALUES [==[${ARG_NO_PRETTY_VALUES}]==])\n"
+                        "set(SANDRUN_WORKING_DIRECTORY [==[${working_directory}]==])\n"
+                        "set(SANDRUN_TEST_WORKING_DIRECTORY [==[${test_working_directory}]==])\n"
                         "set(SANDRUN_DISCOVERY_TIMEOUT [==[${ARG_DISCOVERY_TIMEOUT}]==])\n")
   _sandrun_list_code(code SANDRUN_LAUNCHER ${_sandrun_launcher})
   string(APPEND content "${code}")
@@ -340,21 +424,43 @@ function(sandrun_discover_tests target)
   file(GENERATE OUTPUT "${args_file}" CONTENT "${content}")
 
   get_property(module_dir GLOBAL PROPERTY _SANDRUN_CTEST_MODULE_DIR)
-  add_custom_command(TARGET ${target} POST_BUILD
-    COMMAND "${CMAKE_COMMAND}" -D "SANDRUN_DISCOVERY_ARGS=${args_file}"
-            -P "${module_dir}/SandrunDiscoverTests.cmake"
-    BYPRODUCTS "${tests_file}"
-    COMMENT "Listing the GoogleTest cases of ${target} for sandrun"
-    VERBATIM)
-
-  # ctest reads this: the listed cases, or one failing test until built.
+  set(discover "${module_dir}/SandrunDiscoverTests.cmake")
   set(include_file "${stem}_include.cmake")
-  file(WRITE "${include_file}"
-       "if(EXISTS \"${include_tests}\")\n"
-       "  include(\"${include_tests}\")\n"
-       "else()\n"
-       "  add_test(${target}_NOT_BUILT ${target}_NOT_BUILT)\n"
-       "endif()\n")
+  if(ARG_DISCOVERY_MODE STREQUAL "POST_BUILD")
+    add_custom_command(TARGET ${target} POST_BUILD
+      COMMAND "${CMAKE_COMMAND}" -D "SANDRUN_DISCOVERY_ARGS=${args_file}" -P "${discover}"
+      BYPRODUCTS "${tests_file}"
+      COMMENT "Listing the GoogleTest cases of ${target} for sandrun"
+      VERBATIM)
+    # ctest reads this: the listed cases, or one failing test until built.
+    file(WRITE "${include_file}"
+         "if(EXISTS \"${include_tests}\")\n"
+         "  include(\"${include_tests}\")\n"
+         "else()\n"
+         "  add_test(${target}_NOT_BUILT ${target}_NOT_BUILT)\n"
+         "endif()\n")
+  else()
+    # PRE_TEST: ctest lists the cases itself when the binary is newer than
+    # the last listing (for binaries that cannot run at build time).
+    file(WRITE "${include_file}"
+         "include(\"${include_args}\")\n"
+         "if(NOT EXISTS \"\${SANDRUN_BINARY}\")\n"
+         "  add_test(${target}_NOT_BUILT ${target}_NOT_BUILT)\n"
+         "  return()\n"
+         "endif()\n"
+         "if(NOT EXISTS \"\${SANDRUN_TESTS_FILE}\" OR\n"
+         "   \"\${SANDRUN_BINARY}\" IS_NEWER_THAN \"\${SANDRUN_TESTS_FILE}\")\n"
+         "  execute_process(COMMAND \"${CMAKE_COMMAND}\" -D \"SANDRUN_DISCOVERY_ARGS=${include_args}\"\n"
+         "                          -P \"${discover}\"\n"
+         "                  RESULT_VARIABLE sandrun_rc ERROR_VARIABLE sandrun_err)\n"
+         "  if(NOT sandrun_rc STREQUAL \"0\")\n"
+         "    message(WARNING \"\${sandrun_err}\")\n"
+         "    add_test(${target}_DISCOVERY_FAILED ${target}_DISCOVERY_FAILED)\n"
+         "    return()\n"
+         "  endif()\n"
+         "endif()\n"
+         "include(\"\${SANDRUN_TESTS_FILE}\")\n")
+  endif()
   set_property(DIRECTORY APPEND PROPERTY TEST_INCLUDE_FILES "${include_file}")
 endfunction()
 
@@ -383,7 +489,7 @@ function(sandrun_sandbox_directory_tests)
   unset(ARG_TIMEOUT)
   unset(ARG_TIMEOUT_MARGIN)
   if(NOT timeout STREQUAL "")
-    _sandrun_exec_deadline(unused "${fn}" "${timeout}" "${margin}")
+    _sandrun_ctest_timeout(unused "${fn}" "${timeout}" "${margin}")
   elseif(NOT margin STREQUAL "")
     message(FATAL_ERROR "${fn}: TIMEOUT_MARGIN needs TIMEOUT")
   endif()
@@ -455,12 +561,13 @@ function(_sandrun_wrap_directory_tests)
     get_test_property("${test}" TIMEOUT timeout)
     if(NOT timeout AND NOT default_timeout STREQUAL "")
       set(timeout ${default_timeout})
-      set_tests_properties("${test}" PROPERTIES TIMEOUT ${timeout})
     endif()
     if(timeout)
-      _sandrun_exec_deadline(deadline "${fn}(${test})" "${timeout}" "${margin}")
+      # The test's TIMEOUT is the command's time; CTest gets the margin on top.
+      _sandrun_ctest_timeout(ctest_timeout "${fn}(${test})" "${timeout}" "${margin}")
+      set_tests_properties("${test}" PROPERTIES TIMEOUT ${ctest_timeout})
       set_property(TEST "${test}" APPEND PROPERTY ENVIRONMENT
-                   "SANDRUN_TIMEOUT=${deadline}" "SANDRUN_LIFETIME=${timeout}")
+                   "SANDRUN_TIMEOUT=${timeout}" "SANDRUN_LIFETIME=${ctest_timeout}")
     endif()
     if(labels)
       set_property(TEST "${test}" APPEND PROPERTY LABELS ${labels})

@@ -56,52 +56,95 @@ endforeach()
 _sandrun_quote(binary_code "${SANDRUN_BINARY}")
 
 # --gtest_list_tests prints "Suite." lines, each followed by "  Case" lines;
-# typed and value-parameterised ones carry a "  # TypeParam = ..." comment.
-# Comments go first: their brackets would hold CMake's list splitting.
-string(REGEX REPLACE "[ \t]+#[^\n]*" "" listing "${listing}")
-string(REPLACE ";" "" listing "${listing}")
+# typed suites carry "  # TypeParam = T", value-parameterised cases
+# "  # GetParam() = V". Tests are named as CMake's gtest_discover_tests names
+# them (GoogleTestAddTests.cmake, CMake 3.25): TypedT.ZeroIsFalsy<int>,
+# Nums/ParamT.IsSmall/42, DISABLED_ dropped from the name. Brackets and
+# semicolons would break CMake's list splitting: they travel as placeholders
+# until the names are built.
+
+# A placeholder for `char` that the listing does not contain, put in its place.
+function(_sandrun_hide out char name)
+  set(placeholder "@sandrun_${name}@")
+  while(listing MATCHES "${placeholder}")
+    string(APPEND placeholder "_")
+  endwhile()
+  string(REPLACE "${char}" "${placeholder}" listing "${listing}")
+  set(listing "${listing}" PARENT_SCOPE)
+  set(${out} "${placeholder}" PARENT_SCOPE)
+endfunction()
+_sandrun_hide(open "[" open)
+_sandrun_hide(close "]" close)
+_sandrun_hide(semicolon ";" semicolon)
+function(_sandrun_restore out text)
+  string(REPLACE "${open}" "[" text "${text}")
+  string(REPLACE "${close}" "]" text "${text}")
+  string(REPLACE "${semicolon}" ";" text "${text}")
+  set(${out} "${text}" PARENT_SCOPE)
+endfunction()
+
 string(REPLACE "\n" ";" lines "${listing}")
 set(code "# Written by SandrunDiscoverTests.cmake for ${SANDRUN_TARGET}; do not edit.\n")
-set(names)
+set(list_code "")
 set(suite "")
 foreach(line IN LISTS lines)
   if(line MATCHES "^[ \t]*$")
     continue()
   endif()
   if(NOT line MATCHES "^ ")
-    if(NOT line MATCHES "\\.$")
+    if(NOT line MATCHES "^([^ ]+)\\.( +#.*)?$")
+      set(suite "")
       continue()  # a banner some main() prints, not a suite
     endif()
-    string(REGEX REPLACE "\\.$" "" suite "${line}")
+    set(suite "${CMAKE_MATCH_1}")
+    set(type_parameter "")
+    if(line MATCHES "#")
+      # Typed: the name is the suite up to its first '/', then <type>.
+      string(REGEX REPLACE "/.*" "" pretty_suite "${line}")
+      if(SANDRUN_NO_PRETTY_TYPES)
+        string(REGEX REPLACE ".*/([0-9]+)[ .#]+TypeParam = .*" "\\1" type_parameter "${line}")
+      else()
+        string(REGEX REPLACE ".*/[0-9]+[ .#]+TypeParam = (.*)" "\\1" type_parameter "${line}")
+      endif()
+      set(type_parameter "<${type_parameter}>")
+    else()
+      set(pretty_suite "${suite}")
+    endif()
+    string(REGEX REPLACE "^DISABLED_" "" pretty_suite "${pretty_suite}")
     continue()
   endif()
-  string(STRIP "${line}" case)
   if(suite STREQUAL "")
     continue()
   endif()
-  set(full "${suite}.${case}")
-  set(name "${SANDRUN_TEST_PREFIX}${full}${SANDRUN_TEST_SUFFIX}")
-  list(APPEND names "${name}")
+  string(STRIP "${line}" case)
+  if(case MATCHES "#" AND NOT SANDRUN_NO_PRETTY_VALUES)
+    string(REGEX REPLACE "/[0-9]+[ #]+GetParam\\(\\) = " "/" pretty_case "${case}")
+  else()
+    string(REGEX REPLACE " +#.*" "" pretty_case "${case}")
+  endif()
+  string(REGEX REPLACE "^DISABLED_" "" pretty_case "${pretty_case}")
+  string(REGEX REPLACE " +#.*" "" case "${case}")
+  _sandrun_restore(name "${SANDRUN_TEST_PREFIX}${pretty_suite}.${pretty_case}${type_parameter}${SANDRUN_TEST_SUFFIX}")
+  _sandrun_restore(full "${suite}.${case}")
   _sandrun_quote(name_code "${name}")
   _sandrun_quote(filter_code "--gtest_filter=${full}")
-  set(disabled_code "")
-  if(full MATCHES "(^|\\.|/)DISABLED_")
-    set(disabled_code " [==[--gtest_also_run_disabled_tests]==]")
-  endif()
   string(APPEND code
     "add_test(${name_code}${launcher_code} --name ${name_code} --"
-    " ${binary_code} ${filter_code}${disabled_code}${extra_code})\n"
-    "set_tests_properties(${name_code} PROPERTIES${properties_code})\n")
-  if(disabled_code)
+    " ${binary_code} ${filter_code} --gtest_also_run_disabled_tests${extra_code})\n")
+  if(suite MATCHES "^DISABLED_" OR case MATCHES "^DISABLED_")
     string(APPEND code "set_tests_properties(${name_code} PROPERTIES DISABLED TRUE)\n")
+  endif()
+  _sandrun_quote(wd_code "${SANDRUN_TEST_WORKING_DIRECTORY}")
+  string(APPEND code "set_tests_properties(${name_code} PROPERTIES WORKING_DIRECTORY ${wd_code}"
+                     " SKIP_REGULAR_EXPRESSION [==[\\[  SKIPPED \\]]==]${properties_code})\n")
+  # As CMake does: names with brackets stay out of the list, ';' is escaped.
+  if(NOT name MATCHES "[][]")
+    string(REPLACE ";" "\\;" name "${name}")
+    _sandrun_quote(q "${name}")
+    string(APPEND list_code " ${q}")
   endif()
 endforeach()
 
-set(list_code "")
-foreach(name IN LISTS names)
-  _sandrun_quote(q "${name}")
-  string(APPEND list_code " ${q}")
-endforeach()
 string(APPEND code "set(${SANDRUN_TEST_LIST}${list_code})\n")
 
 # Rewrite only on change, so ctest never reads a half-written file.
@@ -112,4 +155,8 @@ endif()
 if(NOT old STREQUAL code)
   file(WRITE "${SANDRUN_TESTS_FILE}.tmp" "${code}")
   file(RENAME "${SANDRUN_TESTS_FILE}.tmp" "${SANDRUN_TESTS_FILE}")
+else()
+  # Newer than the binary now: DISCOVERY_MODE PRE_TEST lists it only again
+  # after the next build.
+  file(TOUCH_NOCREATE "${SANDRUN_TESTS_FILE}")
 endif()

@@ -97,10 +97,10 @@ const std::map<std::string, std::string>& ExpectedStatuses() {
       {"gt.Math.Adds", "run"},
       {"gt.Math.Fails", "fail"},
       {"gt.Math.Skipped", "notrun"},
-      {"gt.Math.DISABLED_Off", "disabled"},
+      {"gt.Math.Off", "disabled"},  // as gtest_discover_tests names it
       {"gt.Slow.Hangs", "fail"},
-      {"gt.Values/Even.IsEven/0", "run"},
-      {"gt.Values/Even.IsEven/1", "run"},
+      {"gt.Values/Even.IsEven/2", "run"},
+      {"gt.Values/Even.IsEven/4", "run"},
       {"plain.pass", "run"},
       {"plain.fail", "fail"},
   };
@@ -119,7 +119,8 @@ void CheckSuite(const JUnitReport& report) {
   EXPECT_EQ(statuses, ExpectedStatuses());
   if (report.cases.size() != ExpectedStatuses().size()) return;
 
-  // sandrun reported the timeouts itself, before CTest's TIMEOUT (12 s).
+  // sandrun reported the timeouts itself after TIMEOUT 7, before CTest's
+  // TIMEOUT (7 s + the 5 s margin).
   EXPECT_CONTAINS(report.cases.at("tool.hang").output, "sandrun: timed out after 7");
   EXPECT_CONTAINS(report.cases.at("gt.Slow.Hangs").output, "sandrun: timed out after 7");
   // A failed assertion keeps its file:line; a skip keeps its reason.
@@ -204,13 +205,13 @@ TEST(CTestAdapter, LocalBackendCountsStatusesAndRecords) {
   }
 
   // sandrun's own JUnit view of a run keeps the CTest name.
-  if (records.count("gt.Values/Even.IsEven/0")) {
-    std::string run = records["gt.Values/Even.IsEven/0"].value("run_id", "");
+  if (records.count("gt.Values/Even.IsEven/2")) {
+    std::string run = records["gt.Values/Even.IsEven/2"].value("run_id", "");
     fs::path xml = home.dir() / "export.xml";
     CommandOutput out = home.Run({"results", "export", run, "--junit", xml.string()});
     ASSERT_EQ(out.exit_code, 0) << out.err;
     // (sandrun's JUnit splits the name at its first '.' into class and name.)
-    EXPECT_CONTAINS(ReadFile(xml), "classname=\"gt\" name=\"Values/Even.IsEven/0\"");
+    EXPECT_CONTAINS(ReadFile(xml), "classname=\"gt\" name=\"Values/Even.IsEven/2\"");
   }
 }
 
@@ -318,7 +319,7 @@ TEST(CTestAdapter, BadArgumentsStopTheConfigureNamingTheArgument) {
       {"no_name", "sandrun_add_test: NAME is required"},
       {"no_command", "sandrun_add_test(t): COMMAND is required"},
       {"bad_timeout", "TIMEOUT must be a positive number of seconds, got 'soon'"},
-      {"tiny_timeout", "TIMEOUT 4 leaves no time for the command"},
+      {"bad_margin_value", "TIMEOUT_MARGIN must be whole seconds, got 'soon'"},
       {"bad_env", "ENV expects K=V, got 'NOEQUALS'"},
       {"bad_network", "NETWORK must be none or open, got 'maybe'"},
       {"bad_memory", "MEMORY must be a positive number, got 'lots'"},

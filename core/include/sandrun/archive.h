@@ -107,6 +107,25 @@ class ResultArchive {
   /// Reserves a fresh run id (exclusive directory in the outbox) and notes
   /// this process (pid, host) as its owner there.
   Result<std::string> BeginRun();
+
+  /// A run shared by several sandrun processes of one group (the `sandrun
+  /// exec`s of one ctest invocation, or of one CI job): its id, this
+  /// process's part number (1, 2, ...) and its task ids, made unique in the
+  /// run by a "-2", "-3" ... suffix when another process of the group took
+  /// one already. The first process of `group` in this outbox reserves the id
+  /// as BeginRun does, with `owner_pid` (0: this process) as its owner; the
+  /// rest join it. Serialised across processes by a lock file in the outbox.
+  struct JoinedRun {
+    std::string run_id;
+    int part = 0;
+    std::vector<std::string> task_ids;
+  };
+  Result<JoinedRun> JoinRunGroup(const std::string& group, int owner_pid,
+                                 const std::vector<std::string>& task_ids);
+  /// For a joined run: writes this process's summary as
+  /// <run>/parts/<part>.json (schema sandrun.run/v1) instead of run.json and
+  /// delivers it with the tasks. ReadRun merges the parts.
+  Status WriteRunPart(const RunRecord& record, int part);
   /// Replaces NewRunId() as BeginRun's source of candidate ids (tests use it
   /// to force collisions). Not thread-safe against a concurrent BeginRun.
   void SetRunIdGeneratorForTesting(std::function<std::string()> generator);
@@ -145,6 +164,8 @@ class ResultArchive {
   /// reads N summaries, `results show latest` none.
   static constexpr std::size_t kAllSummaries = static_cast<std::size_t>(-1);
   Result<std::vector<RunListing>> ListRuns(std::size_t read_summaries = kAllSummaries);
+  /// run.json, or for a run of a group the merge of its parts (counts
+  /// summed, the earliest start, the latest end, the worst status).
   Result<RunRecord> ReadRun(const std::string& run_id);
   Result<std::vector<TaskRecord>> ReadTasks(const std::string& run_id);
   Result<TaskRecord> ReadTask(const std::string& run_id, const std::string& task_id);

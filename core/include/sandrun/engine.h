@@ -112,6 +112,11 @@ struct RunOptions {
   std::vector<std::string> command_line;  ///< Recorded in run.json.
   std::map<std::string, std::string> labels;  ///< Added to every sandbox and record.
   std::string host;             ///< Defaults to gethostname().
+  /// Non-empty: this run is a part of the group's run (the `sandrun exec`s
+  /// of one ctest invocation share one run; ResultArchive::JoinRunGroup).
+  /// Task ids another part took get a "-2", "-3" ... suffix.
+  std::string run_group;
+  int run_group_owner_pid = 0;  ///< Owner of a new group run (0: this process).
 };
 
 /// A backend the engine may use, in order of preference.

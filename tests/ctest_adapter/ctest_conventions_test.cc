@@ -1,0 +1,295 @@
+// "CTest sees what happened", end to end with a real CTest project
+// (conventions/) built against the installed sandrun of the fixture:
+// sandrun_discover_tests names and sets up tests exactly as CMake's
+// gtest_discover_tests with the same options; TIMEOUT is the command's time;
+// a crash in the sandbox is a crash to CTest; `sandrun doctor` warns about a
+// missing image.
+#include <algorithm>
+#include <cctype>
+#include <fstream>
+#include <map>
+#include <regex>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "e2e/e2e_support.h"
+#include "support/docker_required.h"
+
+namespace sandrun::e2e {
+namespace {
+
+const fs::path kPrefix = fs::path(CONSUMER_WORK) / "prefix";
+constexpr char kImage[] = "sandrun-test/busybox";
+
+/// Configures and builds conventions/ in `build` with `defines` (-D...).
+void BuildProject(const fs::path& build, const std::vector<std::string>& defines) {
+  std::vector<std::string> configure{CMAKE_BIN, "-S", CONVENTIONS_SOURCE, "-B", build.string(),
+                                     "-G", GENERATOR, "-DCMAKE_BUILD_TYPE=Debug",
+                                     "-DCMAKE_PREFIX_PATH=" + kPrefix.string(),
+                                     "-DCMAKE_FIND_PACKAGE_NO_PACKAGE_REGISTRY=ON",
+                                     "-DCMAKE_CXX_COMPILER=" CXX_COMPILER};
+  if (std::string(COMPILER_LAUNCHER) != "") {
+    configure.push_back("-DCMAKE_CXX_COMPILER_LAUNCHER=" COMPILER_LAUNCHER);
+  }
+  configure.insert(configure.end(), defines.begin(), defines.end());
+  CommandOptions options;
+  options.timeout = std::chrono::seconds(240);
+  CommandOutput out = sandrun::testing::RunCommand(configure, options);
+  ASSERT_EQ(out.exit_code, 0) << out.out << out.err;
+  out = sandrun::testing::RunCommand({CMAKE_BIN, "--build", build.string()}, options);
+  ASSERT_EQ(out.exit_code, 0) << out.out << out.err;
+}
+
+/// One test as `ctest --show-only=json-v1` shows it.
+struct ShownTest {
+  std::vector<std::string> command;
+  std::map<std::string, nlohmann::json> properties;
+};
+
+/// The tests of `build`, by name, in ctest's order (`order`).
+std::map<std::string, ShownTest> ShowTests(const Home& home, const fs::path& build,
+                                           std::vector<std::string>* order = nullptr) {
+  CommandOptions options;
+  options.env = home.Env();
+  options.cwd = build;
+  CommandOutput out = sandrun::testing::RunCommand({CTEST_BIN, "--show-only=json-v1"}, options);
+  EXPECT_EQ(out.exit_code, 0) << out.err;
+  auto json = nlohmann::json::parse(out.out, nullptr, false);
+  std::map<std::string, ShownTest> tests;
+  if (!json.is_object()) {
+    ADD_FAILURE() << out.out << out.err;
+    return tests;
+  }
+  for (const auto& test : json.value("tests", nlohmann::json::array())) {
+    ShownTest shown;
+    shown.command = test.value("command", std::vector<std::string>{});
+    for (const auto& p : test.value("properties", nlohmann::json::array())) {
+      shown.properties[p.at("name").get<std::string>()] = p.at("value");
+    }
+    std::string name = test.at("name").get<std::string>();
+    if (order) order->push_back(name);
+    tests[name] = shown;
+  }
+  return tests;
+}
+
+/// What follows the first "--" of a command: the GoogleTest binary's part.
+std::vector<std::string> AfterDashDash(const std::vector<std::string>& command) {
+  auto it = std::find(command.begin(), command.end(), "--");
+  return it == command.end() ? command : std::vector<std::string>(it + 1, command.end());
+}
+
+/// Runs ctest in `build` with `env` on top of `home`'s; returns its output.
+CommandOutput RunCTest(const Home& home, const fs::path& build,
+                       const std::map<std::string, std::string>& env,
+                       const std::vector<std::string>& args) {
+  CommandOptions options;
+  options.env = home.Env();
+  for (const auto& [k, v] : env) options.env[k] = v;
+  options.cwd = build;
+  options.timeout = std::chrono::seconds(180);
+  std::vector<std::string> argv{CTEST_BIN};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return sandrun::testing::RunCommand(argv, options);
+}
+
+TEST(CTestConventions, SandrunDiscoverTestsNamesAndSetsUpTestsAsGtestDiscoverTests) {
+  Home home;
+  for (const char* mode : {"POST_BUILD", "PRE_TEST"}) {
+    SCOPED_TRACE(mode);
+    fs::path gtest_build = home.dir() / (std::string("gtest-") + mode);
+    fs::path sandrun_build = home.dir() / (std::string("sandrun-") + mode);
+    BuildProject(gtest_build, {"-DDISCOVER=gtest_discover_tests", std::string("-DMODE=") + mode});
+    BuildProject(sandrun_build,
+                 {"-DDISCOVER=sandrun_discover_tests", std::string("-DMODE=") + mode});
+    if (std::string(mode) == "PRE_TEST") {
+      // Nothing listed at build time: ctest lists the cases itself.
+      EXPECT_FALSE(fs::exists(sandrun_build / "conv_tests_sandrun_tests.cmake"));
+    }
+    std::vector<std::string> gtest_order, sandrun_order;
+    auto gtest_tests = ShowTests(home, gtest_build, &gtest_order);
+    auto sandrun_tests = ShowTests(home, sandrun_build, &sandrun_order);
+
+    // The same names in the same order (sandrun's own extra tests last).
+    std::vector<std::string> shared;
+    for (const auto& name : sandrun_order) {
+      if (name.rfind("sb.", 0) != 0) shared.push_back(name);
+    }
+    EXPECT_EQ(shared, gtest_order);
+    for (const char* name : {"pre.Plain.Passes.suf", "pre.Plain.Off.suf", "pre.Suite.Off.suf",
+                             "pre.TypedT.ZeroIsFalsy<int>.suf", "pre.Mine.Works<char>.suf",
+                             "pre.Few/Nums.IsSmall/42.suf", "pre.Odd/Words.NotEmpty/\"a;b\".suf",
+                             "pre.Odd/Words.NotEmpty/\"x[y]\".suf", "raw.TypedT.ZeroIsFalsy<1>",
+                             "raw.Few/Nums.IsSmall/0"}) {
+      EXPECT_EQ(gtest_tests.count(name), 1u) << name;
+      EXPECT_EQ(sandrun_tests.count(name), 1u) << name;
+    }
+    EXPECT_EQ(gtest_tests.count("pre.Filtered.Out.suf"), 0u);
+
+    for (const auto& [name, gtest] : gtest_tests) {
+      SCOPED_TRACE(name);
+      if (!sandrun_tests.count(name)) continue;
+      const ShownTest& sandrun = sandrun_tests.at(name);
+      // The binary gets the same arguments; sandrun runs it in a sandbox.
+      std::vector<std::string> gtest_command = gtest.command;
+      if (!gtest_command.empty()) {
+        gtest_command[0] = (sandrun_build / fs::path(gtest_command[0]).filename()).string();
+      }
+      EXPECT_EQ(AfterDashDash(sandrun.command), gtest_command);
+      EXPECT_NE(std::find(sandrun.command.begin(), sandrun.command.end(), "exec"),
+                sandrun.command.end());
+      // The same properties (the default WORKING_DIRECTORY is each one's
+      // build directory).
+      std::string gtest_properties = std::regex_replace(
+          nlohmann::json(gtest.properties).dump(), std::regex(gtest_build.string()),
+          sandrun_build.string());
+      EXPECT_EQ(nlohmann::json(sandrun.properties).dump(), gtest_properties);
+    }
+    EXPECT_EQ(gtest_tests.at("pre.Plain.Passes.suf").properties.at("WORKING_DIRECTORY"), "wd");
+    EXPECT_EQ(sandrun_tests.at("pre.Plain.Passes.suf").properties.at("LABELS"),
+              nlohmann::json::array({"conv"}));
+    // TEST_LIST holds the names as ctest reads them (CMake leaves out names
+    // with brackets and escapes ';').
+    EXPECT_EQ(ReadFile(sandrun_build / "test_lists.txt"), ReadFile(gtest_build / "test_lists.txt"));
+    EXPECT_CONTAINS(ReadFile(sandrun_build / "test_lists.txt"), "pre.Plain.Passes.suf;");
+  }
+}
+
+TEST(CTestConventions, TimeoutIsTheCommandsTimeAndACrashIsACrash) {
+  Home home;
+  fs::path build = home.dir() / "build";
+  BuildProject(build, {"-DDISCOVER=sandrun_discover_tests"});
+  auto tests = ShowTests(home, build);
+  // TIMEOUT 3 configures; CTest waits 3 s plus the 5 s margin.
+  ASSERT_EQ(tests.count("sb.sleeps"), 1u);
+  EXPECT_EQ(tests.at("sb.sleeps").properties.at("TIMEOUT").get<double>(), 8.0);
+  EXPECT_EQ(tests.at("sb.Hang.Forever").properties.at("TIMEOUT").get<double>(), 8.0);
+
+  std::vector<std::pair<std::string, std::map<std::string, std::string>>> backends = {
+      {"local", {}}};
+  CommandOutput docker = sandrun::testing::RunCommand({"docker", "image", "inspect", kImage});
+  if (docker.exit_code == 0) {
+    backends.push_back({"docker", {{"SANDRUN_IMAGE", kImage}}});
+  }
+  for (const auto& [backend, extra_env] : backends) {
+    SCOPED_TRACE(backend);
+    auto env = extra_env;
+    env["SANDRUN_BACKEND"] = backend;
+    CommandOutput out = RunCTest(home, build, env, {"-j3", "-R", "^sb\\.", "--output-on-failure"});
+    // The crash reads as a local one; the timeouts say so, before CTest's.
+    EXPECT_TRUE(std::regex_search(out.out, std::regex("sb\\.Crash\\.Segfaults \\.+\\*\\*\\*Exception: SegFault")))
+        << out.out;
+    EXPECT_CONTAINS(out.out, "sandrun: timed out after 3");
+    EXPECT_TRUE(std::regex_search(out.out, std::regex("sb\\.sleeps \\.+\\*\\*\\*Failed")))
+        << out.out;
+    EXPECT_TRUE(std::regex_search(out.out, std::regex("sb\\.Hang\\.Forever \\.+\\*\\*\\*Failed")))
+        << out.out;
+    EXPECT_EQ(out.out.find("Timeout"), std::string::npos) << "CTest killed a test:\n" << out.out;
+    EXPECT_CONTAINS(out.out, "0% tests passed, 3 tests failed out of 3");
+  }
+  if (docker.exit_code != 0) SANDRUN_SKIP_WITHOUT_DOCKER("no image " + std::string(kImage));
+}
+
+/// test_name of every task of `sandrun results show latest --json`.
+std::multiset<std::string> LatestRunTests(const Home& home, const fs::path& cwd,
+                                          const std::map<std::string, std::string>& env,
+                                          nlohmann::json* run = nullptr) {
+  CommandOptions options;
+  options.env = env;
+  options.cwd = cwd;
+  CommandOutput out = home.Run({"results", "show", "latest", "--json"}, options);
+  EXPECT_EQ(out.exit_code, 0) << out.out << out.err;
+  auto json = nlohmann::json::parse(out.out, nullptr, false);
+  std::multiset<std::string> names;
+  if (!json.is_object()) return names;
+  if (run) *run = json.value("run", nlohmann::json::object());
+  for (const auto& task : json.value("tasks", nlohmann::json::array())) {
+    names.insert(task.value("test_name", ""));
+  }
+  return names;
+}
+
+TEST(CTestConventions, OneCTestInvocationIsOneRunInTheArchive) {
+  Home home;
+  fs::path build = home.dir() / "build";
+  BuildProject(build, {"-DDISCOVER=sandrun_discover_tests"});
+  const std::vector<std::string> args{"-j3", "-R", "^pre\\."};
+  const std::multiset<std::string> expected = {
+      "pre.Plain.Passes.suf", "pre.TypedT.ZeroIsFalsy<int>.suf", "pre.TypedT.ZeroIsFalsy<char>.suf",
+      "pre.Mine.Works<int>.suf", "pre.Mine.Works<char>.suf", "pre.Few/Nums.IsSmall/7.suf",
+      "pre.Few/Nums.IsSmall/42.suf", "pre.Odd/Words.NotEmpty/\"a;b\".suf",
+      "pre.Odd/Words.NotEmpty/\"x[y]\".suf"};
+
+  // Local: each ctest invocation is one run holding all its tests.
+  const std::map<std::string, std::string> local{{"SANDRUN_BACKEND", "local"}};
+  for (int invocation = 1; invocation <= 2; ++invocation) {
+    CommandOutput out = RunCTest(home, build, local, args);
+    EXPECT_EQ(out.exit_code, 0) << out.out << out.err;
+    nlohmann::json run;
+    EXPECT_EQ(LatestRunTests(home, home.work(), local, &run), expected);
+    EXPECT_EQ(run.value("status", ""), "passed") << run.dump();
+    EXPECT_EQ(run.value("total", 0), 9) << run.dump();
+    EXPECT_EQ(home.Runs().size(), static_cast<std::size_t>(invocation));
+  }
+  // SANDRUN_RUN_GROUP makes two invocations (a CI job's) one run; a test
+  // that ran twice is there twice, under task ids of its own.
+  auto job = local;
+  job["SANDRUN_RUN_GROUP"] = "ci-job-" + home.dir().filename().string();
+  RunCTest(home, build, job, args);
+  RunCTest(home, build, job, args);
+  std::multiset<std::string> twice = expected;
+  twice.insert(expected.begin(), expected.end());
+  nlohmann::json run;
+  EXPECT_EQ(LatestRunTests(home, home.work(), local, &run), twice);
+  EXPECT_EQ(run.value("total", 0), 18) << run.dump();
+  std::set<std::string> ids;
+  for (const auto& id : run.value("task_ids", nlohmann::json::array())) ids.insert(id);
+  EXPECT_EQ(ids.size(), 18u) << run.dump();
+  EXPECT_EQ(ids.count("pre.Plain.Passes.suf-2"), 1u) << run.dump();
+  EXPECT_EQ(home.Runs().size(), 3u);
+
+  // Docker: the archive is a volume (a store of requests), grouped the same.
+  CommandOutput docker = sandrun::testing::RunCommand({"docker", "image", "inspect", kImage});
+  if (docker.exit_code != 0) SANDRUN_SKIP_WITHOUT_DOCKER("no image " + std::string(kImage));
+  std::string volume = "sandrun-test-groups-" + home.dir().filename().string();
+  std::transform(volume.begin(), volume.end(), volume.begin(),
+                 [](unsigned char c) { return std::isalnum(c) || c == '-' ? c : '-'; });
+  std::ofstream(build / "sandrun.json")
+      << R"({"backends": {"docker": {"volume": ")" << volume << R"("}}})";
+  const std::map<std::string, std::string> on_docker{{"SANDRUN_BACKEND", "docker"},
+                                                     {"SANDRUN_IMAGE", kImage}};
+  CommandOutput out = RunCTest(home, build, on_docker, args);
+  EXPECT_EQ(out.exit_code, 0) << out.out << out.err;
+  // On a loaded engine a delivery to the volume can fail and leave a record
+  // in the outbox (sandrun says so); `sync` delivers it, as a CI's last step.
+  CommandOptions in_build;
+  in_build.cwd = build;
+  CommandOutput sync = home.Run({"results", "sync", "--backend", "docker"}, in_build);
+  EXPECT_EQ(sync.exit_code, 0) << sync.out << sync.err;
+  EXPECT_EQ(LatestRunTests(home, build, on_docker, &run), expected) << sync.out << out.out;
+  EXPECT_EQ(run.value("backend", ""), "docker") << run.dump();
+  sandrun::testing::RunCommand({"docker", "volume", "rm", "-f", volume});
+}
+
+TEST(CTestConventions, DoctorWarnsWhenTheBackendNeedsAnImageAndNoneIsSet) {
+  CommandOutput docker = sandrun::testing::RunCommand({"docker", "image", "inspect", kImage});
+  if (docker.exit_code != 0) SANDRUN_SKIP_WITHOUT_DOCKER("no image " + std::string(kImage));
+  Home home;
+  CommandOutput without = home.Run({"doctor", "--backend", "docker"});
+  EXPECT_CONTAINS(without.out, "[warn] backend docker needs an image and none is set");
+  EXPECT_CONTAINS(without.out, "SANDRUN_IMAGE=");
+  CommandOptions with_image;
+  with_image.env["SANDRUN_IMAGE"] = kImage;
+  CommandOutput with = home.Run({"doctor", "--backend", "docker"}, with_image);
+  EXPECT_EQ(with.out.find("[warn]"), std::string::npos) << with.out;
+  // The local backend runs no images: nothing to warn about.
+  CommandOutput local = home.Run({"doctor", "--backend", "local"});
+  EXPECT_EQ(local.out.find("[warn]"), std::string::npos) << local.out;
+}
+
+}  // namespace
+}  // namespace sandrun::e2e
