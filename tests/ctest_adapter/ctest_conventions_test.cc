@@ -10,6 +10,7 @@
 #include <map>
 #include <regex>
 #include <set>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -272,7 +273,15 @@ TEST(CTestConventions, OneCTestInvocationIsOneRunInTheArchive) {
   EXPECT_EQ(sync.exit_code, 0) << sync.out << sync.err;
   EXPECT_EQ(LatestRunTests(home, build, on_docker, &run), expected) << sync.out << out.out;
   EXPECT_EQ(run.value("backend", ""), "docker") << run.dump();
-  sandrun::testing::RunCommand({"docker", "volume", "rm", "-f", volume});
+  // The volume's helper container first (it keeps the volume in use).
+  CommandOutput helpers =
+      sandrun::testing::RunCommand({"docker", "ps", "-aq", "--filter", "volume=" + volume});
+  std::istringstream helper_ids(helpers.out);
+  for (std::string id; std::getline(helper_ids, id);) {
+    if (!id.empty()) sandrun::testing::RunCommand({"docker", "rm", "-f", id});
+  }
+  CommandOutput removed = sandrun::testing::RunCommand({"docker", "volume", "rm", volume});
+  EXPECT_EQ(removed.exit_code, 0) << removed.err;
 }
 
 TEST(CTestConventions, DoctorWarnsWhenTheBackendNeedsAnImageAndNoneIsSet) {
