@@ -6,6 +6,8 @@
 // schema CI readers expect (data/junit.xsd, checked with xmllint), flaky
 // cases marked, and the live progress line on a pseudo-terminal.
 #include <fstream>
+#include <unistd.h>
+
 #include <regex>
 #include <set>
 #include <thread>
@@ -155,9 +157,11 @@ TEST(E2eReports, ExportAndGtestJUnitSatisfyTheSchemaWithSuitesSkipsAndLocations)
 
 TEST(E2eReports, ACaseThatPassesOnRetryIsMarkedFlakyInJUnit) {
   Home home;
-  // Outside HOME, which the local backend hides from its sandboxes.
-  TempDir flaky;
-  fs::path flaky_dir = flaky.path();
+  // A host directory the local backend's sandboxes share with the host (its
+  // sandboxes get a /tmp of their own): under the build directory.
+  fs::path flaky_dir = fs::path(SANDRUN_BUILD_DIR) / ("flaky-" + std::to_string(getpid()));
+  fs::remove_all(flaky_dir);
+  fs::create_directories(flaky_dir);
   fs::path xml = home.work() / "flaky.xml";
   CommandOutput run =
       RunSample(home, {"--filter", "Flaky.*:Plain.Passes", "--retry-failed", "1", "--junit",
@@ -173,6 +177,7 @@ TEST(E2eReports, ACaseThatPassesOnRetryIsMarkedFlakyInJUnit) {
   EXPECT_TRUE(std::regex_search(dump, std::regex(R"(Plain\|Passes\|[^\n]*\|passed\|\|\|0)")))
       << dump;
   EXPECT_CONTAINS(ReadFile(xml), "first attempt fails");
+  fs::remove_all(flaky_dir);
 }
 
 // Rewrites a field of an archived run.json, as another machine or user
