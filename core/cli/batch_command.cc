@@ -43,7 +43,8 @@ int BatchCommand(const std::vector<std::string>& args, CliContext& context) {
   Engine engine(setup.candidates);
   bool terminal = StderrIsTerminal();
   engine.AddListener(std::make_shared<ConsoleListener>(
-      stderr, ConsoleListener::Options{terminal, true, true, run_options.race}));
+      stderr, ConsoleListener::Options{terminal, true, true, run_options.race,
+                                       Palette::For(stderr).enabled()}));
   std::shared_ptr<JUnitFileListener> junit;
   if (!junit_file.empty()) {
     junit = std::make_shared<JUnitFileListener>(junit_file);

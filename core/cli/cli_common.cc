@@ -2,7 +2,9 @@
 
 #include <unistd.h>
 
+#include <cstdlib>
 #include <iostream>
+#include <typeinfo>
 
 #include "sandrun/run_setup.h"
 
@@ -33,6 +35,7 @@ constexpr ConfigFlag kConfigFlags[] = {
     {"network", "network", "Network access: none (default) or open", "run"},
     {"isolation", "isolation", "sandbox (a fresh sandbox per task) or process (tasks share warm sandboxes, each its own process and directory)", "run"},
     {"output-cap", "output_cap", "Bytes of each output stream kept in the record", "run"},
+    {"label", "labels", "Labels of the run, KEY=VALUE[,KEY=VALUE...]; `sandrun results list --label` finds it", "run"},
 };
 
 std::string LongName(const char* flag) {
@@ -93,16 +96,109 @@ Config LoadConfigOrThrow(const cxxopts::ParseResult& parsed, const CliContext& c
   inputs.cwd = context.cwd;
   for (const auto& f : kConfigFlags) {
     std::string name = LongName(f.flag);
-    // An option that was not declared for this subcommand is simply absent.
+    // An option that was not declared for this subcommand is simply absent;
+    // one it declares for itself under the same name (`results list
+    // --label`, a filter) is not a config key there (bad_cast).
     try {
       if (parsed.count(name) > 0) inputs.flags[f.key] = parsed[name].as<std::string>();
     } catch (const cxxopts::exceptions::exception&) {
+    } catch (const std::bad_cast&) {
     }
   }
   auto config = LoadConfig(inputs);
   if (!config.ok()) throw UsageError{config.status().message()};
   ApplyBackendFlags(context.registry, BackendFlagsGiven(parsed, context), context.env, *config);
   return std::move(config).value();
+}
+
+namespace {
+
+// What every `--help` ends with: examples, then the exit codes. One table,
+// so the commands' texts stay alike.
+struct HelpEpilogue {
+  const char* program;
+  const char* examples;
+  const char* exit_codes;
+};
+
+constexpr char kRunExitCodes[] =
+    "0 every task passed (--race: one did), 1 a task failed or timed out,\n"
+    "  2 bad usage or input (nothing ran), 125 only sandrun/backend errors kept it from\n"
+    "  passing, 130 interrupted";
+constexpr char kResultsExitCodes[] =
+    "0 done, 1 the archive or the run could not be read or written, 2 bad usage";
+
+constexpr HelpEpilogue kHelpEpilogues[] = {
+    {"sandrun exec",
+     "  sandrun exec -- ./build/unit_tests --gtest_brief=1\n"
+     "  sandrun exec --backend docker --image debian:bookworm --timeout 60 -- make check\n"
+     "  sandrun exec --upload data/input.txt:input.txt -- ./tool input.txt",
+     "the command's own code; 124 timed out, 125 sandrun or the backend failed,\n"
+     "  126 not executable, 127 not found, 128+N killed by signal N, 2 bad usage"},
+    {"sandrun batch",
+     "  sandrun batch tasks.json -j 8 --junit report.xml\n"
+     "  sandrun batch tasks.json --race --backend docker --image debian:bookworm\n"
+     "  sandrun batch tasks.json --label ci.job=$CI_JOB_ID",
+     kRunExitCodes},
+    {"sandrun gtest",
+     "  sandrun gtest ./build/unit_tests -j 16 --junit report.xml\n"
+     "  sandrun gtest ./build/unit_tests --filter 'Parser*:-*Slow*' --retry-failed 2\n"
+     "  SANDRUN_BACKEND=docker SANDRUN_IMAGE=debian:bookworm sandrun gtest ./build/unit_tests",
+     "0 every selected case passed or skipped, 1 a case failed, 2 bad usage or a\n"
+     "  binary that cannot be listed, 125 only sandrun/backend errors, 130 interrupted"},
+    {"sandrun results list",
+     "  sandrun results list --status failed --limit 5\n"
+     "  sandrun results list --mine --label ci.job=1234\n"
+     "  sandrun results list --backend docker --json",
+     kResultsExitCodes},
+    {"sandrun results show",
+     "  sandrun results show latest\n"
+     "  sandrun results show latest 'Nums/ParamT.IsSmall/1' --full\n"
+     "  sandrun results show 20261122T031500Z-4f2a --json --any-user",
+     kResultsExitCodes},
+    {"sandrun results fetch",
+     "  sandrun results fetch latest -o artifacts/\n"
+     "  sandrun results fetch 20261122T031500Z-4f2a -o /tmp/runs --backend docker",
+     kResultsExitCodes},
+    {"sandrun results export",
+     "  sandrun results export latest --junit report.xml\n"
+     "  sandrun results export 20261122T031500Z-4f2a --junit out/junit.xml --backend docker",
+     kResultsExitCodes},
+    {"sandrun results prune",
+     "  sandrun results prune --keep 50\n"
+     "  sandrun results prune --keep 0 --backend docker",
+     kResultsExitCodes},
+    {"sandrun results sync",
+     "  sandrun results sync\n"
+     "  sandrun results sync --backend modal",
+     kResultsExitCodes},
+    {"sandrun config",
+     "  sandrun config\n"
+     "  SANDRUN_BACKEND=docker sandrun config --image debian:bookworm",
+     "0 printed, 2 bad usage or a bad value (it names the key and where it came from)"},
+    {"sandrun backends",
+     "  sandrun backends\n"
+     "  SANDRUN_PLUGIN_PATH=./plugins sandrun backends",
+     "0 printed (also when a backend is unavailable), 2 bad usage"},
+    {"sandrun doctor",
+     "  sandrun doctor\n"
+     "  sandrun doctor --backend docker --image debian:bookworm",
+     "0 ready, 1 something to fix (each problem says what), 2 bad usage"},
+    {"sandrun cleanup",
+     "  sandrun cleanup --backend docker\n"
+     "  sandrun cleanup --backend modal --run 20261122T031500Z-4f2a",
+     "0 done, 1 a sandbox could not be removed, 2 bad usage, 125 the backend cannot be\n  reached"},
+};
+
+}  // namespace
+
+std::string HelpEpilogueFor(const std::string& program) {
+  for (const HelpEpilogue& e : kHelpEpilogues) {
+    if (program == e.program) {
+      return std::string("\nexamples:\n") + e.examples + "\n\nexit codes: " + e.exit_codes + "\n";
+    }
+  }
+  return "";
 }
 
 std::optional<cxxopts::ParseResult> ParseOrThrow(cxxopts::Options& options,
@@ -115,7 +211,7 @@ std::optional<cxxopts::ParseResult> ParseOrThrow(cxxopts::Options& options,
   try {
     auto parsed = options.parse(static_cast<int>(copy.size()), argv.data());
     if (parsed.count("help") > 0) {
-      std::cout << options.help() << std::flush;
+      std::cout << options.help() << HelpEpilogueFor(options.program()) << std::flush;
       return std::nullopt;
     }
     if (!parsed.unmatched().empty()) {
@@ -166,7 +262,11 @@ Result<OpenedArchive> OpenArchive(const CliContext& context, const Config& confi
   return opened;
 }
 
-void PrintError(const std::string& message) { std::cerr << "sandrun: " << message << "\n"; }
+void PrintError(const std::string& message) {
+  const char* no_colour = std::getenv("NO_COLOR");
+  bool colour = StderrIsTerminal() && (no_colour == nullptr || *no_colour == '\0');
+  std::cerr << (colour ? "\033[31msandrun:\033[0m " : "sandrun: ") << message << "\n";
+}
 
 bool StdoutIsTerminal() { return isatty(STDOUT_FILENO) == 1; }
 bool StderrIsTerminal() { return isatty(STDERR_FILENO) == 1; }

@@ -58,6 +58,10 @@ Config LoadConfigOrThrow(const cxxopts::ParseResult& parsed, const CliContext& c
 std::optional<cxxopts::ParseResult> ParseOrThrow(cxxopts::Options& options,
                                                  const std::vector<std::string>& args);
 
+/// The examples and exit codes `--help` of `program` ("sandrun batch") ends
+/// with; ParseOrThrow prints them after the options.
+std::string HelpEpilogueFor(const std::string& program);
+
 /// The file named by report flag `flag` (--junit), if given, after checking
 /// that it can be written (CheckWritableFile): a report that cannot be
 /// written raises UsageError naming the flag and path (exit 2), before

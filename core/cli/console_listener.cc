@@ -1,9 +1,15 @@
 #include "console_listener.h"
 
+#include <sys/ioctl.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cstdlib>
+#include <cstring>
 #include <sstream>
 
 #include "sandrun/engine.h"
+#include "sandrun/util.h"
 
 namespace sandrun::cli {
 namespace {
@@ -29,6 +35,20 @@ std::string OutcomeDetail(const ExecResult& x) {
     case Outcome::kInterrupted: return "interrupted: sandrun ended";
   }
   return "";
+}
+
+/// The label in its colour: green passes, red failures, yellow the rest.
+std::string Coloured(const Palette& palette, const std::string& label, int width) {
+  std::string padded = label + std::string(std::max<int>(0, width - static_cast<int>(label.size())), ' ');
+  if (label == "PASS") return palette.Green(padded);
+  if (label == "FAIL" || label == "TIMEOUT" || label == "OOM") return palette.Red(padded);
+  return palette.Yellow(padded);
+}
+
+int TerminalWidth(std::FILE* out) {
+  struct winsize size {};
+  if (ioctl(fileno(out), TIOCGWINSZ, &size) == 0 && size.ws_col > 20) return size.ws_col;
+  return 80;
 }
 
 /// The outcome, plus a word when the record holds only part of the output.
@@ -65,62 +85,143 @@ std::string FormatDuration(std::int64_t ms) {
   return buf;
 }
 
-ConsoleListener::ConsoleListener(std::FILE* out, Options options) : out_(out), options_(options) {}
-
-void ConsoleListener::ClearProgress() {
-  if (progress_drawn_) {
-    std::fputs("\r\033[K", out_);
-    progress_drawn_ = false;
-  }
+Palette Palette::For(std::FILE* stream) {
+  const char* no_colour = std::getenv("NO_COLOR");
+  const char* term = std::getenv("TERM");
+  return Palette(isatty(fileno(stream)) == 1 && (no_colour == nullptr || *no_colour == '\0') &&
+                 !(term != nullptr && std::strcmp(term, "dumb") == 0));
 }
 
-void ConsoleListener::DrawProgress() {
-  if (!options_.progress_line) return;
-  auto elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(
-                     std::chrono::steady_clock::now() - start_).count();
-  std::fprintf(out_, "\r\033[K[%d/%d done, %d running, %d failed, %s]", done_, info_.total_tasks,
-               running_, failed_, FormatDuration(elapsed).c_str());
+ProgressLine::ProgressLine(std::FILE* out, bool enabled) : out_(out), enabled_(enabled) {}
+
+ProgressLine::~ProgressLine() { Stop(); }
+
+void ProgressLine::Start(int total) {
+  if (!enabled_) return;
+  std::lock_guard<std::mutex> lock(mu_);
+  total_ = total;
+  start_ = std::chrono::steady_clock::now();
+  stopping_ = false;
+  DrawLocked();
+  if (ticker_.joinable()) return;
+  ticker_ = std::thread([this] {
+    std::unique_lock<std::mutex> lock(mu_);
+    while (!stopping_) {
+      wake_.wait_for(lock, std::chrono::seconds(1));
+      if (!stopping_) DrawLocked();
+    }
+  });
+}
+
+void ProgressLine::TaskStarted(const std::string& name) {
+  if (!enabled_) return;
+  std::lock_guard<std::mutex> lock(mu_);
+  running_.try_emplace(name, std::chrono::steady_clock::now());
+  DrawLocked();
+}
+
+void ProgressLine::TaskEnded(const std::string& name, bool failed) {
+  if (!enabled_) return;
+  std::lock_guard<std::mutex> lock(mu_);
+  running_.erase(name);
+  ++done_;
+  if (failed) ++failed_;
+}
+
+void ProgressLine::Print(const std::function<void()>& print) {
+  std::lock_guard<std::mutex> lock(mu_);
+  ClearLocked();
+  print();
+  if (enabled_ && !stopping_ && total_ > 0) DrawLocked();
   std::fflush(out_);
-  progress_drawn_ = true;
 }
+
+void ProgressLine::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+    ClearLocked();
+  }
+  wake_.notify_all();
+  if (ticker_.joinable()) ticker_.join();
+}
+
+void ProgressLine::ClearLocked() {
+  if (!drawn_) return;
+  std::fputs("\r\033[K", out_);
+  drawn_ = false;
+}
+
+void ProgressLine::DrawLocked() {
+  if (!enabled_) return;
+  auto now = std::chrono::steady_clock::now();
+  std::string line = "[" + std::to_string(done_) + "/" + std::to_string(total_) + " done, " +
+                     std::to_string(running_.size()) + " running, " + std::to_string(failed_) +
+                     " failed, " + FormatDuration(MillisBetween(start_, now)) + "]";
+  // Longest-running first: the one holding the run up is named.
+  std::vector<std::pair<std::chrono::steady_clock::time_point, std::string>> by_start;
+  for (const auto& [name, since] : running_) by_start.emplace_back(since, name);
+  std::sort(by_start.begin(), by_start.end());
+  std::size_t width = static_cast<std::size_t>(TerminalWidth(out_)) - 1;
+  const char* sep = " running: ";
+  for (const auto& [since, name] : by_start) {
+    std::string item = sep + name + " (" + FormatDuration(MillisBetween(since, now)) + ")";
+    if (line.size() + item.size() > width) {
+      if (line.size() + 3 <= width) line += " …";
+      break;
+    }
+    line += item;
+    sep = ", ";
+  }
+  if (line.size() > width + 2) line.resize(width);  // "…" is 3 bytes, 1 column
+  std::fprintf(out_, "\r\033[K%s", line.c_str());
+  std::fflush(out_);
+  drawn_ = true;
+}
+
+ConsoleListener::ConsoleListener(std::FILE* out, Options options)
+    : out_(out),
+      options_(options),
+      palette_(options.colour),
+      progress_(out, options.progress_line) {}
 
 void ConsoleListener::OnRunStart(const RunInfo& info) {
   info_ = info;
-  start_ = std::chrono::steady_clock::now();
   if (options_.summary) {
-    std::fprintf(out_, "sandrun: run %s: %d task%s on %s, %d at a time\n", info.run_id.c_str(),
-                 info.total_tasks, info.total_tasks == 1 ? "" : "s", info.backend.c_str(),
-                 info.jobs);
+    progress_.Print([&] {
+      std::fprintf(out_, "sandrun: run %s: %d task%s on %s, %d at a time\n", info.run_id.c_str(),
+                   info.total_tasks, info.total_tasks == 1 ? "" : "s", info.backend.c_str(),
+                   info.jobs);
+    });
   }
-  DrawProgress();
+  progress_.Start(info.total_tasks);
 }
 
 void ConsoleListener::OnTaskStart(const Task& task, int attempt) {
-  if (attempt == 1) ++running_;
-  DrawProgress();
+  if (attempt == 1) progress_.TaskStarted(task.id);
 }
 
 void ConsoleListener::OnTaskEnd(const TaskRecord& record) {
-  if (record.attempts > 0) --running_;
-  ++done_;
-  if (!Passed(record.result) && record.result.outcome != Outcome::kCancelled) ++failed_;
+  progress_.TaskEnded(record.task_id,
+                      !Passed(record.result) && record.result.outcome != Outcome::kCancelled);
   finished_.push_back(record);
-  ClearProgress();
-  if (options_.task_lines) {
-    std::fprintf(out_, "%-7s %s (%s, %s)\n", Label(record).c_str(), record.task_id.c_str(),
-                 Detail(record).c_str(), FormatDuration(record.result.durations.exec_ms).c_str());
-  }
-  DrawProgress();
+  if (!options_.task_lines) return;
+  progress_.Print([&] {
+    std::fprintf(out_, "%s %s (%s, %s)\n", Coloured(palette_, Label(record), 7).c_str(),
+                 record.task_id.c_str(), Detail(record).c_str(),
+                 FormatDuration(record.result.durations.exec_ms).c_str());
+  });
 }
 
 void ConsoleListener::OnWarning(std::string_view message) {
-  ClearProgress();
-  std::fprintf(out_, "sandrun: warning: %.*s\n", static_cast<int>(message.size()), message.data());
-  DrawProgress();
+  progress_.Print([&] {
+    std::fprintf(out_, "%s %.*s\n", palette_.Yellow("sandrun: warning:").c_str(),
+                 static_cast<int>(message.size()), message.data());
+  });
 }
 
 void ConsoleListener::OnRunEnd(const RunRecord& run) {
-  ClearProgress();
+  progress_.Stop();
   if (!options_.summary) return;
   std::sort(finished_.begin(), finished_.end(), [&](const TaskRecord& a, const TaskRecord& b) {
     auto pos = [&](const std::string& id) {
@@ -134,14 +235,15 @@ void ConsoleListener::OnRunEnd(const RunRecord& run) {
   std::fprintf(out_, "\n%-*s  %-7s  %-22s  %9s  %s\n", static_cast<int>(width), "TASK", "RESULT",
                "DETAIL", "TIME", "SANDBOX");
   for (const auto& r : finished_) {
-    std::fprintf(out_, "%-*s  %-7s  %-22s  %9s  %s\n", static_cast<int>(width), r.task_id.c_str(),
-                 Label(r).c_str(), Detail(r).c_str(),
+    std::fprintf(out_, "%-*s  %s  %-22s  %9s  %s\n", static_cast<int>(width), r.task_id.c_str(),
+                 Coloured(palette_, Label(r), 7).c_str(), Detail(r).c_str(),
                  FormatDuration(r.result.durations.exec_ms).c_str(), r.sandbox_id.c_str());
   }
   // What went wrong, briefly, for each task that did not pass.
   for (const auto& r : finished_) {
     if (Passed(r.result) || r.result.outcome == Outcome::kCancelled) continue;
-    std::fprintf(out_, "\n--- %s: %s\n", r.task_id.c_str(), OutcomeDetail(r.result).c_str());
+    std::fprintf(out_, "\n%s %s: %s\n", palette_.Red("---").c_str(), palette_.Bold(r.task_id).c_str(),
+                 OutcomeDetail(r.result).c_str());
     if (!r.result.error.empty()) std::fprintf(out_, "    %s\n", r.result.error.c_str());
     const std::string& text =
         r.result.stderr_stream.text.empty() ? r.result.stdout_stream.text : r.result.stderr_stream.text;

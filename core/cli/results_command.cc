@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <iostream>
 #include <limits>
+#include <map>
 #include <memory>
 #include <optional>
 #include <sstream>
@@ -35,14 +36,23 @@ constexpr char kResultsUsage[] =
     "usage: sandrun results <command> [options]\n\n"
     "Reads the result archive of a backend (--backend, default from config).\n\n"
     "commands:\n"
-    "  list [--limit N] [--json]           runs, newest first\n"
-    "  show RUN [TASK] [--full] [--json]   a run's tasks, or one task's record and output\n"
+    "  list [--limit N] [--json] [--label K=V] [--host H] [--user U] [--status S]\n"
+    "                                      runs, newest first, optionally filtered\n"
+    "  show RUN [TEST] [--full] [--json]   a run's tests, or one test's record and output\n"
     "  fetch RUN -o DIR                    copy a run (records and artifacts) into DIR/RUN\n"
     "  export RUN --junit FILE             write a run as JUnit XML\n"
     "  report RUN... -o FILE.html          write runs as one self-contained HTML page\n"
     "  prune --keep N                      remove all but the newest N runs\n"
     "  sync                                deliver records waiting in the outbox\n\n"
-    "RUN may be `latest`. `sandrun results <command> --help` describes each.\n";
+    "RUN may be `latest`: your newest run from this host (the archive of a shared\n"
+    "Docker engine or Modal workspace holds everyone's runs); --any-host and\n"
+    "--any-user widen it. TEST is a task id or a test's name (Suite.Case).\n"
+    "`sandrun results <command> --help` describes each.\n\n"
+    "examples:\n"
+    "  sandrun results list --status failed --label ci.job=1234\n"
+    "  sandrun results show latest 'Nums/ParamT.IsSmall/1'\n"
+    "  sandrun results export latest --junit report.xml\n\n"
+    "exit codes: 0 done, 1 the archive or run could not be read, 2 bad usage\n";
 
 // Columns padded to their widest cell; the last column is not padded.
 class Table {
@@ -127,12 +137,114 @@ int Fail(const Status& status) {
   return kExitFailure;
 }
 
-// "latest" is the newest run; anything else is taken as a run id.
-Result<std::string> ResolveRun(ResultArchive& archive, const std::string& run) {
+// Whose runs `latest` may name: by default this user's on this host.
+struct LatestScope {
+  std::string host;  ///< Empty: any host.
+  std::string user;  ///< Empty: any user.
+};
+
+void AddLatestOptions(cxxopts::Options& options) {
+  options.add_options("Latest")
+      ("any-host", "`latest` may be a run from another host")
+      ("any-user", "`latest` may be another user's run");
+}
+
+LatestScope LatestScopeOf(const cxxopts::ParseResult& parsed) {
+  LatestScope scope;
+  if (parsed.count("any-host") == 0) scope.host = HostName();
+  if (parsed.count("any-user") == 0) scope.user = UserName();
+  return scope;
+}
+
+// Whether the run with this listing belongs to `scope`. A run without
+// run.json (still going, or killed) is judged by its tasks' host; records
+// written before `user` existed match any user.
+bool InScope(ResultArchive& archive, const RunListing& listing, const LatestScope& scope) {
+  if (listing.has_summary) {
+    const RunRecord& run = listing.summary;
+    if (!scope.host.empty() && run.host != scope.host) return false;
+    return scope.user.empty() || run.user.empty() || run.user == scope.user;
+  }
+  if (scope.host.empty()) return true;
+  auto tasks = archive.ReadTasks(listing.run_id);
+  return tasks.ok() && !tasks->empty() && tasks->front().host == scope.host;
+}
+
+// "latest" is the newest run in `scope`; anything else is taken as a run id.
+Result<std::string> ResolveRun(ResultArchive& archive, const std::string& run,
+                               const LatestScope& scope) {
   if (run != "latest") return run;
   SANDRUN_ASSIGN_OR_RETURN(std::vector<RunListing> runs, archive.ListRuns(0));
+  for (RunListing& listing : runs) {
+    auto summary = archive.ReadRun(listing.run_id);
+    if (summary.ok()) {
+      listing.summary = std::move(*summary);
+      listing.has_summary = true;
+    } else if (summary.status().code() != StatusCode::kNotFound) {
+      return summary.status();
+    }
+    if (InScope(archive, listing, scope)) return listing.run_id;
+  }
   if (runs.empty()) return NotFoundError("no runs in " + archive.store().Describe());
-  return runs.front().run_id;
+  std::string whose = scope.user.empty() ? "" : " of user " + scope.user;
+  if (!scope.host.empty()) whose += " from host " + scope.host;
+  return NotFoundError("no runs" + whose + " in " + archive.store().Describe() + " (" +
+                       std::to_string(runs.size()) +
+                       " of others; --any-host / --any-user include them)");
+}
+
+// The filters of `results list`; an empty filter keeps every run.
+struct RunFilter {
+  std::map<std::string, std::string> labels;
+  std::string host;
+  std::string user;
+  std::optional<RunStatus> status;
+
+  bool empty() const { return labels.empty() && host.empty() && user.empty() && !status; }
+  // A run without run.json has status "incomplete" and nothing else known.
+  bool Matches(const RunListing& listing) const {
+    if (!listing.has_summary) {
+      return labels.empty() && host.empty() && user.empty() &&
+             (!status || *status == RunStatus::kIncomplete);
+    }
+    const RunRecord& run = listing.summary;
+    if (status && run.status != *status) return false;
+    if (!host.empty() && run.host != host) return false;
+    if (!user.empty() && run.user != user) return false;
+    for (const auto& [key, value] : labels) {
+      auto it = run.labels.find(key);
+      if (it == run.labels.end() || it->second != value) return false;
+    }
+    return true;
+  }
+};
+
+RunFilter RunFilterOf(const cxxopts::ParseResult& parsed) {
+  RunFilter filter;
+  if (parsed.count("label")) {
+    for (const std::string& label : parsed["label"].as<std::vector<std::string>>()) {
+      std::size_t eq = label.find('=');
+      if (eq == std::string::npos || eq == 0) {
+        throw UsageError{"--label takes KEY=VALUE, got '" + label + "'"};
+      }
+      filter.labels[label.substr(0, eq)] = label.substr(eq + 1);
+    }
+  }
+  if (parsed.count("host")) filter.host = parsed["host"].as<std::string>();
+  if (parsed.count("user")) filter.user = parsed["user"].as<std::string>();
+  if (parsed.count("mine")) {
+    if (filter.host.empty()) filter.host = HostName();
+    if (filter.user.empty()) filter.user = UserName();
+  }
+  if (parsed.count("status")) {
+    std::string name = parsed["status"].as<std::string>();
+    filter.status = RunStatusFromName(name);
+    if (!filter.status) {
+      throw UsageError{"--status must be passed, failed, cancelled, error or incomplete, got '" +
+                       name + "'"};
+    }
+  }
+  return filter;
 }
 
 void NotePending(const ResultArchive& archive) {
@@ -145,22 +257,56 @@ void NotePending(const ResultArchive& archive) {
 
 std::string Count(int n) { return std::to_string(n); }
 
+// "5 total: 3 passed, 1 skipped, 1 failed" from the tests' own verdicts
+// (TestVerdictOf), so a GTEST_SKIP counts as a skip, not a pass.
+std::string VerdictCounts(int total, const std::vector<TaskRecord>& tasks) {
+  static constexpr const char* kOrder[] = {"passed",      "skipped",     "failed",
+                                           "timed_out",   "oom",         "infra_error",
+                                           "interrupted", "cancelled"};
+  std::map<std::string, int> counts;
+  for (const TaskRecord& t : tasks) ++counts[TestVerdictOf(t)];
+  std::string out = Count(std::max<int>(total, static_cast<int>(tasks.size()))) + " total";
+  const char* sep = ": ";
+  for (const char* verdict : kOrder) {
+    if (counts[verdict] == 0) continue;
+    std::string word = verdict;
+    std::replace(word.begin(), word.end(), '_', ' ');
+    out += sep + Count(counts[verdict]) + " " + word;
+    sep = ", ";
+  }
+  return out;
+}
+
 // ---------------------------------------------------------------------------
 
 int ListRuns(const std::vector<std::string>& args, CliContext& context) {
   cxxopts::Options options("sandrun results list",
                            "List archived runs, newest first.\n"
-                           "usage: sandrun results list [--limit N] [--json] [--backend B]");
+                           "usage: sandrun results list [--limit N] [--json] [--label K=V]... "
+                           "[--host H] [--user U] [--mine] [--status S] [--backend B]");
   options.add_options("List")
       ("limit", "Show at most N runs (0 = all)", cxxopts::value<std::string>()->default_value("20"))
-      ("json", "Print the run summaries as a JSON array");
+      ("json", "Print the run summaries as a JSON array")
+      ("label", "Only runs with this label, KEY=VALUE (repeat: all must match)",
+       cxxopts::value<std::vector<std::string>>())
+      ("host", "Only runs started on this host", cxxopts::value<std::string>())
+      ("user", "Only runs of this user", cxxopts::value<std::string>())
+      ("mine", "Only runs of this user on this host")
+      ("status", "Only runs that ended so: passed, failed, cancelled, error or incomplete",
+       cxxopts::value<std::string>());
   int exit_code = 0;
   auto session = Open(options, args, context, &exit_code);
   if (!session) return exit_code;
   int limit = NonNegativeInt(session->parsed, "limit");
-  auto runs = session->archive->ListRuns(limit == 0 ? ResultArchive::kAllSummaries
-                                                    : static_cast<std::size_t>(limit));
+  RunFilter filter = RunFilterOf(session->parsed);
+  // A filter needs every run's summary; without one, only the shown ones.
+  auto runs = session->archive->ListRuns(limit == 0 || !filter.empty()
+                                             ? ResultArchive::kAllSummaries
+                                             : static_cast<std::size_t>(limit));
   if (!runs.ok()) return Fail(runs.status());
+  if (!filter.empty()) {
+    std::erase_if(*runs, [&](const RunListing& run) { return !filter.Matches(run); });
+  }
   std::size_t shown = limit == 0 ? runs->size() : std::min<std::size_t>(runs->size(), limit);
 
   if (session->parsed.count("json")) {
@@ -177,22 +323,24 @@ int ListRuns(const std::vector<std::string>& args, CliContext& context) {
     return 0;
   }
   if (runs->empty()) {
-    std::cout << "no runs in " << session->archive->store().Describe() << "\n";
+    std::cout << "no runs" << (filter.empty() ? "" : " that match") << " in "
+              << session->archive->store().Describe() << "\n";
     NotePending(*session->archive);
     return 0;
   }
   Table table({"RUN", "STATUS", "PASSED", "FAILED", "TIMED OUT", "ERRORS", "TOTAL", "WALL",
-               "BACKEND"});
+               "BACKEND", "BY"});
   for (std::size_t i = 0; i < shown; ++i) {
     const RunListing& run = (*runs)[i];
     if (!run.has_summary) {
-      table.Add({run.run_id, "incomplete", "-", "-", "-", "-", "-", "-", "-"});
+      table.Add({run.run_id, "incomplete", "-", "-", "-", "-", "-", "-", "-", "-"});
       continue;
     }
     const RunRecord& s = run.summary;
-    table.Add({run.run_id, std::string(RunStatusName(s.status)), Count(s.passed), Count(s.failed), Count(s.timed_out),
-               Count(s.infra_errors), Count(s.total), FormatDuration(s.wall_ms),
-               s.backend.empty() ? "-" : s.backend});
+    table.Add({run.run_id, std::string(RunStatusName(s.status)), Count(s.passed), Count(s.failed),
+               Count(s.timed_out), Count(s.infra_errors), Count(s.total),
+               FormatDuration(s.wall_ms), s.backend.empty() ? "-" : s.backend,
+               (s.user.empty() ? "" : s.user + "@") + s.host});
   }
   table.Print(std::cout);
   if (shown < runs->size()) {
@@ -234,19 +382,50 @@ void PrintStream(const char* name, const CapturedStream& stream, bool full,
   }
 }
 
-int ShowTask(const Session& session, const std::string& run_id, const std::string& task_id) {
-  auto task = session.archive->ReadTask(run_id, task_id);
+// The record of `test` in the run: by task id, else by test name
+// ("Nums/ParamT.IsSmall/1", whose task id is sanitised).
+Result<TaskRecord> FindTask(ResultArchive& archive, const std::string& run_id,
+                            const std::string& test) {
+  // A test name is often no valid task id ('/'): then it is only a name.
+  auto by_id = archive.ReadTask(run_id, test);
+  if (by_id.ok() || (by_id.status().code() != StatusCode::kNotFound &&
+                     by_id.status().code() != StatusCode::kInvalidArgument)) {
+    return by_id;
+  }
+  SANDRUN_ASSIGN_OR_RETURN(std::vector<TaskRecord> tasks, archive.ReadTasks(run_id));
+  for (TaskRecord& t : tasks) {
+    if (t.test_name == test) return std::move(t);
+  }
+  return NotFoundError("run " + run_id + " has no task or test named '" + test +
+                       "'; `sandrun results show " + run_id + "` lists them");
+}
+
+// A record as `results show --json` prints it: "verdict" is the test's
+// (TestVerdictOf: a GTEST_SKIP is "skipped"), with the skip's reason.
+Json ShownJson(const TaskRecord& t) {
+  Json j = Json::parse(ToJson(t, -1));
+  j["verdict"] = TestVerdictOf(t);
+  if (j["verdict"] == "skipped") j["skip_message"] = SkipMessageOf(t);
+  return j;
+}
+
+int ShowTask(const Session& session, const std::string& run_id, const std::string& test) {
+  auto task = FindTask(*session.archive, run_id, test);
   if (!task.ok()) return Fail(task.status());
   const TaskRecord& t = *task;
   if (session.parsed.count("json")) {
-    std::cout << ToJson(t) << "\n";
+    std::cout << ShownJson(t).dump(2, ' ', false, Json::error_handler_t::replace) << "\n";
     return 0;
   }
   const ExecResult& r = t.result;
   Table fields({"run", t.run_id});
   fields.Add({"task", t.task_id});
   if (t.test_name != t.task_id) fields.Add({"test", t.test_name});
-  fields.Add({"verdict", VerdictOf(r)});
+  std::string verdict = TestVerdictOf(t);
+  fields.Add({"verdict", verdict});
+  if (verdict == "skipped" && !SkipMessageOf(t).empty()) {
+    fields.Add({"skip reason", SkipMessageOf(t)});
+  }
   fields.Add({"outcome", std::string(OutcomeName(r.outcome))});
   fields.Add({"exit code", ExitText(r)});
   if (!r.error.empty()) fields.Add({"error", r.error});
@@ -280,21 +459,22 @@ int ShowTask(const Session& session, const std::string& run_id, const std::strin
 
 int ShowRun(const std::vector<std::string>& args, CliContext& context) {
   cxxopts::Options options("sandrun results show",
-                           "Show a run's summary and tasks, or one task's record and output.\n"
-                           "usage: sandrun results show RUN [TASK] [--full] [--json]");
+                           "Show a run's summary and tests, or one test's record and output.\n"
+                           "usage: sandrun results show RUN [TEST] [--full] [--json]");
   options.add_options("Show")
       ("full", "Print all of the output text kept in the record (default: 200 lines / 16 KiB)")
       ("json", "Print the record(s) as JSON")
       ("run", "Run id, or `latest`", cxxopts::value<std::string>())
-      ("task", "Task id", cxxopts::value<std::string>());
+      ("task", "Task id or test name (Suite.Case)", cxxopts::value<std::string>());
+  AddLatestOptions(options);
   options.parse_positional({"run", "task"});
-  options.positional_help("RUN [TASK]");
+  options.positional_help("RUN [TEST]");
   int exit_code = 0;
   auto session = Open(options, args, context, &exit_code);
   if (!session) return exit_code;
   std::string run_arg =
-      RequireString(session->parsed, "run", "sandrun results show RUN [TASK]", true);
-  auto run_id = ResolveRun(*session->archive, run_arg);
+      RequireString(session->parsed, "run", "sandrun results show RUN [TEST]", true);
+  auto run_id = ResolveRun(*session->archive, run_arg, LatestScopeOf(session->parsed));
   if (!run_id.ok()) return Fail(run_id.status());
   if (session->parsed.count("task")) {
     return ShowTask(*session, *run_id, session->parsed["task"].as<std::string>());
@@ -312,7 +492,7 @@ int ShowRun(const std::vector<std::string>& args, CliContext& context) {
     Json out;
     out["run"] = run.ok() ? Json::parse(ToJson(*run, -1)) : Json();
     out["tasks"] = Json::array();
-    for (const auto& t : *tasks) out["tasks"].push_back(Json::parse(ToJson(t, -1)));
+    for (const auto& t : *tasks) out["tasks"].push_back(ShownJson(t));
     std::cout << out.dump(2, ' ', false, Json::error_handler_t::replace) << "\n";
     return 0;
   }
@@ -322,14 +502,18 @@ int ShowRun(const std::vector<std::string>& args, CliContext& context) {
     fields.Add({"status", std::string(RunStatusName(s.status))});
     fields.Add({"backend", s.backend});
     fields.Add({"host", s.host});
+    if (!s.user.empty()) fields.Add({"user", s.user});
     fields.Add({"started", s.started_at});
     fields.Add({"wall time", FormatDuration(s.wall_ms)});
     if (!s.command_line.empty()) fields.Add({"command", QuoteForDisplay(s.command_line)});
-    fields.Add({"tasks", Count(s.total) + " total, " + Count(s.passed) + " passed, " +
-                             Count(s.failed) + " failed, " + Count(s.timed_out) + " timed out, " +
-                             Count(s.infra_errors) + " errors, " + Count(s.cancelled) +
-                             " cancelled"});
-    if (!s.fastest_passing_task.empty()) fields.Add({"fastest passing", s.fastest_passing_task});
+    for (const auto& [k, v] : s.labels) fields.Add({"label", k + "=" + v});
+    fields.Add({"tests", VerdictCounts(s.total, *tasks)});
+    // Set only by --race (older records set it always: shown for --race only).
+    bool race = std::find(s.command_line.begin(), s.command_line.end(), "--race") !=
+                s.command_line.end();
+    if (race && !s.fastest_passing_task.empty()) {
+      fields.Add({"fastest passing", s.fastest_passing_task});
+    }
     fields.Print(std::cout);
   } else {
     std::cout << "run " << *run_id << ": incomplete (no run.json: still running, or killed)\n";
@@ -339,10 +523,13 @@ int ShowRun(const std::vector<std::string>& args, CliContext& context) {
     std::cout << "no task records\n";
     return 0;
   }
-  Table table({"TASK", "VERDICT", "EXIT", "DURATION", "SANDBOX"});
+  bool named = std::any_of(tasks->begin(), tasks->end(),
+                           [](const TaskRecord& t) { return t.test_name != t.task_id; });
+  Table table(named ? std::vector<std::string>{"TEST", "VERDICT", "EXIT", "DURATION", "SANDBOX"}
+                    : std::vector<std::string>{"TASK", "VERDICT", "EXIT", "DURATION", "SANDBOX"});
   for (const auto& t : *tasks) {
-    table.Add({t.task_id, VerdictOf(t.result), ExitText(t.result),
-               FormatDuration(t.result.durations.total_ms),
+    table.Add({named && !t.test_name.empty() ? t.test_name : t.task_id, TestVerdictOf(t),
+               ExitText(t.result), FormatDuration(t.result.durations.total_ms),
                t.sandbox_id.empty() ? "-" : t.sandbox_id});
   }
   table.Print(std::cout);
@@ -356,6 +543,7 @@ int FetchRun(const std::vector<std::string>& args, CliContext& context) {
   options.add_options("Fetch")
       ("o,output", "Directory to copy into", cxxopts::value<std::string>())
       ("run", "Run id, or `latest`", cxxopts::value<std::string>());
+  AddLatestOptions(options);
   options.parse_positional({"run"});
   options.positional_help("RUN");
   int exit_code = 0;
@@ -364,7 +552,7 @@ int FetchRun(const std::vector<std::string>& args, CliContext& context) {
   const char* usage = "sandrun results fetch RUN -o DIR";
   std::string run_arg = RequireString(session->parsed, "run", usage, true);
   std::filesystem::path dest = RequireString(session->parsed, "output", usage);
-  auto run_id = ResolveRun(*session->archive, run_arg);
+  auto run_id = ResolveRun(*session->archive, run_arg, LatestScopeOf(session->parsed));
   if (!run_id.ok()) return Fail(run_id.status());
   Status fetched = session->archive->Fetch(*run_id, dest);
   if (!fetched.ok()) return Fail(fetched);
@@ -379,6 +567,7 @@ int ExportRun(const std::vector<std::string>& args, CliContext& context) {
   options.add_options("Export")
       ("junit", "The JUnit XML file to write", cxxopts::value<std::string>())
       ("run", "Run id, or `latest`", cxxopts::value<std::string>());
+  AddLatestOptions(options);
   options.parse_positional({"run"});
   options.positional_help("RUN");
   int exit_code = 0;
@@ -388,7 +577,7 @@ int ExportRun(const std::vector<std::string>& args, CliContext& context) {
   std::string run_arg = RequireString(session->parsed, "run", usage, true);
   RequireString(session->parsed, "junit", usage);
   std::filesystem::path file = WritableReportPath(session->parsed, "junit");
-  auto run_id = ResolveRun(*session->archive, run_arg);
+  auto run_id = ResolveRun(*session->archive, run_arg, LatestScopeOf(session->parsed));
   if (!run_id.ok()) return Fail(run_id.status());
   auto tasks = session->archive->ReadTasks(*run_id);
   if (!tasks.ok()) return Fail(tasks.status());

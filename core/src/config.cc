@@ -170,6 +170,27 @@ const std::vector<Field>& Fields() {
          return ParseNumber<std::size_t>("output_cap", v, 1024, &c.output_cap_bytes);
        },
        [](const Config& c) { return std::to_string(c.output_cap_bytes); }},
+      {"labels",
+       [](Config& c, const std::string& v) {
+         c.labels.clear();
+         for (const std::string& item : SplitConfigList(v)) {
+           std::size_t eq = item.find('=');
+           std::string key = item.substr(0, eq);
+           bool key_ok = !key.empty() && key.find_first_not_of(
+               "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") ==
+               std::string::npos;
+           if (eq == std::string::npos || !key_ok) {
+             return BadValue("labels", v, "each label is KEY=VALUE with KEY of [A-Za-z0-9._-]");
+           }
+           c.labels[key] = item.substr(eq + 1);
+         }
+         return OkStatus();
+       },
+       [](const Config& c) {
+         std::vector<std::string> items;
+         for (const auto& [k, v] : c.labels) items.push_back(k + "=" + v);
+         return JoinList(items);
+       }},
       {"archive_dir",
        [](Config& c, const std::string& v) {
          if (v.empty()) return BadValue("archive_dir", v, "empty");

@@ -563,6 +563,7 @@ RunRecord Summarise(const std::string& run_id, const std::string& backend,
   run.run_id = run_id;
   run.backend = backend;
   run.host = options.host.empty() ? HostName() : options.host;
+  run.user = UserName();
   run.command_line = options.command_line;
   run.labels = options.labels;
   run.total = static_cast<int>(records.size());
@@ -581,7 +582,7 @@ RunRecord Summarise(const std::string& run_id, const std::string& backend,
       case Outcome::kInterrupted: ++run.infra_errors; break;
       case Outcome::kCancelled: ++run.cancelled; break;
     }
-    if (Passed(r.result) && (best_exec < 0 || r.result.durations.exec_ms < best_exec)) {
+    if (options.race && Passed(r.result) && (best_exec < 0 || r.result.durations.exec_ms < best_exec)) {
       best_exec = r.result.durations.exec_ms;
       run.fastest_passing_task = r.task_id;
     }

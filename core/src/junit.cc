@@ -2,6 +2,9 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <tuple>
 #include <string_view>
 #include <utility>
 
@@ -78,15 +81,12 @@ std::string Property(std::string_view name, std::string_view value) {
   return "<property" + Attr("name", name) + Attr("value", value) + "/>";
 }
 
-// "Suite.Test" test names (from the adapters) split into classname and name;
-// plain tasks are grouped under "sandrun".
-std::pair<std::string, std::string> ClassAndName(const TaskRecord& task) {
-  const std::string& name = task.test_name.empty() ? task.task_id : task.test_name;
-  std::size_t dot = name.find('.');
-  if (name != task.task_id && dot != std::string::npos && dot > 0 && dot + 1 < name.size()) {
-    return {name.substr(0, dot), name.substr(dot + 1)};
-  }
-  return {"sandrun", name};
+void AppendProperties(std::string& out, const JUnitProperties& properties,
+                      const std::string& indent) {
+  if (properties.empty()) return;
+  out += indent + "<properties>\n";
+  for (const auto& [key, value] : properties) out += indent + "  " + Property(key, value) + "\n";
+  out += indent + "</properties>\n";
 }
 
 std::string FailureMessage(const ExecResult& r) {
@@ -113,56 +113,28 @@ std::string StreamText(const CapturedStream& stream) {
   return text;
 }
 
-void AppendTestCase(std::string& out, const TaskRecord& task) {
-  const ExecResult& r = task.result;
-  auto [classname, name] = ClassAndName(task);
-  const std::string command = QuoteForDisplay(RedactArgv(task.argv));
-  out += "    <testcase" + Attr("classname", classname) + Attr("name", name) +
-         Attr("time", Seconds(r.durations.total_ms)) + ">\n";
-  out += "      <properties>\n";
-  auto prop = [&](std::string_view key, std::string_view value) {
-    out += "        " + Property(key, value) + "\n";
-  };
-  prop("task_id", task.task_id);
-  prop("run_id", task.run_id);
-  prop("backend", task.backend);
-  prop("sandbox_id", task.sandbox_id.empty() ? r.sandbox_id : task.sandbox_id);
-  if (!task.image.empty()) prop("image", task.image);
-  prop("command", command);
-  prop("outcome", OutcomeName(r.outcome));
-  prop("exit_code", std::to_string(ExitCodeOf(r)));
-  prop("attempts", std::to_string(task.attempts));
-  prop("queue_ms", std::to_string(r.durations.queue_ms));
-  prop("create_ms", std::to_string(r.durations.create_ms));
-  prop("upload_ms", std::to_string(r.durations.upload_ms));
-  prop("exec_ms", std::to_string(r.durations.exec_ms));
-  prop("download_ms", std::to_string(r.durations.download_ms));
-  prop("total_ms", std::to_string(r.durations.total_ms));
-  if (!task.fallback_reason.empty()) prop("fallback_reason", task.fallback_reason);
-  out += "      </properties>\n";
-
-  std::string verdict = VerdictOf(r);
-  std::string message = FailureMessage(r);
-  if (verdict == "failed" || verdict == "timed_out" || verdict == "oom") {
-    out += "      <failure" + Attr("message", message) + Attr("type", OutcomeName(r.outcome)) +
-           ">" + Escape(command + "\n" + message, false) + "</failure>\n";
-  } else if (verdict == "infra_error" || verdict == "interrupted") {
-    std::string body = message;
-    for (const std::string& e : task.attempt_errors) body += "\nearlier attempt: " + e;
-    out += "      <error" + Attr("message", message) + Attr("type", verdict) + ">" +
-           Escape(body, false) + "</error>\n";
-  } else if (verdict == "cancelled") {
-    out += "      <skipped" + Attr("message", message) + "/>\n";
+// The first "FILE:LINE: Failure" (or ": Skipped") GoogleTest printed.
+bool FirstGtestLocation(const std::string& text, std::string* file, int* line) {
+  std::size_t pos = 0;
+  while (pos < text.size()) {
+    std::size_t eol = text.find('\n', pos);
+    std::string_view l(text.data() + pos, (eol == std::string::npos ? text.size() : eol) - pos);
+    pos = eol == std::string::npos ? text.size() : eol + 1;
+    for (std::string_view tail : {std::string_view(": Failure"), std::string_view(": Skipped")}) {
+      if (l.size() <= tail.size() || l.substr(l.size() - tail.size()) != tail) continue;
+      std::string_view loc = l.substr(0, l.size() - tail.size());
+      std::size_t colon = loc.rfind(':');
+      if (colon == std::string_view::npos || colon == 0) continue;
+      std::string_view digits = loc.substr(colon + 1);
+      if (digits.empty() || digits.find_first_not_of("0123456789") != std::string_view::npos) {
+        continue;
+      }
+      *file = std::string(loc.substr(0, colon));
+      *line = std::stoi(std::string(digits));
+      return true;
+    }
   }
-  std::string stdout_text = StreamText(r.stdout_stream);
-  std::string stderr_text = StreamText(r.stderr_stream);
-  if (!stdout_text.empty()) {
-    out += "      <system-out>" + Escape(stdout_text, false) + "</system-out>\n";
-  }
-  if (!stderr_text.empty()) {
-    out += "      <system-err>" + Escape(stderr_text, false) + "</system-err>\n";
-  }
-  out += "    </testcase>\n";
+  return false;
 }
 
 // Keeps the last `max_bytes` of a stream's text (failures show at the end).
@@ -174,49 +146,201 @@ void KeepTail(CapturedStream& stream, std::size_t max_bytes) {
   stream.truncated = true;
 }
 
+struct Counts {
+  int tests = 0, failures = 0, errors = 0, skipped = 0;
+  std::int64_t time_ms = 0;
+  void Add(const JUnitCase& c) {
+    ++tests;
+    if (c.kind == JUnitCase::Kind::kFailed) ++failures;
+    if (c.kind == JUnitCase::Kind::kError) ++errors;
+    if (c.kind == JUnitCase::Kind::kSkipped) ++skipped;
+    time_ms += c.time_ms;
+  }
+  std::string Attrs(std::int64_t wall_ms) const {
+    return Attr("tests", std::to_string(tests)) + Attr("failures", std::to_string(failures)) +
+           Attr("errors", std::to_string(errors)) + Attr("skipped", std::to_string(skipped)) +
+           Attr("time", Seconds(wall_ms >= 0 ? wall_ms : time_ms));
+  }
+};
+
+void AppendProblem(std::string& out, const char* element, const JUnitProblem& p) {
+  out += std::string("      <") + element + Attr("message", p.message);
+  if (!p.type.empty()) out += Attr("type", p.type);
+  if (p.text.empty()) {
+    out += "/>\n";
+    return;
+  }
+  out += ">" + Escape(p.text, false) + "</" + element + ">\n";
+}
+
+void AppendCase(std::string& out, const JUnitCase& c) {
+  out += "    <testcase" + Attr("classname", c.classname) + Attr("name", c.name);
+  if (!c.file.empty()) out += Attr("file", c.file);
+  if (c.line > 0) out += Attr("line", std::to_string(c.line));
+  out += Attr("time", Seconds(c.time_ms)) + ">\n";
+  JUnitProperties properties = c.properties;
+  if (!c.flaky_failures.empty()) {
+    properties.emplace_back("flaky", "true");
+    properties.emplace_back("failed_attempts", std::to_string(c.flaky_failures.size()));
+  }
+  AppendProperties(out, properties, "      ");
+  switch (c.kind) {
+    case JUnitCase::Kind::kPassed: break;
+    case JUnitCase::Kind::kFailed: AppendProblem(out, "failure", c.problem); break;
+    case JUnitCase::Kind::kError: AppendProblem(out, "error", c.problem); break;
+    case JUnitCase::Kind::kSkipped:
+      out += "      <skipped" + Attr("message", c.problem.message) + "/>\n";
+      break;
+  }
+  // Surefire's elements for a case that passed on a rerun (GitLab and the
+  // GitHub reporters that know them show the case as flaky).
+  if (c.kind == JUnitCase::Kind::kPassed) {
+    for (const JUnitProblem& p : c.flaky_failures) AppendProblem(out, "flakyFailure", p);
+  }
+  if (!c.system_out.empty()) {
+    out += "      <system-out>" + Escape(c.system_out, false) + "</system-out>\n";
+  }
+  if (!c.system_err.empty()) {
+    out += "      <system-err>" + Escape(c.system_err, false) + "</system-err>\n";
+  }
+  out += "    </testcase>\n";
+}
+
 }  // namespace
 
-std::string JUnitXml(const RunRecord& run, const std::vector<TaskRecord>& tasks) {
-  int failures = 0, errors = 0, skipped = 0;
-  std::int64_t total_ms = 0;
-  for (const TaskRecord& task : tasks) {
-    std::string verdict = VerdictOf(task.result);
-    if (verdict == "failed" || verdict == "timed_out" || verdict == "oom") ++failures;
-    if (verdict == "infra_error" || verdict == "interrupted") ++errors;
-    if (verdict == "cancelled") ++skipped;
-    total_ms += task.result.durations.total_ms;
+std::pair<std::string, std::string> JUnitClassAndName(const std::string& test_name,
+                                                      const std::string& default_class) {
+  std::size_t dot = test_name.find('.');
+  if (dot != std::string::npos && dot > 0 && dot + 1 < test_name.size()) {
+    return {test_name.substr(0, dot), test_name.substr(dot + 1)};
   }
-  std::int64_t wall_ms = run.wall_ms > 0 ? run.wall_ms : total_ms;
-  std::string host = run.host;
-  if (host.empty() && !tasks.empty()) host = tasks.front().host;
-  std::string counts = Attr("tests", std::to_string(tasks.size())) +
-                       Attr("failures", std::to_string(failures)) +
-                       Attr("errors", std::to_string(errors)) +
-                       Attr("skipped", std::to_string(skipped)) + Attr("time", Seconds(wall_ms));
+  return {default_class, test_name};
+}
 
+std::string JUnitXml(const JUnitReport& report) {
+  // Suites by classname, in the order their first case came.
+  std::vector<std::string> order;
+  std::map<std::string, std::vector<const JUnitCase*>> suites;
+  Counts total;
+  for (const JUnitCase& c : report.cases) {
+    auto [it, added] = suites.try_emplace(c.classname);
+    if (added) order.push_back(c.classname);
+    it->second.push_back(&c);
+    total.Add(c);
+  }
+  std::string timestamp = JUnitTimestamp(report.timestamp);
   std::string out = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n";
-  out += "<testsuites" + Attr("name", "sandrun") + counts + ">\n";
-  out += "  <testsuite" + Attr("name", "sandrun " + run.run_id) + counts +
-         Attr("timestamp", JUnitTimestamp(run.started_at)) + Attr("hostname", host) + ">\n";
-  out += "    <properties>\n";
-  auto prop = [&](std::string_view key, std::string_view value) {
-    out += "      " + Property(key, value) + "\n";
+  out += "<testsuites" + Attr("name", report.name) + total.Attrs(report.time_ms);
+  if (!timestamp.empty()) out += Attr("timestamp", timestamp);
+  out += ">\n";
+  for (const std::string& name : order) {
+    Counts counts;
+    for (const JUnitCase* c : suites[name]) counts.Add(*c);
+    // With one suite the run's wall time is the suite's; otherwise each
+    // suite's time is the sum of its cases'.
+    out += "  <testsuite" + Attr("name", name) +
+           counts.Attrs(order.size() == 1 ? report.time_ms : -1);
+    if (!timestamp.empty()) out += Attr("timestamp", timestamp);
+    if (!report.hostname.empty()) out += Attr("hostname", report.hostname);
+    out += ">\n";
+    AppendProperties(out, report.properties, "    ");
+    for (const JUnitCase* c : suites[name]) AppendCase(out, *c);
+    out += "  </testsuite>\n";
+  }
+  out += "</testsuites>\n";
+  return out;
+}
+
+Status WriteJUnitFile(const std::filesystem::path& path, const JUnitReport& report) {
+  Status written = WriteFileAtomically(path, JUnitXml(report), 0644);
+  if (!written.ok()) return written.WithContext("cannot write JUnit file " + path.string());
+  return OkStatus();
+}
+
+JUnitCase JUnitCaseFromRecord(const TaskRecord& task) {
+  const ExecResult& r = task.result;
+  JUnitCase c;
+  std::tie(c.classname, c.name) =
+      JUnitClassAndName(task.test_name.empty() ? task.task_id : task.test_name, "sandrun");
+  c.time_ms = r.durations.total_ms;
+  const std::string command = QuoteForDisplay(RedactArgv(task.argv));
+  if (auto file = task.labels.find(kTestFileLabel); file != task.labels.end()) {
+    c.file = file->second;
+    if (auto line = task.labels.find(kTestLineLabel); line != task.labels.end()) {
+      c.line = std::atoi(line->second.c_str());
+    }
+  } else {
+    FirstGtestLocation(r.stdout_stream.text, &c.file, &c.line);
+  }
+
+  auto prop = [&](std::string key, std::string value) {
+    c.properties.emplace_back(std::move(key), std::move(value));
+  };
+  prop("task_id", task.task_id);
+  prop("run_id", task.run_id);
+  prop("backend", task.backend);
+  prop("sandbox_id", task.sandbox_id.empty() ? r.sandbox_id : task.sandbox_id);
+  if (!task.image.empty()) prop("image", task.image);
+  prop("command", command);
+  prop("outcome", std::string(OutcomeName(r.outcome)));
+  prop("exit_code", std::to_string(ExitCodeOf(r)));
+  prop("attempts", std::to_string(task.attempts));
+  prop("queue_ms", std::to_string(r.durations.queue_ms));
+  prop("create_ms", std::to_string(r.durations.create_ms));
+  prop("upload_ms", std::to_string(r.durations.upload_ms));
+  prop("exec_ms", std::to_string(r.durations.exec_ms));
+  prop("download_ms", std::to_string(r.durations.download_ms));
+  prop("total_ms", std::to_string(r.durations.total_ms));
+  if (!task.fallback_reason.empty()) prop("fallback_reason", task.fallback_reason);
+
+  std::string verdict = TestVerdictOf(task);
+  std::string message = FailureMessage(r);
+  if (verdict == "failed" || verdict == "timed_out" || verdict == "oom") {
+    c.kind = JUnitCase::Kind::kFailed;
+    c.problem = {message, std::string(OutcomeName(r.outcome)), command + "\n" + message};
+  } else if (verdict == "infra_error" || verdict == "interrupted") {
+    std::string body = message;
+    for (const std::string& e : task.attempt_errors) body += "\nearlier attempt: " + e;
+    c.kind = JUnitCase::Kind::kError;
+    c.problem = {message, verdict, body};
+  } else if (verdict == "cancelled") {
+    c.kind = JUnitCase::Kind::kSkipped;
+    c.problem.message = message;
+  } else if (verdict == "skipped") {
+    c.kind = JUnitCase::Kind::kSkipped;
+    c.problem.message = SkipMessageOf(task);
+  }
+  c.system_out = StreamText(r.stdout_stream);
+  c.system_err = StreamText(r.stderr_stream);
+  return c;
+}
+
+JUnitReport JUnitReportFromRun(const RunRecord& run, const std::vector<TaskRecord>& tasks) {
+  JUnitReport report;
+  report.timestamp = run.started_at;
+  report.hostname = run.host.empty() && !tasks.empty() ? tasks.front().host : run.host;
+  report.time_ms = run.wall_ms > 0 ? run.wall_ms : -1;
+  auto prop = [&](std::string key, std::string value) {
+    report.properties.emplace_back(std::move(key), std::move(value));
   };
   prop("run_id", run.run_id);
   prop("backend", run.backend);
-  prop("status", RunStatusName(run.status));
+  prop("status", std::string(RunStatusName(run.status)));
   prop("wall_ms", std::to_string(run.wall_ms));
   prop("started_at", run.started_at);
   prop("finished_at", run.finished_at);
+  if (!run.user.empty()) prop("user", run.user);
   if (!run.command_line.empty()) {
     prop("command_line", QuoteForDisplay(RedactArgv(run.command_line)));
   }
   if (!run.fastest_passing_task.empty()) prop("fastest_passing_task", run.fastest_passing_task);
   for (const auto& [key, value] : run.labels) prop("label." + key, value);
-  out += "    </properties>\n";
-  for (const TaskRecord& task : tasks) AppendTestCase(out, task);
-  out += "  </testsuite>\n</testsuites>\n";
-  return out;
+  for (const TaskRecord& task : tasks) report.cases.push_back(JUnitCaseFromRecord(task));
+  return report;
+}
+
+std::string JUnitXml(const RunRecord& run, const std::vector<TaskRecord>& tasks) {
+  return JUnitXml(JUnitReportFromRun(run, tasks));
 }
 
 JUnitFileListener::JUnitFileListener(std::filesystem::path path, std::size_t max_stream_bytes)
@@ -234,8 +358,7 @@ void JUnitFileListener::OnRunEnd(const RunRecord& record) {
   std::lock_guard<std::mutex> lock(mu_);
   // Atomic (temp file + rename); creates no directory: a missing one is
   // the caller's mistake, caught by CheckWritableFile before the run.
-  status_ = WriteFileAtomically(path_, JUnitXml(record, tasks_), 0644);
-  if (!status_.ok()) status_ = status_.WithContext("cannot write JUnit file " + path_.string());
+  status_ = WriteJUnitFile(path_, JUnitReportFromRun(record, tasks_));
 }
 
 Status JUnitFileListener::status() const {

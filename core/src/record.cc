@@ -347,6 +347,46 @@ std::string VerdictOf(const ExecResult& result) {
   return "infra_error";
 }
 
+namespace {
+
+// GoogleTest's console tags are 12 characters wide ("[  SKIPPED ] ").
+bool HasGtestLine(std::string_view text, std::string_view tag, std::string_view test) {
+  std::string needle = std::string(tag) + std::string(test) + " (";
+  for (std::size_t at = text.find(needle); at != std::string_view::npos;
+       at = text.find(needle, at + 1)) {
+    if (at == 0 || text[at - 1] == '\n') return true;
+  }
+  return false;
+}
+
+bool SkippedByGtest(const TaskRecord& record) {
+  if (!Passed(record.result)) return false;
+  const std::string& test = record.test_name.empty() ? record.task_id : record.test_name;
+  std::string_view text = record.result.stdout_stream.text;
+  return HasGtestLine(text, "[  SKIPPED ] ", test) && !HasGtestLine(text, "[       OK ] ", test);
+}
+
+}  // namespace
+
+std::string TestVerdictOf(const TaskRecord& record) {
+  return SkippedByGtest(record) ? "skipped" : VerdictOf(record.result);
+}
+
+std::string SkipMessageOf(const TaskRecord& record) {
+  if (!SkippedByGtest(record)) return "";
+  const std::string& test = record.test_name.empty() ? record.task_id : record.test_name;
+  const std::string& text = record.result.stdout_stream.text;
+  std::size_t run = text.find("[ RUN      ] " + test + "\n");
+  std::size_t end = text.find("[  SKIPPED ] " + test + " (", run == std::string::npos ? 0 : run);
+  if (run == std::string::npos || end == std::string::npos) return "";
+  std::string body = text.substr(run, end - run);
+  std::size_t marker = body.find(": Skipped\n");
+  if (marker == std::string::npos) return "";
+  std::string message = body.substr(marker + 10);
+  while (!message.empty() && (message.back() == '\n' || message.back() == ' ')) message.pop_back();
+  return message;
+}
+
 std::string ToJson(const TaskRecord& record, int indent) {
   const ExecResult& r = record.result;
   Json j;
@@ -442,6 +482,7 @@ std::string ToJson(const RunRecord& record, int indent) {
   j["finished_at"] = record.finished_at;
   j["wall_ms"] = record.wall_ms;
   j["host"] = record.host;
+  j["user"] = record.user;
   j["command_line"] = RedactArgv(record.command_line);
   j["total"] = record.total;
   j["passed"] = record.passed;
@@ -472,6 +513,7 @@ Result<RunRecord> RunRecordFromJson(const std::string& json) {
   record.finished_at = in.String(j, "finished_at");
   record.wall_ms = in.Int(j, "wall_ms");
   record.host = in.String(j, "host");
+  record.user = in.String(j, "user");  // absent in records written before it existed
   record.command_line = in.StringList(j, "command_line");
   record.total = in.SmallInt(j, "total");
   record.passed = in.SmallInt(j, "passed");

@@ -176,6 +176,7 @@ Result<RunSetup> SetUpRun(const BackendRegistry& registry, const Config& config,
   setup.options.retries = config.retries;
   setup.options.outbox_dir = OutboxRoot(config);
   setup.options.command_line = inputs.command_line;
+  setup.options.labels = config.labels;
   return setup;
 }
 

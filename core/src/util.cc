@@ -1,9 +1,11 @@
 #include "sandrun/util.h"
 
+#include <pwd.h>
 #include <signal.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <ctime>
 #include <random>
 
@@ -26,6 +28,18 @@ std::string HostName() {
   char buf[256] = {};
   if (gethostname(buf, sizeof buf - 1) != 0 || buf[0] == '\0') return "unknown-host";
   return buf;
+}
+
+std::string UserName() {
+  if (const char* user = std::getenv("USER"); user != nullptr && *user != '\0') return user;
+  struct passwd entry {};
+  struct passwd* found = nullptr;
+  char buf[4096];
+  if (getpwuid_r(getuid(), &entry, buf, sizeof buf, &found) == 0 && found != nullptr &&
+      found->pw_name != nullptr && *found->pw_name != '\0') {
+    return found->pw_name;
+  }
+  return "uid" + std::to_string(getuid());
 }
 
 std::string RandomHex(int n) {

@@ -11,6 +11,7 @@
 
 #include "sandrun/gtest_protocol.h"
 #include "sandrun/gtest_report.h"
+#include "sandrun/junit.h"
 #include "sandrun/listener.h"
 #include "sandrun/report.h"
 #include "sandrun/result.h"
@@ -32,7 +33,20 @@ struct CaseOutcome {
   std::string sandbox_id;
   std::string stdout_text;
   bool flaky() const { return verdict.ok() && rounds > 1; }
+  /// Earlier rounds that did not pass (JUnit marks a later pass flaky).
+  std::vector<JUnitProblem> earlier_failures;
 };
+
+// A verdict that did not pass, as JUnit's <failure>/<error>/<flakyFailure>.
+JUnitProblem ProblemOf(const Verdict& v) {
+  std::string body;
+  for (const Failure& f : v.failures) {
+    if (!f.file.empty()) body += f.file + ":" + std::to_string(f.line) + "\n";
+    body += f.message + "\n";
+  }
+  std::string first = v.failures.empty() ? v.summary : v.failures.front().message;
+  return {first.substr(0, first.find('\n')), std::string(VerdictKindName(v.kind)), body};
+}
 
 std::string Plural(std::size_t n, const char* word) {
   return std::to_string(n) + " " + word + (n == 1 ? "" : "s");
@@ -81,7 +95,13 @@ class PrintingListener : public RunListenerBase {
     const ListedTest& listed = *tests_.at(record.task_id);
     const std::string& test = listed.name;
     CaseOutcome& outcome = (*outcomes_)[test];
+    if (outcome.rounds > 0 && !outcome.verdict.ok()) {
+      outcome.earlier_failures.push_back(ProblemOf(outcome.verdict));
+    }
     outcome.verdict = Judge(test, record, tap_->Take(record.task_id), settings_.timeout_ms);
+    if (outcome.verdict.kind == Verdict::Kind::kSkipped && outcome.verdict.skip_message.empty()) {
+      outcome.verdict.skip_message = SkipMessageOf(record);  // GoogleTest's own output
+    }
     // An ending that is not an assertion (crash, timeout, early exit) is
     // reported where the test is, as GoogleTest reports a test's own failure.
     for (Failure& f : outcome.verdict.failures) {
@@ -164,85 +184,42 @@ class PrintingListener : public RunListenerBase {
   bool shown_ = false;
 };
 
-std::string XmlEscape(std::string_view text) {
-  std::string out;
-  for (unsigned char c : text) {
-    switch (c) {
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '&': out += "&amp;"; break;
-      case '"': out += "&quot;"; break;
-      case '\'': out += "&apos;"; break;
-      default:
-        // XML 1.0 cannot carry other control characters at all.
-        if (c < 0x20 && c != '\t' && c != '\n' && c != '\r') out += "\xEF\xBF\xBD";
-        else out += static_cast<char>(c);
-    }
-  }
-  return out;
-}
-
 Status WriteJUnit(const fs::path& path, const std::vector<std::string>& order,
-                  const std::map<std::string, CaseOutcome>& outcomes) {
-  std::map<std::string, std::vector<std::string>> suites;
-  std::vector<std::string> suite_order;
+                  const std::map<std::string, CaseOutcome>& outcomes,
+                  const std::string& started_at, long long wall_ms) {
+  JUnitReport report;
+  report.name = "sandrun gtest";
+  report.timestamp = started_at;
+  report.hostname = HostName();
+  report.time_ms = wall_ms;
   for (const auto& test : order) {
-    std::string suite = test.substr(0, test.find('.'));
-    if (!suites.count(suite)) suite_order.push_back(suite);
-    suites[suite].push_back(test);
-  }
-  std::ostringstream xml;
-  xml << "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"sandrun gtest\">\n";
-  for (const auto& suite : suite_order) {
-    int failures = 0, errors = 0, skipped = 0;
-    for (const auto& t : suites[suite]) {
-      const Verdict& v = outcomes.at(t).verdict;
-      if (v.kind == Verdict::Kind::kSkipped) ++skipped;
-      else if (v.kind == Verdict::Kind::kInfraError) ++errors;
-      else if (!v.ok()) ++failures;
+    const CaseOutcome& o = outcomes.at(test);
+    const Verdict& v = o.verdict;
+    JUnitCase c;
+    std::tie(c.classname, c.name) = JUnitClassAndName(test, "sandrun");
+    c.time_ms = o.ms;
+    for (const Failure& f : v.failures) {
+      if (f.file.empty()) continue;
+      c.file = f.file;
+      c.line = f.line;
+      break;
     }
-    xml << "  <testsuite name=\"" << XmlEscape(suite) << "\" tests=\"" << suites[suite].size()
-        << "\" failures=\"" << failures << "\" errors=\"" << errors << "\" skipped=\""
-        << skipped << "\">\n";
-    for (const auto& t : suites[suite]) {
-      const CaseOutcome& o = outcomes.at(t);
-      xml << "    <testcase name=\"" << XmlEscape(t.substr(t.find('.') + 1)) << "\" classname=\""
-          << XmlEscape(suite) << "\" time=\"" << static_cast<double>(o.ms) / 1000.0 << "\">\n";
-      const Verdict& v = o.verdict;
-      if (v.kind == Verdict::Kind::kSkipped) {
-        xml << "      <skipped message=\"" << XmlEscape(v.skip_message) << "\"/>\n";
-      } else if (!v.ok()) {
-        const char* element = v.kind == Verdict::Kind::kInfraError ? "error" : "failure";
-        std::string body;
-        for (const Failure& f : v.failures) {
-          if (!f.file.empty()) body += f.file + ":" + std::to_string(f.line) + "\n";
-          body += f.message + "\n";
-        }
-        std::string first = v.failures.empty() ? v.summary : v.failures.front().message;
-        first = first.substr(0, first.find('\n'));
-        xml << "      <" << element << " message=\"" << XmlEscape(first) << "\" type=\""
-            << XmlEscape(VerdictKindName(v.kind)) << "\">" << XmlEscape(body) << "</" << element
-            << ">\n";
-      }
-      if (!o.stdout_text.empty()) {
-        xml << "      <system-out>" << XmlEscape(o.stdout_text) << "</system-out>\n";
-      }
-      xml << "    </testcase>\n";
+    if (v.kind == Verdict::Kind::kSkipped) {
+      c.kind = JUnitCase::Kind::kSkipped;
+      c.problem.message = v.skip_message;
+    } else if (!v.ok()) {
+      c.kind = v.kind == Verdict::Kind::kInfraError ? JUnitCase::Kind::kError
+                                                    : JUnitCase::Kind::kFailed;
+      c.problem = ProblemOf(v);
+    } else {
+      c.flaky_failures = o.earlier_failures;
     }
-    xml << "  </testsuite>\n";
+    if (!o.run_id.empty()) c.properties.emplace_back("run_id", o.run_id);
+    if (!o.backend.empty()) c.properties.emplace_back("backend", o.backend);
+    c.system_out = o.stdout_text;
+    report.cases.push_back(std::move(c));
   }
-  xml << "</testsuites>\n";
-  fs::path tmp = path;
-  tmp += ".tmp" + std::to_string(getpid());
-  {
-    std::ofstream file(tmp, std::ios::binary | std::ios::trunc);
-    file << xml.str();
-    if (!file) return InternalError("cannot write " + tmp.string());
-  }
-  std::error_code ec;
-  fs::rename(tmp, path, ec);
-  if (ec) return InternalError("cannot rename " + tmp.string() + ": " + ec.message());
-  return OkStatus();
+  return WriteJUnitFile(path, report);
 }
 
 
@@ -490,6 +467,7 @@ int RunGtestBinary(const Config& config, std::vector<BackendCandidate> candidate
 
     auto started = std::chrono::steady_clock::now();
     std::int64_t start_epoch_ms = EpochMillisNow();
+    const std::string started_at = NowRfc3339();
     std::map<std::string, CaseOutcome> outcomes;
     std::vector<std::string> todo;
     for (const ListedTest* t : selection.run) todo.push_back(t->name);
@@ -579,7 +557,7 @@ int RunGtestBinary(const Config& config, std::vector<BackendCandidate> candidate
       }
     }
     if (!options.junit.empty()) {
-      Status written = WriteJUnit(options.junit, tally.order, outcomes);
+      Status written = WriteJUnit(options.junit, tally.order, outcomes, started_at, wall);
       if (!written.ok()) std::fprintf(err, "sandrun: %s\n", written.message().c_str());
     }
     any_failed = any_failed || !tally.failed.empty();

@@ -293,7 +293,7 @@ TEST_P(GtestAdapterTest, ZeroCodeRunnerRetriesOnlyWhatFailed) {
     EXPECT_NE(run.out.find("[  FAILED  ] Flaky.AlwaysFails (failed, 3 rounds)"), std::string::npos);
   }
   std::string xml = ReadFile(junit);
-  EXPECT_NE(xml.find("<testcase name=\"ExpectFails\" classname=\"Sample\""), std::string::npos) << xml;
+  EXPECT_NE(xml.find("<testcase classname=\"Sample\" name=\"ExpectFails\""), std::string::npos) << xml;
   EXPECT_NE(xml.find("expect message from the sandbox"), std::string::npos);
   EXPECT_NE(xml.find("<skipped"), std::string::npos);
   std::filesystem::remove_all(flaky_dir);
@@ -341,7 +341,7 @@ TEST_P(GtestAdapterTest, FailureFileLineReachesTheOutputAndTheXml) {
       << "no '" << where << ": Failure' in:\n" << runner.out;
   EXPECT_NE(runner.out.find(message), std::string::npos) << runner.out;
   std::string junit = ReadFile(junit_path);
-  EXPECT_NE(junit.find("<testcase name=\"ExpectFails\" classname=\"Sample\""), std::string::npos)
+  EXPECT_NE(junit.find("<testcase classname=\"Sample\" name=\"ExpectFails\""), std::string::npos)
       << junit;
   EXPECT_NE(junit.find(">" + where + "\n"), std::string::npos)
       << "the JUnit failure does not start at " << where << ":\n" << junit;

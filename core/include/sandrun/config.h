@@ -38,6 +38,9 @@ struct Config {
   /// CTest tests: sandbox).
   std::string isolation;
   std::size_t output_cap_bytes = 1 << 20;
+  /// Labels of every run ("K=V,K=V"): recorded in run.json and the records,
+  /// put on the sandboxes, and what `sandrun results list --label` filters by.
+  std::map<std::string, std::string> labels;
   std::filesystem::path archive_dir;   ///< The local backend's archive.
   std::filesystem::path state_dir;     ///< Outbox, caches, local sandboxes.
   std::string plugin_path;             ///< ':'-separated dirs of .so plugins.
@@ -57,7 +60,7 @@ struct Config {
 
 /// The keys `sandrun config` prints and sandrun.json / SANDRUN_<KEY> accept:
 /// backend, fallback, jobs, retries, timeout, test_timeout, lifetime, image, cpu, memory,
-/// gpu, network, isolation, output_cap, archive_dir, state_dir, plugin_path,
+/// gpu, network, isolation, output_cap, labels, archive_dir, state_dir, plugin_path,
 /// report.
 const std::vector<std::string>& ConfigKeys();
 

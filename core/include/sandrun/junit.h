@@ -1,22 +1,34 @@
-// JUnit XML, the report format CI systems (Jenkins, GitLab, GitHub Actions
-// reporters) read: one <testsuite> per run, one <testcase> per task.
+// JUnit XML, the report format CI systems read (Jenkins, GitLab's test
+// reports, GitHub reporters such as dorny/test-reporter and
+// mikepenz/action-junit-report). The one writer of it in sandrun: `batch
+// --junit`, `gtest --junit`, `results export` and the adapters all build a
+// JUnitReport and call JUnitXml / WriteJUnitFile.
 //
-//   passed                              -> <testcase/>
-//   failed / timed_out / oom            -> <failure message type>
-//   infra_error / interrupted           -> <error message type>
-//   cancelled                           -> <skipped message>
+// Shape (the ant/Surefire format those readers share; docs/archive.md):
+//   <testsuites name tests failures errors skipped time timestamp>
+//     <testsuite name tests failures errors skipped time timestamp hostname>
+//       <properties>  the run: run_id, backend, labels ...
+//       <testcase classname name file line time>
+//         <properties> the sandbox facts of the case (task_id, sandbox_id ...)
+//         <failure message type> | <error message type> | <skipped message>
+//         <flakyFailure message type> ... (passed after these; Surefire's)
+//         <system-out> <system-err>
+// One <testsuite> per classname: "Suite.Case" is classname "Suite", name
+// "Case" (GoogleTest's own XML does the same); a name without a dot goes to
+// the report's default class ("sandrun" for batch tasks).
 //
-// Captured stdout/stderr go to <system-out>/<system-err>. Text is made valid
-// XML 1.0: markup characters are escaped, and bytes XML cannot carry at all
-// (control characters other than tab/newline/CR, malformed UTF-8, U+FFFE/F)
-// become U+FFFD.
+// Text is made valid XML 1.0: markup characters are escaped, and bytes XML
+// cannot carry at all (control characters other than tab/newline/CR,
+// malformed UTF-8, U+FFFE/F) become U+FFFD.
 #ifndef SANDRUN_JUNIT_H_
 #define SANDRUN_JUNIT_H_
 
 #include <cstddef>
+#include <cstdint>
 #include <filesystem>
 #include <mutex>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "sandrun/listener.h"
@@ -25,14 +37,75 @@
 
 namespace sandrun {
 
-/// The JUnit XML document for a run. Counts come from `tasks` (the testcases
-/// present), not from `run`'s counters, so they always match the elements.
+using JUnitProperties = std::vector<std::pair<std::string, std::string>>;
+
+/// A failed attempt of a case that passed in the end (Surefire's
+/// <flakyFailure>), or the final failure/error/skip of a case.
+struct JUnitProblem {
+  std::string message;  ///< One line, the element's `message` attribute.
+  std::string type;     ///< `type` attribute ("failed", "timed_out", ...).
+  std::string text;     ///< The element's body: file:line and details.
+};
+
+struct JUnitCase {
+  enum class Kind { kPassed, kFailed, kError, kSkipped };
+  std::string classname;    ///< The suite ("Suite" of "Suite.Case").
+  std::string name;         ///< "Case".
+  std::string file;         ///< Source file; empty when unknown.
+  int line = 0;             ///< 0 when unknown.
+  std::int64_t time_ms = 0; ///< The case's own time.
+  Kind kind = Kind::kPassed;
+  JUnitProblem problem;     ///< For every kind but kPassed (skip: message only).
+  /// Non-empty: it passed after failing these attempts. Written as
+  /// <flakyFailure> elements plus the property flaky=true.
+  std::vector<JUnitProblem> flaky_failures;
+  JUnitProperties properties;
+  std::string system_out;
+  std::string system_err;
+};
+
+struct JUnitReport {
+  std::string name = "sandrun";  ///< <testsuites name>.
+  std::string timestamp;         ///< RFC 3339 UTC; written without zone/fraction.
+  std::string hostname;
+  std::int64_t time_ms = -1;     ///< Wall time; -1: the sum of the cases.
+  JUnitProperties properties;    ///< Repeated on every <testsuite>.
+  std::vector<JUnitCase> cases;  ///< Grouped into suites by classname, in order.
+};
+
+/// Splits "Suite.Case" at the first dot into {"Suite", "Case"} (also
+/// "Nums/ParamT.IsSmall/1", "TypedT/0.Works"); a name without one is
+/// {default_class, name}.
+std::pair<std::string, std::string> JUnitClassAndName(const std::string& test_name,
+                                                      const std::string& default_class);
+
+/// The XML document.
+std::string JUnitXml(const JUnitReport& report);
+
+/// Writes JUnitXml atomically (temp file + rename); creates no directory.
+Status WriteJUnitFile(const std::filesystem::path& path, const JUnitReport& report);
+
+/// A case from an archive record: verdict by TestVerdictOf (GTEST_SKIP is a
+/// skip, with its reason), the sandbox facts as properties, file/line from
+/// the record's labels kTestFileLabel/kTestLineLabel or else from the first
+/// "FILE:LINE: Failure" GoogleTest printed.
+JUnitCase JUnitCaseFromRecord(const TaskRecord& task);
+
+/// Labels an adapter may put on a task's record to name the test's source.
+inline constexpr char kTestFileLabel[] = "test.file";
+inline constexpr char kTestLineLabel[] = "test.line";
+
+/// The report of an archived run: its cases, and the run as properties.
+/// Counts come from the cases, never from `run`'s counters.
+JUnitReport JUnitReportFromRun(const RunRecord& run, const std::vector<TaskRecord>& tasks);
+
+/// JUnitXml(JUnitReportFromRun(run, tasks)).
 std::string JUnitXml(const RunRecord& run, const std::vector<TaskRecord>& tasks);
 
-/// Collects task records during a run and writes the JUnit file at OnRunEnd
-/// (atomically: temp file + rename). Used by `sandrun batch --junit FILE`.
-/// To bound memory on big runs, each stream keeps at most
-/// `max_stream_bytes` (its tail) for the report; the archive keeps the rest.
+/// Collects task records during a run and writes the JUnit file at OnRunEnd.
+/// Used by `sandrun batch --junit FILE`. To bound memory on big runs, each
+/// stream keeps at most `max_stream_bytes` (its tail) for the report; the
+/// archive keeps the rest.
 class JUnitFileListener : public RunListenerBase {
  public:
   explicit JUnitFileListener(std::filesystem::path path,

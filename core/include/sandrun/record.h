@@ -64,6 +64,8 @@ struct RunRecord {
   std::string finished_at;
   std::int64_t wall_ms = 0;
   std::string host;
+  /// Who ran it (UserName()); empty in records written before it existed.
+  std::string user;
   std::vector<std::string> command_line;  ///< How sandrun was invoked.
   int total = 0;
   int passed = 0;
@@ -71,7 +73,7 @@ struct RunRecord {
   int timed_out = 0;
   int infra_errors = 0;
   int cancelled = 0;
-  std::string fastest_passing_task;  ///< Set for --race (and always when any passed).
+  std::string fastest_passing_task;  ///< The --race winner; empty without --race.
   std::vector<std::string> task_ids;
   std::map<std::string, std::string> labels;
 };
@@ -89,6 +91,15 @@ std::string VerdictOf(const ExecResult& result);
 /// The exit code as `results show` and the report show it: the command's
 /// own ("4"), "signal 9", or the mapped code of the outcome ("124").
 std::string ExitText(const ExecResult& result);
+
+/// A test's verdict: VerdictOf, except "skipped" for a GoogleTest case that
+/// skipped itself (GTEST_SKIP). The engine sees only "exited 0"; the skip is
+/// read from GoogleTest's own output in the record's stdout: a line
+/// "[  SKIPPED ] <test_name> (" (and no "[       OK ] <test_name>").
+std::string TestVerdictOf(const TaskRecord& record);
+/// The reason a skipped case gave (the lines GoogleTest prints between
+/// "FILE:LINE: Skipped" and "[  SKIPPED ]"), "" when none or not skipped.
+std::string SkipMessageOf(const TaskRecord& record);
 
 /// What to show of "K=V" when it is a secret: the key and an ellipsis, "K=…".
 /// A --secret value without '=' becomes "…"; `-e K` (no value) stays.

@@ -18,6 +18,11 @@ inline std::string NowRfc3339() { return FormatRfc3339(std::chrono::system_clock
 /// gethostname(), or "unknown-host".
 std::string HostName();
 
+/// The user running sandrun: $USER if set, else the passwd entry of the
+/// real uid, else "uid<N>". Recorded in run.json so a shared archive can tell
+/// one user's runs from another's.
+std::string UserName();
+
 /// `n` lowercase hex digits from a non-deterministic source.
 std::string RandomHex(int n);
 
