@@ -164,6 +164,11 @@ constexpr HelpEpilogue kHelpEpilogues[] = {
      "  sandrun results export latest --junit report.xml\n"
      "  sandrun results export 20261122T031500Z-4f2a --junit out/junit.xml --backend docker",
      kResultsExitCodes},
+    {"sandrun results report",
+     "  sandrun results report latest -o report.html\n"
+     "  sandrun results report --since 20261203T0900 -o suite.html --backend docker",
+     "0 written, 1 the archive or a run could not be read, 2 bad usage or a file that\n"
+     "  cannot be written"},
     {"sandrun results prune",
      "  sandrun results prune --keep 50\n"
      "  sandrun results prune --keep 0 --backend docker",

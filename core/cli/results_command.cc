@@ -613,6 +613,7 @@ int ReportRun(const std::vector<std::string>& args, CliContext& context) {
                 "prefix of it): all the runs of a CTest suite, say",
        cxxopts::value<std::string>())
       ("runs", "Run ids, or `latest`", cxxopts::value<std::vector<std::string>>());
+  AddLatestOptions(options);
   options.parse_positional({"runs"});
   options.positional_help("RUN...");
   int exit_code = 0;
@@ -627,7 +628,7 @@ int ReportRun(const std::vector<std::string>& args, CliContext& context) {
   std::vector<std::string> run_ids;
   if (session->parsed.count("runs")) {
     for (const auto& arg : session->parsed["runs"].as<std::vector<std::string>>()) {
-      auto id = ResolveRun(*session->archive, arg);
+      auto id = ResolveRun(*session->archive, arg, LatestScopeOf(session->parsed));
       if (!id.ok()) return Fail(id.status());
       run_ids.push_back(*id);
     }

@@ -330,7 +330,7 @@ TEST(E2eReports, EveryHelpEndsWithExamplesAndExitCodes) {
       {"exec"},           {"batch"},          {"gtest"},           {"config"},
       {"backends"},       {"doctor"},         {"cleanup"},         {"results", "list"},
       {"results", "show"}, {"results", "fetch"}, {"results", "export"}, {"results", "prune"},
-      {"results", "sync"}, {"results"}};
+      {"results", "sync"}, {"results", "report"}, {"results"}};
   for (auto args : commands) {
     args.push_back("--help");
     CommandOutput help = home.Run(args);
