@@ -131,25 +131,25 @@ constexpr char kResultsExitCodes[] =
 constexpr HelpEpilogue kHelpEpilogues[] = {
     {"sandrun exec",
      "  sandrun exec -- ./build/unit_tests --gtest_brief=1\n"
-     "  sandrun exec --backend docker --image debian:bookworm --timeout 60 -- make check\n"
+     "  sandrun exec --image debian:bookworm --timeout 60 -- make check\n"
      "  sandrun exec --upload data/input.txt:input.txt -- ./tool input.txt",
      "the command's own code; 124 timed out, 125 sandrun or the backend failed,\n"
      "  126 not executable, 127 not found, 128+N killed by signal N, 2 bad usage"},
     {"sandrun batch",
      "  sandrun batch tasks.json -j 8 --junit report.xml\n"
-     "  sandrun batch tasks.json --race --backend docker --image debian:bookworm\n"
+     "  sandrun batch tasks.json --race --image debian:bookworm\n"
      "  sandrun batch tasks.json --label ci.job=$CI_JOB_ID",
      kRunExitCodes},
     {"sandrun gtest",
      "  sandrun gtest ./build/unit_tests -j 16 --junit report.xml\n"
      "  sandrun gtest ./build/unit_tests --filter 'Parser*:-*Slow*' --retry-failed 2\n"
-     "  SANDRUN_BACKEND=docker SANDRUN_IMAGE=debian:bookworm sandrun gtest ./build/unit_tests",
+     "  SANDRUN_IMAGE=debian:bookworm sandrun gtest ./build/unit_tests -- --my-flag",
      "0 every selected case passed or skipped, 1 a case failed, 2 bad usage or a\n"
      "  binary that cannot be listed, 125 only sandrun/backend errors, 130 interrupted"},
     {"sandrun results list",
      "  sandrun results list --status failed --limit 5\n"
      "  sandrun results list --mine --label ci.job=1234\n"
-     "  sandrun results list --backend docker --json",
+     "  sandrun results list --any-host --json",
      kResultsExitCodes},
     {"sandrun results show",
      "  sandrun results show latest\n"
@@ -158,28 +158,28 @@ constexpr HelpEpilogue kHelpEpilogues[] = {
      kResultsExitCodes},
     {"sandrun results fetch",
      "  sandrun results fetch latest -o artifacts/\n"
-     "  sandrun results fetch 20261122T031500Z-4f2a -o /tmp/runs --backend docker",
+     "  sandrun results fetch 20261122T031500Z-4f2a -o /tmp/runs",
      kResultsExitCodes},
     {"sandrun results export",
      "  sandrun results export latest --junit report.xml\n"
-     "  sandrun results export 20261122T031500Z-4f2a --junit out/junit.xml --backend docker",
+     "  sandrun results export 20261122T031500Z-4f2a --junit out/junit.xml",
      kResultsExitCodes},
     {"sandrun results report",
      "  sandrun results report latest -o report.html\n"
-     "  sandrun results report --since 20261203T0900 -o suite.html --backend docker",
+     "  sandrun results report --since 20261203T0900 -o suite.html",
      "0 written, 1 the archive or a run could not be read, 2 bad usage or a file that\n"
      "  cannot be written"},
     {"sandrun results prune",
      "  sandrun results prune --keep 50\n"
-     "  sandrun results prune --keep 0 --backend docker",
+     "  sandrun results prune --keep 0 --archive-dir /tmp/scratch-archive",
      kResultsExitCodes},
     {"sandrun results sync",
      "  sandrun results sync\n"
-     "  sandrun results sync --backend modal",
+     "  sandrun results sync --state-dir /ci/sandrun-state",
      kResultsExitCodes},
     {"sandrun config",
      "  sandrun config\n"
-     "  SANDRUN_BACKEND=docker sandrun config --image debian:bookworm",
+     "  sandrun config --image debian:bookworm --jobs 8",
      "0 printed, 2 bad usage or a bad value (it names the key and where it came from)"},
     {"sandrun backends",
      "  sandrun backends\n"
@@ -187,11 +187,11 @@ constexpr HelpEpilogue kHelpEpilogues[] = {
      "0 printed (also when a backend is unavailable), 2 bad usage"},
     {"sandrun doctor",
      "  sandrun doctor\n"
-     "  sandrun doctor --backend docker --image debian:bookworm",
+     "  sandrun doctor --image debian:bookworm",
      "0 ready, 1 something to fix (each problem says what), 2 bad usage"},
     {"sandrun cleanup",
-     "  sandrun cleanup --backend docker\n"
-     "  sandrun cleanup --backend modal --run 20261122T031500Z-4f2a",
+     "  sandrun cleanup --dry-run\n"
+     "  sandrun cleanup --run 20261122T031500Z-4f2a",
      "0 done, 1 a sandbox could not be removed, 2 bad usage, 125 the backend cannot be\n  reached"},
 };
 

@@ -45,7 +45,7 @@ constexpr char kResultsUsage[] =
     "  prune --keep N                      remove all but the newest N runs\n"
     "  sync                                deliver records waiting in the outbox\n\n"
     "RUN may be `latest`: your newest run from this host (the archive of a shared\n"
-    "Docker engine or Modal workspace holds everyone's runs); --any-host and\n"
+    "engine or cloud workspace holds everyone's runs); --any-host and\n"
     "--any-user widen it. TEST is a task id or a test's name (Suite.Case).\n"
     "`sandrun results <command> --help` describes each.\n\n"
     "examples:\n"

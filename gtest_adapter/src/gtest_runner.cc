@@ -9,6 +9,7 @@
 #include <set>
 #include <sstream>
 
+#include "console_listener.h"
 #include "sandrun/gtest_protocol.h"
 #include "sandrun/gtest_report.h"
 #include "sandrun/junit.h"
@@ -82,16 +83,16 @@ class PrintingListener : public RunListenerBase {
                    std::map<std::string, const ListedTest*> tests,
                    std::map<std::string, CaseOutcome>* outcomes)
       : out_(out), err_(err), settings_(settings), tags_(settings.color), total_(total),
-        tap_(std::move(tap)), tests_(std::move(tests)), outcomes_(outcomes) {}
+        tap_(std::move(tap)), tests_(std::move(tests)), outcomes_(outcomes),
+        progress_(err, settings.progress) {
+    progress_.Start(static_cast<int>(total_));
+  }
 
-  void OnTaskStart(const Task&, int attempt) override {
-    if (attempt == 1) ++running_;
-    Progress();
+  void OnTaskStart(const Task& task, int attempt) override {
+    if (attempt == 1) progress_.TaskStarted(task.test_name);
   }
 
   void OnTaskEnd(const TaskRecord& record) override {
-    --running_;
-    ++done_;
     const ListedTest& listed = *tests_.at(record.task_id);
     const std::string& test = listed.name;
     CaseOutcome& outcome = (*outcomes_)[test];
@@ -123,8 +124,7 @@ class PrintingListener : public RunListenerBase {
     outcome.task_id = record.task_id;
     outcome.sandbox_id = record.result.sandbox_id;
     outcome.stdout_text = record.result.stdout_stream.text;
-    if (!outcome.verdict.ok()) ++failed_;
-    ClearProgress();
+    progress_.TaskEnded(test, !outcome.verdict.ok());
     std::string block;
     if (!settings_.brief) block += tags_.Green("[ RUN      ] ") + test + "\n";
     for (const Failure& f : outcome.verdict.failures) {
@@ -141,34 +141,23 @@ class PrintingListener : public RunListenerBase {
     }
     block += tag + test + " (" + std::to_string(outcome.ms) + " ms)\n";
     if (!settings_.brief || !outcome.verdict.ok()) {
-      std::fputs(block.c_str(), out_);
-      std::fflush(out_);
+      progress_.Print([&] {
+        std::fputs(block.c_str(), out_);
+        std::fflush(out_);
+      });
     }
-    Progress();
   }
 
   void OnWarning(std::string_view message) override {
-    ClearProgress();
-    std::fprintf(err_, "sandrun: warning: %.*s\n", static_cast<int>(message.size()),
-                 message.data());
-    Progress();
+    progress_.Print([&] {
+      std::fprintf(err_, "sandrun: warning: %.*s\n", static_cast<int>(message.size()),
+                   message.data());
+    });
   }
 
-  void OnRunEnd(const RunRecord&) override { ClearProgress(); }
+  void OnRunEnd(const RunRecord&) override { progress_.Stop(); }
 
  private:
-  void Progress() {
-    if (!settings_.progress) return;
-    std::fprintf(err_, "\r[ %zu/%zu done, %d running, %d failed ]", done_, total_, running_,
-                 failed_);
-    std::fflush(err_);
-    shown_ = true;
-  }
-  void ClearProgress() {
-    if (!settings_.progress || !shown_) return;
-    std::fputs("\r\033[K", err_);
-    shown_ = false;
-  }
 
   std::FILE* out_;
   std::FILE* err_;
@@ -178,10 +167,8 @@ class PrintingListener : public RunListenerBase {
   std::shared_ptr<DownloadTap> tap_;
   std::map<std::string, const ListedTest*> tests_;  // task id -> test
   std::map<std::string, CaseOutcome>* outcomes_;
-  std::size_t done_ = 0;
-  int running_ = 0;
-  int failed_ = 0;
-  bool shown_ = false;
+  /// Ticks every second on a terminal, naming the cases that run.
+  cli::ProgressLine progress_;
 };
 
 Status WriteJUnit(const fs::path& path, const std::vector<std::string>& order,

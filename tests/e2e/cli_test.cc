@@ -67,7 +67,7 @@ INSTANTIATE_TEST_SUITE_P(
         HelpCase{{"batch"}, {"FILE.json", "--jobs", "--race", "--junit", "--timeout", "--backend"}},
         HelpCase{{"results"}, {"list", "show", "fetch", "export", "prune", "sync"}},
         HelpCase{{"results", "list"}, {"--limit", "--json"}},
-        HelpCase{{"results", "show"}, {"--full", "--json", "RUN [TASK]"}},
+        HelpCase{{"results", "show"}, {"--full", "--json", "RUN [TEST]"}},
         HelpCase{{"results", "fetch"}, {"--output", "RUN"}},
         HelpCase{{"results", "export"}, {"--junit", "RUN"}},
         HelpCase{{"results", "prune"}, {"--keep"}},

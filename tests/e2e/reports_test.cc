@@ -324,6 +324,25 @@ TEST(E2eReports, ProgressOnATerminalTicksAndNamesWhatRuns) {
   EXPECT_EQ(piped.err.find("\033["), std::string::npos) << piped.err;
 }
 
+// `sandrun gtest` has the same line: its clock ticks while a case runs, and
+// it names the case.
+TEST(E2eReports, GtestProgressOnATerminalTicksAndNamesTheRunningCase) {
+  Home home;
+  std::string gtest = std::string(SANDRUN_BINARY) + " gtest " + REPORT_SAMPLE_BINARY +
+                      " --backend local -j 2 -e REPORT_SLEEP_MS=4000"
+                      " --filter Plain.Passes:Slow.Sleeps";
+  CommandOutput run = OnTerminal(home, gtest, {{"NO_COLOR", "1"}});
+  ASSERT_EQ(run.exit_code, 0) << run.out << run.err;
+  std::set<std::string> clocks;
+  std::regex progress(R"(\[(\d+)/2 done, (\d+) running, \d+ failed, ([0-9.]+)s\]([^\r\n]*))");
+  for (std::sregex_iterator it(run.out.begin(), run.out.end(), progress), end; it != end; ++it) {
+    clocks.insert((*it)[3]);
+  }
+  EXPECT_GE(clocks.size(), 3u) << run.out;
+  EXPECT_CONTAINS(run.out, "running: Slow.Sleeps (");
+  EXPECT_CONTAINS(run.out, "[       OK ] Slow.Sleeps");
+}
+
 TEST(E2eReports, EveryHelpEndsWithExamplesAndExitCodes) {
   Home home;
   const std::vector<std::vector<std::string>> commands = {
