@@ -359,9 +359,24 @@ bool HasGtestLine(std::string_view text, std::string_view tag, std::string_view 
   return false;
 }
 
+// The GoogleTest case a record ran: the one its --gtest_filter names (CTest's
+// names carry a prefix and pretty values: "gt.Values/Even.IsEven/4" runs
+// "Values/Even.IsEven/1"), else its test name, else its task id.
+std::string GtestCaseOf(const TaskRecord& record) {
+  constexpr std::string_view kFilter = "--gtest_filter=";
+  for (const std::string& arg : record.argv) {
+    if (arg.rfind(kFilter, 0) != 0) continue;
+    std::string filter = arg.substr(kFilter.size());
+    if (!filter.empty() && filter[0] != '-' && filter.find_first_of("*?:") == std::string::npos) {
+      return filter;
+    }
+  }
+  return record.test_name.empty() ? record.task_id : record.test_name;
+}
+
 bool SkippedByGtest(const TaskRecord& record) {
   if (!Passed(record.result)) return false;
-  const std::string& test = record.test_name.empty() ? record.task_id : record.test_name;
+  const std::string test = GtestCaseOf(record);
   std::string_view text = record.result.stdout_stream.text;
   return HasGtestLine(text, "[  SKIPPED ] ", test) && !HasGtestLine(text, "[       OK ] ", test);
 }
@@ -374,7 +389,7 @@ std::string TestVerdictOf(const TaskRecord& record) {
 
 std::string SkipMessageOf(const TaskRecord& record) {
   if (!SkippedByGtest(record)) return "";
-  const std::string& test = record.test_name.empty() ? record.task_id : record.test_name;
+  const std::string test = GtestCaseOf(record);
   const std::string& text = record.result.stdout_stream.text;
   std::size_t run = text.find("[ RUN      ] " + test + "\n");
   std::size_t end = text.find("[  SKIPPED ] " + test + " (", run == std::string::npos ? 0 : run);

@@ -145,6 +145,25 @@ TEST(TaskRecordTest, TheReadableCopyOfInvalidUtf8IsNoLongerThanTheBytes) {
   }
 }
 
+// A CTest test's name is not GoogleTest's ("gt.Math.Skipped" runs
+// "Math.Skipped"): the skip is found by the case its --gtest_filter names.
+TEST(TaskRecordTest, AGtestSkipIsASkipUnderACTestName) {
+  TaskRecord record;
+  record.task_id = "gt.Math.Skipped";
+  record.test_name = "gt.Math.Skipped";
+  record.argv = {"./tests", "--gtest_filter=Math.Skipped", "--gtest_also_run_disabled_tests"};
+  record.result.outcome = Outcome::kExited;
+  record.result.exit_code = 0;
+  record.result.stdout_stream.text =
+      "[ RUN      ] Math.Skipped\nt.cc:9: Skipped\nno GPU here\n\n"
+      "[  SKIPPED ] Math.Skipped (0 ms)\n";
+  EXPECT_EQ(TestVerdictOf(record), "skipped");
+  EXPECT_EQ(SkipMessageOf(record), "no GPU here");
+  // The same output under a passing case's name is not a skip of it.
+  record.argv = {"./tests", "--gtest_filter=Math.Adds"};
+  EXPECT_EQ(TestVerdictOf(record), "passed");
+}
+
 TEST(RedactArgvTest, HidesEnvAndSecretValuesKeepingTheKeys) {
   std::vector<std::string> argv = {"sandrun", "exec",  "-e",       "A=1",    "-eB=2",
                                    "--env",   "C=3",   "--env=D=4", "--secret", "name",
