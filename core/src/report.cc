@@ -130,6 +130,8 @@ Json TaskJson(const TaskRecord& t) {
   const ExecResult& r = t.result;
   const Durations& d = r.durations;
   bool passed = Passed(r);
+  // A GoogleTest case that skipped itself exited 0: a skip, not a pass.
+  const std::string verdict = TestVerdictOf(t);
   std::size_t tail = passed ? kReportPassedTailBytes : kReportTailBytes;
   std::int64_t phases = d.queue_ms + d.create_ms + d.upload_ms + d.exec_ms + d.download_ms;
   Json failures = Json::array();
@@ -148,9 +150,9 @@ Json TaskJson(const TaskRecord& t) {
           {"sandbox", t.sandbox_id},
           {"isolation", t.isolation},
           {"command", QuoteForDisplay(t.argv)},
-          {"verdict", VerdictOf(r)},
+          {"verdict", verdict},
           {"exit", ExitText(r)},
-          {"reason", Reason(r)},
+          {"reason", verdict == "skipped" ? SkipMessageOf(t) : Reason(r)},
           {"started", t.started_at},
           // queue, create, upload, run, download, other (the rest of total).
           {"phases",
@@ -192,7 +194,7 @@ constexpr std::string_view kPageHead = R"PAGE(<!DOCTYPE html>
 <title>sandrun report</title>
 <style>
 :root { --passed:#2e7d32; --failed:#c62828; --timed_out:#ef6c00; --infra_error:#6a1b9a;
-  --cancelled:#757575; --oom:#8d1b1b; --interrupted:#5d4037; --line:#d0d0d0; --muted:#555; }
+  --cancelled:#757575; --skipped:#9e9d24; --oom:#8d1b1b; --interrupted:#5d4037; --line:#d0d0d0; --muted:#555; }
 * { box-sizing: border-box; }
 body { font: 14px/1.4 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 0; padding: 12px 16px 40px; color: #111; background: #fff; max-width: 1400px; }
 h1 { font-size: 20px; margin: 4px 0 8px; } h2 { font-size: 16px; margin: 22px 0 8px; border-bottom: 1px solid var(--line); padding-bottom: 3px; }
@@ -241,7 +243,7 @@ constexpr std::string_view kPageTail = R"PAGE(</script>
   const tasks = data.tasks, runs = data.runs;
   const PHASES = ["queue", "create", "upload", "run", "download", "other"];
   const PHASE_OPACITY = [0, 0.35, 0.55, 1, 0.55, 0.2];
-  const VERDICTS = ["passed", "failed", "timed_out", "oom", "infra_error", "interrupted", "cancelled"];
+  const VERDICTS = ["passed", "skipped", "failed", "timed_out", "oom", "infra_error", "interrupted", "cancelled"];
   const SVGNS = "http://www.w3.org/2000/svg";
   const root = document.getElementById("report");
   const tip = document.getElementById("tip");
@@ -266,6 +268,8 @@ constexpr std::string_view kPageTail = R"PAGE(</script>
     const m = Math.floor(s / 60);
     return m + " min " + Math.round(s - 60 * m) + " s";
   }
+  // Passed or skipped: nothing to look at.
+  function ok(t) { return t.verdict === "passed" || t.verdict === "skipped"; }
   function verdict(v) { return el("span", { class: "v", style: "--c: var(--" + v + ", #999)", text: v.replace("_", " ") }); }
   function colour(v) { return getComputedStyle(document.documentElement).getPropertyValue("--" + v).trim() || "#999"; }
   const palette = {}; for (const v of VERDICTS) palette[v] = colour(v);
@@ -397,7 +401,7 @@ constexpr std::string_view kPageTail = R"PAGE(</script>
         const title = svg("title"); title.textContent = describe(t); g.append(title);
         let at = t.begin - origin;
         const h = laneH - 3, c = palette[t.verdict] || "#999";
-        g.append(svg("rect", { x: x(at), y: y + 1, width: Math.max(1, x(at + t.ms) - x(at)), height: h, fill: "#fff", stroke: t.verdict === "passed" ? "none" : "#000", "stroke-dasharray": t.verdict === "timed_out" ? "3 2" : "none", "stroke-width": 1 }));
+        g.append(svg("rect", { x: x(at), y: y + 1, width: Math.max(1, x(at + t.ms) - x(at)), height: h, fill: "#fff", stroke: ok(t) ? "none" : "#000", "stroke-dasharray": t.verdict === "timed_out" ? "3 2" : "none", "stroke-width": 1 }));
         for (let p = 1; p < PHASES.length; ++p) {
           const w = x(at + t.phases[p]) - x(at);
           if (w > 0) g.append(svg("rect", { class: "phase " + PHASES[p], x: x(at), y: y + 1, width: w, height: h, fill: c, "fill-opacity": PHASE_OPACITY[p] }));
@@ -533,14 +537,14 @@ constexpr std::string_view kPageTail = R"PAGE(</script>
   function drawTable() {
     const v = verdictFilter.value, b = backendFilter.value, n = nameFilter.value.toLowerCase();
     const col = columns.find(c => c[0] === sortKey);
-    const list = tasks.filter(t => (!v || (v === "!passed" ? t.verdict !== "passed" : t.verdict === v)) &&
+    const list = tasks.filter(t => (!v || (v === "!passed" ? !ok(t) : t.verdict === v)) &&
       (!b || t.backend === b) && (!n || t.name.toLowerCase().includes(n)));
     list.sort((p, q) => { const a = col[2](p), c = col[2](q); return (a < c ? -1 : a > c ? 1 : p.name < q.name ? -1 : 1) * sortDir; });
     body.textContent = "";
     for (const t of list) {
       const row = rows[t.key] || (rows[t.key] = { tr: rowFor(t) });
       body.append(row.tr);
-      if (t.verdict !== "passed" && list.length <= 200) toggle(t, true);
+      if (!ok(t) && list.length <= 200) toggle(t, true);
     }
     shown.textContent = list.length + " of " + tasks.length + " shown";
     for (const th of head.querySelectorAll("button")) th.textContent = columns.find(c => c[0] === th.dataset.sort)[1] + (th.dataset.sort === sortKey ? (sortDir > 0 ? " \u25B2" : " \u25BC") : "");

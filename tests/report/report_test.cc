@@ -288,7 +288,8 @@ TEST(ReportBrowser, GtestRunWithRetriedFlakyCase) {
   fs::path page = home.work() / "gtest.html";
   CommandOutput run = home.Run(
       {"gtest", SAMPLE_BINARY, "--backend", "local", "-j", "4", "--timeout", "3", "--filter",
-       "Sample.Passes:Sample.ExpectFails:Sample.Hangs:Sample.HugeOutput:Flaky.FailsOnce",
+       "Sample.Passes:Sample.Skipped:Sample.ExpectFails:Sample.Hangs:Sample.HugeOutput:"
+       "Flaky.FailsOnce",
        "--retry-failed", "1", "-e", "SAMPLE_FLAKY_DIR=" + flaky.string(), "--report",
        page.string()},
       CommandOptions{{}, {}, std::nullopt, std::chrono::seconds(240)});
@@ -298,14 +299,17 @@ TEST(ReportBrowser, GtestRunWithRetriedFlakyCase) {
 
   Rendered shown = Render(chromium, page, ScreenshotDir() / "gtest.png");
   ExpectCleanPage(shown);
-  for (const char* name : {"Sample.Passes", "Sample.ExpectFails", "Sample.Hangs",
-                           "Sample.HugeOutput", "Flaky.FailsOnce"}) {
+  for (const char* name : {"Sample.Passes", "Sample.Skipped", "Sample.ExpectFails",
+                           "Sample.Hangs", "Sample.HugeOutput", "Flaky.FailsOnce"}) {
     EXPECT_CONTAINS(shown.dom, std::string(">") + name + "<");
   }
-  // Two rounds: 5 executions of 5 tests, 3 of them again.
+  // Two rounds: 6 executions of 6 tests, 3 of them again.
   nlohmann::json data = EmbeddedData(page);
   EXPECT_EQ(data["runs"].size(), 2u);
-  EXPECT_EQ(data["tasks"].size(), 8u);
+  EXPECT_EQ(data["tasks"].size(), 9u);
+  // A GTEST_SKIP is a skip, with its reason, not a pass.
+  EXPECT_CONTAINS(shown.dom, "<g class=\"bar skipped\"");
+  EXPECT_CONTAINS(shown.dom, "skipped for a reason");
   EXPECT_CONTAINS(shown.dom, "flaky (failed, then passed): Flaky.FailsOnce");
   EXPECT_CONTAINS(shown.dom, "expect message from the sandbox");
   EXPECT_CONTAINS(shown.dom, "sample_tests.cc:" + std::to_string(LineOf("expect_fail")));
