@@ -249,7 +249,9 @@ void ConsoleListener::OnRunEnd(const RunRecord& run) {
         r.result.stderr_stream.text.empty() ? r.result.stdout_stream.text : r.result.stderr_stream.text;
     for (const auto& line : TailLines(text, 5)) std::fprintf(out_, "    | %s\n", line.c_str());
   }
-  std::fprintf(out_, "\n%d passed, %d failed", run.passed, run.failed + run.timed_out);
+  std::fprintf(out_, "\n%d passed, ", run.passed);
+  if (run.skipped > 0) std::fprintf(out_, "%d skipped, ", run.skipped);
+  std::fprintf(out_, "%d failed", run.failed + run.timed_out);
   if (run.timed_out > 0) std::fprintf(out_, " (%d timed out)", run.timed_out);
   if (run.infra_errors > 0) std::fprintf(out_, ", %d infrastructure errors", run.infra_errors);
   if (run.cancelled > 0) std::fprintf(out_, ", %d cancelled", run.cancelled);

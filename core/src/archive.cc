@@ -1122,13 +1122,15 @@ RunRecord MergeRunParts(const std::string& run_id, std::vector<RunRecord> parts)
             [](const RunRecord& a, const RunRecord& b) { return a.started_at < b.started_at; });
   RunRecord run = parts.front();
   run.run_id = run_id;
-  run.total = run.passed = run.failed = run.timed_out = run.infra_errors = run.cancelled = 0;
+  run.total = run.passed = run.skipped = run.failed = run.timed_out = run.infra_errors =
+      run.cancelled = 0;
   run.task_ids.clear();
   run.fastest_passing_task.clear();
   bool cancelled = false, failed = false, error = false;
   for (const RunRecord& part : parts) {
     run.total += part.total;
     run.passed += part.passed;
+    run.skipped += part.skipped;
     run.failed += part.failed;
     run.timed_out += part.timed_out;
     run.infra_errors += part.infra_errors;

@@ -572,8 +572,9 @@ RunRecord Summarise(const std::string& run_id, const std::string& backend,
     run.task_ids.push_back(r.task_id);
     switch (r.result.outcome) {
       case Outcome::kExited:
-        if (r.result.exit_code == 0) ++run.passed;
-        else ++run.failed;
+        if (r.result.exit_code != 0) ++run.failed;
+        else if (TestVerdictOf(r) == "skipped") ++run.skipped;
+        else ++run.passed;
         break;
       case Outcome::kSignaled:
       case Outcome::kOomKilled: ++run.failed; break;
@@ -591,7 +592,7 @@ RunRecord Summarise(const std::string& run_id, const std::string& backend,
     run.status = RunStatus::kPassed;
   } else if (state.user_cancelled) {
     run.status = RunStatus::kCancelled;
-  } else if (run.passed == run.total) {
+  } else if (run.passed + run.skipped == run.total) {
     run.status = RunStatus::kPassed;
   } else if (run.failed + run.timed_out > 0) {
     run.status = RunStatus::kFailed;

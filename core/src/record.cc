@@ -501,6 +501,7 @@ std::string ToJson(const RunRecord& record, int indent) {
   j["command_line"] = RedactArgv(record.command_line);
   j["total"] = record.total;
   j["passed"] = record.passed;
+  j["skipped"] = record.skipped;
   j["failed"] = record.failed;
   j["timed_out"] = record.timed_out;
   j["infra_errors"] = record.infra_errors;
@@ -532,6 +533,7 @@ Result<RunRecord> RunRecordFromJson(const std::string& json) {
   record.command_line = in.StringList(j, "command_line");
   record.total = in.SmallInt(j, "total");
   record.passed = in.SmallInt(j, "passed");
+  record.skipped = in.SmallInt(j, "skipped");  // absent in records written before it existed
   record.failed = in.SmallInt(j, "failed");
   record.timed_out = in.SmallInt(j, "timed_out");
   record.infra_errors = in.SmallInt(j, "infra_errors");

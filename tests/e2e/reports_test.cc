@@ -100,6 +100,16 @@ TEST(E2eReports, ShowFindsATestByItsRealNameAndShowsSkipsAsSkips) {
   EXPECT_TRUE(std::regex_search(human.out, std::regex(R"(skip reason +no GPU here)")))
       << human.out;
 
+  // The run's summary counts it as a skip too, and `results list` shows it.
+  CommandOutput listed = home.Run({"results", "list", "--json"});
+  ASSERT_EQ(listed.exit_code, 0) << listed.err;
+  nlohmann::json runs = nlohmann::json::parse(listed.out);
+  ASSERT_FALSE(runs.empty()) << listed.out;
+  nlohmann::json newest = runs.is_array() ? runs.at(0) : runs.at("runs").at(0);
+  EXPECT_EQ(newest.value("skipped", -1), 1) << newest.dump();
+  CommandOutput table = home.Run({"results", "list"});
+  EXPECT_CONTAINS(table.out, "SKIPPED");
+
   CommandOutput missing = home.Run({"results", "show", "latest", "Nums/ParamT.Nope/9"});
   EXPECT_EQ(missing.exit_code, 1);
   EXPECT_CONTAINS(missing.err, "no task or test named 'Nums/ParamT.Nope/9'");

@@ -68,7 +68,8 @@ struct RunRecord {
   std::string user;
   std::vector<std::string> command_line;  ///< How sandrun was invoked.
   int total = 0;
-  int passed = 0;
+  int passed = 0;            ///< Exited 0, and not a GoogleTest skip.
+  int skipped = 0;           ///< GoogleTest cases that skipped themselves (TestVerdictOf).
   int failed = 0;            ///< Ran and did not pass (exit != 0, signal).
   int timed_out = 0;
   int infra_errors = 0;
