@@ -55,7 +55,9 @@ void AddConfigOptions(cxxopts::Options& options, const CliContext& context,
     if (which != "all" && std::string(f.group) != which) continue;
     std::string help = f.help;
     if (std::string(f.key) == "backend") help += backends + "or auto";
-    adder(f.flag, help, cxxopts::value<std::string>());
+    // --label may be given several times: the labels add up.
+    if (std::string(f.key) == "labels") adder(f.flag, help + " (repeatable)", cxxopts::value<std::vector<std::string>>());
+    else adder(f.flag, help, cxxopts::value<std::string>());
   }
   for (const auto& info : context.registry.List()) {
     // cxxopts lists groups by name: "Backend <name>" keeps them together.
@@ -100,7 +102,16 @@ Config LoadConfigOrThrow(const cxxopts::ParseResult& parsed, const CliContext& c
     // one it declares for itself under the same name (`results list
     // --label`, a filter) is not a config key there (bad_cast).
     try {
-      if (parsed.count(name) > 0) inputs.flags[f.key] = parsed[name].as<std::string>();
+      if (parsed.count(name) == 0) continue;
+      if (std::string(f.key) == "labels") {
+        std::string joined;
+        for (const auto& v : parsed[name].as<std::vector<std::string>>()) {
+          joined += (joined.empty() ? "" : ",") + v;
+        }
+        inputs.flags[f.key] = joined;
+      } else {
+        inputs.flags[f.key] = parsed[name].as<std::string>();
+      }
     } catch (const cxxopts::exceptions::exception&) {
     } catch (const std::bad_cast&) {
     }

@@ -209,7 +209,9 @@ TEST(E2eReports, ListFiltersByLabelHostUserAndStatus) {
   ASSERT_EQ(home.Run({"exec", "--backend", "local", "--label", "team=a,ci.job=7", "--", "true"})
                 .exit_code, 0);
   NextSecond();
-  ASSERT_EQ(home.Run({"exec", "--backend", "local", "--label", "team=b", "--", "false"})
+  // --label given twice: both labels (they add up, as the filter's do).
+  ASSERT_EQ(home.Run({"exec", "--backend", "local", "--label", "team=b", "--label", "kind=unit",
+                      "--", "false"})
                 .exit_code, 1);
   NextSecond();
   CommandOptions labelled;
@@ -231,6 +233,7 @@ TEST(E2eReports, ListFiltersByLabelHostUserAndStatus) {
   EXPECT_EQ(ids(home.Runs({"--label", "team=a", "--label", "ci.job=7"})), (V{oldest}));
   EXPECT_EQ(ids(home.Runs({"--status", "failed"})), (V{newest, middle}));
   EXPECT_EQ(ids(home.Runs({"--status", "failed", "--label", "team=b"})), (V{middle}));
+  EXPECT_EQ(ids(home.Runs({"--label", "team=b", "--label", "kind=unit"})), (V{middle}));
   RewriteRun(home, middle, "host", "other-host");
   RewriteRun(home, oldest, "user", "someone-else");
   EXPECT_EQ(ids(home.Runs({"--host", "other-host"})), (V{middle}));
