@@ -1,5 +1,6 @@
 #include "sandrun/junit.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -262,7 +263,8 @@ JUnitCase JUnitCaseFromRecord(const TaskRecord& task) {
   JUnitCase c;
   std::tie(c.classname, c.name) =
       JUnitClassAndName(task.test_name.empty() ? task.task_id : task.test_name, "sandrun");
-  c.time_ms = r.durations.total_ms;
+  // The task's own time: without the time it waited for a free slot.
+  c.time_ms = std::max<std::int64_t>(0, r.durations.total_ms - r.durations.queue_ms);
   const std::string command = QuoteForDisplay(RedactArgv(task.argv));
   if (auto file = task.labels.find(kTestFileLabel); file != task.labels.end()) {
     c.file = file->second;

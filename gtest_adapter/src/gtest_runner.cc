@@ -33,6 +33,8 @@ struct CaseOutcome {
   std::string task_id;
   std::string sandbox_id;
   std::string stdout_text;
+  std::string file;  ///< Where the test is (the listing), for JUnit.
+  int line = 0;
   bool flaky() const { return verdict.ok() && rounds > 1; }
   /// Earlier rounds that did not pass (JUnit marks a later pass flaky).
   std::vector<JUnitProblem> earlier_failures;
@@ -124,6 +126,8 @@ class PrintingListener : public RunListenerBase {
     outcome.task_id = record.task_id;
     outcome.sandbox_id = record.result.sandbox_id;
     outcome.stdout_text = record.result.stdout_stream.text;
+    outcome.file = listed.file;
+    outcome.line = listed.line;
     progress_.TaskEnded(test, !outcome.verdict.ok());
     std::string block;
     if (!settings_.brief) block += tags_.Green("[ RUN      ] ") + test + "\n";
@@ -185,11 +189,14 @@ Status WriteJUnit(const fs::path& path, const std::vector<std::string>& order,
     JUnitCase c;
     std::tie(c.classname, c.name) = JUnitClassAndName(test, "sandrun");
     c.time_ms = o.ms;
+    // The test's own file:line (the listing), as GoogleTest's XML has it;
+    // else where its first failure was reported.
+    c.file = o.file;
+    c.line = o.line;
     for (const Failure& f : v.failures) {
-      if (f.file.empty()) continue;
+      if (!c.file.empty() || f.file.empty()) continue;
       c.file = f.file;
       c.line = f.line;
-      break;
     }
     if (v.kind == Verdict::Kind::kSkipped) {
       c.kind = JUnitCase::Kind::kSkipped;
