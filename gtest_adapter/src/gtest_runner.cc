@@ -33,7 +33,8 @@ struct CaseOutcome {
   std::string task_id;
   std::string sandbox_id;
   std::string stdout_text;
-  std::string file;  ///< Where the test is (the listing), for JUnit.
+  std::string where;  ///< ", where GetParam() = 42", as GoogleTest ends a failed line.
+  std::string file;   ///< Where the test is (the listing), for JUnit.
   int line = 0;
   bool flaky() const { return verdict.ok() && rounds > 1; }
   /// Earlier rounds that did not pass (JUnit marks a later pass flaky).
@@ -69,6 +70,17 @@ class Tags {
   }
   bool color_;
 };
+
+/// What GoogleTest appends to a failed test's name: ", where TypeParam = int
+/// and GetParam() = 4" (either part alone when the other is empty).
+std::string WhereClause(const ListedTest& test) {
+  if (test.type_param.empty() && test.value_param.empty()) return "";
+  std::string where = ", where ";
+  if (!test.type_param.empty()) where += "TypeParam = " + test.type_param;
+  if (!test.type_param.empty() && !test.value_param.empty()) where += " and ";
+  if (!test.value_param.empty()) where += "GetParam() = " + test.value_param;
+  return where;
+}
 
 /// Prints each case as it ends, gtest style, and keeps the progress line.
 class PrintingListener : public RunListenerBase {
@@ -127,6 +139,7 @@ class PrintingListener : public RunListenerBase {
     outcome.sandbox_id = record.result.sandbox_id;
     outcome.stdout_text = record.result.stdout_stream.text;
     outcome.file = listed.file;
+    outcome.where = WhereClause(listed);
     outcome.line = listed.line;
     progress_.TaskEnded(test, !outcome.verdict.ok());
     std::string block;
@@ -143,7 +156,8 @@ class PrintingListener : public RunListenerBase {
     } else if (!outcome.verdict.ok()) {
       tag = tags_.Red("[  FAILED  ] ");
     }
-    block += tag + test + " (" + std::to_string(outcome.ms) + " ms)\n";
+    const std::string where = outcome.verdict.ok() ? "" : outcome.where;
+    block += tag + test + where + " (" + std::to_string(outcome.ms) + " ms)\n";
     if (!settings_.brief || !outcome.verdict.ok()) {
       progress_.Print([&] {
         std::fputs(block.c_str(), out_);
@@ -370,7 +384,8 @@ void PrintSummary(const Tally& tally, const std::map<std::string, CaseOutcome>& 
                  Plural(tally.failed.size(), "test").c_str());
     for (const auto& t : tally.failed) {
       const CaseOutcome& o = outcomes.at(t);
-      std::fprintf(out, "%s%s (%s%s)\n", tags.Red("[  FAILED  ] ").c_str(), t.c_str(),
+      std::fprintf(out, "%s%s%s (%s%s)\n", tags.Red("[  FAILED  ] ").c_str(), t.c_str(),
+                   o.where.c_str(),
                    std::string(VerdictKindName(o.verdict.kind)).c_str(),
                    o.rounds > 1 ? (", " + std::to_string(o.rounds) + " rounds").c_str() : "");
     }

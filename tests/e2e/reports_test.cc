@@ -86,6 +86,9 @@ TEST(E2eReports, ShowFindsATestByItsRealNameAndShowsSkipsAsSkips) {
   Home home;
   CommandOutput run = RunSample(home);
   ASSERT_EQ(run.exit_code, 1) << run.out << run.err;  // Plain.Fails, Nums/ParamT.IsSmall/2
+  // As GoogleTest ends a failed parameterised test's lines.
+  EXPECT_CONTAINS(run.out, "[  FAILED  ] Nums/ParamT.IsSmall/2, where GetParam() = 30 (");
+  EXPECT_CONTAINS(run.out, "[  FAILED  ] Nums/ParamT.IsSmall/2, where GetParam() = 30 (failed)");
 
   nlohmann::json param = home.Show("latest", "Nums/ParamT.IsSmall/1");
   EXPECT_EQ(param.value("test_name", ""), "Nums/ParamT.IsSmall/1");
