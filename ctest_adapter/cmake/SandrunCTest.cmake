@@ -18,7 +18,7 @@
 #   IMAGE i | DOCKERFILE path
 #   TIMEOUT seconds   the command's time (sandrun's --timeout); CTest's
 #                     TIMEOUT is raised by TIMEOUT_MARGIN for sandbox setup
-#   TIMEOUT_MARGIN seconds   (default TIMEOUT/4, 5..60 s)
+#   TIMEOUT_MARGIN seconds   (default TIMEOUT/4, 30..120 s)
 #   CPU n  MEMORY mib  GPU spec  NETWORK none|open
 #   ENV K=V...        environment inside the sandbox
 #   UPLOAD src[:dst]... files or directories copied in (relative src: to the
@@ -192,9 +192,10 @@ macro(_sandrun_sandbox_arguments fn p genex)
 endmacro()
 
 # CTest's TIMEOUT for a command given `timeout` seconds: `timeout` plus
-# `margin` (default timeout/4, at least 5 s, at most 60 s) for creating,
+# `margin` (default timeout/4, at least 30 s, at most 120 s) for creating,
 # uploading to and removing the sandbox, so sandrun reports the timeout and
-# cleans up before CTest would kill it. A fractional timeout counts as the
+# cleans up before CTest would kill it (a busy 2-core Docker engine has taken
+# over 5 s to start a container; a cloud sandbox can take tens of seconds). A fractional timeout counts as the
 # next whole second here.
 function(_sandrun_ctest_timeout out fn timeout margin)
   if(NOT timeout MATCHES "^[0-9]+(\\.[0-9]+)?$" OR timeout EQUAL 0)
@@ -206,10 +207,10 @@ function(_sandrun_ctest_timeout out fn timeout margin)
   endif()
   if(margin STREQUAL "")
     math(EXPR margin "${whole} / 4")
-    if(margin LESS 5)
-      set(margin 5)
-    elseif(margin GREATER 60)
-      set(margin 60)
+    if(margin LESS 30)
+      set(margin 30)
+    elseif(margin GREATER 120)
+      set(margin 120)
     endif()
   elseif(NOT margin MATCHES "^[0-9]+$")
     message(FATAL_ERROR "${fn}: TIMEOUT_MARGIN must be whole seconds, got '${margin}'")

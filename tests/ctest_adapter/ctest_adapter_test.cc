@@ -120,7 +120,7 @@ void CheckSuite(const JUnitReport& report) {
   if (report.cases.size() != ExpectedStatuses().size()) return;
 
   // sandrun reported the timeouts itself after TIMEOUT 7, before CTest's
-  // TIMEOUT (7 s + the 5 s margin).
+  // TIMEOUT (7 s + the 30 s margin).
   EXPECT_CONTAINS(report.cases.at("tool.hang").output, "sandrun: timed out after 7");
   EXPECT_CONTAINS(report.cases.at("gt.Slow.Hangs").output, "sandrun: timed out after 7");
   // A failed assertion keeps its file:line; a skip keeps its reason.
