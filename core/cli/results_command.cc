@@ -175,7 +175,12 @@ Result<std::string> ResolveRun(ResultArchive& archive, const std::string& run,
                                const LatestScope& scope) {
   if (run != "latest") return run;
   SANDRUN_ASSIGN_OR_RETURN(std::vector<RunListing> runs, archive.ListRuns(0));
+  // Summaries are read one by one (each is a request on a remote store)
+  // until a run in scope is found; its second's other runs are read too,
+  // since ids order runs by the second only.
+  const RunListing* newest = nullptr;
   for (RunListing& listing : runs) {
+    if (newest != nullptr && !RunIdsShareASecond(newest->run_id, listing.run_id)) break;
     auto summary = archive.ReadRun(listing.run_id);
     if (summary.ok()) {
       listing.summary = std::move(*summary);
@@ -183,8 +188,10 @@ Result<std::string> ResolveRun(ResultArchive& archive, const std::string& run,
     } else if (summary.status().code() != StatusCode::kNotFound) {
       return summary.status();
     }
-    if (InScope(archive, listing, scope)) return listing.run_id;
+    if (!InScope(archive, listing, scope)) continue;
+    if (newest == nullptr || NewerRunFirst(listing, *newest)) newest = &listing;
   }
+  if (newest != nullptr) return newest->run_id;
   if (runs.empty()) return NotFoundError("no runs in " + archive.store().Describe());
   std::string whose = scope.user.empty() ? "" : " of user " + scope.user;
   if (!scope.host.empty()) whose += " from host " + scope.host;

@@ -274,6 +274,23 @@ bool IsRunIdLike(const std::string& name) {
   return IsSafeRelativePath(name) && name.find('/') == std::string::npos;
 }
 
+}  // namespace
+
+bool RunIdsShareASecond(const std::string& a, const std::string& b) {
+  constexpr std::size_t kSecond = 16;  // "20261122T031500Z"
+  return a.size() >= kSecond && b.size() >= kSecond && a.compare(0, kSecond, b, 0, kSecond) == 0;
+}
+
+bool NewerRunFirst(const RunListing& a, const RunListing& b) {
+  if (!RunIdsShareASecond(a.run_id, b.run_id)) return a.run_id > b.run_id;
+  const std::string& a_start = a.has_summary ? a.summary.started_at : std::string();
+  const std::string& b_start = b.has_summary ? b.summary.started_at : std::string();
+  if (a_start != b_start) return a_start > b_start;
+  return a.run_id > b.run_id;
+}
+
+namespace {
+
 Status CheckId(const std::string& kind, const std::string& id) {
   if (!IsSafeRelativePath(id) || id.find('/') != std::string::npos) {
     return InvalidArgumentError("invalid " + kind + " '" + id + "'");
@@ -1093,7 +1110,12 @@ Result<std::vector<RunListing>> ResultArchive::Impl::ListRuns(std::size_t read_s
   std::sort(runs.begin(), runs.end(),
             [](const RunListing& a, const RunListing& b) { return a.run_id > b.run_id; });
   // Each summary is a request on a remote store: read them several at once.
+  // The last second read is read whole, so its runs can be put in order.
   std::size_t wanted = std::min(read_summaries, runs.size());
+  while (wanted > 0 && wanted < runs.size() &&
+         RunIdsShareASecond(runs[wanted - 1].run_id, runs[wanted].run_id)) {
+    ++wanted;
+  }
   std::atomic<std::size_t> next{0};
   auto read = [&] {
     for (std::size_t i = next++; i < wanted; i = next++) {
@@ -1108,6 +1130,8 @@ Result<std::vector<RunListing>> ResultArchive::Impl::ListRuns(std::size_t read_s
   for (std::size_t r = 1; r < std::min(kReaders, wanted); ++r) readers.emplace_back(read);
   read();
   for (auto& t : readers) t.join();
+  // Ids order runs by their second only; within one, the later start first.
+  std::sort(runs.begin(), runs.begin() + static_cast<std::ptrdiff_t>(wanted), NewerRunFirst);
   return runs;
 }
 

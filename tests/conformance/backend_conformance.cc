@@ -834,16 +834,16 @@ TEST_P(BackendConformanceTest, PathsOutsideTheSandboxAreRefused) {
   std::string climbing = "../../../../../../../../../../../.." + (outside / "climbed.txt").string();
   auto sandbox = NewSandbox();
   ASSERT_NE(sandbox, nullptr);
-  for (const std::string dest : {(outside / "absolute.txt").string(), climbing, std::string("a/../..")}) {
+  for (const std::string& dest : {(outside / "absolute.txt").string(), climbing, std::string("a/../..")}) {
     Status put = sandbox->Put(FileUpload{payload.string(), dest});
     EXPECT_EQ(put.code(), StatusCode::kInvalidArgument) << dest << ": " << put.ToString();
     EXPECT_PRED2(Contains, put.message(), dest);
   }
-  for (const std::string path : {payload.string(), std::string("../../../../etc/passwd")}) {
+  for (const std::string& path : {payload.string(), std::string("../../../../etc/passwd")}) {
     auto got = sandbox->Get(path, host.path() / "target");
     EXPECT_EQ(got.status().code(), StatusCode::kInvalidArgument) << path;
   }
-  for (const std::string cwd : {outside.string(), std::string("../..")}) {
+  for (const std::string& cwd : {outside.string(), std::string("../..")}) {
     ExecRequest request = Shell("touch made-here");
     request.cwd = cwd;
     auto ran = sandbox->Exec(request);

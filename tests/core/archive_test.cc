@@ -323,6 +323,39 @@ TEST(ResultArchiveTest, ListRunsReadsOnlyTheSummariesAskedFor) {
   }
 }
 
+TEST(ResultArchiveTest, RunsOfOneSecondAreListedByTheirStart) {
+  TempDir dir;
+  auto store = std::make_shared<ReadCountingStore>(dir.path() / "store");
+  ResultArchive archive(store, dir.path() / "outbox");
+  // Within 00:00:01 the ids' order is the reverse of the starts'.
+  const std::vector<std::pair<std::string, std::string>> runs = {
+      {"20260101T000001Z-ffff", "2026-01-01T00:00:01.100Z"},
+      {"20260101T000001Z-8888", "2026-01-01T00:00:01.500Z"},
+      {"20260101T000001Z-0001", "2026-01-01T00:00:01.900Z"},
+      {"20260101T000000Z-ffff", "2026-01-01T00:00:00.900Z"},
+      {"20260101T000002Z-0000", "2026-01-01T00:00:02.000Z"}};
+  for (const auto& [id, started_at] : runs) {
+    ASSERT_TRUE(archive.WriteTask(MakeTask(id, "t")).ok());
+    RunRecord run = MakeRun(id);
+    run.started_at = started_at;
+    ASSERT_TRUE(archive.WriteRun(run).ok());
+  }
+  store->reads.clear();
+  // Asked for two summaries, it reads the whole second the second one is in.
+  auto listed = archive.ListRuns(2);
+  ASSERT_TRUE(listed.ok());
+  EXPECT_EQ(store->reads.size(), 4u) << ::testing::PrintToString(store->reads);
+  std::vector<std::string> order;
+  for (const auto& run : *listed) order.push_back(run.run_id);
+  EXPECT_EQ(order, (std::vector<std::string>{"20260101T000002Z-0000", "20260101T000001Z-0001",
+                                             "20260101T000001Z-8888", "20260101T000001Z-ffff",
+                                             "20260101T000000Z-ffff"}));
+  RunListing unread{"20260101T000001Z-9999"};  // No summary: the start of its second.
+  EXPECT_TRUE(NewerRunFirst((*listed)[3], unread));
+  EXPECT_FALSE(NewerRunFirst(unread, (*listed)[3]));
+  EXPECT_TRUE(NewerRunFirst(unread, (*listed)[4]));
+}
+
 TEST(ResultArchiveTest, ListRunsNewestFirstAndPruneRemovesOldest) {
   Fixture f;
   const std::vector<std::string> ids = {"20260101T000000Z-0001", "20260301T000000Z-0003",

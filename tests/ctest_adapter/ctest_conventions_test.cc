@@ -240,8 +240,10 @@ TEST(CTestConventions, OneCTestInvocationIsOneRunInTheArchive) {
   // that ran twice is there twice, under task ids of its own.
   auto job = local;
   job["SANDRUN_RUN_GROUP"] = "ci-job-" + home.dir().filename().string();
-  RunCTest(home, build, job, args);
-  RunCTest(home, build, job, args);
+  for (int invocation = 1; invocation <= 2; ++invocation) {
+    CommandOutput out = RunCTest(home, build, job, args);
+    EXPECT_EQ(out.exit_code, 0) << out.out << out.err;
+  }
   std::multiset<std::string> twice = expected;
   twice.insert(expected.begin(), expected.end());
   nlohmann::json run;

@@ -310,6 +310,25 @@ TEST(E2eReports, LatestIsTheNewestRunOfThisUserOnThisHost) {
   EXPECT_CONTAINS(none.err, "--any-user");
 }
 
+// Run ids order runs by their second only: runs started within one second
+// (the quick `sandrun exec`s of a ctest invocation) come in start order too.
+TEST(E2eReports, LatestAndListFollowStartOrderWithinOneSecond) {
+  Home home;
+  std::vector<std::string> started;  // In start order.
+  for (int i = 0; i < 6; ++i) {
+    CommandOutput out = home.Run({"exec", "--backend", "local", "--", "true"});
+    ASSERT_EQ(out.exit_code, 0) << out.err;
+    nlohmann::json latest = home.Show("latest")["run"];
+    for (const std::string& earlier : started) EXPECT_NE(latest.value("run_id", ""), earlier);
+    started.push_back(latest.value("run_id", ""));
+  }
+  nlohmann::json runs = home.Runs();
+  ASSERT_EQ(runs.size(), started.size());
+  for (std::size_t i = 0; i < started.size(); ++i) {
+    EXPECT_EQ(runs[i].value("run_id", ""), started[started.size() - 1 - i]) << runs.dump();
+  }
+}
+
 // `script` gives sandrun a pseudo-terminal; its output is the terminal's.
 CommandOutput OnTerminal(const Home& home, const std::string& command,
                          std::map<std::string, std::string> env = {}) {

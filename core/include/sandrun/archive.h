@@ -85,6 +85,13 @@ struct RunListing {
   RunRecord summary;
 };
 
+/// Run ids begin with the UTC second their run started, so they order runs
+/// by that second; within one second, the run.json's started_at decides.
+bool RunIdsShareASecond(const std::string& a, const std::string& b);
+/// Whether `a` comes before `b`, newest first (a strict weak order; a run
+/// without a summary read counts as started at the beginning of its second).
+bool NewerRunFirst(const RunListing& a, const RunListing& b);
+
 /// sandrun's layout over a store, with an outbox in front of it.
 class ResultArchive {
  public:
