@@ -19,6 +19,7 @@
 #include <nlohmann/json.hpp>
 
 #include "docker_sandbox.h"
+#include "sandrun/portable_exe.h"
 #include "sandrun/output_collector.h"
 #include "sandrun/util.h"
 
@@ -93,40 +94,13 @@ constexpr char kOomCounters[] =
 // Reads the oom_kill counter now and the snapshot the supervisor took.
 const std::string kOomCheck = std::string(kOomCounters) + "exit 0\n";
 
-// Splits the multiplexed exec stream: 8-byte headers [stream, 0, 0, 0, size
-// big-endian] followed by `size` bytes of that stream.
-class Demuxer {
- public:
-  Demuxer(OutputCollector* out, OutputCollector* err) : out_(out), err_(err) {}
-  void Feed(const char* data, std::size_t size) {
-    buffer_.append(data, size);
-    std::size_t pos = 0;
-    for (;;) {
-      if (remaining_ > 0) {
-        std::size_t take = std::min(remaining_, buffer_.size() - pos);
-        if (take == 0) break;
-        (stream_ >= 2 ? err_ : out_)->Append(std::string_view(buffer_).substr(pos, take));
-        pos += take;
-        remaining_ -= take;
-        continue;
-      }
-      if (buffer_.size() - pos < 8) break;
-      const auto* h = reinterpret_cast<const unsigned char*>(buffer_.data() + pos);
-      stream_ = h[0];
-      remaining_ = (std::size_t{h[4]} << 24) | (std::size_t{h[5]} << 16) |
-                   (std::size_t{h[6]} << 8) | std::size_t{h[7]};
-      pos += 8;
-    }
-    buffer_.erase(0, pos);
-  }
-
- private:
-  OutputCollector* out_;
-  OutputCollector* err_;
-  std::string buffer_;
-  int stream_ = 1;
-  std::size_t remaining_ = 0;
-};
+// Feeds a command's stdout and stderr, as Docker multiplexes them, to its
+// collectors.
+ExecStreamDemuxer DemuxInto(OutputCollector* out, OutputCollector* err) {
+  return ExecStreamDemuxer([out, err](int stream, std::string_view bytes) {
+    (stream >= 2 ? err : out)->Append(bytes);
+  });
+}
 
 // The supervisor's oom_kill snapshot and the counter now, one per line: true
 // when the counter rose, i.e. some process of the command was OOM-killed.
@@ -225,7 +199,7 @@ Result<std::pair<int, std::string>> DockerSandbox::RunQuiet(const std::vector<st
                                            &calls_));
   OutputCollector out(StreamKind::kStdout, 1 << 16, "", nullptr);
   OutputCollector err(StreamKind::kStderr, 1 << 16, "", nullptr);
-  Demuxer demux(&out, &err);
+  ExecStreamDemuxer demux = DemuxInto(&out, &err);
   char buffer[16384];
   for (;;) {
     auto n = stream->Read(buffer, sizeof buffer, deadline);
@@ -313,9 +287,127 @@ Result<ExecResult> DockerSandbox::Exec(const ExecRequest& request) {
   return done.status();
 }
 
+AgentSession* DockerSandbox::Agent() {
+  if (!agent_tried_) {
+    agent_tried_ = true;
+    if (agent_path_.empty()) return nullptr;
+    Status started = [&]() -> Status {
+      SANDRUN_ASSIGN_OR_RETURN(PortablePlan plan,
+                               PlanPortableExecutable(agent_path_, exe_cache_->portable_options()));
+      SANDRUN_RETURN_IF_ERROR(exe_cache_->Ensure(plan).status());
+      const auto deadline = Clock::now() + 60s;
+      SANDRUN_ASSIGN_OR_RETURN(std::string exec_id,
+                               CreateExec(plan.WrapArgv({}), {}, "/", true, deadline));
+      SANDRUN_ASSIGN_OR_RETURN(auto stream,
+                               client_->Hijack("/exec/" + exec_id + "/start",
+                                               R"({"Detach":false,"Tty":false})", Until(deadline),
+                                               &calls_));
+      HijackedStream* raw = stream.get();
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        active_stream_ = raw;
+      }
+      if (terminated_) raw->Abort();
+      auto opened = AgentSession::Open(std::move(stream), deadline);
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        active_stream_ = nullptr;
+      }
+      SANDRUN_RETURN_IF_ERROR(opened.status());
+      agent_ = std::move(opened).value();
+      std::lock_guard<std::mutex> lock(mu_);
+      agent_for_abort_ = agent_.get();
+      if (terminated_) agent_->Abort();
+      return OkStatus();
+    }();
+    if (!started.ok()) agent_missing_ = "the agent did not start: " + started.message();
+  }
+  if (agent_ == nullptr || agent_->broken()) return nullptr;
+  return agent_.get();
+}
+
+Result<ExecResult> DockerSandbox::RunWithAgent(AgentSession& agent, const ExecRequest& request,
+                                               ExecState& state) {
+  ExecResult& result = state.result;
+  auto finish = [&](Outcome outcome) { return state.Finish(outcome); };
+  SANDRUN_ASSIGN_OR_RETURN(
+      const std::string cwd,
+      JoinSandboxPath("cwd", workdir_, request.cwd, EmptySandboxPath::kIsBase));
+  // The agent enforces the timeout, or the sandbox lifetime when that ends
+  // first (a second early: the container's own end would look like a
+  // broken engine).
+  const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+      expires_ - std::chrono::seconds(1) - state.started);
+  std::chrono::milliseconds timeout = request.timeout;
+  bool by_lifetime = false;
+  if (timeout.count() <= 0 || timeout > left) {
+    timeout = std::max(left, std::chrono::milliseconds(1));
+    by_lifetime = true;
+  }
+  json env = json::object();
+  for (const auto& [k, v] : request.env) env[k] = v;
+  json body = {{"argv", request.argv},
+               {"env", env},
+               {"cwd", cwd},
+               {"timeout_ms", timeout.count()},
+               {"kill_grace_ms", kill_grace_ms_}};
+  // Past the timeout and the grace, the agent is not answering.
+  const auto deadline = state.started + timeout + std::chrono::milliseconds(kill_grace_ms_) + 30s;
+  Result<json> done = agent.Exec(body, request.stdin_data,
+                                 [&](agent::Frame type, std::string_view bytes) {
+                                   (type == agent::Frame::kStderr ? state.output.err()
+                                                                  : state.output.out())
+                                       .Append(bytes);
+                                 },
+                                 deadline);
+  if (terminated_) return Cancelled(state);
+  if (!done.ok()) {
+    // The stream broke: the container died or was removed (or OOM-killed
+    // whole), or the agent did.
+    bool oom = false;
+    SANDRUN_RETURN_IF_ERROR(ContainerAlive(&oom));
+    if (oom) {
+      result.exit_code = 128 + SIGKILL;
+      result.signal = SIGKILL;
+      return finish(Outcome::kOomKilled);
+    }
+    return UnavailableError("docker: the agent in " + id_.substr(0, 12) +
+                            " stopped answering: " + done.status().message());
+  }
+  const int signal = done->value("signal", 0);
+  if (done->value("oom_killed", false)) {
+    result.exit_code = 128 + SIGKILL;
+    result.signal = SIGKILL;
+    if (done->value("timed_out", false)) {
+      result.notes.push_back("a process of the command ran out of memory before the " +
+                             std::string(by_lifetime ? "sandbox lifetime ended" : "timeout"));
+    }
+    return finish(Outcome::kOomKilled);
+  }
+  if (done->value("timed_out", false)) {
+    result.exit_code = kExitTimedOut;
+    result.signal = signal;
+    result.ended_by = std::string(by_lifetime ? kEndedByLifetime : kEndedByTimeout);
+    if (by_lifetime) result.notes.push_back(LifetimeNote());
+    return finish(Outcome::kTimedOut);
+  }
+  if (signal > 0) {
+    result.exit_code = 128 + signal;
+    result.signal = signal;
+    return finish(Outcome::kSignaled);
+  }
+  result.exit_code = done->value("exit_code", 0);
+  return finish(Outcome::kExited);
+}
+
 Result<ExecResult> DockerSandbox::RunCommand(const ExecRequest& request, ExecState& state) {
   ExecResult& result = state.result;
   auto finish = [&](Outcome outcome) { return state.Finish(outcome); };
+  if (AgentSession* agent = Agent()) return RunWithAgent(*agent, request, state);
+  if (!agent_noted_ && !agent_missing_.empty()) {
+    agent_noted_ = true;
+    result.notes.push_back("docker: commands go through the engine (" + agent_missing_ + ")");
+  }
 
   SANDRUN_ASSIGN_OR_RETURN(bool has_shell, HasShell());
   const std::string token = RandomHex(16);
@@ -367,7 +459,7 @@ Result<ExecResult> DockerSandbox::RunCommand(const ExecRequest& request, ExecSta
     }
   } joiner{stdin_writer};
 
-  Demuxer demux(&state.output.out(), &state.output.err());
+  ExecStreamDemuxer demux = DemuxInto(&state.output.out(), &state.output.err());
   bool timed_out = false;
   bool by_lifetime = false;  // The sandbox lifetime, not the timeout, ran out.
   bool oom_first = false;    // A process was OOM-killed before the timeout.

@@ -10,7 +10,7 @@ namespace sandrun::docker {
 
 namespace fs = std::filesystem;
 
-Status DockerSandbox::Put(const FileUpload& upload) {
+Result<std::string> DockerSandbox::UploadTar(const FileUpload& upload) {
   std::error_code ec;
   if (!fs::exists(fs::symlink_status(upload.source, ec))) {
     return NotFoundError("upload source not found: " + upload.source);
@@ -22,11 +22,16 @@ Status DockerSandbox::Put(const FileUpload& upload) {
                            JoinSandboxPath("upload destination", workdir_, dest));
   std::string entry = target.substr(1);  // Relative to "/": Docker creates the parents.
   if (entry.empty()) return InvalidArgumentError("docker: cannot upload onto /");
-  std::string tar;
-  if (upload.portable) {
-    SANDRUN_ASSIGN_OR_RETURN(tar, PortableLauncherTar(*exe_cache_, upload.source, entry));
-  } else {
-    SANDRUN_ASSIGN_OR_RETURN(tar, TarOfUpload(upload.source, entry));
+  if (upload.portable) return PortableLauncherTar(*exe_cache_, upload.source, entry);
+  return TarOfUpload(upload.source, entry);
+}
+
+Status DockerSandbox::Put(const FileUpload& upload) {
+  SANDRUN_ASSIGN_OR_RETURN(std::string tar, UploadTar(upload));
+  // Through the agent when there is one; what it cannot write (or a broken
+  // session) goes through the engine, which says what is wrong if anything.
+  if (AgentSession* agent = Agent()) {
+    if (agent->Put(tar, Soon()).ok()) return OkStatus();
   }
   SANDRUN_ASSIGN_OR_RETURN(
       HttpResponse res,
@@ -43,6 +48,11 @@ Result<std::vector<std::string>> DockerSandbox::Get(const std::string& sandbox_p
                                                     const fs::path& host_dir) {
   SANDRUN_ASSIGN_OR_RETURN(std::string path,
                            JoinSandboxPath("download path", workdir_, sandbox_path));
+  if (AgentSession* agent = Agent()) {
+    Result<std::string> tar = agent->Get(path, Soon());
+    if (tar.ok()) return ExtractTarSafely(*tar, host_dir);
+    if (tar.status().code() == StatusCode::kNotFound) return tar.status();
+  }
   SANDRUN_ASSIGN_OR_RETURN(
       HttpResponse res,
       client_->Request("GET", "/containers/" + id_ + "/archive?path=" + UrlEncode(path), {},

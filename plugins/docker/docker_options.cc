@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cctype>
 
+#include "docker_agent.h"
 #include "docker_client.h"
 #include "sandrun/portable_exe.h"
 
@@ -66,6 +67,7 @@ Result<DockerOptions> ParseDockerOptions(std::string_view section_json,
       else if (key == "max_parallel") o.max_parallel = value.get<int>();
       else if (key == "kill_grace_ms") o.kill_grace_ms = value.get<int>();
       else if (key == "mounts") o.mounts = value.get<std::vector<std::string>>();
+      else if (key == "agent") o.agent = value.get<bool>();
       else return InvalidArgumentError("docker: unknown config key '" + key + "'");
     }
   } catch (const std::exception& e) {
@@ -88,6 +90,14 @@ Result<DockerOptions> ParseDockerOptions(std::string_view section_json,
     if (source.front() != '/') SANDRUN_RETURN_IF_ERROR(CheckVolumeName("mounts", source));
   }
   SANDRUN_RETURN_IF_ERROR(ParseDockerHost(o.host).status());
+  if (o.agent) {
+    auto found = FindDockerAgent(env);
+    if (found.ok()) {
+      o.agent_path = found->string();
+    } else {
+      o.agent_missing = found.status().message();
+    }
+  }
   return o;
 }
 

@@ -52,6 +52,12 @@ struct DockerOptions {
   std::vector<std::string> mounts;
   /// The host's LD_LIBRARY_PATH (BackendContext::env), for portable uploads.
   std::string host_library_path;
+  /// Run commands and move files through sandrun-docker-agent (config key
+  /// "agent", default true; docker_agent.h). `agent_path` is where it was
+  /// found, or empty with `agent_missing` saying why.
+  bool agent = true;
+  std::string agent_path;
+  std::string agent_missing;
 };
 
 /// Reads the section JSON; DOCKER_HOST from `env` overrides "host".

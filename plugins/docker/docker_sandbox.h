@@ -20,6 +20,7 @@
 #include <utility>
 #include <vector>
 
+#include "docker_agent.h"
 #include "docker_client.h"
 #include "docker_exe_cache.h"
 #include "sandrun/backend.h"
@@ -93,6 +94,13 @@ class DockerSandbox : public Sandbox {
         expires_(expires) {}
   ~DockerSandbox() override { Terminate().IgnoreError(); }
 
+  /// Runs commands and moves files through the agent at `path` (started on
+  /// first use); empty: through the engine, noting `why_not` when set.
+  void UseAgent(std::string path, std::string why_not) {
+    agent_path_ = std::move(path);
+    agent_missing_ = std::move(why_not);
+  }
+
   const std::string& Id() const override { return id_; }
   Status Put(const FileUpload& upload) override;
   Result<ExecResult> Exec(const ExecRequest& request) override;
@@ -108,6 +116,14 @@ class DockerSandbox : public Sandbox {
 
   // The calls of one command, after its preparation (shell check).
   Result<ExecResult> RunCommand(const ExecRequest& request, ExecState& state);
+  // The agent's session, started on first use; null when there is none
+  // (then `agent_missing_` says why). docker_agent.cc has the protocol.
+  AgentSession* Agent();
+  // One command through the agent.
+  Result<ExecResult> RunWithAgent(AgentSession& agent, const ExecRequest& request,
+                                  ExecState& state);
+  // Builds the tar of an upload (entries relative to "/").
+  Result<std::string> UploadTar(const FileUpload& upload);
   // After Terminate(): kCancelled with the output so far.
   ExecResult Cancelled(ExecState& state);
   // The lifetime limit ended the command (or left it no time to start).
@@ -161,6 +177,12 @@ class DockerSandbox : public Sandbox {
   HijackedStream* active_stream_ = nullptr;  // Guarded by mu_.
   std::optional<bool> has_shell_;
   bool removed_ = false;  // Guarded by mu_.
+  std::string agent_path_;
+  std::string agent_missing_;
+  bool agent_tried_ = false;
+  bool agent_noted_ = false;  // The first command's record says why there is no agent.
+  std::unique_ptr<AgentSession> agent_;
+  AgentSession* agent_for_abort_ = nullptr;  // Guarded by mu_; Terminate aborts it.
 };
 
 }  // namespace sandrun::docker

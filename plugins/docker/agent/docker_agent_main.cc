@@ -1,0 +1,490 @@
+// sandrun-docker-agent: runs inside a Docker sandbox, started once by the
+// backend through the exe cache (like any portable upload), and then runs
+// the sandbox's commands, uploads and downloads as frames on its stdin and
+// stdout (docker_agent_protocol.h). A command costs the engine nothing.
+//
+// Each command starts in a new session (its own process group), in its
+// working directory (made if missing), with the container's environment
+// plus its own. Its timeout sends SIGTERM to the group, then after the grace
+// SIGKILL to the group and to every other process of the container but its
+// init, the keep-alive and this agent: a child that called setsid left the
+// group, and the sandbox runs one command at a time. A command killed by
+// SIGKILL is reported as out of memory when the cgroup's oom_kill counter
+// rose while it ran.
+#include <archive.h>
+#include <archive_entry.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "docker_agent_protocol.h"
+
+namespace {
+
+using sandrun::docker::agent::EncodeFrame;
+using sandrun::docker::agent::Frame;
+using sandrun::docker::agent::FrameReader;
+using sandrun::docker::agent::kMaxChunk;
+using json = nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+[[noreturn]] void Die(const std::string& why) {
+  std::fprintf(stderr, "sandrun-docker-agent: %s\n", why.c_str());
+  std::exit(2);
+}
+
+void WriteAll(int fd, const std::string& bytes) {
+  std::size_t done = 0;
+  while (done < bytes.size()) {
+    ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) Die(std::string("cannot write to the host: ") + std::strerror(errno));
+    done += static_cast<std::size_t>(n);
+  }
+}
+
+void Send(Frame type, std::string_view payload = {}) { WriteAll(1, EncodeFrame(type, payload)); }
+
+// Frames from the host. Reads block unless the caller polled first.
+class HostInput {
+ public:
+  /// False at end of input (the host is gone).
+  bool ReadSome() {
+    char buffer[65536];
+    for (;;) {
+      ssize_t n = ::read(0, buffer, sizeof buffer);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return false;
+      reader_.Feed(std::string_view(buffer, static_cast<std::size_t>(n)));
+      return true;
+    }
+  }
+  /// The next whole frame already read, if any.
+  std::optional<std::pair<Frame, std::string>> Next() {
+    bool bad = false;
+    auto frame = reader_.Next(&bad);
+    if (bad) Die("bad frame from the host");
+    return frame;
+  }
+  /// Blocks for the next frame; exits when the host is gone.
+  std::pair<Frame, std::string> Wait() {
+    for (;;) {
+      if (auto frame = Next()) return std::move(*frame);
+      if (!ReadSome()) std::exit(0);
+    }
+  }
+
+ private:
+  FrameReader reader_;
+};
+
+// The cgroup's oom_kill counter (v2, else v1); -1 when there is none.
+long long OomKills() {
+  for (const char* file : {"/sys/fs/cgroup/memory.events", "/sys/fs/cgroup/memory/memory.oom_control"}) {
+    std::ifstream in(file);
+    if (!in) continue;
+    std::string key;
+    long long value = 0;
+    while (in >> key >> value) {
+      if (key == "oom_kill") return value;
+    }
+    return -1;
+  }
+  return -1;
+}
+
+// Every process of the container but its init, the keep-alive (the lowest
+// pid after 1: the init starts it before anything else runs) and this one.
+void KillEveryOtherProcess() {
+  std::vector<pid_t> pids;
+  if (DIR* dir = ::opendir("/proc")) {
+    while (dirent* entry = ::readdir(dir)) {
+      char* end = nullptr;
+      long pid = std::strtol(entry->d_name, &end, 10);
+      if (end != entry->d_name && *end == '\0' && pid > 1) pids.push_back(static_cast<pid_t>(pid));
+    }
+    ::closedir(dir);
+  }
+  pid_t keep_alive = 0;
+  for (pid_t pid : pids) {
+    if (keep_alive == 0 || pid < keep_alive) keep_alive = pid;
+  }
+  for (pid_t pid : pids) {
+    if (pid != keep_alive && pid != ::getpid()) ::kill(pid, SIGKILL);
+  }
+}
+
+void MakeDirectories(const std::string& path) {
+  for (std::size_t slash = path.find('/', 1);; slash = path.find('/', slash + 1)) {
+    ::mkdir(path.substr(0, slash).c_str(), 0755);
+    if (slash == std::string::npos) break;
+  }
+}
+
+int Pidfd(pid_t pid) {
+#ifdef SYS_pidfd_open
+  return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+#else
+  (void)pid;
+  return -1;
+#endif
+}
+
+void SetNonBlocking(int fd) { ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK); }
+
+// Runs one command (kExec), answering with its output and kDone.
+void RunCommand(HostInput& host, const json& request) {
+  std::vector<std::string> argv = request.at("argv").get<std::vector<std::string>>();
+  const std::string cwd = request.value("cwd", std::string("/"));
+  const long long timeout_ms = request.value("timeout_ms", 0LL);
+  const long long grace_ms = request.value("kill_grace_ms", 2000LL);
+  const bool with_stdin = request.value("stdin", false);
+  if (argv.empty()) Die("empty argv");
+  std::vector<std::pair<std::string, std::string>> env;
+  if (const auto it = request.find("env"); it != request.end() && it->is_object()) {
+    for (const auto& [key, value] : it->items()) {
+      if (value.is_string()) env.emplace_back(key, value.get<std::string>());
+    }
+  }
+  MakeDirectories(cwd);
+
+  int in[2] = {-1, -1}, out[2], err[2], failed[2];
+  if ((with_stdin && ::pipe2(in, O_CLOEXEC) != 0) || ::pipe2(out, O_CLOEXEC) != 0 ||
+      ::pipe2(err, O_CLOEXEC) != 0 || ::pipe2(failed, O_CLOEXEC) != 0) {
+    Die(std::string("pipe: ") + std::strerror(errno));
+  }
+  const long long oom_before = OomKills();
+  const Clock::time_point started = Clock::now();
+  pid_t pid = ::fork();
+  if (pid < 0) Die(std::string("fork: ") + std::strerror(errno));
+  if (pid == 0) {
+    ::setsid();
+    int null = ::open("/dev/null", O_RDONLY);
+    ::dup2(with_stdin ? in[0] : null, 0);
+    ::dup2(out[1], 1);
+    ::dup2(err[1], 2);
+    ::signal(SIGPIPE, SIG_DFL);
+    // What to report when it cannot start: the step and errno.
+    auto fail = [&](char step) {
+      int e = errno;
+      char message[1 + sizeof e];
+      message[0] = step;
+      std::memcpy(message + 1, &e, sizeof e);
+      (void)!::write(failed[1], message, sizeof message);
+      ::_exit(step == 'x' && e == ENOENT ? 127 : 126);
+    };
+    if (::chdir(cwd.c_str()) != 0) fail('c');
+    for (const auto& [key, value] : env) ::setenv(key.c_str(), value.c_str(), 1);
+    std::vector<char*> args;
+    for (auto& arg : argv) args.push_back(arg.data());
+    args.push_back(nullptr);
+    ::execvp(args[0], args.data());
+    fail('x');
+  }
+  ::close(out[1]);
+  ::close(err[1]);
+  ::close(failed[1]);
+  if (with_stdin) ::close(in[0]);
+  int pidfd = Pidfd(pid);
+
+  // Could it start? The pipe closes on exec, or brings the reason.
+  char why[1 + sizeof(int)];
+  ssize_t got;
+  do {
+    got = ::read(failed[0], why, sizeof why);
+  } while (got < 0 && errno == EINTR);
+  ::close(failed[0]);
+  if (got == static_cast<ssize_t>(sizeof why)) {
+    int e = 0;
+    std::memcpy(&e, why + 1, sizeof e);
+    std::string message = why[0] == 'c' ? "cannot enter the working directory " + cwd
+                                        : "cannot run '" + argv[0] + "'";
+    Send(Frame::kStderr, "sandrun: " + message + ": " + std::strerror(e) + "\n");
+  }
+
+  SetNonBlocking(out[0]);
+  SetNonBlocking(err[0]);
+  int stdin_fd = with_stdin ? in[1] : -1;
+  if (stdin_fd >= 0) SetNonBlocking(stdin_fd);
+  std::string pending_stdin;
+  bool stdin_ended = !with_stdin;
+  bool exited = false, timed_out = false, killed = false, oom_first = false;
+  int status = 0;
+  Clock::time_point kill_at = Clock::time_point::max();
+  Clock::time_point drain_until = Clock::time_point::max();
+  const Clock::time_point timeout_at = timeout_ms > 0
+                                           ? started + std::chrono::milliseconds(timeout_ms)
+                                           : Clock::time_point::max();
+  auto reap = [&] {
+    if (exited) return;
+    pid_t r = ::waitpid(pid, &status, WNOHANG);
+    if (r == pid) {
+      exited = true;
+      // What it left holding its output has a moment to finish writing.
+      drain_until = Clock::now() + std::chrono::milliseconds(timed_out ? 2000 : 500);
+    }
+  };
+  auto forward = [&](int& fd, Frame type) {
+    char buffer[65536];
+    for (;;) {
+      ssize_t n = ::read(fd, buffer, std::min(sizeof buffer, kMaxChunk));
+      if (n > 0) {
+        Send(type, std::string_view(buffer, static_cast<std::size_t>(n)));
+        continue;
+      }
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+      ::close(fd);
+      fd = -1;
+      return;
+    }
+  };
+  for (;;) {
+    reap();
+    const Clock::time_point now = Clock::now();
+    if (!exited && !timed_out && now >= timeout_at) {
+      timed_out = true;
+      const long long oom_now = OomKills();
+      oom_first = oom_before >= 0 && oom_now > oom_before;
+      ::kill(-pid, SIGTERM);
+      kill_at = now + std::chrono::milliseconds(grace_ms);
+    }
+    // Once the command is gone (or the grace is over), nothing it started
+    // outlives it: the next task in this sandbox starts clean.
+    if (timed_out && !killed && (exited || now >= kill_at)) {
+      killed = true;
+      if (!exited) ::kill(-pid, SIGKILL);
+      KillEveryOtherProcess();
+    }
+    if (exited && ((out[0] < 0 && err[0] < 0) || now >= drain_until)) break;
+    std::vector<pollfd> fds;
+    fds.push_back({0, POLLIN, 0});
+    if (out[0] >= 0) fds.push_back({out[0], POLLIN, 0});
+    if (err[0] >= 0) fds.push_back({err[0], POLLIN, 0});
+    if (stdin_fd >= 0 && !pending_stdin.empty()) fds.push_back({stdin_fd, POLLOUT, 0});
+    if (pidfd >= 0 && !exited) fds.push_back({pidfd, POLLIN, 0});
+    Clock::time_point wake = std::min({timed_out ? kill_at : timeout_at, drain_until,
+                                       pidfd >= 0 || exited ? Clock::time_point::max()
+                                                            : now + std::chrono::milliseconds(20)});
+    if (killed) wake = std::min(wake, now + std::chrono::milliseconds(20));
+    int wait_ms = -1;
+    if (wake != Clock::time_point::max()) {
+      wait_ms = static_cast<int>(std::max<long long>(
+          0, std::chrono::duration_cast<std::chrono::milliseconds>(wake - now).count() + 1));
+    }
+    int ready = ::poll(fds.data(), fds.size(), wait_ms);
+    if (ready < 0 && errno != EINTR) Die(std::string("poll: ") + std::strerror(errno));
+    for (const pollfd& p : fds) {
+      if (p.revents == 0) continue;
+      if (p.fd == 0) {
+        if (!host.ReadSome()) {  // The host is gone: so is the command.
+          ::kill(-pid, SIGKILL);
+          std::exit(0);
+        }
+        while (auto frame = host.Next()) {
+          if (frame->first == Frame::kStdin) pending_stdin += frame->second;
+          if (frame->first == Frame::kStdinEnd) stdin_ended = true;
+        }
+      } else if (p.fd == out[0]) {
+        forward(out[0], Frame::kStdout);
+      } else if (p.fd == err[0]) {
+        forward(err[0], Frame::kStderr);
+      } else if (p.fd == stdin_fd) {
+        ssize_t n = ::write(stdin_fd, pending_stdin.data(), pending_stdin.size());
+        if (n > 0) pending_stdin.erase(0, static_cast<std::size_t>(n));
+        if (n < 0 && errno == EPIPE) pending_stdin.clear();  // It stopped reading.
+      }
+    }
+    if (stdin_fd >= 0 && stdin_ended && pending_stdin.empty()) {
+      ::close(stdin_fd);
+      stdin_fd = -1;
+    }
+  }
+  if (out[0] >= 0) ::close(out[0]);
+  if (err[0] >= 0) ::close(err[0]);
+  if (stdin_fd >= 0) ::close(stdin_fd);
+  if (pidfd >= 0) ::close(pidfd);
+  // The host sends all of stdin however early the command ended: take the
+  // rest so it is not read as the next request.
+  while (!stdin_ended) {
+    auto [type, payload] = host.Wait();
+    if (type == Frame::kStdinEnd) stdin_ended = true;
+  }
+
+  json done = {{"exit_code", 0}, {"signal", 0}, {"timed_out", timed_out}, {"oom_killed", false}};
+  if (WIFEXITED(status)) done["exit_code"] = WEXITSTATUS(status);
+  if (WIFSIGNALED(status)) {
+    done["signal"] = WTERMSIG(status);
+    done["exit_code"] = 128 + WTERMSIG(status);
+    if (WTERMSIG(status) == SIGKILL && !timed_out) {
+      const long long oom_now = OomKills();
+      done["oom_killed"] = oom_before >= 0 && oom_now > oom_before;
+    }
+  }
+  if (oom_first) done["oom_killed"] = true;
+  Send(Frame::kDone, done.dump());
+}
+
+// kPut: a tar whose entries are relative to "/".
+void Put(const std::string& tar) {
+  archive* in = archive_read_new();
+  archive_read_support_format_tar(in);
+  archive* out = archive_write_disk_new();
+  archive_write_disk_set_options(out, ARCHIVE_EXTRACT_PERM | ARCHIVE_EXTRACT_TIME |
+                                          ARCHIVE_EXTRACT_SECURE_NODOTDOT |
+                                          ARCHIVE_EXTRACT_UNLINK);
+  std::string error;
+  if (archive_read_open_memory(in, tar.data(), tar.size()) != ARCHIVE_OK) {
+    error = archive_error_string(in);
+  }
+  archive_entry* entry = nullptr;
+  while (error.empty()) {
+    int r = archive_read_next_header(in, &entry);
+    if (r == ARCHIVE_EOF) break;
+    if (r != ARCHIVE_OK) {
+      error = archive_error_string(in);
+      break;
+    }
+    std::string name = std::string("/") + archive_entry_pathname(entry);
+    archive_entry_set_pathname(entry, name.c_str());
+    if (archive_write_header(out, entry) != ARCHIVE_OK) {
+      error = name + ": " + archive_error_string(out);
+      break;
+    }
+    const void* block = nullptr;
+    size_t size = 0;
+    la_int64_t offset = 0;
+    while ((r = archive_read_data_block(in, &block, &size, &offset)) == ARCHIVE_OK) {
+      if (archive_write_data_block(out, block, size, offset) != ARCHIVE_OK) {
+        error = name + ": " + archive_error_string(out);
+        break;
+      }
+    }
+    if (error.empty() && r != ARCHIVE_EOF) error = archive_error_string(in);
+    if (error.empty() && archive_write_finish_entry(out) != ARCHIVE_OK) {
+      error = name + ": " + archive_error_string(out);
+    }
+  }
+  if (archive_write_close(out) != ARCHIVE_OK && error.empty()) error = archive_error_string(out);
+  archive_write_free(out);
+  archive_read_free(in);
+  if (error.empty()) {
+    Send(Frame::kOk);
+  } else {
+    Send(Frame::kError, error);
+  }
+}
+
+// kGet: `path` as a tar whose top entry is its base name, as the engine's
+// archive endpoint gives it. Links are sent as links.
+void Get(const std::string& path) {
+  struct stat st{};
+  if (::lstat(path.c_str(), &st) != 0) {
+    if (errno == ENOENT || errno == ENOTDIR) {
+      Send(Frame::kNotFound, path);
+    } else {
+      Send(Frame::kError, path + ": " + std::strerror(errno));
+    }
+    return;
+  }
+  std::string parent = path.substr(0, path.find_last_of('/') + 1);
+  std::string tar;
+  archive* out = archive_write_new();
+  archive_write_set_format_pax_restricted(out);
+  archive_write_set_bytes_in_last_block(out, 1);
+  auto append = [](archive*, void* data, const void* buffer, size_t size) -> la_ssize_t {
+    static_cast<std::string*>(data)->append(static_cast<const char*>(buffer), size);
+    return static_cast<la_ssize_t>(size);
+  };
+  archive_write_open(out, &tar, nullptr, append, nullptr);
+  archive* disk = archive_read_disk_new();
+  archive_read_disk_set_symlink_physical(disk);
+  archive_read_disk_set_standard_lookup(disk);
+  std::string error;
+  if (archive_read_disk_open(disk, path.c_str()) != ARCHIVE_OK) error = archive_error_string(disk);
+  while (error.empty()) {
+    archive_entry* entry = archive_entry_new();
+    int r = archive_read_next_header2(disk, entry);
+    if (r == ARCHIVE_EOF) {
+      archive_entry_free(entry);
+      break;
+    }
+    if (r != ARCHIVE_OK && r != ARCHIVE_WARN) {
+      error = archive_error_string(disk);
+      archive_entry_free(entry);
+      break;
+    }
+    archive_read_disk_descend(disk);
+    std::string name = archive_entry_pathname(entry);
+    if (name.rfind(parent, 0) == 0) name = name.substr(parent.size());
+    archive_entry_set_pathname(entry, name.c_str());
+    if (archive_write_header(out, entry) != ARCHIVE_OK) {
+      error = name + ": " + archive_error_string(out);
+    } else if (archive_entry_filetype(entry) == AE_IFREG) {
+      char buffer[65536];
+      la_ssize_t n;
+      while ((n = archive_read_data(disk, buffer, sizeof buffer)) > 0) {
+        archive_write_data(out, buffer, static_cast<size_t>(n));
+      }
+      if (n < 0) error = name + ": " + archive_error_string(disk);
+    }
+    archive_entry_free(entry);
+  }
+  archive_read_close(disk);
+  archive_read_free(disk);
+  archive_write_close(out);
+  archive_write_free(out);
+  if (!error.empty()) {
+    Send(Frame::kError, error);
+    return;
+  }
+  for (std::size_t at = 0; at < tar.size(); at += kMaxChunk) {
+    Send(Frame::kTar, std::string_view(tar).substr(at, kMaxChunk));
+  }
+  Send(Frame::kOk);
+}
+
+}  // namespace
+
+int main() {
+  ::signal(SIGPIPE, SIG_IGN);
+  if (::chdir("/") != 0) Die("cannot enter /");
+  HostInput host;
+  Send(Frame::kHello, json{{"version", sandrun::docker::agent::kProtocolVersion}}.dump());
+  for (;;) {
+    auto [type, payload] = host.Wait();
+    switch (type) {
+      case Frame::kExec: {
+        json request = json::parse(payload, nullptr, false);
+        if (!request.is_object() || !request.contains("argv")) Die("bad exec request");
+        RunCommand(host, request);
+        break;
+      }
+      case Frame::kPut:
+        Put(payload);
+        break;
+      case Frame::kGet:
+        Get(payload);
+        break;
+      default:
+        Die(std::string("unexpected frame '") + static_cast<char>(type) + "'");
+    }
+  }
+}
