@@ -304,7 +304,7 @@ Result<std::unique_ptr<Sandbox>> DockerBackend::Create(const SandboxSpec& spec) 
   auto sandbox = std::make_unique<DockerSandbox>(client_, exe_cache_, gate_, id, workdir,
                                                  options_.kill_grace_ms,
                                                  std::chrono::seconds(lifetime), expires_at);
-  sandbox->UseAgent(options_.agent_path, options_.agent_missing);
+  if (options_.agent) sandbox->UseAgent(options_.agent_path, options_.agent_missing);
   Result<HttpResponse> start_answer = [&] {
     EngineGate::Pass pass(*gate_);
     return client_->Request("POST", "/containers/" + id + "/start");

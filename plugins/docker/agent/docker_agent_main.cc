@@ -10,7 +10,8 @@
 // init, the keep-alive and this agent: a child that called setsid left the
 // group, and the sandbox runs one command at a time. A command killed by
 // SIGKILL is reported as out of memory when the cgroup's oom_kill counter
-// rose while it ran.
+// rose while it ran; its processes go first when memory runs out
+// (oom_score_adj 1000), so the agent lives to say so.
 #include <archive.h>
 #include <archive_entry.h>
 #include <dirent.h>
@@ -190,6 +191,12 @@ void RunCommand(HostInput& host, const json& request) {
       (void)!::write(failed[1], message, sizeof message);
       ::_exit(step == 'x' && e == ENOENT ? 127 : 126);
     };
+    // When the sandbox runs out of memory, the kernel picks the command's
+    // processes before the agent (which must live to report it).
+    if (int adj = ::open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC); adj >= 0) {
+      (void)!::write(adj, "1000", 4);
+      ::close(adj);
+    }
     if (::chdir(cwd.c_str()) != 0) fail('c');
     for (const auto& [key, value] : env) ::setenv(key.c_str(), value.c_str(), 1);
     std::vector<char*> args;
@@ -257,6 +264,15 @@ void RunCommand(HostInput& host, const json& request) {
     }
   };
   for (;;) {
+    // Frames already read (they may have come with the request itself).
+    while (auto frame = host.Next()) {
+      if (frame->first == Frame::kStdin) pending_stdin += frame->second;
+      if (frame->first == Frame::kStdinEnd) stdin_ended = true;
+    }
+    if (stdin_fd >= 0 && stdin_ended && pending_stdin.empty()) {
+      ::close(stdin_fd);
+      stdin_fd = -1;
+    }
     reap();
     const Clock::time_point now = Clock::now();
     if (!exited && !timed_out && now >= timeout_at) {
@@ -298,10 +314,6 @@ void RunCommand(HostInput& host, const json& request) {
           ::kill(-pid, SIGKILL);
           std::exit(0);
         }
-        while (auto frame = host.Next()) {
-          if (frame->first == Frame::kStdin) pending_stdin += frame->second;
-          if (frame->first == Frame::kStdinEnd) stdin_ended = true;
-        }
       } else if (p.fd == out[0]) {
         forward(out[0], Frame::kStdout);
       } else if (p.fd == err[0]) {
@@ -311,10 +323,6 @@ void RunCommand(HostInput& host, const json& request) {
         if (n > 0) pending_stdin.erase(0, static_cast<std::size_t>(n));
         if (n < 0 && errno == EPIPE) pending_stdin.clear();  // It stopped reading.
       }
-    }
-    if (stdin_fd >= 0 && stdin_ended && pending_stdin.empty()) {
-      ::close(stdin_fd);
-      stdin_fd = -1;
     }
   }
   if (out[0] >= 0) ::close(out[0]);

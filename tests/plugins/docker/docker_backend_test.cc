@@ -12,6 +12,7 @@
 #include <map>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -557,19 +558,83 @@ TEST_F(DockerBackendTest, ImageWithoutShellRunsCommandsDirectly) {
                                 *bytes, "application/x-tar");
     ASSERT_TRUE(res.ok() && res->status == 200) << (res.ok() ? res->body : res.status().ToString());
   }
+  auto has_note = [](const ExecResult& r, const std::string& part) {
+    return std::any_of(r.notes.begin(), r.notes.end(),
+                       [&](const std::string& n) { return n.find(part) != std::string::npos; });
+  };
+  ExecRequest request;
+  request.timeout = 500ms;
+  {
+    // The agent needs no shell: the timed-out command is killed.
+    auto sandbox = MakeSandbox(testing::ImageSpec(image));
+    ASSERT_TRUE(sandbox);
+    ExecResult r = Run(*sandbox, {"/bin/echo", "no", "shell"});
+    EXPECT_EQ(r.outcome, Outcome::kExited);
+    EXPECT_EQ(r.stdout_stream.text, "no shell\n");
+    r = Run(*sandbox, {"/bin/sleep", "30"}, request);
+    EXPECT_EQ(r.outcome, Outcome::kTimedOut) << r.stderr_stream.text;
+    EXPECT_EQ(r.signal, SIGTERM);
+    EXPECT_FALSE(has_note(r, "/bin/sh")) << ::testing::PrintToString(r.notes);
+  }
+  // Through the engine alone nothing can kill it, and a note says so.
+  DockerOptions options = testing::TestOptions();
+  options.agent = false;
+  backend_ = CreateDockerBackend(options);
   auto sandbox = MakeSandbox(testing::ImageSpec(image));
   ASSERT_TRUE(sandbox);
   ExecResult r = Run(*sandbox, {"/bin/echo", "no", "shell"});
-  EXPECT_EQ(r.outcome, Outcome::kExited);
   EXPECT_EQ(r.stdout_stream.text, "no shell\n");
-  ExecRequest request;
-  request.timeout = 500ms;
   r = Run(*sandbox, {"/bin/sleep", "30"}, request);
   EXPECT_EQ(r.outcome, Outcome::kTimedOut);
-  bool noted = std::any_of(r.notes.begin(), r.notes.end(), [](const std::string& n) {
-    return n.find("/bin/sh") != std::string::npos;
-  });
-  EXPECT_TRUE(noted) << "a note must say tree-kill is unavailable";
+  EXPECT_TRUE(has_note(r, "/bin/sh")) << "a note must say tree-kill is unavailable";
+}
+
+std::int64_t UnixNow() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// Docker's events say which execs a container saw: with the agent, one for
+// all the commands and files; without it, one per command at least.
+TEST_F(DockerBackendTest, TheAgentRunsEverythingThroughOneExec) {
+  auto execs_of = [&](const std::string& id, std::int64_t since) {
+    json filters = {{"container", {id}}, {"event", {"exec_create"}}};
+    auto res = client_->Request("GET", "/events?since=" + std::to_string(since) + "&until=" +
+                                           std::to_string(UnixNow() + 1) +
+                                           "&filters=" + UrlEncode(filters.dump()));
+    EXPECT_TRUE(res.ok() && res->status == 200) << (res.ok() ? res->body : res.status().ToString());
+    int count = 0;
+    if (!res.ok()) return count;
+    std::istringstream lines(res->body);
+    for (std::string line; std::getline(lines, line);) count += line.empty() ? 0 : 1;
+    return count;
+  };
+  sandrun::testing::TempDir host;
+  fs::path file = host.Write("in.txt", "payload");
+  for (bool agent : {true, false}) {
+    DockerOptions options = testing::TestOptions();
+    options.agent = agent;
+    backend_ = CreateDockerBackend(options);
+    const std::int64_t since = UnixNow() - 1;
+    auto sandbox = MakeSandbox();
+    ASSERT_TRUE(sandbox);
+    ASSERT_TRUE(sandbox->Put(FileUpload{file.string(), "dir/in.txt"}).ok());
+    for (int i = 0; i < 5; ++i) {
+      ExecResult r = Run(*sandbox, {"cat", "dir/in.txt"});
+      EXPECT_EQ(r.stdout_stream.text, "payload");
+    }
+    auto got = sandbox->Get("dir", host.path() / ("out-" + std::to_string(agent)));
+    ASSERT_TRUE(got.ok()) << got.status().ToString();
+    EXPECT_EQ(sandrun::testing::ReadFile(host.path() / ("out-" + std::to_string(agent)) / "dir" / "in.txt"),
+              "payload");
+    const int execs = execs_of(sandbox->Id(), since);
+    if (agent) {
+      EXPECT_EQ(execs, 1) << "with the agent";
+    } else {
+      EXPECT_GE(execs, 5) << "without the agent";
+    }
+  }
 }
 
 }  // namespace
