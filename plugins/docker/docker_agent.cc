@@ -147,30 +147,76 @@ Result<nlohmann::json> AgentSession::Exec(
   }
 }
 
-Status AgentSession::Put(std::string_view tar, Clock::time_point deadline) {
+Status AgentSession::Put(const std::vector<TarEntry>& entries, Clock::time_point deadline) {
   if (broken_) return UnavailableError("docker: the agent's session is broken");
-  if (tar.size() + 1 > agent::kMaxFrame) {
-    return FailedPreconditionError("docker: upload too large for one agent frame");
+  auto send_entry = [&](const nlohmann::json& header, std::string_view data) {
+    std::string payload = header.dump();
+    payload += '\n';
+    payload.append(data);
+    return Send(Frame::kEntry, payload);
+  };
+  for (const TarEntry& entry : entries) {
+    nlohmann::json header = {{"path", entry.name}, {"mode", entry.mode}};
+    if (entry.directory) {
+      header["kind"] = "dir";
+    } else if (!entry.symlink_target.empty()) {
+      header["kind"] = "symlink";
+      header["target"] = entry.symlink_target;
+    } else if (!entry.hardlink_target.empty()) {
+      header["kind"] = "hardlink";
+      header["target"] = entry.hardlink_target;
+    } else {
+      header["kind"] = "file";
+    }
+    std::string_view data = header["kind"] == "file" ? std::string_view(entry.data) : "";
+    bool append = false;
+    do {
+      std::size_t take = std::min(data.size(), agent::kMaxChunk);
+      header["append"] = append;
+      SANDRUN_RETURN_IF_ERROR(send_entry(header, data.substr(0, take)));
+      data.remove_prefix(take);
+      append = true;
+    } while (!data.empty());
   }
-  SANDRUN_RETURN_IF_ERROR(Send(Frame::kPut, tar));
+  SANDRUN_RETURN_IF_ERROR(Send(Frame::kPutEnd, {}));
   SANDRUN_ASSIGN_OR_RETURN(auto frame, NextFrame(deadline));
   if (frame.first == Frame::kOk) return OkStatus();
   if (frame.first == Frame::kError) return FailedPreconditionError("docker agent: " + frame.second);
   return Broke(UnavailableError("docker: an unexpected frame from the agent"));
 }
 
-Result<std::string> AgentSession::Get(const std::string& path, Clock::time_point deadline) {
+Result<std::vector<TarEntry>> AgentSession::Get(const std::string& path,
+                                                Clock::time_point deadline) {
   if (broken_) return UnavailableError("docker: the agent's session is broken");
   SANDRUN_RETURN_IF_ERROR(Send(Frame::kGet, path));
-  std::string tar;
+  std::vector<TarEntry> entries;
   for (;;) {
     SANDRUN_ASSIGN_OR_RETURN(auto frame, NextFrame(deadline));
     switch (frame.first) {
-      case Frame::kTar:
-        tar += frame.second;
+      case Frame::kEntry: {
+        std::size_t newline = frame.second.find('\n');
+        auto header = nlohmann::json::parse(frame.second.substr(0, newline), nullptr, false);
+        if (newline == std::string::npos || !header.is_object()) {
+          return Broke(UnavailableError("docker: a bad entry from the agent"));
+        }
+        std::string_view data = std::string_view(frame.second).substr(newline + 1);
+        const std::string name = header.value("path", std::string());
+        if (header.value("append", false) && !entries.empty() && entries.back().name == name) {
+          entries.back().data.append(data);
+          break;
+        }
+        TarEntry entry;
+        entry.name = name;
+        entry.mode = header.value("mode", 0644);
+        const std::string kind = header.value("kind", std::string());
+        entry.directory = kind == "dir";
+        if (kind == "symlink") entry.symlink_target = header.value("target", std::string());
+        if (kind == "file") entry.data = std::string(data);
+        if (kind == "dir" || kind == "symlink" || kind == "file") entries.push_back(std::move(entry));
         break;
+      }
       case Frame::kOk:
-        return tar;
+        return entries;
       case Frame::kNotFound:
         return NotFoundError("docker: " + path + " not found in the sandbox");
       case Frame::kError:

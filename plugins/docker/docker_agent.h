@@ -21,11 +21,13 @@
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "docker_agent_protocol.h"
 #include "docker_client.h"
+#include "docker_tar.h"
 #include "sandrun/status.h"
 
 namespace sandrun::docker {
@@ -70,12 +72,13 @@ class AgentSession {
                               const std::optional<std::string>& stdin_data,
                               const std::function<void(agent::Frame, std::string_view)>& output,
                               Clock::time_point deadline);
-  /// Extracts `tar` (entries relative to "/"). kFailedPrecondition with the
+  /// Writes `entries` (names relative to "/"). kFailedPrecondition with the
   /// agent's message when it could not; other codes: the session broke.
-  Status Put(std::string_view tar, Clock::time_point deadline);
-  /// `path` (absolute) as a tar rooted at its base name. kNotFound when it
-  /// does not exist; kFailedPrecondition when the agent could not read it.
-  Result<std::string> Get(const std::string& path, Clock::time_point deadline);
+  Status Put(const std::vector<TarEntry>& entries, Clock::time_point deadline);
+  /// `path` (absolute) as entries named from its base name down. kNotFound
+  /// when it does not exist; kFailedPrecondition when the agent could not
+  /// read it.
+  Result<std::vector<TarEntry>> Get(const std::string& path, Clock::time_point deadline);
 
   bool broken() const { return broken_; }
 

@@ -12,10 +12,17 @@
 //                  then kStdin chunks and kStdinEnd when "stdin" is true
 //   agent -> host  kStdout / kStderr chunks, then kDone {exit_code, signal,
 //                  timed_out, oom_killed, failed?}
-//   host -> agent  kPut <tar>            extracted relative to "/"
+//   host -> agent  kEntry... kPutEnd     files written relative to "/"
 //   agent -> host  kOk, or kError <message>
 //   host -> agent  kGet <absolute path>
-//   agent -> host  kTar chunks then kOk, or kNotFound / kError <message>
+//   agent -> host  kEntry... kOk (names rooted at the path's base name), or
+//                  kNotFound / kError <message>
+//
+// A kEntry is a JSON header line {path, kind: file|dir|symlink|hardlink,
+// mode, target (links), append (a file's later chunks)}, '\n', then the
+// file's bytes (at most kMaxChunk per entry). The host turns entries into
+// tar streams and back with libarchive (docker_tar.h), so what comes from
+// the agent meets the same checks as the engine's archive endpoint.
 //
 // The host ends the agent by closing its stdin (or by removing the
 // container).
@@ -32,10 +39,10 @@
 namespace sandrun::docker::agent {
 
 /// Raised when the two ends change what a frame means.
-inline constexpr int kProtocolVersion = 1;
+inline constexpr int kProtocolVersion = 2;
 /// No frame is larger: output and tar bodies come in chunks of this size.
 inline constexpr std::size_t kMaxChunk = 1u << 20;
-inline constexpr std::size_t kMaxFrame = 64u << 20;  // A kPut tar may be big.
+inline constexpr std::size_t kMaxFrame = kMaxChunk + 65536;  // An entry's header and bytes.
 
 enum class Frame : char {
   kHello = 'H',
@@ -45,9 +52,9 @@ enum class Frame : char {
   kStdout = 'O',
   kStderr = 'R',
   kDone = 'D',
-  kPut = 'P',
+  kEntry = 'P',
+  kPutEnd = 'Z',
   kGet = 'G',
-  kTar = 'T',
   kOk = 'K',
   kNotFound = 'N',
   kError = 'F',

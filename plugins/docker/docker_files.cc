@@ -31,7 +31,8 @@ Status DockerSandbox::Put(const FileUpload& upload) {
   // Through the agent when there is one; what it cannot write (or a broken
   // session) goes through the engine, which says what is wrong if anything.
   if (AgentSession* agent = Agent()) {
-    if (agent->Put(tar, Soon()).ok()) return OkStatus();
+    Result<std::vector<TarEntry>> entries = ReadTarEntries(tar);
+    if (entries.ok() && agent->Put(*entries, Soon()).ok()) return OkStatus();
   }
   SANDRUN_ASSIGN_OR_RETURN(
       HttpResponse res,
@@ -49,9 +50,13 @@ Result<std::vector<std::string>> DockerSandbox::Get(const std::string& sandbox_p
   SANDRUN_ASSIGN_OR_RETURN(std::string path,
                            JoinSandboxPath("download path", workdir_, sandbox_path));
   if (AgentSession* agent = Agent()) {
-    Result<std::string> tar = agent->Get(path, Soon());
-    if (tar.ok()) return ExtractTarSafely(*tar, host_dir);
-    if (tar.status().code() == StatusCode::kNotFound) return tar.status();
+    // What the agent sends meets the checks of any tar from a sandbox.
+    Result<std::vector<TarEntry>> entries = agent->Get(path, Soon());
+    if (entries.ok()) {
+      SANDRUN_ASSIGN_OR_RETURN(std::string tar, TarOfEntries(*entries));
+      return ExtractTarSafely(tar, host_dir);
+    }
+    if (entries.status().code() == StatusCode::kNotFound) return entries.status();
   }
   SANDRUN_ASSIGN_OR_RETURN(
       HttpResponse res,

@@ -398,6 +398,34 @@ Result<std::vector<std::string>> ExtractOpened(const std::function<ArchivePtr()>
 
 }  // namespace
 
+Result<std::vector<TarEntry>> ReadTarEntries(std::string_view tar) {
+  ArchivePtr a = OpenReader(tar);
+  if (!a) return InternalError("tar: cannot open the stream");
+  std::vector<TarEntry> out;
+  archive_entry* entry = nullptr;
+  int rc;
+  while ((rc = archive_read_next_header(a.get(), &entry)) == ARCHIVE_OK) {
+    TarEntry e;
+    e.name = CleanName(archive_entry_pathname(entry) ? archive_entry_pathname(entry) : "");
+    e.mode = static_cast<int>(archive_entry_perm(entry));
+    e.directory = archive_entry_filetype(entry) == AE_IFDIR;
+    if (const char* target = archive_entry_hardlink(entry)) e.hardlink_target = CleanName(target);
+    if (archive_entry_filetype(entry) == AE_IFLNK) {
+      const char* target = archive_entry_symlink(entry);
+      e.symlink_target = target != nullptr ? target : "";
+    }
+    char buffer[1 << 16];
+    la_ssize_t n;
+    while ((n = archive_read_data(a.get(), buffer, sizeof buffer)) > 0) {
+      e.data.append(buffer, static_cast<std::size_t>(n));
+    }
+    if (n < 0) return ReadError(a.get(), nullptr, "reading data");
+    if (!e.name.empty()) out.push_back(std::move(e));
+  }
+  if (rc != ARCHIVE_EOF) return ReadError(a.get(), nullptr, "reading");
+  return out;
+}
+
 Result<std::vector<TarMember>> ListTar(std::string_view tar) {
   return ListOpened(OpenReader(tar), nullptr);
 }

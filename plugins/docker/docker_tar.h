@@ -77,6 +77,11 @@ class TarBuilder {
 /// A tar of in-memory entries.
 Result<std::string> TarOfEntries(const std::vector<TarEntry>& entries);
 
+/// Every entry of a tar we made ourselves (an upload), with its bytes in
+/// memory; names cleaned of "./" and trailing '/'. No safety checks: never
+/// for a tar that came from a sandbox.
+Result<std::vector<TarEntry>> ReadTarEntries(std::string_view tar);
+
 /// What a tar holds, without extracting it.
 struct TarMember {
   std::string name;   ///< As stored (directories may end with '/').

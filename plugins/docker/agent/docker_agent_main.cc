@@ -12,8 +12,6 @@
 // SIGKILL is reported as out of memory when the cgroup's oom_kill counter
 // rose while it ran; its processes go first when memory runs out
 // (oom_score_adj 1000), so the agent lives to say so.
-#include <archive.h>
-#include <archive_entry.h>
 #include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -24,6 +22,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
@@ -350,49 +349,71 @@ void RunCommand(HostInput& host, const json& request) {
   Send(Frame::kDone, done.dump());
 }
 
-// kPut: a tar whose entries are relative to "/".
-void Put(const std::string& tar) {
-  archive* in = archive_read_new();
-  archive_read_support_format_tar(in);
-  archive* out = archive_write_disk_new();
-  archive_write_disk_set_options(out, ARCHIVE_EXTRACT_PERM | ARCHIVE_EXTRACT_TIME |
-                                          ARCHIVE_EXTRACT_SECURE_NODOTDOT |
-                                          ARCHIVE_EXTRACT_UNLINK);
+// Makes the parents of `path` (an absolute path).
+void MakeParents(const std::string& path) {
+  std::size_t slash = path.find_last_of('/');
+  if (slash != std::string::npos && slash > 0) MakeDirectories(path.substr(0, slash));
+}
+
+// One entry of kPut: writes it below "/". Returns "" or what went wrong.
+std::string WriteEntry(const std::string& payload) {
+  std::size_t newline = payload.find('\n');
+  json header = json::parse(payload.substr(0, newline), nullptr, false);
+  if (!header.is_object() || newline == std::string::npos) return "bad entry";
+  const std::string path = "/" + header.value("path", std::string());
+  const std::string kind = header.value("kind", std::string("file"));
+  const auto mode = static_cast<mode_t>(header.value("mode", 0644) & 07777);
+  std::string_view data = std::string_view(payload).substr(newline + 1);
+  MakeParents(path);
+  auto failed = [&](const char* what) { return path + ": " + what + ": " + std::strerror(errno); };
+  struct stat st{};
+  const bool exists = ::lstat(path.c_str(), &st) == 0;
+  if (kind == "dir") {
+    if (exists && !S_ISDIR(st.st_mode) && ::unlink(path.c_str()) != 0) return failed("unlink");
+    if ((!exists || !S_ISDIR(st.st_mode)) && ::mkdir(path.c_str(), mode) != 0) return failed("mkdir");
+    if (::chmod(path.c_str(), mode) != 0) return failed("chmod");
+    return "";
+  }
+  const bool append = header.value("append", false);
+  if (exists && !append) {
+    if (S_ISDIR(st.st_mode) ? ::rmdir(path.c_str()) != 0 : ::unlink(path.c_str()) != 0) {
+      return failed("replace");
+    }
+  }
+  if (kind == "symlink") {
+    if (::symlink(header.value("target", std::string()).c_str(), path.c_str()) != 0) {
+      return failed("symlink");
+    }
+    return "";
+  }
+  if (kind == "hardlink") {
+    const std::string target = "/" + header.value("target", std::string());
+    if (::link(target.c_str(), path.c_str()) != 0) return failed("link");
+    return "";
+  }
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | (append ? O_APPEND : O_TRUNC), mode);
+  if (fd < 0) return failed("open");
   std::string error;
-  if (archive_read_open_memory(in, tar.data(), tar.size()) != ARCHIVE_OK) {
-    error = archive_error_string(in);
+  while (!data.empty() && error.empty()) {
+    ssize_t n = ::write(fd, data.data(), data.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) error = failed("write");
+    if (n > 0) data.remove_prefix(static_cast<std::size_t>(n));
   }
-  archive_entry* entry = nullptr;
-  while (error.empty()) {
-    int r = archive_read_next_header(in, &entry);
-    if (r == ARCHIVE_EOF) break;
-    if (r != ARCHIVE_OK) {
-      error = archive_error_string(in);
-      break;
-    }
-    std::string name = std::string("/") + archive_entry_pathname(entry);
-    archive_entry_set_pathname(entry, name.c_str());
-    if (archive_write_header(out, entry) != ARCHIVE_OK) {
-      error = name + ": " + archive_error_string(out);
-      break;
-    }
-    const void* block = nullptr;
-    size_t size = 0;
-    la_int64_t offset = 0;
-    while ((r = archive_read_data_block(in, &block, &size, &offset)) == ARCHIVE_OK) {
-      if (archive_write_data_block(out, block, size, offset) != ARCHIVE_OK) {
-        error = name + ": " + archive_error_string(out);
-        break;
-      }
-    }
-    if (error.empty() && r != ARCHIVE_EOF) error = archive_error_string(in);
-    if (error.empty() && archive_write_finish_entry(out) != ARCHIVE_OK) {
-      error = name + ": " + archive_error_string(out);
-    }
+  if (error.empty() && !append && ::fchmod(fd, mode) != 0) error = failed("chmod");
+  ::close(fd);
+  return error;
+}
+
+// kPut: entries until kPutEnd, then kOk or kError with the first problem.
+void Put(HostInput& host, std::string first) {
+  std::string error = WriteEntry(first);
+  for (;;) {
+    auto [type, payload] = host.Wait();
+    if (type == Frame::kPutEnd) break;
+    if (type != Frame::kEntry) Die("unexpected frame in an upload");
+    if (error.empty()) error = WriteEntry(payload);
   }
-  if (archive_write_close(out) != ARCHIVE_OK && error.empty()) error = archive_error_string(out);
-  archive_write_free(out);
-  archive_read_free(in);
   if (error.empty()) {
     Send(Frame::kOk);
   } else {
@@ -400,73 +421,83 @@ void Put(const std::string& tar) {
   }
 }
 
-// kGet: `path` as a tar whose top entry is its base name, as the engine's
-// archive endpoint gives it. Links are sent as links.
+void SendEntry(const json& header, std::string_view data = {}) {
+  std::string payload = header.dump();
+  payload += '\n';
+  payload.append(data);
+  Send(Frame::kEntry, payload);
+}
+
+// Sends `path` as entries named from `name` down; links are sent as links.
+// Returns "" or what went wrong.
+std::string SendTree(const std::string& path, const std::string& name) {
+  struct stat st{};
+  if (::lstat(path.c_str(), &st) != 0) return path + ": " + std::strerror(errno);
+  const int mode = static_cast<int>(st.st_mode & 07777);
+  if (S_ISLNK(st.st_mode)) {
+    std::string target(4096, '\0');
+    ssize_t n = ::readlink(path.c_str(), target.data(), target.size());
+    if (n < 0) return path + ": " + std::strerror(errno);
+    target.resize(static_cast<std::size_t>(n));
+    SendEntry({{"path", name}, {"kind", "symlink"}, {"target", target}, {"mode", mode}});
+    return "";
+  }
+  if (S_ISDIR(st.st_mode)) {
+    SendEntry({{"path", name}, {"kind", "dir"}, {"mode", mode}});
+    std::vector<std::string> children;
+    if (DIR* dir = ::opendir(path.c_str())) {
+      while (dirent* entry = ::readdir(dir)) {
+        std::string child = entry->d_name;
+        if (child != "." && child != "..") children.push_back(child);
+      }
+      ::closedir(dir);
+    } else {
+      return path + ": " + std::strerror(errno);
+    }
+    std::sort(children.begin(), children.end());  // The same order every time.
+    for (const std::string& child : children) {
+      std::string error = SendTree(path + "/" + child, name + "/" + child);
+      if (!error.empty()) return error;
+    }
+    return "";
+  }
+  if (!S_ISREG(st.st_mode)) return "";  // Devices, fifos, sockets: not sent.
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return path + ": " + std::strerror(errno);
+  std::string chunk(kMaxChunk, '\0');
+  bool first = true;
+  for (;;) {
+    ssize_t n = ::read(fd, chunk.data(), chunk.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      ::close(fd);
+      return path + ": " + std::strerror(errno);
+    }
+    if (n == 0 && !first) break;
+    SendEntry({{"path", name}, {"kind", "file"}, {"mode", mode}, {"append", !first}},
+              std::string_view(chunk.data(), static_cast<std::size_t>(n)));
+    first = false;
+    if (n == 0) break;
+  }
+  ::close(fd);
+  return "";
+}
+
+// kGet: `path` as entries rooted at its base name, then kOk; kNotFound when
+// it does not exist, kError when it could not be read.
 void Get(const std::string& path) {
   struct stat st{};
   if (::lstat(path.c_str(), &st) != 0) {
-    if (errno == ENOENT || errno == ENOTDIR) {
-      Send(Frame::kNotFound, path);
-    } else {
-      Send(Frame::kError, path + ": " + std::strerror(errno));
-    }
+    Send(errno == ENOENT || errno == ENOTDIR ? Frame::kNotFound : Frame::kError,
+         path + ": " + std::strerror(errno));
     return;
   }
-  std::string parent = path.substr(0, path.find_last_of('/') + 1);
-  std::string tar;
-  archive* out = archive_write_new();
-  archive_write_set_format_pax_restricted(out);
-  archive_write_set_bytes_in_last_block(out, 1);
-  auto append = [](archive*, void* data, const void* buffer, size_t size) -> la_ssize_t {
-    static_cast<std::string*>(data)->append(static_cast<const char*>(buffer), size);
-    return static_cast<la_ssize_t>(size);
-  };
-  archive_write_open(out, &tar, nullptr, append, nullptr);
-  archive* disk = archive_read_disk_new();
-  archive_read_disk_set_symlink_physical(disk);
-  archive_read_disk_set_standard_lookup(disk);
-  std::string error;
-  if (archive_read_disk_open(disk, path.c_str()) != ARCHIVE_OK) error = archive_error_string(disk);
-  while (error.empty()) {
-    archive_entry* entry = archive_entry_new();
-    int r = archive_read_next_header2(disk, entry);
-    if (r == ARCHIVE_EOF) {
-      archive_entry_free(entry);
-      break;
-    }
-    if (r != ARCHIVE_OK && r != ARCHIVE_WARN) {
-      error = archive_error_string(disk);
-      archive_entry_free(entry);
-      break;
-    }
-    archive_read_disk_descend(disk);
-    std::string name = archive_entry_pathname(entry);
-    if (name.rfind(parent, 0) == 0) name = name.substr(parent.size());
-    archive_entry_set_pathname(entry, name.c_str());
-    if (archive_write_header(out, entry) != ARCHIVE_OK) {
-      error = name + ": " + archive_error_string(out);
-    } else if (archive_entry_filetype(entry) == AE_IFREG) {
-      char buffer[65536];
-      la_ssize_t n;
-      while ((n = archive_read_data(disk, buffer, sizeof buffer)) > 0) {
-        archive_write_data(out, buffer, static_cast<size_t>(n));
-      }
-      if (n < 0) error = name + ": " + archive_error_string(disk);
-    }
-    archive_entry_free(entry);
-  }
-  archive_read_close(disk);
-  archive_read_free(disk);
-  archive_write_close(out);
-  archive_write_free(out);
-  if (!error.empty()) {
+  std::string error = SendTree(path, path.substr(path.find_last_of('/') + 1));
+  if (error.empty()) {
+    Send(Frame::kOk);
+  } else {
     Send(Frame::kError, error);
-    return;
   }
-  for (std::size_t at = 0; at < tar.size(); at += kMaxChunk) {
-    Send(Frame::kTar, std::string_view(tar).substr(at, kMaxChunk));
-  }
-  Send(Frame::kOk);
 }
 
 }  // namespace
@@ -485,8 +516,11 @@ int main() {
         RunCommand(host, request);
         break;
       }
-      case Frame::kPut:
-        Put(payload);
+      case Frame::kEntry:
+        Put(host, std::move(payload));
+        break;
+      case Frame::kPutEnd:
+        Send(Frame::kOk);  // An upload of nothing.
         break;
       case Frame::kGet:
         Get(payload);
