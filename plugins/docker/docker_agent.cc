@@ -117,7 +117,13 @@ Result<nlohmann::json> AgentSession::Exec(
   if (broken_) return UnavailableError("docker: the agent's session is broken");
   nlohmann::json body = request;
   body["stdin"] = stdin_data.has_value();
-  SANDRUN_RETURN_IF_ERROR(Send(Frame::kExec, body.dump()));
+  std::string payload = body.dump();
+  if (payload.size() + 1 > agent::kMaxFrame) {
+    return InvalidArgumentError("docker: the command's argv and env take " +
+                                std::to_string(payload.size()) + " bytes, more than a command "
+                                "may have");
+  }
+  SANDRUN_RETURN_IF_ERROR(Send(Frame::kExec, payload));
   if (stdin_data) {
     // The agent keeps reading while the command runs, so this never waits
     // on a command that does not read its stdin.

@@ -42,7 +42,9 @@ namespace sandrun::docker::agent {
 inline constexpr int kProtocolVersion = 2;
 /// No frame is larger: output and tar bodies come in chunks of this size.
 inline constexpr std::size_t kMaxChunk = 1u << 20;
-inline constexpr std::size_t kMaxFrame = kMaxChunk + 65536;  // An entry's header and bytes.
+/// No frame is larger: a command's argv and env (which execve limits to a
+/// few MiB) or an entry's header and bytes.
+inline constexpr std::size_t kMaxFrame = 16u << 20;
 
 enum class Frame : char {
   kHello = 'H',

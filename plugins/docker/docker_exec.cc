@@ -361,6 +361,7 @@ Result<ExecResult> DockerSandbox::RunWithAgent(AgentSession& agent, const ExecRe
                                  },
                                  deadline);
   if (terminated_) return Cancelled(state);
+  if (!done.ok() && done.status().code() == StatusCode::kInvalidArgument) return done.status();
   if (!done.ok()) {
     // The stream broke: the container died or was removed (or OOM-killed
     // whole), or the agent did.
