@@ -241,11 +241,7 @@ void RunCommand(HostInput& host, const json& request) {
   auto reap = [&] {
     if (exited) return;
     pid_t r = ::waitpid(pid, &status, WNOHANG);
-    if (r == pid) {
-      exited = true;
-      // What it left holding its output has a moment to finish writing.
-      drain_until = Clock::now() + std::chrono::milliseconds(timed_out ? 2000 : 500);
-    }
+    if (r == pid) exited = true;
   };
   auto forward = [&](int& fd, Frame type) {
     char buffer[65536];
@@ -274,7 +270,11 @@ void RunCommand(HostInput& host, const json& request) {
     }
     reap();
     const Clock::time_point now = Clock::now();
-    if (!exited && !timed_out && now >= timeout_at) {
+    // As with a local process or `docker exec`, the command lasts until its
+    // output is closed: a process it left behind holding stdout keeps it
+    // going (and its timeout applies).
+    const bool output_open = out[0] >= 0 || err[0] >= 0;
+    if (!timed_out && now >= timeout_at) {
       timed_out = true;
       const long long oom_now = OomKills();
       oom_first = oom_before >= 0 && oom_now > oom_before;
@@ -283,12 +283,13 @@ void RunCommand(HostInput& host, const json& request) {
     }
     // Once the command is gone (or the grace is over), nothing it started
     // outlives it: the next task in this sandbox starts clean.
-    if (timed_out && !killed && (exited || now >= kill_at)) {
+    if (timed_out && !killed && (now >= kill_at || (exited && !output_open))) {
       killed = true;
-      if (!exited) ::kill(-pid, SIGKILL);
+      ::kill(-pid, SIGKILL);
       KillEveryOtherProcess();
+      drain_until = now + std::chrono::seconds(2);  // What the dying tree still writes.
     }
-    if (exited && ((out[0] < 0 && err[0] < 0) || now >= drain_until)) break;
+    if (exited && (!output_open || now >= drain_until)) break;
     std::vector<pollfd> fds;
     fds.push_back({0, POLLIN, 0});
     if (out[0] >= 0) fds.push_back({out[0], POLLIN, 0});

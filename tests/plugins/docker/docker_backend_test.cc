@@ -595,6 +595,26 @@ std::int64_t UnixNow() {
       .count();
 }
 
+// As with `docker exec` and a local process: a command lasts until its
+// output closes, so what it left behind still writing is waited for, and a
+// timeout ends it.
+TEST_F(DockerBackendTest, ACommandLastsUntilItsOutputCloses) {
+  auto sandbox = MakeSandbox();
+  ASSERT_TRUE(sandbox);
+  ExecResult r = Run(*sandbox, {"sh", "-c", "echo hi; (sleep 1; echo late) & exit 3"});
+  EXPECT_EQ(r.outcome, Outcome::kExited);
+  EXPECT_EQ(r.exit_code, 3);
+  EXPECT_EQ(r.stdout_stream.text, "hi\nlate\n");
+  ExecRequest request;
+  request.timeout = 1500ms;
+  r = Run(*sandbox, {"sh", "-c", "echo hi; sleep 100 & exit 0"}, request);
+  EXPECT_EQ(r.outcome, Outcome::kTimedOut);
+  EXPECT_EQ(r.stdout_stream.text, "hi\n");
+  // Nothing of it is left for the next command.
+  r = Run(*sandbox, {"sh", "-c", "ps -o comm | grep -c '^sleep$'"});
+  EXPECT_EQ(r.stdout_stream.text, "1\n") << "only the keep-alive sleep";
+}
+
 // Docker's events say which execs a container saw: with the agent, one for
 // all the commands and files; without it, one per command at least.
 TEST_F(DockerBackendTest, TheAgentRunsEverythingThroughOneExec) {
