@@ -140,6 +140,17 @@ struct ExecState {
   ExecOutput output;
 };
 
+namespace {
+
+// An OOM kill, reported as the SIGKILL the kernel sent.
+ExecResult FinishOomKilled(ExecState& state) {
+  state.result.exit_code = 128 + SIGKILL;
+  state.result.signal = SIGKILL;
+  return state.Finish(Outcome::kOomKilled);
+}
+
+}  // namespace
+
 Result<std::string> DockerSandbox::CreateExec(const std::vector<std::string>& cmd,
                                               const std::map<std::string, std::string>& env,
                                               const std::string& workdir, bool attach_stdin,
@@ -367,23 +378,17 @@ Result<ExecResult> DockerSandbox::RunWithAgent(AgentSession& agent, const ExecRe
     // whole), or the agent did.
     bool oom = false;
     SANDRUN_RETURN_IF_ERROR(ContainerAlive(&oom));
-    if (oom) {
-      result.exit_code = 128 + SIGKILL;
-      result.signal = SIGKILL;
-      return finish(Outcome::kOomKilled);
-    }
+    if (oom) return FinishOomKilled(state);
     return UnavailableError("docker: the agent in " + id_.substr(0, 12) +
                             " stopped answering: " + done.status().message());
   }
   const int signal = done->value("signal", 0);
   if (done->value("oom_killed", false)) {
-    result.exit_code = 128 + SIGKILL;
-    result.signal = SIGKILL;
     if (done->value("timed_out", false)) {
       result.notes.push_back("a process of the command ran out of memory before the " +
                              std::string(by_lifetime ? "sandbox lifetime ended" : "timeout"));
     }
-    return finish(Outcome::kOomKilled);
+    return FinishOomKilled(state);
   }
   if (done->value("timed_out", false)) {
     result.exit_code = kExitTimedOut;
@@ -520,11 +525,9 @@ Result<ExecResult> DockerSandbox::RunCommand(const ExecRequest& request, ExecSta
   }
   if (terminated_) return Cancelled(state);
   if (timed_out && oom_first) {
-    result.exit_code = 128 + SIGKILL;
-    result.signal = SIGKILL;
     result.notes.push_back("a process of the command ran out of memory before the " +
                            std::string(by_lifetime ? "sandbox lifetime ended" : "timeout"));
-    return finish(Outcome::kOomKilled);
+    return FinishOomKilled(state);
   }
   if (timed_out) {
     result.exit_code = kExitTimedOut;
@@ -552,11 +555,7 @@ Result<ExecResult> DockerSandbox::RunCommand(const ExecRequest& request, ExecSta
     bool oom = false;
     Status alive = ContainerAlive(&oom);
     if (!alive.ok()) return alive;
-    if (oom) {
-      result.exit_code = 128 + SIGKILL;
-      result.signal = SIGKILL;
-      return finish(Outcome::kOomKilled);
-    }
+    if (oom) return FinishOomKilled(state);
     return stream_error;
   }
   SANDRUN_ASSIGN_OR_RETURN(RawExec raw, InspectExec(exec_id, Soon()));
@@ -585,11 +584,7 @@ Result<ExecResult> DockerSandbox::RunCommand(const ExecRequest& request, ExecSta
       // state says so.
       if (!oom) SANDRUN_RETURN_IF_ERROR(ContainerAlive(&oom));
     }
-    if (oom) {
-      result.exit_code = 128 + SIGKILL;
-      result.signal = SIGKILL;
-      return finish(Outcome::kOomKilled);
-    }
+    if (oom) return FinishOomKilled(state);
   }
   if (raw.exit_code < 0) {
     return UnavailableError("docker: exec in " + id_.substr(0, 12) + " ended without an exit code");
