@@ -109,6 +109,9 @@ int RunExec(const std::vector<std::string>& args, CliContext& context, int& end_
        cxxopts::value<std::vector<std::string>>())
       ("download", "Copy PATH back as an artifact afterwards (repeatable)",
        cxxopts::value<std::vector<std::string>>())
+      ("download-to", "Copy PATH back to HOST_PATH on this host too, as PATH:HOST_PATH "
+                      "(repeatable; HOST_PATH relative to the current directory)",
+       cxxopts::value<std::vector<std::string>>())
       ("workdir", "Working directory inside the sandbox", cxxopts::value<std::string>())
       ("dockerfile", "Build the image from this Dockerfile", cxxopts::value<std::string>())
       ("upload-command", "The command is a host executable even at an absolute path: "
@@ -190,6 +193,19 @@ int RunExec(const std::vector<std::string>& args, CliContext& context, int& end_
     }
   }
   if (parsed->count("download")) task.downloads = (*parsed)["download"].as<std::vector<std::string>>();
+  if (parsed->count("download-to")) {
+    for (const auto& pair : (*parsed)["download-to"].as<std::vector<std::string>>()) {
+      auto colon = pair.find(':');
+      if (colon == std::string::npos || colon == 0 || colon + 1 == pair.size()) {
+        throw UsageError{"--download-to expects PATH:HOST_PATH, got '" + pair + "'"};
+      }
+      std::string path = pair.substr(0, colon);
+      if (std::find(task.downloads.begin(), task.downloads.end(), path) == task.downloads.end()) {
+        task.downloads.push_back(path);
+      }
+      task.host_copies[path] = std::filesystem::absolute(pair.substr(colon + 1));
+    }
+  }
   if (parsed->count("workdir")) task.sandbox.workdir = (*parsed)["workdir"].as<std::string>();
   if (parsed->count("dockerfile")) task.sandbox.dockerfile = (*parsed)["dockerfile"].as<std::string>();
   if (parsed->count("interactive")) {

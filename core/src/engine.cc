@@ -9,6 +9,7 @@
 #include <cctype>
 #include <thread>
 
+#include "sandrun/file_util.h"
 #include "sandrun/output_collector.h"
 #include "sandrun/util.h"
 
@@ -514,6 +515,15 @@ class RunContext {
         continue;
       }
       for (const auto& file : got.value()) result.artifacts.push_back("downloads/" + file);
+      auto copy = task.host_copies.find(path);
+      if (copy != task.host_copies.end() && !got.value().empty()) {
+        // Get writes the path as downloads/<its last component>.
+        std::filesystem::path named = std::filesystem::path(in_dir(path)).lexically_normal();
+        if (!named.has_filename()) named = named.parent_path();  // "dir/"
+        std::filesystem::path downloaded = artifacts / "downloads" / named.filename();
+        Status copied = CopyReplacing(downloaded, copy->second);
+        if (!copied.ok()) result.notes.push_back("download " + path + ": " + copied.message());
+      }
     }
     Clock::time_point t4 = Clock::now();
     result.durations.create_ms = MillisBetween(t0, t1);
@@ -647,6 +657,12 @@ Status ValidateTask(const Task& task) {
     }
   }
   for (const auto& download : task.downloads) SANDRUN_RETURN_IF_ERROR(inside("download path", download));
+  for (const auto& [download, host_path] : task.host_copies) {
+    if (std::find(task.downloads.begin(), task.downloads.end(), download) == task.downloads.end()) {
+      return InvalidArgumentError(who + ": '" + download + "' is copied to the host but not downloaded");
+    }
+    if (host_path.empty()) return InvalidArgumentError(who + ": no host path for download '" + download + "'");
+  }
   if (!task.exec.cwd.empty()) SANDRUN_RETURN_IF_ERROR(inside("cwd", task.exec.cwd));
   if (!task.sandbox.workdir.empty()) SANDRUN_RETURN_IF_ERROR(inside("workdir", task.sandbox.workdir));
   for (const auto& [key, value] : task.exec.env) {

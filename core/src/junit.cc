@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "sandrun/archive.h"
+#include "sandrun/file_util.h"
 #include "sandrun/util.h"
 #include "utf8.h"
 
@@ -164,9 +165,33 @@ struct Counts {
   }
 };
 
+// `file` relative to `root` when it lies under it (readers link it into the
+// repository); otherwise as it is.
+std::string SourcePath(const std::string& file, const std::filesystem::path& root) {
+  if (root.empty() || file.empty() || file[0] != '/') return file;
+  std::filesystem::path normal = std::filesystem::path(file).lexically_normal();
+  std::filesystem::path base = root.lexically_normal();
+  if (!IsWithin(normal, base)) return file;
+  std::string relative = normal.lexically_relative(base).generic_string();
+  return relative.empty() || relative == "." ? file : relative;
+}
+
+// The last `max_bytes` of `text`, marked when shortened.
+std::string Tail(const std::string& text, std::size_t max_bytes) {
+  if (text.size() <= max_bytes) return text;
+  std::size_t dropped = text.size() - max_bytes;
+  return "[... " + std::to_string(dropped) + " bytes omitted ...]\n" + text.substr(dropped);
+}
+
+// (The problem's file:line goes on its <testcase>: Surefire's schema has
+// none on <failure>.)
 void AppendProblem(std::string& out, const char* element, const JUnitProblem& p) {
   out += std::string("      <") + element + Attr("message", p.message);
-  if (!p.type.empty()) out += Attr("type", p.type);
+  if (!p.type.empty()) {
+    std::string type = p.type;
+    std::replace(type.begin(), type.end(), ' ', '_');
+    out += Attr("type", type);
+  }
   if (p.text.empty()) {
     out += "/>\n";
     return;
@@ -174,10 +199,15 @@ void AppendProblem(std::string& out, const char* element, const JUnitProblem& p)
   out += ">" + Escape(p.text, false) + "</" + element + ">\n";
 }
 
-void AppendCase(std::string& out, const JUnitCase& c) {
+void AppendCase(std::string& out, const JUnitCase& c, const std::filesystem::path& root) {
   out += "    <testcase" + Attr("classname", c.classname) + Attr("name", c.name);
-  if (!c.file.empty()) out += Attr("file", c.file);
-  if (c.line > 0) out += Attr("line", std::to_string(c.line));
+  // A failed case points at its first failure, where an annotation helps.
+  const bool failed = c.kind == JUnitCase::Kind::kFailed || c.kind == JUnitCase::Kind::kError;
+  const bool at_failure = failed && !c.problem.file.empty();
+  const std::string& file = at_failure ? c.problem.file : c.file;
+  const int line = at_failure ? c.problem.line : c.line;
+  if (!file.empty()) out += Attr("file", SourcePath(file, root));
+  if (line > 0) out += Attr("line", std::to_string(line));
   out += Attr("time", Seconds(c.time_ms)) + ">\n";
   JUnitProperties properties = c.properties;
   if (!c.flaky_failures.empty()) {
@@ -190,7 +220,9 @@ void AppendCase(std::string& out, const JUnitCase& c) {
     case JUnitCase::Kind::kFailed: AppendProblem(out, "failure", c.problem); break;
     case JUnitCase::Kind::kError: AppendProblem(out, "error", c.problem); break;
     case JUnitCase::Kind::kSkipped:
-      out += "      <skipped" + Attr("message", c.problem.message) + "/>\n";
+      out += "      <skipped" + Attr("message", c.problem.message);
+      out += c.problem.message.empty() ? "/>\n"
+                                       : ">" + Escape(c.problem.message, false) + "</skipped>\n";
       break;
   }
   // Surefire's elements for a case that passed on a rerun (GitLab and the
@@ -198,11 +230,12 @@ void AppendCase(std::string& out, const JUnitCase& c) {
   if (c.kind == JUnitCase::Kind::kPassed) {
     for (const JUnitProblem& p : c.flaky_failures) AppendProblem(out, "flakyFailure", p);
   }
+  const std::size_t keep = c.kind == JUnitCase::Kind::kPassed ? kPassedStreamBytes : std::string::npos;
   if (!c.system_out.empty()) {
-    out += "      <system-out>" + Escape(c.system_out, false) + "</system-out>\n";
+    out += "      <system-out>" + Escape(Tail(c.system_out, keep), false) + "</system-out>\n";
   }
   if (!c.system_err.empty()) {
-    out += "      <system-err>" + Escape(c.system_err, false) + "</system-err>\n";
+    out += "      <system-err>" + Escape(Tail(c.system_err, keep), false) + "</system-err>\n";
   }
   out += "    </testcase>\n";
 }
@@ -229,6 +262,18 @@ std::string JUnitXml(const JUnitReport& report) {
     it->second.push_back(&c);
     total.Add(c);
   }
+  std::filesystem::path root;
+  if (report.source_root) {
+    root = *report.source_root;
+  } else {
+    for (const char* name : {"GITHUB_WORKSPACE", "CI_PROJECT_DIR"}) {
+      const char* value = std::getenv(name);
+      if (value != nullptr && value[0] == '/') {
+        root = value;
+        break;
+      }
+    }
+  }
   std::string timestamp = JUnitTimestamp(report.timestamp);
   std::string out = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n";
   out += "<testsuites" + Attr("name", report.name) + total.Attrs(report.time_ms);
@@ -245,7 +290,7 @@ std::string JUnitXml(const JUnitReport& report) {
     if (!report.hostname.empty()) out += Attr("hostname", report.hostname);
     out += ">\n";
     AppendProperties(out, report.properties, "    ");
-    for (const JUnitCase* c : suites[name]) AppendCase(out, *c);
+    for (const JUnitCase* c : suites[name]) AppendCase(out, *c, root);
     out += "  </testsuite>\n";
   }
   out += "</testsuites>\n";
@@ -300,6 +345,7 @@ JUnitCase JUnitCaseFromRecord(const TaskRecord& task) {
   if (verdict == "failed" || verdict == "timed_out" || verdict == "oom") {
     c.kind = JUnitCase::Kind::kFailed;
     c.problem = {message, std::string(OutcomeName(r.outcome)), command + "\n" + message};
+    FirstGtestLocation(r.stdout_stream.text, &c.problem.file, &c.problem.line);
   } else if (verdict == "infra_error" || verdict == "interrupted") {
     std::string body = message;
     for (const std::string& e : task.attempt_errors) body += "\nearlier attempt: " + e;

@@ -369,12 +369,6 @@ function(sandrun_discover_tests target)
                            BASE_DIR "${CMAKE_CURRENT_BINARY_DIR}")
     unset(ARG_WORKING_DIRECTORY)
   endif()
-  if(DEFINED ARG_XML_OUTPUT_DIR)
-    # The XML would be written inside the sandbox; bringing it back to the
-    # host is not there yet.
-    message(FATAL_ERROR "${fn}: XML_OUTPUT_DIR is not supported yet; use "
-                        "`ctest --output-junit` or `sandrun results export --junit`")
-  endif()
   _sandrun_sandbox_arguments("${fn}" ARG TRUE)
   list(APPEND _sandrun_launcher --upload-command)
   list(APPEND _sandrun_properties ${ARG_PROPERTIES})
@@ -415,7 +409,8 @@ function(sandrun_discover_tests target)
                         "set(SANDRUN_NO_PRETTY_VALUES [==[${ARG_NO_PRETTY_VALUES}]==])\n"
                         "set(SANDRUN_WORKING_DIRECTORY [==[${working_directory}]==])\n"
                         "set(SANDRUN_TEST_WORKING_DIRECTORY [==[${test_working_directory}]==])\n"
-                        "set(SANDRUN_DISCOVERY_TIMEOUT [==[${ARG_DISCOVERY_TIMEOUT}]==])\n")
+                        "set(SANDRUN_DISCOVERY_TIMEOUT [==[${ARG_DISCOVERY_TIMEOUT}]==])\n"
+                        "set(SANDRUN_XML_OUTPUT_DIR [==[${ARG_XML_OUTPUT_DIR}]==])\n")
   _sandrun_list_code(code SANDRUN_LAUNCHER ${_sandrun_launcher})
   string(APPEND content "${code}")
   _sandrun_list_code(code SANDRUN_EXTRA_ARGS ${ARG_EXTRA_ARGS})

@@ -128,9 +128,21 @@ foreach(line IN LISTS lines)
   _sandrun_restore(full "${suite}.${case}")
   _sandrun_quote(name_code "${name}")
   _sandrun_quote(filter_code "--gtest_filter=${full}")
+  # XML_OUTPUT_DIR: GoogleTest writes its report in the sandbox, and sandrun
+  # copies it to where gtest_discover_tests would have it written (relative
+  # to the test's working directory, as there).
+  set(xml_code "")
+  if(NOT SANDRUN_XML_OUTPUT_DIR STREQUAL "")
+    _sandrun_restore(xml_file "${SANDRUN_XML_OUTPUT_DIR}/${SANDRUN_TEST_PREFIX}${suite}.${case}${SANDRUN_TEST_SUFFIX}.xml")
+    _sandrun_quote(q "sandrun-gtest-output.xml:${xml_file}")
+    set(xml_code " --download-to ${q}")
+    set(xml_param " --gtest_output=xml:sandrun-gtest-output.xml")
+  else()
+    set(xml_param "")
+  endif()
   string(APPEND code
-    "add_test(${name_code}${launcher_code} --name ${name_code} --"
-    " ${binary_code} ${filter_code} --gtest_also_run_disabled_tests${extra_code})\n")
+    "add_test(${name_code}${launcher_code} --name ${name_code}${xml_code} --"
+    " ${binary_code} ${filter_code} --gtest_also_run_disabled_tests${xml_param}${extra_code})\n")
   if(suite MATCHES "^DISABLED_" OR case MATCHES "^DISABLED_")
     string(APPEND code "set_tests_properties(${name_code} PROPERTIES DISABLED TRUE)\n")
   endif()

@@ -48,8 +48,29 @@ JUnitProblem ProblemOf(const Verdict& v) {
     if (!f.file.empty()) body += f.file + ":" + std::to_string(f.line) + "\n";
     body += f.message + "\n";
   }
+  // The message is what a reader shows as the annotation: GoogleTest's
+  // first lines ("Expected equality of these values:" alone says little),
+  // joined, at most 200 bytes.
   std::string first = v.failures.empty() ? v.summary : v.failures.front().message;
-  return {first.substr(0, first.find('\n')), std::string(VerdictKindName(v.kind)), body};
+  std::string message;
+  std::size_t pos = 0;
+  for (int lines = 0; lines < 4 && pos < first.size() && message.size() < 200; ++lines) {
+    std::size_t eol = first.find('\n', pos);
+    std::string line = first.substr(pos, eol == std::string::npos ? std::string::npos : eol - pos);
+    pos = eol == std::string::npos ? first.size() : eol + 1;
+    line.erase(0, line.find_first_not_of(" \t"));
+    if (line.empty()) continue;
+    message += (message.empty() ? "" : " ") + line;
+  }
+  if (message.size() > 200) message = message.substr(0, 197) + "...";
+  JUnitProblem problem{message, std::string(VerdictKindName(v.kind)), body};
+  for (const Failure& f : v.failures) {
+    if (f.file.empty()) continue;
+    problem.file = f.file;
+    problem.line = f.line;
+    break;
+  }
+  return problem;
 }
 
 std::string Plural(std::size_t n, const char* word) {
@@ -215,6 +236,9 @@ Status WriteJUnit(const fs::path& path, const std::vector<std::string>& order,
     if (v.kind == Verdict::Kind::kSkipped) {
       c.kind = JUnitCase::Kind::kSkipped;
       c.problem.message = v.skip_message;
+    } else if (v.kind == Verdict::Kind::kCancelled) {  // As batch reports one.
+      c.kind = JUnitCase::Kind::kSkipped;
+      c.problem.message = "cancelled";
     } else if (!v.ok()) {
       c.kind = v.kind == Verdict::Kind::kInfraError ? JUnitCase::Kind::kError
                                                     : JUnitCase::Kind::kFailed;

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cctype>
+#include <cstdlib>
 #include <map>
 #include <memory>
 #include <optional>
@@ -290,6 +291,72 @@ TEST(JUnitXmlTest, TruncatedStreamPointsAtTheSpillFile) {
   std::string xml = JUnitXml(SampleRun(), {t});
   EXPECT_NE(xml.find("130 bytes in total; full stream in r/artifacts/big/stdout.log"),
             std::string::npos);
+}
+
+// What GitHub's and GitLab's readers need (junit.h): a failed case points at
+// its first failure, files are relative to the checkout, `type` has no
+// spaces, a skip's reason is its text too, a passing case's log is a tail.
+TEST(JUnitXmlTest, WritesWhatCiReadersUse) {
+  JUnitReport report;
+  report.source_root = "/ci/checkout";
+  JUnitCase failed;
+  failed.classname = "Math";
+  failed.name = "Divides";
+  failed.file = "/ci/checkout/tests/math_test.cc";
+  failed.line = 20;
+  failed.kind = JUnitCase::Kind::kFailed;
+  failed.problem = {"Expected equality", "timed out", "body", "/ci/checkout/tests/math_test.cc", 23};
+  JUnitCase passed;
+  passed.classname = "Math";
+  passed.name = "Adds";
+  passed.file = "/elsewhere/math_test.cc";
+  passed.line = 10;
+  passed.system_out = "early" + std::string(20000, '.') + "late";
+  JUnitCase skipped;
+  skipped.classname = "Math";
+  skipped.name = "Ipv6";
+  skipped.kind = JUnitCase::Kind::kSkipped;
+  skipped.problem.message = "no IPv6 here";
+  report.cases = {failed, passed, skipped};
+
+  std::string xml = JUnitXml(report);
+  XmlReader reader(xml);
+  auto root = reader.Parse();
+  ASSERT_TRUE(root) << reader.error() << "\n" << xml;
+  auto cases = root->Child("testsuite")->All("testcase");
+  ASSERT_EQ(cases.size(), 3u);
+  // The failing assertion's line, relative to the checkout.
+  EXPECT_EQ(cases[0]->attrs.at("file"), "tests/math_test.cc");
+  EXPECT_EQ(cases[0]->attrs.at("line"), "23");
+  const Element* failure = cases[0]->Child("failure");
+  ASSERT_NE(failure, nullptr);
+  EXPECT_EQ(failure->attrs.at("type"), "timed_out");
+  // Outside the checkout: as it is; a passing case keeps its own line.
+  EXPECT_EQ(cases[1]->attrs.at("file"), "/elsewhere/math_test.cc");
+  EXPECT_EQ(cases[1]->attrs.at("line"), "10");
+  std::string out = cases[1]->Child("system-out")->text;
+  EXPECT_LE(out.size(), kPassedStreamBytes + 64);
+  EXPECT_NE(out.find("late"), std::string::npos);
+  EXPECT_EQ(out.find("early"), std::string::npos);
+  EXPECT_NE(out.find("bytes omitted"), std::string::npos);
+  const Element* skip = cases[2]->Child("skipped");
+  ASSERT_NE(skip, nullptr);
+  EXPECT_EQ(skip->attrs.at("message"), "no IPv6 here");
+  EXPECT_EQ(skip->text, "no IPv6 here");
+
+  // Unset root: the CI's checkout from the environment.
+  report.source_root.reset();
+  const char* saved = std::getenv("GITHUB_WORKSPACE");
+  std::string saved_value = saved ? saved : "";
+  setenv("GITHUB_WORKSPACE", "/ci", 1);
+  std::string from_env = JUnitXml(report);
+  if (saved) setenv("GITHUB_WORKSPACE", saved_value.c_str(), 1);
+  else unsetenv("GITHUB_WORKSPACE");
+  XmlReader again(from_env);
+  auto root2 = again.Parse();
+  ASSERT_TRUE(root2);
+  EXPECT_EQ(root2->Child("testsuite")->All("testcase")[0]->attrs.at("file"),
+            "checkout/tests/math_test.cc");
 }
 
 TEST(JUnitFileListenerTest, WritesTheFileAtRunEnd) {

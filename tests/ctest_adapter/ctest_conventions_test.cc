@@ -195,6 +195,58 @@ TEST(CTestConventions, TimeoutIsTheCommandsTimeAndACrashIsACrash) {
   if (docker.exit_code != 0) SANDRUN_SKIP_WITHOUT_DOCKER("no image " + std::string(kImage));
 }
 
+/// Every file under `dir` by relative path, with the <testcase> lines of
+/// each (name and whether it failed), for comparing GoogleTest XML reports.
+std::map<std::string, std::vector<std::string>> XmlReports(const fs::path& dir) {
+  std::map<std::string, std::vector<std::string>> reports;
+  std::error_code ec;
+  for (auto it = fs::recursive_directory_iterator(dir, ec); !ec && it != fs::end(it); ++it) {
+    if (!it->is_regular_file()) continue;
+    std::string xml = ReadFile(it->path());
+    std::vector<std::string> cases;
+    std::regex testcase("<testcase name=\"([^\"]*)\"[^>]*?(/?)>");
+    for (std::sregex_iterator m(xml.begin(), xml.end(), testcase), end; m != end; ++m) {
+      // A case with a child element (<failure>) does not close its tag at once.
+      std::size_t after = m->position() + m->length();
+      bool failed = (*m)[2] == "" && xml.find("<failure", after) < xml.find("</testcase>", after);
+      cases.push_back(std::string((*m)[1]) + (failed ? " failed" : " ok"));
+    }
+    reports[fs::relative(it->path(), dir).string()] = cases;
+  }
+  return reports;
+}
+
+TEST(CTestConventions, XmlOutputDirGetsGoogleTestsReportOfEachCase) {
+  Home home;
+  fs::path gtest_build = home.dir() / "gtest";
+  fs::path sandrun_build = home.dir() / "sandrun";
+  BuildProject(gtest_build, {"-DDISCOVER=gtest_discover_tests", "-DXML=ON"});
+  BuildProject(sandrun_build, {"-DDISCOVER=sandrun_discover_tests", "-DXML=ON"});
+  RunCTest(home, gtest_build, {}, {"-R", "^xml\\."});
+  auto expected = XmlReports(gtest_build / "xmlout");
+  // Plain.Passes, Xml.Fails, Few/Nums.IsSmall/0 and /1, as GoogleTest names them.
+  ASSERT_EQ(expected.size(), 4u);
+  ASSERT_EQ(expected.count("xml.Xml.Fails.xml"), 1u);
+  EXPECT_EQ(expected.at("xml.Xml.Fails.xml"), std::vector<std::string>{"Fails failed"});
+  ASSERT_EQ(expected.count("xml.Few/Nums.IsSmall/0.xml"), 1u);
+
+  std::vector<std::pair<std::string, std::map<std::string, std::string>>> backends = {
+      {"local", {}}};
+  CommandOutput docker = sandrun::testing::RunCommand({"docker", "image", "inspect", kImage});
+  if (docker.exit_code == 0) backends.push_back({"docker", {{"SANDRUN_IMAGE", kImage}}});
+  for (const auto& [backend, extra_env] : backends) {
+    SCOPED_TRACE(backend);
+    fs::remove_all(sandrun_build / "xmlout");
+    auto env = extra_env;
+    env["SANDRUN_BACKEND"] = backend;
+    CommandOutput out = RunCTest(home, sandrun_build, env, {"-j2", "-R", "^xml\\."});
+    EXPECT_CONTAINS(out.out, "75% tests passed, 1 tests failed out of 4");
+    // The same files, each with the same case and verdict.
+    EXPECT_EQ(XmlReports(sandrun_build / "xmlout"), expected) << out.out << out.err;
+  }
+  if (docker.exit_code != 0) SANDRUN_SKIP_WITHOUT_DOCKER("no image " + std::string(kImage));
+}
+
 /// test_name of every task of `sandrun results show latest --json`.
 std::multiset<std::string> LatestRunTests(const Home& home, const fs::path& cwd,
                                           const std::map<std::string, std::string>& env,

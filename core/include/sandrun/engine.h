@@ -77,6 +77,11 @@ struct Task {
   ExecRequest exec;
   /// Paths in the sandbox copied back into the task's artifacts afterwards.
   std::vector<std::string> downloads;
+  /// Downloads that are also copied to a host path (a file or a tree; its
+  /// parent directories made, replaced as a whole), each key one of
+  /// `downloads`: what `sandrun exec --download-to` and XML_OUTPUT_DIR use.
+  /// A copy that fails is a note in the record, as a failed download is.
+  std::map<std::string, std::filesystem::path> host_copies;
   Isolation isolation = Isolation::kSandbox;
 };
 

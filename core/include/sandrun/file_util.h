@@ -1,5 +1,6 @@
 // Small file-system helpers every part of sandrun needs, so each has one home:
-// opening and reading a whole file, and asking whether a path lies under a directory.
+// opening and reading a whole file, asking whether a path lies under a
+// directory, and copying a tree into place.
 #ifndef SANDRUN_FILE_UTIL_H_
 #define SANDRUN_FILE_UTIL_H_
 
@@ -26,6 +27,12 @@ Result<std::ifstream> OpenFileForReading(const std::filesystem::path& path);
 /// normal first (a trailing separator on `root` is fine). An absolute path is
 /// never within a relative root, nor the other way round.
 bool IsWithin(const std::filesystem::path& path, const std::filesystem::path& root);
+
+/// Copies the file or directory tree `source` to `target`, making target's
+/// parent directories and replacing what was there; symlinks are copied as
+/// symlinks. The copy goes to a temporary name beside `target` first, so a
+/// reader never sees half of it. The message names both paths.
+Status CopyReplacing(const std::filesystem::path& source, const std::filesystem::path& target);
 
 }  // namespace sandrun
 

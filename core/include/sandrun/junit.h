@@ -10,9 +10,16 @@
 //       <properties>  the run: run_id, backend, labels ...
 //       <testcase classname name file line time>
 //         <properties> the sandbox facts of the case (task_id, sandbox_id ...)
-//         <failure message type> | <error message type> | <skipped message>
+//         <failure message type> | <error message type> | <skipped message>reason</skipped>
 //         <flakyFailure message type> ... (passed after these; Surefire's)
-//         <system-out> <system-err>
+//         <system-out> <system-err>   (a passing case's: the last kPassedStreamBytes)
+// What the readers use (checked against their parsers: GitLab's
+// lib/gitlab/ci/parsers/test/junit.rb, mikepenz/action-junit-report's
+// src/testParser.ts, dorny/test-reporter's java-junit parser): a failed
+// case's `file`/`line` are those of its first failure, so an annotation lands
+// on the failing assertion (a passing case keeps the test's own); `file` is
+// relative to the checkout; `type` has no spaces; a skip's reason is its
+// body too (GitLab drops attribute-only elements' text).
 // One <testsuite> per classname: "Suite.Case" is classname "Suite", name
 // "Case" (GoogleTest's own XML does the same); a name without a dot goes to
 // the report's default class ("sandrun" for batch tasks).
@@ -27,6 +34,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -43,9 +51,17 @@ using JUnitProperties = std::vector<std::pair<std::string, std::string>>;
 /// <flakyFailure>), or the final failure/error/skip of a case.
 struct JUnitProblem {
   std::string message;  ///< One line, the element's `message` attribute.
-  std::string type;     ///< `type` attribute ("failed", "timed_out", ...).
+  std::string type;     ///< `type` attribute ("failed", "timed_out", ...);
+                        ///< written with '_' for spaces (GitLab parses it).
   std::string text;     ///< The element's body: file:line and details.
+  std::string file;     ///< Where it was reported (the first failure); may be empty.
+  int line = 0;
 };
+
+/// A passing case's <system-out>/<system-err> keep at most this (the tail):
+/// nobody reads a passing case's log in a CI report, and GitLab refuses
+/// reports over 30 MB.
+inline constexpr std::size_t kPassedStreamBytes = 8 * 1024;
 
 struct JUnitCase {
   enum class Kind { kPassed, kFailed, kError, kSkipped };
@@ -71,6 +87,10 @@ struct JUnitReport {
   std::int64_t time_ms = -1;     ///< Wall time; -1: the sum of the cases.
   JUnitProperties properties;    ///< Repeated on every <testsuite>.
   std::vector<JUnitCase> cases;  ///< Grouped into suites by classname, in order.
+  /// Files under this directory are written relative to it, as GitHub's and
+  /// GitLab's readers link them into the repository. Unset: the CI's
+  /// checkout ($GITHUB_WORKSPACE, else $CI_PROJECT_DIR), else none.
+  std::optional<std::filesystem::path> source_root;
 };
 
 /// Splits "Suite.Case" at the first dot into {"Suite", "Case"} (also

@@ -1,6 +1,7 @@
 // The conventions project's GoogleTest binary: every kind of name
 // gtest_discover_tests knows (plain, disabled, typed, type-parameterised,
-// value-parameterised with ';' and brackets in the value), a crash and a hang.
+// value-parameterised with ';' and brackets in the value), a crash, a hang
+// and a failure (for XML_OUTPUT_DIR).
 #include <csignal>
 #include <string>
 #include <thread>
@@ -15,6 +16,7 @@ TEST(Hang, Forever) {
   for (;;) std::this_thread::sleep_for(std::chrono::seconds(1));
 }
 TEST(Filtered, Out) {}
+TEST(Xml, Fails) { EXPECT_EQ(1 + 1, 3) << "on purpose"; }
 
 class Nums : public ::testing::TestWithParam<int> {};
 TEST_P(Nums, IsSmall) { EXPECT_LT(GetParam(), 100); }
