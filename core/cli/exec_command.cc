@@ -23,14 +23,10 @@
 #include "run_support.h"
 #include "sandrun/batch_file.h"
 #include "sandrun/interrupts.h"
+#include "sandrun/util.h"
 
 namespace sandrun::cli {
 namespace {
-
-std::string SignalName(int signal) {
-  const char* abbrev = sigabbrev_np(signal);
-  return abbrev ? std::string("SIG") + abbrev : "unknown signal";
-}
 
 /// A task id from any name (a CTest test name such as "Suite/Param.Case/0"
 /// or "tool pass"): characters an id cannot hold become '_'.
@@ -61,24 +57,6 @@ void ExitBySignal(int signal) {
   sigaddset(&only, signal);
   sigprocmask(SIG_UNBLOCK, &only, nullptr);
   raise(signal);
-}
-
-/// The group of the process that started this one (a ctest invocation):
-/// its pid and its start time (field 22 of /proc/PID/stat, so a reused pid
-/// is another group). Empty when /proc cannot tell.
-std::string ParentRunGroup() {
-  pid_t parent = getppid();
-  std::ifstream stat("/proc/" + std::to_string(parent) + "/stat");
-  std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
-  // The command name (field 2) is in parentheses and may hold spaces.
-  std::size_t close = text.rfind(')');
-  if (close == std::string::npos) return "";
-  std::istringstream fields(text.substr(close + 1));
-  std::string field;
-  for (int index = 3; index <= 22 && fields >> field; ++index) {
-    if (index == 22) return "parent:" + std::to_string(parent) + ":" + field;
-  }
-  return "";
 }
 
 void WriteAll(int fd, std::string_view data) {
@@ -121,12 +99,12 @@ int RunExec(const std::vector<std::string>& args, CliContext& context, int& end_
       ("i,interactive", "Pass sandrun's standard input to the command")
       ("exit-like-command", "A command killed by signal N ends sandrun by signal N "
                             "(no core dump) instead of exiting 128+N, as CTest expects")
-      ("run-group", "Add this command to the run of group G, shared by every sandrun "
-                    "with the same G on this host (default: $SANDRUN_RUN_GROUP)",
-       cxxopts::value<std::string>())
-      ("run-group-of-parent", "Without a run group: share the run of the process that "
-                              "started sandrun (one run per ctest invocation)")
       ("json", "Print the record as JSON instead of streaming output");
+  AddRunGroupOptions(options,
+                     "Add this command to the run of group G, shared by every sandrun with the "
+                     "same G on this host (default: $SANDRUN_RUN_GROUP)",
+                     "Without a run group: share the run of the process that started sandrun "
+                     "(one run per ctest invocation)");
   auto parsed = ParseOrThrow(options, own);
   if (!parsed) return 0;
   if (command.empty()) throw UsageError{"no command given: sandrun exec [options] -- CMD [ARGS...]"};
@@ -226,16 +204,7 @@ int RunExec(const std::vector<std::string>& args, CliContext& context, int& end_
 
   RunSetup setup = SetUpRunOrThrow(*parsed, context, config, /*task_count=*/1);
   // One ctest invocation (or CI job) is one run in the archive.
-  if (parsed->count("run-group")) {
-    setup.options.run_group = (*parsed)["run-group"].as<std::string>();
-    if (setup.options.run_group.empty()) throw UsageError{"--run-group must not be empty"};
-  } else if (auto it = context.env.find("SANDRUN_RUN_GROUP");
-             it != context.env.end() && !it->second.empty()) {
-    setup.options.run_group = it->second;
-  } else if (parsed->count("run-group-of-parent")) {
-    setup.options.run_group = ParentRunGroup();
-    if (!setup.options.run_group.empty()) setup.options.run_group_owner_pid = getppid();
-  }
+  setup.options.run_group = RunGroupOf(*parsed, context, &setup.options.run_group_owner_pid);
   Engine engine(setup.candidates);
   engine.AddListener(std::make_shared<ConsoleListener>(
       stderr, ConsoleListener::Options{false, false, false}));
@@ -267,8 +236,7 @@ int RunExec(const std::vector<std::string>& args, CliContext& context, int& end_
       PrintError("cancelled");
       break;
     case Outcome::kSignaled:
-      PrintError("killed by signal " + std::to_string(result.signal) + " (" +
-                 SignalName(result.signal) + ")");
+      PrintError("killed by signal " + SignalText(result.signal));
       break;
     default: break;
   }

@@ -17,6 +17,7 @@
 
 #include "commands.h"
 #include "console_listener.h"
+#include "run_support.h"
 #include "sandrun/junit.h"
 #include "sandrun/record.h"
 #include "sandrun/report.h"
@@ -537,7 +538,7 @@ int ShowRun(const std::vector<std::string>& args, CliContext& context) {
                     : std::vector<std::string>{"TASK", "VERDICT", "EXIT", "DURATION", "SANDBOX"});
   for (const auto& t : *tasks) {
     table.Add({named && !t.test_name.empty() ? t.test_name : t.task_id, TestVerdictOf(t),
-               ExitText(t.result), FormatDuration(t.result.durations.total_ms),
+               ExitText(t.result), FormatDuration(t.result.durations.own_ms()),
                t.sandbox_id.empty() ? "-" : t.sandbox_id});
   }
   table.Print(std::cout);
@@ -614,7 +615,8 @@ int ReportRun(const std::vector<std::string>& args, CliContext& context) {
                            "timeline of the sandboxes and a histogram of durations\n"
                            "(docs/report.md). The page loads nothing from the network.\n"
                            "usage: sandrun results report RUN... -o FILE.html\n"
-                           "       sandrun results report --since UTC -o FILE.html");
+                           "       sandrun results report --since UTC -o FILE.html\n"
+                           "       sandrun results report --run-group-of-parent -o FILE.html");
   options.add_options("Report")
       ("o,output", "The HTML file to write", cxxopts::value<std::string>())
       ("since", "Every run started at or after UTC (a run id's time, YYYYMMDDTHHMMSSZ, or a "
@@ -622,14 +624,21 @@ int ReportRun(const std::vector<std::string>& args, CliContext& context) {
        cxxopts::value<std::string>())
       ("runs", "Run ids, or `latest`", cxxopts::value<std::vector<std::string>>());
   AddLatestOptions(options);
+  AddRunGroupOptions(options, "The run of group G (sandrun exec --run-group G)",
+                     "The run of the process that started sandrun: the ctest invocation "
+                     "whose tests ran with --run-group-of-parent (the CTest adapter's "
+                     "report test)");
   options.parse_positional({"runs"});
   options.positional_help("RUN...");
   int exit_code = 0;
   auto session = Open(options, args, context, &exit_code);
   if (!session) return exit_code;
-  const char* usage = "sandrun results report RUN...|--since UTC -o FILE.html";
-  if (session->parsed.count("runs") == 0 && session->parsed.count("since") == 0) {
-    throw UsageError{std::string("missing RUN or --since: usage: ") + usage};
+  const char* usage =
+      "sandrun results report RUN...|--since UTC|--run-group[-of-parent] -o FILE.html";
+  const bool by_group =
+      session->parsed.count("run-group") > 0 || session->parsed.count("run-group-of-parent") > 0;
+  if (session->parsed.count("runs") == 0 && session->parsed.count("since") == 0 && !by_group) {
+    throw UsageError{std::string("missing RUN, --since or a run group: usage: ") + usage};
   }
   RequireString(session->parsed, "output", usage);
   std::filesystem::path file = WritableReportPath(session->parsed, "output");
@@ -640,6 +649,15 @@ int ReportRun(const std::vector<std::string>& args, CliContext& context) {
       if (!id.ok()) return Fail(id.status());
       run_ids.push_back(*id);
     }
+  }
+  if (by_group) {
+    std::string group = RunGroupOf(session->parsed, context, nullptr);
+    if (group.empty()) {
+      return Fail(NotFoundError("cannot tell the process that started sandrun (no /proc?)"));
+    }
+    auto id = session->archive->RunOfGroup(group);
+    if (!id.ok()) return Fail(id.status());
+    run_ids.push_back(*id);
   }
   if (session->parsed.count("since")) {
     std::string since = session->parsed["since"].as<std::string>();

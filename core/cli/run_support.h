@@ -4,6 +4,7 @@
 #ifndef SANDRUN_CLI_RUN_SUPPORT_H_
 #define SANDRUN_CLI_RUN_SUPPORT_H_
 
+#include <string>
 #include <vector>
 
 #include "cli_common.h"
@@ -26,6 +27,17 @@ std::vector<BackendCandidate> CandidatesOrThrow(const CliContext& context, const
 /// (kInvalidArgument) raises UsageError (exit 2); anything else is printed
 /// and returns kExitSandrunError.
 int RunNotStarted(const Status& status);
+
+/// Declares --run-group G and --run-group-of-parent (`what` says what they
+/// do for the command, after "Add this command to" / "the run of").
+void AddRunGroupOptions(cxxopts::Options& options, const std::string& group_help,
+                        const std::string& parent_help);
+/// The run group the command line names: --run-group G, else
+/// $SANDRUN_RUN_GROUP, else with --run-group-of-parent the process that
+/// started sandrun (a ctest invocation: its pid and start time; its pid goes
+/// to `owner_pid`). "" when none is named, or /proc cannot tell the parent.
+std::string RunGroupOf(const cxxopts::ParseResult& parsed, const CliContext& context,
+                       int* owner_pid);
 
 }  // namespace sandrun::cli
 

@@ -188,7 +188,7 @@ Status CheckWritableFile(const fs::path& file) {
   if (!fs::is_directory(dir, ec)) return refuse(dir.string() + " is not a directory");
   // An O_TMPFILE file has no name and vanishes on close: it proves a file
   // can be created there (permissions, read-only mounts, root) and leaves
-  // nothing behind. Filesystems without it get the permission check.
+  // nothing behind. Filesystems without it get a named probe file.
   int fd = ::open(dir.c_str(), O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);
   if (fd >= 0) {
     ::close(fd);
@@ -196,7 +196,15 @@ Status CheckWritableFile(const fs::path& file) {
   }
   int err = errno;
   if (err == EOPNOTSUPP || err == EISDIR || err == EINVAL) {
-    if (::access(dir.c_str(), W_OK | X_OK) == 0) return OkStatus();
+    // No O_TMPFILE here (or /proc, where root passes access()): create and
+    // remove a file of our own.
+    std::string probe = (dir / ".sandrun-write-check-XXXXXX").string();
+    fd = ::mkstemp(probe.data());
+    if (fd >= 0) {
+      ::close(fd);
+      ::unlink(probe.c_str());
+      return OkStatus();
+    }
     err = errno;
   }
   return refuse(std::strerror(err));
@@ -515,24 +523,6 @@ void RemoveFinishedRunDir(const fs::path& run_dir) {
   if (DirectoryIsEmpty(run_dir)) fs::remove(run_dir, ec);
 }
 
-// Milliseconds since the epoch of "2026-11-22T03:15:00.123Z"; nullopt if
-// the text is not such a time.
-std::optional<std::int64_t> ParseRfc3339Ms(const std::string& text) {
-  std::tm tm{};
-  const char* end = ::strptime(text.c_str(), "%Y-%m-%dT%H:%M:%S", &tm);
-  if (end == nullptr) return std::nullopt;
-  std::int64_t ms = static_cast<std::int64_t>(::timegm(&tm)) * 1000;
-  if (*end == '.') {
-    int digits = 0, fraction = 0;
-    for (++end; *end >= '0' && *end <= '9' && digits < 3; ++end, ++digits) {
-      fraction = fraction * 10 + (*end - '0');
-    }
-    for (; digits < 3; ++digits) fraction *= 10;
-    ms += fraction;
-  }
-  return ms;
-}
-
 bool EndsWith(const std::string& s, std::string_view suffix) {
   return s.size() >= suffix.size() &&
          s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
@@ -606,6 +596,7 @@ struct ResultArchive::Impl {
   Result<std::string> BeginRun();
   /// BeginRun's work under mu_, with `owner_pid` noted as the owner.
   Result<std::string> ReserveRunLocked(int owner_pid);
+  Result<std::string> RunOfGroup(const std::string& group) const;
   Result<JoinedRun> JoinRunGroup(const std::string& group, int owner_pid,
                                  const std::vector<std::string>& task_ids);
   Status WriteRunPart(const RunRecord& record, int part);
@@ -770,6 +761,19 @@ Result<ResultArchive::JoinedRun> ResultArchive::Impl::JoinRunGroup(
     SANDRUN_RETURN_IF_ERROR(WriteFileAtomically(state_path, state.dump(), 0600));
     return joined;
   });
+}
+
+Result<std::string> ResultArchive::Impl::RunOfGroup(const std::string& group) const {
+  fs::path state_path = outbox_dir_ / kRunGroupsDir / (Sha256Hex(group).substr(0, 32) + ".json");
+  std::ifstream in(state_path);
+  nlohmann::json state = in ? nlohmann::json::parse(in, nullptr, false) : nlohmann::json();
+  std::string run_id = state.is_object() && state.value("group", "") == group
+                           ? state.value("run_id", "") : "";
+  if (run_id.empty() || !CheckId("run id", run_id).ok()) {
+    return NotFoundError("no run of group '" + group + "' in the outbox " + outbox_dir_.string() +
+                         " (no sandrun of the group ran on this host with this backend)");
+  }
+  return run_id;
 }
 
 Status ResultArchive::Impl::WriteRunPart(const RunRecord& record, int part) {
@@ -1315,6 +1319,10 @@ Result<std::string> ResultArchive::BeginRun() { return impl_->BeginRun(); }
 Result<ResultArchive::JoinedRun> ResultArchive::JoinRunGroup(
     const std::string& group, int owner_pid, const std::vector<std::string>& task_ids) {
   return impl_->JoinRunGroup(group, owner_pid, task_ids);
+}
+
+Result<std::string> ResultArchive::RunOfGroup(const std::string& group) const {
+  return impl_->RunOfGroup(group);
 }
 Status ResultArchive::WriteRunPart(const RunRecord& record, int part) {
   return impl_->WriteRunPart(record, part);

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <map>
+#include <set>
 #include <tuple>
 #include <string_view>
 #include <utility>
@@ -94,7 +95,7 @@ void AppendProperties(std::string& out, const JUnitProperties& properties,
 std::string FailureMessage(const ExecResult& r) {
   switch (r.outcome) {
     case Outcome::kExited: return "exited with code " + std::to_string(r.exit_code);
-    case Outcome::kSignaled: return "killed by signal " + std::to_string(r.signal);
+    case Outcome::kSignaled: return "crashed: killed by signal " + SignalText(r.signal);
     case Outcome::kTimedOut: return "timed out";
     case Outcome::kOomKilled: return "killed: out of memory";
     case Outcome::kCancelled: return "cancelled";
@@ -309,7 +310,7 @@ JUnitCase JUnitCaseFromRecord(const TaskRecord& task) {
   std::tie(c.classname, c.name) =
       JUnitClassAndName(task.test_name.empty() ? task.task_id : task.test_name, "sandrun");
   // The task's own time: without the time it waited for a free slot.
-  c.time_ms = std::max<std::int64_t>(0, r.durations.total_ms - r.durations.queue_ms);
+  c.time_ms = r.durations.own_ms();
   const std::string command = QuoteForDisplay(RedactArgv(task.argv));
   if (auto file = task.labels.find(kTestFileLabel); file != task.labels.end()) {
     c.file = file->second;
@@ -383,7 +384,42 @@ JUnitReport JUnitReportFromRun(const RunRecord& run, const std::vector<TaskRecor
   }
   if (!run.fastest_passing_task.empty()) prop("fastest_passing_task", run.fastest_passing_task);
   for (const auto& [key, value] : run.labels) prop("label." + key, value);
-  for (const TaskRecord& task : tasks) report.cases.push_back(JUnitCaseFromRecord(task));
+  // A test's retry rounds (kRetryRoundLabel) are one case: the last round's.
+  auto round_of = [](const TaskRecord& task) {
+    auto it = task.labels.find(kRetryRoundLabel);
+    return it == task.labels.end() ? 1 : std::max(1, std::atoi(it->second.c_str()));
+  };
+  std::set<std::string> retried;  // Tests with a later round.
+  for (const TaskRecord& task : tasks) {
+    if (round_of(task) > 1) retried.insert(task.test_name);
+  }
+  std::map<std::string, std::vector<const TaskRecord*>> rounds;  // Their records.
+  for (const TaskRecord& task : tasks) {
+    if (retried.count(task.test_name)) rounds[task.test_name].push_back(&task);
+  }
+  for (const TaskRecord& task : tasks) {
+    auto it = rounds.find(task.test_name);
+    if (it == rounds.end()) {
+      report.cases.push_back(JUnitCaseFromRecord(task));
+      continue;
+    }
+    if (it->second.empty()) continue;  // Written at its first record.
+    std::vector<const TaskRecord*> all = std::move(it->second);
+    it->second.clear();
+    std::stable_sort(all.begin(), all.end(), [&](const TaskRecord* a, const TaskRecord* b) {
+      return round_of(*a) < round_of(*b);
+    });
+    JUnitCase last = JUnitCaseFromRecord(*all.back());
+    if (last.kind == JUnitCase::Kind::kPassed) {
+      for (std::size_t i = 0; i + 1 < all.size(); ++i) {
+        JUnitCase earlier = JUnitCaseFromRecord(*all[i]);
+        if (earlier.kind == JUnitCase::Kind::kFailed || earlier.kind == JUnitCase::Kind::kError) {
+          last.flaky_failures.push_back(earlier.problem);
+        }
+      }
+    }
+    report.cases.push_back(std::move(last));
+  }
   return report;
 }
 

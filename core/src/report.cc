@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cctype>
 #include <iterator>
+#include <map>
 #include <string_view>
 #include <utility>
 
@@ -101,7 +102,7 @@ std::string Reason(const ExecResult& r) {
   switch (r.outcome) {
     case Outcome::kExited:
       return r.exit_code == 0 ? "" : "exited with " + std::to_string(r.exit_code);
-    case Outcome::kSignaled: return "killed by signal " + std::to_string(r.signal);
+    case Outcome::kSignaled: return "crashed: killed by signal " + SignalText(r.signal);
     case Outcome::kTimedOut:
       return "timed out" + (r.ended_by.empty() ? "" : " (ended by " + r.ended_by + ")");
     case Outcome::kOomKilled: return "killed for exceeding its memory limit";
@@ -120,7 +121,9 @@ Json StreamJson(const CapturedStream& stream, std::size_t max_bytes) {
 // 1,000-task page is mostly passing tasks with little to say.
 void DropEmpty(Json& object) {
   for (auto it = object.begin(); it != object.end();) {
-    bool empty = (it->is_string() || it->is_array()) && it->empty();
+    // (json::empty() is false for every string, "" included.)
+    bool empty = it->is_string() ? it->get_ref<const std::string&>().empty()
+                                 : it->is_array() && it->empty();
     if (it->is_object() && it->contains("bytes") && (*it)["bytes"] == 0) empty = true;
     it = empty ? object.erase(it) : std::next(it);
   }
@@ -276,6 +279,25 @@ constexpr std::string_view kPageTail = R"PAGE(</script>
 
   // Derived facts: time in the sandbox, start on the run's clock, retries.
   let origin = Infinity;
+  // The data is compact (report.cc, CompactTasks): defaults, start offsets,
+  // names and delta-coded text are undone here first, in the tasks' order.
+  const defaults = data.defaults || {}, t0 = Date.parse(data.t0 || "") || 0, previous = {};
+  function undo(field, value, name) {
+    if (value !== null && typeof value === "object" && !Array.isArray(value)) return previous[field] = value.raw;
+    if (Array.isArray(value)) {
+      const p = previous[field] || "";
+      value = p.slice(0, value[0]) + value[1] + p.slice(p.length - value[2]);
+    }
+    previous[field] = value;
+    return value.split("\x01").join(name);
+  }
+  for (const t of tasks) {
+    for (const k in defaults) if (!(k in t)) t[k] = defaults[k];
+    if (t.at !== undefined) t.started = new Date(t0 + t.at).toISOString();
+    if (t.total_ms === undefined) t.total_ms = t.phases.reduce((a, b) => a + b, 0);
+    if (t.command !== undefined) t.command = undo("command", t.command, t.name);
+    for (const k of ["stdout", "stderr"]) if (t[k] && t[k].tail !== undefined) t[k].tail = undo(k, t[k].tail, t.name);
+  }
   for (const t of tasks) {
     // Empty fields are left out of the data.
     for (const k of ["attempt_errors", "notes", "failures"]) t[k] = t[k] || [];
@@ -579,8 +601,129 @@ ReportBuilder& ReportBuilder::operator=(ReportBuilder&&) noexcept = default;
 void ReportBuilder::AddRun(const RunRecord& run) { data_->runs.push_back(RunJson(run)); }
 void ReportBuilder::AddTask(const TaskRecord& task) { data_->tasks.push_back(TaskJson(task)); }
 
+namespace {
+
+bool IsAscii(std::string_view text) {
+  return std::all_of(text.begin(), text.end(), [](char c) { return (c & 0x80) == 0; });
+}
+
+// Front and back coding: `text` as [length of the prefix it shares with
+// `previous`, what differs, length of the shared suffix], when that is
+// shorter. ASCII only, so byte lengths are the page's string lengths.
+Json Delta(const std::string& previous, const std::string& text) {
+  if (!IsAscii(previous) || !IsAscii(text)) return text;
+  std::size_t most = std::min(previous.size(), text.size());
+  std::size_t front = 0;
+  while (front < most && previous[front] == text[front]) ++front;
+  std::size_t back = 0;
+  while (back < most - front &&
+         previous[previous.size() - 1 - back] == text[text.size() - 1 - back]) {
+    ++back;
+  }
+  std::string middle = text.substr(front, text.size() - front - back);
+  if (middle.size() + 16 >= text.size()) return text;
+  return Json::array({front, middle, back});
+}
+
+// `text` with every occurrence of `name` as \x01 (the page puts it back), so
+// the commands and logs of a suite's cases differ only where they really do.
+// (A text with a \x01 of its own is written as {"raw": text}.)
+std::string WithoutName(std::string text, const std::string& name) {
+  if (name.size() < 3) return text;
+  for (std::size_t at = text.find(name); at != std::string::npos; at = text.find(name, at + 1)) {
+    text.replace(at, name.size(), "\x01");
+  }
+  return text;
+}
+
+// Makes the tasks' data small enough to attach for 1,000 tasks (the page
+// undoes all of it before drawing, in the same order):
+//  - "defaults": the most common value of a few fields; a task leaves out
+//    a field with that value;
+//  - "t0" and each task's "at": its start in ms after t0, instead of an
+//    RFC 3339 string; no "total_ms" when it is the sum of the "phases";
+//  - "command" and the output tails: with the task's name as \x01, and
+//    Delta-coded against the previous task that had the field ({"raw": text}
+//    for a text with a \x01 of its own).
+Json CompactTasks(Json tasks, Json& defaults, std::string& t0) {
+  static const char* kDefaulted[] = {"run", "backend", "image", "isolation", "verdict", "exit",
+                                     "attempts"};
+  for (const char* key : kDefaulted) {
+    std::map<std::string, std::pair<int, Json>> counts;
+    for (const Json& t : tasks) {
+      if (!t.contains(key)) continue;
+      auto& entry = counts[t[key].dump()];
+      ++entry.first;
+      entry.second = t[key];
+    }
+    int best = 0;
+    for (const auto& [dumped, entry] : counts) {
+      if (entry.first > best) {
+        best = entry.first;
+        defaults[key] = entry.second;
+      }
+    }
+    if (best < 2) {
+      defaults.erase(key);
+      continue;
+    }
+    for (Json& t : tasks) {
+      if (t.contains(key) && t[key] == defaults[key]) t.erase(key);
+    }
+  }
+  for (const Json& t : tasks) {
+    if (t.contains("started") && t["started"].is_string()) {
+      const std::string& started = t["started"].get_ref<const std::string&>();
+      if (t0.empty() || started < t0) t0 = started;
+    }
+  }
+  const auto t0_ms = ParseRfc3339Ms(t0);
+  std::map<std::string, std::string> previous;  // Field -> last templated value.
+  for (Json& t : tasks) {
+    if (t0_ms && t.contains("started") && t["started"].is_string()) {
+      if (auto at = ParseRfc3339Ms(t["started"].get<std::string>())) {
+        t["at"] = *at - *t0_ms;
+        t.erase("started");
+      }
+    }
+    // total_ms is the sum of the phases (the last one is the rest) unless
+    // the phases overran it.
+    if (t.contains("phases") && t.contains("total_ms") && t["phases"].is_array()) {
+      std::int64_t sum = 0;
+      for (const Json& ms : t["phases"]) sum += ms.is_number_integer() ? ms.get<std::int64_t>() : 0;
+      if (t["total_ms"].is_number_integer() && t["total_ms"].get<std::int64_t>() == sum) {
+        t.erase("total_ms");
+      }
+    }
+    const std::string name = t.value("name", "");
+    auto code = [&](const std::string& field, Json& value) {
+      if (!value.is_string()) return;
+      std::string text = value.get<std::string>();
+      if (text.find('\x01') != std::string::npos) {  // Its own \x01: kept as it is.
+        previous[field] = text;
+        value = Json{{"raw", std::move(text)}};
+        return;
+      }
+      std::string templated = WithoutName(std::move(text), name);
+      value = Delta(previous[field], templated);
+      previous[field] = std::move(templated);
+    };
+    if (t.contains("command")) code("command", t["command"]);
+    for (const char* stream : {"stdout", "stderr"}) {
+      if (t.contains(stream) && t[stream].contains("tail")) code(stream, t[stream]["tail"]);
+    }
+  }
+  return tasks;
+}
+
+}  // namespace
+
 std::string ReportBuilder::Html() const {
-  Json doc = {{"schema", "sandrun.report/v1"}, {"runs", data_->runs}, {"tasks", data_->tasks}};
+  Json defaults = Json::object();
+  std::string t0;
+  Json tasks = CompactTasks(data_->tasks, defaults, t0);
+  Json doc = {{"schema", "sandrun.report/v2"}, {"runs", data_->runs}, {"defaults", defaults},
+              {"t0", t0}, {"tasks", std::move(tasks)}};
   // Invalid UTF-8 in output becomes U+FFFD. '<' is written as \u003c so no
   // text in the data can end the <script> element or open a comment.
   std::string json = doc.dump(-1, ' ', false, Json::error_handler_t::replace);

@@ -2,6 +2,7 @@
 
 #include <pwd.h>
 #include <signal.h>
+#include <string.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -76,6 +77,27 @@ std::string QuoteForDisplay(const std::vector<std::string>& argv) {
 bool ProcessAlive(int pid) {
   if (pid <= 0) return false;
   return kill(pid, 0) == 0 || errno == EPERM;
+}
+
+std::string SignalText(int signal) {
+  const char* abbrev = sigabbrev_np(signal);
+  return std::to_string(signal) + " (" + (abbrev ? std::string("SIG") + abbrev : "unknown signal") + ")";
+}
+
+std::optional<std::int64_t> ParseRfc3339Ms(const std::string& text) {
+  std::tm tm{};
+  const char* end = ::strptime(text.c_str(), "%Y-%m-%dT%H:%M:%S", &tm);
+  if (end == nullptr) return std::nullopt;
+  std::int64_t ms = static_cast<std::int64_t>(::timegm(&tm)) * 1000;
+  if (*end == '.') {
+    int digits = 0, fraction = 0;
+    for (++end; *end >= '0' && *end <= '9' && digits < 3; ++end, ++digits) {
+      fraction = fraction * 10 + (*end - '0');
+    }
+    for (; digits < 3; ++digits) fraction *= 10;
+    ms += fraction;
+  }
+  return ms;
 }
 
 }  // namespace sandrun

@@ -28,6 +28,11 @@
 #
 # The sandrun executable is the target Sandrun::sandrun (find_package(Sandrun)
 # or add_subdirectory of sandrun's tree), else SANDRUN_EXECUTABLE.
+#
+# SANDRUN_REPORT (a variable, e.g. -DSANDRUN_REPORT=report.html; relative to
+# the top build directory): after the sandrun tests of each ctest invocation,
+# the test `sandrun.report` (a CTest fixture cleanup) writes the invocation's
+# run as one HTML page there (docs/report.md).
 
 include_guard(GLOBAL)
 
@@ -86,6 +91,28 @@ function(_sandrun_executable out genex)
                       "add_subdirectory(<sandrun source>), or set SANDRUN_EXECUTABLE")
 endfunction()
 
+# With SANDRUN_REPORT set: the one test `sandrun.report` that writes the
+# HTML report of the ctest invocation's run once the tests that need the
+# fixture `sandrun_report` are done (it runs only when one of them runs).
+# `backend` is the default backend of the first function that asked (empty:
+# sandrun's config decides), SANDRUN_BACKEND at ctest time wins as for the tests.
+function(_sandrun_report_test exe backend)
+  get_property(added GLOBAL PROPERTY _SANDRUN_REPORT_TEST)
+  if(added)
+    return()
+  endif()
+  set_property(GLOBAL PROPERTY _SANDRUN_REPORT_TEST TRUE)
+  get_filename_component(file "${SANDRUN_REPORT}" ABSOLUTE BASE_DIR "${CMAKE_BINARY_DIR}")
+  if(NOT backend STREQUAL "")
+    set(command sh -c "exec \"\$0\" results report --backend \"\${SANDRUN_BACKEND:-${backend}}\" \"\$@\""
+        "${exe}")
+  else()
+    set(command "${exe}" results report)
+  endif()
+  add_test(NAME sandrun.report COMMAND ${command} --run-group-of-parent -o "${file}")
+  set_tests_properties(sandrun.report PROPERTIES FIXTURES_CLEANUP sandrun_report)
+endfunction()
+
 # Checks the sandbox options parsed with prefix `p` in the caller and sets
 #   _sandrun_launcher  the command prefix up to (not including) `--`
 #   _sandrun_properties  CTest properties (TIMEOUT, LABELS, WORKING_DIRECTORY)
@@ -111,6 +138,11 @@ macro(_sandrun_sandbox_arguments fn p genex)
     list(APPEND _sandrun_launcher "${_sandrun_exe}" exec)
   endif()
   list(APPEND _sandrun_launcher --exit-like-command --run-group-of-parent)
+  if(NOT "${SANDRUN_REPORT}" STREQUAL "")
+    _sandrun_executable(_sandrun_report_exe TRUE)
+    _sandrun_report_test("${_sandrun_report_exe}" "${${p}_BACKEND}")
+    list(APPEND _sandrun_properties FIXTURES_REQUIRED sandrun_report)
+  endif()
   if(DEFINED ${p}_IMAGE AND DEFINED ${p}_DOCKERFILE)
     message(FATAL_ERROR "${fn}: give IMAGE or DOCKERFILE, not both")
   endif()
@@ -371,6 +403,10 @@ function(sandrun_discover_tests target)
   endif()
   _sandrun_sandbox_arguments("${fn}" ARG TRUE)
   list(APPEND _sandrun_launcher --upload-command)
+  if("FIXTURES_REQUIRED" IN_LIST ARG_PROPERTIES AND "FIXTURES_REQUIRED" IN_LIST _sandrun_properties)
+    message(WARNING "${fn}: PROPERTIES FIXTURES_REQUIRED replaces the fixture sandrun_report "
+                    "that SANDRUN_REPORT needs; add sandrun_report to your list")
+  endif()
   list(APPEND _sandrun_properties ${ARG_PROPERTIES})
 
   get_property(multi_config GLOBAL PROPERTY GENERATOR_IS_MULTI_CONFIG)
@@ -512,6 +548,9 @@ function(sandrun_sandbox_directory_tests)
   set_property(DIRECTORY PROPERTY _SANDRUN_DIRECTORY_EXCLUDE "${ARG_EXCLUDE_TESTS}")
   set_property(DIRECTORY PROPERTY _SANDRUN_DIRECTORY_TIMEOUT "${timeout}")
   set_property(DIRECTORY PROPERTY _SANDRUN_DIRECTORY_MARGIN "${margin}")
+  if(NOT "${SANDRUN_REPORT}" STREQUAL "")
+    set_property(DIRECTORY PROPERTY _SANDRUN_DIRECTORY_REPORT TRUE)
+  endif()
   # Tests and targets added after this call count too: wrap at the end.
   cmake_language(DEFER CALL _sandrun_wrap_directory_tests)
 endfunction()
@@ -546,10 +585,14 @@ function(_sandrun_wrap_directory_tests)
     set_property(TARGET ${target} PROPERTY ${property} "${launcher}")
   endforeach()
 
+  get_property(report DIRECTORY PROPERTY _SANDRUN_DIRECTORY_REPORT)
   get_property(tests DIRECTORY PROPERTY TESTS)
   foreach(test IN LISTS tests)
     if(test IN_LIST exclude)
       continue()
+    endif()
+    if(report)
+      set_property(TEST "${test}" APPEND PROPERTY FIXTURES_REQUIRED sandrun_report)
     endif()
     # The launcher is shared by every test of a target; the record's name
     # and the deadline come from the test's environment.

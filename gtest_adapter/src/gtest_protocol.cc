@@ -21,6 +21,7 @@
 
 #include "sandrun/batch_file.h"
 #include "sandrun/file_util.h"
+#include "sandrun/util.h"
 #include "sandrun/portable_exe.h"
 
 extern char** environ;
@@ -91,12 +92,6 @@ Failure ParseFailureText(const std::string& text) {
     failure.message = text;
   }
   return failure;
-}
-
-std::string SignalText(int signal) {
-  const char* abbrev = sigabbrev_np(signal);
-  std::string name = abbrev ? std::string("SIG") + abbrev : "unknown";
-  return std::to_string(signal) + " (" + name + ")";
 }
 
 // A string field of a JSON object; "" when absent or not a string.

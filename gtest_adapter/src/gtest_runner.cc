@@ -506,6 +506,14 @@ int RunGtestBinary(const Config& config, std::vector<BackendCandidate> candidate
     for (const ListedTest* t : selection.run) todo.push_back(t->name);
     std::vector<std::string> run_ids;
     std::string backend_used;
+    // The rounds of an iteration are one run in the archive (parts of a run
+    // group), so `results show/export/report latest` see every attempt;
+    // retried cases get ids of their own there ("Suite.Case-2").
+    RunOptions iteration_options = run_options;
+    if (iteration_options.run_group.empty() && options.retry_failed > 0) {
+      iteration_options.run_group = "gtest-" + std::to_string(getpid()) + "-" + RandomHex(8);
+    }
+    std::map<std::string, int> used_ids;
     for (int round = 1; !todo.empty() && !cancel.cancelled(); ++round) {
       if (round > 1) {
         std::fprintf(out, "%sround %d: %s that did not pass\n", tags.Yellow("[ RETRY    ] ").c_str(),
@@ -514,7 +522,6 @@ int RunGtestBinary(const Config& config, std::vector<BackendCandidate> candidate
       }
       std::vector<Task> tasks;
       std::map<std::string, const ListedTest*> task_tests;
-      std::map<std::string, int> used_ids;
       long long timeout_ms = 0;
       for (const auto& test : todo) {
         CaseTask spec;
@@ -525,7 +532,7 @@ int RunGtestBinary(const Config& config, std::vector<BackendCandidate> candidate
         spec.uploads = options.uploads;
         spec.extra_args = options.case_args;
         // A retry's record says so: passing there makes the case flaky.
-        if (round > 1) spec.labels["retry_round"] = std::to_string(round);
+        if (round > 1) spec.labels[kRetryRoundLabel] = std::to_string(round);
         timeout_ms = static_cast<long long>(CaseTimeoutSeconds(config, spec) * 1000);
         task_tests[spec.task_id] = by_name.at(test);
         tasks.push_back(MakeCaseTask(config, binary, empty_dir, spec));
@@ -545,12 +552,14 @@ int RunGtestBinary(const Config& config, std::vector<BackendCandidate> candidate
       engine.AddListener(std::make_shared<PrintingListener>(out, err, printing, tasks.size(), tap,
                                                             task_tests, &outcomes));
       if (report) engine.AddListener(report);
-      auto outcome = engine.Run(std::move(tasks), run_options, cancel);
+      auto outcome = engine.Run(std::move(tasks), iteration_options, cancel);
       if (!outcome.ok()) {
         std::fprintf(err, "sandrun: %s\n", outcome.status().message().c_str());
         return kExitSandrunError;
       }
-      run_ids.push_back(outcome->run.run_id);
+      if (std::find(run_ids.begin(), run_ids.end(), outcome->run.run_id) == run_ids.end()) {
+        run_ids.push_back(outcome->run.run_id);
+      }
       backend_used = outcome->run.backend;
       if (outcome->undelivered > 0) {
         std::fprintf(err,

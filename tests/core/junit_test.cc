@@ -248,7 +248,7 @@ TEST(JUnitXmlTest, OneTestcasePerOutcomeWithCorrectCounts) {
   EXPECT_EQ(f->attrs.at("message"), "exited with code 3");
   EXPECT_EQ(f->attrs.at("type"), "exited");
   EXPECT_EQ(by_name.at("fail")->Child("system-err")->text, "assertion failed\n");
-  EXPECT_EQ(by_name.at("sig")->Child("failure")->attrs.at("message"), "killed by signal 11");
+  EXPECT_EQ(by_name.at("sig")->Child("failure")->attrs.at("message"), "crashed: killed by signal 11 (SIGSEGV)");
   EXPECT_EQ(by_name.at("slow")->Child("failure")->attrs.at("type"), "timed_out");
   EXPECT_EQ(by_name.at("oom")->Child("failure")->attrs.at("type"), "oom_killed");
   const Element* e = by_name.at("infra")->Child("error");

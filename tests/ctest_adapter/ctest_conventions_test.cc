@@ -247,6 +247,42 @@ TEST(CTestConventions, XmlOutputDirGetsGoogleTestsReportOfEachCase) {
   if (docker.exit_code != 0) SANDRUN_SKIP_WITHOUT_DOCKER("no image " + std::string(kImage));
 }
 
+TEST(CTestConventions, SandrunReportWritesOnePageForTheCTestInvocation) {
+  Home home;
+  fs::path build = home.dir() / "build";
+  BuildProject(build, {"-DDISCOVER=sandrun_discover_tests", "-DSANDRUN_REPORT=report.html"});
+  auto tests = ShowTests(home, build);
+  ASSERT_EQ(tests.count("sandrun.report"), 1u);
+  EXPECT_EQ(tests.at("pre.Plain.Passes.suf").properties.at("FIXTURES_REQUIRED"),
+            nlohmann::json::array({"sandrun_report"}));
+
+  // Two invocations: each page has that invocation's tests, written last.
+  fs::path page = build / "report.html";
+  CommandOutput first = RunCTest(home, build, {{"SANDRUN_BACKEND", "local"}},
+                                 {"-j2", "-R", "^pre\\.(Plain|Few)"});
+  EXPECT_CONTAINS(first.out, "100% tests passed, 0 tests failed");
+  // The report is the last test to end.
+  std::size_t last = first.out.rfind(" Test #");
+  ASSERT_NE(last, std::string::npos) << first.out;
+  EXPECT_TRUE(std::regex_search(first.out.substr(last), std::regex("^ Test #[0-9]+: sandrun\\.report \\.+ +Passed")))
+      << first.out;
+  ASSERT_TRUE(fs::exists(page)) << first.out;
+  std::string html = ReadFile(page);
+  for (const char* name : {"pre.Plain.Passes.suf", "pre.Few/Nums.IsSmall/7.suf",
+                           "pre.Few/Nums.IsSmall/42.suf"}) {
+    EXPECT_CONTAINS(html, std::string("\"name\":\"") + name + "\"");
+  }
+  EXPECT_EQ(html.find("pre.TypedT"), std::string::npos);
+
+  CommandOutput second = RunCTest(home, build, {{"SANDRUN_BACKEND", "local"}},
+                                  {"-R", "^pre\\.TypedT"});
+  EXPECT_CONTAINS(second.out, "100% tests passed, 0 tests failed");
+  html = ReadFile(page);
+  // ('<' is \u003c in the page's data.)
+  EXPECT_CONTAINS(html, "\"name\":\"pre.TypedT.ZeroIsFalsy\\u003cint>.suf\"");
+  EXPECT_EQ(html.find("pre.Plain.Passes.suf"), std::string::npos);
+}
+
 /// test_name of every task of `sandrun results show latest --json`.
 std::multiset<std::string> LatestRunTests(const Home& home, const fs::path& cwd,
                                           const std::map<std::string, std::string>& env,

@@ -208,6 +208,28 @@ TEST(E2eReports, ACaseThatPassesOnRetryIsMarkedFlakyInJUnit) {
   EXPECT_TRUE(std::regex_search(dump, std::regex(R"(Plain\|Passes\|[^\n]*\|passed\|\|\|0)")))
       << dump;
   EXPECT_CONTAINS(ReadFile(xml), "first attempt fails");
+
+  // Both rounds are one run in the archive, and its JUnit says the same.
+  CommandOutput shown = home.Run({"results", "show", "latest", "--json"});
+  ASSERT_EQ(shown.exit_code, 0) << shown.err;
+  auto json = nlohmann::json::parse(shown.out, nullptr, false);
+  ASSERT_TRUE(json.is_object()) << shown.out;
+  std::multiset<std::string> names;
+  for (const auto& task : json.value("tasks", nlohmann::json::array())) {
+    names.insert(task.value("test_name", ""));
+  }
+  EXPECT_EQ(names, (std::multiset<std::string>{"Flaky.FailsOnce", "Flaky.FailsOnce",
+                                               "Plain.Passes"}));
+  fs::path exported = home.work() / "exported.xml";
+  CommandOutput exp = home.Run({"results", "export", "latest", "--junit", exported.string()});
+  ASSERT_EQ(exp.exit_code, 0) << exp.err;
+  ExpectValidJUnit(exported);
+  std::string exported_dump = DumpJUnit(exported);
+  EXPECT_TRUE(std::regex_search(exported_dump,
+                                std::regex(R"(Flaky\|FailsOnce\|[^\n]*\|passed\|\|true\|1)")))
+      << exported_dump;
+  EXPECT_TRUE(std::regex_search(exported_dump, std::regex(R"(\nroot\|2\|0\|0\|0\|)")))
+      << exported_dump;
   fs::remove_all(flaky_dir);
 }
 

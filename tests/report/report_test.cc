@@ -16,6 +16,7 @@
 #include <thread>
 #include <fstream>
 #include <set>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -23,6 +24,8 @@
 #include <nlohmann/json.hpp>
 
 #include "e2e/e2e_support.h"
+#include "sandrun/report.h"
+#include "sandrun/util.h"
 
 namespace sandrun::e2e {
 namespace {
@@ -223,7 +226,50 @@ nlohmann::json EmbeddedData(const fs::path& page) {
     return nlohmann::json::object();
   }
   begin += open.size();
-  return nlohmann::json::parse(html.substr(begin, end - begin), nullptr, false);
+  nlohmann::json data = nlohmann::json::parse(html.substr(begin, end - begin), nullptr, false);
+  if (!data.is_object()) return data;
+  // Undo the page's compaction (report.cc, CompactTasks) as its script does:
+  // defaults, total_ms from the phases, then delta-coded text with the name
+  // as \x01, in order.
+  std::map<std::string, std::string> previous;
+  auto undo = [&](const std::string& field, nlohmann::json& value, const std::string& name) {
+    std::string text;
+    if (value.is_object()) {
+      previous[field] = value["raw"].get<std::string>();
+      value = previous[field];
+      return;
+    }
+    if (value.is_array()) {
+      const std::string& p = previous[field];
+      std::size_t front = value[0], back = value[2];
+      text = p.substr(0, front) + value[1].get<std::string>() + p.substr(p.size() - back);
+    } else {
+      text = value.get<std::string>();
+    }
+    previous[field] = text;
+    for (std::size_t at = text.find('\x01'); at != std::string::npos; at = text.find('\x01', at)) {
+      text.replace(at, 1, name);
+      at += name.size();
+    }
+    value = text;
+  };
+  const nlohmann::json defaults = data.value("defaults", nlohmann::json::object());
+  for (auto& t : data["tasks"]) {
+    for (const auto& [key, value] : defaults.items()) {
+      if (!t.contains(key)) t[key] = value;
+    }
+    if (!t.contains("total_ms") && t.contains("phases")) {
+      std::int64_t sum = 0;
+      for (const auto& ms : t["phases"]) sum += ms.get<std::int64_t>();
+      t["total_ms"] = sum;
+    }
+    const std::string name = t.value("name", "");
+    if (t.contains("command")) undo("command", t["command"], name);
+    for (const char* stream : {"stdout", "stderr"}) {
+      if (t.contains(stream) && t[stream].contains("tail")) undo(stream, t[stream]["tail"], name);
+    }
+  }
+  return data;
 }
 
 constexpr char kMixed[] = R"([
@@ -390,6 +436,58 @@ TEST(Report, ExecRunsAndSeveralRunsOnOnePage) {
   EXPECT_CONTAINS(future.err, "no run started at or after 29991231");
 }
 
+// A suite's records are alike (the same binary, a filter per case, output
+// naming the case): the page stores them compactly and gives every command
+// and tail back exactly, including text that is not ASCII.
+TEST(Report, CompactDataGivesBackEveryCommandAndOutput) {
+  ReportBuilder builder;
+  std::vector<TaskRecord> records;
+  for (int i = 0; i < 300; ++i) {
+    TaskRecord t;
+    t.run_id = "20261203T160000Z-abcd";
+    t.task_id = "Suite.Case" + std::to_string(i);
+    t.test_name = t.task_id;
+    t.backend = "docker";
+    t.sandbox_id = "sb" + std::to_string(i % 7);
+    t.started_at = "2026-12-03T16:00:0" + std::to_string(i % 10) + ".25Z";
+    t.argv = {"./suite_tests", "--gtest_filter=" + t.test_name, "--gtest_color=no"};
+    t.result.outcome = Outcome::kExited;
+    t.result.exit_code = i % 50 == 0 ? 1 : 0;
+    std::string out = "[ RUN      ] " + t.test_name + "\nchecked " + std::to_string(i) +
+                      " things\n[       OK ] " + t.test_name + " (0 ms)\n";
+    if (i == 7) out += "caf\xc3\xa9 \x01 done\n";  // non-ASCII and a \x01 of its own
+    t.result.stdout_stream.text = out;
+    t.result.stdout_stream.total_bytes = out.size();
+    t.result.durations.total_ms = 10 + i;
+    records.push_back(t);
+    builder.AddTask(t);
+  }
+  Home home;
+  fs::path page = home.work() / "compact.html";
+  std::string html = builder.Html();
+  {
+    std::ofstream f(page);
+    f << html;
+  }
+  // Such tasks take under 160 bytes of data each (a random sandbox id, the
+  // phases, the name and what differs; each was about 450 before).
+  const std::size_t per_task = (html.size() - ReportBuilder().Html().size()) / records.size();
+  EXPECT_LT(per_task, 160u) << html.size();
+  nlohmann::json data = EmbeddedData(page);
+  ASSERT_EQ(data["tasks"].size(), records.size());
+  for (std::size_t i = 0; i < records.size(); ++i) {
+    SCOPED_TRACE(i);
+    const auto& t = data["tasks"][i];
+    EXPECT_EQ(t["name"], records[i].test_name);
+    EXPECT_EQ(t["command"], QuoteForDisplay(records[i].argv));
+    EXPECT_EQ(t["stdout"]["tail"], records[i].result.stdout_stream.text);
+    EXPECT_EQ(t["backend"], "docker");
+    EXPECT_EQ(t["verdict"], i % 50 == 0 ? "failed" : "passed");
+    EXPECT_EQ(t["sandbox"], records[i].sandbox_id);
+    EXPECT_EQ(t["total_ms"], records[i].result.durations.total_ms);
+  }
+}
+
 TEST(Report, BadInputIsAUsageErrorOrAMissingRun) {
   Home home;
   CommandOutput none = home.Run({"results", "report", "latest", "-o", "r.html"});
@@ -403,7 +501,7 @@ TEST(Report, BadInputIsAUsageErrorOrAMissingRun) {
   EXPECT_CONTAINS(no_output.err, "missing --output");
   CommandOutput no_run = home.Run({"results", "report", "-o", "r.html"});
   EXPECT_EQ(no_run.exit_code, 2) << no_run.err;
-  EXPECT_CONTAINS(no_run.err, "missing RUN or --since");
+  EXPECT_CONTAINS(no_run.err, "missing RUN, --since or a run group");
   fs::path tasks = home.Write("tasks.json", R"([{"id": "a", "command": ["true"]}])");
   CommandOutput batch = home.Run({"batch", "--backend", "local", tasks.string(), "--report",
                                   (home.dir() / "missing/r.html").string()});

@@ -129,6 +129,9 @@ class ResultArchive {
   };
   Result<JoinedRun> JoinRunGroup(const std::string& group, int owner_pid,
                                  const std::vector<std::string>& task_ids);
+  /// The run of `group` in this outbox (what JoinRunGroup gave its parts);
+  /// kNotFound when no sandrun of the group has run here (or long ago).
+  Result<std::string> RunOfGroup(const std::string& group) const;
   /// For a joined run: writes this process's summary as
   /// <run>/parts/<part>.json (schema sandrun.run/v1) instead of run.json and
   /// delivers it with the tasks. ReadRun merges the parts.

@@ -114,6 +114,11 @@ JUnitCase JUnitCaseFromRecord(const TaskRecord& task);
 /// Labels an adapter may put on a task's record to name the test's source.
 inline constexpr char kTestFileLabel[] = "test.file";
 inline constexpr char kTestLineLabel[] = "test.line";
+/// Label of a record that re-ran a test that did not pass ("2", "3" ...;
+/// `sandrun gtest --retry-failed`). JUnitReportFromRun makes one case of a
+/// test's rounds: the last round's verdict, earlier failures as
+/// <flakyFailure> when it passed.
+inline constexpr char kRetryRoundLabel[] = "retry_round";
 
 /// The report of an archived run: its cases, and the run as properties.
 /// Counts come from the cases, never from `run`'s counters.

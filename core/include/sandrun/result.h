@@ -55,6 +55,9 @@ struct Durations {
   std::int64_t exec_ms = 0;
   std::int64_t download_ms = 0;
   std::int64_t total_ms = 0;
+  /// The task's own time: everything but the wait for a slot (what a
+  /// report's "time" or "duration" of a test is).
+  std::int64_t own_ms() const { return total_ms > queue_ms ? total_ms - queue_ms : 0; }
 };
 
 struct ExecResult {

@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -14,6 +15,9 @@ namespace sandrun {
 /// "2026-11-22T03:15:00.123Z".
 std::string FormatRfc3339(std::chrono::system_clock::time_point when);
 inline std::string NowRfc3339() { return FormatRfc3339(std::chrono::system_clock::now()); }
+/// Milliseconds since the epoch of "2026-11-22T03:15:00.123Z" (what
+/// FormatRfc3339 writes); nullopt if the text is not such a time.
+std::optional<std::int64_t> ParseRfc3339Ms(const std::string& text);
 
 /// gethostname(), or "unknown-host".
 std::string HostName();
@@ -37,6 +41,10 @@ inline std::int64_t MillisBetween(std::chrono::steady_clock::time_point a,
 
 /// True if a process with this pid exists on this host.
 bool ProcessAlive(int pid);
+
+/// "11 (SIGSEGV)": a signal's number and name, as sandrun's messages name a
+/// signal that ended a command ("crashed: killed by signal 11 (SIGSEGV)").
+std::string SignalText(int signal);
 
 }  // namespace sandrun
 
