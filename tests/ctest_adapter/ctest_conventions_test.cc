@@ -281,6 +281,17 @@ TEST(CTestConventions, SandrunReportWritesOnePageForTheCTestInvocation) {
   // ('<' is \u003c in the page's data.)
   EXPECT_CONTAINS(html, "\"name\":\"pre.TypedT.ZeroIsFalsy\\u003cint>.suf\"");
   EXPECT_EQ(html.find("pre.Plain.Passes.suf"), std::string::npos);
+
+  // On Docker: the run is in the engine's archive; the report reads it there.
+  CommandOutput docker = sandrun::testing::RunCommand({"docker", "image", "inspect", kImage});
+  if (docker.exit_code != 0) SANDRUN_SKIP_WITHOUT_DOCKER("no image " + std::string(kImage));
+  CommandOutput third = RunCTest(home, build, {{"SANDRUN_BACKEND", "docker"}, {"SANDRUN_IMAGE", kImage}},
+                                 {"-R", "^pre\\.Plain"});
+  EXPECT_CONTAINS(third.out, "100% tests passed, 0 tests failed");
+  html = ReadFile(page);
+  EXPECT_CONTAINS(html, "\"name\":\"pre.Plain.Passes.suf\"");
+  EXPECT_CONTAINS(html, "\"backend\":\"docker\"");
+  EXPECT_EQ(html.find("pre.TypedT"), std::string::npos);
 }
 
 /// test_name of every task of `sandrun results show latest --json`.
