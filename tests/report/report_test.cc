@@ -24,6 +24,7 @@
 #include <nlohmann/json.hpp>
 
 #include "e2e/e2e_support.h"
+#include "support/docker_required.h"
 #include "sandrun/report.h"
 #include "sandrun/util.h"
 
@@ -321,6 +322,39 @@ TEST(ReportBrowser, BatchRunAndResultsReportRenderEveryTask) {
     return tasks;
   };
   EXPECT_EQ(by_id(EmbeddedData(from_archive)["tasks"]), by_id(EmbeddedData(from_batch)["tasks"]));
+}
+
+// The same page from a Docker engine's archive (a volume, read through the
+// engine): every backend's archive goes through the same reader.
+TEST(ReportBrowser, DockerArchiveRunRendersEveryTask) {
+  REQUIRE_CHROMIUM(chromium);
+  constexpr char kImage[] = "sandrun-test/busybox";
+  CommandOutput image = RunCommand({"docker", "image", "inspect", kImage});
+  if (image.exit_code != 0) {
+    SANDRUN_SKIP_WITHOUT_DOCKER("no Docker engine or no image " + std::string(kImage) +
+                                " (scripts/docker-test-env)");
+  }
+  Home home;
+  fs::path tasks = home.Write("tasks.json", kMixed);
+  CommandOutput batch = home.Run({"batch", "--backend", "docker", "--image", kImage,
+                                  tasks.string(), "-j", "2"});
+  EXPECT_EQ(batch.exit_code, 1) << batch.err;
+  nlohmann::json runs = home.Runs({"--backend", "docker"});
+  ASSERT_GE(runs.size(), 1u);
+  std::string run = runs[0]["run_id"];
+  fs::path page = home.work() / "docker.html";
+  CommandOutput report =
+      home.Run({"results", "report", "--backend", "docker", run, "-o", page.string()});
+  ASSERT_EQ(report.exit_code, 0) << report.err;
+  Rendered shown = Render(chromium, page, ScreenshotDir() / "docker.png");
+  ExpectCleanPage(shown);
+  ExpectTask(shown.dom, run + "/passes", "passed");
+  ExpectTask(shown.dom, run + "/passes-2", "passed");
+  ExpectTask(shown.dom, run + "/fails", "failed");
+  ExpectTask(shown.dom, run + "/hangs", "timed_out");
+  EXPECT_CONTAINS(shown.dom, "src/math_test.cc:42");
+  EXPECT_CONTAINS(shown.dom, "docker");
+  EXPECT_CONTAINS(shown.dom, kImage);
 }
 
 TEST(ReportBrowser, GtestRunWithRetriedFlakyCase) {
