@@ -22,6 +22,7 @@
 #include "console_listener.h"
 #include "run_support.h"
 #include "sandrun/batch_file.h"
+#include "sandrun/file_util.h"
 #include "sandrun/interrupts.h"
 #include "sandrun/util.h"
 
@@ -88,7 +89,8 @@ int RunExec(const std::vector<std::string>& args, CliContext& context, int& end_
       ("download", "Copy PATH back as an artifact afterwards (repeatable)",
        cxxopts::value<std::vector<std::string>>())
       ("download-to", "Copy PATH back to HOST_PATH on this host too, as PATH:HOST_PATH "
-                      "(repeatable; HOST_PATH relative to the current directory)",
+                      "(repeatable; PATH has no ':'; HOST_PATH relative to the current "
+                      "directory, replaced; symlinks in a tree are left out)",
        cxxopts::value<std::vector<std::string>>())
       ("workdir", "Working directory inside the sandbox", cxxopts::value<std::string>())
       ("dockerfile", "Build the image from this Dockerfile", cxxopts::value<std::string>())
@@ -181,7 +183,13 @@ int RunExec(const std::vector<std::string>& args, CliContext& context, int& end_
       if (std::find(task.downloads.begin(), task.downloads.end(), path) == task.downloads.end()) {
         task.downloads.push_back(path);
       }
-      task.host_copies[path] = std::filesystem::absolute(pair.substr(colon + 1));
+      std::filesystem::path host_path = pair.substr(colon + 1);
+      Status target = CheckCopyTarget(host_path);
+      if (!target.ok()) throw UsageError{"--download-to: " + target.message()};
+      if (task.host_copies.count(path)) {
+        throw UsageError{"--download-to: '" + path + "' is given twice"};
+      }
+      task.host_copies[path] = std::filesystem::absolute(host_path);
     }
   }
   if (parsed->count("workdir")) task.sandbox.workdir = (*parsed)["workdir"].as<std::string>();

@@ -512,6 +512,15 @@ class RunContext {
       auto got = sandbox->Get(in_dir(path), artifacts / "downloads");
       if (!got.ok()) {
         result.notes.push_back("download " + path + " failed: " + got.status().ToString());
+        // A host copy from an earlier run must not pass for this one's (a
+        // crashed case leaves no XML); a file only, never a tree.
+        if (auto copy = task.host_copies.find(path); copy != task.host_copies.end()) {
+          std::error_code ec;
+          if (std::filesystem::is_regular_file(std::filesystem::symlink_status(copy->second, ec)) &&
+              std::filesystem::remove(copy->second, ec)) {
+            result.notes.push_back("removed the earlier " + copy->second.string());
+          }
+        }
         continue;
       }
       for (const auto& file : got.value()) result.artifacts.push_back("downloads/" + file);

@@ -39,34 +39,79 @@ bool IsWithin(const std::filesystem::path& path, const std::filesystem::path& ro
   return !rel.empty() && *rel.begin() != "..";
 }
 
+Status CheckCopyTarget(const std::filesystem::path& target) {
+  namespace fs = std::filesystem;
+  const fs::path name = target.filename();
+  if (name.empty() || name == "." || name == "..") {
+    return InvalidArgumentError("'" + target.string() + "' must name a file or directory "
+                                "(no trailing '/', '.' or '..')");
+  }
+  std::error_code ec;
+  const fs::path absolute = fs::absolute(target, ec).lexically_normal();
+  if (IsWithin(fs::current_path(ec).lexically_normal(), absolute)) {
+    return InvalidArgumentError("'" + target.string() +
+                                "' is the current directory or contains it");
+  }
+  return OkStatus();
+}
+
 Status CopyReplacing(const std::filesystem::path& source, const std::filesystem::path& target) {
   namespace fs = std::filesystem;
   std::error_code ec;
+  auto refuse = [&](const std::string& why) {
+    return InvalidArgumentError("cannot copy " + source.string() + " to " + target.string() +
+                                ": " + why);
+  };
   auto failed = [&](const std::string& what) {
     return InternalError("cannot copy " + source.string() + " to " + target.string() + ": " + what +
                          (ec ? ": " + ec.message() : ""));
   };
+  SANDRUN_RETURN_IF_ERROR(CheckCopyTarget(target));
+  const fs::file_status source_status = fs::symlink_status(source, ec);
+  if (fs::is_symlink(source_status)) return refuse("the download is a symbolic link");
+  if (!fs::exists(source_status)) return refuse("nothing was downloaded");
+  const fs::file_status target_status = fs::symlink_status(target, ec);
+  if (fs::is_directory(target_status) && !fs::is_directory(source_status)) {
+    return refuse("it is a directory and the download is a file");
+  }
   if (target.has_parent_path()) {
     fs::create_directories(target.parent_path(), ec);
     if (ec) return failed("cannot make " + target.parent_path().string());
   }
+  const std::string suffix = ".sandrun-" + std::to_string(getpid());
   fs::path temporary = target;
-  temporary += ".sandrun-" + std::to_string(getpid()) + ".tmp";
+  temporary += suffix + ".tmp";
   fs::remove_all(temporary, ec);
-  fs::copy(source, temporary, fs::copy_options::recursive | fs::copy_options::copy_symlinks, ec);
+  // Symbolic links in a downloaded tree stay out: on the host they would
+  // point wherever the sandbox chose (they are in the archive's copy).
+  fs::copy(source, temporary, fs::copy_options::recursive | fs::copy_options::skip_symlinks, ec);
   if (ec) {
     std::error_code ignored;
     fs::remove_all(temporary, ignored);
     return failed("copy");
   }
-  // rename() replaces a file or an empty directory only.
-  if (fs::is_directory(fs::symlink_status(target, ec))) fs::remove_all(target, ec);
+  // rename() replaces a file or an empty directory only: an existing tree
+  // moves aside first and comes back if the rename fails.
+  fs::path aside;
+  if (fs::is_directory(target_status)) {
+    aside = target;
+    aside += suffix + ".old";
+    fs::remove_all(aside, ec);
+    fs::rename(target, aside, ec);
+    if (ec) {
+      std::error_code ignored;
+      fs::remove_all(temporary, ignored);
+      return failed("cannot move the old " + target.string() + " aside");
+    }
+  }
   fs::rename(temporary, target, ec);
+  std::error_code ignored;
   if (ec) {
-    std::error_code ignored;
     fs::remove_all(temporary, ignored);
+    if (!aside.empty()) fs::rename(aside, target, ignored);
     return failed("rename");
   }
+  if (!aside.empty()) fs::remove_all(aside, ignored);
   return OkStatus();
 }
 

@@ -1,6 +1,7 @@
 #include "sandrun/junit.h"
 
 #include <algorithm>
+#include <charconv>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -132,8 +133,11 @@ bool FirstGtestLocation(const std::string& text, std::string* file, int* line) {
       if (digits.empty() || digits.find_first_not_of("0123456789") != std::string_view::npos) {
         continue;
       }
+      int number = 0;
+      auto [end, error] = std::from_chars(digits.data(), digits.data() + digits.size(), number);
+      if (error != std::errc() || end != digits.data() + digits.size() || number <= 0) continue;
       *file = std::string(loc.substr(0, colon));
-      *line = std::stoi(std::string(digits));
+      *line = number;
       return true;
     }
   }

@@ -292,7 +292,7 @@ constexpr std::string_view kPageTail = R"PAGE(</script>
     return value.split("\x01").join(name);
   }
   for (const t of tasks) {
-    for (const k in defaults) if (!(k in t)) t[k] = defaults[k];
+    for (const k in defaults) { if (!(k in t)) t[k] = defaults[k]; else if (t[k] === null) delete t[k]; }
     if (t.at !== undefined) t.started = new Date(t0 + t.at).toISOString();
     if (t.total_ms === undefined) t.total_ms = t.phases.reduce((a, b) => a + b, 0);
     if (t.command !== undefined) t.command = undo("command", t.command, t.name);
@@ -639,7 +639,7 @@ std::string WithoutName(std::string text, const std::string& name) {
 // Makes the tasks' data small enough to attach for 1,000 tasks (the page
 // undoes all of it before drawing, in the same order):
 //  - "defaults": the most common value of a few fields; a task leaves out
-//    a field with that value;
+//    a field with that value, and has null for one it does not have;
 //  - "t0" and each task's "at": its start in ms after t0, instead of an
 //    RFC 3339 string; no "total_ms" when it is the sum of the "phases";
 //  - "command" and the output tails: with the task's name as \x01, and
@@ -667,8 +667,10 @@ Json CompactTasks(Json tasks, Json& defaults, std::string& t0) {
       defaults.erase(key);
       continue;
     }
+    // A task without the field says so with null (the page then drops it).
     for (Json& t : tasks) {
-      if (t.contains(key) && t[key] == defaults[key]) t.erase(key);
+      if (!t.contains(key)) t[key] = nullptr;
+      else if (t[key] == defaults[key]) t.erase(key);
     }
   }
   for (const Json& t : tasks) {

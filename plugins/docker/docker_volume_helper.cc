@@ -1,5 +1,11 @@
 #include "docker_volume_helper.h"
 
+#include <algorithm>
+
+#include <chrono>
+
+#include <thread>
+
 #include <nlohmann/json.hpp>
 
 #include "docker_backend.h"
@@ -57,7 +63,12 @@ Result<std::string> VolumeHelper::Id() {
   std::lock_guard<std::mutex> lock(mu_);
   if (!id_.empty()) return id_;
   const std::string name = "sandrun-" + role_ + "-" + volume_;
-  for (int attempt = 0; attempt < 3; ++attempt) {
+  // Several sandrun processes may meet a fresh engine at once: the name is
+  // taken (409) while the other's create is still under way, and inspect
+  // answers 404 for a moment longer; wait a little and look again (seen
+  // with four `results list` started together: 3 attempts were not enough).
+  constexpr int kAttempts = 20;
+  for (int attempt = 0; attempt < kAttempts; ++attempt) {
     SANDRUN_ASSIGN_OR_RETURN(HttpResponse res,
                              client_->Request("GET", "/containers/" + name + "/json"));
     if (res.status == 200) {
@@ -91,7 +102,8 @@ Result<std::string> VolumeHelper::Id() {
                              client_->Request("POST", "/containers/create?name=" + name, body.dump()));
     if (created.status == 201) continue;  // Inspect it on the next round.
     if (created.status != 409) return VolumeApiError(created, "create the " + role_ + " helper");
-    // 409: another process created it at the same moment; inspect again.
+    // 409: another process is creating it; inspect again shortly.
+    std::this_thread::sleep_for(std::chrono::milliseconds(std::min(50 * (attempt + 1), 500)));
   }
   return UnavailableError("docker: could not create the " + role_ + " helper container");
 }

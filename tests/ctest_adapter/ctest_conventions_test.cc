@@ -250,16 +250,22 @@ TEST(CTestConventions, XmlOutputDirGetsGoogleTestsReportOfEachCase) {
 TEST(CTestConventions, SandrunReportWritesOnePageForTheCTestInvocation) {
   Home home;
   fs::path build = home.dir() / "build";
-  BuildProject(build, {"-DDISCOVER=sandrun_discover_tests", "-DSANDRUN_REPORT=report.html"});
+  BuildProject(build, {"-DDISCOVER=sandrun_discover_tests", "-DSANDRUN_REPORT=report.html",
+                       "-DDIRMODE=ON"});
   auto tests = ShowTests(home, build);
   ASSERT_EQ(tests.count("sandrun.report"), 1u);
   EXPECT_EQ(tests.at("pre.Plain.Passes.suf").properties.at("FIXTURES_REQUIRED"),
             nlohmann::json::array({"sandrun_report"}));
+  // A wrapped add_test() needs it too; the report test itself does not.
+  ASSERT_EQ(tests.count("dir.plain"), 1u);
+  EXPECT_EQ(tests.at("dir.plain").properties.at("FIXTURES_REQUIRED"),
+            nlohmann::json::array({"sandrun_report"}));
+  EXPECT_EQ(tests.at("sandrun.report").properties.count("FIXTURES_REQUIRED"), 0u);
 
   // Two invocations: each page has that invocation's tests, written last.
   fs::path page = build / "report.html";
   CommandOutput first = RunCTest(home, build, {{"SANDRUN_BACKEND", "local"}},
-                                 {"-j2", "-R", "^pre\\.(Plain|Few)"});
+                                 {"-j2", "-R", "^(pre\\.(Plain|Few)|dir\\.plain)"});
   EXPECT_CONTAINS(first.out, "100% tests passed, 0 tests failed");
   // The report is the last test to end.
   std::size_t last = first.out.rfind(" Test #");
@@ -269,7 +275,7 @@ TEST(CTestConventions, SandrunReportWritesOnePageForTheCTestInvocation) {
   ASSERT_TRUE(fs::exists(page)) << first.out;
   std::string html = ReadFile(page);
   for (const char* name : {"pre.Plain.Passes.suf", "pre.Few/Nums.IsSmall/7.suf",
-                           "pre.Few/Nums.IsSmall/42.suf"}) {
+                           "pre.Few/Nums.IsSmall/42.suf", "dir.plain"}) {
     EXPECT_CONTAINS(html, std::string("\"name\":\"") + name + "\"");
   }
   EXPECT_EQ(html.find("pre.TypedT"), std::string::npos);

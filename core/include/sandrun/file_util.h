@@ -29,10 +29,17 @@ Result<std::ifstream> OpenFileForReading(const std::filesystem::path& path);
 bool IsWithin(const std::filesystem::path& path, const std::filesystem::path& root);
 
 /// Copies the file or directory tree `source` to `target`, making target's
-/// parent directories and replacing what was there; symlinks are copied as
-/// symlinks. The copy goes to a temporary name beside `target` first, so a
-/// reader never sees half of it. The message names both paths.
+/// parent directories and replacing what was there (a file by a file or a
+/// tree, a tree by a tree). Symbolic links inside the tree are left out.
+/// The copy goes to a temporary name beside `target` first, so a reader
+/// never sees half of it; a replaced tree is restored if the last step fails.
+/// kInvalidArgument, nothing touched: `target` ends in '/', '.' or '..', is
+/// or contains the current directory, is a directory while `source` is a
+/// file, or `source` is a symbolic link or missing. The message names both.
 Status CopyReplacing(const std::filesystem::path& source, const std::filesystem::path& target);
+/// CopyReplacing's checks of `target` alone, for a caller that takes the
+/// path long before the copy (a command-line option).
+Status CheckCopyTarget(const std::filesystem::path& target);
 
 }  // namespace sandrun
 

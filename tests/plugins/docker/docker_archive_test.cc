@@ -2,8 +2,13 @@
 // built from a Dockerfile, cached by content.
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <string>
+#include <thread>
+#include <vector>
 
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include "docker_images.h"
 #include "docker_test_env.h"
@@ -157,6 +162,57 @@ TEST_F(DockerArchiveTest, ResultArchiveOverTheVolume) {
   ResultArchive archive(std::shared_ptr<ArchiveStore>(std::move(store_)), outbox.path());
   auto runs = archive.ListRuns();
   ASSERT_TRUE(runs.ok()) << runs.status().ToString();
+}
+
+// Several sandrun processes meeting a fresh volume at once (the first
+// commands of a CI job on a new engine) all get its archive: the helper
+// container one of them creates is the others' too.
+TEST(DockerArchiveHelperTest, ManyFirstUsersOfAFreshVolumeAllGetTheArchive) {
+  const std::string volume = "sandrun-test-fresh-" + RandomHex(6);
+  std::map<std::string, std::string> env;
+  if (const char* host = std::getenv("DOCKER_HOST")) env["DOCKER_HOST"] = host;
+  auto options = ParseDockerOptions(R"({"volume": ")" + volume + R"("})", env);
+  ASSERT_TRUE(options.ok()) << options.status().ToString();
+  {
+    auto probe = CreateDockerBackend(*options);
+    SANDRUN_REQUIRE_DOCKER(*probe);
+  }
+  constexpr int kUsers = 8;
+  std::vector<std::thread> users;
+  std::vector<std::string> errors(kUsers);
+  for (int i = 0; i < kUsers; ++i) {
+    users.emplace_back([&, i] {
+      // A backend each, as separate processes have.
+      auto backend = CreateDockerBackend(*options);
+      auto store = backend->OpenArchive();
+      if (!store.ok()) {
+        errors[i] = store.status().ToString();
+        return;
+      }
+      Status put = (*store)->PutBytes("user-" + std::to_string(i) + ".txt", "hello");
+      if (!put.ok()) errors[i] = put.ToString();
+    });
+  }
+  for (auto& t : users) t.join();
+  for (int i = 0; i < kUsers; ++i) EXPECT_EQ(errors[i], "") << "user " << i;
+  // Every write landed in the one volume.
+  auto backend = CreateDockerBackend(*options);
+  auto store = backend->OpenArchive();
+  ASSERT_TRUE(store.ok());
+  auto listed = (*store)->List("");
+  ASSERT_TRUE(listed.ok()) << listed.status().ToString();
+  EXPECT_EQ(listed->size(), static_cast<std::size_t>(kUsers));
+  // Cleanup: the helper container and the volume.
+  auto client = testing::TestClient();
+  auto helpers = client->Request(
+      "GET", "/containers/json?all=1&filters=" +
+                 UrlEncode(R"({"label":["dev.sandrun.volume=)" + volume + R"("]})"));
+  if (helpers.ok() && helpers->status == 200) {
+    for (const auto& c : nlohmann::json::parse(helpers->body, nullptr, false)) {
+      (void)client->Request("DELETE", "/containers/" + c.value("Id", "") + "?force=1");
+    }
+  }
+  (void)client->Request("DELETE", "/volumes/" + volume + "?force=1");
 }
 
 TEST(DockerBuildTest, DockerfileIsBuiltOnceAndCachedByContent) {

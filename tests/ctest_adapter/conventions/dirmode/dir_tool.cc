@@ -1,0 +1,6 @@
+// A test program that passes.
+#include <cstdio>
+int main() {
+  std::puts("dir tool ran");
+  return 0;
+}
