@@ -1143,8 +1143,9 @@ namespace {
 
 // One summary of a group's run from its parts, in the order they started:
 // counts and task ids added up, the earliest start, the latest end, the
-// worst status (cancelled, failed, error, passed). No fastest passing task:
-// the parts were no race.
+// worst status (cancelled, failed, error, passed); a test a later part ran
+// again (RunRecord::superseded) counts once, by its last attempt. No fastest
+// passing task: the parts were no race.
 RunRecord MergeRunParts(const std::string& run_id, std::vector<RunRecord> parts) {
   std::sort(parts.begin(), parts.end(),
             [](const RunRecord& a, const RunRecord& b) { return a.started_at < b.started_at; });
@@ -1173,6 +1174,23 @@ RunRecord MergeRunParts(const std::string& run_id, std::vector<RunRecord> parts)
                : failed  ? RunStatus::kFailed
                : error   ? RunStatus::kError
                          : RunStatus::kPassed;
+  // Tests run again by a later part count once, by their last attempt; the
+  // status then follows the counts, as a single run's does.
+  bool superseded = false;
+  for (const RunRecord& part : parts) {
+    for (const auto& [task_id, counter] : part.superseded) {
+      int* count = RunCounter(run, counter);
+      if (count == nullptr || *count == 0 || run.total == 0) continue;
+      --*count;
+      --run.total;
+      superseded = true;
+    }
+  }
+  if (superseded && !cancelled) {
+    run.status = run.passed + run.skipped == run.total ? RunStatus::kPassed
+                 : run.failed + run.timed_out > 0       ? RunStatus::kFailed
+                                                         : RunStatus::kError;
+  }
   auto start = ParseRfc3339Ms(run.started_at);
   auto end = ParseRfc3339Ms(run.finished_at);
   if (start && end && *end >= *start) run.wall_ms = *end - *start;

@@ -585,23 +585,12 @@ RunRecord Summarise(const std::string& run_id, const std::string& backend,
   run.user = UserName();
   run.command_line = options.command_line;
   run.labels = options.labels;
+  run.superseded = options.supersedes;
   run.total = static_cast<int>(records.size());
   std::int64_t best_exec = -1;
   for (const auto& r : records) {
     run.task_ids.push_back(r.task_id);
-    switch (r.result.outcome) {
-      case Outcome::kExited:
-        if (r.result.exit_code != 0) ++run.failed;
-        else if (TestVerdictOf(r) == "skipped") ++run.skipped;
-        else ++run.passed;
-        break;
-      case Outcome::kSignaled:
-      case Outcome::kOomKilled: ++run.failed; break;
-      case Outcome::kTimedOut: ++run.timed_out; break;
-      case Outcome::kInfraError:
-      case Outcome::kInterrupted: ++run.infra_errors; break;
-      case Outcome::kCancelled: ++run.cancelled; break;
-    }
+    ++*RunCounter(run, RunCounterOf(r));
     if (options.race && Passed(r.result) && (best_exec < 0 || r.result.durations.exec_ms < best_exec)) {
       best_exec = r.result.durations.exec_ms;
       run.fastest_passing_task = r.task_id;

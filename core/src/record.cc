@@ -509,6 +509,7 @@ std::string ToJson(const RunRecord& record, int indent) {
   j["fastest_passing_task"] = record.fastest_passing_task;
   j["task_ids"] = record.task_ids;
   j["labels"] = StringMap(record.labels);
+  if (!record.superseded.empty()) j["superseded"] = StringMap(record.superseded);
   return Dump(j, indent);
 }
 
@@ -541,8 +542,34 @@ Result<RunRecord> RunRecordFromJson(const std::string& json) {
   record.fastest_passing_task = in.String(j, "fastest_passing_task");
   record.task_ids = in.StringList(j, "task_ids");
   record.labels = in.StringMap(j, "labels");
+  record.superseded = in.StringMap(j, "superseded");  // only in retried parts
   if (!in.status().ok()) return in.status();
   return record;
+}
+
+std::string_view RunCounterOf(const TaskRecord& record) {
+  switch (record.result.outcome) {
+    case Outcome::kExited:
+      if (record.result.exit_code != 0) return "failed";
+      return TestVerdictOf(record) == "skipped" ? "skipped" : "passed";
+    case Outcome::kSignaled:
+    case Outcome::kOomKilled: return "failed";
+    case Outcome::kTimedOut: return "timed_out";
+    case Outcome::kInfraError:
+    case Outcome::kInterrupted: return "infra_errors";
+    case Outcome::kCancelled: return "cancelled";
+  }
+  return "infra_errors";
+}
+
+int* RunCounter(RunRecord& run, std::string_view counter) {
+  if (counter == "passed") return &run.passed;
+  if (counter == "skipped") return &run.skipped;
+  if (counter == "failed") return &run.failed;
+  if (counter == "timed_out") return &run.timed_out;
+  if (counter == "infra_errors") return &run.infra_errors;
+  if (counter == "cancelled") return &run.cancelled;
+  return nullptr;
 }
 
 }  // namespace sandrun

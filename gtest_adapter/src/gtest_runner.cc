@@ -514,6 +514,8 @@ int RunGtestBinary(const Config& config, std::vector<BackendCandidate> candidate
       iteration_options.run_group = "gtest-" + std::to_string(getpid()) + "-" + RandomHex(8);
     }
     std::map<std::string, int> used_ids;
+    // Each test's last record: a retry round supersedes it in the run's counts.
+    std::map<std::string, std::pair<std::string, std::string>> last_record;  // test -> id, counter
     for (int round = 1; !todo.empty() && !cancel.cancelled(); ++round) {
       if (round > 1) {
         std::fprintf(out, "%sround %d: %s that did not pass\n", tags.Yellow("[ RETRY    ] ").c_str(),
@@ -552,6 +554,12 @@ int RunGtestBinary(const Config& config, std::vector<BackendCandidate> candidate
       engine.AddListener(std::make_shared<PrintingListener>(out, err, printing, tasks.size(), tap,
                                                             task_tests, &outcomes));
       if (report) engine.AddListener(report);
+      iteration_options.supersedes.clear();
+      for (const auto& test : todo) {
+        if (auto it = last_record.find(test); it != last_record.end()) {
+          iteration_options.supersedes[it->second.first] = it->second.second;
+        }
+      }
       auto outcome = engine.Run(std::move(tasks), iteration_options, cancel);
       if (!outcome.ok()) {
         std::fprintf(err, "sandrun: %s\n", outcome.status().message().c_str());
@@ -559,6 +567,9 @@ int RunGtestBinary(const Config& config, std::vector<BackendCandidate> candidate
       }
       if (std::find(run_ids.begin(), run_ids.end(), outcome->run.run_id) == run_ids.end()) {
         run_ids.push_back(outcome->run.run_id);
+      }
+      for (const TaskRecord& record : outcome->tasks) {
+        last_record[record.test_name] = {record.task_id, std::string(RunCounterOf(record))};
       }
       backend_used = outcome->run.backend;
       if (outcome->undelivered > 0) {

@@ -220,6 +220,14 @@ TEST(E2eReports, ACaseThatPassesOnRetryIsMarkedFlakyInJUnit) {
   }
   EXPECT_EQ(names, (std::multiset<std::string>{"Flaky.FailsOnce", "Flaky.FailsOnce",
                                                "Plain.Passes"}));
+  // The run counts each test once, by its last attempt: it passed.
+  nlohmann::json summary = json.value("run", nlohmann::json::object());
+  EXPECT_EQ(summary.value("status", ""), "passed") << summary.dump();
+  EXPECT_EQ(summary.value("total", 0), 2) << summary.dump();
+  EXPECT_EQ(summary.value("failed", -1), 0) << summary.dump();
+  nlohmann::json listed = home.Runs();
+  ASSERT_GE(listed.size(), 1u);
+  EXPECT_EQ(listed[0].value("status", ""), "passed") << listed[0].dump();
   fs::path exported = home.work() / "exported.xml";
   CommandOutput exp = home.Run({"results", "export", "latest", "--junit", exported.string()});
   ASSERT_EQ(exp.exit_code, 0) << exp.err;

@@ -122,6 +122,9 @@ struct RunOptions {
   /// Task ids another part took get a "-2", "-3" ... suffix.
   std::string run_group;
   int run_group_owner_pid = 0;  ///< Owner of a new group run (0: this process).
+  /// In a group's run: tasks of earlier parts that this part runs again,
+  /// with the counter each was counted in (RunRecord::superseded).
+  std::map<std::string, std::string> supersedes;
 };
 
 /// A backend the engine may use, in order of preference.

@@ -77,7 +77,18 @@ struct RunRecord {
   std::string fastest_passing_task;  ///< The --race winner; empty without --race.
   std::vector<std::string> task_ids;
   std::map<std::string, std::string> labels;
+  /// A part of a group's run that ran tests of an earlier part again
+  /// (`sandrun gtest --retry-failed`): each earlier task id with the counter
+  /// it was counted in there (RunCounterOf). ReadRun's merge of the parts
+  /// counts each test once, by its last attempt. Empty for everything else.
+  std::map<std::string, std::string> superseded;
 };
+
+/// The RunRecord counter a task counts in: "passed", "skipped", "failed",
+/// "timed_out", "infra_errors" or "cancelled".
+std::string_view RunCounterOf(const TaskRecord& record);
+/// That counter of `run`; nullptr for any other name.
+int* RunCounter(RunRecord& run, std::string_view counter);
 
 std::string ToJson(const TaskRecord& record, int indent = 2);
 std::string ToJson(const RunRecord& record, int indent = 2);
