@@ -282,6 +282,17 @@ constexpr char kMixed[] = R"([
   {"id": "passes-2", "command": ["sh", "-c", "sleep 0.3; echo second"]}
 ])";
 
+/// The page of a run of kMixed: clean, every task's row and bar with its
+/// verdict, the failure at its file:line.
+void ExpectMixedRun(const Rendered& shown, const std::string& run) {
+  ExpectCleanPage(shown);
+  ExpectTask(shown.dom, run + "/passes", "passed");
+  ExpectTask(shown.dom, run + "/passes-2", "passed");
+  ExpectTask(shown.dom, run + "/fails", "failed");
+  ExpectTask(shown.dom, run + "/hangs", "timed_out");
+  EXPECT_CONTAINS(shown.dom, "src/math_test.cc:42");
+}
+
 TEST(ReportBrowser, BatchRunAndResultsReportRenderEveryTask) {
   REQUIRE_CHROMIUM(chromium);
   Home home;
@@ -303,13 +314,7 @@ TEST(ReportBrowser, BatchRunAndResultsReportRenderEveryTask) {
     SCOPED_TRACE(page.string());
     ASSERT_TRUE(fs::exists(page));
     Rendered shown = Render(chromium, page, ScreenshotDir() / ("batch-" + page.stem().string() + ".png"));
-    ExpectCleanPage(shown);
-    ExpectTask(shown.dom, run + "/passes", "passed");
-    ExpectTask(shown.dom, run + "/passes-2", "passed");
-    ExpectTask(shown.dom, run + "/fails", "failed");
-    ExpectTask(shown.dom, run + "/hangs", "timed_out");
-    // The failure at file:line, its message, and the output tail as text.
-    EXPECT_CONTAINS(shown.dom, "src/math_test.cc:42");
+    ExpectMixedRun(shown, run);
     EXPECT_CONTAINS(shown.dom, "Which is: 2");
     EXPECT_CONTAINS(shown.dom, "&lt;/script&gt;&lt;script&gt;alert(1)&lt;/script&gt;");
     EXPECT_CONTAINS(shown.dom, "timed out");
@@ -348,12 +353,7 @@ TEST(ReportBrowser, DockerArchiveRunRendersEveryTask) {
       home.Run({"results", "report", "--backend", "docker", run, "-o", page.string()});
   ASSERT_EQ(report.exit_code, 0) << report.err;
   Rendered shown = Render(chromium, page, ScreenshotDir() / "docker.png");
-  ExpectCleanPage(shown);
-  ExpectTask(shown.dom, run + "/passes", "passed");
-  ExpectTask(shown.dom, run + "/passes-2", "passed");
-  ExpectTask(shown.dom, run + "/fails", "failed");
-  ExpectTask(shown.dom, run + "/hangs", "timed_out");
-  EXPECT_CONTAINS(shown.dom, "src/math_test.cc:42");
+  ExpectMixedRun(shown, run);
   EXPECT_CONTAINS(shown.dom, "docker");
   EXPECT_CONTAINS(shown.dom, kImage);
 }
