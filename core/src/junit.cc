@@ -144,12 +144,17 @@ bool FirstGtestLocation(const std::string& text, std::string* file, int* line) {
   return false;
 }
 
+// The last `max_bytes` of `text`, marked when shortened.
+std::string Tail(const std::string& text, std::size_t max_bytes) {
+  if (text.size() <= max_bytes) return text;
+  std::size_t dropped = text.size() - max_bytes;
+  return "[... " + std::to_string(dropped) + " bytes omitted ...]\n" + text.substr(dropped);
+}
+
 // Keeps the last `max_bytes` of a stream's text (failures show at the end).
 void KeepTail(CapturedStream& stream, std::size_t max_bytes) {
   if (stream.text.size() <= max_bytes) return;
-  std::size_t dropped = stream.text.size() - max_bytes;
-  stream.text = "[... " + std::to_string(dropped) + " bytes omitted ...]\n" +
-                stream.text.substr(dropped);
+  stream.text = Tail(stream.text, max_bytes);
   stream.truncated = true;
 }
 
@@ -181,12 +186,6 @@ std::string SourcePath(const std::string& file, const std::filesystem::path& roo
   return relative.empty() || relative == "." ? file : relative;
 }
 
-// The last `max_bytes` of `text`, marked when shortened.
-std::string Tail(const std::string& text, std::size_t max_bytes) {
-  if (text.size() <= max_bytes) return text;
-  std::size_t dropped = text.size() - max_bytes;
-  return "[... " + std::to_string(dropped) + " bytes omitted ...]\n" + text.substr(dropped);
-}
 
 // (The problem's file:line goes on its <testcase>: Surefire's schema has
 // none on <failure>.)
