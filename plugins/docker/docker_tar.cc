@@ -355,12 +355,34 @@ Status ReadError(archive* a, const SourceReader* reader, std::string_view what) 
   return InternalError(ArchiveError(a, what));
 }
 
-Result<std::vector<TarMember>> ListOpened(ArchivePtr a, const SourceReader* reader) {
+// Calls `visit` with each entry's header of an opened archive, to its end;
+// `visit` reads or skips the entry's data.
+Status ForEachEntry(const ArchivePtr& a, const SourceReader* reader,
+                    const std::function<Status(archive_entry*)>& visit) {
   if (!a) return InternalError("tar: cannot open the stream");
-  std::vector<TarMember> out;
   archive_entry* entry = nullptr;
   int rc;
   while ((rc = archive_read_next_header(a.get(), &entry)) == ARCHIVE_OK) {
+    SANDRUN_RETURN_IF_ERROR(visit(entry));
+  }
+  if (rc != ARCHIVE_EOF) return ReadError(a.get(), reader, "reading");
+  return OkStatus();
+}
+
+// Appends the data of the entry just read to `data`.
+Status ReadEntryData(archive* a, const SourceReader* reader, std::string& data) {
+  char buffer[1 << 16];
+  la_ssize_t n;
+  while ((n = archive_read_data(a, buffer, sizeof buffer)) > 0) {
+    data.append(buffer, static_cast<std::size_t>(n));
+  }
+  if (n < 0) return ReadError(a, reader, "reading data");
+  return OkStatus();
+}
+
+Result<std::vector<TarMember>> ListOpened(ArchivePtr a, const SourceReader* reader) {
+  std::vector<TarMember> out;
+  SANDRUN_RETURN_IF_ERROR(ForEachEntry(a, reader, [&](archive_entry* entry) {
     TarMember m;
     m.name = archive_entry_pathname(entry) ? archive_entry_pathname(entry) : "";
     m.directory = archive_entry_filetype(entry) == AE_IFDIR;
@@ -368,8 +390,8 @@ Result<std::vector<TarMember>> ListOpened(ArchivePtr a, const SourceReader* read
     m.size = archive_entry_size(entry);
     out.push_back(std::move(m));
     archive_read_data_skip(a.get());
-  }
-  if (rc != ARCHIVE_EOF) return ReadError(a.get(), reader, "reading");
+    return OkStatus();
+  }));
   return out;
 }
 
@@ -383,12 +405,7 @@ Result<std::string> ReadFirstOpened(ArchivePtr a, const SourceReader* reader) {
     return InvalidArgumentError(std::string("is a directory: ") + archive_entry_pathname(entry));
   }
   std::string data;
-  char buffer[1 << 16];
-  la_ssize_t n;
-  while ((n = archive_read_data(a.get(), buffer, sizeof buffer)) > 0) {
-    data.append(buffer, static_cast<std::size_t>(n));
-  }
-  if (n < 0) return ReadError(a.get(), reader, "reading data");
+  SANDRUN_RETURN_IF_ERROR(ReadEntryData(a.get(), reader, data));
   return data;
 }
 
@@ -400,11 +417,8 @@ Result<std::vector<std::string>> ExtractOpened(const std::function<ArchivePtr()>
 
 Result<std::vector<TarEntry>> ReadTarEntries(std::string_view tar) {
   ArchivePtr a = OpenReader(tar);
-  if (!a) return InternalError("tar: cannot open the stream");
   std::vector<TarEntry> out;
-  archive_entry* entry = nullptr;
-  int rc;
-  while ((rc = archive_read_next_header(a.get(), &entry)) == ARCHIVE_OK) {
+  SANDRUN_RETURN_IF_ERROR(ForEachEntry(a, nullptr, [&](archive_entry* entry) {
     TarEntry e;
     e.name = CleanName(archive_entry_pathname(entry) ? archive_entry_pathname(entry) : "");
     e.mode = static_cast<int>(archive_entry_perm(entry));
@@ -414,15 +428,10 @@ Result<std::vector<TarEntry>> ReadTarEntries(std::string_view tar) {
       const char* target = archive_entry_symlink(entry);
       e.symlink_target = target != nullptr ? target : "";
     }
-    char buffer[1 << 16];
-    la_ssize_t n;
-    while ((n = archive_read_data(a.get(), buffer, sizeof buffer)) > 0) {
-      e.data.append(buffer, static_cast<std::size_t>(n));
-    }
-    if (n < 0) return ReadError(a.get(), nullptr, "reading data");
+    SANDRUN_RETURN_IF_ERROR(ReadEntryData(a.get(), nullptr, e.data));
     if (!e.name.empty()) out.push_back(std::move(e));
-  }
-  if (rc != ARCHIVE_EOF) return ReadError(a.get(), nullptr, "reading");
+    return OkStatus();
+  }));
   return out;
 }
 
