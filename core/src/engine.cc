@@ -12,6 +12,7 @@
 #include "sandrun/file_util.h"
 #include "sandrun/output_collector.h"
 #include "sandrun/util.h"
+#include "warm_pool.h"
 
 namespace sandrun {
 namespace {
@@ -115,14 +116,6 @@ class Reaper {
   std::vector<std::thread> threads_;
 };
 
-/// A worker's warm sandbox (Isolation::kProcess), kept between its tasks.
-struct WarmSandbox {
-  std::shared_ptr<Sandbox> sandbox;
-  std::string key;  ///< SharedSandboxKey of the spec it was made from.
-  Clock::time_point created;
-  std::chrono::seconds lifetime{0};
-};
-
 /// What makes two kProcess tasks' sandboxes the same sandbox: everything in
 /// the spec but the lifetime (WarmFits checks what is left of it), the
 /// uploads and the env (both go to the task itself).
@@ -143,15 +136,21 @@ std::filesystem::path MakeEmptyDirectory() {
 
 class RunContext {
  public:
+  /// `places`: tasks at once in one warm sandbox (fewer when their cpu or
+  /// memory times `places` is more than the backend gives one sandbox);
+  /// `max_sandboxes`: warm sandboxes at once.
   RunContext(Backend& backend, ResultArchive& archive, const RunOptions& options,
-             std::string run_id, std::string fallback_reason, RunListener& listener)
-      : backend_(backend),
+             std::string run_id, std::string fallback_reason, RunListener& listener,
+             int places, int max_sandboxes)
+      : pool(max_sandboxes, [this](std::shared_ptr<Sandbox> s) { reaper.Add(std::move(s)); }),
+        backend_(backend),
         archive_(archive),
         options_(options),
         empty_dir_(MakeEmptyDirectory()),
         run_id_(std::move(run_id)),
         fallback_reason_(std::move(fallback_reason)),
-        listener_(listener) {}
+        listener_(listener),
+        places_(places) {}
 
   ~RunContext() {
     std::error_code ec;
@@ -162,18 +161,11 @@ class RunContext {
 
   RunState state;
   Reaper reaper;
+  WarmPool pool;  // Ends its sandboxes through `reaper`, so declared after it.
 
   /// Worker body: takes tasks until none are left or the run stops.
   void Work(std::vector<Task>& tasks, std::vector<TaskRecord>& records,
             Clock::time_point run_start) {
-    WarmSandbox warm;  // This worker's shared sandbox, kept between its tasks.
-    struct EndWarm {
-      Reaper& reaper;
-      WarmSandbox& warm;
-      ~EndWarm() {
-        if (warm.sandbox != nullptr) reaper.Add(std::move(warm.sandbox));
-      }
-    } end_warm{reaper, warm};
     while (true) {
       std::size_t index;
       bool stopped;
@@ -184,7 +176,7 @@ class RunContext {
         stopped = state.stop;
       }
       TaskRecord record = stopped ? NotStarted(tasks[index])
-                                  : RunTask(tasks[index], index, run_start, warm);
+                                  : RunTask(tasks[index], index, run_start);
       UseArchiveSpillPaths(record, archive_.outbox_dir());
       Status written = archive_.WriteTask(record);
       if (!written.ok()) {
@@ -235,8 +227,7 @@ class RunContext {
     return record;
   }
 
-  TaskRecord RunTask(const Task& task, std::size_t index, Clock::time_point run_start,
-                     WarmSandbox& warm) {
+  TaskRecord RunTask(const Task& task, std::size_t index, Clock::time_point run_start) {
     TaskRecord record = NewRecord(task);
     Clock::time_point begin = Clock::now();
     std::int64_t queue_ms = MillisBetween(run_start, begin);
@@ -251,7 +242,7 @@ class RunContext {
       started.attempts = attempt;
       started.attempt_errors = record.attempt_errors;
       NoteStarted(task, started);
-      Result<ExecResult> outcome = RunAttempt(task, index, started, warm);
+      Result<ExecResult> outcome = RunAttempt(task, index, started);
       if (outcome.ok()) {
         result = std::move(outcome).value();
         break;
@@ -334,30 +325,57 @@ class RunContext {
            std::chrono::seconds(60);
   }
 
-  /// The warm sandbox can take `task`: same sandbox, and enough of its
-  /// lifetime left for the task's timeout.
-  bool WarmFits(const WarmSandbox& warm, const Task& task, const std::string& key) const {
-    if (warm.sandbox == nullptr || warm.key != key) return false;
-    auto used = std::chrono::duration_cast<std::chrono::seconds>(Clock::now() - warm.created);
-    return used + OwnLifetime(task) <= warm.lifetime;
+  /// How many tasks of `key` run at once in one warm sandbox: places_,
+  /// unless the sandbox would then ask for more cpu or memory (the tasks'
+  /// own, pooled) than the backend gives one sandbox.
+  int PlacesFor(const std::string& key, const SandboxSpec& spec) {
+    std::lock_guard lock(places_mu_);
+    auto [it, added] = places_by_key_.try_emplace(key, places_);
+    if (!added || (spec.cpu <= 0 && spec.memory_mb <= 0)) return it->second;
+    for (int places = places_; places > 1; --places) {
+      if (backend_.ValidateSpec(Pooled(spec, places)).code() != StatusCode::kInvalidArgument) {
+        return it->second = places;
+      }
+    }
+    return it->second = 1;
   }
 
-  /// Gets the sandbox for one attempt: the worker's warm one when the task
-  /// may share it and it fits, else a new one (a warm one that does not fit
-  /// is retired). `created` says which.
+  /// The sandbox of `places` tasks of `spec`: their cpu and memory pooled.
+  static SandboxSpec Pooled(SandboxSpec spec, int places) {
+    spec.cpu *= places;
+    spec.memory_mb *= places;
+    return spec;
+  }
+
+  /// Gets the sandbox for one attempt: a place in a warm one when the task
+  /// may share it, else a new one of its own. `place` is set for a warm one.
   Result<std::shared_ptr<Sandbox>> AcquireSandbox(const Task& task, const SandboxSpec& spec,
-                                                  WarmSandbox& warm, bool* created) {
-    const bool shared = task.isolation == Isolation::kProcess;
-    const std::string key = shared ? SharedSandboxKey(spec) : "";
+                                                  std::optional<WarmPool::Place>* place,
+                                                  bool* created) {
     *created = false;
-    if (shared && WarmFits(warm, task, key)) return warm.sandbox;
-    if (warm.sandbox != nullptr) reaper.Add(std::move(warm.sandbox));
-    warm = WarmSandbox{};
-    Result<std::unique_ptr<Sandbox>> made = backend_.Create(spec);
-    if (!made.ok()) return made.status().WithContext("creating sandbox");
-    *created = true;
-    std::shared_ptr<Sandbox> sandbox = std::move(made).value();
-    if (shared) warm = WarmSandbox{sandbox, key, Clock::now(), spec.lifetime};
+    if (task.isolation != Isolation::kProcess) {
+      Result<std::unique_ptr<Sandbox>> made = backend_.Create(spec);
+      if (!made.ok()) return made.status().WithContext("creating sandbox");
+      *created = true;
+      return std::shared_ptr<Sandbox>(std::move(made).value());
+    }
+    const std::string key = SharedSandboxKey(spec);
+    const int places = PlacesFor(key, spec);
+    auto got = pool.Acquire(
+        key, places, spec.lifetime, OwnLifetime(task),
+        [&] { return backend_.Create(Pooled(spec, places)); },
+        [this] {
+          std::lock_guard lock(state.mu);
+          return state.stop;
+        });
+    if (!got.ok()) {
+      return got.status().code() == StatusCode::kCancelled
+                 ? got.status()
+                 : got.status().WithContext("creating sandbox");
+    }
+    *created = got->created;
+    std::shared_ptr<Sandbox> sandbox = got->sandbox;
+    *place = std::move(got).value();
     return sandbox;
   }
 
@@ -365,8 +383,7 @@ class RunContext {
   /// sandbox unless it stays warm for the worker's next task. A non-OK
   /// Result is an infrastructure failure of this attempt. `started` gets the
   /// sandbox id and phase durations as they become known.
-  Result<ExecResult> RunAttempt(const Task& task, std::size_t index, TaskRecord& started,
-                                WarmSandbox& warm) {
+  Result<ExecResult> RunAttempt(const Task& task, std::size_t index, TaskRecord& started) {
     // A GPU request is never silently dropped, whichever backend (or
     // fallback) runs the task.
     if (!task.sandbox.gpu.empty() && !backend_.GetCapabilities().supports_gpu) {
@@ -378,8 +395,9 @@ class RunContext {
     SandboxSpec spec = SpecFor(task);
     Clock::time_point t0 = Clock::now();
     bool created = false;
+    std::optional<WarmPool::Place> place;
     SANDRUN_ASSIGN_OR_RETURN(std::shared_ptr<Sandbox> sandbox,
-                             AcquireSandbox(task, spec, warm, &created));
+                             AcquireSandbox(task, spec, &place, &created));
     Clock::time_point t1 = Clock::now();
     started.sandbox_id = sandbox->Id();
     started.result.durations.create_ms = MillisBetween(t0, t1);
@@ -391,26 +409,28 @@ class RunContext {
       stopped = state.stop;
     }
     if (stopped) sandbox->Terminate().IgnoreError();
-    // Whatever happens below, the sandbox leaves the slot table; it ends
-    // unless the attempt went well enough for it to stay warm (`keep`).
+    // Whatever happens below, the sandbox leaves the slot table. A
+    // sandbox of its own ends; a warm one stays unless the attempt went
+    // badly enough to retire it (`keep`).
     bool keep = false;
     struct Release {
-      RunState& state;
-      Reaper& reaper;
+      RunContext& context;
       std::size_t index;
       std::shared_ptr<Sandbox>& sandbox;
-      WarmSandbox& warm;
+      std::optional<WarmPool::Place>& place;
       bool& keep;
       ~Release() {
         {
-          std::lock_guard lock(state.mu);
-          state.slots.erase(index);
+          std::lock_guard lock(context.state.mu);
+          context.state.slots.erase(index);
         }
-        if (keep) return;
-        if (warm.sandbox == sandbox) warm = WarmSandbox{};
-        reaper.Add(std::move(sandbox));
+        if (place) {
+          context.pool.Release(*place, keep);
+        } else {
+          context.reaper.Add(std::move(sandbox));
+        }
       }
-    } release{state, reaper, index, sandbox, warm, keep};
+    } release{*this, index, sandbox, place, keep};
 
     // A shared sandbox: the task's uploads go into its fresh directory.
     const std::string dir = shared ? SharedTaskDirectory(task.id) : "";
@@ -482,6 +502,15 @@ class RunContext {
       return executed.status().WithContext("running the command");
     }
     ExecResult result = std::move(executed).value();
+    if (shared && result.outcome == Outcome::kCancelled && !host_timed_out) {
+      // Not this task's doing: its warm sandbox was ended under it (another
+      // task in it hit sandrun's host deadline). Another sandbox may do.
+      std::lock_guard lock(state.mu);
+      if (!state.stop) {
+        return UnavailableError("its shared sandbox " + sandbox->Id() +
+                                " was ended while the command ran");
+      }
+    }
     if (result.outcome == Outcome::kInfraError) {
       // backend.h: an infrastructure failure is a retryable Status, never an
       // outcome. One channel, even for a plugin that does otherwise.
@@ -573,6 +602,9 @@ class RunContext {
   std::string run_id_;
   std::string fallback_reason_;
   RunListener& listener_;
+  const int places_;
+  std::mutex places_mu_;
+  std::map<std::string, int> places_by_key_;  // Guarded by places_mu_.
 };
 
 RunRecord Summarise(const std::string& run_id, const std::string& backend,
@@ -756,7 +788,17 @@ Result<RunOutcome> Engine::Run(std::vector<Task> tasks, const RunOptions& option
                archive.outbox_dir().string(), static_cast<int>(tasks.size()), jobs};
   listener.OnRunStart(info);
 
-  RunContext context(*backend, archive, options, run_id, fallback_reason, listener);
+  // Warm sandboxes: tasks at once in one (the backend's suggestion unless
+  // the run names it; never more than -j, and one when the backend runs one
+  // at a time) and sandboxes at once (enough for -j).
+  const int backend_places = std::max(1, backend->GetCapabilities().tasks_per_sandbox);
+  int places = options.tasks_per_sandbox > 0 ? options.tasks_per_sandbox : backend_places;
+  if (backend_places == 1) places = 1;
+  places = std::min(places, jobs);
+  const int max_sandboxes =
+      options.sandboxes > 0 ? options.sandboxes : (jobs + places - 1) / places;
+  RunContext context(*backend, archive, options, run_id, fallback_reason, listener, places,
+                     max_sandboxes);
   std::vector<TaskRecord> records(tasks.size());
   std::vector<std::thread> workers;
   for (int i = 0; i < jobs; ++i) {

@@ -8,7 +8,8 @@
 // DockerSandbox starts the agent on first use and falls back to the
 // engine's own endpoints when it cannot (no agent binary, an agent that
 // does not answer); an agent that reports an error for a file falls back
-// the same way. One caller at a time, as the Sandbox contract says.
+// the same way. A session serves one caller at a time; a sandbox that runs
+// several commands at once starts one agent per command (DockerSandbox).
 #ifndef SANDRUN_PLUGINS_DOCKER_DOCKER_AGENT_H_
 #define SANDRUN_PLUGINS_DOCKER_DOCKER_AGENT_H_
 

@@ -38,6 +38,10 @@ namespace {
 using json = nlohmann::json;
 using namespace std::chrono_literals;
 
+// Commands one warm container runs at once through its agents (one agent,
+// and so one exec, per command running).
+constexpr int kTasksPerSandbox = 8;
+
 std::string FiltersQuery(const std::vector<std::string>& labels) {
   json filters = {{"label", labels}};
   return "filters=" + UrlEncode(filters.dump());
@@ -63,6 +67,10 @@ class DockerBackend : public Backend {
     caps.supports_images = true;
     caps.reports_oom = true;
     caps.max_parallel = options_.max_parallel > 0 ? options_.max_parallel : EngineParallelism();
+    // With the agent, a command costs the engine nothing and its timeout
+    // ends only its own tree: a few containers carry many commands at once
+    // (container starts are what a small engine runs out of).
+    caps.tasks_per_sandbox = options_.agent && !options_.agent_path.empty() ? kTasksPerSandbox : 1;
     return caps;
   }
 
@@ -182,8 +190,8 @@ Status DockerSandbox::Terminate() {
   calls_.Cancel();
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (active_stream_ != nullptr) active_stream_->Abort();
-    if (agent_for_abort_ != nullptr) agent_for_abort_->Abort();
+    for (HijackedStream* stream : active_streams_) stream->Abort();
+    for (const auto& agent : agents_) agent->Abort();
     if (removed_) return OkStatus();
     removed_ = true;
   }

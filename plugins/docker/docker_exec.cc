@@ -223,12 +223,16 @@ Result<std::pair<int, std::string>> DockerSandbox::RunQuiet(const std::vector<st
 }
 
 Result<bool> DockerSandbox::HasShell() {
-  if (has_shell_) return *has_shell_;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (has_shell_) return *has_shell_;
+  }
   SANDRUN_ASSIGN_OR_RETURN(
       HttpResponse res,
       client_->Request("HEAD", "/containers/" + id_ + "/archive?path=" + UrlEncode("/bin/sh"),
                        {}, "application/json", std::chrono::seconds(120), &calls_));
   if (res.status >= 500) return HttpError(res, "stat /bin/sh", StatusCode::kUnavailable);
+  std::lock_guard<std::mutex> lock(mu_);
   has_shell_ = res.status == 200;
   return *has_shell_;
 }
@@ -298,43 +302,67 @@ Result<ExecResult> DockerSandbox::Exec(const ExecRequest& request) {
   return done.status();
 }
 
-AgentSession* DockerSandbox::Agent() {
-  if (!agent_tried_) {
-    agent_tried_ = true;
-    if (agent_path_.empty()) return nullptr;
-    Status started = [&]() -> Status {
-      SANDRUN_ASSIGN_OR_RETURN(PortablePlan plan,
-                               PlanPortableExecutable(agent_path_, exe_cache_->portable_options()));
-      SANDRUN_RETURN_IF_ERROR(exe_cache_->Ensure(plan).status());
-      const auto deadline = Clock::now() + 60s;
-      SANDRUN_ASSIGN_OR_RETURN(std::string exec_id,
-                               CreateExec(plan.WrapArgv({}), {}, "/", true, deadline));
-      SANDRUN_ASSIGN_OR_RETURN(auto stream,
-                               client_->Hijack("/exec/" + exec_id + "/start",
-                                               R"({"Detach":false,"Tty":false})", Until(deadline),
-                                               &calls_));
-      HijackedStream* raw = stream.get();
-      {
-        std::lock_guard<std::mutex> lock(mu_);
-        active_stream_ = raw;
-      }
-      if (terminated_) raw->Abort();
-      auto opened = AgentSession::Open(std::move(stream), deadline);
-      {
-        std::lock_guard<std::mutex> lock(mu_);
-        active_stream_ = nullptr;
-      }
-      SANDRUN_RETURN_IF_ERROR(opened.status());
-      agent_ = std::move(opened).value();
-      std::lock_guard<std::mutex> lock(mu_);
-      agent_for_abort_ = agent_.get();
-      if (terminated_) agent_->Abort();
-      return OkStatus();
-    }();
-    if (!started.ok()) agent_missing_ = "the agent did not start: " + started.message();
+void DockerSandbox::AddActiveStream(HijackedStream* stream) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    active_streams_.insert(stream);
   }
-  if (agent_ == nullptr || agent_->broken()) return nullptr;
-  return agent_.get();
+  // Terminate() may have run before the registration.
+  if (terminated_) stream->Abort();
+}
+
+void DockerSandbox::RemoveActiveStream(HijackedStream* stream) {
+  std::lock_guard<std::mutex> lock(mu_);
+  active_streams_.erase(stream);
+}
+
+Result<AgentSession*> DockerSandbox::StartAgent() {
+  SANDRUN_ASSIGN_OR_RETURN(PortablePlan plan,
+                           PlanPortableExecutable(agent_path_, exe_cache_->portable_options()));
+  SANDRUN_RETURN_IF_ERROR(exe_cache_->Ensure(plan).status());
+  const auto deadline = Clock::now() + 60s;
+  SANDRUN_ASSIGN_OR_RETURN(std::string exec_id,
+                           CreateExec(plan.WrapArgv({}), {}, "/", true, deadline));
+  SANDRUN_ASSIGN_OR_RETURN(auto stream,
+                           client_->Hijack("/exec/" + exec_id + "/start",
+                                           R"({"Detach":false,"Tty":false})", Until(deadline),
+                                           &calls_));
+  HijackedStream* raw = stream.get();
+  AddActiveStream(raw);
+  auto opened = AgentSession::Open(std::move(stream), deadline);
+  RemoveActiveStream(raw);
+  SANDRUN_RETURN_IF_ERROR(opened.status());
+  std::lock_guard<std::mutex> lock(mu_);
+  agents_.push_back(std::move(opened).value());
+  if (terminated_) agents_.back()->Abort();
+  return agents_.back().get();
+}
+
+AgentSession* DockerSandbox::BorrowAgent() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (agent_path_.empty() || agent_failed_) return nullptr;
+    while (!idle_agents_.empty()) {
+      AgentSession* session = idle_agents_.back();
+      idle_agents_.pop_back();
+      if (!session->broken()) return session;
+    }
+  }
+  Result<AgentSession*> started = StartAgent();
+  if (started.ok()) return *started;
+  std::lock_guard<std::mutex> lock(mu_);
+  // Without a first agent the sandbox goes through the engine for good; a
+  // later one that fails leaves this call to the engine alone.
+  if (agents_.empty()) {
+    agent_failed_ = true;
+    agent_missing_ = "the agent did not start: " + started.status().message();
+  }
+  return nullptr;
+}
+
+void DockerSandbox::GiveBackAgent(AgentSession* session) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!session->broken()) idle_agents_.push_back(session);
 }
 
 Result<ExecResult> DockerSandbox::RunWithAgent(AgentSession& agent, const ExecRequest& request,
@@ -409,11 +437,17 @@ Result<ExecResult> DockerSandbox::RunWithAgent(AgentSession& agent, const ExecRe
 Result<ExecResult> DockerSandbox::RunCommand(const ExecRequest& request, ExecState& state) {
   ExecResult& result = state.result;
   auto finish = [&](Outcome outcome) { return state.Finish(outcome); };
-  if (AgentSession* agent = Agent()) return RunWithAgent(*agent, request, state);
-  if (!agent_noted_ && !agent_missing_.empty()) {
-    agent_noted_ = true;
-    result.notes.push_back("docker: commands go through the engine (" + agent_missing_ + ")");
+  if (LentAgent agent{*this, BorrowAgent()}) return RunWithAgent(*agent.get(), request, state);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!agent_noted_ && !agent_missing_.empty()) {
+      agent_noted_ = true;
+      result.notes.push_back("docker: commands go through the engine (" + agent_missing_ + ")");
+    }
   }
+  // Without an agent the supervisor may end every process of the container
+  // on a timeout: one such command at a time.
+  std::lock_guard<std::mutex> one_at_a_time(engine_commands_mu_);
 
   SANDRUN_ASSIGN_OR_RETURN(bool has_shell, HasShell());
   const std::string token = RandomHex(16);
@@ -436,19 +470,12 @@ Result<ExecResult> DockerSandbox::RunCommand(const ExecRequest& request, ExecSta
                            client_->Hijack("/exec/" + exec_id + "/start",
                                            R"({"Detach":false,"Tty":false})",
                                            std::chrono::seconds(60), &calls_));
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    active_stream_ = stream.get();
-  }
-  // Terminate() may have run between the check above and the registration.
-  if (terminated_) stream->Abort();
+  AddActiveStream(stream.get());
   struct Unregister {
     DockerSandbox* self;
-    ~Unregister() {
-      std::lock_guard<std::mutex> lock(self->mu_);
-      self->active_stream_ = nullptr;
-    }
-  } unregister{this};
+    HijackedStream* stream;
+    ~Unregister() { self->RemoveActiveStream(stream); }
+  } unregister{this, stream.get()};
 
   // stdin goes from its own thread so a command that writes before it reads
   // cannot deadlock against us.

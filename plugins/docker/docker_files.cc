@@ -30,9 +30,9 @@ Status DockerSandbox::Put(const FileUpload& upload) {
   SANDRUN_ASSIGN_OR_RETURN(std::string tar, UploadTar(upload));
   // Through the agent when there is one; what it cannot write (or a broken
   // session) goes through the engine, which says what is wrong if anything.
-  if (AgentSession* agent = Agent()) {
+  if (LentAgent agent{*this, BorrowAgent()}) {
     Result<std::vector<TarEntry>> entries = ReadTarEntries(tar);
-    if (entries.ok() && agent->Put(*entries, Soon()).ok()) return OkStatus();
+    if (entries.ok() && agent.get()->Put(*entries, Soon()).ok()) return OkStatus();
   }
   SANDRUN_ASSIGN_OR_RETURN(
       HttpResponse res,
@@ -49,9 +49,9 @@ Result<std::vector<std::string>> DockerSandbox::Get(const std::string& sandbox_p
                                                     const fs::path& host_dir) {
   SANDRUN_ASSIGN_OR_RETURN(std::string path,
                            JoinSandboxPath("download path", workdir_, sandbox_path));
-  if (AgentSession* agent = Agent()) {
+  if (LentAgent agent{*this, BorrowAgent()}) {
     // What the agent sends meets the checks of any tar from a sandbox.
-    Result<std::vector<TarEntry>> entries = agent->Get(path, Soon());
+    Result<std::vector<TarEntry>> entries = agent.get()->Get(path, Soon());
     if (entries.ok()) {
       SANDRUN_ASSIGN_OR_RETURN(std::string tar, TarOfEntries(*entries));
       return ExtractTarSafely(tar, host_dir);

@@ -15,6 +15,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -116,9 +117,35 @@ class DockerSandbox : public Sandbox {
 
   // The calls of one command, after its preparation (shell check).
   Result<ExecResult> RunCommand(const ExecRequest& request, ExecState& state);
-  // The agent's session, started on first use; null when there is none
-  // (then `agent_missing_` says why). docker_agent.cc has the protocol.
-  AgentSession* Agent();
+  // An agent session lent to one call, given back when it goes out of
+  // scope (a broken one is dropped). Each command running at once in the
+  // sandbox has its own agent (one more exec in the container); files go
+  // through any idle one.
+  class LentAgent {
+   public:
+    LentAgent(DockerSandbox& sandbox, AgentSession* session) : sandbox_(sandbox), session_(session) {}
+    ~LentAgent() {
+      if (session_ != nullptr) sandbox_.GiveBackAgent(session_);
+    }
+    LentAgent(const LentAgent&) = delete;
+    LentAgent& operator=(const LentAgent&) = delete;
+    AgentSession* get() const { return session_; }
+    explicit operator bool() const { return session_ != nullptr; }
+
+   private:
+    DockerSandbox& sandbox_;
+    AgentSession* session_;
+  };
+  // An idle agent session, else a new one; null when the sandbox has no
+  // agent (then `agent_missing_` says why) or a new one did not start.
+  // docker_agent.cc has the protocol.
+  AgentSession* BorrowAgent();
+  void GiveBackAgent(AgentSession* session);
+  // Starts one more agent in the container.
+  Result<AgentSession*> StartAgent();
+  // A stream in flight, aborted by Terminate(); unregistered when done.
+  void AddActiveStream(HijackedStream* stream);
+  void RemoveActiveStream(HijackedStream* stream);
   // One command through the agent.
   Result<ExecResult> RunWithAgent(AgentSession& agent, const ExecRequest& request,
                                   ExecState& state);
@@ -174,15 +201,17 @@ class DockerSandbox : public Sandbox {
   // Every request of this sandbox: Terminate() abandons what is in flight.
   CallCanceller calls_;
   std::mutex mu_;
-  HijackedStream* active_stream_ = nullptr;  // Guarded by mu_.
-  std::optional<bool> has_shell_;
-  bool removed_ = false;  // Guarded by mu_.
+  std::set<HijackedStream*> active_streams_;  // Guarded by mu_.
+  std::optional<bool> has_shell_;             // Guarded by mu_.
+  bool removed_ = false;                      // Guarded by mu_.
   std::string agent_path_;
-  std::string agent_missing_;
-  bool agent_tried_ = false;
-  bool agent_noted_ = false;  // The first command's record says why there is no agent.
-  std::unique_ptr<AgentSession> agent_;
-  AgentSession* agent_for_abort_ = nullptr;  // Guarded by mu_; Terminate aborts it.
+  std::string agent_missing_;       // Guarded by mu_ once the sandbox is in use.
+  bool agent_failed_ = false;       // Guarded by mu_: the first agent did not start.
+  bool agent_noted_ = false;        // Guarded by mu_: a record said why there is none.
+  // Every agent session started (Terminate aborts them all) and those idle.
+  std::vector<std::unique_ptr<AgentSession>> agents_;  // Guarded by mu_.
+  std::vector<AgentSession*> idle_agents_;             // Guarded by mu_.
+  std::mutex engine_commands_mu_;  // Held by a command that goes through the engine.
 };
 
 }  // namespace sandrun::docker

@@ -331,6 +331,9 @@ Capabilities LocalBackend::GetCapabilities() const {
   caps.supports_images = false;
   caps.limits_memory = false;
   caps.max_parallel = static_cast<int>(std::thread::hardware_concurrency());
+  // A local sandbox is a directory and namespaces; each command its own
+  // process group, ended alone by its timeout.
+  caps.tasks_per_sandbox = 8;
   return caps;
 }
 

@@ -1070,9 +1070,14 @@ class SharedSandboxRun {
     task.isolation = Isolation::kProcess;
     return task;
   }
-  Result<RunOutcome> Run(std::vector<Task> tasks, std::shared_ptr<Backend> backend = nullptr) {
+  /// With `at_once` above 1: that many workers and one sandbox of that many
+  /// places, so the tasks run side by side in it.
+  Result<RunOutcome> Run(std::vector<Task> tasks, std::shared_ptr<Backend> backend = nullptr,
+                         int at_once = 1) {
     RunOptions options;
-    options.jobs = 1;  // One worker: every task goes to the same warm sandbox.
+    options.jobs = at_once;  // One sandbox for them all.
+    options.tasks_per_sandbox = at_once;
+    options.sandboxes = 1;
     options.retries = 1;
     options.retry_backoff = std::chrono::milliseconds(10);
     options.outbox_dir = outbox_.path();
@@ -1166,6 +1171,66 @@ TEST_P(BackendConformanceTest, ASharedSandboxKilledFromOutsideIsReplacedAndTheTa
   EXPECT_NE(retried.sandbox_id, ran->tasks[0].sandbox_id) << "the killed sandbox was reused";
   EXPECT_TRUE(Passed(ran->tasks[2].result)) << Describe(ran->tasks[2].result);
   EXPECT_EQ(ran->tasks[2].sandbox_id, retried.sandbox_id) << "the replacement did not stay warm";
+}
+
+// Several tasks at once in one warm sandbox (Capabilities::tasks_per_sandbox):
+// each waits until all four have started, which only works if they run side
+// by side; each still has its own directory.
+TEST_P(BackendConformanceTest, TasksRunSideBySideInOneSandbox) {
+  if (backend_->GetCapabilities().tasks_per_sandbox < 4) {
+    GTEST_SKIP() << backend_->Name() << " runs fewer than 4 tasks at once in one sandbox";
+  }
+  SharedSandboxRun run(*backend_);
+  std::vector<Task> tasks;
+  for (int i = 0; i < 4; ++i) {
+    Task task = run.NewTask("side-" + std::to_string(i),
+                            "echo mine > own.txt; touch ../started-$SANDRUN_TASK_ID; "
+                            "n=0; while [ $(ls .. | grep -c started-) -lt 4 ]; do "
+                            "n=$((n+1)); [ $n -gt 600 ] && exit 3; sleep 0.05; done; "
+                            "ls; echo together",
+                            GetParam().base_spec);
+    task.exec.timeout = std::chrono::seconds(60);
+    tasks.push_back(task);
+  }
+  auto ran = run.Run(tasks, nullptr, 4);
+  ASSERT_TRUE(ran.ok()) << ran.status().ToString();
+  ASSERT_EQ(ran->tasks.size(), 4u);
+  for (const TaskRecord& record : ran->tasks) {
+    ASSERT_TRUE(Passed(record.result)) << record.task_id << ": " << Describe(record.result);
+    EXPECT_EQ(record.result.stdout_stream.text, "own.txt\ntogether\n") << record.task_id;
+    EXPECT_EQ(record.sandbox_id, ran->tasks[0].sandbox_id) << record.task_id;
+    EXPECT_EQ(record.attempts, 1) << record.task_id;
+  }
+}
+
+// A task that times out in a sandbox it shares with another running task
+// ends its own processes only: the other one finishes and passes, and a
+// task after it finds the timed-out task's background process gone.
+TEST_P(BackendConformanceTest, ATimeoutInASharedSandboxEndsOnlyItsOwnTask) {
+  if (backend_->GetCapabilities().tasks_per_sandbox < 2) {
+    GTEST_SKIP() << backend_->Name() << " runs one task at a time in a sandbox";
+  }
+  SharedSandboxRun run(*backend_);
+  Task hung = run.NewTask("hung", "sleep 300 & echo $! > ../hung.pid; sleep 300",
+                          GetParam().base_spec);
+  hung.exec.timeout = std::chrono::seconds(2);
+  Task neighbour = run.NewTask("neighbour", "sleep 6; echo survived", GetParam().base_spec);
+  Task after = run.NewTask("after",
+                           "while [ ! -s ../hung.pid ]; do sleep 0.05; done; p=$(cat ../hung.pid); "
+                           "if kill -0 $p 2>/dev/null; then echo alive $p; else echo gone; fi",
+                           GetParam().base_spec);
+  auto ran = run.Run({hung, neighbour, after}, nullptr, 2);
+  ASSERT_TRUE(ran.ok()) << ran.status().ToString();
+  ASSERT_EQ(ran->tasks.size(), 3u);
+  EXPECT_EQ(ran->tasks[0].result.outcome, Outcome::kTimedOut) << Describe(ran->tasks[0].result);
+  const TaskRecord& other = ran->tasks[1];
+  ASSERT_TRUE(Passed(other.result)) << Describe(other.result);
+  EXPECT_EQ(other.attempts, 1);
+  EXPECT_EQ(other.result.stdout_stream.text, "survived\n");
+  EXPECT_EQ(other.sandbox_id, ran->tasks[0].sandbox_id);
+  ASSERT_TRUE(Passed(ran->tasks[2].result)) << Describe(ran->tasks[2].result);
+  EXPECT_EQ(Trimmed(ran->tasks[2].result.stdout_stream.text), "gone");
+  EXPECT_EQ(ran->tasks[2].sandbox_id, ran->tasks[0].sandbox_id);
 }
 
 // Every command learns where it runs (engine.h, kSandboxIdEnv...): the

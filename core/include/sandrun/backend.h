@@ -3,9 +3,10 @@
 // and branches on Capabilities, never on Name().
 //
 // Threading: a Backend is shared by all of a run's worker threads, so its
-// methods must be thread-safe. A Sandbox is used by one worker at a time,
-// except Terminate(), which the engine may call from any thread while Exec()
-// is blocked (host deadline, Ctrl-C, --race).
+// methods must be thread-safe. A Sandbox is used by one worker at a time
+// unless the backend says it runs several tasks at once
+// (Capabilities::tasks_per_sandbox); Terminate() may always be called from
+// any thread while Exec() is blocked (host deadline, Ctrl-C, --race).
 #ifndef SANDRUN_BACKEND_H_
 #define SANDRUN_BACKEND_H_
 
@@ -35,6 +36,11 @@ struct Capabilities {
   bool supports_images = false;    ///< SandboxSpec::image selects a root filesystem.
   bool reports_oom = false;        ///< Can tell an OOM kill from other kills.
   int max_parallel = 0;            ///< Suggested -j; 0 = no opinion.
+  /// How many tasks one warm sandbox (Isolation::kProcess) runs well at
+  /// once. Above 1, a Sandbox's Put, Exec and Get may be called from that
+  /// many threads at once, and a timeout ends only its own command's
+  /// processes. The run's pool (RunOptions) may ask for fewer.
+  int tasks_per_sandbox = 1;
 };
 
 /// A sandbox that exists. Destroying the handle terminates it.

@@ -40,16 +40,22 @@ namespace sandrun {
 ///    downloads are relative to it), with its own env, stdin, timeout and
 ///    record. What the tasks share: the root filesystem outside their
 ///    directories, and whatever a process they leave behind still does.
+///    A sandbox runs several tasks at once (RunOptions::tasks_per_sandbox,
+///    by default the backend's Capabilities::tasks_per_sandbox), and then
+///    has their cpu and memory pooled: k tasks of 1 core and 512 MiB share
+///    a sandbox of k cores and k × 512 MiB (k is lowered when the backend
+///    cannot give that much). A run keeps at most RunOptions::sandboxes of
+///    them (warm_pool.h says how they are handed out).
 ///    A sandbox whose task was OOM-killed, cancelled, ended by the sandbox's
 ///    lifetime or sandrun's host deadline, or whose exec failed as
-///    infrastructure, is retired and replaced; a task's own timeout kills
-///    its process tree (as Sandbox::Exec does) and the sandbox stays. A worker runs
-///    one task at a time in its sandbox, so a run has at most -j of them.
-///    A shared sandbox lives kSharedSandboxMinLifetime longer than the task
-///    it was made for; a task goes to it only while what is left still
-///    covers the task's own lifetime, which also caps the task's command.
-///    All end with the run. One warm sandbox per worker: tasks of
-///    alternating specs replace it each time.
+///    infrastructure, is retired: it takes no new task and ends when the
+///    tasks still in it have ended. A task's own timeout kills its process
+///    tree (as Sandbox::Exec does) and the sandbox stays. A task whose warm
+///    sandbox was ended under it by another task's trouble is retried as an
+///    infrastructure error. A shared sandbox lives kSharedSandboxMinLifetime
+///    longer than the task it was made for; a task goes to it only while
+///    what is left still covers the task's own lifetime, which also caps
+///    the task's command. All end with the run.
 enum class Isolation { kSandbox, kProcess };
 inline constexpr std::chrono::seconds kSharedSandboxMinLifetime{600};
 std::string_view IsolationName(Isolation isolation);  // "sandbox" / "process"
@@ -105,6 +111,12 @@ class CancelFlag {
 
 struct RunOptions {
   int jobs = 1;
+  /// Warm sandboxes (Isolation::kProcess): tasks at once in one sandbox
+  /// (0: the backend's Capabilities::tasks_per_sandbox; a backend that runs
+  /// one at a time gets one whatever is asked) and sandboxes at once (0:
+  /// enough for `jobs`).
+  int tasks_per_sandbox = 0;
+  int sandboxes = 0;
   int retries = 1;              ///< Extra attempts for retryable infra errors.
   bool race = false;            ///< Stop at the first passing task; cancel the rest.
   /// Added to a task's timeout to get the host-side deadline.

@@ -6,9 +6,12 @@
 // Each command starts in a new session (its own process group), in its
 // working directory (made if missing), with the container's environment
 // plus its own. Its timeout sends SIGTERM to the group, then after the grace
-// SIGKILL to the group and to every other process of the container but its
-// init, the keep-alive and this agent: a child that called setsid left the
-// group, and the sandbox runs one command at a time. A command killed by
+// SIGKILL to the group and to every other descendant of this agent: the
+// agent is a child subreaper, so a process the command left behind (even
+// one that called setsid and double-forked) is still its descendant. An
+// agent runs one command at a time; the host starts one agent per command
+// it runs at once in the sandbox, and a timeout ends only the processes of
+// its own agent's command. A command killed by
 // SIGKILL is reported as out of memory when the cgroup's oom_kill counter
 // rose while it ran; its processes go first when memory runs out
 // (oom_score_adj 1000), so the agent lives to say so.
@@ -16,6 +19,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
@@ -110,24 +114,72 @@ long long OomKills() {
   return -1;
 }
 
-// Every process of the container but its init, the keep-alive (the lowest
-// pid after 1: the init starts it before anything else runs) and this one.
-void KillEveryOtherProcess() {
-  std::vector<pid_t> pids;
-  if (DIR* dir = ::opendir("/proc")) {
-    while (dirent* entry = ::readdir(dir)) {
-      char* end = nullptr;
-      long pid = std::strtol(entry->d_name, &end, 10);
-      if (end != entry->d_name && *end == '\0' && pid > 1) pids.push_back(static_cast<pid_t>(pid));
+// The command this agent runs now, and its end once reaped.
+struct Command {
+  pid_t pid = 0;
+  bool exited = false;
+  int status = 0;
+} g_command;
+
+// Reaps every child that has ended: the command (its status is kept in
+// g_command) and the orphans of its tree that the agent inherited.
+void ReapOrphans() {
+  for (;;) {
+    int status = 0;
+    pid_t r = ::waitpid(-1, &status, WNOHANG);
+    if (r <= 0) return;
+    if (r == g_command.pid && !g_command.exited) {
+      g_command.exited = true;
+      g_command.status = status;
     }
-    ::closedir(dir);
   }
-  pid_t keep_alive = 0;
-  for (pid_t pid : pids) {
-    if (keep_alive == 0 || pid < keep_alive) keep_alive = pid;
-  }
-  for (pid_t pid : pids) {
-    if (pid != keep_alive && pid != ::getpid()) ::kill(pid, SIGKILL);
+}
+
+// The parent of `pid` from /proc/PID/stat; 0 when it is gone.
+pid_t ParentOf(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat;
+  std::getline(in, stat);
+  // "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+  const std::size_t close = stat.rfind(')');
+  if (close == std::string::npos) return 0;
+  char state = 0;
+  int ppid = 0;
+  if (std::sscanf(stat.c_str() + close + 1, " %c %d", &state, &ppid) != 2) return 0;
+  return static_cast<pid_t>(ppid);
+}
+
+// Every descendant of this agent, killed until none is left (one that
+// forks while we look is found in the next round). As a subreaper the
+// agent inherits every orphan of its command, so this is the command's
+// whole tree and nothing of another agent's.
+void KillDescendants() {
+  const pid_t self = ::getpid();
+  for (int round = 0; round < 20; ++round) {
+    std::vector<std::pair<pid_t, pid_t>> parents;  // (pid, ppid)
+    if (DIR* dir = ::opendir("/proc")) {
+      while (dirent* entry = ::readdir(dir)) {
+        char* end = nullptr;
+        long pid = std::strtol(entry->d_name, &end, 10);
+        if (end == entry->d_name || *end != '\0' || pid <= 1 || pid == self) continue;
+        parents.emplace_back(static_cast<pid_t>(pid), ParentOf(static_cast<pid_t>(pid)));
+      }
+      ::closedir(dir);
+    }
+    std::vector<pid_t> tree = {self};
+    for (std::size_t i = 0; i < tree.size(); ++i) {
+      for (const auto& [pid, ppid] : parents) {
+        if (ppid == tree[i]) tree.push_back(pid);
+      }
+    }
+    if (tree.size() == 1) return;
+    bool alive = false;
+    for (std::size_t i = 1; i < tree.size(); ++i) {
+      if (::kill(tree[i], SIGKILL) == 0) alive = true;
+    }
+    // Zombies among them are reaped by the caller; they take no killing.
+    ReapOrphans();
+    if (!alive) return;
   }
 }
 
@@ -174,6 +226,7 @@ void RunCommand(HostInput& host, const json& request) {
   const Clock::time_point started = Clock::now();
   pid_t pid = ::fork();
   if (pid < 0) Die(std::string("fork: ") + std::strerror(errno));
+  if (pid > 0) g_command = Command{pid, false, 0};
   if (pid == 0) {
     ::setsid();
     int null = ::open("/dev/null", O_RDONLY);
@@ -239,9 +292,11 @@ void RunCommand(HostInput& host, const json& request) {
                                            ? started + std::chrono::milliseconds(timeout_ms)
                                            : Clock::time_point::max();
   auto reap = [&] {
-    if (exited) return;
-    pid_t r = ::waitpid(pid, &status, WNOHANG);
-    if (r == pid) exited = true;
+    ReapOrphans();
+    if (!exited && g_command.exited) {
+      exited = true;
+      status = g_command.status;
+    }
   };
   auto forward = [&](int& fd, Frame type) {
     char buffer[65536];
@@ -286,7 +341,7 @@ void RunCommand(HostInput& host, const json& request) {
     if (timed_out && !killed && (now >= kill_at || (exited && !output_open))) {
       killed = true;
       ::kill(-pid, SIGKILL);
-      KillEveryOtherProcess();
+      KillDescendants();
       drain_until = now + std::chrono::seconds(2);  // What the dying tree still writes.
     }
     if (exited && (!output_open || now >= drain_until)) break;
@@ -329,6 +384,7 @@ void RunCommand(HostInput& host, const json& request) {
   if (err[0] >= 0) ::close(err[0]);
   if (stdin_fd >= 0) ::close(stdin_fd);
   if (pidfd >= 0) ::close(pidfd);
+  ReapOrphans();
   // The host sends all of stdin however early the command ended: take the
   // rest so it is not read as the next request.
   while (!stdin_ended) {
@@ -505,6 +561,9 @@ void Get(const std::string& path) {
 
 int main() {
   ::signal(SIGPIPE, SIG_IGN);
+  // Orphans of a command's tree become the agent's children, not init's:
+  // its timeout can find and end all of them and nothing else.
+  if (::prctl(PR_SET_CHILD_SUBREAPER, 1) != 0) Die(std::string("prctl: ") + std::strerror(errno));
   if (::chdir("/") != 0) Die("cannot enter /");
   HostInput host;
   Send(Frame::kHello, json{{"version", sandrun::docker::agent::kProtocolVersion}}.dump());
