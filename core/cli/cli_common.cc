@@ -34,6 +34,8 @@ constexpr ConfigFlag kConfigFlags[] = {
     {"gpu", "gpu", "GPU request TYPE[:N], e.g. A10G:1 (backends that cannot provide one refuse)", "run"},
     {"network", "network", "Network access: none (default) or open", "run"},
     {"isolation", "isolation", "sandbox (a fresh sandbox per task) or process (tasks share warm sandboxes, each its own process and directory)", "run"},
+    {"tasks-per-sandbox", "tasks_per_sandbox", "With isolation process: tasks at once in one warm sandbox (0: the backend's suggestion)", "run"},
+    {"sandboxes", "sandboxes", "With isolation process: warm sandboxes at once (0: enough for -j)", "run"},
     {"output-cap", "output_cap", "Bytes of each output stream kept in the record", "run"},
     {"label", "labels", "Labels of the run, KEY=VALUE[,KEY=VALUE...]; `sandrun results list --label` finds it", "run"},
 };

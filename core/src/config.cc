@@ -165,6 +165,14 @@ const std::vector<Field>& Fields() {
          return OkStatus();
        },
        [](const Config& c) { return c.isolation; }},
+      {"tasks_per_sandbox",
+       [](Config& c, const std::string& v) {
+         return ParseNumber("tasks_per_sandbox", v, 0, &c.tasks_per_sandbox);
+       },
+       [](const Config& c) { return std::to_string(c.tasks_per_sandbox); }},
+      {"sandboxes",
+       [](Config& c, const std::string& v) { return ParseNumber("sandboxes", v, 0, &c.sandboxes); },
+       [](const Config& c) { return std::to_string(c.sandboxes); }},
       {"output_cap",
        [](Config& c, const std::string& v) {
          return ParseNumber<std::size_t>("output_cap", v, 1024, &c.output_cap_bytes);

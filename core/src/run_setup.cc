@@ -174,6 +174,8 @@ Result<RunSetup> SetUpRun(const BackendRegistry& registry, const Config& config,
 
   setup.options.jobs = JobsFor(config, setup.candidates, inputs.task_count);
   setup.options.retries = config.retries;
+  setup.options.tasks_per_sandbox = config.tasks_per_sandbox;
+  setup.options.sandboxes = config.sandboxes;
   setup.options.outbox_dir = OutboxRoot(config);
   setup.options.command_line = inputs.command_line;
   setup.options.labels = config.labels;

@@ -86,6 +86,9 @@ class ModalBackend : public Backend {
     caps.supports_images = true;
     caps.reports_oom = false;       // an exec's OOM kill is not told apart
     caps.max_parallel = options_.max_parallel;
+    // Each command is its own exec, which the sandbox runs side by side;
+    // fewer sandboxes means fewer paid creations.
+    caps.tasks_per_sandbox = 8;
     return caps;
   }
   Status CheckAvailable() override;

@@ -37,6 +37,11 @@ struct Config {
   /// default (`sandrun gtest` and marked tests: process; exec, batch and
   /// CTest tests: sandbox).
   std::string isolation;
+  /// Warm sandboxes (isolation "process"): tasks at once in one sandbox and
+  /// sandboxes at once; 0 = the backend's suggestion / enough for `jobs`
+  /// (RunOptions::tasks_per_sandbox, RunOptions::sandboxes).
+  int tasks_per_sandbox = 0;
+  int sandboxes = 0;
   std::size_t output_cap_bytes = 1 << 20;
   /// Labels of every run ("K=V,K=V"): recorded in run.json and the records,
   /// put on the sandboxes, and what `sandrun results list --label` filters by.
@@ -60,8 +65,8 @@ struct Config {
 
 /// The keys `sandrun config` prints and sandrun.json / SANDRUN_<KEY> accept:
 /// backend, fallback, jobs, retries, timeout, test_timeout, lifetime, image, cpu, memory,
-/// gpu, network, isolation, output_cap, labels, archive_dir, state_dir, plugin_path,
-/// report.
+/// gpu, network, isolation, tasks_per_sandbox, sandboxes, output_cap, labels, archive_dir,
+/// state_dir, plugin_path, report.
 const std::vector<std::string>& ConfigKeys();
 
 /// The value of `key` in `config`, as text.
