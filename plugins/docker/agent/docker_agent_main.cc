@@ -149,13 +149,17 @@ pid_t ParentOf(pid_t pid) {
   return static_cast<pid_t>(ppid);
 }
 
-// Every descendant of this agent, killed until none is left (one that
-// forks while we look is found in the next round). As a subreaper the
-// agent inherits every orphan of its command, so this is the command's
-// whole tree and nothing of another agent's.
+// Every descendant of this agent, killed and reaped until none is left
+// (one that forks while we look is found in the next round; one that has
+// just been killed is still exiting): the next command in this sandbox must
+// not see them, even as zombies. As a subreaper the agent inherits every
+// orphan of its command, so this is the command's whole tree and nothing of
+// another agent's. Gives up after two seconds (a process stuck in the
+// kernel cannot be reaped sooner).
 void KillDescendants() {
   const pid_t self = ::getpid();
-  for (int round = 0; round < 20; ++round) {
+  const Clock::time_point give_up = Clock::now() + std::chrono::seconds(2);
+  for (;;) {
     std::vector<std::pair<pid_t, pid_t>> parents;  // (pid, ppid)
     if (DIR* dir = ::opendir("/proc")) {
       while (dirent* entry = ::readdir(dir)) {
@@ -172,14 +176,10 @@ void KillDescendants() {
         if (ppid == tree[i]) tree.push_back(pid);
       }
     }
-    if (tree.size() == 1) return;
-    bool alive = false;
-    for (std::size_t i = 1; i < tree.size(); ++i) {
-      if (::kill(tree[i], SIGKILL) == 0) alive = true;
-    }
-    // Zombies among them are reaped by the caller; they take no killing.
+    if (tree.size() == 1 || Clock::now() >= give_up) return;
+    for (std::size_t i = 1; i < tree.size(); ++i) ::kill(tree[i], SIGKILL);
     ReapOrphans();
-    if (!alive) return;
+    ::usleep(5000);
   }
 }
 
