@@ -831,6 +831,7 @@ Result<RunOutcome> Engine::Run(std::vector<Task> tasks, const RunOptions& option
     }
   }
   for (auto& worker : workers) worker.join();
+  context.pool.EndAll();  // The warm sandboxes end while the records go.
 
   RunRecord run = Summarise(run_id, std::string(backend->Name()), records, options, context.state);
   run.started_at = started_at;

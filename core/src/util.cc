@@ -1,5 +1,7 @@
 #include "sandrun/util.h"
 
+#include <fstream>
+
 #include <pwd.h>
 #include <signal.h>
 #include <string.h>
@@ -76,7 +78,16 @@ std::string QuoteForDisplay(const std::vector<std::string>& argv) {
 
 bool ProcessAlive(int pid) {
   if (pid <= 0) return false;
-  return kill(pid, 0) == 0 || errno == EPERM;
+  if (kill(pid, 0) != 0 && errno != EPERM) return false;
+  // A killed process stays a zombie until its parent reaps it (a moment
+  // after `kill -9`, or for good under a parent that never waits): dead.
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  if (!std::getline(stat, line)) return true;  // Another pid namespace: trust kill().
+  const std::size_t close = line.rfind(')');
+  if (close == std::string::npos || close + 2 >= line.size()) return true;
+  const char state = line[close + 2];
+  return state != 'Z' && state != 'X';
 }
 
 std::string SignalText(int signal) {

@@ -22,6 +22,22 @@ TEST(OwnerLabelsTest, NameThisProcessThisHostAndTheEndOfTheLifetime) {
   EXPECT_LE(expires, after + 600);
 }
 
+// `kill -9` of sandrun, then `sandrun cleanup` at once: the killed owner may
+// still be a zombie, and its sandboxes must count as abandoned.
+TEST(OwnerLabelsTest, AZombieOwnerIsNotAlive) {
+  pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) ::_exit(0);
+  // Not reaped yet: a zombie once it has exited.
+  siginfo_t info{};
+  ASSERT_EQ(::waitid(P_PID, static_cast<id_t>(child), &info, WEXITED | WNOWAIT), 0);
+  EXPECT_FALSE(ProcessAlive(child)) << "a zombie counted as a running owner";
+  EXPECT_TRUE(ProcessAlive(::getpid()));
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  EXPECT_FALSE(ProcessAlive(child));
+}
+
 TEST(OwnerLabelsTest, ReadBackTheyNameALiveOwnerAndAnUnexpiredSandbox) {
   Leftover l;
   l.labels = OwnerLabels("", std::chrono::seconds(60));

@@ -39,7 +39,8 @@ inline std::int64_t MillisBetween(std::chrono::steady_clock::time_point a,
   return std::chrono::duration_cast<std::chrono::milliseconds>(b - a).count();
 }
 
-/// True if a process with this pid exists on this host.
+/// True if a process with this pid runs on this host (a zombie, killed but
+/// not yet reaped, does not).
 bool ProcessAlive(int pid);
 
 /// "11 (SIGSEGV)": a signal's number and name, as sandrun's messages name a
