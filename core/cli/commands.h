@@ -18,6 +18,7 @@ int BackendsCommand(const std::vector<std::string>& args, CliContext& context);
 int ConfigCommand(const std::vector<std::string>& args, CliContext& context);
 int DoctorCommand(const std::vector<std::string>& args, CliContext& context);
 int CleanupCommand(const std::vector<std::string>& args, CliContext& context);
+int ServiceCommand(const std::vector<std::string>& args, CliContext& context);
 /// `sandrun gtest`: provided by the GoogleTest adapter
 /// (gtest_adapter/src/gtest_command.cc, library sandrun_gtest_runner).
 int GtestCommand(const std::vector<std::string>& args, CliContext& context);

@@ -25,6 +25,7 @@
 #include "sandrun/file_util.h"
 #include "sandrun/interrupts.h"
 #include "sandrun/util.h"
+#include "service.h"
 
 namespace sandrun::cli {
 namespace {
@@ -71,6 +72,41 @@ void WriteAll(int fd, std::string_view data) {
 /// The whole of `sandrun exec` but the end: returns the exit code, and sets
 /// `end_by_signal` when sandrun should end by the command's signal instead
 /// (after everything here, the archive included, has been closed).
+/// The task run by the service at `socket` (service.h): its record, or
+/// nullopt when no service answers or it will not run this task (then the
+/// caller runs it, and a note says why). A run the service could not start
+/// ends here as it would without one.
+Result<std::optional<TaskRecord>> RunThroughService(const std::string& socket, Task task,
+                                            const Config& config, const CliContext& context,
+                                            const std::string& run_group, int run_group_owner_pid,
+                                            bool live_output) {
+  // The service runs elsewhere: host paths must not depend on our cwd.
+  for (auto& upload : task.sandbox.uploads) {
+    upload.source = std::filesystem::absolute(upload.source).string();
+  }
+  if (!task.sandbox.dockerfile.empty()) {
+    task.sandbox.dockerfile = std::filesystem::absolute(task.sandbox.dockerfile).string();
+  }
+  task.exec.on_output = nullptr;
+  ServiceRequestOptions options;
+  options.run_group = run_group;
+  options.run_group_owner_pid = run_group_owner_pid;
+  options.retries = config.retries;
+  options.command_line = context.command_line;
+  options.labels = config.labels;
+  ServedExec served = ExecThroughService(socket, task, options, config, live_output);
+  switch (served.kind) {
+    case ServedExec::Kind::kDone:
+      return std::optional<TaskRecord>(std::move(served.record));
+    case ServedExec::Kind::kFailed:
+      return Status(static_cast<StatusCode>(served.status_code), served.message);
+    case ServedExec::Kind::kNotServed:
+      break;
+  }
+  PrintError("note: " + served.message + "; running the task here");
+  return std::optional<TaskRecord>();
+}
+
 int RunExec(const std::vector<std::string>& args, CliContext& context, int& end_by_signal) {
   // Everything after "--" is the command, untouched by option parsing.
   auto dashdash = std::find(args.begin(), args.end(), "--");
@@ -101,6 +137,11 @@ int RunExec(const std::vector<std::string>& args, CliContext& context, int& end_
       ("i,interactive", "Pass sandrun's standard input to the command")
       ("exit-like-command", "A command killed by signal N ends sandrun by signal N "
                             "(no core dump) instead of exiting 128+N, as CTest expects")
+      ("default-isolation", "The isolation when none is configured (sandbox; "
+                            "sandrun_discover_tests passes process)", cxxopts::value<std::string>())
+      ("service", "Run the task through the sandrun service at this unix socket (warm "
+                  "sandboxes shared with the other execs it serves; default: $SANDRUN_SERVICE); "
+                  "without one answering, run it here", cxxopts::value<std::string>())
       ("json", "Print the record as JSON instead of streaming output");
   AddRunGroupOptions(options,
                      "Add this command to the run of group G, shared by every sandrun with the "
@@ -113,6 +154,11 @@ int RunExec(const std::vector<std::string>& args, CliContext& context, int& end_
   Config config = LoadConfigOrThrow(*parsed, context);
 
   Task task = TaskFromConfig(config);
+  if (parsed->count("default-isolation") && config.isolation.empty()) {
+    auto isolation = IsolationFromName((*parsed)["default-isolation"].as<std::string>());
+    if (!isolation) throw UsageError{"--default-isolation must be sandbox or process"};
+    task.isolation = *isolation;
+  }
   // Any text names the record (CTest names have spaces and '/'); the task id
   // is that name made safe for archive paths. SANDRUN_NAME lets a launcher
   // that cannot change the command line (CTest's TEST_LAUNCHER) name it.
@@ -210,16 +256,36 @@ int RunExec(const std::vector<std::string>& args, CliContext& context, int& end_
     };
   }
 
-  RunSetup setup = SetUpRunOrThrow(*parsed, context, config, /*task_count=*/1);
   // One ctest invocation (or CI job) is one run in the archive.
-  setup.options.run_group = RunGroupOf(*parsed, context, &setup.options.run_group_owner_pid);
-  Engine engine(setup.candidates);
-  engine.AddListener(std::make_shared<ConsoleListener>(
-      stderr, ConsoleListener::Options{false, false, false}));
+  int run_group_owner_pid = 0;
+  const std::string run_group = RunGroupOf(*parsed, context, &run_group_owner_pid);
   InstallInterruptHandlers();
-  auto outcome = engine.Run({task}, setup.options, InterruptFlag());
-  if (!outcome.ok()) return RunNotStarted(outcome.status());
-  const TaskRecord& record = outcome->tasks.front();
+  std::string service;
+  if (parsed->count("service")) {
+    service = (*parsed)["service"].as<std::string>();
+  } else if (auto it = context.env.find("SANDRUN_SERVICE"); it != context.env.end()) {
+    service = it->second;
+  }
+  std::optional<TaskRecord> served;
+  if (!service.empty()) {
+    auto through = RunThroughService(service, task, config, context, run_group,
+                                     run_group_owner_pid, !json);
+    if (!through.ok()) return RunNotStarted(through.status());
+    served = std::move(through).value();
+  }
+  std::optional<RunOutcome> outcome;
+  if (!served) {
+    RunSetup setup = SetUpRunOrThrow(*parsed, context, config, /*task_count=*/1);
+    setup.options.run_group = run_group;
+    setup.options.run_group_owner_pid = run_group_owner_pid;
+    Engine engine(setup.candidates);
+    engine.AddListener(std::make_shared<ConsoleListener>(
+        stderr, ConsoleListener::Options{false, false, false}));
+    auto ran = engine.Run({task}, setup.options, InterruptFlag());
+    if (!ran.ok()) return RunNotStarted(ran.status());
+    outcome = std::move(ran).value();
+  }
+  const TaskRecord& record = served ? *served : outcome->tasks.front();
   if (json) {
     std::cout << ToJson(record) << "\n";
   }

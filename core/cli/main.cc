@@ -23,6 +23,7 @@ constexpr Subcommand kSubcommands[] = {
     {"config", sandrun::cli::ConfigCommand, "Print the effective config and where each value came from"},
     {"doctor", sandrun::cli::DoctorCommand, "Check everything a run needs and say what to fix"},
     {"cleanup", sandrun::cli::CleanupCommand, "Remove sandboxes left behind by killed runs"},
+    {"service", sandrun::cli::ServiceCommand, "Keep warm sandboxes for the sandrun execs of one ctest invocation"},
 };
 
 void PrintUsage(std::ostream& out) {

@@ -12,7 +12,7 @@
 #include "sandrun/file_util.h"
 #include "sandrun/output_collector.h"
 #include "sandrun/util.h"
-#include "warm_pool.h"
+#include "sandrun/warm_pool.h"
 
 namespace sandrun {
 namespace {
@@ -88,34 +88,6 @@ void TerminateAll(const std::vector<std::shared_ptr<Sandbox>>& sandboxes) {
   for (const auto& sandbox : sandboxes) sandbox->Terminate().IgnoreError();
 }
 
-/// Ends the sandboxes of finished tasks in the background: removing one can
-/// take a request to a remote engine, which neither the next task nor the
-/// delivery of records needs to wait for. Wait() (before Run returns) makes
-/// sure none outlives the run.
-class Reaper {
- public:
-  ~Reaper() { Wait(); }
-  void Add(std::shared_ptr<Sandbox> sandbox) {
-    std::lock_guard lock(mu_);
-    threads_.emplace_back([sandbox = std::move(sandbox)]() mutable {
-      sandbox->Terminate().IgnoreError();
-      sandbox.reset();  // The backend's own clean-up, here too.
-    });
-  }
-  void Wait() {
-    std::vector<std::thread> threads;
-    {
-      std::lock_guard lock(mu_);
-      threads.swap(threads_);
-    }
-    for (auto& t : threads) t.join();
-  }
-
- private:
-  std::mutex mu_;
-  std::vector<std::thread> threads_;
-};
-
 /// What makes two kProcess tasks' sandboxes the same sandbox: everything in
 /// the spec but the lifetime (WarmFits checks what is left of it), the
 /// uploads and the env (both go to the task itself).
@@ -123,7 +95,11 @@ std::string SharedSandboxKey(const SandboxSpec& spec) {
   std::string key = spec.image + '\n' + spec.dockerfile + '\n' + std::to_string(spec.cpu) +
                     '\n' + std::to_string(spec.memory_mb) + '\n' + spec.gpu + '\n' +
                     spec.workdir + '\n' + std::string(NetworkModeName(spec.network)) + '\n';
-  for (const auto& [k, v] : spec.labels) key += k + '=' + v + '\n';
+  // Not the run's and task's labels: a pool that outlives one run
+  // (RunOptions::warm_pool) shares its sandboxes across runs.
+  for (const auto& [k, v] : spec.labels) {
+    if (k != "run" && k != "task") key += k + '=' + v + '\n';
+  }
   return key;
 }
 
@@ -142,7 +118,8 @@ class RunContext {
   RunContext(Backend& backend, ResultArchive& archive, const RunOptions& options,
              std::string run_id, std::string fallback_reason, RunListener& listener,
              int places, int max_sandboxes)
-      : pool(max_sandboxes, [this](std::shared_ptr<Sandbox> s) { reaper.Add(std::move(s)); }),
+      : own_pool(max_sandboxes, [this](std::shared_ptr<Sandbox> s) { reaper.Add(std::move(s)); }),
+        pool(options.warm_pool != nullptr ? *options.warm_pool : own_pool),
         backend_(backend),
         archive_(archive),
         options_(options),
@@ -160,8 +137,10 @@ class RunContext {
   RunContext& operator=(const RunContext&) = delete;
 
   RunState state;
-  Reaper reaper;
-  WarmPool pool;  // Ends its sandboxes through `reaper`, so declared after it.
+  SandboxReaper reaper;
+  WarmPool own_pool;  // Ends its sandboxes through `reaper`, so declared after it.
+  /// The run's warm sandboxes: RunOptions::warm_pool, else own_pool.
+  WarmPool& pool;
 
   /// Worker body: takes tasks until none are left or the run stops.
   void Work(std::vector<Task>& tasks, std::vector<TaskRecord>& records,
@@ -831,7 +810,9 @@ Result<RunOutcome> Engine::Run(std::vector<Task> tasks, const RunOptions& option
     }
   }
   for (auto& worker : workers) worker.join();
-  context.pool.EndAll();  // The warm sandboxes end while the records go.
+  // The warm sandboxes end while the records go (a pool the caller gave
+  // outlives the run).
+  context.own_pool.EndAll();
 
   RunRecord run = Summarise(run_id, std::string(backend->Name()), records, options, context.state);
   run.started_at = started_at;

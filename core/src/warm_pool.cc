@@ -1,4 +1,4 @@
-#include "warm_pool.h"
+#include "sandrun/warm_pool.h"
 
 #include <algorithm>
 
@@ -8,6 +8,23 @@ namespace {
 // How often a waiting task looks at `stopped()`.
 constexpr std::chrono::milliseconds kStopPoll{50};
 }  // namespace
+
+void SandboxReaper::Add(std::shared_ptr<Sandbox> sandbox) {
+  std::lock_guard lock(mu_);
+  threads_.emplace_back([sandbox = std::move(sandbox)]() mutable {
+    sandbox->Terminate().IgnoreError();
+    sandbox.reset();  // The backend's own clean-up, here too.
+  });
+}
+
+void SandboxReaper::Wait() {
+  std::vector<std::thread> threads;
+  {
+    std::lock_guard lock(mu_);
+    threads.swap(threads_);
+  }
+  for (auto& t : threads) t.join();
+}
 
 WarmPool::WarmPool(int max_sandboxes, End end)
     : max_sandboxes_(std::max(1, max_sandboxes)), end_(std::move(end)) {}

@@ -33,8 +33,20 @@
 # the top build directory): after the sandrun tests of each ctest invocation,
 # the test `sandrun.report` (a CTest fixture cleanup) writes the invocation's
 # run as one HTML page there (docs/report.md).
+#
+# SANDRUN_SERVICE (a variable, default ON): the tests of one ctest invocation
+# run through one `sandrun service`, started by the test `sandrun.service.start`
+# (fixture setup) and ended by `sandrun.service.stop` (cleanup), which keeps
+# warm sandboxes for them: discovered GoogleTest cases share them (isolation
+# process, as `sandrun gtest`); sandrun_add_test and directory tests keep a
+# sandbox each (isolation sandbox) unless SANDRUN_ISOLATION says otherwise.
+# OFF: every test is a sandrun of its own, as before (docs/ctest.md).
 
 include_guard(GLOBAL)
+
+if(NOT DEFINED SANDRUN_SERVICE)
+  set(SANDRUN_SERVICE ON)
+endif()
 
 # The sandbox keywords, one-value and multi-value, for cmake_parse_arguments.
 macro(_sandrun_sandbox_keywords)
@@ -110,7 +122,42 @@ function(_sandrun_report_test exe backend)
     set(command "${exe}" results report)
   endif()
   add_test(NAME sandrun.report COMMAND ${command} --run-group-of-parent -o "${file}")
-  set_tests_properties(sandrun.report PROPERTIES FIXTURES_CLEANUP sandrun_report)
+  # Last: after the service (when there is one) has ended.
+  set_tests_properties(sandrun.report PROPERTIES FIXTURES_CLEANUP "sandrun_report;sandrun_service"
+                                                 DEPENDS sandrun.service.stop)
+endfunction()
+
+# With SANDRUN_SERVICE on: the tests `sandrun.service.start` and
+# `sandrun.service.stop`, a CTest fixture `sandrun_service` around every
+# sandrun test of the invocation, and in `out` the socket they share (in the
+# build tree, or in /tmp when that path is too long for a unix socket).
+# `backend` as for _sandrun_report_test.
+function(_sandrun_service_tests out exe backend)
+  set(socket "${CMAKE_BINARY_DIR}/.sandrun-service.sock")
+  string(LENGTH "${socket}" length)
+  if(length GREATER 100)
+    string(SHA1 hash "${CMAKE_BINARY_DIR}")
+    string(SUBSTRING "${hash}" 0 16 hash)
+    set(socket "/tmp/sandrun-service-${hash}.sock")
+  endif()
+  set(${out} "${socket}" PARENT_SCOPE)
+  get_property(added GLOBAL PROPERTY _SANDRUN_SERVICE_TESTS)
+  if(added)
+    return()
+  endif()
+  set_property(GLOBAL PROPERTY _SANDRUN_SERVICE_TESTS TRUE)
+  if(NOT backend STREQUAL "")
+    set(start sh -c "exec \"\$0\" service start --backend \"\${SANDRUN_BACKEND:-${backend}}\" \"\$@\""
+        "${exe}")
+  else()
+    set(start "${exe}" service start)
+  endif()
+  # --optional: a service that cannot start leaves each test to run its own
+  # sandbox, rather than CTest not running them at all.
+  add_test(NAME sandrun.service.start COMMAND ${start} --optional --socket "${socket}")
+  add_test(NAME sandrun.service.stop COMMAND "${exe}" service stop --socket "${socket}")
+  set_tests_properties(sandrun.service.start PROPERTIES FIXTURES_SETUP sandrun_service)
+  set_tests_properties(sandrun.service.stop PROPERTIES FIXTURES_CLEANUP sandrun_service)
 endfunction()
 
 # Checks the sandbox options parsed with prefix `p` in the caller and sets
@@ -138,10 +185,25 @@ macro(_sandrun_sandbox_arguments fn p genex)
     list(APPEND _sandrun_launcher "${_sandrun_exe}" exec)
   endif()
   list(APPEND _sandrun_launcher --exit-like-command --run-group-of-parent)
+  # One fixture for the tests to require (a property takes one list, which
+  # the discovery script cannot pass on): sandrun_service, whose cleanups
+  # include the report; else sandrun_report.
+  set(_sandrun_fixture)
+  if(SANDRUN_SERVICE)
+    _sandrun_executable(_sandrun_service_exe TRUE)
+    _sandrun_service_tests(_sandrun_socket "${_sandrun_service_exe}" "${${p}_BACKEND}")
+    list(APPEND _sandrun_launcher --service "${_sandrun_socket}")
+    set(_sandrun_fixture sandrun_service)
+  endif()
   if(NOT "${SANDRUN_REPORT}" STREQUAL "")
     _sandrun_executable(_sandrun_report_exe TRUE)
     _sandrun_report_test("${_sandrun_report_exe}" "${${p}_BACKEND}")
-    list(APPEND _sandrun_properties FIXTURES_REQUIRED sandrun_report)
+    if(NOT _sandrun_fixture)
+      set(_sandrun_fixture sandrun_report)
+    endif()
+  endif()
+  if(_sandrun_fixture)
+    list(APPEND _sandrun_properties FIXTURES_REQUIRED ${_sandrun_fixture})
   endif()
   if(DEFINED ${p}_IMAGE AND DEFINED ${p}_DOCKERFILE)
     message(FATAL_ERROR "${fn}: give IMAGE or DOCKERFILE, not both")
@@ -402,10 +464,13 @@ function(sandrun_discover_tests target)
     unset(ARG_WORKING_DIRECTORY)
   endif()
   _sandrun_sandbox_arguments("${fn}" ARG TRUE)
-  list(APPEND _sandrun_launcher --upload-command)
+  # The cases of one binary share warm sandboxes, as under `sandrun gtest`
+  # (SANDRUN_ISOLATION=sandbox gives each its own).
+  list(APPEND _sandrun_launcher --upload-command --default-isolation process)
   if("FIXTURES_REQUIRED" IN_LIST ARG_PROPERTIES AND "FIXTURES_REQUIRED" IN_LIST _sandrun_properties)
-    message(WARNING "${fn}: PROPERTIES FIXTURES_REQUIRED replaces the fixture sandrun_report "
-                    "that SANDRUN_REPORT needs; add sandrun_report to your list")
+    message(WARNING "${fn}: PROPERTIES FIXTURES_REQUIRED replaces the fixture "
+                    "${_sandrun_fixture} that SANDRUN_SERVICE or SANDRUN_REPORT needs; add "
+                    "${_sandrun_fixture} to your list")
   endif()
   list(APPEND _sandrun_properties ${ARG_PROPERTIES})
 
@@ -548,9 +613,7 @@ function(sandrun_sandbox_directory_tests)
   set_property(DIRECTORY PROPERTY _SANDRUN_DIRECTORY_EXCLUDE "${ARG_EXCLUDE_TESTS}")
   set_property(DIRECTORY PROPERTY _SANDRUN_DIRECTORY_TIMEOUT "${timeout}")
   set_property(DIRECTORY PROPERTY _SANDRUN_DIRECTORY_MARGIN "${margin}")
-  if(NOT "${SANDRUN_REPORT}" STREQUAL "")
-    set_property(DIRECTORY PROPERTY _SANDRUN_DIRECTORY_REPORT TRUE)
-  endif()
+  set_property(DIRECTORY PROPERTY _SANDRUN_DIRECTORY_FIXTURE "${_sandrun_fixture}")
   # Tests and targets added after this call count too: wrap at the end.
   cmake_language(DEFER CALL _sandrun_wrap_directory_tests)
 endfunction()
@@ -585,14 +648,14 @@ function(_sandrun_wrap_directory_tests)
     set_property(TARGET ${target} PROPERTY ${property} "${launcher}")
   endforeach()
 
-  get_property(report DIRECTORY PROPERTY _SANDRUN_DIRECTORY_REPORT)
+  get_property(fixture DIRECTORY PROPERTY _SANDRUN_DIRECTORY_FIXTURE)
   get_property(tests DIRECTORY PROPERTY TESTS)
   foreach(test IN LISTS tests)
-    if(test IN_LIST exclude OR test STREQUAL "sandrun.report")
+    if(test IN_LIST exclude OR test MATCHES "^sandrun\\.(report|service\\.start|service\\.stop)$")
       continue()
     endif()
-    if(report)
-      set_property(TEST "${test}" APPEND PROPERTY FIXTURES_REQUIRED sandrun_report)
+    if(fixture)
+      set_property(TEST "${test}" APPEND PROPERTY FIXTURES_REQUIRED ${fixture})
     endif()
     # The launcher is shared by every test of a target; the record's name
     # and the deadline come from the test's environment.

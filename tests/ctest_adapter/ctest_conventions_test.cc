@@ -12,6 +12,7 @@
 #include <set>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -115,10 +116,11 @@ TEST(CTestConventions, SandrunDiscoverTestsNamesAndSetsUpTestsAsGtestDiscoverTes
     auto gtest_tests = ShowTests(home, gtest_build, &gtest_order);
     auto sandrun_tests = ShowTests(home, sandrun_build, &sandrun_order);
 
-    // The same names in the same order (sandrun's own extra tests last).
+    // The same names in the same order (sandrun's own extra tests last;
+    // the service's start and stop around them).
     std::vector<std::string> shared;
     for (const auto& name : sandrun_order) {
-      if (name.rfind("sb.", 0) != 0) shared.push_back(name);
+      if (name.rfind("sb.", 0) != 0 && name.rfind("sandrun.service.", 0) != 0) shared.push_back(name);
     }
     EXPECT_EQ(shared, gtest_order);
     for (const char* name : {"pre.Plain.Passes.suf", "pre.Plain.Off.suf", "pre.Suite.Off.suf",
@@ -144,11 +146,16 @@ TEST(CTestConventions, SandrunDiscoverTestsNamesAndSetsUpTestsAsGtestDiscoverTes
       EXPECT_NE(std::find(sandrun.command.begin(), sandrun.command.end(), "exec"),
                 sandrun.command.end());
       // The same properties (the default WORKING_DIRECTORY is each one's
-      // build directory).
+      // build directory), and the service's fixture.
       std::string gtest_properties = std::regex_replace(
           nlohmann::json(gtest.properties).dump(), std::regex(gtest_build.string()),
           sandrun_build.string());
-      EXPECT_EQ(nlohmann::json(sandrun.properties).dump(), gtest_properties);
+      auto properties = sandrun.properties;
+      ASSERT_EQ(properties.count("FIXTURES_REQUIRED"), 1u);
+      EXPECT_EQ(properties.at("FIXTURES_REQUIRED"), nlohmann::json::array({"sandrun_service"}));
+      properties.erase("FIXTURES_REQUIRED");
+      properties.erase("DEPENDS");  // What ctest derives from the fixture.
+      EXPECT_EQ(nlohmann::json(properties).dump(), gtest_properties);
     }
     EXPECT_EQ(gtest_tests.at("pre.Plain.Passes.suf").properties.at("WORKING_DIRECTORY"), "wd");
     EXPECT_EQ(sandrun_tests.at("pre.Plain.Passes.suf").properties.at("LABELS"),
@@ -190,7 +197,8 @@ TEST(CTestConventions, TimeoutIsTheCommandsTimeAndACrashIsACrash) {
     EXPECT_TRUE(std::regex_search(out.out, std::regex("sb\\.Hang\\.Forever \\.+\\*\\*\\*Failed")))
         << out.out;
     EXPECT_EQ(out.out.find("Timeout"), std::string::npos) << "CTest killed a test:\n" << out.out;
-    EXPECT_CONTAINS(out.out, "0% tests passed, 3 tests failed out of 3");
+    // (The other two: the service's start and stop.)
+    EXPECT_CONTAINS(out.out, "40% tests passed, 3 tests failed out of 5");
   }
   if (docker.exit_code != 0) SANDRUN_SKIP_WITHOUT_DOCKER("no image " + std::string(kImage));
 }
@@ -240,7 +248,8 @@ TEST(CTestConventions, XmlOutputDirGetsGoogleTestsReportOfEachCase) {
     auto env = extra_env;
     env["SANDRUN_BACKEND"] = backend;
     CommandOutput out = RunCTest(home, sandrun_build, env, {"-j2", "-R", "^xml\\."});
-    EXPECT_CONTAINS(out.out, "75% tests passed, 1 tests failed out of 4");
+    // (With the service's start and stop.)
+    EXPECT_CONTAINS(out.out, "83% tests passed, 1 tests failed out of 6");
     // The same files, each with the same case and verdict.
     EXPECT_EQ(XmlReports(sandrun_build / "xmlout"), expected) << out.out << out.err;
   }
@@ -254,12 +263,15 @@ TEST(CTestConventions, SandrunReportWritesOnePageForTheCTestInvocation) {
                        "-DDIRMODE=ON"});
   auto tests = ShowTests(home, build);
   ASSERT_EQ(tests.count("sandrun.report"), 1u);
+  // The service's fixture, whose cleanups include the report.
   EXPECT_EQ(tests.at("pre.Plain.Passes.suf").properties.at("FIXTURES_REQUIRED"),
-            nlohmann::json::array({"sandrun_report"}));
+            nlohmann::json::array({"sandrun_service"}));
+  EXPECT_EQ(tests.at("sandrun.report").properties.at("FIXTURES_CLEANUP"),
+            nlohmann::json::array({"sandrun_report", "sandrun_service"}));
   // A wrapped add_test() needs it too; the report test itself does not.
   ASSERT_EQ(tests.count("dir.plain"), 1u);
   EXPECT_EQ(tests.at("dir.plain").properties.at("FIXTURES_REQUIRED"),
-            nlohmann::json::array({"sandrun_report"}));
+            nlohmann::json::array({"sandrun_service"}));
   EXPECT_EQ(tests.at("sandrun.report").properties.count("FIXTURES_REQUIRED"), 0u);
 
   // Two invocations: each page has that invocation's tests, written last.
@@ -317,6 +329,94 @@ std::multiset<std::string> LatestRunTests(const Home& home, const fs::path& cwd,
     names.insert(task.value("test_name", ""));
   }
   return names;
+}
+
+/// Whether a process whose command line names `text` runs (a zombie does not count).
+bool ProcessNaming(const std::string& text) {
+  for (const auto& entry : fs::directory_iterator("/proc")) {
+    const std::string pid = entry.path().filename().string();
+    if (pid.empty() || !std::all_of(pid.begin(), pid.end(), ::isdigit)) continue;
+    std::string cmdline = ReadFile(entry.path() / "cmdline");
+    std::replace(cmdline.begin(), cmdline.end(), '\0', ' ');
+    if (cmdline.find(text) != std::string::npos) return true;
+  }
+  return false;
+}
+
+/// The distinct sandboxes and isolations of the latest run's tasks.
+void LatestRunSandboxes(const Home& home, const fs::path& cwd,
+                        const std::map<std::string, std::string>& env, std::set<std::string>* sandboxes,
+                        std::set<std::string>* isolations, std::string* run_id) {
+  CommandOptions options;
+  options.env = env;
+  options.cwd = cwd;
+  CommandOutput out = home.Run({"results", "show", "latest", "--json"}, options);
+  ASSERT_EQ(out.exit_code, 0) << out.out << out.err;
+  auto json = nlohmann::json::parse(out.out, nullptr, false);
+  ASSERT_TRUE(json.is_object()) << out.out;
+  *run_id = json.value("run", nlohmann::json::object()).value("run_id", "");
+  for (const auto& task : json.value("tasks", nlohmann::json::array())) {
+    sandboxes->insert(task.value("sandbox_id", ""));
+    isolations->insert(task.value("isolation", ""));
+  }
+}
+
+// The sandrun service (SANDRUN_SERVICE, on by default): the discovered cases
+// of one ctest invocation share warm sandboxes (isolation process), the
+// service ends with the invocation, and a ctest killed with -9 takes the
+// service and its sandboxes with it.
+TEST(CTestService, DiscoveredCasesShareWarmSandboxesAndNothingOutlivesCTest) {
+  Home home;
+  fs::path build = home.dir() / "build";
+  BuildProject(build, {"-DDISCOVER=sandrun_discover_tests"});
+  const fs::path socket = build / ".sandrun-service.sock";
+  const std::vector<std::string> args{"-j4", "-R", "^pre\\.", "--output-on-failure"};
+  std::vector<std::map<std::string, std::string>> backends = {{{"SANDRUN_BACKEND", "local"}}};
+  CommandOutput docker = sandrun::testing::RunCommand({"docker", "image", "inspect", kImage});
+  if (docker.exit_code == 0) {
+    backends.push_back({{"SANDRUN_BACKEND", "docker"}, {"SANDRUN_IMAGE", kImage}});
+  }
+  for (const auto& env : backends) {
+    SCOPED_TRACE(env.at("SANDRUN_BACKEND"));
+    CommandOutput out = RunCTest(home, build, env, args);
+    EXPECT_EQ(out.exit_code, 0) << out.out << out.err;
+    EXPECT_CONTAINS(out.out, "100% tests passed, 0 tests failed out of 11");  // 9 + start, stop
+    EXPECT_CONTAINS(out.out, "sandrun.service.start");
+    std::set<std::string> sandboxes, isolations;
+    std::string run_id;
+    LatestRunSandboxes(home, build, env, &sandboxes, &isolations, &run_id);
+    EXPECT_EQ(isolations, std::set<std::string>{"process"});
+    // Nine cases, at most four at once: a warm sandbox or two, not nine.
+    EXPECT_LE(sandboxes.size(), 2u) << out.out;
+    EXPECT_FALSE(fs::exists(socket)) << "the service's socket outlived ctest";
+    EXPECT_FALSE(ProcessNaming(socket.string())) << "the service outlived ctest";
+    if (env.at("SANDRUN_BACKEND") == "docker") {
+      CommandOutput left = sandrun::testing::RunCommand(
+          {"docker", "ps", "-aq", "--filter", "label=dev.sandrun.run=" + run_id});
+      EXPECT_EQ(left.out, "") << "containers of run " << run_id << " outlived ctest";
+    }
+  }
+  // ctest killed with -9 while a case runs: the service sees its parent
+  // gone, ends the case's sandbox and itself within seconds.
+  CommandOptions options;
+  options.env = home.Env();
+  options.env["SANDRUN_BACKEND"] = "local";
+  options.cwd = build;
+  options.timeout = std::chrono::seconds(120);
+  const std::string script = std::string("'") + CTEST_BIN +
+                             "' -R '^sb\\.sleeps$' >ctest.out 2>&1 & pid=$!; "
+                             "for i in $(seq 100); do [ -S .sandrun-service.sock ] && break; sleep 0.1; done; "
+                             "sleep 1; kill -9 $pid; wait $pid; exit 0";
+  CommandOutput killed = sandrun::testing::RunCommand({"sh", "-c", script}, options);
+  ASSERT_EQ(killed.exit_code, 0) << killed.out << killed.err;
+  bool gone = false;
+  for (int i = 0; i < 100 && !gone; ++i) {
+    gone = !ProcessNaming(socket.string()) && !fs::exists(socket);
+    if (!gone) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_TRUE(gone) << "the service outlived a ctest killed with -9 by 10 s: "
+                    << ReadFile(build / ".sandrun-service.sock.log");
+  if (docker.exit_code != 0) SANDRUN_SKIP_WITHOUT_DOCKER("no image " + std::string(kImage));
 }
 
 TEST(CTestConventions, OneCTestInvocationIsOneRunInTheArchive) {

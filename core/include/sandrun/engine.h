@@ -31,6 +31,8 @@
 
 namespace sandrun {
 
+class WarmPool;  // sandrun/warm_pool.h
+
 /// How a task shares its sandbox with other tasks of the run.
 ///  - kSandbox: a fresh sandbox for the task alone, removed when it ends.
 ///  - kProcess: a warm sandbox shared with other kProcess tasks whose
@@ -117,6 +119,10 @@ struct RunOptions {
   /// enough for `jobs`).
   int tasks_per_sandbox = 0;
   int sandboxes = 0;
+  /// A pool of warm sandboxes that outlives this run (`sandrun service`
+  /// keeps one for the runs it serves); null: the run's own, ended with it.
+  /// Its own number of sandboxes applies, not `sandboxes`.
+  std::shared_ptr<WarmPool> warm_pool;
   int retries = 1;              ///< Extra attempts for retryable infra errors.
   bool race = false;            ///< Stop at the first passing task; cancel the rest.
   /// Added to a task's timeout to get the host-side deadline.

@@ -1,5 +1,7 @@
 // The warm sandboxes of one run (Isolation::kProcess), shared by all of its
-// workers. Internal to the engine.
+// workers; or of several runs, when a caller keeps one for them
+// (RunOptions::warm_pool: `sandrun service`). And SandboxReaper, which ends
+// sandboxes in the background.
 //
 // A sandbox has `places`: how many tasks run in it at once. The pool holds
 // at most `max_sandboxes` sandboxes (in use, being made, or idle). A task
@@ -13,8 +15,8 @@
 // A sandbox given back with keep == false is retired: it takes no new task
 // and ends when its last task has given its place back, so one task's OOM
 // or host deadline never cuts short the others still running in it.
-#ifndef SANDRUN_CORE_SRC_WARM_POOL_H_
-#define SANDRUN_CORE_SRC_WARM_POOL_H_
+#ifndef SANDRUN_WARM_POOL_H_
+#define SANDRUN_WARM_POOL_H_
 
 #include <chrono>
 #include <condition_variable>
@@ -23,11 +25,28 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "sandrun/backend.h"
 #include "sandrun/status.h"
 
 namespace sandrun {
+
+/// Ends sandboxes in the background: removing one can take a request to a
+/// remote engine, which neither the next task nor the delivery of records
+/// needs to wait for. Wait() (or the destructor) makes sure none outlives
+/// its owner.
+class SandboxReaper {
+ public:
+  ~SandboxReaper() { Wait(); }
+  void Add(std::shared_ptr<Sandbox> sandbox);
+  void Wait();
+
+ private:
+  std::mutex mu_;
+  std::vector<std::thread> threads_;
+};
 
 class WarmPool {
  public:
@@ -89,4 +108,4 @@ class WarmPool {
 
 }  // namespace sandrun
 
-#endif  // SANDRUN_CORE_SRC_WARM_POOL_H_
+#endif  // SANDRUN_WARM_POOL_H_

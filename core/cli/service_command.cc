@@ -1,0 +1,457 @@
+// `sandrun service start|stop|run --socket PATH`: the process that keeps warm
+// sandboxes for the `sandrun exec --service PATH` processes of one ctest
+// invocation (service.h has the wire). `start` returns once the service
+// answers (it runs on in the background, its log beside the socket as
+// PATH.log); `stop` ends it and its sandboxes; `run` serves in the
+// foreground. The service also ends when it has been idle for
+// --idle-timeout seconds, and when the process that started it (ctest) is
+// gone, so it never outlives its ctest for long.
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <iostream>
+#include <list>
+#include <mutex>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "commands.h"
+#include "run_support.h"
+#include "sandrun/interrupts.h"
+#include "sandrun/run_setup.h"
+#include "sandrun/task_json.h"
+#include "sandrun/util.h"
+#include "sandrun/warm_pool.h"
+#include "service.h"
+
+namespace sandrun::cli {
+namespace {
+
+using json = nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+// A listening unix socket at `path` (a stale socket file nobody answers at
+// is replaced), or the reason it cannot be.
+Result<int> Listen(const std::filesystem::path& path) {
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  const std::string text = path.string();
+  if (text.size() >= sizeof address.sun_path) {
+    return InvalidArgumentError("--socket " + text + ": longer than a unix socket path may be (" +
+                                std::to_string(sizeof address.sun_path - 1) + " bytes)");
+  }
+  std::memcpy(address.sun_path, text.c_str(), text.size() + 1);
+  std::error_code ec;
+  if (std::filesystem::exists(std::filesystem::symlink_status(path, ec))) {
+    if (!std::filesystem::is_socket(std::filesystem::symlink_status(path, ec))) {
+      return InvalidArgumentError("--socket " + text + ": exists and is not a socket");
+    }
+    std::filesystem::remove(path, ec);  // Stale: the caller found nobody answering.
+  }
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return InternalError(std::string("socket: ") + std::strerror(errno));
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0 ||
+      ::listen(fd, 128) != 0) {
+    const std::string why = std::strerror(errno);
+    ::close(fd);
+    return FailedPreconditionError("cannot listen at " + text + ": " + why);
+  }
+  return fd;
+}
+
+// Forwards the engine's warnings to the exec that asked.
+class WarningForwarder : public RunListenerBase {
+ public:
+  WarningForwarder(int fd, std::mutex& write_mu) : fd_(fd), write_mu_(write_mu) {}
+  void OnWarning(std::string_view message) override {
+    std::lock_guard lock(write_mu_);
+    WriteServiceFrame(fd_, ServiceFrame::kWarning, message);
+  }
+
+ private:
+  int fd_;
+  std::mutex& write_mu_;
+};
+
+class Service {
+ public:
+  Service(const CliContext& context, Config config, std::chrono::seconds idle_timeout,
+          int parent_pid)
+      : context_(context),
+        config_(std::move(config)),
+        fingerprint_(ServiceFingerprint(config_)),
+        idle_timeout_(idle_timeout),
+        parent_pid_(parent_pid) {}
+
+  /// Makes the backends and the pool. Not OK: the service cannot serve.
+  Status Prepare() {
+    RunSetupInputs inputs;
+    inputs.env = context_.env;
+    Result<RunSetup> setup = SetUpRun(context_.registry, config_, inputs);
+    if (!setup.ok()) return setup.status();
+    setup_ = std::move(setup).value();
+    // The first backend that can be used now: the one the tests would get.
+    std::shared_ptr<Backend> backend;
+    std::string why;
+    for (const auto& candidate : setup_.candidates) {
+      if (candidate.backend == nullptr) continue;
+      Status available = candidate.backend->CheckAvailable();
+      if (available.ok()) {
+        backend = candidate.backend;
+        break;
+      }
+      why += (why.empty() ? "" : "; ") + available.message();
+    }
+    if (backend == nullptr) return UnavailableError(why.empty() ? "no backend could be made" : why);
+    const Capabilities caps = backend->GetCapabilities();
+    places_ = config_.tasks_per_sandbox > 0 ? config_.tasks_per_sandbox
+                                            : std::max(1, caps.tasks_per_sandbox);
+    if (caps.tasks_per_sandbox <= 1) places_ = 1;
+    const int jobs = std::max({config_.jobs, caps.max_parallel, 1});
+    const int sandboxes =
+        config_.sandboxes > 0 ? config_.sandboxes : (jobs + places_ - 1) / places_;
+    pool_ = std::make_shared<WarmPool>(
+        sandboxes, [this](std::shared_ptr<Sandbox> s) { reaper_.Add(std::move(s)); });
+    description_ = std::string(backend->Name()) + ", " + std::to_string(sandboxes) +
+                   " warm sandbox(es) of " + std::to_string(places_) + " task(s)";
+    return OkStatus();
+  }
+
+  const std::string& description() const { return description_; }
+
+  /// Serves until stopped, idle or orphaned; then ends every sandbox.
+  void Serve(int listen_fd) {
+    Clock::time_point last_activity = Clock::now();
+    while (!stopping_) {
+      pollfd p{listen_fd, POLLIN, 0};
+      int ready = ::poll(&p, 1, 500);
+      if (ready > 0) {
+        int fd = ::accept4(listen_fd, nullptr, nullptr, SOCK_CLOEXEC);
+        if (fd >= 0) {
+          ++active_;
+          std::lock_guard lock(threads_mu_);
+          threads_.emplace_back([this, fd] {
+            Handle(fd);
+            ::close(fd);
+            --active_;
+          });
+        }
+      }
+      if (active_ > 0) last_activity = Clock::now();
+      if (parent_pid_ > 0 && !ProcessAlive(parent_pid_)) {
+        Log("the process that started the service (" + std::to_string(parent_pid_) +
+            ") is gone; ending");
+        break;
+      }
+      if (idle_timeout_.count() > 0 && active_ == 0 && Clock::now() - last_activity > idle_timeout_) {
+        Log("idle for " + std::to_string(idle_timeout_.count()) + " s; ending");
+        break;
+      }
+      if (InterruptFlag().cancelled()) break;
+    }
+    ::close(listen_fd);
+    stopping_ = true;
+    {
+      std::lock_guard lock(cancels_mu_);
+      for (CancelFlag* cancel : cancels_) cancel->Cancel();
+    }
+    std::list<std::thread> threads;
+    {
+      std::lock_guard lock(threads_mu_);
+      threads.swap(threads_);
+    }
+    for (auto& t : threads) t.join();
+    pool_->EndAll();
+    reaper_.Wait();
+    Log("ended its sandboxes");
+  }
+
+ private:
+  static void Log(const std::string& line) { std::cerr << "sandrun service: " << line << std::endl; }
+
+  void Handle(int fd) {
+    std::mutex write_mu;
+    auto frame = ReadServiceFrame(fd);
+    if (!frame) return;
+    if (frame->first == ServiceFrame::kStop) {
+      stopping_ = true;
+      Log("asked to stop");
+      // Answered once the sandboxes have ended: Serve's loop ends first.
+      std::lock_guard lock(stop_mu_);
+      stop_fds_.push_back(::dup(fd));
+      return;
+    }
+    if (frame->first != ServiceFrame::kRequest) return;
+    auto not_served = [&](const std::string& why) {
+      WriteServiceFrame(fd, ServiceFrame::kNotServed, why);
+    };
+    json request = json::parse(frame->second, nullptr, false);
+    if (!request.is_object() || request.value("version", 0) != kServiceProtocolVersion) {
+      return not_served("the service speaks another version of the protocol");
+    }
+    if (request.value("fingerprint", std::string()) != fingerprint_) {
+      return not_served("the service runs another configuration (backend '" + config_.backend +
+                        "'); this exec's settings differ");
+    }
+    Result<Task> parsed = TaskFromJson(request.value("task", json::object()).dump());
+    if (!parsed.ok()) return not_served(parsed.status().message());
+    Task task = std::move(parsed).value();
+    if (task.exec.stdin_data) {
+      auto input = ReadServiceFrame(fd);
+      if (!input || input->first != ServiceFrame::kStdin) return;
+      task.exec.stdin_data = std::move(input->second);
+    }
+    task.exec.on_output = [fd, &write_mu](StreamKind kind, std::string_view chunk) {
+      std::lock_guard lock(write_mu);
+      WriteServiceFrame(fd, kind == StreamKind::kStdout ? ServiceFrame::kStdout : ServiceFrame::kStderr,
+                        chunk);
+    };
+    const json& given = request.value("options", json::object());
+    RunOptions options = setup_.options;
+    options.jobs = 1;
+    options.retries = given.value("retries", options.retries);
+    options.run_group = given.value("run_group", std::string());
+    options.run_group_owner_pid = given.value("run_group_owner_pid", 0);
+    options.command_line = given.value("command_line", std::vector<std::string>());
+    options.labels = given.value("labels", std::map<std::string, std::string>());
+    options.tasks_per_sandbox = places_;
+    options.warm_pool = pool_;
+
+    // The exec closing its end (Ctrl-C, ctest's timeout, kill) cancels.
+    CancelFlag cancel;
+    {
+      std::lock_guard lock(cancels_mu_);
+      cancels_.push_back(&cancel);
+      if (stopping_) cancel.Cancel();
+    }
+    std::atomic<bool> done{false};
+    std::thread watcher([&] {
+      while (!done) {
+        pollfd p{fd, POLLIN, 0};
+        if (::poll(&p, 1, 100) > 0) {
+          char byte;
+          if (::recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) <= 0) {
+            cancel.Cancel();
+            return;
+          }
+        }
+      }
+    });
+    Engine engine(setup_.candidates);
+    engine.AddListener(std::make_shared<WarningForwarder>(fd, write_mu));
+    Result<RunOutcome> outcome = engine.Run({task}, options, cancel);
+    done = true;
+    watcher.join();
+    {
+      std::lock_guard lock(cancels_mu_);
+      cancels_.remove(&cancel);
+    }
+    std::lock_guard lock(write_mu);
+    if (!outcome.ok()) {
+      WriteServiceFrame(fd, ServiceFrame::kFailed,
+                        json{{"code", static_cast<int>(outcome.status().code())},
+                             {"message", outcome.status().message()}}
+                            .dump());
+      return;
+    }
+    WriteServiceFrame(fd, ServiceFrame::kDone,
+                      json{{"record", ToJson(outcome->tasks.front(), -1)},
+                           {"run_status", RunStatusName(outcome->run.status)}}
+                          .dump());
+  }
+
+ public:
+  /// Answers the `stop` requests once everything has ended.
+  void AnswerStops() {
+    std::lock_guard lock(stop_mu_);
+    for (int fd : stop_fds_) {
+      WriteServiceFrame(fd, ServiceFrame::kStopped, "");
+      ::close(fd);
+    }
+  }
+
+ private:
+  const CliContext& context_;
+  Config config_;
+  std::string fingerprint_;
+  std::chrono::seconds idle_timeout_;
+  int parent_pid_;
+  RunSetup setup_;
+  int places_ = 1;
+  SandboxReaper reaper_;
+  std::shared_ptr<WarmPool> pool_;
+  std::string description_;
+  std::atomic<bool> stopping_{false};
+  std::atomic<int> active_{0};
+  std::mutex threads_mu_;
+  std::list<std::thread> threads_;
+  std::mutex cancels_mu_;
+  std::list<CancelFlag*> cancels_;
+  std::mutex stop_mu_;
+  std::vector<int> stop_fds_;  // Guarded by stop_mu_.
+};
+
+// Runs the service on `listen_fd` until it ends; `ready` (when >= 0) gets
+// "ok\n" once it serves or the reason it cannot, then is closed.
+int RunService(const CliContext& context, const Config& config, int listen_fd, int ready,
+               std::chrono::seconds idle_timeout, int parent_pid,
+               const std::filesystem::path& socket) {
+  Service service(context, config, idle_timeout, parent_pid);
+  Status prepared = service.Prepare();
+  auto tell = [&](const std::string& text) {
+    if (ready < 0) return;
+    (void)!::write(ready, text.data(), text.size());
+    ::close(ready);
+    ready = -1;
+  };
+  if (!prepared.ok()) {
+    tell(prepared.message());
+    PrintError("service: " + prepared.message());
+    std::error_code ec;
+    std::filesystem::remove(socket, ec);
+    return kExitSandrunError;
+  }
+  std::cerr << "sandrun service: serving at " << socket.string() << " (pid " << ::getpid() << "; "
+            << service.description() << ")" << std::endl;
+  tell("ok\n" + service.description());
+  service.Serve(listen_fd);
+  std::error_code ec;
+  std::filesystem::remove(socket, ec);
+  service.AnswerStops();
+  return 0;
+}
+
+int Stop(const std::filesystem::path& socket) {
+  int fd = ConnectServiceSocket(socket);
+  if (fd < 0) {
+    std::cerr << "sandrun service: none running at " << socket.string() << "\n";
+    return 0;
+  }
+  WriteServiceFrame(fd, ServiceFrame::kStop, "");
+  auto answer = ReadServiceFrame(fd);  // kStopped once its sandboxes ended (or EOF).
+  ::close(fd);
+  std::cerr << "sandrun service: stopped at " << socket.string()
+            << (answer ? "" : " (it did not confirm)") << "\n";
+  return 0;
+}
+
+}  // namespace
+
+int ServiceCommand(const std::vector<std::string>& args, CliContext& context) {
+  cxxopts::Options options(
+      "sandrun service",
+      "Keep warm sandboxes for the `sandrun exec --service SOCKET` processes of one ctest\n"
+      "invocation or CI job (docs/ctest.md).\n"
+      "usage: sandrun service start|stop|run --socket PATH [options]");
+  AddConfigOptions(options, context);
+  options.add_options("Service")
+      ("socket", "The unix socket to serve at", cxxopts::value<std::string>())
+      ("idle-timeout", "End after this many seconds without a task (0: never)",
+       cxxopts::value<int>()->default_value("600"))
+      ("parent-pid", "End when this process is gone (default for start: the caller's parent; 0: never)",
+       cxxopts::value<int>())
+      ("optional", "start: when the service cannot start, say why and exit 0 (the execs then run "
+                   "their tasks themselves)")
+      ("action", "start, stop or run", cxxopts::value<std::string>());
+  options.parse_positional({"action"});
+  options.positional_help("start|stop|run");
+  auto parsed = ParseOrThrow(options, args);
+  if (!parsed) return 0;
+  if (!parsed->count("action")) throw UsageError{"say what to do: sandrun service start|stop|run --socket PATH"};
+  const std::string action = (*parsed)["action"].as<std::string>();
+  if (!parsed->count("socket")) throw UsageError{"--socket PATH is required"};
+  const std::filesystem::path socket = std::filesystem::absolute((*parsed)["socket"].as<std::string>());
+  if (action == "stop") return Stop(socket);
+  if (action != "start" && action != "run") {
+    throw UsageError{"unknown action '" + action + "': use start, stop or run"};
+  }
+  Config config = LoadConfigOrThrow(*parsed, context);
+  const std::chrono::seconds idle((*parsed)["idle-timeout"].as<int>());
+  if (idle.count() < 0) throw UsageError{"--idle-timeout must be 0 or more"};
+  const bool optional = parsed->count("optional") > 0;
+  int parent_pid = parsed->count("parent-pid") ? (*parsed)["parent-pid"].as<int>()
+                                               : (action == "start" ? static_cast<int>(::getppid()) : 0);
+
+  if (int fd = ConnectServiceSocket(socket); fd >= 0) {
+    ::close(fd);
+    std::cerr << "sandrun service: already running at " << socket.string() << "\n";
+    return 0;
+  }
+  Result<int> listening = Listen(socket);
+  if (!listening.ok()) {
+    if (optional) {
+      PrintError("service not started (" + listening.status().message() +
+                 "); each test runs its own sandbox");
+      return 0;
+    }
+    return RunNotStarted(listening.status());
+  }
+  if (action == "run") {
+    InstallInterruptHandlers();
+    return RunService(context, config, *listening, -1, idle, parent_pid, socket);
+  }
+
+  // start: the service runs in a grandchild, in a session of its own, with
+  // its output in PATH.log (never ctest's pipes, which ctest waits on).
+  int ready[2];
+  if (::pipe2(ready, O_CLOEXEC) != 0) throw UsageError{std::string("pipe: ") + std::strerror(errno)};
+  std::cout.flush();
+  std::cerr.flush();
+  pid_t child = ::fork();
+  if (child < 0) throw UsageError{std::string("fork: ") + std::strerror(errno)};
+  if (child == 0) {
+    ::close(ready[0]);
+    ::setsid();
+    if (::fork() != 0) ::_exit(0);
+    const std::string log = socket.string() + ".log";
+    int null = ::open("/dev/null", O_RDONLY);
+    int out = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    ::dup2(null, 0);
+    ::dup2(out >= 0 ? out : null, 1);
+    ::dup2(out >= 0 ? out : null, 2);
+    // Not ctest's Ctrl-C (the orphan check ends us once ctest is gone), but
+    // SIGTERM ends the service as `stop` does.
+    ::signal(SIGINT, SIG_IGN);
+    ::signal(SIGHUP, SIG_IGN);
+    InstallInterruptHandlers(InterruptHandling{true, kExitInterrupted});
+    ::_exit(RunService(context, config, *listening, ready[1], idle, parent_pid, socket));
+  }
+  ::close(ready[1]);
+  ::close(*listening);
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  std::string answer;
+  char buffer[4096];
+  for (;;) {
+    ssize_t n = ::read(ready[0], buffer, sizeof buffer);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    answer.append(buffer, static_cast<std::size_t>(n));
+  }
+  ::close(ready[0]);
+  if (answer.rfind("ok\n", 0) == 0) {
+    std::cerr << "sandrun service: serving at " << socket.string() << " (" << answer.substr(3)
+              << "; log " << socket.string() << ".log)\n";
+    return 0;
+  }
+  const std::string why = answer.empty() ? "it ended before it could serve (see " +
+                                               socket.string() + ".log)"
+                                         : answer;
+  if (optional) {
+    PrintError("service not started (" + why + "); each test runs its own sandbox");
+    return 0;
+  }
+  PrintError("service not started: " + why);
+  return kExitSandrunError;
+}
+
+}  // namespace sandrun::cli
