@@ -81,6 +81,8 @@ Status EnsureDirectory(const fs::path& dir, mode_t mode = 0755) {
     return FsError("cannot create directory", dir, ec);
   }
   if (!fs::is_directory(dir, ec)) {
+    // Gone again at once: removed by someone tidying (see EnsurePrivateDirectory).
+    if (!fs::exists(fs::symlink_status(dir, ec))) return NotFoundError("vanished: " + dir.string());
     return FailedPreconditionError("not a directory: " + dir.string());
   }
   return OkStatus();
@@ -124,17 +126,27 @@ Status TightenTree(const fs::path& path) {
 
 // Creates `root` (parents 0755, itself 0700) and `dir` below it; every
 // directory from `root` down to `dir` ends up 0700, also when it existed.
+// Another part of a run group (a sandrun, or a task of the service) may
+// remove an empty directory of the chain between two steps as it tidies its
+// outbox; then the chain is made again from the top.
 Status EnsurePrivateDirectory(const fs::path& root, const fs::path& dir) {
-  SANDRUN_RETURN_IF_ERROR(EnsureDirectory(root, kPrivateDirMode));
-  SANDRUN_RETURN_IF_ERROR(Tighten(root, kPrivateDirMode));
-  fs::path at = root;
-  for (const fs::path& part : dir.lexically_relative(root)) {
-    if (part == ".") continue;
-    at /= part;
-    SANDRUN_RETURN_IF_ERROR(EnsureDirectory(at, kPrivateDirMode));
-    SANDRUN_RETURN_IF_ERROR(Tighten(at, kPrivateDirMode));
+  Status made;
+  for (int attempt = 0; attempt < 20; ++attempt) {
+    made = [&]() -> Status {
+      SANDRUN_RETURN_IF_ERROR(EnsureDirectory(root, kPrivateDirMode));
+      SANDRUN_RETURN_IF_ERROR(Tighten(root, kPrivateDirMode));
+      fs::path at = root;
+      for (const fs::path& part : dir.lexically_relative(root)) {
+        if (part == ".") continue;
+        at /= part;
+        SANDRUN_RETURN_IF_ERROR(EnsureDirectory(at, kPrivateDirMode));
+        SANDRUN_RETURN_IF_ERROR(Tighten(at, kPrivateDirMode));
+      }
+      return OkStatus();
+    }();
+    if (made.code() != StatusCode::kNotFound) return made;
   }
-  return OkStatus();
+  return made;
 }
 
 fs::path TempSibling(const fs::path& target) {
