@@ -112,6 +112,13 @@ class Service {
       why += (why.empty() ? "" : "; ") + available.message();
     }
     if (backend == nullptr) return UnavailableError(why.empty() ? "no backend could be made" : why);
+    // Tasks go to this backend only (no fallback per task), and its records
+    // to one archive object, so that they are delivered in groups.
+    candidates_ = {BackendCandidate{backend, "", std::string(backend->Name())}};
+    Result<std::unique_ptr<ArchiveStore>> store = backend->OpenArchive();
+    if (!store.ok()) return store.status().WithContext("opening the result archive");
+    archive_ = std::make_shared<ResultArchive>(std::shared_ptr<ArchiveStore>(std::move(store).value()),
+                                               setup_.options.outbox_dir / std::string(backend->Name()));
     const Capabilities caps = backend->GetCapabilities();
     places_ = config_.tasks_per_sandbox > 0 ? config_.tasks_per_sandbox
                                             : std::max(1, caps.tasks_per_sandbox);
@@ -173,6 +180,8 @@ class Service {
     pool_->EndAll();
     reaper_.Wait();
     Log("ended its sandboxes");
+    archive_.reset();  // Delivers the records still waiting.
+    Log("delivered its records");
   }
 
  private:
@@ -225,6 +234,7 @@ class Service {
     options.labels = given.value("labels", std::map<std::string, std::string>());
     options.tasks_per_sandbox = places_;
     options.warm_pool = pool_;
+    options.archive = archive_;
 
     // The exec closing its end (Ctrl-C, ctest's timeout, kill) cancels.
     CancelFlag cancel;
@@ -246,7 +256,7 @@ class Service {
         }
       }
     });
-    Engine engine(setup_.candidates);
+    Engine engine(candidates_);
     engine.AddListener(std::make_shared<WarningForwarder>(fd, write_mu));
     Result<RunOutcome> outcome = engine.Run({task}, options, cancel);
     done = true;
@@ -289,6 +299,8 @@ class Service {
   int places_ = 1;
   SandboxReaper reaper_;
   std::shared_ptr<WarmPool> pool_;
+  std::vector<BackendCandidate> candidates_;
+  std::shared_ptr<ResultArchive> archive_;
   std::string description_;
   std::atomic<bool> stopping_{false};
   std::atomic<int> active_{0};

@@ -611,10 +611,10 @@ struct ResultArchive::Impl {
   Result<std::string> RunOfGroup(const std::string& group) const;
   Result<JoinedRun> JoinRunGroup(const std::string& group, int owner_pid,
                                  const std::vector<std::string>& task_ids);
-  Status WriteRunPart(const RunRecord& record, int part);
+  Status WriteRunPart(const RunRecord& record, int part, bool batched);
   /// Writes a run's summary (run.json or a part) to `path` in the outbox and
   /// delivers it after the run's waiting tasks.
-  Status WriteSummary(const RunRecord& record, const std::string& path);
+  Status WriteSummary(const RunRecord& record, const std::string& path, bool batched = false);
   Result<fs::path> ArtifactDir(const std::string& run_id, const std::string& task_id);
   Status WriteTask(const TaskRecord& record);
   Status WriteRun(const RunRecord& record);
@@ -633,8 +633,8 @@ struct ResultArchive::Impl {
   /// Sends the outbox entries `paths` (artifact trees and records, in this
   /// order) to the store in one PutFiles and removes them from the outbox.
   Status DeliverGroup(const std::vector<std::string>& paths);
-  /// Delivers every task of `run_id` waiting in the outbox (and run.json or
-  /// the parts of a group's run when `with_run_record`) in one group;
+  /// Delivers every task of `run_id` waiting in the outbox, the parts of a
+  /// group's run, and run.json when `with_run_record`, in one group;
   /// `records` is how many it holds.
   Status DeliverRun(const std::string& run_id, bool with_run_record, int* records);
   /// Turns the started records of `run_id` (whose owner is gone) into task
@@ -788,9 +788,9 @@ Result<std::string> ResultArchive::Impl::RunOfGroup(const std::string& group) co
   return run_id;
 }
 
-Status ResultArchive::Impl::WriteRunPart(const RunRecord& record, int part) {
+Status ResultArchive::Impl::WriteRunPart(const RunRecord& record, int part, bool batched) {
   SANDRUN_RETURN_IF_ERROR(CheckId("run id", record.run_id));
-  return WriteSummary(record, RunPartPath(record.run_id, part));
+  return WriteSummary(record, RunPartPath(record.run_id, part), batched);
 }
 
 Status ResultArchive::Impl::DeliverGroup(const std::vector<std::string>& paths) {
@@ -852,9 +852,9 @@ Status ResultArchive::Impl::DeliverRun(const std::string& run_id, bool with_run_
     paths.push_back(RunRecordPath(run_id));
     ++*records;
   }
-  // The summaries of a group's run (parts/<n>.json) go as run.json does.
-  auto parts = with_run_record ? outbox_.List(RunPartsDir(run_id))
-                               : Result<std::vector<std::string>>(std::vector<std::string>{});
+  // The summaries of a group's finished parts (parts/<n>.json) go with
+  // any delivery: each is written whole, once its part has ended.
+  auto parts = outbox_.List(RunPartsDir(run_id));
   if (parts.ok()) {
     for (const std::string& name : *parts) {
       if (!EndsWith(name, ".json")) continue;
@@ -1010,10 +1010,21 @@ Status ResultArchive::Impl::WriteRun(const RunRecord& record) {
   return WriteSummary(record, RunRecordPath(record.run_id));
 }
 
-Status ResultArchive::Impl::WriteSummary(const RunRecord& record, const std::string& path) {
+Status ResultArchive::Impl::WriteSummary(const RunRecord& record, const std::string& path,
+                                         bool batched) {
   SANDRUN_RETURN_IF_ERROR(outbox_.PutBytes(path, ToJson(record)));
   {
     std::lock_guard<std::mutex> lock(waiting_mu_);
+    if (batched && delivery_interval_.count() > 0) {
+      // With the run's task records, by the delivery thread (parts go with
+      // them: DeliverRun).
+      bool queued = std::any_of(waiting_runs_.begin(), waiting_runs_.end(),
+                                [&](const auto& w) { return w.first == record.run_id; });
+      if (!queued) waiting_runs_.emplace_back(record.run_id, std::chrono::steady_clock::now());
+      if (!delivery_thread_.joinable()) delivery_thread_ = std::thread([this] { DeliveryLoop(); });
+      waiting_cv_.notify_all();
+      return OkStatus();
+    }
     std::erase_if(waiting_runs_, [&](const auto& w) { return w.first == record.run_id; });
   }
   std::lock_guard<std::mutex> lock(mu_);
@@ -1355,7 +1366,10 @@ Result<std::string> ResultArchive::RunOfGroup(const std::string& group) const {
   return impl_->RunOfGroup(group);
 }
 Status ResultArchive::WriteRunPart(const RunRecord& record, int part) {
-  return impl_->WriteRunPart(record, part);
+  return impl_->WriteRunPart(record, part, false);
+}
+Status ResultArchive::WriteRunPartBatched(const RunRecord& record, int part) {
+  return impl_->WriteRunPart(record, part, true);
 }
 void ResultArchive::SetRunIdGeneratorForTesting(std::function<std::string()> generator) {
   impl_->new_run_id_ = std::move(generator);

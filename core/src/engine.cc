@@ -740,12 +740,17 @@ Result<RunOutcome> Engine::Run(std::vector<Task> tasks, const RunOptions& option
     }
   }
 
-  auto store = backend->OpenArchive();
-  if (!store.ok()) return store.status().WithContext("opening the result archive");
-  // One outbox per backend, so `results sync` delivers a record to the
-  // archive it was meant for.
-  ResultArchive archive(std::shared_ptr<ArchiveStore>(std::move(store).value()),
-                        options.outbox_dir / std::string(backend->Name()));
+  std::shared_ptr<ResultArchive> archive_owner = options.archive;
+  if (archive_owner == nullptr) {
+    auto store = backend->OpenArchive();
+    if (!store.ok()) return store.status().WithContext("opening the result archive");
+    // One outbox per backend, so `results sync` delivers a record to the
+    // archive it was meant for.
+    archive_owner = std::make_shared<ResultArchive>(
+        std::shared_ptr<ArchiveStore>(std::move(store).value()),
+        options.outbox_dir / std::string(backend->Name()));
+  }
+  ResultArchive& archive = *archive_owner;
   std::string run_id;
   int run_part = 0;
   if (options.run_group.empty()) {
@@ -819,7 +824,9 @@ Result<RunOutcome> Engine::Run(std::vector<Task> tasks, const RunOptions& option
   run.finished_at = NowRfc3339();
   run.wall_ms = MillisBetween(run_start, Clock::now());
   // WriteRun also retries the task records that could not be delivered yet.
-  Status written = run_part > 0 ? archive.WriteRunPart(run, run_part) : archive.WriteRun(run);
+  Status written = run_part == 0               ? archive.WriteRun(run)
+                   : options.archive != nullptr ? archive.WriteRunPartBatched(run, run_part)
+                                                : archive.WriteRunPart(run, run_part);
   context.reaper.Wait();  // While the records went, the last sandboxes ended.
   const int undelivered = archive.PendingCount(run_id);
   if (!written.ok()) {

@@ -136,6 +136,12 @@ class ResultArchive {
   /// <run>/parts/<part>.json (schema sandrun.run/v1) instead of run.json and
   /// delivers it with the tasks. ReadRun merges the parts.
   Status WriteRunPart(const RunRecord& record, int part);
+  /// As WriteRunPart, but the part waits for the delivery thread (with the
+  /// task records) when deliveries are grouped (SetDeliveryInterval), so
+  /// that many short parts of one run cost one delivery: what `sandrun
+  /// service` does for the execs of a ctest invocation. Delivered at the
+  /// latest when this archive object ends.
+  Status WriteRunPartBatched(const RunRecord& record, int part);
   /// Replaces NewRunId() as BeginRun's source of candidate ids (tests use it
   /// to force collisions). Not thread-safe against a concurrent BeginRun.
   void SetRunIdGeneratorForTesting(std::function<std::string()> generator);

@@ -123,6 +123,11 @@ struct RunOptions {
   /// keeps one for the runs it serves); null: the run's own, ended with it.
   /// Its own number of sandboxes applies, not `sandboxes`.
   std::shared_ptr<WarmPool> warm_pool;
+  /// The result archive of the backend the run will use, kept by the caller
+  /// across runs (`sandrun service`); a part of a run group then goes with
+  /// the next grouped delivery (ResultArchive::WriteRunPartBatched), not a
+  /// delivery of its own. Null: the run opens its backend's archive.
+  std::shared_ptr<ResultArchive> archive;
   int retries = 1;              ///< Extra attempts for retryable infra errors.
   bool race = false;            ///< Stop at the first passing task; cancel the rest.
   /// Added to a task's timeout to get the host-side deadline.
