@@ -641,6 +641,9 @@ struct ResultArchive::Impl {
   /// records in the outbox; returns how many.
   Result<int> RecoverInterrupted(const std::string& run_id);
   void DeliveryLoop();
+  // Queues `run_id` for the delivery thread (started if need be); the
+  // caller holds waiting_mu_.
+  void QueueForDeliveryLocked(const std::string& run_id);
 
   std::shared_ptr<ArchiveStore> store_;
   fs::path outbox_dir_;
@@ -942,6 +945,14 @@ void ResultArchive::Impl::SetDeliveryInterval(std::chrono::milliseconds interval
   waiting_cv_.notify_all();
 }
 
+void ResultArchive::Impl::QueueForDeliveryLocked(const std::string& run_id) {
+  bool queued = std::any_of(waiting_runs_.begin(), waiting_runs_.end(),
+                            [&](const auto& w) { return w.first == run_id; });
+  if (!queued) waiting_runs_.emplace_back(run_id, std::chrono::steady_clock::now());
+  if (!delivery_thread_.joinable()) delivery_thread_ = std::thread([this] { DeliveryLoop(); });
+  waiting_cv_.notify_all();
+}
+
 void ResultArchive::Impl::DeliveryLoop() {
   std::unique_lock<std::mutex> lock(waiting_mu_);
   for (;;) {
@@ -994,11 +1005,7 @@ Status ResultArchive::Impl::WriteTask(const TaskRecord& record) {
   {
     std::lock_guard<std::mutex> lock(waiting_mu_);
     if (delivery_interval_.count() > 0) {
-      bool queued = std::any_of(waiting_runs_.begin(), waiting_runs_.end(),
-                                [&](const auto& w) { return w.first == record.run_id; });
-      if (!queued) waiting_runs_.emplace_back(record.run_id, std::chrono::steady_clock::now());
-      if (!delivery_thread_.joinable()) delivery_thread_ = std::thread([this] { DeliveryLoop(); });
-      waiting_cv_.notify_all();
+      QueueForDeliveryLocked(record.run_id);
       return OkStatus();
     }
   }
@@ -1018,11 +1025,7 @@ Status ResultArchive::Impl::WriteSummary(const RunRecord& record, const std::str
     if (batched && delivery_interval_.count() > 0) {
       // With the run's task records, by the delivery thread (parts go with
       // them: DeliverRun).
-      bool queued = std::any_of(waiting_runs_.begin(), waiting_runs_.end(),
-                                [&](const auto& w) { return w.first == record.run_id; });
-      if (!queued) waiting_runs_.emplace_back(record.run_id, std::chrono::steady_clock::now());
-      if (!delivery_thread_.joinable()) delivery_thread_ = std::thread([this] { DeliveryLoop(); });
-      waiting_cv_.notify_all();
+      QueueForDeliveryLocked(record.run_id);
       return OkStatus();
     }
     std::erase_if(waiting_runs_, [&](const auto& w) { return w.first == record.run_id; });

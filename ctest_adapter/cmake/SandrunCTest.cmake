@@ -103,6 +103,20 @@ function(_sandrun_executable out genex)
                       "add_subdirectory(<sandrun source>), or set SANDRUN_EXECUTABLE")
 endfunction()
 
+# In `out`: the command `exe subcommand...` with `--backend` defaulting to
+# `backend` (empty: sandrun's config decides); SANDRUN_BACKEND at ctest time
+# wins, as for the tests.
+function(_sandrun_backend_command out exe backend)
+  if(NOT backend STREQUAL "")
+    list(JOIN ARGN " " subcommand)
+    set(${out} sh -c
+        "exec \"\$0\" ${subcommand} --backend \"\${SANDRUN_BACKEND:-${backend}}\" \"\$@\"" "${exe}"
+        PARENT_SCOPE)
+  else()
+    set(${out} "${exe}" ${ARGN} PARENT_SCOPE)
+  endif()
+endfunction()
+
 # With SANDRUN_REPORT set: the one test `sandrun.report` that writes the
 # HTML report of the ctest invocation's run once the tests that need the
 # fixture `sandrun_report` are done (it runs only when one of them runs).
@@ -115,12 +129,7 @@ function(_sandrun_report_test exe backend)
   endif()
   set_property(GLOBAL PROPERTY _SANDRUN_REPORT_TEST TRUE)
   get_filename_component(file "${SANDRUN_REPORT}" ABSOLUTE BASE_DIR "${CMAKE_BINARY_DIR}")
-  if(NOT backend STREQUAL "")
-    set(command sh -c "exec \"\$0\" results report --backend \"\${SANDRUN_BACKEND:-${backend}}\" \"\$@\""
-        "${exe}")
-  else()
-    set(command "${exe}" results report)
-  endif()
+  _sandrun_backend_command(command "${exe}" "${backend}" results report)
   add_test(NAME sandrun.report COMMAND ${command} --run-group-of-parent -o "${file}")
   # Last: after the service (when there is one) has ended.
   set_tests_properties(sandrun.report PROPERTIES FIXTURES_CLEANUP "sandrun_report;sandrun_service"
@@ -146,12 +155,7 @@ function(_sandrun_service_tests out exe backend)
     return()
   endif()
   set_property(GLOBAL PROPERTY _SANDRUN_SERVICE_TESTS TRUE)
-  if(NOT backend STREQUAL "")
-    set(start sh -c "exec \"\$0\" service start --backend \"\${SANDRUN_BACKEND:-${backend}}\" \"\$@\""
-        "${exe}")
-  else()
-    set(start "${exe}" service start)
-  endif()
+  _sandrun_backend_command(start "${exe}" "${backend}" service start)
   # --optional: a service that cannot start leaves each test to run its own
   # sandbox, rather than CTest not running them at all.
   add_test(NAME sandrun.service.start COMMAND ${start} --optional --socket "${socket}")

@@ -1233,6 +1233,42 @@ TEST_P(BackendConformanceTest, ATimeoutInASharedSandboxEndsOnlyItsOwnTask) {
   EXPECT_EQ(ran->tasks[2].sandbox_id, ran->tasks[0].sandbox_id);
 }
 
+// A task that crashes, and on a backend that reports OOM kills one that
+// runs out of memory, beside a task in the same sandbox: each gets its own
+// verdict, and the neighbour runs to its end and passes, first attempt.
+TEST_P(BackendConformanceTest, ACrashOrAnOomInASharedSandboxLeavesTheNeighbourAlone) {
+  const Capabilities caps = backend_->GetCapabilities();
+  if (caps.tasks_per_sandbox < 3) {
+    GTEST_SKIP() << backend_->Name() << " runs fewer than 3 tasks at once in one sandbox";
+  }
+  const bool oom = caps.reports_oom && caps.limits_memory;
+  SandboxSpec spec = GetParam().base_spec;
+  if (oom) spec.memory_mb = 32;  // Each task's; the shared sandbox has 3 x 32 MiB.
+  SharedSandboxRun run(*backend_);
+  Task crash = run.NewTask("crash", "sleep 1; kill -SEGV $$", spec);
+  Task hog = oom ? run.NewTask("hog", "sleep 1; a=$(head -c 300000000 /dev/zero | tr '\\0' x); echo ${#a}", spec)
+                 : run.NewTask("hog", "sleep 1; exit 3", spec);
+  Task neighbour = run.NewTask("neighbour", "sleep 4; echo survived", spec);
+  auto ran = run.Run({crash, hog, neighbour}, nullptr, 3);
+  ASSERT_TRUE(ran.ok()) << ran.status().ToString();
+  ASSERT_EQ(ran->tasks.size(), 3u);
+  const ExecResult& crashed = ran->tasks[0].result;
+  EXPECT_EQ(crashed.outcome, Outcome::kSignaled) << Describe(crashed);
+  EXPECT_EQ(crashed.signal, SIGSEGV) << Describe(crashed);
+  const ExecResult& hogged = ran->tasks[1].result;
+  if (oom) {
+    EXPECT_EQ(hogged.outcome, Outcome::kOomKilled) << Describe(hogged);
+  } else {
+    EXPECT_EQ(hogged.exit_code, 3) << Describe(hogged);
+  }
+  const TaskRecord& other = ran->tasks[2];
+  ASSERT_TRUE(Passed(other.result)) << Describe(other.result);
+  EXPECT_EQ(other.result.stdout_stream.text, "survived\n");
+  EXPECT_EQ(other.attempts, 1);
+  EXPECT_EQ(other.sandbox_id, ran->tasks[0].sandbox_id) << "they did not share a sandbox";
+  EXPECT_EQ(other.sandbox_id, ran->tasks[1].sandbox_id) << "they did not share a sandbox";
+}
+
 // Every command learns where it runs (engine.h, kSandboxIdEnv...): the
 // engine sets SANDRUN_SANDBOX_ID, SANDRUN_RUN_ID and SANDRUN_TASK_ID on
 // every backend, in a sandbox of its own and in a shared one, over a value

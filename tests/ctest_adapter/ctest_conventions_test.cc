@@ -313,15 +313,23 @@ TEST(CTestConventions, SandrunReportWritesOnePageForTheCTestInvocation) {
 }
 
 /// test_name of every task of `sandrun results show latest --json`.
-std::multiset<std::string> LatestRunTests(const Home& home, const fs::path& cwd,
-                                          const std::map<std::string, std::string>& env,
-                                          nlohmann::json* run = nullptr) {
+/// `sandrun results show latest --json` run in `cwd` with `env`.
+nlohmann::json LatestRun(const Home& home, const fs::path& cwd,
+                         const std::map<std::string, std::string>& env) {
   CommandOptions options;
   options.env = env;
   options.cwd = cwd;
   CommandOutput out = home.Run({"results", "show", "latest", "--json"}, options);
   EXPECT_EQ(out.exit_code, 0) << out.out << out.err;
   auto json = nlohmann::json::parse(out.out, nullptr, false);
+  EXPECT_TRUE(json.is_object()) << out.out;
+  return json;
+}
+
+std::multiset<std::string> LatestRunTests(const Home& home, const fs::path& cwd,
+                                          const std::map<std::string, std::string>& env,
+                                          nlohmann::json* run = nullptr) {
+  nlohmann::json json = LatestRun(home, cwd, env);
   std::multiset<std::string> names;
   if (!json.is_object()) return names;
   if (run) *run = json.value("run", nlohmann::json::object());
@@ -347,13 +355,8 @@ bool ProcessNaming(const std::string& text) {
 void LatestRunSandboxes(const Home& home, const fs::path& cwd,
                         const std::map<std::string, std::string>& env, std::set<std::string>* sandboxes,
                         std::set<std::string>* isolations, std::string* run_id) {
-  CommandOptions options;
-  options.env = env;
-  options.cwd = cwd;
-  CommandOutput out = home.Run({"results", "show", "latest", "--json"}, options);
-  ASSERT_EQ(out.exit_code, 0) << out.out << out.err;
-  auto json = nlohmann::json::parse(out.out, nullptr, false);
-  ASSERT_TRUE(json.is_object()) << out.out;
+  nlohmann::json json = LatestRun(home, cwd, env);
+  if (!json.is_object()) return;
   *run_id = json.value("run", nlohmann::json::object()).value("run_id", "");
   for (const auto& task : json.value("tasks", nlohmann::json::array())) {
     sandboxes->insert(task.value("sandbox_id", ""));
