@@ -115,6 +115,10 @@ ServedExec ExecThroughService(const std::filesystem::path& socket, const Task& t
     served.message = task_json.status().message();
     return served;
   }
+  if (task.exec.stdin_data && task.exec.stdin_data->size() + 1 > kMaxServiceFrame) {
+    served.message = "its stdin is larger than the service takes";
+    return served;
+  }
   int fd = ConnectServiceSocket(socket);
   if (fd < 0) {
     served.message = "no service answers at " + socket.string() + ": " + std::strerror(errno);
@@ -124,6 +128,14 @@ ServedExec ExecThroughService(const std::filesystem::path& socket, const Task& t
     int fd;
     ~Closer() { ::close(fd); }
   } closer{fd};
+  // Only a service of this user gets the task (and is believed).
+  ucred peer{};
+  socklen_t peer_size = sizeof peer;
+  if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &peer, &peer_size) != 0 || peer.uid != ::geteuid()) {
+    served.message = "the service at " + socket.string() + " runs as another user (uid " +
+                     std::to_string(peer.uid) + ")";
+    return served;
+  }
   json request = {{"version", kServiceProtocolVersion},
                   {"task", json::parse(*task_json)},
                   {"options",

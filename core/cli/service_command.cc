@@ -19,6 +19,7 @@
 #include <cstring>
 #include <iostream>
 #include <list>
+#include <map>
 #include <mutex>
 #include <thread>
 
@@ -123,7 +124,8 @@ class Service {
     places_ = config_.tasks_per_sandbox > 0 ? config_.tasks_per_sandbox
                                             : std::max(1, caps.tasks_per_sandbox);
     if (caps.tasks_per_sandbox <= 1) places_ = 1;
-    const int jobs = std::max({config_.jobs, caps.max_parallel, 1});
+    // How many tasks ctest will send at once is not known here: at least 16.
+    const int jobs = std::max({config_.jobs, caps.max_parallel, 16});
     const int sandboxes =
         config_.sandboxes > 0 ? config_.sandboxes : (jobs + places_ - 1) / places_;
     pool_ = std::make_shared<WarmPool>(
@@ -144,15 +146,22 @@ class Service {
       if (ready > 0) {
         int fd = ::accept4(listen_fd, nullptr, nullptr, SOCK_CLOEXEC);
         if (fd >= 0) {
+          // A peer that sends nothing cannot hold a thread (and `stop`) for ever.
+          timeval patience{30, 0};
+          ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &patience, sizeof patience);
           ++active_;
           std::lock_guard lock(threads_mu_);
-          threads_.emplace_back([this, fd] {
+          const int key = next_thread_++;
+          threads_.emplace(key, std::thread([this, fd, key] {
             Handle(fd);
             ::close(fd);
             --active_;
-          });
+            std::lock_guard done(threads_mu_);
+            finished_.push_back(key);
+          }));
         }
       }
+      JoinFinished();
       if (active_ > 0) last_activity = Clock::now();
       if (parent_pid_ > 0 && !ProcessAlive(parent_pid_)) {
         Log("the process that started the service (" + std::to_string(parent_pid_) +
@@ -171,12 +180,13 @@ class Service {
       std::lock_guard lock(cancels_mu_);
       for (CancelFlag* cancel : cancels_) cancel->Cancel();
     }
-    std::list<std::thread> threads;
+    std::map<int, std::thread> threads;
     {
       std::lock_guard lock(threads_mu_);
       threads.swap(threads_);
+      finished_.clear();
     }
-    for (auto& t : threads) t.join();
+    for (auto& [key, t] : threads) t.join();
     pool_->EndAll();
     reaper_.Wait();
     Log("ended its sandboxes");
@@ -187,6 +197,22 @@ class Service {
  private:
   static void Log(const std::string& line) { std::cerr << "sandrun service: " << line << std::endl; }
 
+  // Joins the connection threads that have ended.
+  void JoinFinished() {
+    std::vector<std::thread> done;
+    {
+      std::lock_guard lock(threads_mu_);
+      for (int key : finished_) {
+        auto it = threads_.find(key);
+        if (it == threads_.end()) continue;
+        done.push_back(std::move(it->second));
+        threads_.erase(it);
+      }
+      finished_.clear();
+    }
+    for (auto& t : done) t.join();
+  }
+
   void Handle(int fd) {
     std::mutex write_mu;
     auto frame = ReadServiceFrame(fd);
@@ -196,13 +222,19 @@ class Service {
       Log("asked to stop");
       // Answered once the sandboxes have ended: Serve's loop ends first.
       std::lock_guard lock(stop_mu_);
-      stop_fds_.push_back(::dup(fd));
+      stop_fds_.push_back(::fcntl(fd, F_DUPFD_CLOEXEC, 0));
       return;
     }
     if (frame->first != ServiceFrame::kRequest) return;
     auto not_served = [&](const std::string& why) {
       WriteServiceFrame(fd, ServiceFrame::kNotServed, why);
     };
+    // Tasks of this user only: another user's exec must not run as us.
+    ucred peer{};
+    socklen_t peer_size = sizeof peer;
+    if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &peer, &peer_size) != 0 || peer.uid != ::geteuid()) {
+      return not_served("the service serves its own user's execs only");
+    }
     json request = json::parse(frame->second, nullptr, false);
     if (!request.is_object() || request.value("version", 0) != kServiceProtocolVersion) {
       return not_served("the service speaks another version of the protocol");
@@ -267,16 +299,17 @@ class Service {
     }
     std::lock_guard lock(write_mu);
     if (!outcome.ok()) {
+      // (A message may quote bytes that are not UTF-8.)
       WriteServiceFrame(fd, ServiceFrame::kFailed,
                         json{{"code", static_cast<int>(outcome.status().code())},
                              {"message", outcome.status().message()}}
-                            .dump());
+                            .dump(-1, ' ', false, json::error_handler_t::replace));
       return;
     }
     WriteServiceFrame(fd, ServiceFrame::kDone,
                       json{{"record", ToJson(outcome->tasks.front(), -1)},
                            {"run_status", RunStatusName(outcome->run.status)}}
-                          .dump());
+                          .dump(-1, ' ', false, json::error_handler_t::replace));
   }
 
  public:
@@ -305,7 +338,9 @@ class Service {
   std::atomic<bool> stopping_{false};
   std::atomic<int> active_{0};
   std::mutex threads_mu_;
-  std::list<std::thread> threads_;
+  std::map<int, std::thread> threads_;  // Guarded by threads_mu_, as the two below.
+  std::vector<int> finished_;
+  int next_thread_ = 0;
   std::mutex cancels_mu_;
   std::list<CancelFlag*> cancels_;
   std::mutex stop_mu_;
@@ -430,6 +465,8 @@ int ServiceCommand(const std::vector<std::string>& args, CliContext& context) {
     ::dup2(null, 0);
     ::dup2(out >= 0 ? out : null, 1);
     ::dup2(out >= 0 ? out : null, 2);
+    if (null > 2) ::close(null);
+    if (out > 2) ::close(out);
     // Not ctest's Ctrl-C (the orphan check ends us once ctest is gone), but
     // SIGTERM ends the service as `stop` does.
     ::signal(SIGINT, SIG_IGN);

@@ -778,7 +778,9 @@ Result<RunOutcome> Engine::Run(std::vector<Task> tasks, const RunOptions& option
   const int backend_places = std::max(1, backend->GetCapabilities().tasks_per_sandbox);
   int places = options.tasks_per_sandbox > 0 ? options.tasks_per_sandbox : backend_places;
   if (backend_places == 1) places = 1;
-  places = std::min(places, jobs);
+  // A pool of the run's own never needs more places than workers; one kept
+  // across runs (the service) serves other runs' tasks at the same time.
+  if (options.warm_pool == nullptr) places = std::min(places, jobs);
   const int max_sandboxes =
       options.sandboxes > 0 ? options.sandboxes : (jobs + places - 1) / places;
   RunContext context(*backend, archive, options, run_id, fallback_reason, listener, places,

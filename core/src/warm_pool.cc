@@ -73,6 +73,11 @@ Result<WarmPool::Place> WarmPool::Acquire(const std::string& key, int places,
       for (;;) {
         auto it = find(id);
         if (it == entries_.end()) break;  // Its making failed: look again.
+        if (it->retired) {
+          // Retired before it served us (its first task's trouble): leave it.
+          if (--it->busy <= 0 && it->sandbox != nullptr) EndLocked(it);
+          break;
+        }
         if (it->sandbox != nullptr) return Place{it->sandbox, false, id};
         if (stopped()) {
           --it->busy;

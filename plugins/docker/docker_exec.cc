@@ -440,6 +440,11 @@ Result<ExecResult> DockerSandbox::RunCommand(const ExecRequest& request, ExecSta
   if (LentAgent agent{*this, BorrowAgent()}) return RunWithAgent(*agent.get(), request, state);
   {
     std::lock_guard<std::mutex> lock(mu_);
+    // Agents run other commands here: the engine path's timeout would end
+    // their processes too. Another sandbox may do better.
+    if (!agents_.empty()) {
+      return UnavailableError("docker: another agent could not start in " + id_.substr(0, 12));
+    }
     if (!agent_noted_ && !agent_missing_.empty()) {
       agent_noted_ = true;
       result.notes.push_back("docker: commands go through the engine (" + agent_missing_ + ")");
