@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdlib>
 #include <iostream>
 #include <typeinfo>
@@ -278,6 +279,15 @@ Result<OpenedArchive> OpenArchive(const CliContext& context, const Config& confi
   opened.archive = std::make_shared<ResultArchive>(
       std::shared_ptr<ArchiveStore>(std::move(store).value()), OutboxDir(config));
   return opened;
+}
+
+void WriteAll(int fd, std::string_view data) {
+  while (!data.empty()) {
+    ssize_t n = ::write(fd, data.data(), data.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return;
+    data.remove_prefix(static_cast<std::size_t>(n));
+  }
 }
 
 void PrintError(const std::string& message) {

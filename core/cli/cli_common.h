@@ -11,6 +11,7 @@
 #include <optional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -90,6 +91,10 @@ std::filesystem::path OutboxDir(const Config& config);
 
 /// Prints "sandrun: <message>" to stderr.
 void PrintError(const std::string& message);
+
+/// Writes all of `data` to `fd` (a command's output passing through); stops
+/// quietly when the reader is gone: a closed pipe downstream is not ours.
+void WriteAll(int fd, std::string_view data);
 
 /// True when stdout/stderr is a terminal (for progress lines and colour).
 bool StdoutIsTerminal();

@@ -61,14 +61,6 @@ void ExitBySignal(int signal) {
   raise(signal);
 }
 
-void WriteAll(int fd, std::string_view data) {
-  while (!data.empty()) {
-    ssize_t n = write(fd, data.data(), data.size());
-    if (n <= 0) return;  // a closed pipe downstream is not our failure
-    data.remove_prefix(static_cast<std::size_t>(n));
-  }
-}
-
 /// The whole of `sandrun exec` but the end: returns the exit code, and sets
 /// `end_by_signal` when sandrun should end by the command's signal instead
 /// (after everything here, the archive included, has been closed).

@@ -44,15 +44,6 @@ bool ReadFully(int fd, char* data, std::size_t size) {
   return true;
 }
 
-void WriteOut(int fd, std::string_view bytes) {
-  while (!bytes.empty()) {
-    ssize_t n = ::write(fd, bytes.data(), bytes.size());
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return;
-    bytes.remove_prefix(static_cast<std::size_t>(n));
-  }
-}
-
 }  // namespace
 
 bool WriteServiceFrame(int fd, ServiceFrame type, std::string_view payload) {
@@ -178,10 +169,10 @@ ServedExec ExecThroughService(const std::filesystem::path& socket, const Task& t
     auto& [type, payload] = *frame;
     switch (type) {
       case ServiceFrame::kStdout:
-        if (live_output) WriteOut(STDOUT_FILENO, payload);
+        if (live_output) WriteAll(STDOUT_FILENO, payload);
         break;
       case ServiceFrame::kStderr:
-        if (live_output) WriteOut(STDERR_FILENO, payload);
+        if (live_output) WriteAll(STDERR_FILENO, payload);
         break;
       case ServiceFrame::kWarning:
         PrintError("warning: " + payload);

@@ -101,18 +101,9 @@ class Service {
     if (!setup.ok()) return setup.status();
     setup_ = std::move(setup).value();
     // The first backend that can be used now: the one the tests would get.
-    std::shared_ptr<Backend> backend;
     std::string why;
-    for (const auto& candidate : setup_.candidates) {
-      if (candidate.backend == nullptr) continue;
-      Status available = candidate.backend->CheckAvailable();
-      if (available.ok()) {
-        backend = candidate.backend;
-        break;
-      }
-      why += (why.empty() ? "" : "; ") + available.message();
-    }
-    if (backend == nullptr) return UnavailableError(why.empty() ? "no backend could be made" : why);
+    std::shared_ptr<Backend> backend = FirstAvailableBackend(setup_.candidates, &why);
+    if (backend == nullptr) return UnavailableError(why.empty() ? "no backend configured" : why);
     // Tasks go to this backend only (no fallback per task), and its records
     // to one archive object, so that they are delivered in groups.
     candidates_ = {BackendCandidate{backend, "", std::string(backend->Name())}};
@@ -121,13 +112,12 @@ class Service {
     archive_ = std::make_shared<ResultArchive>(std::shared_ptr<ArchiveStore>(std::move(store).value()),
                                                setup_.options.outbox_dir / std::string(backend->Name()));
     const Capabilities caps = backend->GetCapabilities();
-    places_ = config_.tasks_per_sandbox > 0 ? config_.tasks_per_sandbox
-                                            : std::max(1, caps.tasks_per_sandbox);
-    if (caps.tasks_per_sandbox <= 1) places_ = 1;
     // How many tasks ctest will send at once is not known here: at least 16.
-    const int jobs = std::max({config_.jobs, caps.max_parallel, 16});
-    const int sandboxes =
-        config_.sandboxes > 0 ? config_.sandboxes : (jobs + places_ - 1) / places_;
+    const WarmPoolSize size =
+        SizeWarmPool(caps, config_.tasks_per_sandbox, config_.sandboxes,
+                     std::max({config_.jobs, caps.max_parallel, 16}), /*clamp_to_jobs=*/false);
+    places_ = size.places;
+    const int sandboxes = size.sandboxes;
     pool_ = std::make_shared<WarmPool>(
         sandboxes, [this](std::shared_ptr<Sandbox> s) { reaper_.Add(std::move(s)); });
     description_ = std::string(backend->Name()) + ", " + std::to_string(sandboxes) +

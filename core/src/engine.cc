@@ -89,8 +89,8 @@ void TerminateAll(const std::vector<std::shared_ptr<Sandbox>>& sandboxes) {
 }
 
 /// What makes two kProcess tasks' sandboxes the same sandbox: everything in
-/// the spec but the lifetime (WarmFits checks what is left of it), the
-/// uploads and the env (both go to the task itself).
+/// the spec but the lifetime (the pool checks what is left of it,
+/// WarmPool::Acquire), the uploads and the env (both go to the task itself).
 std::string SharedSandboxKey(const SandboxSpec& spec) {
   std::string key = spec.image + '\n' + spec.dockerfile + '\n' + std::to_string(spec.cpu) +
                     '\n' + std::to_string(spec.memory_mb) + '\n' + spec.gpu + '\n' +
@@ -358,8 +358,9 @@ class RunContext {
     return sandbox;
   }
 
-  /// Creates (or reuses) a sandbox, uploads, runs, downloads, and ends the
-  /// sandbox unless it stays warm for the worker's next task. A non-OK
+  /// Creates a sandbox (or takes a place in a warm one), uploads, runs,
+  /// downloads, and ends a sandbox of its own (a warm one goes back to the
+  /// pool, retired when the attempt went badly). A non-OK
   /// Result is an infrastructure failure of this attempt. `started` gets the
   /// sandbox id and phase durations as they become known.
   Result<ExecResult> RunAttempt(const Task& task, std::size_t index, TaskRecord& started) {
@@ -693,6 +694,33 @@ Status ValidateTasks(const std::vector<Task>& tasks) {
   return OkStatus();
 }
 
+std::shared_ptr<Backend> FirstAvailableBackend(const std::vector<BackendCandidate>& candidates,
+                                               std::string* skipped) {
+  skipped->clear();
+  for (const auto& candidate : candidates) {
+    std::string name = candidate.backend ? std::string(candidate.backend->Name()) : candidate.name;
+    std::string reason = candidate.construction_error;
+    if (candidate.backend) {
+      Status available = candidate.backend->CheckAvailable();
+      if (available.ok()) return candidate.backend;
+      reason = available.message();
+    }
+    *skipped += (skipped->empty() ? "" : "; ") + name + " unavailable: " + reason;
+  }
+  return nullptr;
+}
+
+WarmPoolSize SizeWarmPool(const Capabilities& caps, int tasks_per_sandbox, int sandboxes,
+                          int jobs, bool clamp_to_jobs) {
+  const int backend_places = std::max(1, caps.tasks_per_sandbox);
+  WarmPoolSize size;
+  size.places = tasks_per_sandbox > 0 && backend_places > 1 ? tasks_per_sandbox : backend_places;
+  if (clamp_to_jobs) size.places = std::min(size.places, jobs);
+  size.places = std::max(1, size.places);
+  size.sandboxes = sandboxes > 0 ? sandboxes : (jobs + size.places - 1) / size.places;
+  return size;
+}
+
 Engine::Engine(std::vector<BackendCandidate> candidates)
     : candidates_(std::move(candidates)), listeners_(std::make_shared<ListenerList>()) {}
 
@@ -705,21 +733,8 @@ Result<RunOutcome> Engine::Run(std::vector<Task> tasks, const RunOptions& option
   SerializedListener listener(listeners_);
 
   // The first available candidate wins; the others' reasons are kept.
-  std::shared_ptr<Backend> backend;
   std::string skipped;
-  for (const auto& candidate : candidates_) {
-    std::string name = candidate.backend ? std::string(candidate.backend->Name()) : candidate.name;
-    std::string reason = candidate.construction_error;
-    if (candidate.backend) {
-      Status available = candidate.backend->CheckAvailable();
-      if (available.ok()) {
-        backend = candidate.backend;
-        break;
-      }
-      reason = available.message();
-    }
-    skipped += (skipped.empty() ? "" : "; ") + name + " unavailable: " + reason;
-  }
+  std::shared_ptr<Backend> backend = FirstAvailableBackend(candidates_, &skipped);
   if (!backend) {
     return FailedPreconditionError(skipped.empty() ? "no backend configured" : skipped);
   }
@@ -772,19 +787,13 @@ Result<RunOutcome> Engine::Run(std::vector<Task> tasks, const RunOptions& option
                archive.outbox_dir().string(), static_cast<int>(tasks.size()), jobs};
   listener.OnRunStart(info);
 
-  // Warm sandboxes: tasks at once in one (the backend's suggestion unless
-  // the run names it; never more than -j, and one when the backend runs one
-  // at a time) and sandboxes at once (enough for -j).
-  const int backend_places = std::max(1, backend->GetCapabilities().tasks_per_sandbox);
-  int places = options.tasks_per_sandbox > 0 ? options.tasks_per_sandbox : backend_places;
-  if (backend_places == 1) places = 1;
   // A pool of the run's own never needs more places than workers; one kept
   // across runs (the service) serves other runs' tasks at the same time.
-  if (options.warm_pool == nullptr) places = std::min(places, jobs);
-  const int max_sandboxes =
-      options.sandboxes > 0 ? options.sandboxes : (jobs + places - 1) / places;
-  RunContext context(*backend, archive, options, run_id, fallback_reason, listener, places,
-                     max_sandboxes);
+  const WarmPoolSize size =
+      SizeWarmPool(backend->GetCapabilities(), options.tasks_per_sandbox, options.sandboxes, jobs,
+                   /*clamp_to_jobs=*/options.warm_pool == nullptr);
+  RunContext context(*backend, archive, options, run_id, fallback_reason, listener, size.places,
+                     size.sandboxes);
   std::vector<TaskRecord> records(tasks.size());
   std::vector<std::thread> workers;
   for (int i = 0; i < jobs; ++i) {

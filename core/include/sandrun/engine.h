@@ -159,6 +159,23 @@ struct BackendCandidate {
   std::string name;  ///< For messages when `backend` is null.
 };
 
+/// The first candidate whose CheckAvailable() passes, or null. `skipped`
+/// gets why each one before it could not be used ("docker unavailable:
+/// ...; ..."), empty when the first one could.
+std::shared_ptr<Backend> FirstAvailableBackend(const std::vector<BackendCandidate>& candidates,
+                                               std::string* skipped);
+
+/// How a run's warm sandboxes are sized on a backend with `caps`: tasks at
+/// once in one (`tasks_per_sandbox`, else the backend's suggestion; one
+/// when the backend runs one at a time; at most `jobs` when `clamp_to_jobs`)
+/// and sandboxes at once (`sandboxes`, else enough for `jobs`).
+struct WarmPoolSize {
+  int places = 1;
+  int sandboxes = 1;
+};
+WarmPoolSize SizeWarmPool(const Capabilities& caps, int tasks_per_sandbox, int sandboxes,
+                          int jobs, bool clamp_to_jobs);
+
 struct RunOutcome {
   RunRecord run;
   std::vector<TaskRecord> tasks;  ///< In input order.
