@@ -149,6 +149,7 @@ ServedExec ExecThroughService(const std::filesystem::path& socket, const Task& t
     return served;
   }
   bool cancel_sent = false;
+  auto heard = std::chrono::steady_clock::now();
   for (;;) {
     // Ctrl-C: half-close, which the service takes as a cancel; it still
     // answers with the record of the cancelled task.
@@ -158,7 +159,17 @@ ServedExec ExecThroughService(const std::filesystem::path& socket, const Task& t
       ::shutdown(fd, SHUT_WR);
       cancel_sent = true;
     }
-    if (ready <= 0) continue;
+    if (ready <= 0) {
+      if (std::chrono::steady_clock::now() - heard > kServiceSilenceLimit) {
+        served.kind = ServedExec::Kind::kFailed;
+        served.status_code = static_cast<int>(StatusCode::kUnavailable);
+        served.message = "the service at " + socket.string() + " stopped answering (nothing for " +
+                         std::to_string(kServiceSilenceLimit.count()) + " s)";
+        return served;
+      }
+      continue;
+    }
+    heard = std::chrono::steady_clock::now();
     auto frame = ReadServiceFrame(fd);
     if (!frame) {
       served.kind = ServedExec::Kind::kFailed;

@@ -11,7 +11,8 @@
 //                     fingerprint}, then kStdin with the task's stdin when it
 //                     has one. Closing the connection cancels the task.
 //   service -> exec   kStdout / kStderr chunks as the command writes them,
-//                     kWarning lines, then one of: kDone {record, run_status},
+//                     kWarning lines, kAlive every kServiceAliveInterval
+//                     while the task is in hand, then one of: kDone {record, run_status},
 //                     kNotServed {message} (the exec runs the task itself),
 //                     kFailed {code, message} (the run could not start).
 //   stop -> service   kStop; the service ends its sandboxes, answers
@@ -19,6 +20,7 @@
 #ifndef SANDRUN_CLI_SERVICE_H_
 #define SANDRUN_CLI_SERVICE_H_
 
+#include <chrono>
 #include <filesystem>
 #include <map>
 #include <optional>
@@ -33,6 +35,11 @@
 namespace sandrun::cli {
 
 inline constexpr int kServiceProtocolVersion = 1;
+/// The service says it is alive this often while it holds a task; an exec
+/// that hears nothing for kServiceSilenceLimit gives up on it (a stopped or
+/// wedged service is an infrastructure failure, not a hang).
+inline constexpr std::chrono::seconds kServiceAliveInterval{5};
+inline constexpr std::chrono::seconds kServiceSilenceLimit{30};
 
 enum class ServiceFrame : char {
   kRequest = 'Q',
@@ -45,6 +52,7 @@ enum class ServiceFrame : char {
   kNotServed = 'N',
   kFailed = 'F',
   kStopped = 'K',
+  kAlive = 'A',
 };
 
 /// Writes one whole frame; false when the peer is gone.

@@ -236,6 +236,14 @@ class Service {
     Result<Task> parsed = TaskFromJson(request.value("task", json::object()).dump());
     if (!parsed.ok()) return not_served(parsed.status().message());
     Task task = std::move(parsed).value();
+    // Engine::Run's contract, and this socket's peer is only known to be our
+    // user: a task that names paths outside its sandbox goes no further.
+    if (Status valid = ValidateTask(task); !valid.ok()) {
+      WriteServiceFrame(fd, ServiceFrame::kFailed,
+                        json{{"code", static_cast<int>(valid.code())}, {"message", valid.message()}}
+                            .dump(-1, ' ', false, json::error_handler_t::replace));
+      return;
+    }
     if (task.exec.stdin_data) {
       auto input = ReadServiceFrame(fd);
       if (!input || input->first != ServiceFrame::kStdin) return;
@@ -267,7 +275,13 @@ class Service {
     }
     std::atomic<bool> done{false};
     std::thread watcher([&] {
+      auto said_alive = Clock::now();
       while (!done) {
+        if (Clock::now() - said_alive >= kServiceAliveInterval) {
+          said_alive = Clock::now();
+          std::lock_guard lock(write_mu);
+          WriteServiceFrame(fd, ServiceFrame::kAlive, "");
+        }
         pollfd p{fd, POLLIN, 0};
         if (::poll(&p, 1, 100) > 0) {
           char byte;
