@@ -1,7 +1,9 @@
-// ModalSandbox::Put and Get: files moved through the in-sandbox file tool
-// Modal's SDKs use (kFsToolsPath), directories walked on the host side,
-// symlinks checked before anything is sent; portable executables arrive
-// with the libraries they need (sandrun/portable_exe.h).
+// ModalSandbox::Put and Get: a file goes in with one /bin/sh exec (its
+// directories, content and mode together) and a single file comes back with
+// one; a directory's files are read through the in-sandbox file tool the
+// SDKs use (kFsToolsPath). Directories are walked on the host side, symlinks
+// checked before anything is sent; portable executables arrive with the
+// libraries they need (sandrun/portable_exe.h).
 #include <algorithm>
 #include <fstream>
 
@@ -45,27 +47,53 @@ Status ModalSandbox::FsTool(const json& command, const std::string* stdin_data,
   return InternalError(text);
 }
 
-Status ModalSandbox::WriteFile(const std::string& path, const std::string& data) {
-  return FsTool(json{{"WriteFile", {{"path", path}}}}, &data, {});
+Status ModalSandbox::MakeDirectories(const std::vector<std::string>& paths) {
+  constexpr std::size_t kArgBytes = 64 * 1024;  // Far below any ARG_MAX.
+  for (std::size_t i = 0; i < paths.size();) {
+    std::vector<std::string> argv = {"mkdir", "-p", "--"};
+    std::size_t bytes = 0;
+    for (; i < paths.size() && (argv.size() == 3 || bytes + paths[i].size() < kArgBytes); ++i) {
+      bytes += paths[i].size() + 1;
+      argv.push_back(paths[i]);
+    }
+    SANDRUN_RETURN_IF_ERROR(RunFileCommand(std::move(argv), "making directories"));
+  }
+  return OkStatus();
 }
 
-Status ModalSandbox::MakeDirectory(const std::string& path) {
-  return FsTool(json{{"MakeDirectory", {{"path", path}, {"parents", true}}}}, nullptr, {});
-}
-
-Status ModalSandbox::RunFileCommand(std::vector<std::string> argv, const std::string& what) {
+Status ModalSandbox::RunFileCommand(std::vector<std::string> argv, const std::string& what,
+                                    const std::string* stdin_data) {
   RawExec exec;
   exec.argv = std::move(argv);
   exec.workdir = workdir_;
+  exec.stdin_data = stdin_data;
   std::string err;
   exec.on_stdout = [](std::string_view) {};
-  exec.on_stderr = [&](std::string_view chunk) { err.append(chunk); };
+  exec.on_stderr = [&](std::string_view chunk) {
+    if (err.size() < 65536) err.append(chunk);
+  };
   SANDRUN_ASSIGN_OR_RETURN(RawResult raw, RunRaw(exec));
   if (raw.cancelled) return CancelledError("modal: sandbox " + id_ + " was terminated");
+  if (!raw.stdio_status.ok()) return raw.stdio_status;
   if (!raw.has_code || raw.code != 0) {
     return InternalError("modal: " + what + " failed: " + Tail(err, 300));
   }
   return OkStatus();
+}
+
+// Makes the parent directories of "$1", writes stdin to it, and makes it
+// executable when "$2" is 1.
+constexpr const char* kPutFileScript =
+    "f=\"$1\"\n"
+    "mkdir -p -- \"$(dirname -- \"$f\")\" || exit 1\n"
+    "if [ -d \"$f\" ]; then echo \"$f is a directory\" >&2; exit 1; fi\n"
+    "cat > \"$f\" || exit 1\n"
+    "if [ \"$2\" = 1 ]; then chmod 0755 -- \"$f\" || exit 1; fi\n";
+
+Status ModalSandbox::PutFile(const std::string& path, const std::string& data, bool executable) {
+  return RunFileCommand({"/bin/sh", "-c", kPutFileScript, "sandrun-put", path,
+                         executable ? "1" : "0"},
+                        "writing " + path, &data);
 }
 
 Status ModalSandbox::MakeSymlinks(const std::vector<std::string>& pairs) {
@@ -75,13 +103,6 @@ Status ModalSandbox::MakeSymlinks(const std::vector<std::string>& pairs) {
       "sh"};
   argv.insert(argv.end(), pairs.begin(), pairs.end());
   return RunFileCommand(std::move(argv), "making uploaded symlinks");
-}
-
-Status ModalSandbox::Chmod(const std::vector<std::string>& paths) {
-  if (paths.empty()) return OkStatus();
-  std::vector<std::string> argv = {"chmod", "0755"};
-  argv.insert(argv.end(), paths.begin(), paths.end());
-  return RunFileCommand(std::move(argv), "chmod 0755");
 }
 
 Status ModalSandbox::Put(const FileUpload& upload) {
@@ -95,35 +116,27 @@ Status ModalSandbox::Put(const FileUpload& upload) {
     PortableOptions options;
     options.ld_library_path = shared_->options.host_library_path;
     SANDRUN_ASSIGN_OR_RETURN(PortablePlan plan, PlanPortableExecutable(source, options));
-    std::vector<std::string> executables;
     for (const auto& file : plan.files) {
       {
         std::lock_guard<std::mutex> lock(portable_mu_);
         if (portable_sent_.count(file.sandbox_path)) continue;
       }
       SANDRUN_ASSIGN_OR_RETURN(std::string data, ReadWholeFile(file.host_path));
-      SANDRUN_RETURN_IF_ERROR(MakeDirectory(fs::path(file.sandbox_path).parent_path().string()));
-      SANDRUN_RETURN_IF_ERROR(WriteFile(file.sandbox_path, data));
-      if (file.executable) executables.push_back(file.sandbox_path);
+      SANDRUN_RETURN_IF_ERROR(PutFile(file.sandbox_path, data, file.executable));
     }
-    SANDRUN_RETURN_IF_ERROR(MakeDirectory(fs::path(target).parent_path().string()));
-    SANDRUN_RETURN_IF_ERROR(WriteFile(target, plan.LauncherScript()));
-    executables.push_back(target);
-    SANDRUN_RETURN_IF_ERROR(Chmod(executables));
+    // A warm sandbox already has the closure: this one exec is all a task pays.
+    SANDRUN_RETURN_IF_ERROR(PutFile(target, plan.LauncherScript(), true));
     std::lock_guard<std::mutex> lock(portable_mu_);
     for (const auto& file : plan.files) portable_sent_.insert(file.sandbox_path);
     return OkStatus();
   }
-  std::vector<std::string> executables;
+  // One exec per file: its directory, its content and its mode together.
   auto put_file = [&](const fs::path& host, const std::string& remote) -> Status {
     SANDRUN_ASSIGN_OR_RETURN(std::string data, ReadWholeFile(host));
-    SANDRUN_RETURN_IF_ERROR(WriteFile(remote, data));
     auto perms = fs::status(host).permissions();
-    if ((perms & fs::perms::owner_exec) != fs::perms::none) executables.push_back(remote);
-    return OkStatus();
+    return PutFile(remote, data, (perms & fs::perms::owner_exec) != fs::perms::none);
   };
   if (fs::is_directory(source, ec)) {
-    SANDRUN_RETURN_IF_ERROR(MakeDirectory(target));
     std::vector<fs::directory_entry> entries;
     for (fs::recursive_directory_iterator it(source, ec), end; it != end; it.increment(ec)) {
       if (ec) break;
@@ -140,30 +153,35 @@ Status ModalSandbox::Put(const FileUpload& upload) {
       links.push_back(fs::read_symlink(entry.path(), ec).string());
       links.push_back(target + "/" + entry.path().lexically_relative(source).generic_string());
     }
+    // Every directory, empty ones included, in as few execs as the
+    // command line allows.
+    std::vector<std::string> directories = {target};
     for (const auto& entry : entries) {
-      std::string remote =
-          target + "/" + entry.path().lexically_relative(source).generic_string();
-      if (entry.is_symlink()) continue;
-      if (entry.is_directory()) {
-        SANDRUN_RETURN_IF_ERROR(MakeDirectory(remote));
-      } else if (entry.is_regular_file()) {
-        SANDRUN_RETURN_IF_ERROR(put_file(entry.path(), remote));
+      if (!entry.is_symlink() && entry.is_directory()) {
+        directories.push_back(target + "/" +
+                              entry.path().lexically_relative(source).generic_string());
       }
     }
+    SANDRUN_RETURN_IF_ERROR(MakeDirectories(directories));
+    for (const auto& entry : entries) {
+      if (entry.is_symlink() || !entry.is_regular_file()) continue;
+      SANDRUN_RETURN_IF_ERROR(put_file(
+          entry.path(), target + "/" + entry.path().lexically_relative(source).generic_string()));
+    }
     SANDRUN_RETURN_IF_ERROR(MakeSymlinks(links));
-  } else {
-    SANDRUN_RETURN_IF_ERROR(MakeDirectory(fs::path(target).parent_path().string()));
-    SANDRUN_RETURN_IF_ERROR(put_file(source, target));
+    return OkStatus();
   }
-  return Chmod(executables);
+  return put_file(source, target);
 }
 
 // Lists `path` in the sandbox as NUL-separated "<type> <relative path>"
 // entries (type f, d or l; the first entry describes `path` itself, as ".").
+// A regular file's content follows its one entry at once: the common
+// download (one file, a test's XML) is one exec.
 constexpr const char* kListScript =
     "p=\"$1\"\n"
     "if [ -L \"$p\" ]; then printf 'l .\\0'; exit 0; fi\n"
-    "if [ -f \"$p\" ]; then printf 'f .\\0'; exit 0; fi\n"
+    "if [ -f \"$p\" ]; then printf 'f .\\0'; exec cat -- \"$p\"; fi\n"
     "if [ ! -d \"$p\" ]; then echo \"$p: not found\" >&2; exit 3; fi\n"
     "printf 'd .\\0'\n"
     "cd \"$p\" || exit 4\n"
@@ -183,9 +201,41 @@ Result<std::vector<std::string>> ModalSandbox::Get(const std::string& sandbox_pa
   list.argv = {"/bin/sh", "-c", kListScript, "sandrun-list", remote};
   list.workdir = workdir_;
   std::string listing, err;
-  list.on_stdout = [&](std::string_view chunk) { listing.append(chunk); };
-  list.on_stderr = [&](std::string_view chunk) { err.append(chunk); };
+  // A regular file streams straight to host_dir/base after its entry.
+  static const std::string kFileEntry("f .\0", 4);
+  const fs::path single = host_dir / base;
+  std::ofstream single_out;
+  bool streaming = false;
+  list.on_stdout = [&](std::string_view chunk) {
+    if (!streaming) {
+      listing.append(chunk);
+      if (listing.size() < kFileEntry.size() || listing.compare(0, 4, kFileEntry) != 0) return;
+      streaming = true;
+      std::error_code made;
+      fs::create_directories(host_dir, made);
+      single_out.open(single, std::ios::binary | std::ios::trunc);
+      chunk = std::string_view(listing).substr(kFileEntry.size());
+    }
+    single_out.write(chunk.data(), static_cast<std::streamsize>(chunk.size()));
+    if (streaming && listing.size() > kFileEntry.size()) listing.resize(kFileEntry.size());
+  };
+  list.on_stderr = [&](std::string_view chunk) {
+    if (err.size() < 65536) err.append(chunk);
+  };
   SANDRUN_ASSIGN_OR_RETURN(RawResult raw, RunRaw(list));
+  if (streaming) {
+    single_out.close();
+    const bool whole = raw.has_code && raw.code == 0 && raw.stdio_status.ok() && !raw.cancelled;
+    if (!whole || !single_out) {
+      std::error_code removed;
+      fs::remove(single, removed);
+      if (raw.cancelled) return CancelledError("modal: sandbox " + id_ + " was terminated");
+      if (!raw.stdio_status.ok()) return raw.stdio_status;
+      return InternalError("modal: downloading " + sandbox_path + " to " + single.string() +
+                           " failed: " + Tail(err, 300));
+    }
+    return std::vector<std::string>{base};
+  }
   if (raw.cancelled) return CancelledError("modal: sandbox " + id_ + " was terminated");
   if (!raw.stdio_status.ok()) return raw.stdio_status;
   if (raw.has_code && raw.code == 3) return NotFoundError("modal: " + sandbox_path + " not found in the sandbox");

@@ -164,14 +164,18 @@ class ModalSandbox : public Sandbox {
   // Runs the in-sandbox file tool with `command` (a JSON object).
   Status FsTool(const json& command, const std::string* stdin_data,
                 const std::function<void(std::string_view)>& on_stdout);
-  Status WriteFile(const std::string& path, const std::string& data);
-  Status MakeDirectory(const std::string& path);
-  Status Chmod(const std::vector<std::string>& paths);
+  /// Writes `data` to `path`, its parent directories made and its mode 0755
+  /// when `executable`: one exec with /bin/sh (the file tool would take
+  /// three: MakeDirectory, WriteFile, then chmod for the mode it lacks).
+  Status PutFile(const std::string& path, const std::string& data, bool executable);
+  /// `mkdir -p` of every path, in as few execs as the command line allows.
+  Status MakeDirectories(const std::vector<std::string>& paths);
   /// Makes symlinks in one exec; `pairs` alternates target and path.
   Status MakeSymlinks(const std::vector<std::string>& pairs);
-  /// Runs a short file command (chmod, ln) in the workdir; its stderr names
-  /// the failure.
-  Status RunFileCommand(std::vector<std::string> argv, const std::string& what);
+  /// Runs a short file command (mkdir, ln, a write) in the workdir, with
+  /// `stdin_data` if given; its stderr names the failure.
+  Status RunFileCommand(std::vector<std::string> argv, const std::string& what,
+                        const std::string* stdin_data = nullptr);
   Status ReadStdio(CallCanceller* canceller, const std::string& exec_id,
                    tcr::TaskExecStdioFileDescriptor fd,
                    const std::function<void(std::string_view)>& sink);

@@ -5,6 +5,8 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <filesystem>
+#include <fstream>
 #include <thread>
 
 #include "modal_archive_store.h"
@@ -301,6 +303,39 @@ TEST_F(ModalBackendTest, TerminateEndsTheSandbox) {
   id = another->Id();
   another.reset();
   EXPECT_FALSE(server().SandboxRunning(id)) << "destroying the handle terminates";
+}
+
+// What a task in a warm sandbox pays for its files: one exec to put a file
+// (its directories and mode included) and one to fetch a file back, so a
+// case costs three execs with its command, not six.
+TEST_F(ModalBackendTest, AFileGoesInWithOneExecAndComesBackWithOne) {
+  auto sandbox = NewSandbox();
+  ASSERT_NE(sandbox, nullptr);
+  TempDir dir;
+  std::string data = "#!/bin/sh\necho ran\n";
+  data += std::string(3, '\0');  // Bytes a text-only path would lose.
+  const auto script = dir.path() / "tool.sh";
+  {
+    std::ofstream(script, std::ios::binary) << data;
+  }
+  std::filesystem::permissions(script, std::filesystem::perms::owner_all);
+  const int before_put = server().Stats().exec_start_calls;
+  ASSERT_TRUE(sandbox->Put(FileUpload{script.string(), "a/b/tool.sh", false}).ok());
+  EXPECT_EQ(server().Stats().exec_start_calls - before_put, 1);
+  auto ran = sandbox->Exec(Shell("./a/b/tool.sh && cp a/b/tool.sh out.bin"));
+  ASSERT_TRUE(ran.ok()) << ran.status().ToString();
+  EXPECT_EQ(ran->exit_code, 0) << ran->stderr_stream.text;
+  EXPECT_EQ(ran->stdout_stream.text, "ran\n") << "the mode came with the file";
+  const int before_get = server().Stats().exec_start_calls;
+  auto got = sandbox->Get("out.bin", dir.path() / "back");
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  EXPECT_EQ(server().Stats().exec_start_calls - before_get, 1);
+  EXPECT_EQ(*got, std::vector<std::string>{"out.bin"});
+  EXPECT_TRUE(::sandrun::testing::ReadFile(dir.path() / "back/out.bin") == data);
+  // A missing file is still kNotFound, and leaves nothing behind.
+  auto missing = sandbox->Get("nothing.bin", dir.path() / "back");
+  EXPECT_EQ(missing.status().code(), StatusCode::kNotFound) << missing.status().ToString();
+  EXPECT_FALSE(std::filesystem::exists(dir.path() / "back/nothing.bin"));
 }
 
 TEST_F(ModalBackendTest, FailedImageBuildKeepsTheLogForTheError) {

@@ -75,14 +75,15 @@ TEST_F(ModalExeCacheTest, ABinaryAndItsLibrariesCrossOnceAndRunFromTheMount) {
   EXPECT_EQ(RunHostEcho(**backend, "second"), "second\n");
   EXPECT_EQ(server_->Stats().calls["VolumePutFiles2"], puts_after_first)
       << "the second sandbox put the binary again";
-  // No file of the closure went through the file tool, in either sandbox:
-  // only the launcher script did.
+  // No file of the closure was written into either sandbox: only the
+  // launcher script was.
   const auto execs = server_->ExecRequestsSeen();
-  EXPECT_EQ(CountContaining(execs, "\"WriteFile\":{\"path\":\"/sandrun/exe/"), 0u)
+  EXPECT_EQ(CountContaining(execs, "sandrun-put /sandrun/exe/"), 0u)
       << ::testing::PrintToString(execs);
-  // Per sandbox: the workdir, the launcher, its mode, the command.
-  EXPECT_EQ(execs.size(), 8u) << ::testing::PrintToString(execs);
-  EXPECT_EQ(CountContaining(execs, "{\"WriteFile\":{\"path\":\"/sandrun/work/host-echo\"}}"), 2u)
+  // Per sandbox: the launcher (its directory, content and mode in one exec),
+  // then the command.
+  EXPECT_EQ(execs.size(), 4u) << ::testing::PrintToString(execs);
+  EXPECT_EQ(CountContaining(execs, "sandrun-put /sandrun/work/host-echo 1 "), 2u)
       << ::testing::PrintToString(execs);
 }
 
@@ -92,7 +93,7 @@ TEST_F(ModalExeCacheTest, WithoutTheCacheEverySandboxReceivesTheFiles) {
   EXPECT_EQ(RunHostEcho(**backend, "first"), "first\n");
   EXPECT_EQ(RunHostEcho(**backend, "second"), "second\n");
   EXPECT_EQ(server_->Stats().calls["VolumePutFiles2"], 0);
-  EXPECT_GE(CountContaining(server_->ExecRequestsSeen(), "\"path\":\"/sandrun/exe/"), 4u);
+  EXPECT_GE(CountContaining(server_->ExecRequestsSeen(), "sandrun-put /sandrun/exe/"), 4u);
 }
 
 }  // namespace
