@@ -28,7 +28,7 @@
 
 #include "docker_agent_protocol.h"
 #include "docker_client.h"
-#include "docker_tar.h"
+#include "plugin_tar.h"
 #include "sandrun/status.h"
 
 namespace sandrun::docker {

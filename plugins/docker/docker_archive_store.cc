@@ -10,7 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "docker_backend.h"
-#include "docker_tar.h"
+#include "plugin_tar.h"
 #include "docker_volume_helper.h"
 #include "sandrun/util.h"
 

@@ -3,7 +3,7 @@
 #include <filesystem>
 #include <vector>
 
-#include "docker_tar.h"
+#include "plugin_tar.h"
 
 namespace sandrun::docker {
 namespace {

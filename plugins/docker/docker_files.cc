@@ -4,7 +4,7 @@
 
 #include "docker_images.h"
 #include "docker_sandbox.h"
-#include "docker_tar.h"
+#include "plugin_tar.h"
 
 namespace sandrun::docker {
 

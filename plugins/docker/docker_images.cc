@@ -9,7 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "docker_tar.h"
+#include "plugin_tar.h"
 #include "sandrun/portable_exe.h"
 
 namespace sandrun::docker {

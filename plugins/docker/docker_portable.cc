@@ -3,7 +3,7 @@
 // the sandbox gets a launcher script in the executable's place (see
 // sandrun/portable_exe.h).
 #include "docker_images.h"
-#include "docker_tar.h"
+#include "plugin_tar.h"
 #include "sandrun/portable_exe.h"
 
 namespace sandrun::docker {

@@ -9,7 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "docker_backend.h"
-#include "docker_tar.h"
+#include "plugin_tar.h"
 
 namespace sandrun::docker {
 namespace {

@@ -18,7 +18,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
-#include "docker_tar.h"
+#include "plugin_tar.h"
 #include "docker_test_env.h"
 #include "sandrun/result.h"
 #include "sandrun/util.h"

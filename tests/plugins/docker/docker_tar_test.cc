@@ -1,6 +1,6 @@
 // Host-side tar extraction refuses everything that would land outside the
 // target directory. Crafted archives, no Docker needed.
-#include "docker_tar.h"
+#include "plugin_tar.h"
 
 #include <filesystem>
 

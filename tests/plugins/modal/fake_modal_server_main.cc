@@ -5,6 +5,11 @@
 //   fake_modal_server [--strict] [--port N] [--latency-ms N] [--creation-delay-ms N]
 //                     [--router-ready-delay-ms N] [--volume-version 1|2]
 //                     [--token-id ID] [--token-secret SECRET] [--process]
+//                     [--stats-file PATH]
+//
+// --stats-file: what it has seen so far (sandboxes created, execs, calls per
+// RPC) is written there as JSON on SIGUSR1 and when it ends; a benchmark
+// takes the difference of two snapshots.
 //
 // Sandboxes are Docker containers when an engine answers (DOCKER_HOST);
 // --process (or no engine) runs their commands as processes on this host.
@@ -13,6 +18,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
+#include <nlohmann/json.hpp>
 #include <string>
 
 #include "fake_modal_server.h"
@@ -23,6 +30,7 @@ int main(int argc, char** argv) {
   sandrun::modal::fake::FakeOptions options;
   long latency_ms = 0, creation_ms = 0;
   bool process_mode = false;
+  std::string stats_file;
   if (const char* env = std::getenv("FAKE_MODAL_LATENCY_MS")) latency_ms = std::atol(env);
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
@@ -50,13 +58,15 @@ int main(int argc, char** argv) {
       options.token_id = value();
     } else if (arg == "--token-secret") {
       options.token_secret = value();
+    } else if (arg == "--stats-file") {
+      stats_file = value();
     } else if (arg == "--process") {
       process_mode = true;
     } else {
       std::fprintf(stderr,
                    "usage: fake_modal_server [--strict] [--port N] [--latency-ms N] "
                    "[--creation-delay-ms N] [--router-ready-delay-ms N] [--volume-version 1|2] "
-                   "[--token-id ID] [--token-secret SECRET] [--process]\n");
+                   "[--token-id ID] [--token-secret SECRET] [--process] [--stats-file PATH]\n");
       return 2;
     }
   }
@@ -74,6 +84,7 @@ int main(int argc, char** argv) {
   sigemptyset(&set);
   sigaddset(&set, SIGINT);
   sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGUSR1);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   sandrun::modal::fake::FakeModalServer server(options);
   if (!server.Start()) return 1;
@@ -82,7 +93,25 @@ int main(int argc, char** argv) {
   std::printf("MODAL_SERVER_URL=%s\nMODAL_TOKEN_ID=%s\n", server.url().c_str(),
               options.token_id.c_str());
   std::fflush(stdout);
-  int sig = 0;
-  sigwait(&set, &sig);
+  auto write_stats = [&] {
+    if (stats_file.empty()) return;
+    const auto stats = server.Stats();
+    long total = 0;
+    for (const auto& [rpc, n] : stats.calls) total += n;
+    nlohmann::json out = {{"sandboxes_created", stats.sandboxes_created},
+                          {"sandboxes_terminated", stats.sandboxes_terminated},
+                          {"exec_start_calls", stats.exec_start_calls},
+                          {"exec_processes_started", stats.exec_processes_started},
+                          {"total_calls", total},
+                          {"calls", stats.calls}};
+    const std::string temp = stats_file + ".tmp";
+    std::ofstream(temp) << out.dump(1) << "\n";
+    std::rename(temp.c_str(), stats_file.c_str());
+  };
+  for (int sig = 0;;) {
+    sigwait(&set, &sig);
+    write_stats();
+    if (sig != SIGUSR1) break;
+  }
   return 0;
 }

@@ -1,4 +1,5 @@
-// Tar streams for the Docker archive endpoints, built and read with libarchive.
+// Tar streams for the plugins that move files as tar (Docker's archive
+// endpoints and agent, Modal's in-sandbox tar), built and read with libarchive.
 //
 // Extraction to the host is the security-sensitive part: a tar coming from a
 // container is untrusted. ExtractTarSafely refuses (kPermissionDenied, naming
@@ -6,8 +7,8 @@
 // absolute or leads outside the target directory, and hard links to anything
 // outside the archive; it never writes through a symlink, and drops setuid,
 // setgid and device entries.
-#ifndef SANDRUN_PLUGINS_DOCKER_DOCKER_TAR_H_
-#define SANDRUN_PLUGINS_DOCKER_DOCKER_TAR_H_
+#ifndef SANDRUN_PLUGINS_COMMON_PLUGIN_TAR_H_
+#define SANDRUN_PLUGINS_COMMON_PLUGIN_TAR_H_
 
 #include <filesystem>
 #include <functional>
@@ -17,7 +18,7 @@
 
 #include "sandrun/status.h"
 
-namespace sandrun::docker {
+namespace sandrun {
 
 /// One in-memory file for TarOfEntries.
 struct TarEntry {
@@ -113,6 +114,6 @@ Result<std::vector<std::string>> ExtractTarSafely(const TarSource& tar,
 Result<std::vector<std::string>> ExtractTarSafelyStripping(
     std::string_view tar, const std::filesystem::path& host_dir, std::string_view strip);
 
-}  // namespace sandrun::docker
+}  // namespace sandrun
 
-#endif  // SANDRUN_PLUGINS_DOCKER_DOCKER_TAR_H_
+#endif  // SANDRUN_PLUGINS_COMMON_PLUGIN_TAR_H_

@@ -1,4 +1,4 @@
-#include "docker_tar.h"
+#include "plugin_tar.h"
 
 #include <archive.h>
 #include <archive_entry.h>
@@ -14,7 +14,7 @@
 #include "sandrun/file_util.h"
 #include "sandrun/upload_symlinks.h"
 
-namespace sandrun::docker {
+namespace sandrun {
 namespace {
 
 namespace fs = std::filesystem;
@@ -584,4 +584,4 @@ Result<std::vector<std::string>> ExtractTarSafely(std::string_view tar, const fs
   return ExtractTarSafelyStripping(tar, host_dir, "");
 }
 
-}  // namespace sandrun::docker
+}  // namespace sandrun
