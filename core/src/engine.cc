@@ -423,16 +423,15 @@ class RunContext {
       Status made = sandbox->Put(FileUpload{empty_dir_.string(), dir, false});
       if (!made.ok()) return made.WithContext("making the task's directory " + dir);
     }
-    for (const auto& upload : task.sandbox.uploads) {
-      FileUpload put = upload;
-      if (shared) {
-        put.destination = in_dir(upload.destination.empty()
-                                     ? std::filesystem::path(upload.source).filename().string()
-                                     : upload.destination);
+    std::vector<FileUpload> puts = task.sandbox.uploads;
+    if (shared) {
+      for (auto& put : puts) {
+        put.destination = in_dir(put.destination.empty()
+                                     ? std::filesystem::path(put.source).filename().string()
+                                     : put.destination);
       }
-      Status status = sandbox->Put(put);
-      if (!status.ok()) return status.WithContext("uploading " + upload.source);
     }
+    if (!puts.empty()) SANDRUN_RETURN_IF_ERROR(sandbox->PutAll(puts));
     Clock::time_point t2 = Clock::now();
     if (!task.sandbox.uploads.empty()) {
       started.result.durations.upload_ms = MillisBetween(t1, t2);

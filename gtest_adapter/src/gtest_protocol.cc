@@ -15,6 +15,7 @@
 #include <functional>
 #include <optional>
 #include <nlohmann/json.hpp>
+#include <mutex>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -603,11 +604,12 @@ class TapSandbox : public Sandbox {
       : inner_(std::move(inner)), task_id_(std::move(task_id)), tap_(std::move(tap)) {}
   const std::string& Id() const override { return inner_->Id(); }
   Status Put(const FileUpload& upload) override {
-    // A task's first upload into this sandbox starts its attempt (a retried
-    // attempt always gets a new sandbox): it starts from nothing.
-    std::string task = TaskOf(upload.destination);
-    if (tasks_put_.insert(task).second) tap_->Reset(task);
+    StartAttempt(upload);
     return inner_->Put(upload);
+  }
+  Status PutAll(const std::vector<FileUpload>& uploads) override {
+    for (const auto& upload : uploads) StartAttempt(upload);
+    return inner_->PutAll(uploads);
   }
   Result<ExecResult> Exec(const ExecRequest& request) override { return inner_->Exec(request); }
   Result<std::vector<std::string>> Get(const std::string& sandbox_path,
@@ -629,6 +631,13 @@ class TapSandbox : public Sandbox {
   Status Terminate() override { return inner_->Terminate(); }
 
  private:
+  // A task's first upload into this sandbox starts its attempt (a retried
+  // attempt always gets a new sandbox): it starts from nothing.
+  void StartAttempt(const FileUpload& upload) {
+    std::string task = TaskOf(upload.destination);
+    std::lock_guard lock(mu_);
+    if (tasks_put_.insert(task).second) tap_->Reset(task);
+  }
   // The task a path belongs to: in a shared sandbox, the one whose directory
   // holds it; else the sandbox's own task.
   std::string TaskOf(const std::string& sandbox_path) const {
@@ -641,7 +650,8 @@ class TapSandbox : public Sandbox {
   std::unique_ptr<Sandbox> inner_;
   std::string task_id_;
   std::shared_ptr<DownloadTap> tap_;
-  std::set<std::string> tasks_put_;  ///< Tasks that have put files here (one worker at a time).
+  std::mutex mu_;  // A warm sandbox serves several workers at once.
+  std::set<std::string> tasks_put_;  ///< Tasks that have put files here. Guarded by mu_.
 };
 
 class TapBackendImpl : public Backend {

@@ -6,8 +6,10 @@
 // libraries they need (sandrun/portable_exe.h).
 #include <algorithm>
 #include <fstream>
+#include <optional>
 
 #include "modal_sandbox.h"
+#include "plugin_tar.h"
 #include "sandrun/archive_store.h"  // IsSafeRelativePath
 #include "sandrun/file_util.h"
 #include "sandrun/portable_exe.h"
@@ -16,11 +18,17 @@
 
 namespace sandrun::modal {
 
+RawExec ModalSandbox::FileCommand(std::vector<std::string> argv) const {
+  RawExec exec;
+  exec.argv = std::move(argv);
+  exec.workdir = workdir_;
+  exec.env = env_;  // The sandbox's environment: its PATH finds the tools.
+  return exec;
+}
+
 Status ModalSandbox::FsTool(const json& command, const std::string* stdin_data,
                             const std::function<void(std::string_view)>& on_stdout) {
-  RawExec exec;
-  exec.argv = {std::string(kFsToolsPath), command.dump()};
-  exec.workdir = workdir_;
+  RawExec exec = FileCommand({std::string(kFsToolsPath), command.dump()});
   exec.stdin_data = stdin_data;
   std::string err;
   exec.on_stdout = on_stdout ? on_stdout : [](std::string_view) {};
@@ -63,9 +71,7 @@ Status ModalSandbox::MakeDirectories(const std::vector<std::string>& paths) {
 
 Status ModalSandbox::RunFileCommand(std::vector<std::string> argv, const std::string& what,
                                     const std::string* stdin_data) {
-  RawExec exec;
-  exec.argv = std::move(argv);
-  exec.workdir = workdir_;
+  RawExec exec = FileCommand(std::move(argv));
   exec.stdin_data = stdin_data;
   std::string err;
   exec.on_stdout = [](std::string_view) {};
@@ -103,6 +109,123 @@ Status ModalSandbox::MakeSymlinks(const std::vector<std::string>& pairs) {
       "sh"};
   argv.insert(argv.end(), pairs.begin(), pairs.end());
   return RunFileCommand(std::move(argv), "making uploaded symlinks");
+}
+
+// Unpacks a tar from stdin in "$1", made first; 127 when the image has no
+// tar.
+constexpr const char* kUntarScript =
+    "command -v tar >/dev/null 2>&1 || exit 127\n"
+    "mkdir -p -- \"$1\" || exit 1\n"
+    "exec tar -x -o -f - -C \"$1\"\n";
+
+// The deepest directory holding every path in `paths` (absolute, normal).
+std::string CommonDirectory(const std::vector<std::string>& paths) {
+  fs::path common;
+  for (std::size_t i = 0; i < paths.size(); ++i) {
+    fs::path dir = fs::path(paths[i]).parent_path();
+    if (i == 0) {
+      common = dir;
+      continue;
+    }
+    fs::path shared;
+    for (auto a = common.begin(), b = dir.begin(); a != common.end() && b != dir.end() && *a == *b;
+         ++a, ++b) {
+      shared /= *a;
+    }
+    common = shared;
+  }
+  return common.empty() ? "/" : common.generic_string();
+}
+
+Status ModalSandbox::PutAll(const std::vector<FileUpload>& uploads) {
+  if (no_tar_.load()) return Sandbox::PutAll(uploads);
+  // One tar, one exec, for all of a task's files: a warm sandbox's case
+  // pays one call for its launcher and output directory together.
+  // Where each upload lands (and, for a portable one, its plan), first:
+  // the tar is rooted at the deepest directory they share.
+  struct Planned {
+    const FileUpload* upload;
+    std::string target;
+    std::optional<PortablePlan> plan;
+  };
+  std::vector<Planned> planned;
+  std::vector<std::string> paths;
+  for (const auto& upload : uploads) {
+    auto plan_one = [&]() -> Status {
+      std::error_code ec;
+      if (!fs::exists(upload.source, ec)) {
+        return NotFoundError("modal: upload source " + upload.source + " does not exist");
+      }
+      std::string dest = upload.destination.empty()
+                             ? fs::path(upload.source).filename().string()
+                             : upload.destination;
+      SANDRUN_ASSIGN_OR_RETURN(std::string target,
+                               JoinSandboxPath("upload destination", workdir_, dest));
+      if (target == "/") return InvalidArgumentError("modal: cannot upload onto /");
+      Planned one{&upload, target, std::nullopt};
+      paths.push_back(target);
+      if (upload.portable) {
+        PortableOptions options;
+        options.ld_library_path = shared_->options.host_library_path;
+        SANDRUN_ASSIGN_OR_RETURN(one.plan, PlanPortableExecutable(upload.source, options));
+        for (const auto& file : one.plan->files) paths.push_back(file.sandbox_path);
+      }
+      planned.push_back(std::move(one));
+      return OkStatus();
+    };
+    Status ok = plan_one();
+    if (!ok.ok()) return ok.WithContext("uploading " + upload.source);
+  }
+  const std::string root = CommonDirectory(paths);
+  auto entry_name = [&](const std::string& path) {
+    return fs::path(path).lexically_relative(root).generic_string();
+  };
+  TarBuilder tar;
+  std::vector<std::string> closure;  // Portable files this tar sends.
+  for (const auto& [upload_ptr, target, plan] : planned) {
+    const FileUpload& upload = *upload_ptr;
+    auto add = [&]() -> Status {
+      if (!plan) return tar.AddUpload(upload.source, entry_name(target));
+      for (const auto& file : plan->files) {
+        {
+          std::lock_guard<std::mutex> lock(portable_mu_);
+          if (portable_sent_.count(file.sandbox_path)) continue;
+        }
+        if (std::find(closure.begin(), closure.end(), file.sandbox_path) != closure.end()) continue;
+        SANDRUN_ASSIGN_OR_RETURN(std::string data, ReadWholeFile(file.host_path));
+        SANDRUN_RETURN_IF_ERROR(tar.AddEntry(TarEntry{.name = entry_name(file.sandbox_path),
+                                                      .data = std::move(data),
+                                                      .mode = file.executable ? 0755 : 0644}));
+        closure.push_back(file.sandbox_path);
+      }
+      return tar.AddEntry(
+          TarEntry{.name = entry_name(target), .data = plan->LauncherScript(), .mode = 0755});
+    };
+    Status added = add();
+    if (!added.ok()) return added.WithContext("uploading " + upload.source);
+  }
+  SANDRUN_ASSIGN_OR_RETURN(std::string bytes, tar.Finish());
+  RawExec exec = FileCommand({"/bin/sh", "-c", kUntarScript, "sandrun-untar", root});
+  exec.stdin_data = &bytes;
+  std::string err;
+  exec.on_stdout = [](std::string_view) {};
+  exec.on_stderr = [&](std::string_view chunk) {
+    if (err.size() < 65536) err.append(chunk);
+  };
+  SANDRUN_ASSIGN_OR_RETURN(RawResult raw, RunRaw(exec));
+  if (raw.cancelled) return CancelledError("modal: sandbox " + id_ + " was terminated");
+  if (!raw.stdio_status.ok()) return raw.stdio_status;
+  if (raw.has_code && raw.code == 127) {
+    no_tar_ = true;  // This image has no tar: a file at a time from now on.
+    return Sandbox::PutAll(uploads);
+  }
+  if (!raw.has_code || raw.code != 0) {
+    return InternalError("modal: unpacking the task's files in the sandbox failed: " +
+                         Tail(err, 300));
+  }
+  std::lock_guard<std::mutex> lock(portable_mu_);
+  portable_sent_.insert(closure.begin(), closure.end());
+  return OkStatus();
 }
 
 Status ModalSandbox::Put(const FileUpload& upload) {
@@ -174,6 +297,75 @@ Status ModalSandbox::Put(const FileUpload& upload) {
   return put_file(source, target);
 }
 
+// Writes "$1" (a file or a tree, symlinks as symlinks) as a tar on stdout,
+// named by its last component; 3 when it does not exist, 127 when the
+// image has no tar.
+constexpr const char* kTarOutScript =
+    "p=\"$1\"\n"
+    "if [ ! -e \"$p\" ] && [ ! -L \"$p\" ]; then echo \"$p: not found\" >&2; exit 3; fi\n"
+    "command -v tar >/dev/null 2>&1 || exit 127\n"
+    "cd \"$(dirname -- \"$p\")\" || exit 4\n"
+    "exec tar -c -f - \"./$(basename -- \"$p\")\"\n";
+
+Result<std::vector<std::string>> ModalSandbox::Get(const std::string& sandbox_path,
+                                                   const fs::path& host_dir) {
+  SANDRUN_ASSIGN_OR_RETURN(const std::string remote,
+                           JoinSandboxPath("download path", workdir_, sandbox_path));
+  const std::string base = fs::path(remote).filename().string();
+  if (base.empty() || base == "." || base == "..") {
+    return PermissionDeniedError("modal: refusing to download " + sandbox_path +
+                                 ": it has no file name to land under " + host_dir.string());
+  }
+  if (no_tar_.load()) return GetFileByFile(sandbox_path, remote, base, host_dir);
+  // One exec: the tree comes back as a tar, spooled to an unnamed temporary
+  // file (memory stays flat whatever its size), then extracted with the
+  // checks any tar from a sandbox gets (plugin_tar.h).
+  std::unique_ptr<std::FILE, int (*)(std::FILE*)> spool(std::tmpfile(), &std::fclose);
+  if (!spool) return InternalError("modal: no temporary file to receive " + sandbox_path);
+  bool spool_failed = false;
+  RawExec exec = FileCommand({"/bin/sh", "-c", kTarOutScript, "sandrun-tar-out", remote});
+  std::string err;
+  exec.on_stdout = [&](std::string_view chunk) {
+    if (std::fwrite(chunk.data(), 1, chunk.size(), spool.get()) != chunk.size()) {
+      spool_failed = true;
+    }
+  };
+  exec.on_stderr = [&](std::string_view chunk) {
+    if (err.size() < 65536) err.append(chunk);
+  };
+  SANDRUN_ASSIGN_OR_RETURN(RawResult raw, RunRaw(exec));
+  if (raw.cancelled) return CancelledError("modal: sandbox " + id_ + " was terminated");
+  if (!raw.stdio_status.ok()) return raw.stdio_status;
+  if (raw.has_code && raw.code == 3) {
+    return NotFoundError("modal: " + sandbox_path + " not found in the sandbox");
+  }
+  if (raw.has_code && raw.code == 127) {
+    no_tar_ = true;
+    return GetFileByFile(sandbox_path, remote, base, host_dir);
+  }
+  if (!raw.has_code || raw.code != 0) {
+    return InternalError("modal: downloading " + sandbox_path + " failed: " + Tail(err, 300));
+  }
+  if (spool_failed || std::fflush(spool.get()) != 0) {
+    return InternalError("modal: spooling " + sandbox_path + " to a temporary file failed");
+  }
+  std::rewind(spool.get());
+  TarSource source = [&](char* data, std::size_t size) -> Result<std::size_t> {
+    std::size_t got = std::fread(data, 1, size, spool.get());
+    if (got == 0 && std::ferror(spool.get())) {
+      return InternalError("modal: reading back the download of " + sandbox_path);
+    }
+    return got;
+  };
+  auto written = ExtractTarSafely(source, host_dir);
+  if (!written.ok()) {
+    return Status(written.status().code(), "modal: refusing to download " + sandbox_path + ": " +
+                                               written.status().message());
+  }
+  std::sort(written->begin(), written->end());
+  return written;
+}
+
 // Lists `path` in the sandbox as NUL-separated "<type> <relative path>"
 // entries (type f, d or l; the first entry describes `path` itself, as ".").
 // A regular file's content follows its one entry at once: the common
@@ -188,18 +380,11 @@ constexpr const char* kListScript =
     "for t in d f l; do find . -mindepth 1 -type $t | while IFS= read -r e; do "
     "printf '%s %s\\0' \"$t\" \"${e#./}\"; done; done\n";
 
-Result<std::vector<std::string>> ModalSandbox::Get(const std::string& sandbox_path,
-                                                   const fs::path& host_dir) {
-  SANDRUN_ASSIGN_OR_RETURN(const std::string remote,
-                           JoinSandboxPath("download path", workdir_, sandbox_path));
-  const std::string base = fs::path(remote).filename().string();
-  if (base.empty() || base == "." || base == "..") {
-    return PermissionDeniedError("modal: refusing to download " + sandbox_path +
-                                 ": it has no file name to land under " + host_dir.string());
-  }
-  RawExec list;
-  list.argv = {"/bin/sh", "-c", kListScript, "sandrun-list", remote};
-  list.workdir = workdir_;
+Result<std::vector<std::string>> ModalSandbox::GetFileByFile(const std::string& sandbox_path,
+                                                             const std::string& remote,
+                                                             const std::string& base,
+                                                             const fs::path& host_dir) {
+  RawExec list = FileCommand({"/bin/sh", "-c", kListScript, "sandrun-list", remote});
   std::string listing, err;
   // A regular file streams straight to host_dir/base after its entry.
   static const std::string kFileEntry("f .\0", 4);

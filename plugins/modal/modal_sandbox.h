@@ -10,6 +10,7 @@
 #ifndef SANDRUN_PLUGINS_MODAL_MODAL_SANDBOX_H_
 #define SANDRUN_PLUGINS_MODAL_MODAL_SANDBOX_H_
 
+#include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <functional>
@@ -147,6 +148,9 @@ class ModalSandbox : public Sandbox {
 
   const std::string& Id() const override { return id_; }
   Status Put(const FileUpload& upload) override;
+  /// All of a task's files as one tar, unpacked by the image's `tar` in one
+  /// exec; a file at a time (Put) when the image has none.
+  Status PutAll(const std::vector<FileUpload>& uploads) override;
   Result<ExecResult> Exec(const ExecRequest& request) override;
   Result<std::vector<std::string>> Get(const std::string& sandbox_path,
                                        const fs::path& host_dir) override;
@@ -156,11 +160,19 @@ class ModalSandbox : public Sandbox {
 
  private:
   Result<RawResult> RunRaw(const RawExec& exec);
+  // Get for an image without tar: lists `remote` (sandbox_path in the
+  // workdir, last component `base`) with the shell, then reads each file.
+  Result<std::vector<std::string>> GetFileByFile(const std::string& sandbox_path,
+                                                 const std::string& remote,
+                                                 const std::string& base,
+                                                 const fs::path& host_dir);
   // The sandbox's final status if it has ended ("" while it runs).
   std::string SandboxEnded();
   // The retryable infrastructure error for a sandbox that ended (evicted,
   // killed from outside) while a command ran in it.
   Status EndedWhileRunning(const std::string& final_status) const;
+  // A file command's exec: `argv` in the workdir, with the sandbox's env.
+  RawExec FileCommand(std::vector<std::string> argv) const;
   // Runs the in-sandbox file tool with `command` (a JSON object).
   Status FsTool(const json& command, const std::string* stdin_data,
                 const std::function<void(std::string_view)>& on_stdout);
@@ -195,6 +207,7 @@ class ModalSandbox : public Sandbox {
   std::mutex mu_;
   bool terminated_ = false;              // Guarded by mu_.
   std::set<CallCanceller*> active_;      // Guarded by mu_.
+  std::atomic<bool> no_tar_{false};      // The image has no `tar`.
   std::mutex portable_mu_;
   std::set<std::string> portable_sent_;  // Guarded by portable_mu_.
 };

@@ -112,6 +112,9 @@ class KillingSandbox : public Sandbox {
       : inner_(std::move(inner)), owner_(owner) {}
   const std::string& Id() const override { return inner_->Id(); }
   Status Put(const FileUpload& upload) override { return inner_->Put(upload); }
+  Status PutAll(const std::vector<FileUpload>& uploads) override {
+    return inner_->PutAll(uploads);
+  }
   Result<ExecResult> Exec(const ExecRequest& request) override;
   Result<std::vector<std::string>> Get(const std::string& sandbox_path,
                                        const fs::path& host_dir) override {

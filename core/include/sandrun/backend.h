@@ -55,6 +55,17 @@ class Sandbox {
   /// source is missing.
   virtual Status Put(const FileUpload& upload) = 0;
 
+  /// Copies a task's uploads in, in order, as Put would one by one; a
+  /// backend for which each call is a round trip sends them together. The
+  /// error names the upload that failed. Default: Put each.
+  virtual Status PutAll(const std::vector<FileUpload>& uploads) {
+    for (const auto& upload : uploads) {
+      Status status = Put(upload);
+      if (!status.ok()) return status.WithContext("uploading " + upload.source);
+    }
+    return OkStatus();
+  }
+
   /// Runs one command and blocks until it ends, times out, or Terminate() is
   /// called. A command that fails, crashes or times out is a successful call
   /// with that outcome. An infrastructure failure (the sandbox died or was

@@ -338,6 +338,76 @@ TEST_F(ModalBackendTest, AFileGoesInWithOneExecAndComesBackWithOne) {
   EXPECT_FALSE(std::filesystem::exists(dir.path() / "back/nothing.bin"));
 }
 
+// All of a task's uploads (a file, an empty output directory, a tree) go in
+// as one tar with one exec, and a tree comes back with one.
+TEST_F(ModalBackendTest, ATasksFilesGoInTogetherAndATreeComesBackWithOneExec) {
+  auto sandbox = NewSandbox();
+  ASSERT_NE(sandbox, nullptr);
+  TempDir dir;
+  std::filesystem::create_directories(dir.path() / "empty");
+  std::filesystem::create_directories(dir.path() / "tree/sub");
+  {
+    std::ofstream(dir.path() / "tree/sub/data.bin", std::ios::binary) << std::string("a\0b", 3);
+    std::ofstream(dir.path() / "run.sh") << "#!/bin/sh\necho ran \"$@\"\n";
+  }
+  std::filesystem::permissions(dir.path() / "run.sh", std::filesystem::perms::owner_all);
+  const int before_put = server().Stats().exec_start_calls;
+  Status put = sandbox->PutAll({{(dir.path() / "run.sh").string(), "t1/bin/run.sh", false},
+                                {(dir.path() / "empty").string(), "t1/out", false},
+                                {(dir.path() / "tree").string(), "t1/tree", false}});
+  ASSERT_TRUE(put.ok()) << put.ToString();
+  EXPECT_EQ(server().Stats().exec_start_calls - before_put, 1);
+  auto ran = sandbox->Exec(Shell("t1/bin/run.sh ok && test -d t1/out && "
+                                 "cp -r t1/tree t1/out/copy && echo x > t1/out/copy/new.txt"));
+  ASSERT_TRUE(ran.ok()) << ran.status().ToString();
+  EXPECT_EQ(ran->stdout_stream.text, "ran ok\n") << ran->stderr_stream.text;
+  const int before_get = server().Stats().exec_start_calls;
+  auto got = sandbox->Get("t1/out", dir.path() / "back");
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  EXPECT_EQ(server().Stats().exec_start_calls - before_get, 1);
+  EXPECT_EQ(*got, (std::vector<std::string>{"out/copy/new.txt", "out/copy/sub/data.bin"}));
+  EXPECT_EQ(::sandrun::testing::ReadFile(dir.path() / "back/out/copy/sub/data.bin"),
+            std::string("a\0b", 3));
+  // A failing upload names its source and sends nothing.
+  Status missing = sandbox->PutAll({{(dir.path() / "run.sh").string(), "t2/run.sh", false},
+                                    {(dir.path() / "absent").string(), "t2/absent", false}});
+  EXPECT_EQ(missing.code(), StatusCode::kNotFound) << missing.ToString();
+  EXPECT_NE(missing.message().find("absent"), std::string::npos) << missing.ToString();
+}
+
+// An image without `tar` still gets its files and gives them back, a file at
+// a time: here the sandbox's PATH holds every tool sandrun uses but tar.
+TEST_F(ModalBackendTest, AnImageWithoutTarMovesFilesOneAtATime) {
+  TempDir tools;
+  for (const char* tool : {"mkdir", "cat", "chmod", "dirname", "find", "ln", "cp", "test"}) {
+    std::string found = ::sandrun::testing::RunCommand({"/bin/sh", "-c",
+                                                        std::string("command -v ") + tool})
+                            .out;
+    while (!found.empty() && found.back() == '\n') found.pop_back();
+    ASSERT_FALSE(found.empty()) << tool;
+    std::filesystem::create_symlink(found, tools.path() / tool);
+  }
+  SandboxSpec spec = Spec();
+  spec.env["PATH"] = tools.path().string();
+  auto sandbox = NewSandbox(spec);
+  ASSERT_NE(sandbox, nullptr);
+  TempDir dir;
+  std::filesystem::create_directories(dir.path() / "empty");
+  {
+    std::ofstream(dir.path() / "in.txt") << "hello\n";
+  }
+  Status put = sandbox->PutAll({{(dir.path() / "in.txt").string(), "t1/in.txt", false},
+                                {(dir.path() / "empty").string(), "t1/out", false}});
+  ASSERT_TRUE(put.ok()) << put.ToString();
+  auto ran = sandbox->Exec(Shell("cp t1/in.txt t1/out/copy.txt"));
+  ASSERT_TRUE(ran.ok()) << ran.status().ToString();
+  EXPECT_EQ(ran->exit_code, 0) << ran->stderr_stream.text;
+  auto got = sandbox->Get("t1/out", dir.path() / "back");
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  EXPECT_EQ(*got, std::vector<std::string>{"out/copy.txt"});
+  EXPECT_EQ(::sandrun::testing::ReadFile(dir.path() / "back/out/copy.txt"), "hello\n");
+}
+
 TEST_F(ModalBackendTest, FailedImageBuildKeepsTheLogForTheError) {
   TempDir dir;
   auto dockerfile = dir.Write("Dockerfile", "FROM debian\nRUN sandrun-fake-fail-build\n");
