@@ -11,6 +11,7 @@
 #include <atomic>
 #include <cctype>
 #include <cmath>
+#include <set>
 #include <thread>
 
 #include "modal_archive_store.h"
@@ -119,7 +120,7 @@ class ModalBackend : public Backend {
   /// Polls the task id of a created sandbox until it is scheduled.
   Result<std::string> AwaitTaskId(Shared& shared, const std::string& sandbox_id);
   /// Running sandboxes of this App tagged managed-by=sandrun, from
-  /// SandboxList or SandboxListV2 (each lists only its own generation).
+  /// SandboxList (V1 sandboxes) or SandboxListV2 (both generations).
   Status ListManaged(Shared& shared, bool v2, std::vector<std::string>* ids);
 
   ModalOptions options_;
@@ -400,12 +401,18 @@ Status ModalBackend::ListManaged(Shared& shared, bool v2, std::vector<std::strin
 
 Result<std::vector<Leftover>> ModalBackend::ListLeftovers() {
   SANDRUN_ASSIGN_OR_RETURN(std::shared_ptr<Shared> shared, Connect());
-  // Each generation's list shows only its own sandboxes; leftovers of either
-  // may exist whatever this run creates (GPU sandboxes are always V1).
+  // Leftovers of either generation may exist whatever this run creates (GPU
+  // sandboxes are always V1). SandboxListV2 lists both (the JS SDK's list
+  // says so), SandboxList the V1 ones, and a server may lack the V2 call:
+  // both are asked, and a sandbox both name is one leftover.
   std::vector<std::string> ids;
   SANDRUN_RETURN_IF_ERROR(ListManaged(*shared, /*v2=*/false, &ids));
   Status v2 = ListManaged(*shared, /*v2=*/true, &ids);
   if (!v2.ok() && v2.code() != StatusCode::kUnimplemented) return v2;
+  std::set<std::string> seen;
+  ids.erase(std::remove_if(ids.begin(), ids.end(),
+                           [&](const std::string& id) { return !seen.insert(id).second; }),
+            ids.end());
   std::vector<Leftover> out;
   const std::int64_t now = UnixSecondsNow();
   for (const std::string& id : ids) {

@@ -1,9 +1,11 @@
-// ModalSandbox::Put and Get: a file goes in with one /bin/sh exec (its
-// directories, content and mode together) and a single file comes back with
-// one; a directory's files are read through the in-sandbox file tool the
-// SDKs use (kFsToolsPath). Directories are walked on the host side, symlinks
-// checked before anything is sent; portable executables arrive with the
-// libraries they need (sandrun/portable_exe.h).
+// ModalSandbox::Put, PutAll and Get. A task's files go in as one tar that
+// the image's `tar` unpacks (one exec), and a path comes back as one tar
+// extracted with the checks any tar from a sandbox gets (plugin_tar.h). An
+// image without tar gets a file at a time: each file one /bin/sh exec (its
+// directories, content and mode together), read back through the file tool
+// the SDKs use (kFsToolsPath) after a listing. Symlinks are checked before
+// anything is sent; portable executables arrive with the libraries they need
+// (sandrun/portable_exe.h).
 #include <algorithm>
 #include <fstream>
 #include <optional>
@@ -26,19 +28,25 @@ RawExec ModalSandbox::FileCommand(std::vector<std::string> argv) const {
   return exec;
 }
 
-Status ModalSandbox::FsTool(const json& command, const std::string* stdin_data,
-                            const std::function<void(std::string_view)>& on_stdout) {
-  RawExec exec = FileCommand({std::string(kFsToolsPath), command.dump()});
-  exec.stdin_data = stdin_data;
-  std::string err;
-  exec.on_stdout = on_stdout ? on_stdout : [](std::string_view) {};
-  exec.on_stderr = [&](std::string_view chunk) {
-    if (err.size() < 65536) err.append(chunk);
+Result<int> ModalSandbox::RunFileExec(RawExec exec, std::string* err) {
+  if (!exec.on_stdout) exec.on_stdout = [](std::string_view) {};
+  exec.on_stderr = [err](std::string_view chunk) {
+    if (err->size() < 65536) err->append(chunk);
   };
   SANDRUN_ASSIGN_OR_RETURN(RawResult raw, RunRaw(exec));
   if (raw.cancelled) return CancelledError("modal: sandbox " + id_ + " was terminated");
   if (!raw.stdio_status.ok()) return raw.stdio_status;
-  if (raw.has_code && raw.code == 0) return OkStatus();
+  return raw.has_code ? raw.code : -1;
+}
+
+Status ModalSandbox::FsTool(const json& command, const std::string* stdin_data,
+                            const std::function<void(std::string_view)>& on_stdout) {
+  RawExec exec = FileCommand({std::string(kFsToolsPath), command.dump()});
+  exec.stdin_data = stdin_data;
+  exec.on_stdout = on_stdout;
+  std::string err;
+  SANDRUN_ASSIGN_OR_RETURN(int code, RunFileExec(std::move(exec), &err));
+  if (code == 0) return OkStatus();
   std::string op = command.begin().key();
   std::string path = command.begin().value().value("path", "");
   auto parsed = json::parse(err, nullptr, false);
@@ -74,16 +82,8 @@ Status ModalSandbox::RunFileCommand(std::vector<std::string> argv, const std::st
   RawExec exec = FileCommand(std::move(argv));
   exec.stdin_data = stdin_data;
   std::string err;
-  exec.on_stdout = [](std::string_view) {};
-  exec.on_stderr = [&](std::string_view chunk) {
-    if (err.size() < 65536) err.append(chunk);
-  };
-  SANDRUN_ASSIGN_OR_RETURN(RawResult raw, RunRaw(exec));
-  if (raw.cancelled) return CancelledError("modal: sandbox " + id_ + " was terminated");
-  if (!raw.stdio_status.ok()) return raw.stdio_status;
-  if (!raw.has_code || raw.code != 0) {
-    return InternalError("modal: " + what + " failed: " + Tail(err, 300));
-  }
+  SANDRUN_ASSIGN_OR_RETURN(int code, RunFileExec(std::move(exec), &err));
+  if (code != 0) return InternalError("modal: " + what + " failed: " + Tail(err, 300));
   return OkStatus();
 }
 
@@ -208,18 +208,12 @@ Status ModalSandbox::PutAll(const std::vector<FileUpload>& uploads) {
   RawExec exec = FileCommand({"/bin/sh", "-c", kUntarScript, "sandrun-untar", root});
   exec.stdin_data = &bytes;
   std::string err;
-  exec.on_stdout = [](std::string_view) {};
-  exec.on_stderr = [&](std::string_view chunk) {
-    if (err.size() < 65536) err.append(chunk);
-  };
-  SANDRUN_ASSIGN_OR_RETURN(RawResult raw, RunRaw(exec));
-  if (raw.cancelled) return CancelledError("modal: sandbox " + id_ + " was terminated");
-  if (!raw.stdio_status.ok()) return raw.stdio_status;
-  if (raw.has_code && raw.code == 127) {
+  SANDRUN_ASSIGN_OR_RETURN(int code, RunFileExec(std::move(exec), &err));
+  if (code == 127) {
     no_tar_ = true;  // This image has no tar: a file at a time from now on.
     return Sandbox::PutAll(uploads);
   }
-  if (!raw.has_code || raw.code != 0) {
+  if (code != 0) {
     return InternalError("modal: unpacking the task's files in the sandbox failed: " +
                          Tail(err, 300));
   }
@@ -330,20 +324,13 @@ Result<std::vector<std::string>> ModalSandbox::Get(const std::string& sandbox_pa
       spool_failed = true;
     }
   };
-  exec.on_stderr = [&](std::string_view chunk) {
-    if (err.size() < 65536) err.append(chunk);
-  };
-  SANDRUN_ASSIGN_OR_RETURN(RawResult raw, RunRaw(exec));
-  if (raw.cancelled) return CancelledError("modal: sandbox " + id_ + " was terminated");
-  if (!raw.stdio_status.ok()) return raw.stdio_status;
-  if (raw.has_code && raw.code == 3) {
-    return NotFoundError("modal: " + sandbox_path + " not found in the sandbox");
-  }
-  if (raw.has_code && raw.code == 127) {
+  SANDRUN_ASSIGN_OR_RETURN(int code, RunFileExec(std::move(exec), &err));
+  if (code == 3) return NotFoundError("modal: " + sandbox_path + " not found in the sandbox");
+  if (code == 127) {
     no_tar_ = true;
     return GetFileByFile(sandbox_path, remote, base, host_dir);
   }
-  if (!raw.has_code || raw.code != 0) {
+  if (code != 0) {
     return InternalError("modal: downloading " + sandbox_path + " failed: " + Tail(err, 300));
   }
   if (spool_failed || std::fflush(spool.get()) != 0) {
@@ -368,12 +355,10 @@ Result<std::vector<std::string>> ModalSandbox::Get(const std::string& sandbox_pa
 
 // Lists `path` in the sandbox as NUL-separated "<type> <relative path>"
 // entries (type f, d or l; the first entry describes `path` itself, as ".").
-// A regular file's content follows its one entry at once: the common
-// download (one file, a test's XML) is one exec.
 constexpr const char* kListScript =
     "p=\"$1\"\n"
     "if [ -L \"$p\" ]; then printf 'l .\\0'; exit 0; fi\n"
-    "if [ -f \"$p\" ]; then printf 'f .\\0'; exec cat -- \"$p\"; fi\n"
+    "if [ -f \"$p\" ]; then printf 'f .\\0'; exit 0; fi\n"
     "if [ ! -d \"$p\" ]; then echo \"$p: not found\" >&2; exit 3; fi\n"
     "printf 'd .\\0'\n"
     "cd \"$p\" || exit 4\n"
@@ -386,45 +371,10 @@ Result<std::vector<std::string>> ModalSandbox::GetFileByFile(const std::string& 
                                                              const fs::path& host_dir) {
   RawExec list = FileCommand({"/bin/sh", "-c", kListScript, "sandrun-list", remote});
   std::string listing, err;
-  // A regular file streams straight to host_dir/base after its entry.
-  static const std::string kFileEntry("f .\0", 4);
-  const fs::path single = host_dir / base;
-  std::ofstream single_out;
-  bool streaming = false;
-  list.on_stdout = [&](std::string_view chunk) {
-    if (!streaming) {
-      listing.append(chunk);
-      if (listing.size() < kFileEntry.size() || listing.compare(0, 4, kFileEntry) != 0) return;
-      streaming = true;
-      std::error_code made;
-      fs::create_directories(host_dir, made);
-      single_out.open(single, std::ios::binary | std::ios::trunc);
-      chunk = std::string_view(listing).substr(kFileEntry.size());
-    }
-    single_out.write(chunk.data(), static_cast<std::streamsize>(chunk.size()));
-    if (streaming && listing.size() > kFileEntry.size()) listing.resize(kFileEntry.size());
-  };
-  list.on_stderr = [&](std::string_view chunk) {
-    if (err.size() < 65536) err.append(chunk);
-  };
-  SANDRUN_ASSIGN_OR_RETURN(RawResult raw, RunRaw(list));
-  if (streaming) {
-    single_out.close();
-    const bool whole = raw.has_code && raw.code == 0 && raw.stdio_status.ok() && !raw.cancelled;
-    if (!whole || !single_out) {
-      std::error_code removed;
-      fs::remove(single, removed);
-      if (raw.cancelled) return CancelledError("modal: sandbox " + id_ + " was terminated");
-      if (!raw.stdio_status.ok()) return raw.stdio_status;
-      return InternalError("modal: downloading " + sandbox_path + " to " + single.string() +
-                           " failed: " + Tail(err, 300));
-    }
-    return std::vector<std::string>{base};
-  }
-  if (raw.cancelled) return CancelledError("modal: sandbox " + id_ + " was terminated");
-  if (!raw.stdio_status.ok()) return raw.stdio_status;
-  if (raw.has_code && raw.code == 3) return NotFoundError("modal: " + sandbox_path + " not found in the sandbox");
-  if (!raw.has_code || raw.code != 0) {
+  list.on_stdout = [&](std::string_view chunk) { listing.append(chunk); };
+  SANDRUN_ASSIGN_OR_RETURN(int code, RunFileExec(std::move(list), &err));
+  if (code == 3) return NotFoundError("modal: " + sandbox_path + " not found in the sandbox");
+  if (code != 0) {
     return InternalError("modal: listing " + sandbox_path + " failed: " + Tail(err, 300));
   }
   std::vector<std::pair<char, std::string>> entries;

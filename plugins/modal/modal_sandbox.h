@@ -173,6 +173,10 @@ class ModalSandbox : public Sandbox {
   Status EndedWhileRunning(const std::string& final_status) const;
   // A file command's exec: `argv` in the workdir, with the sandbox's env.
   RawExec FileCommand(std::vector<std::string> argv) const;
+  // Runs a file command: its exit code (-1 when a signal ended it), its
+  // stderr (the first 64 KiB) in *err. A terminated sandbox or a lost
+  // stream is the error instead.
+  Result<int> RunFileExec(RawExec exec, std::string* err);
   // Runs the in-sandbox file tool with `command` (a JSON object).
   Status FsTool(const json& command, const std::string* stdin_data,
                 const std::function<void(std::string_view)>& on_stdout);

@@ -206,6 +206,10 @@ grpc::Status FakeModalServer::Impl::WriteStdin(Exec& exec, std::uint64_t offset,
     done += static_cast<std::size_t>(n);
   }
   exec.stdin_offset += data.size();
+  if (!data.empty()) {
+    std::lock_guard<std::mutex> lock(mu_);
+    stats_.stdin_bytes += static_cast<std::int64_t>(data.size());
+  }
   if (eof) {
     exec.stdin_closed = true;
     if (fd >= 0) ::close(fd);

@@ -107,8 +107,7 @@ void FakeModalServer::Impl::GrantRouterAccessLocked(FakeSandbox& sandbox, std::s
                                                     std::string* url) {
   sandbox.jwt = MakeJwt(NowSeconds() + 3600, sandbox.task_id);
   *jwt = sandbox.jwt;
-  *url = (options_.lenient.http_router_url ? "http://127.0.0.1:" : "https://127.0.0.1:") +
-         std::to_string(router_port_);
+  *url = "https://127.0.0.1:" + std::to_string(router_port_);
 }
 
 grpc::Status FakeModalServer::Impl::SandboxCreate(grpc::ServerContext* context,
@@ -274,12 +273,7 @@ grpc::Status FakeModalServer::Impl::List(grpc::ServerContext* context,
     info->set_id(matches[i]->id);
     info->set_created_at(matches[i]->created_at);
     info->set_app_id(matches[i]->app_id);
-    if (!options_.lenient.tags_in_sandbox_list) continue;  // upstream: "not exposed"
-    for (const auto& [name, value] : matches[i]->tags) {
-      mc::SandboxTag* tag = info->add_tags();
-      tag->set_tag_name(name);
-      tag->set_tag_value(value);
-    }
+    // No tags: upstream's SandboxInfo says they are "not yet exposed".
   }
   return grpc::Status::OK;
 }

@@ -54,14 +54,6 @@
 
 namespace sandrun::modal::fake {
 
-/// True while sandrun's Modal client (plugins/modal) still needs the old
-/// fake's leniencies (FakeOptions::Lenient) to pass its tests: an https://
-/// router URL, tags only from SandboxTagsGet, no block for an empty file,
-/// uploading just the hashed range of a block.
-/// Set it to false once the client speaks as the SDKs do; then every test
-/// runs against the strict fake.
-inline constexpr bool kLenientForTodaysClient = false;
-
 struct FakeOptions {
   std::string token_id = "ak-fake-token-id";
   std::string token_secret = "as-fake-token-secret-do-not-print";
@@ -87,31 +79,6 @@ struct FakeOptions {
   /// The FsVersion of volumes the fake creates (1 or 2), as `modal volume
   /// create` makes version 1 volumes. The V2 volume calls refuse a V1 volume.
   int volume_version = 2;
-
-  /// Leniencies of the fake before issue 12, each a way the old fake was
-  /// kinder than Modal, kept only while sandrun's own client still depends
-  /// on them: they start as kLenientForTodaysClient says. Tests of the
-  /// strict fake use Strict(), as does the SDK judge (fake_modal_server --strict).
-  struct Lenient {
-    /// Answer "http://" router URLs (Modal hands out https:// only). Off:
-    /// the client dials an https:// router on loopback as the SDKs do.
-    bool http_router_url = false;
-    /// Fill SandboxInfo.tags in SandboxList (upstream: not exposed). Off:
-    /// the client reads tags with SandboxTagsGet.
-    bool tags_in_sandbox_list = false;
-    /// Accept one empty block for an empty file (Python sends none).
-    bool block_for_empty_file = kLenientForTodaysClient;
-    /// Hash an uploaded block without its trailing zeros, so a client that
-    /// uploads the whole slice instead of the hashed range gets away with it.
-    bool strip_zeros_of_uploads = kLenientForTodaysClient;
-  } lenient;
-
-  /// The options with every leniency off: as strict as Modal.
-  static FakeOptions Strict() {
-    FakeOptions options;
-    options.lenient = {false, false, false, false};
-    return options;
-  }
 };
 
 /// Ways the block HTTP server can misbehave (FailNextBlockTransfers).
@@ -145,6 +112,10 @@ struct FakeStats {
   int sandboxes_terminated = 0;
   int containers_started = 0;      ///< Container mode: `docker run`s that worked.
   std::map<std::string, int> calls;  ///< Per RPC name.
+  /// Bytes that came in: execs' stdin (new data only, a retried write's
+  /// repeat not counted) and Volume blocks PUT to the block server.
+  std::int64_t stdin_bytes = 0;
+  std::int64_t block_bytes_put = 0;
   /// x-modal-client-type, x-modal-client-version, x-modal-libmodal-version
   /// of the latest control-plane call.
   std::map<std::string, std::string> client_headers;

@@ -2,11 +2,12 @@
 // manual runs. Prints its URL and the credentials to use, then serves until
 // SIGINT/SIGTERM.
 //
-//   fake_modal_server [--strict] [--port N] [--latency-ms N] [--creation-delay-ms N]
+//   fake_modal_server [--port N] [--latency-ms N] [--creation-delay-ms N]
 //                     [--router-ready-delay-ms N] [--volume-version 1|2]
 //                     [--token-id ID] [--token-secret SECRET] [--process]
 //                     [--stats-file PATH]
 //
+// It is always as strict as Modal (--strict is accepted and changes nothing).
 // --stats-file: what it has seen so far (sandboxes created, execs, calls per
 // RPC) is written there as JSON on SIGUSR1 and when it ends; a benchmark
 // takes the difference of two snapshots.
@@ -25,8 +26,6 @@
 #include "fake_modal_server.h"
 
 int main(int argc, char** argv) {
-  // --strict: as strict as Modal, as the SDK judge runs it; otherwise with
-  // the leniencies the tests of today's client use (kLenientForTodaysClient).
   sandrun::modal::fake::FakeOptions options;
   long latency_ms = 0, creation_ms = 0;
   bool process_mode = false;
@@ -42,8 +41,7 @@ int main(int argc, char** argv) {
       return argv[++i];
     };
     if (arg == "--strict") {
-      auto strict = sandrun::modal::fake::FakeOptions::Strict();
-      options.lenient = strict.lenient;
+      // Accepted for scripts that say so: the fake is always as strict as Modal.
     } else if (arg == "--port") {
       options.port = std::atoi(value().c_str());
     } else if (arg == "--latency-ms") {
@@ -103,6 +101,8 @@ int main(int argc, char** argv) {
                           {"exec_start_calls", stats.exec_start_calls},
                           {"exec_processes_started", stats.exec_processes_started},
                           {"total_calls", total},
+                          {"stdin_bytes", stats.stdin_bytes},
+                          {"block_bytes_put", stats.block_bytes_put},
                           {"calls", stats.calls}};
     const std::string temp = stats_file + ".tmp";
     std::ofstream(temp) << out.dump(1) << "\n";

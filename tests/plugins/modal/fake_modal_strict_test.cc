@@ -1,6 +1,6 @@
 // The fake Modal server is as strict as Modal (issue 12): each test here
-// speaks gRPC and HTTP to FakeOptions::Strict() directly, with no sandrun
-// client in between, and would fail against the fake as it was before: an
+// speaks gRPC and HTTP to the fake directly, with no sandrun client in
+// between, and would fail against the fake as it was before: an
 // http:// router on the control port, fresh image ids, tags in SandboxList,
 // the host's environment and "/", zero-stripped block hashes, no V1 volumes,
 // no V2 sandboxes, a block server that never misbehaved.
@@ -76,7 +76,7 @@ std::string HttpBody(const std::string& answer) {
 // the client metadata and an auth token; router calls the bearer JWT.
 class StrictFakeTest : public ::testing::Test {
  protected:
-  void StartFake(FakeOptions options = FakeOptions::Strict()) {
+  void StartFake(FakeOptions options = FakeOptions()) {
     server_ = std::make_unique<FakeModalServer>(options);
     ASSERT_TRUE(server_->Start());
     control_ = mc::ModalClient::NewStub(grpc::CreateChannel(
@@ -261,7 +261,7 @@ TEST_F(StrictFakeTest, RouterIsAServerOfItsOwnBehindAnHttpsUrl) {
 }
 
 TEST_F(StrictFakeTest, RouterIsNotReadyRightAfterTheSandboxStarts) {
-  FakeOptions options = FakeOptions::Strict();
+  FakeOptions options = FakeOptions();
   options.router_ready_delay = milliseconds(700);
   StartFake(options);
   std::string task_id = TaskId(CreateV1());
@@ -408,7 +408,7 @@ TEST_F(StrictFakeTest, AnEmptyFileHasNoBlock) {
 }
 
 TEST_F(StrictFakeTest, VolumesCanBeVersion1AndTheV2CallsRefuseThem) {
-  FakeOptions options = FakeOptions::Strict();
+  FakeOptions options = FakeOptions();
   options.volume_version = 1;  // as `modal volume create` makes them
   StartFake(options);
   mc::VolumeGetOrCreateRequest request;

@@ -286,9 +286,7 @@ grpc::Status FakeModalServer::Impl::VolumePutFiles2(grpc::ServerContext* context
       return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "bad path");
     }
     const std::uint64_t blocks_needed = (file.size() + kBlock - 1) / kBlock;
-    const bool lenient_empty = options_.lenient.block_for_empty_file && file.size() == 0 &&
-                               file.blocks_size() == 1;
-    if (static_cast<std::uint64_t>(file.blocks_size()) != blocks_needed && !lenient_empty) {
+    if (static_cast<std::uint64_t>(file.blocks_size()) != blocks_needed) {
       return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                           "a file of " + std::to_string(file.size()) + " bytes has " +
                               std::to_string(blocks_needed) + " blocks, not " +
@@ -385,11 +383,8 @@ bool FakeModalServer::Impl::BlockStore(const std::string& hex, std::string* data
     // Stored under the hash of what arrived, whatever the URL names: a body
     // that is not the hashed range leaves the named block missing.
     (void)hex;
-    std::string_view hashed = *data;
-    if (options_.lenient.strip_zeros_of_uploads) {
-      while (!hashed.empty() && hashed.back() == '\0') hashed.remove_suffix(1);
-    }
-    std::string hash = BlockHash(hashed);
+    std::string hash = BlockHash(*data);
+    stats_.block_bytes_put += static_cast<std::int64_t>(data->size());
     blocks_[hash] = std::move(*data);
     *data = PutAnswer(hash);
     return true;

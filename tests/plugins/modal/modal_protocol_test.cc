@@ -41,15 +41,9 @@ ExecRequest Shell(const std::string& script) {
 
 constexpr const char* kSection = R"({"default_image": "sandrun-test/host"})";
 
-// The fake with the leniencies this part of the client no longer needs
-// switched off (an http:// router URL, tags in SandboxList); the volume ones
-// stay as FakeOptions sets them.
-fake::FakeOptions StrictRouterAndTags() {
-  fake::FakeOptions options;
-  options.lenient.http_router_url = false;
-  options.lenient.tags_in_sandbox_list = false;
-  return options;
-}
+// The fake as it always is: as strict as Modal (an https:// router, no tags
+// in SandboxList).
+fake::FakeOptions StrictRouterAndTags() { return fake::FakeOptions(); }
 
 std::unique_ptr<Backend> MakeBackend(FakeModalEnv& env, const std::string& section = kSection,
                                      const std::map<std::string, std::string>& extra_env = {}) {
@@ -140,6 +134,9 @@ TEST(ModalProtocolTest, SandboxV2FlagsAreReadAsTheJsSdkReadsThem) {
   EXPECT_TRUE(LoadModalCredentials(env)->sandbox_v2) << "the variable overrides the profile";
   env["MODAL_SANDBOX_V2"] = "False";
   EXPECT_FALSE(LoadModalCredentials(env)->sandbox_v2);
+  env["MODAL_CONFIG_PATH"] = on.string();
+  env["MODAL_SANDBOX_V2"] = "";
+  EXPECT_TRUE(LoadModalCredentials(env)->sandbox_v2) << "an empty variable is ignored";
 }
 
 TEST(ModalProtocolTest, GpuSandboxesAreV1WithUpperCaseGpuType) {
@@ -172,6 +169,44 @@ TEST(ModalProtocolTest, V2SandboxRefreshesRouterAccessWithTheV2Call) {
   EXPECT_EQ(calls["SandboxGetCommandRouterAccess"], 1);
   EXPECT_EQ(calls["TaskGetCommandRouterAccess"], 0);
   EXPECT_EQ(calls["SandboxGetTaskId"], 0);
+}
+
+// V1 sandboxes (GPU runs, MODAL_SANDBOX_V2=0) keep their own paths: the
+// task id polled while the sandbox is scheduled, router access refreshed
+// with the V1 call, a sandbox that dies ending the exec as retryable.
+TEST(ModalProtocolTest, V1SandboxesPollForSchedulingRefreshWithTheV1CallAndEndCleanly) {
+  FakeModalEnv env(StrictRouterAndTags());
+  ASSERT_TRUE(env.started());
+  auto backend = MakeBackend(env, kSection, {{"MODAL_SANDBOX_V2", "0"}});
+  ASSERT_NE(backend, nullptr);
+  env.server().SetCreationDelay(milliseconds(800));
+  const auto start = Clock::now();
+  auto sandbox = CreateAndEcho(*backend);
+  ASSERT_NE(sandbox, nullptr);
+  EXPECT_TRUE(IsV1SandboxId(sandbox->Id())) << sandbox->Id();
+  EXPECT_GE(Clock::now() - start, milliseconds(800));
+  EXPECT_GE(env.server().Stats().calls["SandboxGetTaskId"], 2) << "scheduling was not polled";
+  env.server().SetCreationDelay(milliseconds(0));
+
+  const int access_before = env.server().Stats().calls["TaskGetCommandRouterAccess"];
+  env.server().FailNext("TaskExecStart", 1, 16);  // UNAUTHENTICATED
+  auto again = sandbox->Exec(Shell("echo again"));
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  EXPECT_EQ(again->stdout_stream.text, "again\n");
+  auto calls = env.server().Stats().calls;
+  EXPECT_EQ(calls["TaskGetCommandRouterAccess"], access_before + 1);
+  EXPECT_EQ(calls["SandboxGetCommandRouterAccess"], 0);
+
+  std::thread killer([&] {
+    std::this_thread::sleep_for(milliseconds(500));
+    env.server().KillSandbox(sandbox->Id());
+  });
+  auto died = sandbox->Exec(Shell("echo started; sleep 60"));
+  killer.join();
+  ASSERT_FALSE(died.ok());
+  EXPECT_EQ(died.status().code(), StatusCode::kUnavailable) << died.status().ToString();
+  EXPECT_NE(died.status().message().find("ended"), std::string::npos) << died.status().ToString();
+  EXPECT_EQ(env.server().Stats().calls["SandboxWaitV2"], 0) << "a V1 sandbox took a V2 call";
 }
 
 // ---- the command router: readiness and token refresh ----
@@ -251,6 +286,9 @@ TEST(ModalProtocolTest, LeftoversOfBothGenerationsAreFoundByTheirTags) {
     EXPECT_EQ(leftover.labels.at("run"), "r1") << leftover.id;
   }
   EXPECT_EQ(ids, (std::set<std::string>{(*v1)->Id(), (*v2)->Id()}));
+  // SandboxListV2 lists both generations, as Modal's does: each sandbox is
+  // one leftover, or `cleanup` would remove a V1 one twice and fail.
+  EXPECT_EQ(leftovers->size(), 2u);
   EXPECT_EQ(ids.count(foreign), 0u);
   auto calls = env.server().Stats().calls;
   EXPECT_GE(calls["SandboxTagsGet"], 1);
@@ -260,6 +298,15 @@ TEST(ModalProtocolTest, LeftoversOfBothGenerationsAreFoundByTheirTags) {
   ASSERT_TRUE(v2_backend->RemoveLeftover((*v2)->Id()).ok());
   EXPECT_FALSE(env.server().SandboxRunning((*v2)->Id()));
   EXPECT_TRUE(env.server().SandboxRunning((*v1)->Id()));
+  // What `sandrun cleanup` does: remove every leftover listed, each once.
+  auto rest = v2_backend->ListLeftovers();
+  ASSERT_TRUE(rest.ok()) << rest.status().ToString();
+  ASSERT_EQ(rest->size(), 1u);
+  for (const auto& leftover : *rest) {
+    Status removed = v2_backend->RemoveLeftover(leftover.id);
+    EXPECT_TRUE(removed.ok()) << removed.ToString();
+  }
+  EXPECT_FALSE(env.server().SandboxRunning((*v1)->Id()));
 }
 
 // ---- one lookup in flight per key ----
