@@ -57,35 +57,56 @@ class RunState {
   /// A sandbox currently in use by a worker, so the monitor can end it.
   struct Slot {
     std::shared_ptr<Sandbox> sandbox;
+    bool shared = false;     ///< A warm sandbox other tasks may be using.
+    std::stop_source stop;   ///< Ends this task's command alone (ExecRequest::stop).
     std::optional<Clock::time_point> deadline;
     bool host_timed_out = false;
+  };
+
+  /// What a stop ends: whole sandboxes, and single commands in sandboxes
+  /// other tasks share.
+  struct Ending {
+    std::vector<std::shared_ptr<Sandbox>> sandboxes;
+    std::vector<std::stop_source> commands;
   };
 
   std::mutex mu;
   std::condition_variable cv;
   bool stop = false;           // cancel or race won: start nothing new, end what runs
   bool user_cancelled = false;
+  /// The backend ends one command on request (Capabilities::cancels_one_command):
+  /// a stopped task in a shared sandbox leaves the sandbox to the others.
+  bool cancels_one_command = false;
   std::string race_winner;
   std::size_t next_task = 0;
   std::size_t finished = 0;
   std::map<std::size_t, Slot> slots;  // by task index
 
-  /// Sets `stop` and returns every sandbox in use, for the caller to
-  /// terminate once it has released `mu` (Terminate may be a request to a
-  /// remote engine; workers must not wait on it for the lock). Caller holds `mu`.
-  [[nodiscard]] std::vector<std::shared_ptr<Sandbox>> StopAllLocked() {
+  /// Whether a stop of the task in `slot` ends its command alone.
+  bool EndsCommandAlone(const Slot& slot) const { return slot.shared && cancels_one_command; }
+
+  /// Sets `stop` and returns what is running, for the caller to end once it
+  /// has released `mu` (Terminate may be a request to a remote engine;
+  /// workers must not wait on it for the lock). Caller holds `mu`.
+  [[nodiscard]] Ending StopAllLocked() {
     stop = true;
-    std::vector<std::shared_ptr<Sandbox>> running;
+    Ending running;
     for (auto& [index, slot] : slots) {
-      if (slot.sandbox != nullptr) running.push_back(slot.sandbox);
+      if (slot.sandbox == nullptr) continue;
+      if (EndsCommandAlone(slot)) {
+        running.commands.push_back(slot.stop);
+      } else {
+        running.sandboxes.push_back(slot.sandbox);
+      }
     }
     cv.notify_all();
     return running;
   }
 };
 
-void TerminateAll(const std::vector<std::shared_ptr<Sandbox>>& sandboxes) {
-  for (const auto& sandbox : sandboxes) sandbox->Terminate().IgnoreError();
+void EndAll(const RunState::Ending& ending) {
+  for (auto stop : ending.commands) stop.request_stop();
+  for (const auto& sandbox : ending.sandboxes) sandbox->Terminate().IgnoreError();
 }
 
 /// What makes two kProcess tasks' sandboxes the same sandbox: everything in
@@ -164,7 +185,7 @@ class RunContext {
                             "); `sandrun results sync` delivers it");
       }
       listener_.OnTaskEnd(record);
-      std::vector<std::shared_ptr<Sandbox>> losers;
+      RunState::Ending losers;
       {
         std::lock_guard lock(state.mu);
         if (options_.race && Passed(record.result) && state.race_winner.empty()) {
@@ -175,7 +196,7 @@ class RunContext {
         ++state.finished;
         state.cv.notify_all();
       }
-      TerminateAll(losers);
+      EndAll(losers);
     }
   }
 
@@ -382,13 +403,16 @@ class RunContext {
     started.sandbox_id = sandbox->Id();
     started.result.durations.create_ms = MillisBetween(t0, t1);
     NoteStarted(task, started);
-    bool stopped;
+    RunState::Ending stopped;
     {
       std::lock_guard lock(state.mu);
-      state.slots[index].sandbox = sandbox;
-      stopped = state.stop;
+      RunState::Slot& slot = state.slots[index];
+      slot.sandbox = sandbox;
+      slot.shared = shared;
+      if (state.stop && state.EndsCommandAlone(slot)) stopped.commands.push_back(slot.stop);
+      if (state.stop && !state.EndsCommandAlone(slot)) stopped.sandboxes.push_back(sandbox);
     }
-    if (stopped) sandbox->Terminate().IgnoreError();
+    EndAll(stopped);
     // Whatever happens below, the sandbox leaves the slot table. A
     // sandbox of its own ends; a warm one stays unless the attempt went
     // badly enough to retire it (`keep`).
@@ -463,6 +487,7 @@ class RunContext {
       if (request.timeout.count() > 0) {
         state.slots[index].deadline = Clock::now() + request.timeout + options_.host_grace;
       }
+      request.stop = state.slots[index].stop.get_token();
     }
     Result<ExecResult> executed = sandbox->Exec(request);
     Clock::time_point t3 = Clock::now();
@@ -553,9 +578,12 @@ class RunContext {
     // deadline: those may have left it broken or half-killed.
     const bool clean_timeout =
         result.outcome == Outcome::kTimedOut && result.ended_by == kEndedByTimeout;
+    // A command the backend cancelled alone leaves its sandbox as clean.
+    const bool clean_cancel =
+        result.outcome == Outcome::kCancelled && result.ended_by == kEndedByCancel;
     keep = shared && !host_timed_out &&
            (result.outcome == Outcome::kExited || result.outcome == Outcome::kSignaled ||
-            clean_timeout);
+            clean_timeout || clean_cancel);
     if (capped_by_lifetime && result.outcome == Outcome::kTimedOut && !host_timed_out) {
       result.ended_by = std::string(kEndedByLifetime);
       result.notes.push_back("the task's lifetime (" +
@@ -793,6 +821,7 @@ Result<RunOutcome> Engine::Run(std::vector<Task> tasks, const RunOptions& option
                    /*clamp_to_jobs=*/options.warm_pool == nullptr);
   RunContext context(*backend, archive, options, run_id, fallback_reason, listener, size.places,
                      size.sandboxes);
+  context.state.cancels_one_command = backend->GetCapabilities().cancels_one_command;
   std::vector<TaskRecord> records(tasks.size());
   std::vector<std::thread> workers;
   for (int i = 0; i < jobs; ++i) {
@@ -805,22 +834,24 @@ Result<RunOutcome> Engine::Run(std::vector<Task> tasks, const RunOptions& option
     std::unique_lock lock(state.mu);
     while (state.finished < tasks.size()) {
       state.cv.wait_for(lock, std::chrono::milliseconds(20));
-      std::vector<std::shared_ptr<Sandbox>> to_end;
+      RunState::Ending to_end;
       if (cancel.cancelled() && !state.user_cancelled) {
         state.user_cancelled = true;
         to_end = state.StopAllLocked();
       }
       Clock::time_point now = Clock::now();
       for (auto& [index, slot] : state.slots) {
+        // Past the backend's own timeout and the grace: the backend is not
+        // answering, so its sandbox ends (not a request it may ignore too).
         if (slot.deadline && now > *slot.deadline && !slot.host_timed_out &&
             slot.sandbox != nullptr) {
           slot.host_timed_out = true;
-          to_end.push_back(slot.sandbox);
+          to_end.sandboxes.push_back(slot.sandbox);
         }
       }
-      if (to_end.empty()) continue;
+      if (to_end.sandboxes.empty() && to_end.commands.empty()) continue;
       lock.unlock();
-      TerminateAll(to_end);
+      EndAll(to_end);
       lock.lock();
     }
   }

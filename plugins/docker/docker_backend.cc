@@ -71,6 +71,8 @@ class DockerBackend : public Backend {
     // ends only its own tree: a few containers carry many commands at once
     // (container starts are what a small engine runs out of).
     caps.tasks_per_sandbox = options_.agent && !options_.agent_path.empty() ? kTasksPerSandbox : 1;
+    // With the agent a command ends alone; through the engine, its sandbox.
+    caps.cancels_one_command = true;
     return caps;
   }
 

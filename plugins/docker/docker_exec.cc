@@ -392,6 +392,9 @@ Result<ExecResult> DockerSandbox::RunWithAgent(AgentSession& agent, const ExecRe
                {"kill_grace_ms", kill_grace_ms_}};
   // Past the timeout and the grace, the agent is not answering.
   const auto deadline = state.started + timeout + std::chrono::milliseconds(kill_grace_ms_) + 30s;
+  // A cancel of this command alone: the agent takes its session's end as
+  // the order to kill the command's tree, and the other agents go on.
+  std::stop_callback cancel(request.stop, [&agent] { agent.Abort(); });
   Result<json> done = agent.Exec(body, request.stdin_data,
                                  [&](agent::Frame type, std::string_view bytes) {
                                    (type == agent::Frame::kStderr ? state.output.err()
@@ -400,6 +403,10 @@ Result<ExecResult> DockerSandbox::RunWithAgent(AgentSession& agent, const ExecRe
                                  },
                                  deadline);
   if (terminated_) return Cancelled(state);
+  if (!done.ok() && request.stop.stop_requested()) {
+    result.ended_by = std::string(kEndedByCancel);
+    return finish(Outcome::kCancelled);
+  }
   if (!done.ok() && done.status().code() == StatusCode::kInvalidArgument) return done.status();
   if (!done.ok()) {
     // The stream broke: the container died or was removed (or OOM-killed
@@ -451,8 +458,10 @@ Result<ExecResult> DockerSandbox::RunCommand(const ExecRequest& request, ExecSta
     }
   }
   // Without an agent the supervisor may end every process of the container
-  // on a timeout: one such command at a time.
+  // on a timeout: one such command at a time. Nor can one command be
+  // cancelled alone: a cancel ends the sandbox (ExecRequest::stop allows it).
   std::lock_guard<std::mutex> one_at_a_time(engine_commands_mu_);
+  std::stop_callback cancel(request.stop, [this] { Terminate().IgnoreError(); });
 
   SANDRUN_ASSIGN_OR_RETURN(bool has_shell, HasShell());
   const std::string token = RandomHex(16);

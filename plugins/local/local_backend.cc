@@ -224,6 +224,7 @@ class LocalSandbox : public Sandbox {
     launch.hide_always = hide_always_;
     launch.pid_namespace = pid_namespace_;
     launch.needs_user_namespace = needs_user_namespace_;
+    launch.stop = request.stop;
     // The sandbox's lifetime bounds every command, so nothing outlives it.
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
         expires_ - std::chrono::system_clock::now());
@@ -241,6 +242,7 @@ class LocalSandbox : public Sandbox {
     result.outcome = end->outcome;
     result.exit_code = end->exit_code;
     result.signal = end->signal;
+    if (end->stopped) result.ended_by = std::string(kEndedByCancel);
     for (auto& note : end->notes) result.notes.push_back(std::move(note));
     output.FinishInto(result, "local backend: ");
     if (result.outcome == Outcome::kTimedOut) {
@@ -334,6 +336,7 @@ Capabilities LocalBackend::GetCapabilities() const {
   // A local sandbox is a directory and namespaces; each command its own
   // process group, ended alone by its timeout.
   caps.tasks_per_sandbox = 8;
+  caps.cancels_one_command = true;  // ExecRequest::stop kills the command's group.
   return caps;
 }
 

@@ -29,6 +29,7 @@
 // (keep the three above first)
 #include <boost/asio/connect_pipe.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/readable_pipe.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -42,7 +43,10 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <functional>
+#include <optional>
 #include <sstream>
+#include <stop_token>
 #include <thread>
 
 #include "local_files.h"
@@ -624,6 +628,12 @@ class ProcessRun {
     }
     exit_watch_.async_wait(asio::posix::descriptor_base::wait_read,
                            [this](const error_code&) { OnLeaderExit(); });
+    if (spec.stop.stop_possible()) {
+      // Runs in the thread that asks; the kill happens on this run's own.
+      stop_callback_.emplace(spec.stop, [this] {
+        asio::post(exit_watch_.get_executor(), [this] { OnStop(); });
+      });
+    }
     if (spec.timeout.count() > 0) {
       timeout_timer_.expires_after(spec.timeout);
       timeout_timer_.async_wait([this](const error_code& ec) {
@@ -649,10 +659,11 @@ class ProcessRun {
       end.outcome = Outcome::kTimedOut;
       end.exit_code = kExitTimedOut;
       end.signal = signaled ? term_signal : kill_signal_;
-    } else if (cancelled_) {
+    } else if (cancelled_ || stopped_) {
       end.outcome = Outcome::kCancelled;
       end.exit_code = kExitInterrupted;
       end.signal = term_signal;
+      end.stopped = stopped_ && !cancelled_;
     } else if (signaled) {
       end.outcome = Outcome::kSignaled;
       end.signal = term_signal;
@@ -695,6 +706,13 @@ class ProcessRun {
   void SignalGroup(int sig) {
     kill_signal_ = sig;
     kill(-pid_, sig);
+  }
+
+  // LaunchSpec::stop: first cause wins, as for Terminate() and the timeout.
+  void OnStop() {
+    if (reaped_ || timed_out_ || tracker_.cancelled()) return;
+    stopped_ = true;
+    SignalGroup(SIGKILL);
   }
 
   void OnLeaderExit() {
@@ -744,9 +762,12 @@ class ProcessRun {
   bool reaped_ = false;
   bool timed_out_ = false;
   bool cancelled_ = false;
+  bool stopped_ = false;
   bool drain_expired_ = false;
   int kill_signal_ = 0;
   int status_ = 0;
+  // Declared last: it goes first, so no stop request reaches a half-destroyed run.
+  std::optional<std::stop_callback<std::function<void()>>> stop_callback_;
 };
 
 Result<ProcessEnd> RunProcessOrThrow(const LaunchSpec& spec, GroupTracker& tracker,

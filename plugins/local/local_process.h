@@ -12,6 +12,7 @@
 #include <functional>
 #include <mutex>
 #include <optional>
+#include <stop_token>
 #include <string>
 #include <vector>
 
@@ -90,6 +91,9 @@ struct LaunchSpec {
   /// everything it started, setsid'd daemons included.
   bool pid_namespace = false;
   bool needs_user_namespace = false;
+  /// Requested: the group is killed (as a timeout's SIGKILL) and the end is
+  /// kCancelled with `stopped` set; the tracker's other groups go on.
+  std::stop_token stop;
 };
 
 /// How the command ended (the part of ExecResult RunProcess fills).
@@ -97,6 +101,7 @@ struct ProcessEnd {
   Outcome outcome = Outcome::kInfraError;
   int exit_code = 0;
   int signal = 0;
+  bool stopped = false;  ///< kCancelled by LaunchSpec::stop, this command alone.
   std::vector<std::string> notes;
 };
 

@@ -1236,6 +1236,48 @@ TEST_P(BackendConformanceTest, ATimeoutInASharedSandboxEndsOnlyItsOwnTask) {
   EXPECT_EQ(ran->tasks[2].sandbox_id, ran->tasks[0].sandbox_id);
 }
 
+// A command cancelled alone (ExecRequest::stop: a task whose sandrun or
+// exec went away while others share its sandbox) ends promptly with what it
+// started, as cancelled by itself; the command beside it runs on, and the
+// sandbox runs the next command.
+TEST_P(BackendConformanceTest, ACancelledCommandEndsAloneAndItsSandboxRunsTheNext) {
+  const Capabilities caps = backend_->GetCapabilities();
+  if (!caps.cancels_one_command || caps.tasks_per_sandbox < 2) {
+    GTEST_SKIP() << backend_->Name() << " cannot end one of several commands in a sandbox alone";
+  }
+  auto sandbox = NewSandbox();
+  ASSERT_NE(sandbox, nullptr);
+  ExecRequest cancelled = Shell("(sleep 3; echo late > left-behind) & echo started; sleep 300");
+  cancelled.timeout = std::chrono::seconds(120);
+  std::stop_source stop;
+  cancelled.stop = stop.get_token();
+  ExecRequest neighbour = Shell("sleep 3; echo survived");
+  neighbour.timeout = std::chrono::seconds(60);
+  Result<ExecResult> beside = InternalError("not run");
+  std::thread next_door([&] { beside = sandbox->Exec(neighbour); });
+  std::thread canceller([&] {
+    std::this_thread::sleep_for(std::chrono::seconds(1));
+    stop.request_stop();
+  });
+  const auto start = std::chrono::steady_clock::now();
+  Result<ExecResult> ended = sandbox->Exec(cancelled);
+  const auto took = std::chrono::steady_clock::now() - start;
+  canceller.join();
+  next_door.join();
+  ASSERT_TRUE(ended.ok()) << ended.status().ToString();
+  EXPECT_EQ(ended->outcome, Outcome::kCancelled) << Describe(*ended);
+  EXPECT_EQ(ended->ended_by, kEndedByCancel) << Describe(*ended);
+  EXPECT_LT(took, std::chrono::seconds(20));
+  ASSERT_TRUE(beside.ok()) << beside.status().ToString();
+  EXPECT_TRUE(Passed(*beside)) << Describe(*beside);
+  EXPECT_EQ(beside->stdout_stream.text, "survived\n");
+  // Past the moment the cancelled command's child would have written.
+  std::this_thread::sleep_until(start + std::chrono::seconds(5));
+  ExecResult after = Run(*sandbox, Shell("if [ -e left-behind ]; then echo left; else echo clean; fi"));
+  ASSERT_TRUE(Passed(after)) << Describe(after);
+  EXPECT_EQ(Trimmed(after.stdout_stream.text), "clean") << "the cancelled command's child outlived it";
+}
+
 // A task that crashes, and on a backend that reports OOM kills one that
 // runs out of memory, beside a task in the same sandbox: each gets its own
 // verdict, and the neighbour runs to its end and passes, first attempt.

@@ -208,14 +208,53 @@ TEST(ServiceE2e, AHandWrittenRequestNamingPathsOutsideItsSandboxIsRefused) {
   }
 }
 
+/// Starts `sandrun exec --service S args...` and waits until it printed
+/// "started"; nullptr (with a test failure) if it never did.
+std::unique_ptr<Background> StartedExec(const Service& service,
+                                        const std::vector<std::string>& args) {
+  auto exec = service.StartExec(args);
+  if (!WaitUntil([&] { return exec->Out().find("started") != std::string::npos; },
+                 milliseconds(30000))) {
+    ADD_FAILURE() << "the exec never started: " << exec->Err();
+    return nullptr;
+  }
+  return exec;
+}
+
+// CTest kills one test's `sandrun exec` (its TIMEOUT, or --stop-on-failure):
+// that task's command ends, and the task beside it in the same warm sandbox
+// runs on to its verdict, first attempt, not retried.
+TEST(ServiceE2e, AnExecThatGoesAwayEndsItsCommandAloneNotItsNeighbours) {
+  Home home;
+  Service service(home);
+  ASSERT_TRUE(service.up()) << service.process().Err();
+  auto neighbour = StartedExec(
+      service, {"--isolation", "process", "--", "sh", "-c",
+                "echo started in $SANDRUN_SANDBOX_ID; sleep 4; echo survived"});
+  ASSERT_NE(neighbour, nullptr);
+  auto doomed = StartedExec(service, {"--isolation", "process", "--", "sh", "-c",
+                                      "echo started in $SANDRUN_SANDBOX_ID; sleep 300"});
+  ASSERT_NE(doomed, nullptr);
+  const std::string where = neighbour->Out().substr(0, neighbour->Out().find('\n'));
+  ASSERT_EQ(doomed->Out().substr(0, doomed->Out().find('\n')), where)
+      << "the two execs did not share a warm sandbox";
+  doomed->Signal(SIGKILL);
+  EXPECT_EQ(neighbour->Wait(milliseconds(30000)), std::optional<int>(0)) << neighbour->Err();
+  const std::string out = neighbour->Out();
+  EXPECT_EQ(out, where + "\nsurvived\n") << "ended, or started again: " << neighbour->Err();
+  // The service goes on serving in that sandbox.
+  CommandOutput next = service.Exec({"--isolation", "process", "--", "sh", "-c",
+                                     "echo in $SANDRUN_SANDBOX_ID"});
+  EXPECT_EQ(next.exit_code, 0) << next.err;
+  EXPECT_EQ(next.out, "in " + where.substr(std::string("started in ").size()) + "\n");
+}
+
 TEST(ServiceE2e, AServiceKilledMidTaskIsAnInfrastructureFailure) {
   Home home;
   Service service(home);
   ASSERT_TRUE(service.up()) << service.process().Err();
-  auto exec = service.StartExec({"--", "sh", "-c", "echo started; sleep 60"});
-  ASSERT_TRUE(WaitUntil([&] { return exec->Out().find("started") != std::string::npos; },
-                        milliseconds(30000)))
-      << exec->Err();
+  auto exec = StartedExec(service, {"--", "sh", "-c", "echo started; sleep 60"});
+  ASSERT_NE(exec, nullptr);
   service.process().Signal(SIGKILL);
   const auto killed = Clock::now();
   EXPECT_EQ(exec->Wait(milliseconds(20000)), std::optional<int>(125)) << exec->Err();
@@ -229,10 +268,8 @@ TEST(ServiceE2e, AServiceThatStopsAnsweringIsGivenUpOn) {
   Home home;
   Service service(home);
   ASSERT_TRUE(service.up()) << service.process().Err();
-  auto exec = service.StartExec({"--", "sh", "-c", "echo started; sleep 120"});
-  ASSERT_TRUE(WaitUntil([&] { return exec->Out().find("started") != std::string::npos; },
-                        milliseconds(30000)))
-      << exec->Err();
+  auto exec = StartedExec(service, {"--", "sh", "-c", "echo started; sleep 120"});
+  ASSERT_NE(exec, nullptr);
   ::kill(service.process().pid(), SIGSTOP);
   const auto stopped = Clock::now();
   const std::optional<int> code = exec->Wait(milliseconds(60000));

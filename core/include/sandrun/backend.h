@@ -41,6 +41,10 @@ struct Capabilities {
   /// many threads at once, and a timeout ends only its own command's
   /// processes. The run's pool (RunOptions) may ask for fewer.
   int tasks_per_sandbox = 1;
+  /// Exec honours ExecRequest::stop: a cancelled task in a shared sandbox
+  /// ends alone. Otherwise the engine ends the whole sandbox, and the other
+  /// tasks in it are retried.
+  bool cancels_one_command = false;
 };
 
 /// A sandbox that exists. Destroying the handle terminates it.

@@ -79,6 +79,8 @@ struct ExecResult {
   /// For kTimedOut, what ended it: kEndedByTimeout, kEndedByLifetime or
   /// kEndedByHostDeadline. Backends set the first two; the engine sets the
   /// third, and kEndedByTimeout for a backend that timed out without saying.
+  /// For kCancelled, kEndedByCancel when the backend ended just this command
+  /// (ExecRequest::stop) and its sandbox can run the next one.
   std::string ended_by;
 };
 
@@ -86,6 +88,7 @@ struct ExecResult {
 inline constexpr std::string_view kEndedByTimeout = "timeout";        ///< The backend's timeout.
 inline constexpr std::string_view kEndedByLifetime = "lifetime";      ///< The sandbox's lifetime.
 inline constexpr std::string_view kEndedByHostDeadline = "host_deadline";  ///< sandrun's fallback.
+inline constexpr std::string_view kEndedByCancel = "cancel";  ///< ExecRequest::stop, the command alone.
 
 /// The exit code `sandrun exec` returns for this result: the command's code,
 /// 124 timed out, 125 infrastructure, 128+N signal, 137 OOM, 130 cancelled.

@@ -10,6 +10,7 @@
 #include <functional>
 #include <map>
 #include <optional>
+#include <stop_token>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -82,6 +83,12 @@ struct ExecRequest {
   std::string spill_dir;
   /// Live output; may be empty.
   OutputCallback on_output;
+  /// Requested when this command alone is to end (a cancelled task in a
+  /// sandbox other tasks share). A backend whose Capabilities say
+  /// cancels_one_command ends the command and everything it started,
+  /// promptly, and returns Outcome::kCancelled with ended_by kEndedByCancel;
+  /// one that cannot spare the sandbox may end it as Terminate() does.
+  std::stop_token stop;
 };
 
 /// The rule for every path a task names inside its sandbox (upload

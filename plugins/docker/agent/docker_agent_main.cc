@@ -365,8 +365,9 @@ void RunCommand(HostInput& host, const json& request) {
     for (const pollfd& p : fds) {
       if (p.revents == 0) continue;
       if (p.fd == 0) {
-        if (!host.ReadSome()) {  // The host is gone: so is the command.
-          ::kill(-pid, SIGKILL);
+        if (!host.ReadSome()) {  // The host is gone (or cancelled it): so is the command,
+          ::kill(-pid, SIGKILL);   // with everything it started, setsid'd ones too.
+          KillDescendants();
           std::exit(0);
         }
       } else if (p.fd == out[0]) {
