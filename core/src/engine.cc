@@ -58,7 +58,8 @@ class RunState {
   struct Slot {
     std::shared_ptr<Sandbox> sandbox;
     bool shared = false;     ///< A warm sandbox other tasks may be using.
-    std::stop_source stop;   ///< Ends this task's command alone (ExecRequest::stop).
+    /// Ends this task's command alone (ExecRequest::stop).
+    std::shared_ptr<CommandStop> stop = std::make_shared<CommandStop>();
     std::optional<Clock::time_point> deadline;
     bool host_timed_out = false;
   };
@@ -67,7 +68,7 @@ class RunState {
   /// other tasks share.
   struct Ending {
     std::vector<std::shared_ptr<Sandbox>> sandboxes;
-    std::vector<std::stop_source> commands;
+    std::vector<std::shared_ptr<CommandStop>> commands;
   };
 
   std::mutex mu;
@@ -105,7 +106,7 @@ class RunState {
 };
 
 void EndAll(const RunState::Ending& ending) {
-  for (auto stop : ending.commands) stop.request_stop();
+  for (const auto& stop : ending.commands) stop->Request();
   for (const auto& sandbox : ending.sandboxes) sandbox->Terminate().IgnoreError();
 }
 
@@ -487,7 +488,7 @@ class RunContext {
       if (request.timeout.count() > 0) {
         state.slots[index].deadline = Clock::now() + request.timeout + options_.host_grace;
       }
-      request.stop = state.slots[index].stop.get_token();
+      request.stop = state.slots[index].stop;
     }
     Result<ExecResult> executed = sandbox->Exec(request);
     Clock::time_point t3 = Clock::now();

@@ -33,4 +33,33 @@ Result<std::string> JoinSandboxPath(std::string_view what, std::string_view base
   return (std::filesystem::path(base) / path).lexically_normal().generic_string();
 }
 
+void CommandStop::Request() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (requested_) return;
+  requested_ = true;
+  if (on_stop_) on_stop_();
+}
+
+bool CommandStop::requested() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return requested_;
+}
+
+CommandStop::Listener::Listener(std::shared_ptr<CommandStop> stop, std::function<void()> on_stop)
+    : stop_(std::move(stop)) {
+  if (!stop_) return;
+  std::lock_guard<std::mutex> lock(stop_->mu_);
+  if (stop_->requested_) {
+    on_stop();
+    return;
+  }
+  stop_->on_stop_ = std::move(on_stop);
+}
+
+CommandStop::Listener::~Listener() {
+  if (!stop_) return;
+  std::lock_guard<std::mutex> lock(stop_->mu_);  // Waits for an on_stop under way.
+  stop_->on_stop_ = nullptr;
+}
+
 }  // namespace sandrun

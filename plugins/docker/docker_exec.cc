@@ -394,7 +394,7 @@ Result<ExecResult> DockerSandbox::RunWithAgent(AgentSession& agent, const ExecRe
   const auto deadline = state.started + timeout + std::chrono::milliseconds(kill_grace_ms_) + 30s;
   // A cancel of this command alone: the agent takes its session's end as
   // the order to kill the command's tree, and the other agents go on.
-  std::stop_callback cancel(request.stop, [&agent] { agent.Abort(); });
+  CommandStop::Listener cancel(request.stop, [&agent] { agent.Abort(); });
   Result<json> done = agent.Exec(body, request.stdin_data,
                                  [&](agent::Frame type, std::string_view bytes) {
                                    (type == agent::Frame::kStderr ? state.output.err()
@@ -403,7 +403,7 @@ Result<ExecResult> DockerSandbox::RunWithAgent(AgentSession& agent, const ExecRe
                                  },
                                  deadline);
   if (terminated_) return Cancelled(state);
-  if (!done.ok() && request.stop.stop_requested()) {
+  if (!done.ok() && request.stop != nullptr && request.stop->requested()) {
     result.ended_by = std::string(kEndedByCancel);
     return finish(Outcome::kCancelled);
   }
@@ -461,7 +461,7 @@ Result<ExecResult> DockerSandbox::RunCommand(const ExecRequest& request, ExecSta
   // on a timeout: one such command at a time. Nor can one command be
   // cancelled alone: a cancel ends the sandbox (ExecRequest::stop allows it).
   std::lock_guard<std::mutex> one_at_a_time(engine_commands_mu_);
-  std::stop_callback cancel(request.stop, [this] { Terminate().IgnoreError(); });
+  CommandStop::Listener cancel(request.stop, [this] { Terminate().IgnoreError(); });
 
   SANDRUN_ASSIGN_OR_RETURN(bool has_shell, HasShell());
   const std::string token = RandomHex(16);

@@ -46,7 +46,6 @@
 #include <functional>
 #include <optional>
 #include <sstream>
-#include <stop_token>
 #include <thread>
 
 #include "local_files.h"
@@ -628,9 +627,9 @@ class ProcessRun {
     }
     exit_watch_.async_wait(asio::posix::descriptor_base::wait_read,
                            [this](const error_code&) { OnLeaderExit(); });
-    if (spec.stop.stop_possible()) {
+    if (spec.stop) {
       // Runs in the thread that asks; the kill happens on this run's own.
-      stop_callback_.emplace(spec.stop, [this] {
+      stop_listener_.emplace(spec.stop, [this] {
         asio::post(exit_watch_.get_executor(), [this] { OnStop(); });
       });
     }
@@ -767,7 +766,7 @@ class ProcessRun {
   int kill_signal_ = 0;
   int status_ = 0;
   // Declared last: it goes first, so no stop request reaches a half-destroyed run.
-  std::optional<std::stop_callback<std::function<void()>>> stop_callback_;
+  std::optional<CommandStop::Listener> stop_listener_;
 };
 
 Result<ProcessEnd> RunProcessOrThrow(const LaunchSpec& spec, GroupTracker& tracker,

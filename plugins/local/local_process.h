@@ -12,7 +12,6 @@
 #include <functional>
 #include <mutex>
 #include <optional>
-#include <stop_token>
 #include <string>
 #include <vector>
 
@@ -93,7 +92,7 @@ struct LaunchSpec {
   bool needs_user_namespace = false;
   /// Requested: the group is killed (as a timeout's SIGKILL) and the end is
   /// kCancelled with `stopped` set; the tracker's other groups go on.
-  std::stop_token stop;
+  std::shared_ptr<CommandStop> stop;
 };
 
 /// How the command ended (the part of ExecResult RunProcess fills).

@@ -1249,15 +1249,15 @@ TEST_P(BackendConformanceTest, ACancelledCommandEndsAloneAndItsSandboxRunsTheNex
   ASSERT_NE(sandbox, nullptr);
   ExecRequest cancelled = Shell("(sleep 3; echo late > left-behind) & echo started; sleep 300");
   cancelled.timeout = std::chrono::seconds(120);
-  std::stop_source stop;
-  cancelled.stop = stop.get_token();
+  auto stop = std::make_shared<CommandStop>();
+  cancelled.stop = stop;
   ExecRequest neighbour = Shell("sleep 3; echo survived");
   neighbour.timeout = std::chrono::seconds(60);
   Result<ExecResult> beside = InternalError("not run");
   std::thread next_door([&] { beside = sandbox->Exec(neighbour); });
   std::thread canceller([&] {
     std::this_thread::sleep_for(std::chrono::seconds(1));
-    stop.request_stop();
+    stop->Request();
   });
   const auto start = std::chrono::steady_clock::now();
   Result<ExecResult> ended = sandbox->Exec(cancelled);

@@ -41,3 +41,31 @@ TEST(JoinSandboxPathTest, AbsoluteAndClimbingPathsAreRefusedWithTheFieldsName) {
 
 }  // namespace
 }  // namespace sandrun
+
+namespace sandrun {
+namespace {
+
+TEST(CommandStop, AListenerHearsTheRequestOnceAndNothingAfterItIsGone) {
+  auto stop = std::make_shared<CommandStop>();
+  int heard = 0;
+  {
+    CommandStop::Listener listener(stop, [&] { ++heard; });
+    EXPECT_EQ(heard, 0);
+    stop->Request();
+    stop->Request();
+    EXPECT_EQ(heard, 1);
+    EXPECT_TRUE(stop->requested());
+  }
+  auto later = std::make_shared<CommandStop>();
+  { CommandStop::Listener gone(later, [&] { ++heard; }); }
+  later->Request();
+  EXPECT_EQ(heard, 1) << "a listener that is gone was run";
+  // A stop already requested is heard at once; a null one never.
+  CommandStop::Listener late(later, [&] { ++heard; });
+  EXPECT_EQ(heard, 2);
+  CommandStop::Listener none(nullptr, [&] { ++heard; });
+  EXPECT_EQ(heard, 2);
+}
+
+}  // namespace
+}  // namespace sandrun

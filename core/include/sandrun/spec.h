@@ -9,8 +9,9 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
+#include <mutex>
 #include <optional>
-#include <stop_token>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -67,6 +68,8 @@ enum class StreamKind { kStdout, kStderr };
 using OutputCallback = std::function<void(StreamKind, std::string_view)>;
 
 /// One command to run inside a sandbox.
+class CommandStop;  // Below.
+
 struct ExecRequest {
   std::vector<std::string> argv;  ///< Never a shell string unless the user gave one.
   std::map<std::string, std::string> env;  ///< On top of the sandbox's env.
@@ -84,11 +87,41 @@ struct ExecRequest {
   /// Live output; may be empty.
   OutputCallback on_output;
   /// Requested when this command alone is to end (a cancelled task in a
-  /// sandbox other tasks share). A backend whose Capabilities say
-  /// cancels_one_command ends the command and everything it started,
+  /// sandbox other tasks share); null: never. A backend whose Capabilities
+  /// say cancels_one_command ends the command and everything it started,
   /// promptly, and returns Outcome::kCancelled with ended_by kEndedByCancel;
   /// one that cannot spare the sandbox may end it as Terminate() does.
-  std::stop_token stop;
+  std::shared_ptr<CommandStop> stop;
+};
+
+/// The engine's request that one command end (ExecRequest::stop), and the
+/// backend's way to hear it. Thread-safe. (Public headers stay C++17, so
+/// this is not std::stop_token.)
+class CommandStop {
+ public:
+  /// Asks, once; runs the listener, if there is one, in this thread.
+  void Request();
+  bool requested() const;
+
+  /// Runs `on_stop` when the stop is requested while it exists (at once if
+  /// it already was); does nothing for a null `stop`. The destructor waits
+  /// for an `on_stop` under way, so what it refers to may go right after.
+  /// One listener at a time per CommandStop.
+  class Listener {
+   public:
+    Listener(std::shared_ptr<CommandStop> stop, std::function<void()> on_stop);
+    ~Listener();
+    Listener(const Listener&) = delete;
+    Listener& operator=(const Listener&) = delete;
+
+   private:
+    std::shared_ptr<CommandStop> stop_;
+  };
+
+ private:
+  mutable std::mutex mu_;
+  bool requested_ = false;           // Guarded by mu_.
+  std::function<void()> on_stop_;    // Guarded by mu_; runs under it.
 };
 
 /// The rule for every path a task names inside its sandbox (upload
