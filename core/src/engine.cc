@@ -582,7 +582,10 @@ class RunContext {
     // A command the backend cancelled alone leaves its sandbox as clean.
     const bool clean_cancel =
         result.outcome == Outcome::kCancelled && result.ended_by == kEndedByCancel;
-    keep = shared && !host_timed_out &&
+    // A stop asked for and not carried out that way may have reached the
+    // sandbox as it ended anyway (a backend may end the sandbox instead).
+    const bool stop_elsewise = request.stop->requested() && !clean_cancel;
+    keep = shared && !host_timed_out && !stop_elsewise &&
            (result.outcome == Outcome::kExited || result.outcome == Outcome::kSignaled ||
             clean_timeout || clean_cancel);
     if (capped_by_lifetime && result.outcome == Outcome::kTimedOut && !host_timed_out) {

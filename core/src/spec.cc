@@ -34,10 +34,19 @@ Result<std::string> JoinSandboxPath(std::string_view what, std::string_view base
 }
 
 void CommandStop::Request() {
+  std::function<void()> on_stop;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (requested_) return;
+    requested_ = true;
+    if (!on_stop_) return;
+    on_stop = on_stop_;
+    running_ = true;
+  }
+  on_stop();
   std::lock_guard<std::mutex> lock(mu_);
-  if (requested_) return;
-  requested_ = true;
-  if (on_stop_) on_stop_();
+  running_ = false;
+  idle_.notify_all();
 }
 
 bool CommandStop::requested() const {
@@ -48,18 +57,21 @@ bool CommandStop::requested() const {
 CommandStop::Listener::Listener(std::shared_ptr<CommandStop> stop, std::function<void()> on_stop)
     : stop_(std::move(stop)) {
   if (!stop_) return;
-  std::lock_guard<std::mutex> lock(stop_->mu_);
-  if (stop_->requested_) {
-    on_stop();
-    return;
+  {
+    std::lock_guard<std::mutex> lock(stop_->mu_);
+    if (!stop_->requested_) {
+      stop_->on_stop_ = std::move(on_stop);
+      return;
+    }
   }
-  stop_->on_stop_ = std::move(on_stop);
+  on_stop();  // Asked already: heard at once.
 }
 
 CommandStop::Listener::~Listener() {
   if (!stop_) return;
-  std::lock_guard<std::mutex> lock(stop_->mu_);  // Waits for an on_stop under way.
+  std::unique_lock<std::mutex> lock(stop_->mu_);
   stop_->on_stop_ = nullptr;
+  stop_->idle_.wait(lock, [&] { return !stop_->running_; });  // One under way ends first.
 }
 
 }  // namespace sandrun

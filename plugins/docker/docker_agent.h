@@ -13,6 +13,7 @@
 #ifndef SANDRUN_PLUGINS_DOCKER_DOCKER_AGENT_H_
 #define SANDRUN_PLUGINS_DOCKER_DOCKER_AGENT_H_
 
+#include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <functional>
@@ -63,8 +64,12 @@ class AgentSession {
   static Result<std::unique_ptr<AgentSession>> Open(std::unique_ptr<HijackedStream> stream,
                                                     Clock::time_point deadline);
 
-  /// Thread-safe: breaks the connection (a call in progress returns).
-  void Abort() { stream_->Abort(); }
+  /// Thread-safe: breaks the connection (a call in progress returns) and
+  /// marks the session unusable, so it is never lent again.
+  void Abort() {
+    broken_ = true;
+    stream_->Abort();
+  }
 
   /// Runs one command (`request` as in the protocol's kExec). Output goes to
   /// `output` as it arrives; returns the kDone object. Not OK when the
@@ -94,7 +99,7 @@ class AgentSession {
   agent::FrameReader frames_;
   ExecStreamDemuxer demuxer_;
   std::string diagnostics_;  // The agent's stderr, for errors.
-  bool broken_ = false;
+  std::atomic<bool> broken_{false};
 };
 
 }  // namespace sandrun::docker

@@ -36,6 +36,11 @@ Result<int> ModalSandbox::RunFileExec(RawExec exec, std::string* err) {
   SANDRUN_ASSIGN_OR_RETURN(RawResult raw, RunRaw(exec));
   if (raw.cancelled) return CancelledError("modal: sandbox " + id_ + " was terminated");
   if (!raw.stdio_status.ok()) return raw.stdio_status;
+  if (raw.streams_left_open) {
+    // Its output was cut off: what came may be short of what was sent.
+    return UnavailableError("modal: the output of a file command in " + id_ +
+                            " did not end with the command");
+  }
   return raw.has_code ? raw.code : -1;
 }
 
@@ -114,6 +119,7 @@ Status ModalSandbox::MakeSymlinks(const std::vector<std::string>& pairs) {
 // Unpacks a tar from stdin in "$1", made first; 127 when the image has no
 // tar.
 constexpr const char* kUntarScript =
+    "unset TAR_OPTIONS\n"
     "command -v tar >/dev/null 2>&1 || exit 127\n"
     "mkdir -p -- \"$1\" || exit 1\n"
     "exec tar -x -o -f - -C \"$1\"\n";
@@ -162,6 +168,11 @@ Status ModalSandbox::PutAll(const std::vector<FileUpload>& uploads) {
       SANDRUN_ASSIGN_OR_RETURN(std::string target,
                                JoinSandboxPath("upload destination", workdir_, dest));
       if (target == "/") return InvalidArgumentError("modal: cannot upload onto /");
+      if (target == workdir_ && !fs::is_directory(upload.source, ec)) {
+        // (tar would put the file in place of an empty directory.)
+        return InvalidArgumentError("modal: cannot upload a file onto the working directory " +
+                                    workdir_);
+      }
       Planned one{&upload, target, std::nullopt};
       paths.push_back(target);
       if (upload.portable) {
@@ -180,6 +191,21 @@ Status ModalSandbox::PutAll(const std::vector<FileUpload>& uploads) {
   auto entry_name = [&](const std::string& path) {
     return fs::path(path).lexically_relative(root).generic_string();
   };
+  // Tasks that start together in a new warm sandbox all lack its portable
+  // files: the first sends them, the others wait and send only their own,
+  // so no task runs a loader another task's tar is rewriting.
+  bool lacks_portable_files = false;
+  {
+    std::lock_guard<std::mutex> lock(portable_mu_);
+    for (const auto& one : planned) {
+      if (!one.plan) continue;
+      for (const auto& file : one.plan->files) {
+        lacks_portable_files = lacks_portable_files || !portable_sent_.count(file.sandbox_path);
+      }
+    }
+  }
+  std::unique_lock<std::mutex> closure_lock(closure_mu_, std::defer_lock);
+  if (lacks_portable_files) closure_lock.lock();  // Then the loop below sees what was sent.
   TarBuilder tar;
   std::vector<std::string> closure;  // Portable files this tar sends.
   for (const auto& [upload_ptr, target, plan] : planned) {
@@ -297,9 +323,25 @@ Status ModalSandbox::Put(const FileUpload& upload) {
 constexpr const char* kTarOutScript =
     "p=\"$1\"\n"
     "if [ ! -e \"$p\" ] && [ ! -L \"$p\" ]; then echo \"$p: not found\" >&2; exit 3; fi\n"
+    "unset TAR_OPTIONS\n"
     "command -v tar >/dev/null 2>&1 || exit 127\n"
     "cd \"$(dirname -- \"$p\")\" || exit 4\n"
     "exec tar -c -f - \"./$(basename -- \"$p\")\"\n";
+
+// True when every line of tar's stderr says a file changed while it was read.
+bool OnlyChangedWhileRead(const std::string& err) {
+  std::size_t lines = 0;
+  for (std::size_t pos = 0; pos < err.size();) {
+    std::size_t end = err.find('\n', pos);
+    if (end == std::string::npos) end = err.size();
+    std::string_view line(err.data() + pos, end - pos);
+    pos = end + 1;
+    if (line.empty()) continue;
+    if (line.find("file changed as we read it") == std::string_view::npos) return false;
+    ++lines;
+  }
+  return lines > 0;
+}
 
 Result<std::vector<std::string>> ModalSandbox::Get(const std::string& sandbox_path,
                                                    const fs::path& host_dir) {
@@ -330,7 +372,9 @@ Result<std::vector<std::string>> ModalSandbox::Get(const std::string& sandbox_pa
     no_tar_ = true;
     return GetFileByFile(sandbox_path, remote, base, host_dir);
   }
-  if (code != 0) {
+  // GNU tar's 1 with only "file changed as we read it" (something the task
+  // left running still writes there): the archive is whole, take it.
+  if (code != 0 && !(code == 1 && OnlyChangedWhileRead(err))) {
     return InternalError("modal: downloading " + sandbox_path + " failed: " + Tail(err, 300));
   }
   if (spool_failed || std::fflush(spool.get()) != 0) {

@@ -212,6 +212,7 @@ class ModalSandbox : public Sandbox {
   bool terminated_ = false;              // Guarded by mu_.
   std::set<CallCanceller*> active_;      // Guarded by mu_.
   std::atomic<bool> no_tar_{false};      // The image has no `tar`.
+  std::mutex closure_mu_;                // Held by the PutAll sending portable files.
   std::mutex portable_mu_;
   std::set<std::string> portable_sent_;  // Guarded by portable_mu_.
 };

@@ -1251,12 +1251,26 @@ TEST_P(BackendConformanceTest, ACancelledCommandEndsAloneAndItsSandboxRunsTheNex
   cancelled.timeout = std::chrono::seconds(120);
   auto stop = std::make_shared<CommandStop>();
   cancelled.stop = stop;
+  // The stop comes once the command has started, as it does for a real task.
+  std::mutex seen_mu;
+  std::condition_variable seen_cv;
+  std::string seen;
+  cancelled.on_output = [&](StreamKind, std::string_view chunk) {
+    std::lock_guard<std::mutex> lock(seen_mu);
+    seen.append(chunk);
+    seen_cv.notify_all();
+  };
   ExecRequest neighbour = Shell("sleep 3; echo survived");
   neighbour.timeout = std::chrono::seconds(60);
   Result<ExecResult> beside = InternalError("not run");
   std::thread next_door([&] { beside = sandbox->Exec(neighbour); });
   std::thread canceller([&] {
-    std::this_thread::sleep_for(std::chrono::seconds(1));
+    {
+      std::unique_lock<std::mutex> lock(seen_mu);
+      seen_cv.wait_for(lock, std::chrono::seconds(60),
+                       [&] { return seen.find("started") != std::string::npos; });
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));  // Its child is under way.
     stop->Request();
   });
   const auto start = std::chrono::steady_clock::now();
@@ -1267,7 +1281,8 @@ TEST_P(BackendConformanceTest, ACancelledCommandEndsAloneAndItsSandboxRunsTheNex
   ASSERT_TRUE(ended.ok()) << ended.status().ToString();
   EXPECT_EQ(ended->outcome, Outcome::kCancelled) << Describe(*ended);
   EXPECT_EQ(ended->ended_by, kEndedByCancel) << Describe(*ended);
-  EXPECT_LT(took, std::chrono::seconds(20));
+  EXPECT_EQ(ended->stdout_stream.text, "started\n") << "it was stopped before it began";
+  EXPECT_LT(took, std::chrono::seconds(60));
   ASSERT_TRUE(beside.ok()) << beside.status().ToString();
   EXPECT_TRUE(Passed(*beside)) << Describe(*beside);
   EXPECT_EQ(beside->stdout_stream.text, "survived\n");

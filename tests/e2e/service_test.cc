@@ -230,7 +230,7 @@ TEST(ServiceE2e, AnExecThatGoesAwayEndsItsCommandAloneNotItsNeighbours) {
   ASSERT_TRUE(service.up()) << service.process().Err();
   auto neighbour = StartedExec(
       service, {"--isolation", "process", "--", "sh", "-c",
-                "echo started in $SANDRUN_SANDBOX_ID; sleep 4; echo survived"});
+                "echo started in $SANDRUN_SANDBOX_ID; sleep 8; echo survived"});
   ASSERT_NE(neighbour, nullptr);
   auto doomed = StartedExec(service, {"--isolation", "process", "--", "sh", "-c",
                                       "echo started in $SANDRUN_SANDBOX_ID; sleep 300"});
@@ -238,6 +238,8 @@ TEST(ServiceE2e, AnExecThatGoesAwayEndsItsCommandAloneNotItsNeighbours) {
   const std::string where = neighbour->Out().substr(0, neighbour->Out().find('\n'));
   ASSERT_EQ(doomed->Out().substr(0, doomed->Out().find('\n')), where)
       << "the two execs did not share a warm sandbox";
+  ASSERT_EQ(neighbour->Wait(milliseconds(0)), std::nullopt)
+      << "the neighbour ended before the other exec could be killed beside it";
   doomed->Signal(SIGKILL);
   EXPECT_EQ(neighbour->Wait(milliseconds(30000)), std::optional<int>(0)) << neighbour->Err();
   const std::string out = neighbour->Out();

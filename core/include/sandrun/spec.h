@@ -6,6 +6,7 @@
 #define SANDRUN_SPEC_H_
 
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -99,7 +100,8 @@ struct ExecRequest {
 /// this is not std::stop_token.)
 class CommandStop {
  public:
-  /// Asks, once; runs the listener, if there is one, in this thread.
+  /// Asks, once; runs the listener, if there is one, in this thread (not
+  /// under a lock: a second Request() returns at once).
   void Request();
   bool requested() const;
 
@@ -120,8 +122,10 @@ class CommandStop {
 
  private:
   mutable std::mutex mu_;
+  std::condition_variable idle_;     // A running on_stop has returned.
   bool requested_ = false;           // Guarded by mu_.
-  std::function<void()> on_stop_;    // Guarded by mu_; runs under it.
+  bool running_ = false;             // Guarded by mu_: on_stop_ is being run.
+  std::function<void()> on_stop_;    // Guarded by mu_.
 };
 
 /// The rule for every path a task names inside its sandbox (upload

@@ -109,17 +109,18 @@ TEST_F(FakeModalContainersTest, ASandboxEndsAtItsLifetimeWithTimeout) {
 
 TEST_F(FakeModalContainersTest, AnIdleSandboxEndsAfterItsIdleTimeoutAndABusyOneDoesNot) {
   auto backend = MakeBackend(
-      R"({"default_image": "sandrun-test/busybox", "timeout_grace_ms": 3000, "exe_cache_volume": "", "idle_timeout_s": 2})");
+      R"({"default_image": "sandrun-test/busybox", "timeout_grace_ms": 3000, "exe_cache_volume": "", "idle_timeout_s": 5})");
   ASSERT_NE(backend, nullptr);
   auto busy = backend->Create(Spec());
   ASSERT_TRUE(busy.ok()) << busy.status().ToString();
   auto idle = backend->Create(Spec());
   ASSERT_TRUE(idle.ok()) << idle.status().ToString();
-  // A command of 4 s keeps its sandbox past the idle timeout.
-  auto ran = (*busy)->Exec(Shell("sleep 4; echo done"));
+  // A command of 9 s keeps its sandbox past the idle timeout (its clock
+  // starts at the create, so a slow container start eats into it).
+  auto ran = (*busy)->Exec(Shell("sleep 9; echo done"));
   ASSERT_TRUE(ran.ok()) << ran.status().ToString();
   EXPECT_EQ(ran->stdout_stream.text, "done\n");
-  EXPECT_FALSE(env_->server().SandboxRunning((*idle)->Id())) << "idle for 4 s with a 2 s timeout";
+  EXPECT_FALSE(env_->server().SandboxRunning((*idle)->Id())) << "idle for 9 s with a 5 s timeout";
   auto late = (*idle)->Exec(Shell("true"));
   ASSERT_FALSE(late.ok());
   EXPECT_NE(late.status().message().find("(IDLE_TIMEOUT)"), std::string::npos)

@@ -369,10 +369,15 @@ TEST_F(ModalBackendTest, ATasksFilesGoInTogetherAndATreeComesBackWithOneExec) {
   EXPECT_EQ(::sandrun::testing::ReadFile(dir.path() / "back/out/copy/sub/data.bin"),
             std::string("a\0b", 3));
   // A failing upload names its source and sends nothing.
+  const int before_bad = server().Stats().exec_start_calls;
   Status missing = sandbox->PutAll({{(dir.path() / "run.sh").string(), "t2/run.sh", false},
                                     {(dir.path() / "absent").string(), "t2/absent", false}});
   EXPECT_EQ(missing.code(), StatusCode::kNotFound) << missing.ToString();
   EXPECT_NE(missing.message().find("absent"), std::string::npos) << missing.ToString();
+  // A file onto the working directory itself is refused, not put in its place.
+  Status onto = sandbox->PutAll({{(dir.path() / "run.sh").string(), ".", false}});
+  EXPECT_EQ(onto.code(), StatusCode::kInvalidArgument) << onto.ToString();
+  EXPECT_EQ(server().Stats().exec_start_calls, before_bad) << "a refused upload sent something";
 }
 
 // An image without `tar` still gets its files and gives them back, a file at
