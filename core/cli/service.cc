@@ -77,6 +77,17 @@ std::string ServiceFingerprint(const Config& config) {
       .dump();
 }
 
+bool PeerIsThisUser(int fd, long* peer_uid) {
+  ucred peer{};
+  socklen_t peer_size = sizeof peer;
+  if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &peer, &peer_size) != 0) {
+    *peer_uid = -1;
+    return false;
+  }
+  *peer_uid = static_cast<long>(peer.uid);
+  return peer.uid == ::geteuid();
+}
+
 int ConnectServiceSocket(const std::filesystem::path& path) {
   sockaddr_un address{};
   address.sun_family = AF_UNIX;
@@ -120,11 +131,9 @@ ServedExec ExecThroughService(const std::filesystem::path& socket, const Task& t
     ~Closer() { ::close(fd); }
   } closer{fd};
   // Only a service of this user gets the task (and is believed).
-  ucred peer{};
-  socklen_t peer_size = sizeof peer;
-  if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &peer, &peer_size) != 0 || peer.uid != ::geteuid()) {
+  if (long peer_uid = -1; !PeerIsThisUser(fd, &peer_uid)) {
     served.message = "the service at " + socket.string() + " runs as another user (uid " +
-                     std::to_string(peer.uid) + ")";
+                     std::to_string(peer_uid) + ")";
     return served;
   }
   json request = {{"version", kServiceProtocolVersion},

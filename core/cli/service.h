@@ -68,6 +68,11 @@ std::string ServiceFingerprint(const Config& config);
 /// A connected unix stream socket at `path`, or -1 (errno set).
 int ConnectServiceSocket(const std::filesystem::path& path);
 
+/// Whether the other end of unix socket `fd` runs as this process's user
+/// (SO_PEERCRED); `peer_uid` gets its uid (-1 when it cannot be read). Both
+/// ends check: a service serves, and an exec believes, only its own user.
+bool PeerIsThisUser(int fd, long* peer_uid);
+
 /// What the exec side sends besides the task.
 struct ServiceRequestOptions {
   std::string run_group;

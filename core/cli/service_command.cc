@@ -42,6 +42,14 @@ using Clock = std::chrono::steady_clock;
 
 // A listening unix socket at `path` (a stale socket file nobody answers at
 // is replaced), or the reason it cannot be.
+// Answers a task that could not be run: kFailed {code, message}. (A message
+// may quote bytes that are not UTF-8.)
+void SendFailed(int fd, const Status& status) {
+  WriteServiceFrame(fd, ServiceFrame::kFailed,
+                    json{{"code", static_cast<int>(status.code())}, {"message", status.message()}}
+                        .dump(-1, ' ', false, json::error_handler_t::replace));
+}
+
 Result<int> Listen(const std::filesystem::path& path) {
   sockaddr_un address{};
   address.sun_family = AF_UNIX;
@@ -220,9 +228,7 @@ class Service {
       WriteServiceFrame(fd, ServiceFrame::kNotServed, why);
     };
     // Tasks of this user only: another user's exec must not run as us.
-    ucred peer{};
-    socklen_t peer_size = sizeof peer;
-    if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &peer, &peer_size) != 0 || peer.uid != ::geteuid()) {
+    if (long peer_uid = -1; !PeerIsThisUser(fd, &peer_uid)) {
       return not_served("the service serves its own user's execs only");
     }
     json request = json::parse(frame->second, nullptr, false);
@@ -238,12 +244,7 @@ class Service {
     Task task = std::move(parsed).value();
     // Engine::Run's contract, and this socket's peer is only known to be our
     // user: a task that names paths outside its sandbox goes no further.
-    if (Status valid = ValidateTask(task); !valid.ok()) {
-      WriteServiceFrame(fd, ServiceFrame::kFailed,
-                        json{{"code", static_cast<int>(valid.code())}, {"message", valid.message()}}
-                            .dump(-1, ' ', false, json::error_handler_t::replace));
-      return;
-    }
+    if (Status valid = ValidateTask(task); !valid.ok()) return SendFailed(fd, valid);
     if (task.exec.stdin_data) {
       auto input = ReadServiceFrame(fd);
       if (!input || input->first != ServiceFrame::kStdin) return;
@@ -302,14 +303,7 @@ class Service {
       cancels_.remove(&cancel);
     }
     std::lock_guard lock(write_mu);
-    if (!outcome.ok()) {
-      // (A message may quote bytes that are not UTF-8.)
-      WriteServiceFrame(fd, ServiceFrame::kFailed,
-                        json{{"code", static_cast<int>(outcome.status().code())},
-                             {"message", outcome.status().message()}}
-                            .dump(-1, ' ', false, json::error_handler_t::replace));
-      return;
-    }
+    if (!outcome.ok()) return SendFailed(fd, outcome.status());
     WriteServiceFrame(fd, ServiceFrame::kDone,
                       json{{"record", ToJson(outcome->tasks.front(), -1)},
                            {"run_status", RunStatusName(outcome->run.status)}}

@@ -143,6 +143,23 @@ std::string CommonDirectory(const std::vector<std::string>& paths) {
   return common.empty() ? "/" : common.generic_string();
 }
 
+Result<std::string> ModalSandbox::UploadTarget(const FileUpload& upload) const {
+  std::error_code ec;
+  if (!fs::exists(upload.source, ec)) {
+    return NotFoundError("modal: upload source " + upload.source + " does not exist");
+  }
+  const std::string dest = upload.destination.empty()
+                               ? fs::path(upload.source).filename().string()
+                               : upload.destination;
+  return JoinSandboxPath("upload destination", workdir_, dest);
+}
+
+Result<PortablePlan> ModalSandbox::PortablePlanFor(const FileUpload& upload) const {
+  PortableOptions options;
+  options.ld_library_path = shared_->options.host_library_path;
+  return PlanPortableExecutable(upload.source, options);
+}
+
 Status ModalSandbox::PutAll(const std::vector<FileUpload>& uploads) {
   if (no_tar_.load()) return Sandbox::PutAll(uploads);
   // One tar, one exec, for all of a task's files: a warm sandbox's case
@@ -159,14 +176,7 @@ Status ModalSandbox::PutAll(const std::vector<FileUpload>& uploads) {
   for (const auto& upload : uploads) {
     auto plan_one = [&]() -> Status {
       std::error_code ec;
-      if (!fs::exists(upload.source, ec)) {
-        return NotFoundError("modal: upload source " + upload.source + " does not exist");
-      }
-      std::string dest = upload.destination.empty()
-                             ? fs::path(upload.source).filename().string()
-                             : upload.destination;
-      SANDRUN_ASSIGN_OR_RETURN(std::string target,
-                               JoinSandboxPath("upload destination", workdir_, dest));
+      SANDRUN_ASSIGN_OR_RETURN(std::string target, UploadTarget(upload));
       if (target == "/") return InvalidArgumentError("modal: cannot upload onto /");
       if (target == workdir_ && !fs::is_directory(upload.source, ec)) {
         // (tar would put the file in place of an empty directory.)
@@ -176,9 +186,7 @@ Status ModalSandbox::PutAll(const std::vector<FileUpload>& uploads) {
       Planned one{&upload, target, std::nullopt};
       paths.push_back(target);
       if (upload.portable) {
-        PortableOptions options;
-        options.ld_library_path = shared_->options.host_library_path;
-        SANDRUN_ASSIGN_OR_RETURN(one.plan, PlanPortableExecutable(upload.source, options));
+        SANDRUN_ASSIGN_OR_RETURN(one.plan, PortablePlanFor(upload));
         for (const auto& file : one.plan->files) paths.push_back(file.sandbox_path);
       }
       planned.push_back(std::move(one));
@@ -250,15 +258,10 @@ Status ModalSandbox::PutAll(const std::vector<FileUpload>& uploads) {
 
 Status ModalSandbox::Put(const FileUpload& upload) {
   std::error_code ec;
-  fs::path source(upload.source);
-  if (!fs::exists(source, ec)) return NotFoundError("modal: upload source " + upload.source + " does not exist");
-  std::string dest = upload.destination.empty() ? source.filename().string() : upload.destination;
-  SANDRUN_ASSIGN_OR_RETURN(std::string target,
-                           JoinSandboxPath("upload destination", workdir_, dest));
+  const fs::path source(upload.source);
+  SANDRUN_ASSIGN_OR_RETURN(const std::string target, UploadTarget(upload));
   if (upload.portable) {
-    PortableOptions options;
-    options.ld_library_path = shared_->options.host_library_path;
-    SANDRUN_ASSIGN_OR_RETURN(PortablePlan plan, PlanPortableExecutable(source, options));
+    SANDRUN_ASSIGN_OR_RETURN(PortablePlan plan, PortablePlanFor(upload));
     for (const auto& file : plan.files) {
       {
         std::lock_guard<std::mutex> lock(portable_mu_);

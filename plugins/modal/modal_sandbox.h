@@ -27,6 +27,7 @@
 #include "modal_client.h"
 #include "modal_exe_cache.h"
 #include "sandrun/backend.h"
+#include "sandrun/portable_exe.h"
 
 namespace sandrun::modal {
 
@@ -171,6 +172,11 @@ class ModalSandbox : public Sandbox {
   // The retryable infrastructure error for a sandbox that ended (evicted,
   // killed from outside) while a command ran in it.
   Status EndedWhileRunning(const std::string& final_status) const;
+  // Where `upload` lands in the sandbox (absolute); kNotFound when its
+  // source is missing.
+  Result<std::string> UploadTarget(const FileUpload& upload) const;
+  // The files a portable upload brings (its libraries and loader).
+  Result<PortablePlan> PortablePlanFor(const FileUpload& upload) const;
   // A file command's exec: `argv` in the workdir, with the sandbox's env.
   RawExec FileCommand(std::vector<std::string> argv) const;
   // Runs a file command: its exit code (-1 when a signal ended it), its
