@@ -73,67 +73,81 @@ grpc::Status FakeModalServer::Impl::ImageGetOrCreate(grpc::ServerContext* contex
   if (commands.empty() || commands[0].rfind("FROM ", 0) != 0) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "first command must be FROM");
   }
-  // Modal builds a definition once: asked again, it answers the cached image
-  // with its result, and the client need not join a build.
+  // Modal builds a definition once: asked again, it answers the same image,
+  // with its result once the build has succeeded (then the client need not
+  // join). A failed build is forgotten, and a forced one is a new image.
   std::string definition;
   request->image().SerializeToString(&definition);
   definition += "\n" + request->builder_version();
-  auto cached = built_images_.find(definition);
-  // (In container mode a definition is cached once its first build, made
-  // when joined, has succeeded.)
-  if (cached != built_images_.end() && !request->force_build() && images_[cached->second] == 1) {
-    response->set_image_id(cached->second);
-    response->mutable_result()->set_status(static_cast<decltype(response->result().status())>(1));
+  auto known = images_by_definition_.find(definition);
+  if (known != images_by_definition_.end() && !request->force_build()) {
+    response->set_image_id(known->second);
+    if (images_[known->second] == 1) {
+      response->mutable_result()->set_status(mc::GenericResult::GENERIC_STATUS_SUCCESS);
+    }
     return grpc::Status::OK;
   }
   std::string id = RandomId("im-", 22);
-  if (options_.containers) {
-    image_commands_[id].assign(commands.begin(), commands.end());
-    images_[id] = kImagePending;  // built (or resolved) when joined
-    built_images_[definition] = id;
-  } else {
-    bool fails = false;
-    for (const auto& c : commands) fails = fails || c.find("sandrun-fake-fail-build") != std::string::npos;
-    images_[id] = fails ? 2 : 1;
-    if (!fails) built_images_[definition] = id;
-  }
-  response->set_image_id(id);  // no result yet: the client must join the build
+  image_commands_[id].assign(commands.begin(), commands.end());
+  image_definitions_[id] = definition;
+  images_[id] = kImagePending;
+  images_by_definition_[definition] = id;
+  response->set_image_id(id);  // no result yet: the client joins the build
   return grpc::Status::OK;
+}
+
+int FakeModalServer::Impl::BuildImageOnce(const std::string& image_id, std::string* log) {
+  std::vector<std::string> commands;
+  {
+    std::unique_lock<std::mutex> lock(mu_);
+    auto it = images_.find(image_id);
+    if (it == images_.end()) return 0;
+    if (it->second != kImagePending) {
+      exec_cv_.wait(lock, [&] { return images_[image_id] != kImageBuilding; });
+      *log = image_logs_[image_id];
+      return images_[image_id];
+    }
+    it->second = kImageBuilding;
+    commands = image_commands_[image_id];
+  }
+  bool built = true;
+  if (options_.containers) {
+    built = BuildContainerImage(image_id, commands, log);
+  } else {
+    for (std::size_t i = 0; i < commands.size() && built; ++i) {
+      *log += "fake build: Step " + std::to_string(i + 1) + "/" + std::to_string(commands.size()) +
+              " : " + commands[i] + "\n";
+      if (commands[i].find("sandrun-fake-fail-build") != std::string::npos) {
+        *log += "fake build: this step fails on purpose\n";
+        built = false;
+      }
+    }
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  images_[image_id] = built ? 1 : 2;
+  image_logs_[image_id] = *log;
+  auto known = images_by_definition_.find(image_definitions_[image_id]);
+  if (!built && known != images_by_definition_.end() && known->second == image_id) {
+    images_by_definition_.erase(known);
+  }
+  exec_cv_.notify_all();
+  return images_[image_id];
 }
 
 grpc::Status FakeModalServer::Impl::ImageJoinStreaming(grpc::ServerContext* context,
                                                        const mc::ImageJoinStreamingRequest* request,
                                                        grpc::ServerWriter<mc::ImageJoinStreamingResponse>* writer) {
   FAKE_ENTER("ImageJoinStreaming", true, false);
-  int status;
-  std::string build_log = "fake build: step 1/1\n";
-  bool build = false;
-  std::vector<std::string> commands;
-  {
-    std::unique_lock<std::mutex> lock(mu_);
-    auto it = images_.find(request->image_id());
-    if (it == images_.end()) return grpc::Status(grpc::StatusCode::NOT_FOUND, "image not found");
-    if (it->second == kImagePending) {  // container mode: this join builds it
-      it->second = kImageBuilding;
-      build = true;
-      commands = image_commands_[request->image_id()];
-    }
-    exec_cv_.wait(lock, [&] { return build || images_[request->image_id()] != kImageBuilding; });
-    status = images_[request->image_id()];
-  }
-  if (build) {
-    status = BuildContainerImage(request->image_id(), commands, &build_log) ? 1 : 2;
-    std::lock_guard<std::mutex> lock(mu_);
-    images_[request->image_id()] = status;
-    exec_cv_.notify_all();
-  }
+  std::string build_log;
+  int status = BuildImageOnce(request->image_id(), &build_log);
+  if (status == 0) return grpc::Status(grpc::StatusCode::NOT_FOUND, "image not found");
   mc::ImageJoinStreamingResponse log;
   log.add_task_logs()->set_data(build_log);
   log.set_entry_id("1-0");
   writer->Write(log);
   mc::ImageJoinStreamingResponse done;
   done.mutable_result()->set_status(static_cast<mc::GenericResult::GenericStatus>(status));
-  if (status != 1) done.mutable_result()->set_exception("fake build failed on purpose");
+  if (status != 1) done.mutable_result()->set_exception("the image build failed (see its log)");
   done.set_entry_id("2-0");
   done.set_eof(true);
   writer->Write(done);

@@ -253,6 +253,12 @@ class FakeModalServer::Impl final : public mc::ModalClient::Service,
   static grpc::Status RouterReady(const FakeSandbox& sandbox);
   void KillLocked(FakeSandbox& sandbox, int status);
 
+  // Builds image `image_id` unless it is built or being built (then waits
+  // for that): a `docker build` in container mode, in process mode a build
+  // that fails only for a step naming sandrun-fake-fail-build. Its final
+  // status (1 built, 2 failed; 0 unknown id) and its log. Not under mu_.
+  int BuildImageOnce(const std::string& image_id, std::string* log);
+
   // ---- container mode (fake_modal_containers.cc) ----
   std::string ContainerName(const FakeSandbox& sandbox) const;
   // A local image for "FROM ref": ref itself when the engine has it, else
@@ -375,10 +381,14 @@ class FakeModalServer::Impl final : public mc::ModalClient::Service,
   std::vector<std::string> environments_seen_;
   std::vector<std::string> exec_requests_;  // argv and env of every TaskExecStart
   std::map<std::string, std::map<std::string, std::string>> ephemeral_secrets_;  // id -> values
-    std::map<std::string, int> images_;              // id -> final status, or:
-  static constexpr int kImagePending = -1, kImageBuilding = -2;  // container mode
-  std::map<std::string, std::vector<std::string>> image_commands_;  // container mode
-  std::map<std::string, std::string> built_images_;  // definition -> id of a successful build
+  // Images, the same in both modes: asked for, an image is pending; the
+  // first join (or a sandbox created on it) builds it, later ones wait.
+  std::map<std::string, int> images_;  // id -> final status (1 built, 2 failed), or:
+  static constexpr int kImagePending = -1, kImageBuilding = -2;
+  std::map<std::string, std::vector<std::string>> image_commands_;  // id -> its Dockerfile lines
+  std::map<std::string, std::string> image_logs_;                   // id -> its build's log
+  std::map<std::string, std::string> image_definitions_;            // id -> definition
+  std::map<std::string, std::string> images_by_definition_;  // -> id, unless its build failed
   std::map<std::string, std::string> volume_ids_;  // name -> id
   std::map<std::string, int> volume_versions_;     // id -> FsVersion (1 or 2)
   std::map<std::string, std::map<std::string, std::string>> volumes_;  // id -> path -> data

@@ -31,8 +31,8 @@ grpc::Status FakeModalServer::Impl::CreateSandboxLocked(
   if (images_.count(def.image_id()) == 0) {
     return grpc::Status(grpc::StatusCode::NOT_FOUND, "image not found");
   }
-  if (options_.containers && local_images_.count(def.image_id()) == 0) {
-    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "image has not been built");
+  if (images_[def.image_id()] != 1) {
+    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "the image's build failed");
   }
   if (def.timeout_secs() == 0 || def.timeout_secs() > 24 * 3600) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "timeout_secs out of range");
@@ -114,6 +114,8 @@ grpc::Status FakeModalServer::Impl::SandboxCreate(grpc::ServerContext* context,
                                                   const mc::SandboxCreateRequest* request,
                                                   mc::SandboxCreateResponse* response) {
   FAKE_ENTER("SandboxCreate", true, true);
+  std::string build_log;  // A sandbox on an image nobody joined waits for its build.
+  BuildImageOnce(request->definition().image_id(), &build_log);
   std::lock_guard<std::mutex> lock(mu_);
   std::shared_ptr<FakeSandbox> sandbox;
   grpc::Status created = CreateSandboxLocked(request->app_id(), request->definition(),
@@ -133,6 +135,8 @@ grpc::Status FakeModalServer::Impl::SandboxCreateV2(grpc::ServerContext* context
   }
   sandrun::fake_modal::SandboxCreateV2SecretSources extra;
   extra.ParseFromString(request->SerializeAsString());
+  std::string build_log;  // A sandbox on an image nobody joined waits for its build.
+  BuildImageOnce(request->definition().image_id(), &build_log);
   std::lock_guard<std::mutex> lock(mu_);
   std::map<std::string, std::string> env(request->ephemeral_secrets().contents().begin(),
                                          request->ephemeral_secrets().contents().end());

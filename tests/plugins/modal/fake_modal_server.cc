@@ -95,6 +95,11 @@ FakeModalServer::Impl::~Impl() {
 
 bool FakeModalServer::Impl::Start() {
   ::signal(SIGPIPE, SIG_IGN);
+  if (options_.containers && !DockerEngineAnswers()) {
+    std::cerr << "fake modal server: container mode needs a Docker engine, and none answers "
+                 "(run scripts/docker-test-env)\n";
+    return false;
+  }
   fs::path base = options_.scratch_dir.empty()
                       ? fs::path(std::getenv("TMPDIR") ? std::getenv("TMPDIR") : "/tmp")
                       : fs::path(options_.scratch_dir);
@@ -130,8 +135,23 @@ bool FakeModalServer::Impl::Start() {
   return true;
 }
 
+bool FakeModeFromEnvironment() {
+  const char* mode = std::getenv("SANDRUN_FAKE_MODAL_MODE");
+  if (mode == nullptr || *mode == '\0' || std::string(mode) == "process") return false;
+  if (std::string(mode) == "containers") return true;
+  std::cerr << "SANDRUN_FAKE_MODAL_MODE='" << mode << "': expected 'containers' or 'process'\n";
+  std::abort();
+}
+
+namespace {
+FakeOptions WithModeFromEnvironment(FakeOptions options) {
+  if (FakeModeFromEnvironment()) options.containers = true;
+  return options;
+}
+}  // namespace
+
 FakeModalServer::FakeModalServer(FakeOptions options)
-    : impl_(std::make_unique<Impl>(std::move(options))) {}
+    : impl_(std::make_unique<Impl>(WithModeFromEnvironment(std::move(options)))) {}
 FakeModalServer::~FakeModalServer() = default;
 bool FakeModalServer::Start() { return impl_->Start(); }
 int FakeModalServer::port() const { return impl_->port_; }

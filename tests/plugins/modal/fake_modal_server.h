@@ -67,6 +67,9 @@ struct FakeOptions {
   /// Container mode: every sandbox is a Docker container of its image on the
   /// engine at DOCKER_HOST (see DockerEngineAnswers), commands and the file
   /// tool run inside it. Off: process mode, commands run on this host.
+  /// SANDRUN_FAKE_MODAL_MODE=containers in the environment turns it on for
+  /// every fake a test makes (the Modal tests' second pass, see
+  /// FakeModeFromEnvironment).
   bool containers = false;
   /// What an image reference the engine does not have resolves to (there is
   /// no registry here): references naming busybox or alpine, and the rest.
@@ -93,6 +96,12 @@ enum class BlockFault {
 /// True when `docker version` reaches an engine (DOCKER_HOST or the default
 /// socket): what container mode needs.
 bool DockerEngineAnswers();
+
+/// True when SANDRUN_FAKE_MODAL_MODE=containers: every FakeModalServer made
+/// in this process runs in container mode, whatever its options say. Other
+/// values than "containers" and "process" are refused (the process aborts
+/// with a message), so a misspelt mode cannot quietly test the other one.
+bool FakeModeFromEnvironment();
 
 /// What a sandbox was created with, beyond its tags.
 struct FakeSandboxDefinition {

@@ -59,7 +59,9 @@ std::unique_ptr<Sandbox> CreateAndEcho(Backend& backend, SandboxSpec spec = Spec
   if (!created.ok()) return nullptr;
   auto result = (*created)->Exec(Shell("echo hi"));
   EXPECT_TRUE(result.ok()) << result.status().ToString();
-  if (result.ok()) EXPECT_EQ(result->stdout_stream.text, "hi\n");
+  if (result.ok()) {
+    EXPECT_EQ(result->stdout_stream.text, "hi\n");
+  }
   return std::move(created).value();
 }
 
