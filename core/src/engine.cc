@@ -449,13 +449,7 @@ class RunContext {
       if (!made.ok()) return made.WithContext("making the task's directory " + dir);
     }
     std::vector<FileUpload> puts = task.sandbox.uploads;
-    if (shared) {
-      for (auto& put : puts) {
-        put.destination = in_dir(put.destination.empty()
-                                     ? std::filesystem::path(put.source).filename().string()
-                                     : put.destination);
-      }
-    }
+    for (auto& put : puts) put.destination = in_dir(UploadDestination(put));
     if (!puts.empty()) SANDRUN_RETURN_IF_ERROR(sandbox->PutAll(puts));
     Clock::time_point t2 = Clock::now();
     if (!task.sandbox.uploads.empty()) {

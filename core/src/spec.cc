@@ -25,6 +25,18 @@ Status CheckSandboxRelativePath(std::string_view what, std::string_view path) {
   return OkStatus();
 }
 
+std::string UploadDestination(const FileUpload& upload) {
+  namespace fs = std::filesystem;
+  // The source's name as the user sees it: "dir/" is "dir", "." is the
+  // current directory's name.
+  fs::path source = upload.source.empty() ? fs::path() : fs::absolute(upload.source).lexically_normal();
+  if (!source.has_filename() && source.has_parent_path()) source = source.parent_path();
+  fs::path dest(upload.destination);
+  if (dest.empty()) return source.filename().generic_string();
+  if (!dest.has_filename() || dest.filename() == ".") dest = dest.parent_path() / source.filename();
+  return dest.lexically_normal().generic_string();
+}
+
 Result<std::string> JoinSandboxPath(std::string_view what, std::string_view base,
                                     std::string_view path, EmptySandboxPath empty) {
   if (path.empty() && empty == EmptySandboxPath::kIsBase) return std::string(base);

@@ -68,10 +68,10 @@ class LocalSandbox : public Sandbox {
         spec_(std::move(spec)),
         notes_(std::move(notes)),
         isolate_network_(spec_.network == NetworkMode::kNone && isolation.isolates_network),
-        pid_namespace_(isolation.pid_namespace),
-        needs_user_namespace_(isolation.needs_user_namespace),
         hide_always_(std::move(hide_always)),
         inherited_env_(std::move(inherited_env)),
+        pid_namespace_(isolation.pid_namespace),
+        needs_user_namespace_(isolation.needs_user_namespace),
         created_(std::chrono::system_clock::now()),
         expires_(created_ + spec_.lifetime),
         tracker_([this] { WriteManifest(); }) {}

@@ -213,13 +213,7 @@ Status CopyIn(const FileUpload& upload, const fs::path& workdir) {
   // A top-level symlink is followed: its content is what the user meant.
   fs::path source = fs::canonical(given, ec);
   if (ec) return NotFoundError("upload source '" + upload.source + "' does not exist");
-  fs::path dest(upload.destination);
-  if (dest.empty()) {
-    dest = given.filename();
-  } else if (!dest.has_filename() || dest.filename() == ".") {
-    dest = dest.parent_path() / given.filename();  // "dir/" or "dir/.": into it
-  }
-  dest = dest.lexically_normal();
+  fs::path dest(UploadDestination(upload));
   SANDRUN_ASSIGN_OR_RETURN(UniqueFd parent, OpenDirectoryBeneath(workdir, dest.parent_path(), true));
   std::string shown = dest.generic_string();
   if (fs::is_directory(source, ec)) {

@@ -148,10 +148,7 @@ Result<std::string> ModalSandbox::UploadTarget(const FileUpload& upload) const {
   if (!fs::exists(upload.source, ec)) {
     return NotFoundError("modal: upload source " + upload.source + " does not exist");
   }
-  const std::string dest = upload.destination.empty()
-                               ? fs::path(upload.source).filename().string()
-                               : upload.destination;
-  return JoinSandboxPath("upload destination", workdir_, dest);
+  return JoinSandboxPath("upload destination", workdir_, UploadDestination(upload));
 }
 
 Result<PortablePlan> ModalSandbox::PortablePlanFor(const FileUpload& upload) const {
@@ -175,13 +172,10 @@ Status ModalSandbox::PutAll(const std::vector<FileUpload>& uploads) {
   std::vector<std::string> paths;
   for (const auto& upload : uploads) {
     auto plan_one = [&]() -> Status {
-      std::error_code ec;
       SANDRUN_ASSIGN_OR_RETURN(std::string target, UploadTarget(upload));
-      if (target == "/") return InvalidArgumentError("modal: cannot upload onto /");
-      if (target == workdir_ && !fs::is_directory(upload.source, ec)) {
-        // (tar would put the file in place of an empty directory.)
-        return InvalidArgumentError("modal: cannot upload a file onto the working directory " +
-                                    workdir_);
+      // (UploadDestination never names the working directory itself.)
+      if (target == "/" || target == workdir_) {
+        return InvalidArgumentError("modal: cannot upload onto " + target);
       }
       Planned one{&upload, target, std::nullopt};
       paths.push_back(target);

@@ -667,6 +667,29 @@ TEST_P(BackendConformanceTest, UploadsFilesAndDirectories) {
   EXPECT_PRED2(Contains, missing.message(), "no-such-file");
 }
 
+// The `cp` rule (UploadDestination), the same on every backend: a
+// destination that names a directory receives the source under its own
+// name, for a file and for a directory, through Put and PutAll alike.
+TEST_P(BackendConformanceTest, AnUploadOntoADirectoryKeepsItsName) {
+  TempDir host;
+  fs::path file = host.Write("note.txt", "note\n");
+  host.Write("tree/leaf.txt", "leaf\n");
+  auto sandbox = NewSandbox();
+  ASSERT_NE(sandbox, nullptr);
+  Status put = sandbox->Put(FileUpload{file.string(), "."});
+  ASSERT_TRUE(put.ok()) << put.ToString();
+  put = sandbox->PutAll({{file.string(), "in/", false},
+                         {file.string(), "in/deeper/.", false},
+                         {(host.path() / "tree").string(), ".", false},
+                         {(host.path() / "tree").string() + "/", "copies/", false}});
+  ASSERT_TRUE(put.ok()) << put.ToString();
+  ExecResult listed = Run(*sandbox, Shell("test -d . && cat note.txt in/note.txt "
+                                          "in/deeper/note.txt tree/leaf.txt copies/tree/leaf.txt"));
+  EXPECT_EQ(listed.stdout_stream.text, "note\nnote\nnote\nleaf\nleaf\n") << Describe(listed);
+  // The working directory is still a directory the next command can enter.
+  EXPECT_EQ(Run(*sandbox, Shell("echo still here")).exit_code, 0);
+}
+
 TEST_P(BackendConformanceTest, DownloadsFilesAndDirectories) {
   auto sandbox = NewSandbox();
   ASSERT_NE(sandbox, nullptr);

@@ -27,9 +27,11 @@ std::string_view NetworkModeName(NetworkMode mode);  // "none" / "open"
 
 /// One host file or directory copied into the sandbox before the command runs.
 /// `destination` is relative to the sandbox's working directory and stays
-/// inside it (see CheckSandboxRelativePath); empty means the source's file
-/// name. A source that is a symlink is followed; inside an uploaded
-/// directory, symlinks are kept only when they point inside it.
+/// inside it (see CheckSandboxRelativePath). As with `cp`, a destination that
+/// names a directory ("", ".", "dir/", "dir/.") receives the source under
+/// its own name (UploadDestination). A source that is a symlink is followed;
+/// inside an uploaded directory, symlinks are kept only when they point
+/// inside it.
 struct FileUpload {
   std::string source;
   std::string destination;
@@ -135,6 +137,12 @@ class CommandStop {
 /// skip the check where empty means "the default". kInvalidArgument says
 /// which rule `path` breaks.
 Status CheckSandboxRelativePath(std::string_view what, std::string_view path);
+
+/// Where `upload` lands, relative to the working directory, on every
+/// backend: its destination, or, when that is empty or names a directory
+/// (".", "dir/", "dir/."), the source's own name inside it. Lexical only;
+/// the result still has to pass CheckSandboxRelativePath.
+std::string UploadDestination(const FileUpload& upload);
 
 /// Whether an empty path is refused or names the base directory itself.
 enum class EmptySandboxPath { kRefused, kIsBase };
