@@ -24,6 +24,7 @@
 #include "sandrun/batch_file.h"
 #include "sandrun/file_util.h"
 #include "sandrun/interrupts.h"
+#include "sandrun/spec.h"
 #include "sandrun/util.h"
 #include "service.h"
 
@@ -203,8 +204,8 @@ int RunExec(const std::vector<std::string>& args, CliContext& context, int& end_
     std::string destination = std::filesystem::path(program).lexically_normal().string();
     bool already = std::any_of(task.sandbox.uploads.begin(), task.sandbox.uploads.end(),
                                [&](const FileUpload& u) {
-                                 return std::filesystem::path(u.destination.empty() ? u.source : u.destination)
-                                            .lexically_normal() == destination;
+                                 auto lands = UploadDestination(u);
+                                 return lands.ok() && *lands == destination;
                                });
     if (!already && destination.rfind("..", 0) != 0) {
       task.sandbox.uploads.push_back(FileUpload{program, destination, true});

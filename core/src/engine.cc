@@ -449,7 +449,10 @@ class RunContext {
       if (!made.ok()) return made.WithContext("making the task's directory " + dir);
     }
     std::vector<FileUpload> puts = task.sandbox.uploads;
-    for (auto& put : puts) put.destination = in_dir(UploadDestination(put));
+    for (auto& put : puts) {
+      SANDRUN_ASSIGN_OR_RETURN(std::string destination, UploadDestination(put));
+      put.destination = in_dir(destination);
+    }
     if (!puts.empty()) SANDRUN_RETURN_IF_ERROR(sandbox->PutAll(puts));
     Clock::time_point t2 = Clock::now();
     if (!task.sandbox.uploads.empty()) {

@@ -25,15 +25,23 @@ Status CheckSandboxRelativePath(std::string_view what, std::string_view path) {
   return OkStatus();
 }
 
-std::string UploadDestination(const FileUpload& upload) {
+Result<std::string> UploadDestination(const FileUpload& upload) {
   namespace fs = std::filesystem;
+  if (!upload.destination.empty()) {
+    SANDRUN_RETURN_IF_ERROR(CheckSandboxRelativePath("upload destination", upload.destination));
+  }
   // The source's name as the user sees it: "dir/" is "dir", "." is the
   // current directory's name.
   fs::path source = upload.source.empty() ? fs::path() : fs::absolute(upload.source).lexically_normal();
   if (!source.has_filename() && source.has_parent_path()) source = source.parent_path();
   fs::path dest(upload.destination);
-  if (dest.empty()) return source.filename().generic_string();
-  if (!dest.has_filename() || dest.filename() == ".") dest = dest.parent_path() / source.filename();
+  if (dest.empty() || !dest.has_filename() || dest.filename() == ".") {
+    if (source.filename().empty()) {
+      return InvalidArgumentError("upload source '" + upload.source +
+                                  "' has no name to give it in the sandbox: name its destination");
+    }
+    dest = dest.parent_path() / source.filename();
+  }
   return dest.lexically_normal().generic_string();
 }
 

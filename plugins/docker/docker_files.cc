@@ -15,9 +15,9 @@ Result<std::string> DockerSandbox::UploadTar(const FileUpload& upload) {
   if (!fs::exists(fs::symlink_status(upload.source, ec))) {
     return NotFoundError("upload source not found: " + upload.source);
   }
-  SANDRUN_ASSIGN_OR_RETURN(
-      std::string target,
-      JoinSandboxPath("upload destination", workdir_, UploadDestination(upload)));
+  SANDRUN_ASSIGN_OR_RETURN(std::string destination, UploadDestination(upload));
+  SANDRUN_ASSIGN_OR_RETURN(std::string target,
+                           JoinSandboxPath("upload destination", workdir_, destination));
   std::string entry = target.substr(1);  // Relative to "/": Docker creates the parents.
   if (entry.empty()) return InvalidArgumentError("docker: cannot upload onto /");
   if (upload.portable) return PortableLauncherTar(*exe_cache_, upload.source, entry);

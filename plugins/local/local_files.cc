@@ -204,16 +204,14 @@ Status CopyTreeAt(int dir, const std::string& name, const fs::path& source,
 }  // namespace
 
 Status CopyIn(const FileUpload& upload, const fs::path& workdir) {
-  if (!upload.destination.empty()) {
-    SANDRUN_RETURN_IF_ERROR(CheckSandboxRelativePath("upload destination", upload.destination));
-  }
+  SANDRUN_ASSIGN_OR_RETURN(std::string destination, UploadDestination(upload));
   fs::path given = fs::path(upload.source).lexically_normal();
   if (given.has_filename() == false && given.has_parent_path()) given = given.parent_path();
   std::error_code ec;
   // A top-level symlink is followed: its content is what the user meant.
   fs::path source = fs::canonical(given, ec);
   if (ec) return NotFoundError("upload source '" + upload.source + "' does not exist");
-  fs::path dest(UploadDestination(upload));
+  fs::path dest(destination);
   SANDRUN_ASSIGN_OR_RETURN(UniqueFd parent, OpenDirectoryBeneath(workdir, dest.parent_path(), true));
   std::string shown = dest.generic_string();
   if (fs::is_directory(source, ec)) {

@@ -148,7 +148,8 @@ Result<std::string> ModalSandbox::UploadTarget(const FileUpload& upload) const {
   if (!fs::exists(upload.source, ec)) {
     return NotFoundError("modal: upload source " + upload.source + " does not exist");
   }
-  return JoinSandboxPath("upload destination", workdir_, UploadDestination(upload));
+  SANDRUN_ASSIGN_OR_RETURN(std::string destination, UploadDestination(upload));
+  return JoinSandboxPath("upload destination", workdir_, destination);
 }
 
 Result<PortablePlan> ModalSandbox::PortablePlanFor(const FileUpload& upload) const {

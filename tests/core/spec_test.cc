@@ -2,6 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <string>
+#include <utility>
+#include <vector>
+
 namespace sandrun {
 namespace {
 
@@ -37,6 +41,42 @@ TEST(JoinSandboxPathTest, AbsoluteAndClimbingPathsAreRefusedWithTheFieldsName) {
     EXPECT_EQ(joined.status().code(), StatusCode::kInvalidArgument) << bad;
     EXPECT_NE(joined.status().message().find("upload destination"), std::string::npos) << bad;
   }
+}
+
+// The cp rule: a destination that names a directory gets the source's name.
+TEST(UploadDestinationTest, ADirectoryDestinationKeepsTheSourcesName) {
+  const std::vector<std::pair<FileUpload, std::string>> cases = {
+      {{"/host/dir/a.txt", ""}, "a.txt"},
+      {{"/host/dir/a.txt", "."}, "a.txt"},
+      {{"/host/dir/a.txt", "./"}, "a.txt"},
+      {{"/host/dir/a.txt", "in/"}, "in/a.txt"},
+      {{"/host/dir/a.txt", "in/."}, "in/a.txt"},
+      {{"/host/dir/a.txt", "in//deep/"}, "in/deep/a.txt"},
+      {{"/host/dir/a.txt", "renamed.txt"}, "renamed.txt"},
+      {{"/host/dir/a.txt", "./x/./renamed.txt"}, "x/renamed.txt"},
+      {{"/host/tree/", "."}, "tree"},
+      {{"/host/tree/.", "copies/"}, "copies/tree"},
+  };
+  for (const auto& [upload, expected] : cases) {
+    auto lands = UploadDestination(upload);
+    ASSERT_TRUE(lands.ok()) << upload.source << " -> " << upload.destination << ": "
+                            << lands.status().message();
+    EXPECT_EQ(*lands, expected) << upload.source << " -> '" << upload.destination << "'";
+  }
+}
+
+// Checked as given, before anything is normalised away: "a/.." is not ".".
+TEST(UploadDestinationTest, ClimbingOrAbsoluteDestinationsAreRefusedAsGiven) {
+  for (const char* bad : {"a/..", "a/../b", "../x", "/etc/x"}) {
+    auto lands = UploadDestination(FileUpload{"/host/a.txt", bad});
+    ASSERT_FALSE(lands.ok()) << bad;
+    EXPECT_EQ(lands.status().code(), StatusCode::kInvalidArgument) << bad;
+    EXPECT_NE(lands.status().message().find(std::string("'") + bad + "'"), std::string::npos)
+        << lands.status().message();
+  }
+  auto nameless = UploadDestination(FileUpload{"/", "."});
+  ASSERT_FALSE(nameless.ok());
+  EXPECT_NE(nameless.status().message().find("name its destination"), std::string::npos);
 }
 
 }  // namespace

@@ -140,9 +140,10 @@ Status CheckSandboxRelativePath(std::string_view what, std::string_view path);
 
 /// Where `upload` lands, relative to the working directory, on every
 /// backend: its destination, or, when that is empty or names a directory
-/// (".", "dir/", "dir/."), the source's own name inside it. Lexical only;
-/// the result still has to pass CheckSandboxRelativePath.
-std::string UploadDestination(const FileUpload& upload);
+/// (".", "dir/", "dir/."), the source's own name inside it; lexically
+/// normal, never "." or empty. A destination that breaks
+/// CheckSandboxRelativePath is refused as given (kInvalidArgument).
+Result<std::string> UploadDestination(const FileUpload& upload);
 
 /// Whether an empty path is refused or names the base directory itself.
 enum class EmptySandboxPath { kRefused, kIsBase };

@@ -30,13 +30,28 @@ class ContainerPassNeedsDocker : public ::testing::Environment {
 [[maybe_unused]] ::testing::Environment* const kContainerPass =
     ::testing::AddGlobalTestEnvironment(new ContainerPassNeedsDocker);
 
+// The mode a CTest pass means, from its --sandrun-fake-mode=MODE argument
+// (tests/plugins/modal/CMakeLists.txt); "" when run by hand without it.
+std::string ModeThisPassMeans() {
+  const std::string flag = "--sandrun-fake-mode=";
+  for (const std::string& arg : ::testing::internal::GetArgvs()) {
+    if (arg.rfind(flag, 0) == 0) return arg.substr(flag.size());
+  }
+  return "";
+}
+
 // The switch reaches a fake made with default options: in the container
-// pass its sandboxes are containers (a file written in one is not on this
-// host), in the process pass they are this host's processes.
+// pass its sandboxes are containers (a UTS namespace of their own), in the
+// process pass they are this host's processes. The pass's own argument
+// says which it means, so a lost environment variable fails here.
 TEST(FakeModalMode, TheEnvironmentDecidesWhereSandboxesRun) {
+  const std::string meant = ModeThisPassMeans();
+  if (!meant.empty()) {
+    EXPECT_EQ(fake::FakeModeFromEnvironment(), meant == "containers")
+        << "this pass means " << meant << " mode, and SANDRUN_FAKE_MODAL_MODE says otherwise";
+  }
   testing::FakeModalEnv env;
   ASSERT_TRUE(env.started());
-  EXPECT_EQ(env.server().options().containers, fake::FakeModeFromEnvironment());
   auto backend = env.MakeBackend(
       R"({"default_image": "sandrun-test/busybox", "timeout_grace_ms": 3000, "exe_cache_volume": ""})");
   ASSERT_TRUE(backend.ok()) << backend.status().ToString();
@@ -55,7 +70,7 @@ TEST(FakeModalMode, TheEnvironmentDecidesWhereSandboxesRun) {
   ASSERT_EQ(result->exit_code, 0) << result->stderr_stream.text;
   char host[256] = {};
   ASSERT_EQ(::gethostname(host, sizeof host - 1), 0);
-  if (fake::FakeModeFromEnvironment()) {
+  if (env.server().options().containers) {
     EXPECT_NE(result->stdout_stream.text, std::string(host) + "\n");
   } else {
     EXPECT_EQ(result->stdout_stream.text, std::string(host) + "\n");
