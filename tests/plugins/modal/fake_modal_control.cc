@@ -2,6 +2,8 @@
 // secrets. Sandboxes are in fake_modal_sandboxes.cc.
 #include "fake_modal_impl.h"
 
+#include <exception>
+
 #include "fake_modal_sdk_fields.pb.h"
 
 namespace sandrun::modal::fake {
@@ -112,7 +114,12 @@ int FakeModalServer::Impl::BuildImageOnce(const std::string& image_id, std::stri
   }
   bool built = true;
   if (options_.containers) {
-    built = BuildContainerImage(image_id, commands, log);
+    try {  // Whatever happens, the waiters below must hear an end.
+      built = BuildContainerImage(image_id, commands, log);
+    } catch (const std::exception& e) {
+      *log += std::string("fake build: ") + e.what() + "\n";
+      built = false;
+    }
   } else {
     for (std::size_t i = 0; i < commands.size() && built; ++i) {
       *log += "fake build: Step " + std::to_string(i + 1) + "/" + std::to_string(commands.size()) +
