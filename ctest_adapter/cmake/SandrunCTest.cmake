@@ -343,7 +343,9 @@ function(sandrun_add_test)
   endif()
   _sandrun_sandbox_arguments("${fn}(${ARG_NAME})" ARG TRUE)
 
-  list(POP_FRONT ARG_COMMAND program)
+  # (No list() edits of COMMAND: they would undo the escaping that keeps an
+  # argument such as `sh -c "a; b"` whole.)
+  list(GET ARG_COMMAND 0 program)
   if(TARGET "${program}")
     get_target_property(type "${program}" TYPE)
     if(NOT type STREQUAL "EXECUTABLE")
@@ -356,11 +358,40 @@ function(sandrun_add_test)
   elseif(program MATCHES "^\\$<TARGET_FILE:")
     list(APPEND _sandrun_launcher --upload-command)
   endif()
-  add_test(NAME "${ARG_NAME}"
-           COMMAND ${_sandrun_launcher} --name "${ARG_NAME}" -- "${program}" ${ARG_COMMAND})
+  # add_test with every argument bracket-quoted, as add_test's own caller
+  # would write it: one holding ';' or nothing at all reaches the command
+  # as given.
+  set(call "add_test(NAME")
+  _sandrun_append_bracketed(call "${fn}(${ARG_NAME})" "${ARG_NAME}")
+  string(APPEND call " COMMAND")
+  foreach(argument IN LISTS _sandrun_launcher)
+    _sandrun_append_bracketed(call "${fn}(${ARG_NAME})" "${argument}")
+  endforeach()
+  string(APPEND call " --name")
+  _sandrun_append_bracketed(call "${fn}(${ARG_NAME})" "${ARG_NAME}")
+  string(APPEND call " --")
+  _sandrun_append_bracketed(call "${fn}(${ARG_NAME})" "${program}")
+  set(first TRUE)
+  foreach(argument IN LISTS ARG_COMMAND)
+    if(first)
+      set(first FALSE)
+    else()
+      _sandrun_append_bracketed(call "${fn}(${ARG_NAME})" "${argument}")
+    endif()
+  endforeach()
+  cmake_language(EVAL CODE "${call})")
   if(_sandrun_properties)
     set_tests_properties("${ARG_NAME}" PROPERTIES ${_sandrun_properties})
   endif()
+endfunction()
+
+# Appends ` [==[text]==]` to the variable named `code`: `text` as one
+# argument of generated CMake code, whatever it holds.
+function(_sandrun_append_bracketed code who text)
+  if(text MATCHES "]==]")
+    message(FATAL_ERROR "${who}: an argument contains ']==]', which sandrun cannot pass on")
+  endif()
+  set(${code} "${${code}} [==[${text}]==]" PARENT_SCOPE)
 endfunction()
 
 # Writes `list` as CMake code appending each element to `var`, bracket-quoted

@@ -187,7 +187,8 @@ TEST(CTestConventions, TimeoutIsTheCommandsTimeAndACrashIsACrash) {
     SCOPED_TRACE(backend);
     auto env = extra_env;
     env["SANDRUN_BACKEND"] = backend;
-    CommandOutput out = RunCTest(home, build, env, {"-j3", "-R", "^sb\\.", "--output-on-failure"});
+    CommandOutput out = RunCTest(home, build, env,
+                                 {"-j3", "-R", "^sb\\.(Crash|Hang|sleeps)", "--output-on-failure"});
     // The crash reads as a local one; the timeouts say so, before CTest's.
     EXPECT_TRUE(std::regex_search(out.out, std::regex("sb\\.Crash\\.Segfaults \\.+\\*\\*\\*Exception: SegFault")))
         << out.out;
@@ -201,6 +202,41 @@ TEST(CTestConventions, TimeoutIsTheCommandsTimeAndACrashIsACrash) {
     EXPECT_CONTAINS(out.out, "40% tests passed, 3 tests failed out of 5");
   }
   if (docker.exit_code != 0) SANDRUN_SKIP_WITHOUT_DOCKER("no image " + std::string(kImage));
+}
+
+// sandrun_add_test passes a command's arguments as add_test does: one that
+// holds ';' (a shell script), an empty one, a quote, a backslash. (It once
+// cut `sh -c "echo start; exit 7"` in two, and the test passed.)
+TEST(CTestConventions, SandrunAddTestPassesArgumentsAsAddTestDoes) {
+  Home home;
+  fs::path build = home.dir() / "build";
+  BuildProject(build, {"-DDISCOVER=sandrun_discover_tests"});
+  auto tests = ShowTests(home, build);
+  ASSERT_EQ(tests.count("sb.args.native"), 1u);
+  ASSERT_EQ(tests.count("sb.args.sandrun"), 1u);
+  // The same arguments after the program (CTest writes the native one's
+  // program as the path it found).
+  auto sandrun_args = AfterDashDash(tests.at("sb.args.sandrun").command);
+  auto native_args = tests.at("sb.args.native").command;
+  ASSERT_FALSE(sandrun_args.empty());
+  ASSERT_FALSE(native_args.empty());
+  EXPECT_EQ(std::vector<std::string>(sandrun_args.begin() + 1, sandrun_args.end()),
+            std::vector<std::string>(native_args.begin() + 1, native_args.end()));
+  CommandOutput out = RunCTest(home, build, {{"SANDRUN_BACKEND", "local"}},
+                               {"-R", "^sb\\.args\\.", "--output-on-failure"});
+  // Both run the whole script, to its exit 7, and print the same arguments.
+  EXPECT_TRUE(std::regex_search(out.out, std::regex("sb\\.args\\.native \\.+\\*\\*\\*Failed")))
+      << out.out;
+  EXPECT_TRUE(std::regex_search(out.out, std::regex("sb\\.args\\.sandrun \\.+\\*\\*\\*Failed")))
+      << out.out;
+  std::vector<std::string> printed;
+  std::istringstream lines(out.out);
+  for (std::string line; std::getline(lines, line);) {
+    if (line.rfind("<", 0) == 0) printed.push_back(line);
+  }
+  ASSERT_EQ(printed.size(), 2u) << out.out;
+  EXPECT_EQ(printed[0], "<a; b><><q\"uote><c\\;d><$x>") << out.out;
+  EXPECT_EQ(printed[1], printed[0]) << out.out;
 }
 
 /// Every file under `dir` by relative path, with the <testcase> lines of
