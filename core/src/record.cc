@@ -1,5 +1,6 @@
 #include "sandrun/record.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <exception>
 #include <limits>
@@ -400,6 +401,26 @@ std::string SkipMessageOf(const TaskRecord& record) {
   std::string message = body.substr(marker + 10);
   while (!message.empty() && (message.back() == '\n' || message.back() == ' ')) message.pop_back();
   return message;
+}
+
+std::string GtestCaseOutput(std::string_view stdout_text, std::string_view test) {
+  // A tag at the start of a line, from `from` on; npos if none.
+  auto line_at = [&](const std::string& needle, std::size_t from) {
+    for (std::size_t at = stdout_text.find(needle, from); at != std::string_view::npos;
+         at = stdout_text.find(needle, at + 1)) {
+      if (at == 0 || stdout_text[at - 1] == '\n') return at;
+    }
+    return std::string_view::npos;
+  };
+  const std::string run = "[ RUN      ] " + std::string(test) + "\n";
+  std::size_t start = line_at(run, 0);
+  if (start == std::string_view::npos) return "";
+  start += run.size();
+  std::size_t end = stdout_text.size();
+  for (const char* tag : {"[       OK ] ", "[  FAILED  ] ", "[  SKIPPED ] "}) {
+    end = std::min(end, line_at(tag + std::string(test) + " (", start));
+  }
+  return std::string(stdout_text.substr(start, end - start));
 }
 
 std::string ToJson(const TaskRecord& record, int indent) {

@@ -165,14 +165,38 @@ class PrintingListener : public RunListenerBase {
     progress_.TaskEnded(test, !outcome.verdict.ok());
     std::string block;
     if (!settings_.brief) block += tags_.Green("[ RUN      ] ") + test + "\n";
+    // What the case printed, as GoogleTest shows it between [ RUN ] and its
+    // result: the test's own output and its failure messages, in order;
+    // then what it wrote to stderr. Failures GoogleTest could not print (a
+    // crash, a timeout) follow in its format.
+    const std::string printed = GtestCaseOutput(record.result.stdout_stream.text, test);
+    auto append = [&block](const std::string& text) {
+      if (text.empty()) return;
+      block += text;
+      if (block.back() != '\n') block += "\n";
+    };
+    append(printed);
+    append(record.result.stderr_stream.text);
+    const bool output_shown = !printed.empty() || !record.result.stderr_stream.text.empty();
     for (const Failure& f : outcome.verdict.failures) {
+      if (!f.message.empty() && printed.find(f.message) != std::string::npos) continue;
+      // (Its copy of the output's tail is for the XML; here the output is above.)
+      std::string message = f.message;
+      if (output_shown) {
+        for (const char* header : {"--- stderr (tail) ---\n", "--- stdout (tail) ---\n"}) {
+          std::size_t at = message.find(header);
+          if (at != std::string::npos) message.erase(at);
+        }
+        while (!message.empty() && message.back() == '\n') message.pop_back();
+      }
       block += (f.file.empty() ? std::string("unknown file")
                                : f.file + ":" + std::to_string(f.line)) +
-               ": Failure\n" + f.message + "\n";
+               ": Failure\n" + message + "\n";
     }
     std::string tag = tags_.Green("[       OK ] ");
     if (outcome.verdict.kind == Verdict::Kind::kSkipped) {
-      if (!outcome.verdict.skip_message.empty()) block += outcome.verdict.skip_message + "\n";
+      const std::string& why = outcome.verdict.skip_message;
+      if (!why.empty() && printed.find(why) == std::string::npos) block += why + "\n";
       tag = tags_.Green("[  SKIPPED ] ");
     } else if (!outcome.verdict.ok()) {
       tag = tags_.Red("[  FAILED  ] ");

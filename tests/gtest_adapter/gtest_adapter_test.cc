@@ -340,6 +340,20 @@ TEST_P(GtestAdapterTest, FailureFileLineReachesTheOutputAndTheXml) {
   EXPECT_NE(runner.out.find(where + ": Failure\n"), std::string::npos)
       << "no '" << where << ": Failure' in:\n" << runner.out;
   EXPECT_NE(runner.out.find(message), std::string::npos) << runner.out;
+  // The test's own output shows where GoogleTest shows it, between its
+  // [ RUN ] and [ FAILED ] lines, before its failure, which shows once.
+  std::size_t run_line = runner.out.find("[ RUN      ] Sample.ExpectFails\n");
+  std::size_t own_stdout = runner.out.find("own stdout of ExpectFails\n");
+  std::size_t own_stderr = runner.out.find("own stderr of ExpectFails\n");
+  std::size_t failure = runner.out.find(where + ": Failure\n");
+  std::size_t failed_line = runner.out.find("[  FAILED  ] Sample.ExpectFails (");
+  ASSERT_NE(run_line, std::string::npos) << runner.out;
+  EXPECT_LT(run_line, own_stdout) << runner.out;
+  EXPECT_LT(own_stdout, failure) << runner.out;
+  EXPECT_LT(own_stderr, failed_line) << runner.out;
+  EXPECT_LT(failure, failed_line) << runner.out;
+  EXPECT_EQ(runner.out.find(where + ": Failure\n", failure + 1), std::string::npos)
+      << "the failure is shown twice:\n" << runner.out;
   std::string junit = ReadFile(junit_path);
   EXPECT_NE(junit.find("<testcase classname=\"Sample\" name=\"ExpectFails\""), std::string::npos)
       << junit;

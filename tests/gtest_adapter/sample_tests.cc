@@ -32,6 +32,9 @@ std::string ReadAll(const std::string& path) {
 SANDRUN_TEST(Sample, Passes) { EXPECT_TRUE(sandrun::gtest::InsideSandbox()); }
 
 SANDRUN_TEST(Sample, ExpectFails) {
+  std::printf("own stdout of ExpectFails\n");
+  std::fflush(stdout);
+  std::fprintf(stderr, "own stderr of ExpectFails\n");
   EXPECT_EQ(1 + 1, 3) << "expect message from the sandbox";  // @expect_fail
   EXPECT_TRUE(true);
 }

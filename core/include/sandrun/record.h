@@ -112,6 +112,12 @@ std::string TestVerdictOf(const TaskRecord& record);
 /// The reason a skipped case gave (the lines GoogleTest prints between
 /// "FILE:LINE: Skipped" and "[  SKIPPED ]"), "" when none or not skipped.
 std::string SkipMessageOf(const TaskRecord& record);
+/// What GoogleTest printed for `test` in `stdout_text` between its
+/// "[ RUN      ] <test>" line and its result line ("[       OK ]",
+/// "[  FAILED  ]" or "[  SKIPPED ] <test> ("): the test's own output and its
+/// failure messages, as a local run shows them. To the end of the text when
+/// the case never ended (a crash, a timeout); "" when it never started.
+std::string GtestCaseOutput(std::string_view stdout_text, std::string_view test);
 
 /// What to show of "K=V" when it is a secret: the key and an ellipsis, "K=…".
 /// A --secret value without '=' becomes "…"; `-e K` (no value) stays.
