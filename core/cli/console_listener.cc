@@ -261,7 +261,10 @@ void ConsoleListener::OnRunEnd(const RunRecord& run) {
   }
   std::fprintf(out_, "run %s (%s), records in %s\n", run.run_id.c_str(),
                std::string(RunStatusName(run.status)).c_str(), info_.archive.c_str());
-  std::fprintf(out_, "see it again: sandrun results show %s\n", run.run_id.c_str());
+  // With the backend named: its archive is where the record is, whatever
+  // the default backend of the shell that runs the line.
+  std::fprintf(out_, "see it again: sandrun results show %s --backend %s\n", run.run_id.c_str(),
+               info_.backend.c_str());
   std::fflush(out_);
 }
 
