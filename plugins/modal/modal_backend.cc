@@ -93,6 +93,7 @@ class ModalBackend : public Backend {
     return caps;
   }
   Status CheckAvailable() override;
+  Status ValidateSpec(const SandboxSpec& spec) override;
   Result<std::unique_ptr<Sandbox>> Create(const SandboxSpec& spec) override;
   Result<std::vector<Leftover>> ListLeftovers() override;
   Status RemoveLeftover(const std::string& id) override;
@@ -178,6 +179,28 @@ Status ModalBackend::CheckAvailable() {
   SANDRUN_ASSIGN_OR_RETURN(std::shared_ptr<Shared> shared, Connect());
   // A cheap authenticated call: the auth token (cached after the first).
   return shared->control->AuthToken().status();
+}
+
+// Bad input that only Modal's side shows, found before a run exists: a
+// Dockerfile this backend cannot build, a Secret the environment lacks (the
+// lookup is the one Create uses, so it costs nothing more).
+Status ModalBackend::ValidateSpec(const SandboxSpec& spec) {
+  if (!spec.dockerfile.empty()) {
+    auto commands = DockerfileCommands(spec.dockerfile);
+    if (!commands.ok()) return InvalidArgumentError(commands.status().message());
+  }
+  if (options_.secrets.empty()) return OkStatus();
+  auto shared = Connect();
+  if (!shared.ok()) return OkStatus();  // Create will say what is wrong.
+  auto ids = SecretIds(**shared);
+  if (!ids.ok() && ids.status().code() == StatusCode::kNotFound) {
+    const std::string& environment = (*shared)->environment;
+    return InvalidArgumentError(ids.status().message() + " (in " +
+                                (environment.empty() ? std::string("the default environment")
+                                                     : "environment '" + environment + "'") +
+                                "; `modal secret list` shows what exists)");
+  }
+  return OkStatus();
 }
 
 Result<std::vector<std::string>> ModalBackend::SecretIds(Shared& shared) {

@@ -254,6 +254,27 @@ TEST_F(ModalCliTest, BadModalInputIsExit2AndRunsNothing) {
     EXPECT_CONTAINS(out.err, c.says);
   }
   EXPECT_EQ(server_->Stats().sandboxes_created, 0);
+  // What only Modal's side can tell is bad input too, found before any
+  // sandbox or record: a Secret the environment lacks, a Dockerfile that
+  // needs a build context.
+  ::sandrun::testing::TempDir dir;
+  const std::string dockerfile = dir.Write("Dockerfile", "FROM debian\nCOPY app /app\n").string();
+  const std::vector<Case> remote = {
+      {{"--backend", "modal", "--secret", "missing-db-password"}, "missing-db-password"},
+      {{"--backend", "modal", "--dockerfile", dockerfile}, "COPY needs a build context"},
+  };
+  const std::size_t records_before = server_->VolumeFiles("sandrun-results").size();
+  for (const auto& c : remote) {
+    std::vector<std::string> args{"exec"};
+    args.insert(args.end(), c.args.begin(), c.args.end());
+    args.insert(args.end(), {"--", "true"});
+    CommandOutput out = Run(args, {{"SANDRUN_MODAL_CIDR_ALLOWLIST", ""}});
+    EXPECT_EQ(out.exit_code, 2) << c.args[3] << ": " << out.err;
+    EXPECT_CONTAINS(out.err, c.says);
+  }
+  EXPECT_EQ(server_->VolumeFiles("sandrun-results").size(), records_before)
+      << "a run was recorded for bad input";
+  EXPECT_EQ(server_->Stats().sandboxes_created, 0);
   // The same check guards the variable and the file.
   CommandOutput env = Run({"exec", "--backend", "modal", "--", "true"},
                           {{"SANDRUN_MODAL_CIDR_ALLOWLIST", "203.0.113.0/24,bogus"}});
