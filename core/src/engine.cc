@@ -694,6 +694,27 @@ Status ValidateTask(const Task& task) {
       SANDRUN_RETURN_IF_ERROR(inside("upload destination", upload.destination));
     }
   }
+  // Two uploads that cannot both land: one puts a file where another needs
+  // a directory (`--upload f:sub --upload d:sub/`).
+  std::vector<std::pair<std::string, const FileUpload*>> files;
+  std::vector<std::pair<std::string, const FileUpload*>> all;
+  for (const auto& upload : task.sandbox.uploads) {
+    auto lands = UploadDestination(upload);
+    if (!lands.ok()) return InvalidArgumentError(who + ": " + lands.status().message());
+    std::error_code ec;
+    if (!std::filesystem::is_directory(upload.source, ec)) files.emplace_back(*lands, &upload);
+    all.emplace_back(*lands, &upload);
+  }
+  for (const auto& [file, file_upload] : files) {
+    for (const auto& [path, other] : all) {
+      if (path.size() > file.size() && path.compare(0, file.size(), file) == 0 &&
+          path[file.size()] == '/') {
+        return InvalidArgumentError(who + ": upload '" + file_upload->source + "' puts a file at '" +
+                                    file + "', where upload '" + other->source +
+                                    "' needs a directory ('" + path + "')");
+      }
+    }
+  }
   for (const auto& download : task.downloads) SANDRUN_RETURN_IF_ERROR(inside("download path", download));
   for (const auto& [download, host_path] : task.host_copies) {
     if (std::find(task.downloads.begin(), task.downloads.end(), download) == task.downloads.end()) {

@@ -332,6 +332,27 @@ TEST(ValidateTasksTest, RejectsBadInputWithAClearMessage) {
   Task upload = MakeTask("up", {"true"});
   upload.sandbox.uploads.push_back({"/definitely/not/here", ""});
   EXPECT_NE(ValidateTask(upload).message().find("/definitely/not/here"), std::string::npos);
+  // A file where another upload needs a directory, in either order.
+  TempDir host;
+  const std::string file = host.Write("f.txt", "x").string();
+  std::filesystem::create_directories(host.path() / "d");
+  const std::string dir = (host.path() / "d").string();
+  for (bool file_first : {true, false}) {
+    Task clash = MakeTask("clash", {"true"});
+    FileUpload onto_sub{file, "sub"};
+    FileUpload into_sub{dir, "sub/"};
+    clash.sandbox.uploads = file_first ? std::vector<FileUpload>{onto_sub, into_sub}
+                                       : std::vector<FileUpload>{into_sub, onto_sub};
+    Status refused = ValidateTask(clash);
+    EXPECT_EQ(refused.code(), StatusCode::kInvalidArgument) << file_first;
+    EXPECT_NE(refused.message().find("puts a file at 'sub', where upload '" + dir +
+                                     "' needs a directory ('sub/d')"),
+              std::string::npos)
+        << refused.message();
+  }
+  Task side_by_side = MakeTask("fine", {"true"});
+  side_by_side.sandbox.uploads = {{file, "sub/f.txt"}, {dir, "sub/"}, {file, "subway"}};
+  EXPECT_EQ(ValidateTask(side_by_side).code(), StatusCode::kOk) << ValidateTask(side_by_side).message();
   auto dup = ValidateTasks({MakeTask("same", {"true"}), MakeTask("same", {"true"})});
   EXPECT_EQ(dup.code(), StatusCode::kInvalidArgument);
   EXPECT_NE(dup.message().find("more than once"), std::string::npos);
