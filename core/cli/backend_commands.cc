@@ -126,14 +126,22 @@ int DoctorCommand(const std::vector<std::string>& args, CliContext& context) {
       std::cout << "       note: --network none cannot be enforced here; results will say so\n";
     }
     // A backend that runs images but has none to run: every command that
-    // does not name one (sandrun_add_test without IMAGE) would fail.
-    if (caps.supports_images && config.image.empty()) {
-      Status image = c.backend->ValidateSpec(TaskFromConfig(config).sandbox);
-      if (image.code() == StatusCode::kInvalidArgument) {
-        warn("backend " + c.name + " needs an image and none is set: " + image.message(),
+    // does not name one (sandrun_add_test without IMAGE) would fail. (It may
+    // refuse other things in the configured sandbox too: on Modal a missing
+    // Secret or a Dockerfile it cannot build.)
+    const SandboxSpec configured = TaskFromConfig(config).sandbox;
+    Status refused = caps.supports_images && config.image.empty()
+                         ? c.backend->ValidateSpec(configured)
+                         : OkStatus();
+    if (refused.code() == StatusCode::kInvalidArgument) {
+      if (configured.dockerfile.empty() && refused.message().find("image") != std::string::npos) {
+        warn("backend " + c.name + " needs an image and none is set: " + refused.message(),
              "set one for every command (SANDRUN_IMAGE=debian:bookworm, \"image\" in "
              "sandrun.json, or the backend's default_image), or give each its own "
              "(--image, IMAGE in sandrun_add_test / sandrun_discover_tests)");
+      } else {
+        warn("backend " + c.name + " refuses the configured sandbox: " + refused.message(),
+             "fix the setting it names (`sandrun config` shows where each comes from)");
       }
     }
     auto store = c.backend->OpenArchive();

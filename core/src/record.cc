@@ -404,21 +404,33 @@ std::string SkipMessageOf(const TaskRecord& record) {
 }
 
 std::string GtestCaseOutput(std::string_view stdout_text, std::string_view test) {
-  // A tag at the start of a line, from `from` on; npos if none.
-  auto line_at = [&](const std::string& needle, std::size_t from) {
-    for (std::size_t at = stdout_text.find(needle, from); at != std::string_view::npos;
-         at = stdout_text.find(needle, at + 1)) {
-      if (at == 0 || stdout_text[at - 1] == '\n') return at;
-    }
-    return std::string_view::npos;
-  };
   const std::string run = "[ RUN      ] " + std::string(test) + "\n";
-  std::size_t start = line_at(run, 0);
+  std::size_t start = std::string_view::npos;
+  for (std::size_t at = stdout_text.find(run); at != std::string_view::npos;
+       at = stdout_text.find(run, at + 1)) {
+    if (at == 0 || stdout_text[at - 1] == '\n') {
+      start = at + run.size();
+      break;
+    }
+  }
   if (start == std::string_view::npos) return "";
-  start += run.size();
+  // The result line: the tag and the name, then " (12 ms)", ", where
+  // GetParam() = ..." (a parameterised or typed case) or the line's end
+  // (--gtest_print_time=0); after output with no newline of its own it is
+  // not at a line's start. The first one after [ RUN ] is the case's (the
+  // summary lists failures again, later).
   std::size_t end = stdout_text.size();
   for (const char* tag : {"[       OK ] ", "[  FAILED  ] ", "[  SKIPPED ] "}) {
-    end = std::min(end, line_at(tag + std::string(test) + " (", start));
+    const std::string line = tag + std::string(test);
+    for (std::size_t at = stdout_text.find(line, start); at < end;
+         at = stdout_text.find(line, at + 1)) {
+      std::string_view after = stdout_text.substr(at + line.size());
+      if (after.empty() || after.front() == '\n' || after.rfind(" (", 0) == 0 ||
+          after.rfind(", where ", 0) == 0) {
+        end = at;
+        break;
+      }
+    }
   }
   return std::string(stdout_text.substr(start, end - start));
 }

@@ -345,7 +345,9 @@ class Launcher : public RunListenerBase {
       std::fprintf(stderr, "sandrun: %s\n", report_->status().message().c_str());
     }
     if (!outcome.ok()) {
-      FailAll(specs, "sandrun infrastructure error (not a test failure): " +
+      FailAll(specs, (outcome.status().code() == StatusCode::kInvalidArgument
+                          ? "sandrun: bad input (not a test failure): "
+                          : "sandrun infrastructure error (not a test failure): ") +
                          outcome.status().message());
       return;
     }

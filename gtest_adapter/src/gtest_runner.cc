@@ -177,18 +177,23 @@ class PrintingListener : public RunListenerBase {
     };
     append(printed);
     append(record.result.stderr_stream.text);
-    const bool output_shown = !printed.empty() || !record.result.stderr_stream.text.empty();
     for (const Failure& f : outcome.verdict.failures) {
       if (!f.message.empty() && printed.find(f.message) != std::string::npos) continue;
-      // (Its copy of the output's tail is for the XML; here the output is above.)
+      // Its copy of a stream's tail is for the XML, and left out here when
+      // that stream is shown above. (The stderr tail comes first.)
       std::string message = f.message;
-      if (output_shown) {
-        for (const char* header : {"--- stderr (tail) ---\n", "--- stdout (tail) ---\n"}) {
-          std::size_t at = message.find(header);
-          if (at != std::string::npos) message.erase(at);
-        }
-        while (!message.empty() && message.back() == '\n') message.pop_back();
+      auto drop_tail = [&message](const std::string& header) {
+        std::size_t at = message.find(header);
+        if (at == std::string::npos) return;
+        std::size_t next = message.find("--- stdout (tail) ---\n", at + header.size());
+        message.erase(at, next == std::string::npos ? std::string::npos : next - at);
+      };
+      if (!record.result.stderr_stream.text.empty()) drop_tail("--- stderr (tail) ---\n");
+      // (The case started: what it printed, if anything, is above.)
+      if (record.result.stdout_stream.text.find("[ RUN      ] " + test + "\n") != std::string::npos) {
+        drop_tail("--- stdout (tail) ---\n");
       }
+      while (!message.empty() && message.back() == '\n') message.pop_back();
       block += (f.file.empty() ? std::string("unknown file")
                                : f.file + ":" + std::to_string(f.line)) +
                ": Failure\n" + message + "\n";
@@ -587,7 +592,10 @@ int RunGtestBinary(const Config& config, std::vector<BackendCandidate> candidate
       auto outcome = engine.Run(std::move(tasks), iteration_options, cancel);
       if (!outcome.ok()) {
         std::fprintf(err, "sandrun: %s\n", outcome.status().message().c_str());
-        return kExitSandrunError;
+        // Bad input only the backend could judge (Backend::ValidateSpec) is
+        // bad input still, not an infrastructure failure.
+        return outcome.status().code() == StatusCode::kInvalidArgument ? kExitUsage
+                                                                        : kExitSandrunError;
       }
       if (std::find(run_ids.begin(), run_ids.end(), outcome->run.run_id) == run_ids.end()) {
         run_ids.push_back(outcome->run.run_id);

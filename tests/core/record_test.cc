@@ -348,5 +348,32 @@ TEST(VerdictOfTest, MapsEveryOutcome) {
   EXPECT_EQ(VerdictOf(r), "infra_error");
 }
 
+// What a case printed, between its [ RUN ] line and its own result line,
+// whatever shape that line takes.
+TEST(GtestCaseOutputTest, TheCaseOwnLinesWhateverItsResultLineLooksLike) {
+  const std::string head = "Note: Google Test filter = X\n[==========] Running 1 test\n";
+  // A failed parameterised case, then the summary that lists it again.
+  const std::string param =
+      head + "[ RUN      ] In/P.T/0\nmine\nf.cc:3: Failure\nboom\n"
+             "[  FAILED  ] In/P.T/0, where GetParam() = 1 (0 ms)\n"
+             "[==========] 1 test ran.\n[  FAILED  ] 1 test, listed below:\n"
+             "[  FAILED  ] In/P.T/0, where GetParam() = 1\n";
+  EXPECT_EQ(GtestCaseOutput(param, "In/P.T/0"), "mine\nf.cc:3: Failure\nboom\n");
+  // --gtest_print_time=0: no time after the name.
+  EXPECT_EQ(GtestCaseOutput(head + "[ RUN      ] A.B\nout\n[       OK ] A.B\n[==========] done\n",
+                            "A.B"),
+            "out\n");
+  // Output without a final newline puts the result line mid-line.
+  EXPECT_EQ(GtestCaseOutput(head + "[ RUN      ] A.B\npartial[       OK ] A.B (1 ms)\n", "A.B"),
+            "partial");
+  // A name that is a prefix of another's is not its end.
+  EXPECT_EQ(GtestCaseOutput("[ RUN      ] A.B\nx\n[  SKIPPED ] A.B2 (0 ms)\n[  SKIPPED ] A.B (0 ms)\n",
+                            "A.B"),
+            "x\n[  SKIPPED ] A.B2 (0 ms)\n");
+  // A case that never ended (a crash): everything after [ RUN ].
+  EXPECT_EQ(GtestCaseOutput(head + "[ RUN      ] A.B\nabout to crash\n", "A.B"), "about to crash\n");
+  EXPECT_EQ(GtestCaseOutput(head, "A.B"), "");
+}
+
 }  // namespace
 }  // namespace sandrun

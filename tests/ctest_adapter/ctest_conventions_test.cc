@@ -234,9 +234,11 @@ TEST(CTestConventions, SandrunAddTestPassesArgumentsAsAddTestDoes) {
   for (std::string line; std::getline(lines, line);) {
     if (line.rfind("<", 0) == 0) printed.push_back(line);
   }
-  ASSERT_EQ(printed.size(), 2u) << out.out;
+  ASSERT_EQ(printed.size(), 3u) << out.out;
+  std::sort(printed.begin(), printed.end());
   EXPECT_EQ(printed[0], "<a; b><><q\"uote><c\\;d><$x>") << out.out;
   EXPECT_EQ(printed[1], printed[0]) << out.out;
+  EXPECT_EQ(printed[2], "<x; y>") << out.out;  // ENV "SEMI=x; y"
 }
 
 /// Every file under `dir` by relative path, with the <testcase> lines of

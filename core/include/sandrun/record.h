@@ -114,9 +114,10 @@ std::string TestVerdictOf(const TaskRecord& record);
 std::string SkipMessageOf(const TaskRecord& record);
 /// What GoogleTest printed for `test` in `stdout_text` between its
 /// "[ RUN      ] <test>" line and its result line ("[       OK ]",
-/// "[  FAILED  ]" or "[  SKIPPED ] <test> ("): the test's own output and its
-/// failure messages, as a local run shows them. To the end of the text when
-/// the case never ended (a crash, a timeout); "" when it never started.
+/// "[  FAILED  ]" or "[  SKIPPED ] <test>", then " (", ", where " or the
+/// line's end): the test's own output and its failure messages, as a local
+/// run shows them. To the end of the text when the case never ended (a
+/// crash, a timeout); "" when it never started.
 std::string GtestCaseOutput(std::string_view stdout_text, std::string_view test);
 
 /// What to show of "K=V" when it is a secret: the key and an ellipsis, "K=…".
