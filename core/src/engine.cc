@@ -683,6 +683,14 @@ Status ValidateTask(const Task& task) {
     Status status = CheckSandboxRelativePath(what, path);
     return status.ok() ? status : InvalidArgumentError(who + ": " + status.message());
   };
+  // Where each upload lands (UploadDestination checks its destination),
+  // and whether it is a file there.
+  struct Landing {
+    std::string path;
+    const FileUpload* upload;
+    bool is_file;
+  };
+  std::vector<Landing> landings;
   for (const auto& upload : task.sandbox.uploads) {
     std::error_code ec;
     if (upload.source.empty()) return InvalidArgumentError(who + ": upload source is empty");
@@ -690,28 +698,20 @@ Status ValidateTask(const Task& task) {
       return InvalidArgumentError(who + ": upload source '" + upload.source +
                                   "' does not exist");
     }
-    if (!upload.destination.empty()) {
-      SANDRUN_RETURN_IF_ERROR(inside("upload destination", upload.destination));
-    }
+    auto lands = UploadDestination(upload);
+    if (!lands.ok()) return InvalidArgumentError(who + ": " + lands.status().message());
+    landings.push_back({*lands, &upload, !std::filesystem::is_directory(upload.source, ec)});
   }
   // Two uploads that cannot both land: one puts a file where another needs
   // a directory (`--upload f:sub --upload d:sub/`).
-  std::vector<std::pair<std::string, const FileUpload*>> files;
-  std::vector<std::pair<std::string, const FileUpload*>> all;
-  for (const auto& upload : task.sandbox.uploads) {
-    auto lands = UploadDestination(upload);
-    if (!lands.ok()) return InvalidArgumentError(who + ": " + lands.status().message());
-    std::error_code ec;
-    if (!std::filesystem::is_directory(upload.source, ec)) files.emplace_back(*lands, &upload);
-    all.emplace_back(*lands, &upload);
-  }
-  for (const auto& [file, file_upload] : files) {
-    for (const auto& [path, other] : all) {
-      if (path.size() > file.size() && path.compare(0, file.size(), file) == 0 &&
-          path[file.size()] == '/') {
-        return InvalidArgumentError(who + ": upload '" + file_upload->source + "' puts a file at '" +
-                                    file + "', where upload '" + other->source +
-                                    "' needs a directory ('" + path + "')");
+  for (const Landing& file : landings) {
+    if (!file.is_file) continue;
+    for (const Landing& other : landings) {
+      if (other.path.size() > file.path.size() && other.path.compare(0, file.path.size(), file.path) == 0 &&
+          other.path[file.path.size()] == '/') {
+        return InvalidArgumentError(who + ": upload '" + file.upload->source + "' puts a file at '" +
+                                    file.path + "', where upload '" + other.upload->source +
+                                    "' needs a directory ('" + other.path + "')");
       }
     }
   }
