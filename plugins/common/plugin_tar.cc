@@ -444,6 +444,26 @@ Result<std::vector<TarMember>> ListTar(const TarSource& tar) {
   return ListOpened(OpenStreamReader(&reader), &reader);
 }
 
+Result<std::vector<TarEntry>> ReadTarFiles(const TarSource& tar,
+                                           const std::function<bool(const std::string&)>& wanted) {
+  SourceReader reader{&tar};
+  ArchivePtr a = OpenStreamReader(&reader);
+  std::vector<TarEntry> out;
+  SANDRUN_RETURN_IF_ERROR(ForEachEntry(a, &reader, [&](archive_entry* entry) {
+    const char* name = archive_entry_pathname(entry);
+    if (archive_entry_filetype(entry) != AE_IFREG || name == nullptr || !wanted(name)) {
+      archive_read_data_skip(a.get());
+      return OkStatus();
+    }
+    TarEntry file;
+    file.name = name;
+    SANDRUN_RETURN_IF_ERROR(ReadEntryData(a.get(), &reader, file.data));
+    out.push_back(std::move(file));
+    return OkStatus();
+  }));
+  return out;
+}
+
 Result<std::string> ReadFirstFile(std::string_view tar) {
   return ReadFirstOpened(OpenReader(tar), nullptr);
 }

@@ -94,6 +94,12 @@ Result<std::vector<TarMember>> ListTar(std::string_view tar);
 /// The same, reading headers only and skipping data as it streams past.
 Result<std::vector<TarMember>> ListTar(const TarSource& tar);
 
+/// The regular files of `tar` whose names (as stored) `wanted` accepts, read
+/// whole as the tar streams past; the others' data is skipped. For a tar
+/// from a volume: nothing is written anywhere.
+Result<std::vector<TarEntry>> ReadTarFiles(const TarSource& tar,
+                                           const std::function<bool(const std::string&)>& wanted);
+
 /// The contents of the first regular file in `tar`. kInvalidArgument when the
 /// first entry is a directory.
 Result<std::string> ReadFirstFile(std::string_view tar);

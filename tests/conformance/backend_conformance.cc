@@ -10,7 +10,9 @@
 #include <chrono>
 #include <condition_variable>
 #include <fstream>
+#include <map>
 #include <mutex>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -813,6 +815,63 @@ TEST_P(BackendConformanceTest, SandboxesNeitherSeeNorChangeTheArchive) {
   ASSERT_TRUE(names.ok()) << names.status().ToString();
   EXPECT_EQ(*names, (std::vector<std::string>{"artifacts/", "tasks/"}))
       << "a sandbox added to the archive";
+}
+
+// ReadTree gives exactly the files a filter accepts, below directories it
+// accepts, and asks about each directory by its path with a trailing '/':
+// `results list` reads every run's summary this way, in one pass where the
+// store can. Hidden (temporary) names are left out.
+TEST_P(BackendConformanceTest, TheArchiveReadsATreeThroughAFilter) {
+  auto opened = backend_->OpenArchive();
+  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+  std::unique_ptr<ArchiveStore> store = std::move(opened).value();
+  const std::string prefix = "conformance-tree-" + RandomHex(10);
+  struct RemovePrefix {
+    ArchiveStore& store;
+    const std::string& prefix;
+    ~RemovePrefix() { store.Remove(prefix).IgnoreError(); }
+  } remove{*store, prefix};
+  const std::map<std::string, std::string> written = {
+      {prefix + "/a/run.json", "{\"run\": \"a\"}"},
+      {prefix + "/a/parts/1.json", "part one"},
+      {prefix + "/a/parts/2.txt", "not json"},
+      {prefix + "/a/artifacts/t/stdout.log", std::string(200 * 1024, 'o')},
+      {prefix + "/b/run.json", "{\"run\": \"b\"}"},
+      {prefix + "/c/run.json", ""},
+      {prefix + "/a/.hidden.json", "temporary"},
+  };
+  for (const auto& [path, data] : written) {
+    ASSERT_TRUE(store->PutBytes(path, data).ok()) << path;
+  }
+  std::set<std::string> directories_asked;
+  auto tree = store->ReadTree(prefix, [&](const std::string& path) {
+    if (path.back() == '/') {
+      directories_asked.insert(path);
+      return path != prefix + "/b/" && path != prefix + "/a/artifacts/";
+    }
+    return path.size() > 5 && path.compare(path.size() - 5, 5, ".json") == 0;
+  });
+  ASSERT_TRUE(tree.ok()) << tree.status().ToString();
+  std::map<std::string, std::string> expected = {
+      {prefix + "/a/run.json", written.at(prefix + "/a/run.json")},
+      {prefix + "/a/parts/1.json", "part one"},
+      {prefix + "/c/run.json", ""},
+  };
+  EXPECT_EQ(*tree, expected);
+  for (const std::string& dir : {"/a/", "/a/parts/", "/b/", "/c/"}) {
+    EXPECT_EQ(directories_asked.count(prefix + dir), 1u) << "never asked about " << dir;
+  }
+  EXPECT_EQ(directories_asked.count(prefix + "/a/artifacts/t/"), 0u)
+      << "descended into a directory the filter refused";
+
+  auto below = store->ReadTree(prefix + "/a/parts", [](const std::string&) { return true; });
+  ASSERT_TRUE(below.ok()) << below.status().ToString();
+  EXPECT_EQ(*below, (std::map<std::string, std::string>{{prefix + "/a/parts/1.json", "part one"},
+                                                        {prefix + "/a/parts/2.txt", "not json"}}));
+  EXPECT_EQ(store->ReadTree(prefix + "/missing", [](const std::string&) { return true; })
+                .status()
+                .code(),
+            StatusCode::kNotFound);
 }
 
 // Whatever a backend calls "inside", a download may never write outside the

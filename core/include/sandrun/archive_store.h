@@ -10,6 +10,8 @@
 #define SANDRUN_ARCHIVE_STORE_H_
 
 #include <filesystem>
+#include <functional>
+#include <map>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -48,6 +50,15 @@ class ArchiveStore {
   /// Names directly under `dir` ("" = root); directories end with '/'.
   /// kNotFound when `dir` does not exist.
   virtual Result<std::vector<std::string>> List(const std::string& dir) = 0;
+  /// Every file under `dir` ("" = root), at any depth, read whole and keyed
+  /// by its store path, for which `wanted` accepts the path and the path of
+  /// each directory between `dir` and it (a directory's path ends with '/').
+  /// Names starting with '.' (temporaries) are left out. kNotFound when `dir`
+  /// does not exist; a file or directory that goes while it is read is left
+  /// out. The default lists and reads with several requests at once; a store
+  /// where each request is costly (a Docker volume) reads the tree in one.
+  virtual Result<std::map<std::string, std::string>> ReadTree(
+      const std::string& dir, const std::function<bool(const std::string&)>& wanted);
   /// Copies `path` (file or directory) into host directory `dest`, as
   /// dest/<last component of path>. Refuses (kPermissionDenied, nothing
   /// copied) when it holds a symlink pointing outside `path`.

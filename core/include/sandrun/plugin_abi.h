@@ -15,7 +15,7 @@
 
 #include <cstdint>
 
-#define SANDRUN_PLUGIN_ABI_VERSION 4
+#define SANDRUN_PLUGIN_ABI_VERSION 5
 #define SANDRUN_PLUGIN_EXPORT __attribute__((visibility("default")))
 #define SANDRUN_PLUGIN_ENTRY_SYMBOL "sandrun_plugin_entry"
 
