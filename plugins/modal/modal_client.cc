@@ -387,6 +387,9 @@ Status ControlPlane::PrepareStream(grpc::ClientContext* context) {
 Status ControlPlane::Unary(const std::string& what,
                            const std::function<grpc::Status(grpc::ClientContext*)>& call,
                            CallCanceller* canceller, milliseconds deadline) {
+  // No call waits forever: a control plane that stopped answering is an
+  // infrastructure error after the retries, not a hung sandrun.
+  if (deadline.count() == 0) deadline = kControlCallDeadline;
   const std::string key = NewUuid();
   std::string token_sent;
   Status status = RetryLoop(

@@ -95,6 +95,10 @@ bool IsLoopbackUrl(const std::string& url);
 grpc::ChannelArguments ModalChannelArguments();
 
 /// Retry rules for one call site.
+/// Per attempt, for a control-plane call given no deadline of its own (its
+/// long polls carry at most 55 s in their bodies).
+inline constexpr std::chrono::milliseconds kControlCallDeadline{60000};
+
 struct RetryRule {
   int max_retries = 3;
   std::chrono::milliseconds initial_delay{100};
@@ -123,7 +127,8 @@ class ControlPlane {
   ::modal::client::ModalClient::Stub& stub() { return *stub_; }
 
   /// A unary call with metadata, auth token and retries. `call` performs one
-  /// attempt on the given context. `deadline` is per attempt (zero = none).
+  /// attempt on the given context. `deadline` is per attempt (zero =
+  /// kControlCallDeadline).
   /// `canceller` may be null.
   Status Unary(const std::string& what,
                const std::function<grpc::Status(grpc::ClientContext*)>& call,

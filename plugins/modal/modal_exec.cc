@@ -16,6 +16,10 @@ namespace {
 
 constexpr std::size_t kStdinChunk = 1 << 20;
 constexpr int kStdioRetries = 10;
+// A TaskExecPoll not answered within this means the router stopped
+// answering. At the host deadline it ends before the engine's own (timeout
+// + 5 s) ends the sandbox, with the default timeout_grace_ms of 2 s.
+constexpr milliseconds kPollDeadline{2000};
 
 }  // namespace
 
@@ -167,62 +171,104 @@ Result<RawResult> ModalSandbox::RunRaw(const RawExec& exec) {
   const Clock::time_point host_deadline =
       start + exec.timeout + milliseconds(shared_->options.timeout_grace_ms);
   Status wait_status;
+  // TaskExecWait and TaskExecPoll answer alike: a code or a signal.
+  auto take_exit = [&](const auto& answer) {
+    if (answer.has_signal()) {
+      raw.signal = answer.signal();
+    } else {
+      raw.has_code = true;
+      raw.code = answer.code();
+    }
+  };
+  // One TaskExecPoll, answered within kPollDeadline or not at all: after a
+  // long poll that ended unanswered, and at the host deadline, it tells a
+  // command still running from a router that stopped answering, whose
+  // command may well have ended (an infrastructure error, not a timeout).
+  enum class Polled { kEnded, kRunning, kSilent };
+  auto poll_once = [&] {
+    tcr::TaskExecPollRequest poll;
+    poll.set_task_id(task_id_);
+    poll.set_exec_id(exec_id);
+    tcr::TaskExecPollResponse polled;
+    wait_status = router_->Unary(
+        "TaskExecPoll",
+        [&](grpc::ClientContext* context) {
+          return router_->stub().TaskExecPoll(context, poll, &polled);
+        },
+        &canceller, kPollDeadline, RetryRule{0, milliseconds(10), milliseconds(10)});
+    if (!wait_status.ok()) return Polled::kSilent;
+    if (polled.exit_status_case() == tcr::TaskExecPollResponse::EXIT_STATUS_NOT_SET) {
+      return Polled::kRunning;
+    }
+    take_exit(polled);
+    return Polled::kEnded;
+  };
   while (true) {
     milliseconds per_call(60000);
-    if (has_deadline) {
-      auto left = std::chrono::duration_cast<milliseconds>(host_deadline - Clock::now());
-      if (left.count() <= 0) {
-        raw.host_deadline = true;
+    const bool at_deadline = has_deadline && Clock::now() >= host_deadline;
+    if (has_deadline && !at_deadline) {
+      per_call = std::min(
+          per_call, std::chrono::duration_cast<milliseconds>(host_deadline - Clock::now()));
+    }
+    if (!at_deadline) {
+      tcr::TaskExecWaitRequest wait;
+      wait.set_task_id(task_id_);
+      wait.set_exec_id(exec_id);
+      tcr::TaskExecWaitResponse response;
+      wait_status = router_->Unary(
+          "TaskExecWait",
+          [&](grpc::ClientContext* context) {
+            return router_->stub().TaskExecWait(context, wait, &response);
+          },
+          &canceller, per_call, RetryRule{0, milliseconds(10), milliseconds(10)});
+      if (wait_status.ok()) {
+        take_exit(response);
         break;
       }
-      per_call = std::min(per_call, left);
-    }
-    tcr::TaskExecWaitRequest wait;
-    wait.set_task_id(task_id_);
-    wait.set_exec_id(exec_id);
-    tcr::TaskExecWaitResponse response;
-    wait_status = router_->Unary(
-        "TaskExecWait",
-        [&](grpc::ClientContext* context) {
-          return router_->stub().TaskExecWait(context, wait, &response);
-        },
-        &canceller, per_call, RetryRule{0, milliseconds(10), milliseconds(10)});
-    if (wait_status.ok()) {
-      if (response.exit_status_case() == tcr::TaskExecWaitResponse::kSignal) {
-        raw.signal = response.signal();
-      } else {
-        raw.has_code = true;
-        raw.code = response.code();
+      if (canceller.cancelled()) {
+        raw.cancelled = true;
+        break;
       }
-      break;
+      if (wait_status.code() != StatusCode::kDeadlineExceeded) {
+        if (!wait_status.retryable()) break;
+        if (!canceller.SleepFor(milliseconds(1000))) {
+          raw.cancelled = true;
+          break;
+        }
+        continue;
+      }
+      // The long poll ended unanswered.
+      if (has_deadline && Clock::now() >= host_deadline) continue;
     }
+    const Polled polled = poll_once();
     if (canceller.cancelled()) {
       raw.cancelled = true;
       break;
     }
-    if (wait_status.code() == StatusCode::kDeadlineExceeded) continue;  // long poll ended
-    if (wait_status.retryable()) {
-      if (!canceller.SleepFor(milliseconds(1000))) {
-        raw.cancelled = true;
-        break;
-      }
-      continue;
+    if (polled == Polled::kEnded) break;
+    if (polled == Polled::kSilent) {
+      raw.router_silent = true;
+      break;
     }
-    break;
+    if (at_deadline) {
+      raw.host_deadline = true;
+      break;
+    }
   }
 
   // The streams end once the command's output is drained; give them a
   // bounded time (something in the sandbox may keep a pipe open).
   {
     std::unique_lock<std::mutex> lock(done_mu);
-    auto limit = raw.cancelled || raw.host_deadline ? milliseconds(0) : milliseconds(10000);
+    const bool abandoned = raw.cancelled || raw.host_deadline || raw.router_silent;
+    auto limit = abandoned ? milliseconds(0) : milliseconds(10000);
     if (!done_cv.wait_for(lock, limit, [&] { return readers_done == 2; })) {
       canceller.Cancel();
-      if (!raw.cancelled && !raw.host_deadline) raw.streams_left_open = true;
+      if (!abandoned) raw.streams_left_open = true;
     }
   }
   // Writes still pending after an abandoned wait would only delay the end.
-  if (raw.cancelled || raw.host_deadline) canceller.Cancel();
+  if (raw.cancelled || raw.host_deadline || raw.router_silent) canceller.Cancel();
   stdin_thread.join();
   out_thread.join();
   err_thread.join();
@@ -231,7 +277,7 @@ Result<RawResult> ModalSandbox::RunRaw(const RawExec& exec) {
     std::lock_guard<std::mutex> lock(mu_);
     if (terminated_) raw.cancelled = true;
   }
-  if (raw.cancelled || raw.host_deadline) return raw;
+  if (raw.cancelled || raw.host_deadline || raw.router_silent) return raw;
   if (!wait_status.ok()) return wait_status;
   for (const Status& status : stdio_status) {
     if (!status.ok() && status.code() != StatusCode::kCancelled) raw.stdio_status = status;
@@ -272,6 +318,7 @@ Result<ExecResult> ModalSandbox::Exec(const ExecRequest& request) {
     }
     return raw.status();
   }
+  if (raw->router_silent) return RouterStoppedAnswering();
   output.FinishInto(result);
   result.durations.exec_ms = std::chrono::duration_cast<milliseconds>(raw->elapsed).count();
 
@@ -331,6 +378,12 @@ Result<ExecResult> ModalSandbox::Exec(const ExecRequest& request) {
     return UnavailableError("output stream lost: " + raw->stdio_status.message());
   }
   return result;
+}
+
+Status ModalSandbox::RouterStoppedAnswering() const {
+  return UnavailableError("modal: the command router of sandbox " + id_ +
+                          " stopped answering (a wait and then a poll of the command went "
+                          "unanswered), so how the command ended is unknown");
 }
 
 Status ModalSandbox::EndedWhileRunning(const std::string& final_status) const {

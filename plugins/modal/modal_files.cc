@@ -35,6 +35,7 @@ Result<int> ModalSandbox::RunFileExec(RawExec exec, std::string* err) {
   };
   SANDRUN_ASSIGN_OR_RETURN(RawResult raw, RunRaw(exec));
   if (raw.cancelled) return CancelledError("modal: sandbox " + id_ + " was terminated");
+  if (raw.router_silent) return RouterStoppedAnswering();
   if (!raw.stdio_status.ok()) return raw.stdio_status;
   if (raw.streams_left_open) {
     // Its output was cut off: what came may be short of what was sent.

@@ -123,6 +123,7 @@ struct RawResult {
   int signal = 0;
   bool host_deadline = false;  // The host gave up waiting at the deadline.
   bool cancelled = false;      // Terminate() interrupted it.
+  bool router_silent = false;  // Neither a wait nor the last poll was answered.
   Clock::duration elapsed{};
   Status stdio_status;         // A stdio stream that could not be resumed.
   bool streams_left_open = false;  // Output still open 10 s after the exit.
@@ -171,6 +172,8 @@ class ModalSandbox : public Sandbox {
   std::string SandboxEnded();
   // The retryable infrastructure error for a sandbox that ended (evicted,
   // killed from outside) while a command ran in it.
+  // The error for a command whose router stopped answering (retryable).
+  Status RouterStoppedAnswering() const;
   Status EndedWhileRunning(const std::string& final_status) const;
   // Where `upload` lands in the sandbox (absolute); kNotFound when its
   // source is missing.

@@ -10,6 +10,7 @@ namespace sandrun::modal::fake {
 // Called first by every handler: latency, counting, credentials, faults.
 grpc::Status FakeModalServer::Impl::Enter(grpc::ServerContext* context, const std::string& rpc,
                                           bool control, bool needs_auth_token) {
+  if (grpc::Status thawed = WhileFrozen(context); !thawed.ok()) return thawed;
   milliseconds latency;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -115,6 +116,28 @@ void FakeModalServer::SetCreationDelay(milliseconds delay) {
 void FakeModalServer::SetLatency(milliseconds latency) {
   std::lock_guard<std::mutex> lock(impl_->mu_);
   impl_->latency_ = latency;
+}
+grpc::Status FakeModalServer::Impl::WhileFrozen(grpc::ServerContext* context) {
+  while (true) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (!frozen_) return grpc::Status::OK;
+    }
+    if (context->IsCancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, "frozen");
+    std::this_thread::sleep_for(milliseconds(20));
+  }
+}
+void FakeModalServer::Freeze() {
+  std::lock_guard<std::mutex> lock(impl_->mu_);
+  impl_->frozen_ = true;
+}
+void FakeModalServer::Thaw() {
+  std::lock_guard<std::mutex> lock(impl_->mu_);
+  impl_->frozen_ = false;
+}
+void FakeModalServer::IgnoreExecTimeouts() {
+  std::lock_guard<std::mutex> lock(impl_->mu_);
+  impl_->ignore_exec_timeouts_ = true;
 }
 void FakeModalServer::KillSandbox(const std::string& sandbox_id) {
   std::lock_guard<std::mutex> lock(impl_->mu_);

@@ -152,6 +152,9 @@ class FakeModalServer::Impl final : public mc::ModalClient::Service,
   // Called first by every handler: latency, counting, credentials, faults.
   grpc::Status Enter(grpc::ServerContext* context, const std::string& rpc, bool control,
                      bool needs_auth_token);
+  // Blocks while the fake is frozen (Freeze()); CANCELLED once the caller
+  // gave up meanwhile, OK otherwise.
+  grpc::Status WhileFrozen(grpc::ServerContext* context);
   // After a handler did its work: a lost response, if injected.
   grpc::Status Leave(const std::string& rpc, grpc::Status status);
 
@@ -375,6 +378,8 @@ class FakeModalServer::Impl final : public mc::ModalClient::Service,
   int expired_tokens_ = 0;
   milliseconds creation_delay_{0};
   milliseconds latency_{0};
+  bool frozen_ = false;
+  bool ignore_exec_timeouts_ = false;
   std::map<std::string, double> auth_tokens_;
   std::map<std::string, std::string> apps_;        // name -> id
   std::map<std::string, std::string> app_environments_;  // app id -> environment

@@ -82,7 +82,8 @@ grpc::Status FakeModalServer::Impl::TaskExecStart(grpc::ServerContext* context,
   exec->stderr_path = (dir / "stderr").string();
   std::vector<std::string> argv(request->command_args().begin(), request->command_args().end());
   std::string workdir = request->has_workdir() ? request->workdir() : sandbox->workdir;
-  const std::uint32_t timeout_secs = request->has_timeout_secs() ? request->timeout_secs() : 0;
+  const std::uint32_t timeout_secs =
+      request->has_timeout_secs() && !ignore_exec_timeouts_ ? request->timeout_secs() : 0;
   // Variables: secret ids, then secret sources (the SDKs' env), then env.
   std::map<std::string, std::string> env;
   for (const auto& id : request->secret_ids()) {
@@ -167,6 +168,10 @@ grpc::Status FakeModalServer::Impl::TaskExecStdioRead(grpc::ServerContext* conte
       break;
     }
     if (n > 0) {
+      if (grpc::Status thawed = WhileFrozen(context); !thawed.ok()) {
+        result = thawed;
+        break;
+      }
       tcr::TaskExecStdioReadResponse response;
       response.set_data(buffer.data(), static_cast<std::size_t>(n));
       if (!writer->Write(response)) {
@@ -177,7 +182,10 @@ grpc::Status FakeModalServer::Impl::TaskExecStdioRead(grpc::ServerContext* conte
       sent += static_cast<std::uint64_t>(n);
       continue;
     }
-    if (finished) break;  // everything written before the exit was sent
+    if (finished) {  // everything written before the exit was sent
+      result = WhileFrozen(context);
+      break;
+    }
     std::this_thread::sleep_for(milliseconds(2));
   }
   ::close(fd);
@@ -303,6 +311,7 @@ grpc::Status FakeModalServer::Impl::TaskExecWait(grpc::ServerContext* context,
   grpc::Status status =
       WaitFor(context, request->task_id(), request->exec_id(), true, &has_code, &code, &signal, &finished);
   if (!status.ok()) return status;
+  if (grpc::Status thawed = WhileFrozen(context); !thawed.ok()) return thawed;
   if (has_code) {
     response->set_code(code);
   } else {
@@ -320,6 +329,7 @@ grpc::Status FakeModalServer::Impl::TaskExecPoll(grpc::ServerContext* context,
   grpc::Status status = WaitFor(context, request->task_id(), request->exec_id(), false, &has_code,
                                 &code, &signal, &finished);
   if (!status.ok()) return status;
+  if (grpc::Status thawed = WhileFrozen(context); !thawed.ok()) return thawed;
   if (finished) {
     if (has_code) {
       response->set_code(code);

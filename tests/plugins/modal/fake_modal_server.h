@@ -165,6 +165,14 @@ class FakeModalServer {
   /// The next `n` block transfers with `method` ("GET", "PUT" or "" for
   /// either) misbehave as `fault` says.
   void FailNextBlockTransfers(const std::string& method, int n, BlockFault fault);
+  /// From now until Thaw(), the fake answers nothing, as a frozen server:
+  /// calls and streams already under way stop too (each returns once its
+  /// client gives up); the sandboxes' commands run on.
+  void Freeze();
+  void Thaw();
+  /// From now on, exec timeouts (TaskExecStart.timeout_secs) are not
+  /// enforced: a remote kill that never comes.
+  void IgnoreExecTimeouts();
   /// Kills every process of the sandbox and marks it finished (FAILURE).
   void KillSandbox(const std::string& sandbox_id);
 

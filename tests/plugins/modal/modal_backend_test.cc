@@ -267,6 +267,61 @@ TEST_F(ModalBackendTest, ExecTimeoutIsEnforcedRemotely) {
   EXPECT_EQ(result.stdout_stream.text, "started\n");
 }
 
+// A server that stops answering while a command runs: how the command
+// ended cannot be known (this one would have passed), so it is a retryable
+// infrastructure error, not the command's timeout. It is known before the
+// engine's own host deadline (timeout + 5 s) would end the sandbox.
+TEST_F(ModalBackendTest, AServerThatStopsAnsweringIsAnInfrastructureErrorNotATimeout) {
+  // The default timeout_grace_ms (2 s), not this suite's 3 s.
+  auto backend = env_.MakeBackend(R"({"default_image": "sandrun-test/host"})");
+  ASSERT_TRUE(backend.ok()) << backend.status().ToString();
+  auto created = (*backend)->Create(Spec());
+  ASSERT_TRUE(created.ok()) << created.status().ToString();
+  std::unique_ptr<Sandbox> sandbox = std::move(created).value();
+  struct ThawAtEnd {
+    fake::FakeModalServer& server;
+    ~ThawAtEnd() { server.Thaw(); }
+  } thaw_at_end{server()};
+  ExecRequest request = Shell("echo started; sleep 1; echo done");
+  request.timeout = milliseconds(3000);
+  std::thread freezer([&] {
+    std::this_thread::sleep_for(milliseconds(300));
+    server().Freeze();
+  });
+  auto start = Clock::now();
+  auto result = sandbox->Exec(request);
+  freezer.join();
+  const auto took = Clock::now() - start;
+  ASSERT_FALSE(result.ok()) << "a frozen server is not the command's "
+                            << OutcomeName(result->outcome);
+  EXPECT_EQ(result.status().code(), StatusCode::kUnavailable) << result.status().ToString();
+  EXPECT_TRUE(result.status().retryable());
+  EXPECT_NE(result.status().message().find("stopped answering"), std::string::npos)
+      << result.status().message();
+  EXPECT_LT(took, request.timeout + milliseconds(5000))
+      << "the engine's host deadline would have come first";
+}
+
+// The server answers, but the command runs on past its timeout and the
+// grace (a remote kill that never came): that is the command's timeout.
+TEST_F(ModalBackendTest, ACommandTheRemoteTimeoutMissedIsATimeoutWhileTheServerAnswers) {
+  server().IgnoreExecTimeouts();
+  auto sandbox = NewSandbox();
+  ASSERT_NE(sandbox, nullptr);
+  ExecRequest request = Shell("echo started; sleep 30");
+  request.timeout = milliseconds(1000);
+  auto start = Clock::now();
+  auto result = sandbox->Exec(request);
+  ASSERT_TRUE(result.ok()) << result.status().ToString();
+  EXPECT_EQ(result->outcome, Outcome::kTimedOut);
+  EXPECT_EQ(ExitCodeOf(*result), kExitTimedOut);
+  EXPECT_LT(Clock::now() - start, request.timeout + milliseconds(5000));
+  EXPECT_NE(::testing::PrintToString(result->notes).find("did not end the command"),
+            std::string::npos)
+      << ::testing::PrintToString(result->notes);
+  EXPECT_EQ(result->stdout_stream.text, "started\n");
+}
+
 TEST_F(ModalBackendTest, CleanupTouchesOnlyTaggedSandboxesOfOurApp) {
   auto ours = NewSandbox();
   ASSERT_NE(ours, nullptr);
