@@ -190,6 +190,13 @@ Result<ExecResult> KillingSandbox::Exec(const ExecRequest& request) {
   return inner_->Exec(watched);
 }
 
+// Removes a test's own directory of the archive store when it goes.
+struct RemoveAtEnd {
+  ArchiveStore& store;
+  const std::string& path;
+  ~RemoveAtEnd() { store.Remove(path).IgnoreError(); }
+};
+
 }  // namespace
 
 void PrintTo(const ConformanceTarget& target, std::ostream* os) { *os << target.name; }
@@ -777,11 +784,7 @@ TEST_P(BackendConformanceTest, SandboxesNeitherSeeNorChangeTheArchive) {
   ASSERT_TRUE(opened.ok()) << opened.status().ToString();
   std::unique_ptr<ArchiveStore> store = std::move(opened).value();
   const std::string prefix = "conformance-" + RandomHex(10);
-  struct RemovePrefix {
-    ArchiveStore& store;
-    const std::string& prefix;
-    ~RemovePrefix() { store.Remove(prefix).IgnoreError(); }
-  } remove{*store, prefix};
+  RemoveAtEnd remove{*store, prefix};
   const std::string record = "{\"record\": \"" + prefix + "\"}";
   const std::string spill(300 * 1024, 's');
   ASSERT_TRUE(store->PutBytes(prefix + "/tasks/t.json", record).ok());
@@ -826,11 +829,7 @@ TEST_P(BackendConformanceTest, TheArchiveReadsATreeThroughAFilter) {
   ASSERT_TRUE(opened.ok()) << opened.status().ToString();
   std::unique_ptr<ArchiveStore> store = std::move(opened).value();
   const std::string prefix = "conformance-tree-" + RandomHex(10);
-  struct RemovePrefix {
-    ArchiveStore& store;
-    const std::string& prefix;
-    ~RemovePrefix() { store.Remove(prefix).IgnoreError(); }
-  } remove{*store, prefix};
+  RemoveAtEnd remove{*store, prefix};
   const std::map<std::string, std::string> written = {
       {prefix + "/a/run.json", "{\"run\": \"a\"}"},
       {prefix + "/a/parts/1.json", "part one"},
