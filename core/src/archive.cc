@@ -163,6 +163,23 @@ Status EnsurePrivateDirectory(const fs::path& root, const fs::path& dir) {
   return made;
 }
 
+// Makes `target`'s directory, then calls `write`; again when the directory
+// went before `write` put anything in it: the outbox is tidied (its empty
+// directories removed) while other threads and processes write to it.
+Status WriteIntoDirectory(const fs::path& root, const fs::path& target,
+                          const std::function<Status()>& write) {
+  Status written;
+  for (int attempt = 0; attempt < 20; ++attempt) {
+    SANDRUN_RETURN_IF_ERROR(EnsurePrivateDirectory(root, target.parent_path()));
+    written = write();
+    std::error_code ec;
+    if (written.code() != StatusCode::kNotFound || fs::is_directory(target.parent_path(), ec)) {
+      return written;
+    }
+  }
+  return written;
+}
+
 fs::path TempSibling(const fs::path& target) {
   return target.parent_path() /
          (std::string(kTempPrefix) + RandomHex(8) + "-" + target.filename().string());
@@ -471,16 +488,17 @@ Status DirectoryArchiveStore::PutFile(const std::string& path, const fs::path& h
   if (!IsSafeRelativePath(path)) return InvalidArgumentError("unsafe archive path '" + path + "'");
   return Guard("put", [&]() -> Status {
     fs::path target = root_ / path;
-    SANDRUN_RETURN_IF_ERROR(EnsurePrivateDirectory(root_, target.parent_path()));
-    fs::path temp = TempSibling(target);
-    Status copied = CopyTree(host_path, temp);
-    if (copied.ok()) copied = TightenTree(temp);
-    if (!copied.ok()) {
-      std::error_code ec;
-      fs::remove_all(temp, ec);
-      return copied;
-    }
-    return ReplaceWith(temp, target);
+    return WriteIntoDirectory(root_, target, [&]() -> Status {
+      fs::path temp = TempSibling(target);
+      Status copied = CopyTree(host_path, temp);
+      if (copied.ok()) copied = TightenTree(temp);
+      if (!copied.ok()) {
+        std::error_code ec;
+        fs::remove_all(temp, ec);
+        return copied;
+      }
+      return ReplaceWith(temp, target);
+    });
   });
 }
 
@@ -488,8 +506,8 @@ Status DirectoryArchiveStore::PutBytes(const std::string& path, std::string_view
   if (!IsSafeRelativePath(path)) return InvalidArgumentError("unsafe archive path '" + path + "'");
   return Guard("put", [&]() -> Status {
     fs::path target = root_ / path;
-    SANDRUN_RETURN_IF_ERROR(EnsurePrivateDirectory(root_, target.parent_path()));
-    return WriteFileAtomically(target, data, kPrivateFileMode);
+    return WriteIntoDirectory(root_, target,
+                              [&] { return WriteFileAtomically(target, data, kPrivateFileMode); });
   });
 }
 
