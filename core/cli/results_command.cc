@@ -336,18 +336,19 @@ int ListRuns(const std::vector<std::string>& args, CliContext& context) {
     NotePending(*session->archive);
     return 0;
   }
-  Table table({"RUN", "STATUS", "PASSED", "SKIPPED", "FAILED", "TIMED OUT", "ERRORS", "TOTAL",
-               "WALL", "BACKEND", "BY"});
+  // The counts add up to TOTAL: a cancelled test is none of the others.
+  Table table({"RUN", "STATUS", "PASSED", "SKIPPED", "FAILED", "TIMED OUT", "ERRORS", "CANCELLED",
+               "TOTAL", "WALL", "BACKEND", "BY"});
   for (std::size_t i = 0; i < shown; ++i) {
     const RunListing& run = (*runs)[i];
     if (!run.has_summary) {
-      table.Add({run.run_id, "incomplete", "-", "-", "-", "-", "-", "-", "-", "-", "-"});
+      table.Add({run.run_id, "incomplete", "-", "-", "-", "-", "-", "-", "-", "-", "-", "-"});
       continue;
     }
     const RunRecord& s = run.summary;
     table.Add({run.run_id, std::string(RunStatusName(s.status)), Count(s.passed), Count(s.skipped),
-               Count(s.failed),
-               Count(s.timed_out), Count(s.infra_errors), Count(s.total),
+               Count(s.failed), Count(s.timed_out), Count(s.infra_errors), Count(s.cancelled),
+               Count(s.total),
                FormatDuration(s.wall_ms), s.backend.empty() ? "-" : s.backend,
                (s.user.empty() ? "" : s.user + "@") + s.host});
   }

@@ -1,7 +1,9 @@
 // `sandrun exec --backend local`: exit codes, streamed output, env, stdin,
 // uploads and downloads, --json and the network switch.
+#include <algorithm>
 #include <optional>
 #include <set>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -138,6 +140,27 @@ TEST(E2eExec, CtrlCExits130AndRecordsCancelled) {
   ASSERT_EQ(runs.size(), 1u);
   EXPECT_EQ(runs[0]["status"], "cancelled");
   EXPECT_EQ(home.Show(runs[0].value("run_id", ""), "exec")["outcome"], "cancelled");
+  // The table's counts add up to its total: the cancelled test has a column.
+  CommandOutput table = home.Run({"results", "list"});
+  ASSERT_EQ(table.exit_code, 0) << table.err;
+  EXPECT_CONTAINS(table.out, "CANCELLED");
+  std::istringstream lines(table.out);
+  std::string header, row;
+  std::getline(lines, header);
+  std::getline(lines, row);
+  std::istringstream header_words(header), row_words(row);
+  std::vector<std::string> names, values;
+  for (std::string w; header_words >> w;) names.push_back(w == "TIMED" ? "TIMED_OUT" : w);
+  std::erase(names, "OUT");
+  for (std::string w; row_words >> w;) values.push_back(w);
+  ASSERT_EQ(names.size(), values.size()) << table.out;
+  auto column = [&](const std::string& name) {
+    auto at = std::find(names.begin(), names.end(), name);
+    return at == names.end() ? std::string("?") : values[at - names.begin()];
+  };
+  EXPECT_EQ(column("CANCELLED"), "1") << table.out;
+  EXPECT_EQ(column("TOTAL"), "1") << table.out;
+  EXPECT_EQ(column("FAILED"), "0") << table.out;
 }
 
 TEST(E2eExec, UnenforcedLimitsAreNotedReadably) {
