@@ -448,7 +448,7 @@ Result<std::map<std::string, std::string>> ArchiveStore::ReadTree(
   std::vector<std::string> next_level;
   auto take = [&](const std::string& prefix, const std::vector<std::string>& names) {
     for (const std::string& name : names) {
-      if (name.empty() || name.front() == '.' || !wanted(prefix + name)) continue;
+      if (name.empty() || !wanted(prefix + name)) continue;
       if (name.back() == '/') {
         next_level.push_back(prefix + name.substr(0, name.size() - 1));
       } else {
@@ -1323,17 +1323,25 @@ Result<std::vector<RunListing>> ResultArchive::Impl::ListRuns(std::size_t read_s
   // request is costly (a Docker volume: ~35 ms each, one at a time).
   std::set<std::string> chosen;
   for (std::size_t i = 0; i < wanted; ++i) chosen.insert(runs[i].run_id);
-  std::map<std::string, std::string> files;
+  Result<std::map<std::string, std::string>> files = std::map<std::string, std::string>{};
   if (!chosen.empty()) {
-    SANDRUN_ASSIGN_OR_RETURN(files, store_->ReadTree("", [&](const std::string& path) {
+    files = store_->ReadTree("", [&](const std::string& path) {
       std::size_t slash = path.find('/');
       return slash != std::string::npos && chosen.count(path.substr(0, slash)) > 0 &&
              IsSummaryPath(path.substr(slash + 1));
-    }));
+    });
   }
+  // A tree that cannot be read whole (one unreadable run) hides no other
+  // run: each summary is then read on its own, a failed one "incomplete".
+  ForEachConcurrently(files.ok() ? 0 : wanted, [&](std::size_t i) {
+    auto summary = ReadRun(runs[i].run_id);
+    runs[i].has_summary = summary.ok();
+    if (summary.ok()) runs[i].summary = std::move(*summary);
+  });
   for (std::size_t i = 0; i < wanted; ++i) {
-    auto summary = RunSummaryAmong(runs[i].run_id, files);
     runs[i].summary_read = true;
+    if (!files.ok()) continue;
+    auto summary = RunSummaryAmong(runs[i].run_id, *files);
     runs[i].has_summary = summary.ok();
     if (summary.ok()) runs[i].summary = std::move(*summary);
   }

@@ -94,11 +94,11 @@ bool IsLoopbackUrl(const std::string& url);
 /// 10 s, permitted without calls.
 grpc::ChannelArguments ModalChannelArguments();
 
-/// Retry rules for one call site.
 /// Per attempt, for a control-plane call given no deadline of its own (its
 /// long polls carry at most 55 s in their bodies).
 inline constexpr std::chrono::milliseconds kControlCallDeadline{60000};
 
+/// Retry rules for one call site.
 struct RetryRule {
   int max_retries = 3;
   std::chrono::milliseconds initial_delay{100};

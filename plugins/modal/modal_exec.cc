@@ -19,7 +19,7 @@ constexpr int kStdioRetries = 10;
 // A TaskExecPoll not answered within this means the router stopped
 // answering. At the host deadline it ends before the engine's own (timeout
 // + 5 s) ends the sandbox, with the default timeout_grace_ms of 2 s.
-constexpr milliseconds kPollDeadline{2000};
+constexpr milliseconds kPollDeadline{1500};
 
 }  // namespace
 
@@ -184,7 +184,7 @@ Result<RawResult> ModalSandbox::RunRaw(const RawExec& exec) {
   // long poll that ended unanswered, and at the host deadline, it tells a
   // command still running from a router that stopped answering, whose
   // command may well have ended (an infrastructure error, not a timeout).
-  enum class Polled { kEnded, kRunning, kSilent };
+  enum class Polled { kEnded, kRunning, kSilent, kFailed };
   auto poll_once = [&] {
     tcr::TaskExecPollRequest poll;
     poll.set_task_id(task_id_);
@@ -196,7 +196,8 @@ Result<RawResult> ModalSandbox::RunRaw(const RawExec& exec) {
           return router_->stub().TaskExecPoll(context, poll, &polled);
         },
         &canceller, kPollDeadline, RetryRule{0, milliseconds(10), milliseconds(10)});
-    if (!wait_status.ok()) return Polled::kSilent;
+    if (wait_status.code() == StatusCode::kDeadlineExceeded) return Polled::kSilent;
+    if (!wait_status.ok()) return Polled::kFailed;  // An answer: handled as a wait's.
     if (polled.exit_status_case() == tcr::TaskExecPollResponse::EXIT_STATUS_NOT_SET) {
       return Polled::kRunning;
     }
@@ -205,11 +206,11 @@ Result<RawResult> ModalSandbox::RunRaw(const RawExec& exec) {
   };
   while (true) {
     milliseconds per_call(60000);
-    const bool at_deadline = has_deadline && Clock::now() >= host_deadline;
-    if (has_deadline && !at_deadline) {
-      per_call = std::min(
-          per_call, std::chrono::duration_cast<milliseconds>(host_deadline - Clock::now()));
-    }
+    // One reading of the clock: a per-call deadline of 0 would mean none.
+    const milliseconds left =
+        std::chrono::duration_cast<milliseconds>(host_deadline - Clock::now());
+    const bool at_deadline = has_deadline && left.count() <= 0;
+    if (has_deadline && !at_deadline) per_call = std::min(per_call, left);
     if (!at_deadline) {
       tcr::TaskExecWaitRequest wait;
       wait.set_task_id(task_id_);
@@ -249,6 +250,20 @@ Result<RawResult> ModalSandbox::RunRaw(const RawExec& exec) {
     if (polled == Polled::kSilent) {
       raw.router_silent = true;
       break;
+    }
+    if (polled == Polled::kFailed) {
+      // A router that answers with an error: as a failed wait (retried
+      // while retryable; the sandbox's end is looked up by Exec).
+      if (!wait_status.retryable()) break;
+      if (at_deadline) {
+        raw.host_deadline = true;
+        break;
+      }
+      if (!canceller.SleepFor(milliseconds(1000))) {
+        raw.cancelled = true;
+        break;
+      }
+      continue;
     }
     if (at_deadline) {
       raw.host_deadline = true;
@@ -318,7 +333,12 @@ Result<ExecResult> ModalSandbox::Exec(const ExecRequest& request) {
     }
     return raw.status();
   }
-  if (raw->router_silent) return RouterStoppedAnswering();
+  if (raw->router_silent && !raw->cancelled) {
+    // Past a sandbox's lifetime its router is gone with it: the lifetime
+    // ended the command. Otherwise how the command ended is unknown.
+    if (!lifetime_bound) return RouterStoppedAnswering();
+    raw->host_deadline = true;
+  }
   output.FinishInto(result);
   result.durations.exec_ms = std::chrono::duration_cast<milliseconds>(raw->elapsed).count();
 

@@ -170,10 +170,10 @@ class ModalSandbox : public Sandbox {
                                                  const fs::path& host_dir);
   // The sandbox's final status if it has ended ("" while it runs).
   std::string SandboxEnded();
-  // The retryable infrastructure error for a sandbox that ended (evicted,
-  // killed from outside) while a command ran in it.
   // The error for a command whose router stopped answering (retryable).
   Status RouterStoppedAnswering() const;
+  // The retryable infrastructure error for a sandbox that ended (evicted,
+  // killed from outside) while a command ran in it.
   Status EndedWhileRunning(const std::string& final_status) const;
   // Where `upload` lands in the sandbox (absolute); kNotFound when its
   // source is missing.

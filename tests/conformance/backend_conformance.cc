@@ -823,7 +823,7 @@ TEST_P(BackendConformanceTest, SandboxesNeitherSeeNorChangeTheArchive) {
 // ReadTree gives exactly the files a filter accepts, below directories it
 // accepts, and asks about each directory by its path with a trailing '/':
 // `results list` reads every run's summary this way, in one pass where the
-// store can. Hidden (temporary) names are left out.
+// store can.
 TEST_P(BackendConformanceTest, TheArchiveReadsATreeThroughAFilter) {
   auto opened = backend_->OpenArchive();
   ASSERT_TRUE(opened.ok()) << opened.status().ToString();
@@ -837,7 +837,6 @@ TEST_P(BackendConformanceTest, TheArchiveReadsATreeThroughAFilter) {
       {prefix + "/a/artifacts/t/stdout.log", std::string(200 * 1024, 'o')},
       {prefix + "/b/run.json", "{\"run\": \"b\"}"},
       {prefix + "/c/run.json", ""},
-      {prefix + "/a/.hidden.json", "temporary"},
   };
   for (const auto& [path, data] : written) {
     ASSERT_TRUE(store->PutBytes(path, data).ok()) << path;

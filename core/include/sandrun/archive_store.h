@@ -53,10 +53,12 @@ class ArchiveStore {
   /// Every file under `dir` ("" = root), at any depth, read whole and keyed
   /// by its store path, for which `wanted` accepts the path and the path of
   /// each directory between `dir` and it (a directory's path ends with '/').
-  /// Names starting with '.' (temporaries) are left out. kNotFound when `dir`
-  /// does not exist; a file or directory that goes while it is read is left
-  /// out. The default lists and reads with several requests at once; a store
-  /// where each request is costly (a Docker volume) reads the tree in one.
+  /// `wanted` is called on the caller's thread, maybe more than once for a
+  /// path. Names List() leaves out (temporaries) are left out. kNotFound when
+  /// `dir` does not exist; a file or directory that goes while it is read is
+  /// left out. The default lists and reads with several requests at once; a
+  /// store where each request is costly (a Docker volume) reads the tree in
+  /// one.
   virtual Result<std::map<std::string, std::string>> ReadTree(
       const std::string& dir, const std::function<bool(const std::string&)>& wanted);
   /// Copies `path` (file or directory) into host directory `dest`, as

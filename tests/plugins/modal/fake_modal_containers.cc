@@ -58,7 +58,9 @@ constexpr const char* kMkdirScript =
 }  // namespace
 
 bool DockerEngineAnswers() {
-  return Docker({"version", "--format", "{{.Server.Version}}"}, {}, std::chrono::seconds(10))
+  // No engine fails at once; a busy one (a loaded CI machine removing many
+  // containers) was seen to take over 10 s to answer.
+  return Docker({"version", "--format", "{{.Server.Version}}"}, {}, std::chrono::seconds(45))
              .exit_code == 0;
 }
 

@@ -284,8 +284,13 @@ TEST_F(ModalBackendTest, AServerThatStopsAnsweringIsAnInfrastructureErrorNotATim
   } thaw_at_end{server()};
   ExecRequest request = Shell("echo started; sleep 1; echo done");
   request.timeout = milliseconds(3000);
+  const int waits_before = server().Stats().calls["TaskExecWait"];
   std::thread freezer([&] {
-    std::this_thread::sleep_for(milliseconds(300));
+    // Once the command runs (its wait is asked), not at a guessed time.
+    const auto give_up = Clock::now() + std::chrono::seconds(30);
+    while (server().Stats().calls["TaskExecWait"] == waits_before && Clock::now() < give_up) {
+      std::this_thread::sleep_for(milliseconds(10));
+    }
     server().Freeze();
   });
   auto start = Clock::now();
