@@ -359,10 +359,17 @@ TEST_F(DockerBackendTest, FirstCauseWinsBetweenOomAndTimeout) {
   ExecRequest request;
   request.timeout = 3s;
   // A child runs out of memory at once; the shell lives on until the timeout.
-  ExecResult r = Run(*sandbox, {"sh", "-c", "(" + hog + "); echo survived; sleep 600"}, request);
-  EXPECT_EQ(r.outcome, Outcome::kOomKilled) << OutcomeName(r.outcome) << " exit " << r.exit_code;
-  EXPECT_EQ(ExitCodeOf(r), 128 + SIGKILL);
-  EXPECT_EQ(r.stdout_stream.text, "survived\n");
+  // The kernel sometimes kills again before the child's memory is freed, and
+  // takes the shell too (seen in CI: the outcome was right, but nothing
+  // lived on to meet the timeout): then the case is tried again.
+  ExecResult r;
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    r = Run(*sandbox, {"sh", "-c", "(" + hog + "); echo survived; sleep 600"}, request);
+    EXPECT_EQ(r.outcome, Outcome::kOomKilled) << OutcomeName(r.outcome) << " exit " << r.exit_code;
+    EXPECT_EQ(ExitCodeOf(r), 128 + SIGKILL);
+    if (!r.stdout_stream.text.empty()) break;
+  }
+  EXPECT_EQ(r.stdout_stream.text, "survived\n") << "the shell never outlived its child's OOM";
 
   // The timeout comes first; TERM is ignored, and the memory is taken only
   // during the grace before KILL.
