@@ -8,6 +8,7 @@
 #include <cctype>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <regex>
 #include <set>
 #include <sstream>
@@ -19,6 +20,7 @@
 #include <nlohmann/json.hpp>
 
 #include "e2e/e2e_support.h"
+#include "sandrun/util.h"
 #include "support/docker_required.h"
 
 namespace sandrun::e2e {
@@ -352,6 +354,35 @@ TEST(CTestConventions, SandrunReportWritesOnePageForTheCTestInvocation) {
 
 /// test_name of every task of `sandrun results show latest --json`.
 /// `sandrun results show latest --json` run in `cwd` with `env`.
+/// A Docker result volume of the test's own, named in `dir`/sandrun.json
+/// (found from every directory below it): `results show latest` on the
+/// shared default volume could pick a run another test ended meanwhile.
+/// Removed, with its helper container, when it goes.
+class PrivateDockerVolume {
+ public:
+  PrivateDockerVolume(const fs::path& dir, const std::string& purpose)
+      : name_("sandrun-test-" + purpose + "-" + RandomHex(8)) {
+    std::ofstream(dir / "sandrun.json")
+        << R"({"backends": {"docker": {"volume": ")" << name_ << R"("}}})";
+  }
+  ~PrivateDockerVolume() {
+    // The volume's helper container first (it keeps the volume in use).
+    CommandOutput helpers =
+        sandrun::testing::RunCommand({"docker", "ps", "-aq", "--filter", "volume=" + name_});
+    std::istringstream helper_ids(helpers.out);
+    for (std::string id; std::getline(helper_ids, id);) {
+      if (!id.empty()) sandrun::testing::RunCommand({"docker", "rm", "-f", id});
+    }
+    CommandOutput removed = sandrun::testing::RunCommand({"docker", "volume", "rm", name_});
+    EXPECT_EQ(removed.exit_code, 0) << removed.err;
+  }
+  PrivateDockerVolume(const PrivateDockerVolume&) = delete;
+  PrivateDockerVolume& operator=(const PrivateDockerVolume&) = delete;
+
+ private:
+  std::string name_;
+};
+
 nlohmann::json LatestRun(const Home& home, const fs::path& cwd,
                          const std::map<std::string, std::string>& env) {
   CommandOptions options;
@@ -414,8 +445,10 @@ TEST(CTestService, DiscoveredCasesShareWarmSandboxesAndNothingOutlivesCTest) {
   const std::vector<std::string> args{"-j4", "-R", "^pre\\.", "--output-on-failure"};
   std::vector<std::map<std::string, std::string>> backends = {{{"SANDRUN_BACKEND", "local"}}};
   CommandOutput docker = sandrun::testing::RunCommand({"docker", "image", "inspect", kImage});
+  std::optional<PrivateDockerVolume> volume;
   if (docker.exit_code == 0) {
     backends.push_back({{"SANDRUN_BACKEND", "docker"}, {"SANDRUN_IMAGE", kImage}});
+    volume.emplace(build, "service");
   }
   for (const auto& env : backends) {
     SCOPED_TRACE(env.at("SANDRUN_BACKEND"));
@@ -512,11 +545,7 @@ TEST(CTestConventions, OneCTestInvocationIsOneRunInTheArchive) {
   // Docker: the archive is a volume (a store of requests), grouped the same.
   CommandOutput docker = sandrun::testing::RunCommand({"docker", "image", "inspect", kImage});
   if (docker.exit_code != 0) SANDRUN_SKIP_WITHOUT_DOCKER("no image " + std::string(kImage));
-  std::string volume = "sandrun-test-groups-" + home.dir().filename().string();
-  std::transform(volume.begin(), volume.end(), volume.begin(),
-                 [](unsigned char c) { return std::isalnum(c) || c == '-' ? c : '-'; });
-  std::ofstream(build / "sandrun.json")
-      << R"({"backends": {"docker": {"volume": ")" << volume << R"("}}})";
+  PrivateDockerVolume volume(build, "groups");
   const std::map<std::string, std::string> on_docker{{"SANDRUN_BACKEND", "docker"},
                                                      {"SANDRUN_IMAGE", kImage}};
   CommandOutput out = RunCTest(home, build, on_docker, args);
@@ -529,15 +558,6 @@ TEST(CTestConventions, OneCTestInvocationIsOneRunInTheArchive) {
   EXPECT_EQ(sync.exit_code, 0) << sync.out << sync.err;
   EXPECT_EQ(LatestRunTests(home, build, on_docker, &run), expected) << sync.out << out.out;
   EXPECT_EQ(run.value("backend", ""), "docker") << run.dump();
-  // The volume's helper container first (it keeps the volume in use).
-  CommandOutput helpers =
-      sandrun::testing::RunCommand({"docker", "ps", "-aq", "--filter", "volume=" + volume});
-  std::istringstream helper_ids(helpers.out);
-  for (std::string id; std::getline(helper_ids, id);) {
-    if (!id.empty()) sandrun::testing::RunCommand({"docker", "rm", "-f", id});
-  }
-  CommandOutput removed = sandrun::testing::RunCommand({"docker", "volume", "rm", volume});
-  EXPECT_EQ(removed.exit_code, 0) << removed.err;
 }
 
 TEST(CTestConventions, DoctorWarnsWhenTheBackendNeedsAnImageAndNoneIsSet) {
