@@ -1200,7 +1200,6 @@ int ResultArchive::Impl::PendingCount(const std::string& run_id) const {
   return count;
 }
 
-
 namespace {
 
 // One summary of a group's run from its parts, in the order they started:
@@ -1331,19 +1330,17 @@ Result<std::vector<RunListing>> ResultArchive::Impl::ListRuns(std::size_t read_s
              IsSummaryPath(path.substr(slash + 1));
     });
   }
-  // A tree that cannot be read whole (one unreadable run) hides no other
-  // run: each summary is then read on its own, a failed one "incomplete".
-  ForEachConcurrently(files.ok() ? 0 : wanted, [&](std::size_t i) {
-    auto summary = ReadRun(runs[i].run_id);
-    runs[i].has_summary = summary.ok();
-    if (summary.ok()) runs[i].summary = std::move(*summary);
-  });
-  for (std::size_t i = 0; i < wanted; ++i) {
+  auto take = [&](std::size_t i, Result<RunRecord> summary) {
     runs[i].summary_read = true;
-    if (!files.ok()) continue;
-    auto summary = RunSummaryAmong(runs[i].run_id, *files);
     runs[i].has_summary = summary.ok();
     if (summary.ok()) runs[i].summary = std::move(*summary);
+  };
+  if (files.ok()) {
+    for (std::size_t i = 0; i < wanted; ++i) take(i, RunSummaryAmong(runs[i].run_id, *files));
+  } else {
+    // A tree that cannot be read whole (one unreadable run) hides no other
+    // run: each summary is then read on its own, a failed one "incomplete".
+    ForEachConcurrently(wanted, [&](std::size_t i) { take(i, ReadRun(runs[i].run_id)); });
   }
   // Ids order runs by their second only; within one, the later start first.
   std::sort(runs.begin(), runs.begin() + static_cast<std::ptrdiff_t>(wanted), NewerRunFirst);

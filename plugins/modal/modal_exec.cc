@@ -180,30 +180,21 @@ Result<RawResult> ModalSandbox::RunRaw(const RawExec& exec) {
       raw.code = answer.code();
     }
   };
-  // One TaskExecPoll, answered within kPollDeadline or not at all: after a
-  // long poll that ended unanswered, and at the host deadline, it tells a
-  // command still running from a router that stopped answering, whose
-  // command may well have ended (an infrastructure error, not a timeout).
-  enum class Polled { kEnded, kRunning, kSilent, kFailed };
-  auto poll_once = [&] {
-    tcr::TaskExecPollRequest poll;
-    poll.set_task_id(task_id_);
-    poll.set_exec_id(exec_id);
-    tcr::TaskExecPollResponse polled;
+  // One call about this exec to the router (TaskExecWait or TaskExecPoll,
+  // which take and answer alike), not retried here; true when answered OK.
+  auto ask = [&](const char* rpc, auto method, auto request, auto* answer,
+                 milliseconds deadline) {
+    request.set_task_id(task_id_);
+    request.set_exec_id(exec_id);
     wait_status = router_->Unary(
-        "TaskExecPoll",
+        rpc,
         [&](grpc::ClientContext* context) {
-          return router_->stub().TaskExecPoll(context, poll, &polled);
+          return (router_->stub().*method)(context, request, answer);
         },
-        &canceller, kPollDeadline, RetryRule{0, milliseconds(10), milliseconds(10)});
-    if (wait_status.code() == StatusCode::kDeadlineExceeded) return Polled::kSilent;
-    if (!wait_status.ok()) return Polled::kFailed;  // An answer: handled as a wait's.
-    if (polled.exit_status_case() == tcr::TaskExecPollResponse::EXIT_STATUS_NOT_SET) {
-      return Polled::kRunning;
-    }
-    take_exit(polled);
-    return Polled::kEnded;
+        &canceller, deadline, RetryRule{0, milliseconds(10), milliseconds(10)});
+    return wait_status.ok();
   };
+  using Router = tcr::TaskCommandRouter::Stub;
   while (true) {
     milliseconds per_call(60000);
     // One reading of the clock: a per-call deadline of 0 would mean none.
@@ -211,18 +202,12 @@ Result<RawResult> ModalSandbox::RunRaw(const RawExec& exec) {
         std::chrono::duration_cast<milliseconds>(host_deadline - Clock::now());
     const bool at_deadline = has_deadline && left.count() <= 0;
     if (has_deadline && !at_deadline) per_call = std::min(per_call, left);
+    // An answer that is an error (from the wait or the poll) ends up below.
+    bool answered_error = false;
     if (!at_deadline) {
-      tcr::TaskExecWaitRequest wait;
-      wait.set_task_id(task_id_);
-      wait.set_exec_id(exec_id);
       tcr::TaskExecWaitResponse response;
-      wait_status = router_->Unary(
-          "TaskExecWait",
-          [&](grpc::ClientContext* context) {
-            return router_->stub().TaskExecWait(context, wait, &response);
-          },
-          &canceller, per_call, RetryRule{0, milliseconds(10), milliseconds(10)});
-      if (wait_status.ok()) {
+      if (ask("TaskExecWait", &Router::TaskExecWait, tcr::TaskExecWaitRequest(), &response,
+              per_call)) {
         take_exit(response);
         break;
       }
@@ -231,42 +216,51 @@ Result<RawResult> ModalSandbox::RunRaw(const RawExec& exec) {
         break;
       }
       if (wait_status.code() != StatusCode::kDeadlineExceeded) {
-        if (!wait_status.retryable()) break;
-        if (!canceller.SleepFor(milliseconds(1000))) {
-          raw.cancelled = true;
+        answered_error = true;
+      } else if (has_deadline && Clock::now() >= host_deadline) {
+        continue;  // The long poll ran into the host deadline: poll there.
+      }
+    }
+    if (!answered_error) {
+      // After a long poll that ended unanswered, and at the host deadline,
+      // one TaskExecPoll answered within kPollDeadline tells a command still
+      // running from a router that stopped answering, whose command may
+      // well have ended (an infrastructure error, not a timeout).
+      tcr::TaskExecPollResponse polled;
+      const bool answered =
+          ask("TaskExecPoll", &Router::TaskExecPoll, tcr::TaskExecPollRequest(), &polled,
+              kPollDeadline);
+      if (canceller.cancelled()) {
+        raw.cancelled = true;
+        break;
+      }
+      if (answered &&
+          polled.exit_status_case() != tcr::TaskExecPollResponse::EXIT_STATUS_NOT_SET) {
+        take_exit(polled);
+        break;
+      }
+      if (wait_status.code() == StatusCode::kDeadlineExceeded) {
+        raw.router_silent = true;
+        break;
+      }
+      answered_error = !answered;
+      if (!answered_error) {  // Still running.
+        if (at_deadline) {
+          raw.host_deadline = true;
           break;
         }
         continue;
       }
-      // The long poll ended unanswered.
-      if (has_deadline && Clock::now() >= host_deadline) continue;
     }
-    const Polled polled = poll_once();
-    if (canceller.cancelled()) {
-      raw.cancelled = true;
-      break;
-    }
-    if (polled == Polled::kEnded) break;
-    if (polled == Polled::kSilent) {
-      raw.router_silent = true;
-      break;
-    }
-    if (polled == Polled::kFailed) {
-      // A router that answers with an error: as a failed wait (retried
-      // while retryable; the sandbox's end is looked up by Exec).
-      if (!wait_status.retryable()) break;
-      if (at_deadline) {
-        raw.host_deadline = true;
-        break;
-      }
-      if (!canceller.SleepFor(milliseconds(1000))) {
-        raw.cancelled = true;
-        break;
-      }
-      continue;
-    }
+    // A router that answers with an error: retried while retryable (the
+    // sandbox's end is looked up by Exec).
+    if (!wait_status.retryable()) break;
     if (at_deadline) {
       raw.host_deadline = true;
+      break;
+    }
+    if (!canceller.SleepFor(milliseconds(1000))) {
+      raw.cancelled = true;
       break;
     }
   }
