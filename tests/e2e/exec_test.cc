@@ -110,15 +110,21 @@ TEST(E2eExec, OutputLongerThanTheRecordCapIsStreamedWhole) {
 
 TEST(E2eExec, OutputIsStreamedWhileTheCommandRuns) {
   Home home;
+  // The sandbox has a /tmp of its own and reads stdin whole before it starts, so the test
+  // cannot tell the command when to go on: it sleeps long enough for a loaded machine.
   auto exec = StartSandrun(home, {"exec", "--backend", "local", "--", "sh", "-c",
-                                  "echo first; echo first-err >&2; sleep 3; echo second"});
+                                  "echo first; echo first-err >&2; sleep 8; echo second"});
   ASSERT_TRUE(exec->started());
-  // Both lines arrive long before the command ends.
-  EXPECT_TRUE(WaitUntil([&] { return exec->Out() == "first\n"; }, std::chrono::seconds(2)))
-      << exec->Out();
-  EXPECT_CONTAINS(exec->Err(), "first-err\n");
+  // Both lines arrive long before the command ends. They come on two pipes, read apart,
+  // so wait for both rather than one.
+  EXPECT_TRUE(WaitUntil(
+      [&] {
+        return exec->Out() == "first\n" && exec->Err().find("first-err\n") != std::string::npos;
+      },
+      std::chrono::seconds(7)))
+      << "out: " << exec->Out() << "\nerr: " << exec->Err();
   EXPECT_FALSE(exec->Wait(std::chrono::milliseconds(0)).has_value());
-  std::optional<int> code = exec->Wait(std::chrono::seconds(20));
+  std::optional<int> code = exec->Wait(std::chrono::seconds(30));
   ASSERT_TRUE(code.has_value());
   EXPECT_EQ(*code, 0) << exec->Err();
   EXPECT_EQ(exec->Out(), "first\nsecond\n");
