@@ -226,9 +226,12 @@ TEST(CTestAdapter, DockerBackendBySandrunBackendWithoutReconfiguring) {
   std::string reason = DockerUnavailableReason();
   if (!reason.empty()) SANDRUN_SKIP_WITHOUT_DOCKER(reason);
   Home home;
+  // The consumer's build is shared, so the volume is named by SANDRUN_CONFIG.
+  PrivateDockerVolume volume(home.dir(), "consumer");
   auto cache_time = fs::last_write_time(kConsumerBuild / "CMakeCache.txt");
   JUnitReport report =
-      RunConsumerCTest(home, "docker", {"-j4", "-LE", "ctest_kill"}, "docker.xml");
+      RunConsumerCTest(home, "docker", {"-j4", "-LE", "ctest_kill"}, "docker.xml", nullptr,
+                       {{"SANDRUN_CONFIG", (home.dir() / "sandrun.json").string()}});
   CheckSuite(report);
   // They ran in containers (the Docker backend's working directory).
   for (const char* name : {"tool.pass", "tool data", "plain.pass", "tool.hang"}) {
@@ -283,13 +286,15 @@ TEST(CTestAdapter, CTestTimeoutKillsSandrunAndCleanupRemovesTheContainer) {
   std::string reason = DockerUnavailableReason();
   if (!reason.empty()) SANDRUN_SKIP_WITHOUT_DOCKER(reason);
   Home home;
+  PrivateDockerVolume volume(home.dir(), "consumer");
   // SANDRUN_BACKEND unset: the test's BACKEND docker applies.
   auto start = Clock::now();
   CommandOutput ctest;
   // Without the service (-FA leaves its start and stop out), as a test
   // outside one: the killed sandrun's container is left for `cleanup`.
   JUnitReport report =
-      RunConsumerCTest(home, "", {"-L", "ctest_kill", "-FA", "sandrun_service"}, "kill.xml", &ctest);
+      RunConsumerCTest(home, "", {"-L", "ctest_kill", "-FA", "sandrun_service"}, "kill.xml", &ctest,
+                       {{"SANDRUN_CONFIG", (home.dir() / "sandrun.json").string()}});
   EXPECT_LT(SecondsSince(start), 30.0) << "CTest's TIMEOUT is 5 s";
   ASSERT_EQ(report.cases.size(), 1u) << ctest.out << ctest.err;
   std::string name = report.cases.begin()->first;

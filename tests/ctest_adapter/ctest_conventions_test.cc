@@ -182,8 +182,10 @@ TEST(CTestConventions, TimeoutIsTheCommandsTimeAndACrashIsACrash) {
   std::vector<std::pair<std::string, std::map<std::string, std::string>>> backends = {
       {"local", {}}};
   CommandOutput docker = sandrun::testing::RunCommand({"docker", "image", "inspect", kImage});
+  std::optional<PrivateDockerVolume> volume;
   if (docker.exit_code == 0) {
     backends.push_back({"docker", {{"SANDRUN_IMAGE", kImage}}});
+    volume.emplace(build, "timeouts");
   }
   for (const auto& [backend, extra_env] : backends) {
     SCOPED_TRACE(backend);
@@ -281,7 +283,11 @@ TEST(CTestConventions, XmlOutputDirGetsGoogleTestsReportOfEachCase) {
   std::vector<std::pair<std::string, std::map<std::string, std::string>>> backends = {
       {"local", {}}};
   CommandOutput docker = sandrun::testing::RunCommand({"docker", "image", "inspect", kImage});
-  if (docker.exit_code == 0) backends.push_back({"docker", {{"SANDRUN_IMAGE", kImage}}});
+  std::optional<PrivateDockerVolume> volume;
+  if (docker.exit_code == 0) {
+    backends.push_back({"docker", {{"SANDRUN_IMAGE", kImage}}});
+    volume.emplace(sandrun_build, "xml");
+  }
   for (const auto& [backend, extra_env] : backends) {
     SCOPED_TRACE(backend);
     fs::remove_all(sandrun_build / "xmlout");
@@ -343,6 +349,7 @@ TEST(CTestConventions, SandrunReportWritesOnePageForTheCTestInvocation) {
   // On Docker: the run is in the engine's archive; the report reads it there.
   CommandOutput docker = sandrun::testing::RunCommand({"docker", "image", "inspect", kImage});
   if (docker.exit_code != 0) SANDRUN_SKIP_WITHOUT_DOCKER("no image " + std::string(kImage));
+  PrivateDockerVolume volume(build, "report");
   CommandOutput third = RunCTest(home, build, {{"SANDRUN_BACKEND", "docker"}, {"SANDRUN_IMAGE", kImage}},
                                  {"-R", "^pre\\.Plain"});
   EXPECT_CONTAINS(third.out, "100% tests passed, 0 tests failed");
@@ -352,37 +359,7 @@ TEST(CTestConventions, SandrunReportWritesOnePageForTheCTestInvocation) {
   EXPECT_EQ(html.find("pre.TypedT"), std::string::npos);
 }
 
-/// test_name of every task of `sandrun results show latest --json`.
 /// `sandrun results show latest --json` run in `cwd` with `env`.
-/// A Docker result volume of the test's own, named in `dir`/sandrun.json
-/// (found from every directory below it): `results show latest` on the
-/// shared default volume could pick a run another test ended meanwhile.
-/// Removed, with its helper container, when it goes.
-class PrivateDockerVolume {
- public:
-  PrivateDockerVolume(const fs::path& dir, const std::string& purpose)
-      : name_("sandrun-test-" + purpose + "-" + RandomHex(8)) {
-    std::ofstream(dir / "sandrun.json")
-        << R"({"backends": {"docker": {"volume": ")" << name_ << R"("}}})";
-  }
-  ~PrivateDockerVolume() {
-    // The volume's helper container first (it keeps the volume in use).
-    CommandOutput helpers =
-        sandrun::testing::RunCommand({"docker", "ps", "-aq", "--filter", "volume=" + name_});
-    std::istringstream helper_ids(helpers.out);
-    for (std::string id; std::getline(helper_ids, id);) {
-      if (!id.empty()) sandrun::testing::RunCommand({"docker", "rm", "-f", id});
-    }
-    CommandOutput removed = sandrun::testing::RunCommand({"docker", "volume", "rm", name_});
-    EXPECT_EQ(removed.exit_code, 0) << removed.err;
-  }
-  PrivateDockerVolume(const PrivateDockerVolume&) = delete;
-  PrivateDockerVolume& operator=(const PrivateDockerVolume&) = delete;
-
- private:
-  std::string name_;
-};
-
 nlohmann::json LatestRun(const Home& home, const fs::path& cwd,
                          const std::map<std::string, std::string>& env) {
   CommandOptions options;

@@ -139,6 +139,7 @@ TEST(E2eDocker, CleanupRemovesWhatAKilledSandrunLeftBehind) {
   std::string reason = DockerUnavailableReason();
   if (!reason.empty()) SANDRUN_SKIP_WITHOUT_DOCKER(reason);
   Home home;
+  PrivateDockerVolume volume(home.dir(), "e2e");
   std::string task = "leak-" + RandomHex(8);
   std::vector<std::string> argv{SANDRUN_BINARY, "exec",  "--backend", "docker", "--image",
                                 kImage,         "--name", task,       "--",     "sleep", "300"};
@@ -170,6 +171,7 @@ TEST(E2eDocker, CleanupSaysWhatHelperContainersAreAndWhyTheyStay) {
   std::string reason = DockerUnavailableReason();
   if (!reason.empty()) GTEST_SKIP() << reason;
   Home home;
+  PrivateDockerVolume volume(home.dir(), "e2e");
   // A run through the docker archive leaves its volume helper behind.
   CommandOutput run = home.Run({"exec", "--backend", "docker", "--image", kImage, "--", "true"});
   ASSERT_EQ(run.exit_code, 0) << run.err;
@@ -191,6 +193,7 @@ TEST(E2eDocker, TheSandboxLifetimeEndsALeakedContainerByItself) {
   std::string reason = DockerUnavailableReason();
   if (!reason.empty()) SANDRUN_SKIP_WITHOUT_DOCKER(reason);
   Home home;
+  PrivateDockerVolume volume(home.dir(), "e2e");
   std::string task = "lifetime-" + RandomHex(8);
   std::vector<std::string> argv{SANDRUN_BINARY, "exec",    "--backend", "docker", "--image", kImage,
                                 "--lifetime",   "3",       "--name",    task,     "--",      "sleep",
@@ -215,6 +218,7 @@ TEST(E2eDocker, ALifetimeShorterThanTheCommandIsATimeoutAndNotRetried) {
   std::string reason = DockerUnavailableReason();
   if (!reason.empty()) GTEST_SKIP() << reason;
   Home home;
+  PrivateDockerVolume volume(home.dir(), "e2e");
   const auto start = Clock::now();
   CommandOutput out = home.Run({"exec", "--backend", "docker", "--image", kImage, "--lifetime",
                                 "3", "--retries", "2", "--", "sh", "-c", "echo begun; sleep 120"});
@@ -240,6 +244,7 @@ TEST(E2eDocker, AContainerRemovedFromOutsideIsAnInfrastructureErrorAndIsRetried)
   std::string reason = DockerUnavailableReason();
   if (!reason.empty()) SANDRUN_SKIP_WITHOUT_DOCKER(reason);
   Home home;
+  PrivateDockerVolume volume(home.dir(), "e2e");
   home.Write("tasks.json", SleepingBatch(2, 3));
   std::string tag = RandomHex(8);
   std::vector<std::string> argv{SANDRUN_BINARY, "batch", "tasks.json", "--backend", "docker",
@@ -384,6 +389,7 @@ TEST(E2eDocker, AMissingImageIsPulledFromARegistryAndAnUnknownOneIsBadInput) {
     GTEST_SKIP() << "docker-registry is not installed (scripts/bootstrap --with-docker installs it)";
   }
   Home home;
+  PrivateDockerVolume volume(home.dir(), "e2e");
   int port = 0;
   {
     LoopbackListener probe;  // A free port, given back before the registry takes it.
@@ -442,6 +448,7 @@ TEST(E2eDocker, WhatTheEngineWouldRefuseIsBadInputBeforeAnyRunExists) {
   std::string reason = DockerUnavailableReason();
   if (!reason.empty()) GTEST_SKIP() << reason;
   Home home;
+  PrivateDockerVolume volume(home.dir(), "e2e");
   const std::string token = "bad-input-" + RandomHex(8);
   auto exec = [&](const std::vector<std::string>& flags, const std::string& image = kImage) {
     std::vector<std::string> args{"exec", "--backend", "docker", "--image", image};

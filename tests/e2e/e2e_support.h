@@ -26,6 +26,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "support/private_docker_volume.h"
 #include "support/test_util.h"
 
 extern char** environ;
@@ -36,6 +37,7 @@ namespace fs = std::filesystem;
 using sandrun::testing::CommandOptions;
 using sandrun::testing::CommandOutput;
 using sandrun::testing::ReadFile;
+using sandrun::testing::PrivateDockerVolume;
 using sandrun::testing::TempDir;
 using Clock = std::chrono::steady_clock;
 

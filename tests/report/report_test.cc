@@ -341,6 +341,7 @@ TEST(ReportBrowser, DockerArchiveRunRendersEveryTask) {
                                 " (scripts/docker-test-env)");
   }
   Home home;
+  PrivateDockerVolume volume(home.dir(), "report");
   fs::path tasks = home.Write("tasks.json", kMixed);
   CommandOutput batch = home.Run({"batch", "--backend", "docker", "--image", kImage,
                                   tasks.string(), "-j", "2"});

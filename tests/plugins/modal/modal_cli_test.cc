@@ -26,6 +26,7 @@ namespace {
 using ::sandrun::e2e::Home;
 using ::sandrun::testing::CommandOptions;
 using ::sandrun::testing::CommandOutput;
+using ::sandrun::testing::PrivateDockerVolume;
 using Json = nlohmann::json;
 namespace fs = std::filesystem;
 
@@ -331,6 +332,7 @@ class ModalFallbackTest : public ModalCliTest {
 TEST_F(ModalFallbackTest, ModalFallsBackToDocker) {
   std::string reason = DockerUnavailableReason();
   if (!reason.empty()) SANDRUN_SKIP_WITHOUT_DOCKER(reason);
+  PrivateDockerVolume volume(home_.dir(), "modal-fallback");
   for (const auto& c : Cases()) {
     ExpectFallback(c, {"--backend", "modal", "--fallback", "docker"}, "docker");
   }
