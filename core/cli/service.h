@@ -15,8 +15,15 @@
 //                     while the task is in hand, then one of: kDone {record, run_status},
 //                     kNotServed {message} (the exec runs the task itself),
 //                     kFailed {code, message} (the run could not start).
-//   stop -> service   kStop; the service ends its sandboxes, answers
-//                     kStopped and exits.
+//   start -> service  kAttach {pid} when a service already runs there: one
+//                     more holder (a second ctest on the same build tree);
+//                     answered kAttached.
+//   stop -> service   kStop {pid}: that holder leaves. While other holders
+//                     remain (and live) the service answers kStopped at once
+//                     and serves on; the last one (or a pid that holds
+//                     nothing, as `sandrun service stop` by hand) ends its
+//                     sandboxes, is answered kStopped, and the service exits.
+//                     A holder that dies (kill -9) leaves too.
 #ifndef SANDRUN_CLI_SERVICE_H_
 #define SANDRUN_CLI_SERVICE_H_
 
@@ -53,6 +60,8 @@ enum class ServiceFrame : char {
   kFailed = 'F',
   kStopped = 'K',
   kAlive = 'A',
+  kAttach = 'T',
+  kAttached = 'H',
 };
 
 /// Writes one whole frame; false when the peer is gone.

@@ -21,6 +21,7 @@
 #include <list>
 #include <map>
 #include <mutex>
+#include <set>
 #include <thread>
 
 #include <nlohmann/json.hpp>
@@ -99,7 +100,9 @@ class Service {
         config_(std::move(config)),
         fingerprint_(ServiceFingerprint(config_)),
         idle_timeout_(idle_timeout),
-        parent_pid_(parent_pid) {}
+        held_(parent_pid > 0) {
+    if (held_) holders_.insert(parent_pid);
+  }
 
   /// Makes the backends and the pool. Not OK: the service cannot serve.
   Status Prepare() {
@@ -161,11 +164,7 @@ class Service {
       }
       JoinFinished();
       if (active_ > 0) last_activity = Clock::now();
-      if (parent_pid_ > 0 && !ProcessAlive(parent_pid_)) {
-        Log("the process that started the service (" + std::to_string(parent_pid_) +
-            ") is gone; ending");
-        break;
-      }
+      if (LastHolderGone()) break;
       if (idle_timeout_.count() > 0 && active_ == 0 && Clock::now() - last_activity > idle_timeout_) {
         Log("idle for " + std::to_string(idle_timeout_.count()) + " s; ending");
         break;
@@ -211,11 +210,61 @@ class Service {
     for (auto& t : done) t.join();
   }
 
+  // Drops the holders that are gone; true when the service had holders and
+  // none is left (it then ends, as its last ctest did).
+  bool LastHolderGone() {
+    std::lock_guard lock(holders_mu_);
+    if (holders_.empty()) return false;
+    for (auto it = holders_.begin(); it != holders_.end();) {
+      if (ProcessAlive(*it)) {
+        ++it;
+        continue;
+      }
+      Log("the process " + std::to_string(*it) + " that holds the service is gone");
+      it = holders_.erase(it);
+    }
+    if (!holders_.empty()) return false;
+    Log("no process holds the service any more; ending");
+    return true;
+  }
+
+  static int PidOf(const std::string& payload) {
+    try {
+      return payload.empty() ? 0 : std::stoi(payload);
+    } catch (const std::exception&) {
+      return 0;
+    }
+  }
+
   void Handle(int fd) {
     std::mutex write_mu;
     auto frame = ReadServiceFrame(fd);
     if (!frame) return;
+    if (frame->first == ServiceFrame::kAttach) {
+      if (long peer_uid = -1; !PeerIsThisUser(fd, &peer_uid)) return;
+      // A service started without a holder (`run` by hand) ends by hand only.
+      const int pid = PidOf(frame->second);
+      std::string refused = stopping_ ? "stopping" : !held_ ? "held by nobody" : pid <= 0 ? "no pid" : "";
+      if (refused.empty()) {
+        std::lock_guard lock(holders_mu_);
+        holders_.insert(pid);
+        Log("shared with process " + std::to_string(pid));
+      }
+      WriteServiceFrame(fd, ServiceFrame::kAttached, refused);
+      return;
+    }
     if (frame->first == ServiceFrame::kStop) {
+      if (long peer_uid = -1; !PeerIsThisUser(fd, &peer_uid)) return;
+      const int pid = PidOf(frame->second);
+      {
+        std::lock_guard lock(holders_mu_);
+        if (holders_.erase(pid) > 0 && !holders_.empty()) {
+          Log("process " + std::to_string(pid) + " left; serving " +
+              std::to_string(holders_.size()) + " other(s)");
+          WriteServiceFrame(fd, ServiceFrame::kStopped, "still serving others");
+          return;
+        }
+      }
       stopping_ = true;
       Log("asked to stop");
       // Answered once the sandboxes have ended: Serve's loop ends first.
@@ -325,7 +374,12 @@ class Service {
   Config config_;
   std::string fingerprint_;
   std::chrono::seconds idle_timeout_;
-  int parent_pid_;
+  /// The processes (ctest invocations) the service serves: it ends when the
+  /// last has stopped it or is gone. Not `held_` (started without a parent
+  /// pid, as `run` by hand): no such bound, and nobody joins.
+  const bool held_;
+  std::mutex holders_mu_;
+  std::set<int> holders_;  // Guarded by holders_mu_.
   RunSetup setup_;
   int places_ = 1;
   SandboxReaper reaper_;
@@ -375,18 +429,33 @@ int RunService(const CliContext& context, const Config& config, int listen_fd, i
   return 0;
 }
 
-int Stop(const std::filesystem::path& socket) {
+// `holder`: the process leaving (the ctest whose cleanup test this is); the
+// service ends only when no other holder remains.
+int Stop(const std::filesystem::path& socket, int holder) {
   int fd = ConnectServiceSocket(socket);
   if (fd < 0) {
     std::cerr << "sandrun service: none running at " << socket.string() << "\n";
     return 0;
   }
-  WriteServiceFrame(fd, ServiceFrame::kStop, "");
+  WriteServiceFrame(fd, ServiceFrame::kStop, holder > 0 ? std::to_string(holder) : "");
   auto answer = ReadServiceFrame(fd);  // kStopped once its sandboxes ended (or EOF).
   ::close(fd);
+  if (answer && answer->first == ServiceFrame::kStopped && !answer->second.empty()) {
+    std::cerr << "sandrun service: left the one at " << socket.string() << " ("
+              << answer->second << ")\n";
+    return 0;
+  }
   std::cerr << "sandrun service: stopped at " << socket.string()
             << (answer ? "" : " (it did not confirm)") << "\n";
   return 0;
+}
+
+// Joins the service already at `fd` as one more holder; true when it took it.
+bool Attach(int fd, int holder) {
+  if (holder <= 0) return false;
+  WriteServiceFrame(fd, ServiceFrame::kAttach, std::to_string(holder));
+  auto answer = ReadServiceFrame(fd);
+  return answer && answer->first == ServiceFrame::kAttached && answer->second.empty();
 }
 
 }  // namespace
@@ -402,7 +471,8 @@ int ServiceCommand(const std::vector<std::string>& args, CliContext& context) {
       ("socket", "The unix socket to serve at", cxxopts::value<std::string>())
       ("idle-timeout", "End after this many seconds without a task (0: never)",
        cxxopts::value<int>()->default_value("600"))
-      ("parent-pid", "End when this process is gone (default for start: the caller's parent; 0: never)",
+      ("parent-pid", "start: serve until this process is gone or stops the service; stop: the "
+                     "process that leaves (default for both: the caller's parent, as ctest; 0: none)",
        cxxopts::value<int>())
       ("optional", "start: when the service cannot start, say why and exit 0 (the execs then run "
                    "their tasks themselves)")
@@ -415,20 +485,26 @@ int ServiceCommand(const std::vector<std::string>& args, CliContext& context) {
   const std::string action = (*parsed)["action"].as<std::string>();
   if (!parsed->count("socket")) throw UsageError{"--socket PATH is required"};
   const std::filesystem::path socket = std::filesystem::absolute((*parsed)["socket"].as<std::string>());
-  if (action == "stop") return Stop(socket);
-  if (action != "start" && action != "run") {
+  if (action != "start" && action != "run" && action != "stop") {
     throw UsageError{"unknown action '" + action + "': use start, stop or run"};
   }
+  const int parent_pid = parsed->count("parent-pid")
+                             ? (*parsed)["parent-pid"].as<int>()
+                             : (action == "run" ? 0 : static_cast<int>(::getppid()));
+  if (action == "stop") return Stop(socket, parent_pid);
   Config config = LoadConfigOrThrow(*parsed, context);
   const std::chrono::seconds idle((*parsed)["idle-timeout"].as<int>());
   if (idle.count() < 0) throw UsageError{"--idle-timeout must be 0 or more"};
   const bool optional = parsed->count("optional") > 0;
-  int parent_pid = parsed->count("parent-pid") ? (*parsed)["parent-pid"].as<int>()
-                                               : (action == "start" ? static_cast<int>(::getppid()) : 0);
 
   if (int fd = ConnectServiceSocket(socket); fd >= 0) {
+    const bool shared = Attach(fd, parent_pid);
     ::close(fd);
-    std::cerr << "sandrun service: already running at " << socket.string() << "\n";
+    std::cerr << "sandrun service: already running at " << socket.string()
+              << (shared ? "; it now serves process " + std::to_string(parent_pid) +
+                               " too, until that stops it or is gone"
+                         : "")
+              << "\n";
     return 0;
   }
   Result<int> listening = Listen(socket);

@@ -1077,7 +1077,10 @@ Status ResultArchive::Impl::WriteTask(const TaskRecord& record) {
     stream->spill_path = RelocateSpillPath(stream->spill_path, artifact_dir, archive_dir);
   }
   std::string path = TaskRecordPath(record.run_id, record.task_id);
-  SANDRUN_RETURN_IF_ERROR(outbox_.PutBytes(path, ToJson(stored)));
+  if (Status kept = outbox_.PutBytes(path, ToJson(stored)); !kept.ok()) {
+    return Status(kept.code(), "could not be written to the outbox " + outbox_dir_.string() +
+                                   ", so the archive will not have it: " + kept.message());
+  }
   // The task ended: its started record has nothing more to say.
   outbox_.Remove(StartedPath(record.run_id, record.task_id)).IgnoreError();
   {
@@ -1087,7 +1090,12 @@ Status ResultArchive::Impl::WriteTask(const TaskRecord& record) {
       return OkStatus();
     }
   }
-  return DeliverGroup({archive_dir, path});
+  if (Status delivered = DeliverGroup({archive_dir, path}); !delivered.ok()) {
+    return Status(delivered.code(), "kept in the outbox " + outbox_dir_.string() + " (" +
+                                        delivered.ToString() +
+                                        "); `sandrun results sync` delivers it");
+  }
+  return OkStatus();
 }
 
 Status ResultArchive::Impl::WriteRun(const RunRecord& record) {

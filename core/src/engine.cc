@@ -181,9 +181,7 @@ class RunContext {
       UseArchiveSpillPaths(record, archive_.outbox_dir());
       Status written = archive_.WriteTask(record);
       if (!written.ok()) {
-        listener_.OnWarning("record " + record.task_id + " kept in the outbox " +
-                            archive_.outbox_dir().string() + " (" + written.ToString() +
-                            "); `sandrun results sync` delivers it");
+        listener_.OnWarning("record " + record.task_id + " " + written.message());
       }
       listener_.OnTaskEnd(record);
       RunState::Ending losers;

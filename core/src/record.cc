@@ -10,6 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "sandrun/util.h"
 #include "utf8.h"
 
 namespace sandrun {
@@ -19,53 +20,6 @@ using internal::IsValidUtf8;
 
 // ordered_json keeps the fields in the documented order, for human readers.
 using Json = nlohmann::ordered_json;
-
-constexpr char kBase64Digits[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-std::string Base64Encode(std::string_view data) {
-  std::string out;
-  out.reserve((data.size() + 2) / 3 * 4);
-  for (std::size_t i = 0; i < data.size(); i += 3) {
-    std::uint32_t chunk = static_cast<unsigned char>(data[i]) << 16;
-    if (i + 1 < data.size()) chunk |= static_cast<unsigned char>(data[i + 1]) << 8;
-    if (i + 2 < data.size()) chunk |= static_cast<unsigned char>(data[i + 2]);
-    out += kBase64Digits[(chunk >> 18) & 63];
-    out += kBase64Digits[(chunk >> 12) & 63];
-    out += i + 1 < data.size() ? kBase64Digits[(chunk >> 6) & 63] : '=';
-    out += i + 2 < data.size() ? kBase64Digits[chunk & 63] : '=';
-  }
-  return out;
-}
-
-std::optional<std::string> Base64Decode(std::string_view text) {
-  if (text.size() % 4 != 0) return std::nullopt;
-  auto value = [](char c) -> int {
-    if (c >= 'A' && c <= 'Z') return c - 'A';
-    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-    if (c >= '0' && c <= '9') return c - '0' + 52;
-    if (c == '+') return 62;
-    if (c == '/') return 63;
-    return -1;
-  };
-  std::string out;
-  out.reserve(text.size() / 4 * 3);
-  for (std::size_t i = 0; i < text.size(); i += 4) {
-    int pad = (text[i + 3] == '=') + (text[i + 2] == '=');
-    if (pad > 0 && i + 4 != text.size()) return std::nullopt;
-    if (pad == 1 && text[i + 2] == '=') return std::nullopt;
-    std::uint32_t chunk = 0;
-    for (int k = 0; k < 4; ++k) {
-      int v = k >= 4 - pad ? 0 : value(text[i + k]);
-      if (v < 0) return std::nullopt;
-      chunk = (chunk << 6) | static_cast<std::uint32_t>(v);
-    }
-    out += static_cast<char>((chunk >> 16) & 0xFF);
-    if (pad < 2) out += static_cast<char>((chunk >> 8) & 0xFF);
-    if (pad < 1) out += static_cast<char>(chunk & 0xFF);
-  }
-  return out;
-}
 
 // A readable copy of `text` that is no longer than it: each run of bytes
 // that are not well-formed UTF-8 becomes one U+FFFD, and should that still

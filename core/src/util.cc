@@ -7,8 +7,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
+
 #include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <ctime>
 #include <random>
 
@@ -102,13 +105,49 @@ std::optional<std::int64_t> ParseRfc3339Ms(const std::string& text) {
   std::int64_t ms = static_cast<std::int64_t>(::timegm(&tm)) * 1000;
   if (*end == '.') {
     int digits = 0, fraction = 0;
-    for (++end; *end >= '0' && *end <= '9' && digits < 3; ++end, ++digits) {
-      fraction = fraction * 10 + (*end - '0');
+    for (++end; *end >= '0' && *end <= '9'; ++end, ++digits) {
+      if (digits < 3) fraction = fraction * 10 + (*end - '0');
     }
     for (; digits < 3; ++digits) fraction *= 10;
     ms += fraction;
   }
+  if ((*end == '+' || *end == '-') && std::strlen(end) == 6 && end[3] == ':') {
+    // Local time at that offset: UTC is the time minus the offset.
+    const int hours = std::atoi(std::string(end + 1, 2).c_str());
+    const int minutes = std::atoi(end + 4);
+    const std::int64_t offset_ms = (hours * 60 + minutes) * 60 * 1000;
+    ms += *end == '+' ? -offset_ms : offset_ms;
+  }
   return ms;
+}
+
+std::string Base64Encode(std::string_view data) {
+  std::string out(4 * ((data.size() + 2) / 3) + 1, '\0');  // EVP_EncodeBlock adds a NUL.
+  const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                                reinterpret_cast<const unsigned char*>(data.data()),
+                                static_cast<int>(data.size()));
+  out.resize(static_cast<std::size_t>(n > 0 ? n : 0));
+  return out;
+}
+
+std::optional<std::string> Base64Decode(std::string_view text) {
+  if (text.size() % 4 != 0) return std::nullopt;
+  // EVP_DecodeBlock is lenient where this must not be: it skips surrounding
+  // blanks and reads '=' anywhere as zero bits. Padding only at the end.
+  std::size_t pad = 0;
+  while (pad < 2 && pad < text.size() && text[text.size() - 1 - pad] == '=') ++pad;
+  if (text.substr(0, text.size() - pad).find_first_not_of(
+          "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/") !=
+      std::string_view::npos) {
+    return std::nullopt;
+  }
+  std::string out(text.size() / 4 * 3, '\0');
+  const int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                                reinterpret_cast<const unsigned char*>(text.data()),
+                                static_cast<int>(text.size()));
+  if (n < 0 || static_cast<std::size_t>(n) < pad) return std::nullopt;
+  out.resize(static_cast<std::size_t>(n) - pad);
+  return out;
 }
 
 }  // namespace sandrun

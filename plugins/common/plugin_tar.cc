@@ -182,7 +182,7 @@ Status TarBuilder::AddEntry(const TarEntry& e) {
   archive* a = impl_->archive.get();
   EntryPtr entry(archive_entry_new());
   archive_entry_set_pathname(entry.get(), e.name.c_str());
-  archive_entry_set_mtime(entry.get(), time(nullptr), 0);
+  archive_entry_set_mtime(entry.get(), e.mtime != 0 ? static_cast<time_t>(e.mtime) : time(nullptr), 0);
   if (e.directory) {
     archive_entry_set_filetype(entry.get(), AE_IFDIR);
     archive_entry_set_perm(entry.get(), e.mode == 0644 ? 0755 : e.mode);

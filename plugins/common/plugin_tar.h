@@ -10,6 +10,7 @@
 #ifndef SANDRUN_PLUGINS_COMMON_PLUGIN_TAR_H_
 #define SANDRUN_PLUGINS_COMMON_PLUGIN_TAR_H_
 
+#include <cstdint>
 #include <filesystem>
 #include <functional>
 #include <string>
@@ -28,6 +29,7 @@ struct TarEntry {
   bool directory = false;
   std::string symlink_target;  ///< Non-empty: a symlink, `data` unused.
   std::string hardlink_target; ///< Non-empty: a hard link to that entry.
+  std::int64_t mtime = 0;      ///< Seconds since the epoch; 0: the time it is added.
 };
 
 /// A tar holding `source` (a file, or a directory tree with its symlinks kept

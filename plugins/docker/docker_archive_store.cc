@@ -243,7 +243,8 @@ Status EnsureVolume(DockerClient& client, const std::string& volume) {
 }
 
 Result<int> RunToolContainer(DockerClient& client, const std::string& image,
-                             const std::string& volume, const std::vector<std::string>& cmd) {
+                             const std::string& volume, const std::vector<std::string>& cmd,
+                             std::string_view mount_target) {
   json body = {
       {"Image", image},
       {"Entrypoint", json::array()},
@@ -257,7 +258,7 @@ Result<int> RunToolContainer(DockerClient& client, const std::string& image,
        {{"NetworkMode", "none"},
         {"Mounts", json::array({{{"Type", "volume"},
                                  {"Source", volume},
-                                 {"Target", std::string(kResultsMount)}}})}}}};
+                                 {"Target", std::string(mount_target)}}})}}}};
   SANDRUN_ASSIGN_OR_RETURN(
       HttpResponse res,
       client.Request("POST", "/containers/create?name=sandrun-tool-" + RandomHex(12), body.dump()));

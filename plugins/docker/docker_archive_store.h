@@ -10,8 +10,11 @@
 
 #include <memory>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "docker_client.h"
+#include "docker_options.h"
 #include "sandrun/archive_store.h"
 #include "sandrun/status.h"
 
@@ -27,9 +30,10 @@ Result<std::unique_ptr<ArchiveStore>> OpenVolumeArchive(std::shared_ptr<DockerCl
                                                         std::string tool_image);
 
 /// Runs `cmd` to completion in a fresh container of `image` with `volume` at
-/// /sandrun/results, network none, then removes it. Returns the exit code.
+/// `mount_target`, network none, then removes it. Returns the exit code.
 Result<int> RunToolContainer(DockerClient& client, const std::string& image,
-                             const std::string& volume, const std::vector<std::string>& cmd);
+                             const std::string& volume, const std::vector<std::string>& cmd,
+                             std::string_view mount_target = kResultsMount);
 
 }  // namespace sandrun::docker
 

@@ -54,8 +54,10 @@ class DockerBackend : public Backend {
         client_(std::make_shared<DockerClient>(ParseDockerHost(options_.host).ok()
                                                    ? ParseDockerHost(options_.host).value()
                                                    : DockerHost{options_.host, "", "", ""})),
-        exe_cache_(std::make_shared<ExeCache>(client_, options_.exe_cache_volume,
-                                              PortableOptions{options_.host_library_path})) {}
+        exe_cache_(std::make_shared<ExeCache>(
+            client_, options_.exe_cache_volume, PortableOptions{options_.host_library_path},
+            ExeCacheRetention{std::chrono::hours(24) * options_.exe_cache_keep_days,
+                              ToolImage(options_)})) {}
 
   std::string_view Name() const override { return "docker"; }
 
@@ -399,9 +401,7 @@ Status DockerBackend::RemoveLeftover(const std::string& id) {
 Result<std::unique_ptr<ArchiveStore>> DockerBackend::OpenArchive() {
   SANDRUN_RETURN_IF_ERROR(EnsureVersion());
   SANDRUN_RETURN_IF_ERROR(EnsureVolume());
-  std::string tool_image = options_.tool_image.empty() ? options_.default_image : options_.tool_image;
-  if (tool_image.empty()) tool_image = "busybox";
-  return OpenVolumeArchive(client_, options_.volume, tool_image);
+  return OpenVolumeArchive(client_, options_.volume, ToolImage(options_));
 }
 
 std::unique_ptr<Backend> CreateDockerBackend(DockerOptions options) {

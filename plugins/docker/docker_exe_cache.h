@@ -9,11 +9,22 @@
 // `.<name>.complete`, written after the file in the same upload, so a reader
 // never takes a half-written file. Thread-safe; concurrent uploads of the same
 // files by one process are made once.
+//
+// Every build of a test binary is a new file, so the cache would grow without
+// end. The marker's mtime says when the file was last used: a process that
+// uses a file whose marker is older than a quarter of `keep` writes the marker
+// again, and one older than half of `keep` sends the file again with it (so a
+// removal running meanwhile cannot take a file it is about to use). After an
+// upload, and at most once a day per volume (the stamp `.sandrun-evicted`), a
+// container of the tool image removes the files whose marker is older than
+// `keep`, and files that never got a marker (an upload cut short) as old.
 #ifndef SANDRUN_PLUGINS_DOCKER_DOCKER_EXE_CACHE_H_
 #define SANDRUN_PLUGINS_DOCKER_DOCKER_EXE_CACHE_H_
 
+#include <chrono>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 
@@ -24,24 +35,44 @@
 
 namespace sandrun::docker {
 
+/// How long unused files stay (zero `keep`: for ever), and the image whose
+/// `sh` and `find` remove the older ones.
+struct ExeCacheRetention {
+  std::chrono::seconds keep{std::chrono::hours(24 * 7)};
+  std::string tool_image = "busybox";
+};
+
 class ExeCache {
  public:
   /// `portable`: how host executables are planned (the host's LD_LIBRARY_PATH,
   /// none by default).
   ExeCache(std::shared_ptr<DockerClient> client, std::string volume,
-           PortableOptions portable = {});
+           PortableOptions portable = {}, ExeCacheRetention retention = {});
 
   const std::string& volume() const { return helper_.volume(); }
   const PortableOptions& portable_options() const { return portable_; }
-  /// Makes sure every file of `plan` is in the volume: the missing ones go
-  /// up together in one upload. Returns how many bytes were sent.
+  /// Makes sure every file of `plan` is in the volume: the missing ones (and
+  /// the ones close to removal) go up together in one upload, with the
+  /// markers of the others that are getting old. Returns how many bytes of
+  /// files were sent.
   Result<std::uintmax_t> Ensure(const PortablePlan& plan);
 
+  /// Removes the files unused for longer than `keep` now, whatever the
+  /// stamp says; returns the tool container's exit code.
+  Result<int> RemoveUnused();
+
  private:
-  Result<bool> PresentInVolume(const PortableFile& file);
+  /// How long ago `path`'s marker (or any file) in the volume was written:
+  /// nullopt when it is not there.
+  Result<std::optional<std::chrono::seconds>> AgeInVolume(const std::string& path);
+  /// RemoveUnused() when the stamp is missing or a day old; errors are
+  /// dropped (housekeeping never fails a run).
+  void RemoveUnusedWhenDue();
 
   VolumeHelper helper_;
   const PortableOptions portable_;
+  const ExeCacheRetention retention_;
+  bool removal_checked_ = false;  ///< Guarded by upload_mu_: once per process.
   std::mutex upload_mu_;  ///< One upload at a time: the others then find their files.
   std::mutex known_mu_;
   std::set<std::string> known_present_;  ///< Sandbox paths; guarded by known_mu_.

@@ -46,6 +46,11 @@ Result<json> UserMount(const std::string& m) {
 
 }  // namespace
 
+std::string ToolImage(const DockerOptions& options) {
+  if (!options.tool_image.empty()) return options.tool_image;
+  return options.default_image.empty() ? "busybox" : options.default_image;
+}
+
 Result<DockerOptions> ParseDockerOptions(std::string_view section_json,
                                          const std::map<std::string, std::string>& env) {
   DockerOptions o;
@@ -63,6 +68,7 @@ Result<DockerOptions> ParseDockerOptions(std::string_view section_json,
       else if (key == "exe_cache_volume") o.exe_cache_volume = value.get<std::string>();
       else if (key == "default_image") o.default_image = value.get<std::string>();
       else if (key == "tool_image") o.tool_image = value.get<std::string>();
+      else if (key == "exe_cache_keep_days") o.exe_cache_keep_days = value.get<int>();
       else if (key == "pids_limit") o.pids_limit = value.get<std::int64_t>();
       else if (key == "max_parallel") o.max_parallel = value.get<int>();
       else if (key == "kill_grace_ms") o.kill_grace_ms = value.get<int>();
@@ -78,6 +84,10 @@ Result<DockerOptions> ParseDockerOptions(std::string_view section_json,
   }
   SANDRUN_RETURN_IF_ERROR(CheckVolumeName("volume", o.volume));
   SANDRUN_RETURN_IF_ERROR(CheckVolumeName("exe_cache_volume", o.exe_cache_volume));
+  if (o.exe_cache_keep_days < 0) {
+    return InvalidArgumentError("docker: exe_cache_keep_days must be 0 (keep everything) or more, not " +
+                                std::to_string(o.exe_cache_keep_days));
+  }
   for (const auto& m : o.mounts) {
     // "source:/target[:ro]"; a source that is not an absolute path is a volume.
     std::size_t colon = m.find(':');

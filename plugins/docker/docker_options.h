@@ -9,8 +9,10 @@
 //   exe_cache_volume  portable executables, content-addressed, mounted
 //                  read-only at /sandrun/exe (default "sandrun-exe-cache")
 //   default_image  image for specs that name none (else kInvalidArgument)
-//   tool_image     image with a shell, used to delete archive paths
-//                  (default: default_image, else "busybox")
+//   tool_image     image with a shell, used to delete archive paths and
+//                  old exe cache files (default: default_image, else "busybox")
+//   exe_cache_keep_days  days a cached executable may go unused before it
+//                  is removed (default 7; 0 keeps everything)
 //   pids_limit     per-container pid limit (default 4096)
 //   max_parallel   suggested -j (default 0: 4 per engine CPU, 4..64)
 //   kill_grace_ms  SIGTERM -> SIGKILL grace on timeouts (default 2000)
@@ -46,6 +48,7 @@ struct DockerOptions {
   std::string exe_cache_volume = "sandrun-exe-cache";
   std::string default_image;
   std::string tool_image;
+  int exe_cache_keep_days = 7;
   std::int64_t pids_limit = 4096;
   int max_parallel = 0;
   int kill_grace_ms = 2000;
@@ -59,6 +62,10 @@ struct DockerOptions {
   std::string agent_path;
   std::string agent_missing;
 };
+
+/// The image of sandrun's short-lived tool containers: tool_image, else
+/// default_image, else "busybox".
+std::string ToolImage(const DockerOptions& options);
 
 /// Reads the section JSON; DOCKER_HOST from `env` overrides "host".
 /// kInvalidArgument names the bad key.

@@ -1,6 +1,5 @@
 #include "modal_http.h"
 
-#include <openssl/evp.h>
 #include <openssl/ssl.h>
 
 #include <algorithm>
@@ -14,6 +13,8 @@
 #include <cctype>
 #include <thread>
 #include <vector>
+
+#include "sandrun/util.h"
 
 namespace sandrun::modal {
 namespace {
@@ -105,15 +106,6 @@ bool Bypassed(const std::string& host, const std::string& no_proxy) {
     }
   }
   return false;
-}
-
-std::string Base64(const std::string& in) {
-  std::string out(4 * ((in.size() + 2) / 3) + 1, '\0');
-  int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                          reinterpret_cast<const unsigned char*>(in.data()),
-                          static_cast<int>(in.size()));
-  out.resize(static_cast<std::size_t>(std::max(n, 0)));
-  return out;
 }
 
 // Opens a tunnel to url.host:url.port through `proxy` on a connected stream.
@@ -245,7 +237,7 @@ std::optional<HttpProxy> ProxyFor(const std::string& host,
   rest = rest.substr(0, rest.find('/'));
   HttpProxy proxy;
   if (std::size_t at = rest.rfind('@'); at != std::string::npos) {
-    proxy.authorization = "Basic " + Base64(rest.substr(0, at));
+    proxy.authorization = "Basic " + Base64Encode(rest.substr(0, at));
     rest = rest.substr(at + 1);
   }
   SplitAuthority(rest, "80", &proxy.host, &proxy.port);

@@ -447,6 +447,9 @@ TEST(ResultArchiveTest, UndeliverableRecordsStayInTheOutboxUntilSync) {
     std::ofstream(*artifacts / "stdout.log") << "spilled";
     Status s = broken.WriteTask(MakeTask(id, "t", 3));
     EXPECT_FALSE(s.ok());
+    // The message completes "record t ...", for the warning a run prints.
+    EXPECT_EQ(s.message().rfind("kept in the outbox " + outbox.string(), 0), 0u) << s.message();
+    EXPECT_NE(s.message().find("`sandrun results sync` delivers it"), std::string::npos);
     EXPECT_EQ(broken.PendingCount(), 1);
     EXPECT_TRUE(fs::exists(outbox / id / "tasks/t.json"));
     EXPECT_TRUE(fs::exists(*artifacts / "stdout.log"));
@@ -476,6 +479,22 @@ TEST(ResultArchiveTest, UndeliverableRecordsStayInTheOutboxUntilSync) {
   EXPECT_TRUE(working.ReadRun(id).ok());
   EXPECT_FALSE(fs::exists(outbox / id));
   EXPECT_EQ(*working.Sync(), 0);  // Nothing left to do.
+}
+
+TEST(ResultArchiveTest, ARecordTheOutboxCannotTakeIsSaidToBeLostNotKept) {
+  TempDir dir;
+  fs::path outbox = dir.path() / "outbox";
+  const std::string id = "20260101T000000Z-0002";
+  ResultArchive archive(std::make_shared<DirectoryArchiveStore>(dir.path() / "store"), outbox);
+  // The run's outbox directory is a regular file (a full or broken disk, say).
+  fs::create_directories(outbox);
+  std::ofstream(outbox / id) << "x";
+  Status s = archive.WriteTask(MakeTask(id, "t"));
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.message().rfind("could not be written to the outbox " + outbox.string(), 0), 0u)
+      << s.message();
+  EXPECT_NE(s.message().find("the archive will not have it"), std::string::npos);
+  EXPECT_EQ(s.message().find("kept in"), std::string::npos) << s.message();
 }
 
 TEST(ResultArchiveTest, ConcurrentWriteTaskLosesNothing) {

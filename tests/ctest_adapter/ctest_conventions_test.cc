@@ -470,6 +470,46 @@ TEST(CTestService, DiscoveredCasesShareWarmSandboxesAndNothingOutlivesCTest) {
   if (docker.exit_code != 0) SANDRUN_SKIP_WITHOUT_DOCKER("no image " + std::string(kImage));
 }
 
+// Two ctest invocations on one build tree at once share its service: the one
+// that ends first leaves it serving the other, whose test in flight passes;
+// the service ends with the last of them.
+TEST(CTestService, TwoCTestsOnOneBuildTreeShareTheServiceAndNeitherPullsItFromTheOther) {
+  Home home;
+  fs::path build = home.dir() / "build";
+  BuildProject(build, {"-DDISCOVER=sandrun_discover_tests"});
+  const fs::path socket = build / ".sandrun-service.sock";
+  CommandOptions options;
+  options.env = home.Env();
+  options.env["SANDRUN_BACKEND"] = "local";
+  options.cwd = build;
+  options.timeout = std::chrono::seconds(180);
+  // The long one starts the service and its 12 s test; the short one joins,
+  // runs and ends while that test still runs.
+  const std::string script =
+      std::string("'") + CTEST_BIN + "' -R '^sb\\.naps$' >long.out 2>&1 & long=$!; " +
+      "for i in $(seq 200); do grep -q 'sb.naps' long.out 2>/dev/null && break; sleep 0.05; done; " +
+      "sleep 1; '" + CTEST_BIN + "' -R '^pre\\.Plain' >short.out 2>&1; short=$?; " +
+      "kill -0 $long 2>/dev/null && echo long-still-running; " +
+      "wait $long; echo \"short=$short long=$?\"";
+  CommandOutput both = sandrun::testing::RunCommand({"sh", "-c", script}, options);
+  const std::string long_out = ReadFile(build / "long.out");
+  const std::string short_out = ReadFile(build / "short.out");
+  const std::string log = ReadFile(build / ".sandrun-service.sock.log");
+  ASSERT_EQ(both.exit_code, 0) << both.err;
+  EXPECT_CONTAINS(both.out, "long-still-running") << "the short ctest should end first\n"
+                                                  << long_out << short_out;
+  EXPECT_CONTAINS(both.out, "short=0 long=0") << long_out << short_out << log;
+  EXPECT_CONTAINS(short_out, "100% tests passed");
+  EXPECT_CONTAINS(long_out, "100% tests passed");
+  // The short one joined the long one's service and left it serving (had it
+  // stopped it, the nap in flight would have been an infrastructure error).
+  EXPECT_CONTAINS(log, "shared with process");
+  EXPECT_CONTAINS(log, "left; serving 1 other(s)");
+  // And the service ended with the long ctest.
+  EXPECT_FALSE(fs::exists(socket)) << log;
+  EXPECT_FALSE(ProcessNaming(socket.string())) << "the service outlived both ctests: " << log;
+}
+
 TEST(CTestConventions, OneCTestInvocationIsOneRunInTheArchive) {
   Home home;
   fs::path build = home.dir() / "build";

@@ -115,6 +115,10 @@ class RecordingProxy {
         head.append(buf, static_cast<std::size_t>(n));
       }
       close(conn);
+      // Chromium opens spare connections to its proxy ahead of need and
+      // may close them unused (seen under load: a connection that sent
+      // nothing): only a request asks for anything.
+      if (head.find(' ') == std::string::npos) continue;
       // "GET http://host/path HTTP/1.1" or "CONNECT host:443 HTTP/1.1".
       std::string target = head.substr(0, head.find("\r\n"));
       auto space = target.find(' ');

@@ -153,7 +153,9 @@ class ResultArchive {
   /// Writes the record (and the task's artifact directory) to the outbox,
   /// then delivers both to the store, at once or with the next group (see
   /// SetDeliveryInterval). A failed delivery at once returns the Status; the
-  /// record stays in the outbox either way until a delivery succeeds.
+  /// record stays in the outbox either way until a delivery succeeds. The
+  /// error's message completes "record <task id> ..." for a human: whether the
+  /// record waits in the outbox or could not even be written there.
   Status WriteTask(const TaskRecord& record);
   /// Writes run.json to the outbox and delivers everything of the run that
   /// still waits there, run.json last. An error: something was not delivered.

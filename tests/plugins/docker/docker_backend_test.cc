@@ -113,6 +113,23 @@ TEST(DockerOptionsTest, SectionAndEnvironment) {
   EXPECT_EQ(host->tcp_port, "2376");
 }
 
+TEST(DockerOptionsTest, ExeCacheKeepDaysAndTheToolImage) {
+  auto o = ParseDockerOptions("{}", {});
+  ASSERT_TRUE(o.ok());
+  EXPECT_EQ(o->exe_cache_keep_days, 7);
+  EXPECT_EQ(ToolImage(*o), "busybox");
+  o = ParseDockerOptions(R"({"exe_cache_keep_days": 0, "default_image": "debian"})", {});
+  ASSERT_TRUE(o.ok());
+  EXPECT_EQ(o->exe_cache_keep_days, 0);
+  EXPECT_EQ(ToolImage(*o), "debian");
+  o->tool_image = "mine";
+  EXPECT_EQ(ToolImage(*o), "mine");
+  o = ParseDockerOptions(R"({"exe_cache_keep_days": -1})", {});
+  ASSERT_FALSE(o.ok());
+  EXPECT_EQ(o.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(o.status().message().find("exe_cache_keep_days"), std::string::npos);
+}
+
 TEST(DockerOptionsTest, BadVolumeNamesAndMountsAreRefusedWhenParsed) {
   for (const char* section :
        {R"({"volume": "bad/name"})", R"({"volume": "x"})", R"({"exe_cache_volume": "-x"})",
