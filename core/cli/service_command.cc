@@ -10,6 +10,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -78,6 +79,9 @@ Result<int> Listen(const std::filesystem::path& path) {
   return fd;
 }
 
+// What an attach is answered while the service ends: start a new one after.
+constexpr char kAttachRefusedStopping[] = "stopping";
+
 // Forwards the engine's warnings to the exec that asked.
 class WarningForwarder : public RunListenerBase {
  public:
@@ -139,7 +143,11 @@ class Service {
   const std::string& description() const { return description_; }
 
   /// Serves until stopped, idle or orphaned; then ends every sandbox.
-  void Serve(int listen_fd) {
+  /// `socket` is removed as soon as it stops listening, so that a service
+  /// started meanwhile is not left without its socket.
+  void Serve(int listen_fd, const std::filesystem::path& socket) {
+    struct stat at_start {};
+    const bool known = ::stat(socket.c_str(), &at_start) == 0;
     Clock::time_point last_activity = Clock::now();
     while (!stopping_) {
       pollfd p{listen_fd, POLLIN, 0};
@@ -170,6 +178,12 @@ class Service {
         break;
       }
       if (InterruptFlag().cancelled()) break;
+    }
+    // Unless another service has put its own there since.
+    struct stat now {};
+    if (!known || ::stat(socket.c_str(), &now) != 0 || now.st_ino == at_start.st_ino) {
+      std::error_code ec;
+      std::filesystem::remove(socket, ec);
     }
     ::close(listen_fd);
     stopping_ = true;
@@ -224,6 +238,7 @@ class Service {
       it = holders_.erase(it);
     }
     if (!holders_.empty()) return false;
+    stopping_ = true;  // Under holders_mu_: an attach now is refused.
     Log("no process holds the service any more; ending");
     return true;
   }
@@ -244,28 +259,35 @@ class Service {
       if (long peer_uid = -1; !PeerIsThisUser(fd, &peer_uid)) return;
       // A service started without a holder (`run` by hand) ends by hand only.
       const int pid = PidOf(frame->second);
-      std::string refused = stopping_ ? "stopping" : !held_ ? "held by nobody" : pid <= 0 ? "no pid" : "";
-      if (refused.empty()) {
+      std::string refused;
+      {
         std::lock_guard lock(holders_mu_);
-        holders_.insert(pid);
-        Log("shared with process " + std::to_string(pid));
+        refused = stopping_ ? kAttachRefusedStopping : !held_ ? "held by nobody" : pid <= 0 ? "no pid" : "";
+        if (refused.empty()) holders_.insert(pid);
       }
+      if (refused.empty()) Log("shared with process " + std::to_string(pid));
       WriteServiceFrame(fd, ServiceFrame::kAttached, refused);
       return;
     }
     if (frame->first == ServiceFrame::kStop) {
       if (long peer_uid = -1; !PeerIsThisUser(fd, &peer_uid)) return;
-      const int pid = PidOf(frame->second);
+      // "<pid>" leaves, ending the service if it was the last holder;
+      // "leave <pid>" (a ctest's cleanup test) never ends one it did not hold.
+      std::string payload = frame->second;
+      const bool leave_only = payload.rfind("leave ", 0) == 0;
+      if (leave_only) payload.erase(0, 6);
+      const int pid = PidOf(payload);
       {
         std::lock_guard lock(holders_mu_);
-        if (holders_.erase(pid) > 0 && !holders_.empty()) {
+        const bool held_by_pid = holders_.erase(pid) > 0;
+        if ((held_by_pid && !holders_.empty()) || (leave_only && !held_by_pid)) {
           Log("process " + std::to_string(pid) + " left; serving " +
               std::to_string(holders_.size()) + " other(s)");
           WriteServiceFrame(fd, ServiceFrame::kStopped, "still serving others");
           return;
         }
+        stopping_ = true;  // Under holders_mu_: an attach now is refused.
       }
-      stopping_ = true;
       Log("asked to stop");
       // Answered once the sandboxes have ended: Serve's loop ends first.
       std::lock_guard lock(stop_mu_);
@@ -422,22 +444,24 @@ int RunService(const CliContext& context, const Config& config, int listen_fd, i
   std::cerr << "sandrun service: serving at " << socket.string() << " (pid " << ::getpid() << "; "
             << service.description() << ")" << std::endl;
   tell("ok\n" + service.description());
-  service.Serve(listen_fd);
-  std::error_code ec;
-  std::filesystem::remove(socket, ec);
+  service.Serve(listen_fd, socket);
   service.AnswerStops();
   return 0;
 }
 
-// `holder`: the process leaving (the ctest whose cleanup test this is); the
-// service ends only when no other holder remains.
-int Stop(const std::filesystem::path& socket, int holder) {
+// `holder`: the process leaving (the ctest whose cleanup test this is), or
+// none (0). The service ends unless another holder remains; with
+// `leave_only` (the cleanup test's --leave), never when `holder` did not
+// hold it (a ctest whose start found it stopping, or could not start one).
+int Stop(const std::filesystem::path& socket, int holder, bool leave_only) {
   int fd = ConnectServiceSocket(socket);
   if (fd < 0) {
     std::cerr << "sandrun service: none running at " << socket.string() << "\n";
     return 0;
   }
-  WriteServiceFrame(fd, ServiceFrame::kStop, holder > 0 ? std::to_string(holder) : "");
+  std::string payload = holder > 0 ? std::to_string(holder) : "";
+  if (leave_only) payload = "leave " + payload;
+  WriteServiceFrame(fd, ServiceFrame::kStop, payload);
   auto answer = ReadServiceFrame(fd);  // kStopped once its sandboxes ended (or EOF).
   ::close(fd);
   if (answer && answer->first == ServiceFrame::kStopped && !answer->second.empty()) {
@@ -450,12 +474,14 @@ int Stop(const std::filesystem::path& socket, int holder) {
   return 0;
 }
 
-// Joins the service already at `fd` as one more holder; true when it took it.
-bool Attach(int fd, int holder) {
-  if (holder <= 0) return false;
+// Joins the service already at `fd` as one more holder: "" when it took it,
+// else why not (kAttachRefusedStopping: it is ending); nullopt when it did
+// not answer (a service of an older sandrun).
+std::optional<std::string> Attach(int fd, int holder) {
   WriteServiceFrame(fd, ServiceFrame::kAttach, std::to_string(holder));
   auto answer = ReadServiceFrame(fd);
-  return answer && answer->first == ServiceFrame::kAttached && answer->second.empty();
+  if (!answer || answer->first != ServiceFrame::kAttached) return std::nullopt;
+  return answer->second;
 }
 
 }  // namespace
@@ -476,6 +502,8 @@ int ServiceCommand(const std::vector<std::string>& args, CliContext& context) {
        cxxopts::value<int>())
       ("optional", "start: when the service cannot start, say why and exit 0 (the execs then run "
                    "their tasks themselves)")
+      ("leave", "stop: only leave (the caller's parent stops holding the service); end it only if "
+                "that was the last holder")
       ("action", "start, stop or run", cxxopts::value<std::string>());
   options.parse_positional({"action"});
   options.positional_help("start|stop|run");
@@ -491,19 +519,30 @@ int ServiceCommand(const std::vector<std::string>& args, CliContext& context) {
   const int parent_pid = parsed->count("parent-pid")
                              ? (*parsed)["parent-pid"].as<int>()
                              : (action == "run" ? 0 : static_cast<int>(::getppid()));
-  if (action == "stop") return Stop(socket, parent_pid);
+  if (action == "stop") return Stop(socket, parent_pid, parsed->count("leave") > 0);
   Config config = LoadConfigOrThrow(*parsed, context);
   const std::chrono::seconds idle((*parsed)["idle-timeout"].as<int>());
   if (idle.count() < 0) throw UsageError{"--idle-timeout must be 0 or more"};
   const bool optional = parsed->count("optional") > 0;
 
-  if (int fd = ConnectServiceSocket(socket); fd >= 0) {
-    const bool shared = Attach(fd, parent_pid);
+  // A service there already: join it. One that is ending is waited for (it
+  // removes its socket before it lets its sandboxes go), and a new one started.
+  for (const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(60);;) {
+    int fd = ConnectServiceSocket(socket);
+    if (fd < 0) break;
+    std::optional<std::string> refused =
+        parent_pid > 0 ? Attach(fd, parent_pid) : std::optional<std::string>();
     ::close(fd);
+    if (refused && *refused == kAttachRefusedStopping &&
+        std::chrono::steady_clock::now() < give_up) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      continue;
+    }
     std::cerr << "sandrun service: already running at " << socket.string()
-              << (shared ? "; it now serves process " + std::to_string(parent_pid) +
-                               " too, until that stops it or is gone"
-                         : "")
+              << (refused && refused->empty()
+                      ? "; it now serves process " + std::to_string(parent_pid) +
+                            " too, until that stops it or is gone"
+                      : "")
               << "\n";
     return 0;
   }

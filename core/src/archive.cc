@@ -1079,7 +1079,8 @@ Status ResultArchive::Impl::WriteTask(const TaskRecord& record) {
   std::string path = TaskRecordPath(record.run_id, record.task_id);
   if (Status kept = outbox_.PutBytes(path, ToJson(stored)); !kept.ok()) {
     return Status(kept.code(), "could not be written to the outbox " + outbox_dir_.string() +
-                                   ", so the archive will not have it: " + kept.message());
+                                   " (" + kept.message() +
+                                   "), so the archive will not have its result");
   }
   // The task ended: its started record has nothing more to say.
   outbox_.Remove(StartedPath(record.run_id, record.task_id)).IgnoreError();

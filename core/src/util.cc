@@ -111,14 +111,17 @@ std::optional<std::int64_t> ParseRfc3339Ms(const std::string& text) {
     for (; digits < 3; ++digits) fraction *= 10;
     ms += fraction;
   }
-  if ((*end == '+' || *end == '-') && std::strlen(end) == 6 && end[3] == ':') {
+  if (*end == '\0' || (end[0] == 'Z' && end[1] == '\0')) return ms;
+  auto digit = [](char c) { return c >= '0' && c <= '9'; };
+  if ((*end == '+' || *end == '-') && std::strlen(end) == 6 && digit(end[1]) && digit(end[2]) &&
+      end[3] == ':' && digit(end[4]) && digit(end[5])) {
     // Local time at that offset: UTC is the time minus the offset.
-    const int hours = std::atoi(std::string(end + 1, 2).c_str());
-    const int minutes = std::atoi(end + 4);
+    const int hours = (end[1] - '0') * 10 + (end[2] - '0');
+    const int minutes = (end[4] - '0') * 10 + (end[5] - '0');
     const std::int64_t offset_ms = (hours * 60 + minutes) * 60 * 1000;
-    ms += *end == '+' ? -offset_ms : offset_ms;
+    return ms + (*end == '+' ? -offset_ms : offset_ms);
   }
-  return ms;
+  return std::nullopt;
 }
 
 std::string Base64Encode(std::string_view data) {

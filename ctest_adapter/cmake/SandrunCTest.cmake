@@ -159,7 +159,7 @@ function(_sandrun_service_tests out exe backend)
   # --optional: a service that cannot start leaves each test to run its own
   # sandbox, rather than CTest not running them at all.
   add_test(NAME sandrun.service.start COMMAND ${start} --optional --socket "${socket}")
-  add_test(NAME sandrun.service.stop COMMAND "${exe}" service stop --socket "${socket}")
+  add_test(NAME sandrun.service.stop COMMAND "${exe}" service stop --leave --socket "${socket}")
   set_tests_properties(sandrun.service.start PROPERTIES FIXTURES_SETUP sandrun_service)
   set_tests_properties(sandrun.service.stop PROPERTIES FIXTURES_CLEANUP sandrun_service)
 endfunction()

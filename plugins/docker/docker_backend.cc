@@ -56,8 +56,10 @@ class DockerBackend : public Backend {
                                                    : DockerHost{options_.host, "", "", ""})),
         exe_cache_(std::make_shared<ExeCache>(
             client_, options_.exe_cache_volume, PortableOptions{options_.host_library_path},
+            // No tool image set: the sandboxes' own (never "busybox" pulled).
             ExeCacheRetention{std::chrono::hours(24) * options_.exe_cache_keep_days,
-                              ToolImage(options_)})) {}
+                              options_.tool_image.empty() ? options_.default_image
+                                                          : options_.tool_image})) {}
 
   std::string_view Name() const override { return "docker"; }
 
@@ -292,6 +294,7 @@ Result<std::unique_ptr<Sandbox>> DockerBackend::Create(const SandboxSpec& spec) 
   // before the container's own `sleep` ends.
   const Clock::time_point expires_at = Clock::now() + std::chrono::seconds(lifetime);
   ContainerFacts facts{image, OwnerLabels(kLabelPrefix, std::chrono::seconds(lifetime))};
+  exe_cache_->NoteSandboxImage(image);
   SANDRUN_ASSIGN_OR_RETURN(json body, ContainerCreateBody(spec, options_, facts));
   const std::string target = "/containers/create?name=sandrun-" + RandomHex(12);
   SANDRUN_ASSIGN_OR_RETURN(HttpResponse res, client_->Request("POST", target, body.dump()));

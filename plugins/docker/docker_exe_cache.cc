@@ -15,29 +15,35 @@ namespace {
 // In the volume's top directory; its mtime is when files were last removed.
 constexpr char kRemovalStamp[] = ".sandrun-evicted";
 constexpr std::chrono::hours kRemovalInterval{24};
+// What AgeInVolume says of a file whose mtime the engine did not give.
+constexpr std::chrono::seconds kAgeUnknown = std::chrono::hours(24 * 365);
 
 // Removes what was unused for longer than $1 minutes from the volume at the
-// working directory: first the files that never got their marker (an upload
-// cut short) in directories nothing was written to for that long (files keep
-// their host mtime; a directory's says when something last landed in it);
-// then each file whose marker is that old, with the marker (asked again just
-// before, so a marker written meanwhile keeps its file); then the
-// directories left empty.
-constexpr char kRemovalScript[] = R"sh(minutes="$1"
+// working directory, touching only directories nothing landed in for $2
+// minutes (an upload or a marker rewrite changes its directory's mtime; the
+// files themselves keep their host mtime): first the files that never got
+// their marker (an upload cut short), then each file whose marker is that old,
+// with the marker, then the directories left empty. Each removal asks again
+// just before, so only an upload landing in that instant can meet it.
+constexpr char kRemovalScript[] = R"sh(minutes="$1"; settled="$2"
+quiet() { [ -n "$(find "$1" -maxdepth 0 -mmin "+$settled")" ]; }
 find . -mindepth 1 -maxdepth 1 -type d -mmin "+$minutes" |
 while IFS= read -r dir; do
   for file in "$dir"/*; do
-    [ -f "$file" ] && [ ! -e "$dir/.${file##*/}.complete" ] && rm -f "$file"
+    [ -f "$file" ] && [ ! -e "$dir/.${file##*/}.complete" ] && quiet "$dir" && rm -f "$file"
   done
 done
 find . -mindepth 2 -maxdepth 2 -type f -name '.*.complete' -mmin "+$minutes" |
 while IFS= read -r marker; do
   dir="${marker%/*}"; name="${marker##*/.}"; name="${name%.complete}"
-  [ -n "$(find "$marker" -mmin "+$minutes")" ] && rm -f "$marker" "$dir/$name"
+  [ -n "$(find "$marker" -mmin "+$minutes")" ] && quiet "$dir" && rm -f "$dir/$name" "$marker"
 done
 for dir in */; do rmdir "$dir" 2>/dev/null; done
 exit 0
 )sh";
+
+// How long a directory must have been left alone before anything in it goes.
+constexpr std::chrono::minutes kSettled{10};
 
 // "/sandrun/exe/<sha>/.<name>.complete": per name, because files of equal
 // content share the <sha> directory under the names they are looked up by.
@@ -75,12 +81,14 @@ Result<std::optional<std::chrono::seconds>> ExeCache::AgeInVolume(const std::str
   }));
   if (res.status == 404) return std::optional<std::chrono::seconds>();
   if (res.status != 200) return VolumeApiError(res, "stat " + path + " in volume " + volume());
-  // An answer without a readable time counts as new: never a reason to remove.
+  // An answer without a readable time counts as old enough to be written
+  // again: the removal goes by the real mtime, which then is now.
   std::optional<std::int64_t> mtime_ms = MtimeMsOf(res);
+  if (!mtime_ms) return std::optional<std::chrono::seconds>(kAgeUnknown);
   const std::int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                                   std::chrono::system_clock::now().time_since_epoch())
                                   .count();
-  const std::int64_t age_ms = mtime_ms && *mtime_ms < now_ms ? now_ms - *mtime_ms : 0;
+  const std::int64_t age_ms = *mtime_ms < now_ms ? now_ms - *mtime_ms : 0;
   return std::optional<std::chrono::seconds>(std::chrono::seconds(age_ms / 1000));
 }
 
@@ -94,22 +102,43 @@ Result<std::uintmax_t> ExeCache::Ensure(const PortablePlan& plan) {
     return out;
   };
   if (missing().empty()) return 0;
-  std::lock_guard<std::mutex> upload(upload_mu_);
+  bool sent_new_files = false;
+  std::uintmax_t bytes = 0;
+  {
+    std::lock_guard<std::mutex> upload(upload_mu_);
+    SANDRUN_ASSIGN_OR_RETURN(bytes, UploadMissing(missing(), &sent_new_files));
+  }
+  // New files are what makes the cache grow: the time to see what can go
+  // (after the upload lock: the other uploads of this process need not wait).
+  if (sent_new_files && retention_.keep.count() > 0 && !removal_checked_.exchange(true)) {
+    RemoveUnusedWhenDue();
+  }
+  return bytes;
+}
+
+Result<std::uintmax_t> ExeCache::UploadMissing(const std::vector<const PortableFile*>& files,
+                                                bool* sent_new_files) {
   const bool retains = retention_.keep.count() > 0;
   std::vector<const PortableFile*> to_send;   // with their markers
   std::vector<const PortableFile*> to_touch;  // their markers only
-  for (const PortableFile* file : missing()) {
+  for (const PortableFile* file : files) {
     SANDRUN_ASSIGN_OR_RETURN(std::optional<std::chrono::seconds> age,
                              AgeInVolume(MarkerOf(file->sandbox_path)));
-    if (!age || (retains && *age >= retention_.keep / 2)) {
+    if (!age) {
       to_send.push_back(file);
     } else if (retains && *age >= retention_.keep / 4) {
-      to_touch.push_back(file);
+      // In use again after a while: the marker is written anew. The file is
+      // never sent again while its marker is there (a sandbox may be about
+      // to run it), unless a removal took it.
+      SANDRUN_ASSIGN_OR_RETURN(std::optional<std::chrono::seconds> file_age,
+                               AgeInVolume(file->sandbox_path));
+      (file_age ? to_touch : to_send).push_back(file);
     } else {
       std::lock_guard<std::mutex> lock(known_mu_);
       known_present_.insert(file->sandbox_path);
     }
   }
+  *sent_new_files = !to_send.empty();
   if (to_send.empty() && to_touch.empty()) return 0;
   TarBuilder tar;
   std::uintmax_t bytes = 0;
@@ -120,55 +149,66 @@ Result<std::uintmax_t> ExeCache::Ensure(const PortablePlan& plan) {
     bytes += std::filesystem::file_size(file->host_path, ec);
   }
   // The markers after every file, written now.
-  for (const auto* files : {&to_send, &to_touch}) {
-    for (const PortableFile* file : *files) {
+  for (const auto* group : {&to_send, &to_touch}) {
+    for (const PortableFile* file : *group) {
       TarEntry marker;
       marker.name = MarkerOf(file->sandbox_path).substr(1);
       SANDRUN_RETURN_IF_ERROR(tar.AddEntry(marker));
     }
   }
   SANDRUN_ASSIGN_OR_RETURN(std::string body, tar.Finish());
-  SANDRUN_ASSIGN_OR_RETURN(HttpResponse res, helper_.Call([&](const std::string& helper) {
-    return helper_.client().Request("PUT", "/containers/" + helper + "/archive?path=%2F", body,
-                                    "application/x-tar");
-  }));
-  if (res.status != 200) return VolumeApiError(res, "upload to volume " + volume());
-  {
-    std::lock_guard<std::mutex> lock(known_mu_);
-    for (const auto* files : {&to_send, &to_touch}) {
-      for (const PortableFile* file : *files) known_present_.insert(file->sandbox_path);
-    }
+  SANDRUN_RETURN_IF_ERROR(Put(body, "upload to volume " + volume()));
+  std::lock_guard<std::mutex> lock(known_mu_);
+  for (const auto* group : {&to_send, &to_touch}) {
+    for (const PortableFile* file : *group) known_present_.insert(file->sandbox_path);
   }
-  // New files are what makes the cache grow: the time to see what can go.
-  if (retains && !to_send.empty()) RemoveUnusedWhenDue();
   return bytes;
 }
 
+Status ExeCache::Put(const std::string& tar, const std::string& what) {
+  SANDRUN_ASSIGN_OR_RETURN(HttpResponse res, helper_.Call([&](const std::string& helper) {
+    return helper_.client().Request("PUT", "/containers/" + helper + "/archive?path=%2F", tar,
+                                    "application/x-tar");
+  }));
+  if (res.status != 200) return VolumeApiError(res, what);
+  return OkStatus();
+}
+
 void ExeCache::RemoveUnusedWhenDue() {
-  if (removal_checked_) return;
-  removal_checked_ = true;
   auto age = AgeInVolume(std::string(kPortableExeRoot) + "/" + kRemovalStamp);
   if (!age.ok() || (age->has_value() && **age < kRemovalInterval)) return;
-  // The stamp first: the other processes of the day then leave it to this one.
+  auto removed = RemoveUnused();
+  if (!removed.ok() || *removed != 0) return;  // Tried again by the next process.
+  // Done for the day: the other processes with new files leave it alone.
   TarEntry stamp;
   stamp.name = std::string(kPortableExeRoot).substr(1) + "/" + kRemovalStamp;
   auto body = TarOfEntries({stamp});
-  if (!body.ok()) return;
-  auto put = helper_.Call([&](const std::string& helper) {
-    return helper_.client().Request("PUT", "/containers/" + helper + "/archive?path=%2F", *body,
-                                    "application/x-tar");
-  });
-  if (!put.ok() || put->status != 200) return;
-  (void)RemoveUnused();
+  if (body.ok()) Put(*body, "stamp volume " + volume()).IgnoreError();
+}
+
+void ExeCache::NoteSandboxImage(const std::string& image) {
+  std::lock_guard<std::mutex> lock(image_mu_);
+  sandbox_image_ = image;
 }
 
 Result<int> ExeCache::RemoveUnused() {
   if (retention_.keep.count() <= 0) return 0;
+  std::string image = retention_.tool_image;
+  if (image.empty()) {
+    std::lock_guard<std::mutex> lock(image_mu_);
+    image = sandbox_image_;
+  }
+  if (image.empty()) {
+    return FailedPreconditionError("docker: no image to remove old exe cache files with");
+  }
   const auto minutes = std::max<std::int64_t>(
       1, std::chrono::duration_cast<std::chrono::minutes>(retention_.keep).count());
   const std::string script = std::string("cd ") + kPortableExeRoot + " || exit 1\n" + kRemovalScript;
-  return RunToolContainer(helper_.client(), retention_.tool_image, volume(),
-                          {"sh", "-c", script, "sh", std::to_string(minutes)}, kPortableExeRoot);
+  // Never pulled: housekeeping must not reach a registry on its own.
+  return RunToolContainer(helper_.client(), image, volume(),
+                          {"sh", "-c", script, "sh", std::to_string(minutes),
+                           std::to_string(kSettled.count())},
+                          kPortableExeRoot);
 }
 
 }  // namespace sandrun::docker

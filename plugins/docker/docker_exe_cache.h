@@ -13,20 +13,24 @@
 // Every build of a test binary is a new file, so the cache would grow without
 // end. The marker's mtime says when the file was last used: a process that
 // uses a file whose marker is older than a quarter of `keep` writes the marker
-// again, and one older than half of `keep` sends the file again with it (so a
-// removal running meanwhile cannot take a file it is about to use). After an
-// upload, and at most once a day per volume (the stamp `.sandrun-evicted`), a
-// container of the tool image removes the files whose marker is older than
-// `keep`, and files that never got a marker (an upload cut short) as old.
+// again (and sends the file only if a removal took it; a file with its marker
+// is never rewritten, since a sandbox may be running it). After an upload of
+// new files, and at most once a day per volume (the stamp `.sandrun-evicted`,
+// written after a removal that worked), a container of the tool image (or of
+// the last sandbox image seen: it has the launcher's sh) removes the files
+// whose marker is older than `keep`, and files that never got a marker (an upload cut short) as old, in
+// directories nothing landed in for ten minutes.
 #ifndef SANDRUN_PLUGINS_DOCKER_DOCKER_EXE_CACHE_H_
 #define SANDRUN_PLUGINS_DOCKER_DOCKER_EXE_CACHE_H_
 
+#include <atomic>
 #include <chrono>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <set>
 #include <string>
+#include <vector>
 
 #include "docker_client.h"
 #include "docker_volume_helper.h"
@@ -36,10 +40,11 @@
 namespace sandrun::docker {
 
 /// How long unused files stay (zero `keep`: for ever), and the image whose
-/// `sh` and `find` remove the older ones.
+/// `sh` and `find` remove the older ones (empty: the sandboxes' image, see
+/// NoteSandboxImage). It is never pulled.
 struct ExeCacheRetention {
   std::chrono::seconds keep{std::chrono::hours(24 * 7)};
-  std::string tool_image = "busybox";
+  std::string tool_image;
 };
 
 class ExeCache {
@@ -51,20 +56,29 @@ class ExeCache {
 
   const std::string& volume() const { return helper_.volume(); }
   const PortableOptions& portable_options() const { return portable_; }
-  /// Makes sure every file of `plan` is in the volume: the missing ones (and
-  /// the ones close to removal) go up together in one upload, with the
-  /// markers of the others that are getting old. Returns how many bytes of
-  /// files were sent.
+  /// Makes sure every file of `plan` is in the volume: the missing ones go
+  /// up together in one upload, with the markers of the ones getting old.
+  /// Returns how many bytes of files were sent.
   Result<std::uintmax_t> Ensure(const PortablePlan& plan);
 
   /// Removes the files unused for longer than `keep` now, whatever the
   /// stamp says; returns the tool container's exit code.
   Result<int> RemoveUnused();
 
+  /// The image of a sandbox being made: what removes old files when no tool
+  /// image is set (an image that runs the launcher has a shell).
+  void NoteSandboxImage(const std::string& image);
+
  private:
   /// How long ago `path`'s marker (or any file) in the volume was written:
   /// nullopt when it is not there.
   Result<std::optional<std::chrono::seconds>> AgeInVolume(const std::string& path);
+  /// Sends what `files` lack in the volume, with their markers, and writes
+  /// the markers of the ones getting old; the caller holds upload_mu_.
+  Result<std::uintmax_t> UploadMissing(const std::vector<const PortableFile*>& files,
+                                       bool* sent_new_files);
+  /// PUTs `tar` into the volume (entries relative to "/").
+  Status Put(const std::string& tar, const std::string& what);
   /// RemoveUnused() when the stamp is missing or a day old; errors are
   /// dropped (housekeeping never fails a run).
   void RemoveUnusedWhenDue();
@@ -72,7 +86,9 @@ class ExeCache {
   VolumeHelper helper_;
   const PortableOptions portable_;
   const ExeCacheRetention retention_;
-  bool removal_checked_ = false;  ///< Guarded by upload_mu_: once per process.
+  std::atomic<bool> removal_checked_{false};  ///< Once per process at most.
+  std::mutex image_mu_;
+  std::string sandbox_image_;  ///< Guarded by image_mu_.
   std::mutex upload_mu_;  ///< One upload at a time: the others then find their files.
   std::mutex known_mu_;
   std::set<std::string> known_present_;  ///< Sandbox paths; guarded by known_mu_.

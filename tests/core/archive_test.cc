@@ -493,7 +493,7 @@ TEST(ResultArchiveTest, ARecordTheOutboxCannotTakeIsSaidToBeLostNotKept) {
   ASSERT_FALSE(s.ok());
   EXPECT_EQ(s.message().rfind("could not be written to the outbox " + outbox.string(), 0), 0u)
       << s.message();
-  EXPECT_NE(s.message().find("the archive will not have it"), std::string::npos);
+  EXPECT_NE(s.message().find("the archive will not have its result"), std::string::npos);
   EXPECT_EQ(s.message().find("kept in"), std::string::npos) << s.message();
 }
 

@@ -35,7 +35,11 @@ TEST(ParseRfc3339MsTest, ReadsFractionsOfAnyLengthAndOffsets) {
   EXPECT_EQ(*ParseRfc3339Ms("2026-12-05T04:19:58.5Z"), base + 500);
   EXPECT_EQ(*ParseRfc3339Ms("2026-12-05T05:49:58.123456789+01:30"), base + 123);
   EXPECT_EQ(*ParseRfc3339Ms("2026-12-04T23:19:58-05:00"), base);
-  EXPECT_FALSE(ParseRfc3339Ms("yesterday").has_value());
+  EXPECT_EQ(*ParseRfc3339Ms("2026-12-05T04:19:58"), base);
+  for (const char* bad : {"yesterday", "2026-12-05T04:19:58+0100", "2026-12-05T04:19:58Zjunk",
+                          "2026-12-05T04:19:58.5 UTC", "2026-12-05T04:19:58+ab:cd"}) {
+    EXPECT_FALSE(ParseRfc3339Ms(bad).has_value()) << bad;
+  }
 }
 
 }  // namespace

@@ -150,6 +150,51 @@ TEST(ServiceE2e, AnExecThroughTheServiceBehavesAsOneWithoutItAndSharesAWarmSandb
   EXPECT_FALSE(fs::exists(service.socket()));
 }
 
+// A service held by processes (ctest invocations): a second `start` on its
+// socket joins it, a `stop --leave` from a process that does not hold it
+// leaves it alone, and it ends when its last holder leaves, whoever died
+// before.
+TEST(ServiceE2e, AServiceEndsWithItsLastHolder) {
+  Home home;
+  const fs::path socket = home.dir() / "held.sock";
+  Background first_ctest({"/bin/sleep", "300"}, home.Env(), home.work());
+  Background second_ctest({"/bin/sleep", "300"}, home.Env(), home.work());
+  ASSERT_TRUE(first_ctest.started() && second_ctest.started());
+  const std::string first = std::to_string(first_ctest.pid());
+  const std::string second = std::to_string(second_ctest.pid());
+  auto service = StartSandrun(home, {"service", "run", "--socket", socket.string(),
+                                     "--parent-pid", first});
+  ASSERT_TRUE(WaitUntil([&] { return fs::exists(socket); }, milliseconds(20000)))
+      << service->Err();
+
+  CommandOutput joined =
+      home.Run({"service", "start", "--socket", socket.string(), "--parent-pid", second});
+  EXPECT_EQ(joined.exit_code, 0) << joined.err;
+  EXPECT_CONTAINS(joined.err, "it now serves process " + second + " too");
+  CommandOutput stranger = home.Run(
+      {"service", "stop", "--leave", "--socket", socket.string(), "--parent-pid", "999999"});
+  EXPECT_EQ(stranger.exit_code, 0) << stranger.err;
+  EXPECT_CONTAINS(stranger.err, "left the one at");
+  // The first holder dies (as a ctest killed with -9): the second still holds it.
+  first_ctest.Signal(SIGKILL);
+  ASSERT_TRUE(first_ctest.Wait(seconds(10)).has_value());
+  std::this_thread::sleep_for(milliseconds(1500));  // The service looks every 0.5 s.
+  EXPECT_FALSE(service->Wait(milliseconds(0)).has_value()) << service->Err();
+  CommandOutput served = home.Run({"exec", "--service", socket.string(), "--", "echo", "hi"});
+  EXPECT_EQ(served.out, "hi\n");
+  EXPECT_LACKS(served.err, "running the task here");
+  // The last holder leaves: the service ends.
+  CommandOutput last = home.Run(
+      {"service", "stop", "--leave", "--socket", socket.string(), "--parent-pid", second});
+  EXPECT_EQ(last.exit_code, 0) << last.err;
+  EXPECT_CONTAINS(last.err, "stopped at");
+  EXPECT_EQ(service->Wait(milliseconds(20000)), std::optional<int>(0)) << service->Err();
+  EXPECT_FALSE(fs::exists(socket));
+  const std::string log = service->Err();
+  EXPECT_CONTAINS(log, "shared with process " + second);
+  EXPECT_CONTAINS(log, "the process " + first + " that holds the service is gone");
+}
+
 TEST(ServiceE2e, WithoutAServiceTheExecRunsTheTaskItselfAndSaysWhy) {
   Home home;
   CommandOutput out =

@@ -16,9 +16,9 @@ namespace sandrun {
 std::string FormatRfc3339(std::chrono::system_clock::time_point when);
 inline std::string NowRfc3339() { return FormatRfc3339(std::chrono::system_clock::now()); }
 /// Milliseconds since the epoch of "2026-11-22T03:15:00.123Z" (what
-/// FormatRfc3339 writes); any number of fraction digits and a "+01:00" or
-/// "-05:00" offset are read too (Docker's times). nullopt if the text is not
-/// such a time.
+/// FormatRfc3339 writes); any number of fraction digits, and a "+01:00" or
+/// "-05:00" offset or none instead of "Z", are read too (Docker's times).
+/// nullopt if the text is not such a time.
 std::optional<std::int64_t> ParseRfc3339Ms(const std::string& text);
 
 /// Standard base64 (RFC 4648, padded), through OpenSSL.

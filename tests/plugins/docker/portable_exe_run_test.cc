@@ -198,12 +198,16 @@ class ExeCacheRetentionTest : public ::testing::Test {
 };
 
 TEST_F(ExeCacheRetentionTest, FilesUnusedForLongerThanKeepAreRemovedAndTheRestStays) {
+  // Directory entries last: their times are the ones an upload leaves.
   Write({File("old/a"), File("old/.a.complete", 90),               // unused 1.5 h
          File("shared/b"), File("shared/.b.complete", 90),         // one name old,
          File("shared/b2"), File("shared/.b2.complete", 5),        // the other used
          File("new/c"), File("new/.c.complete", 5),                // used 5 min ago
-         File("cut/d", 600), Directory("cut", 90),                 // no marker, long ago
-         File("writing/e", 600)});                                 // no marker, now
+         File("cut/d", 600),                                       // no marker, long ago
+         File("writing/e", 600),                                   // no marker, now
+         File("busy/f"), File("busy/.f.complete", 90),             // old, but something
+         Directory("old", 90), Directory("shared", 90),            // landed beside it
+         Directory("new", 90), Directory("cut", 90)});             // a minute ago
   docker::ExeCache cache(client_, volume_, {}, Hour());
   auto code = cache.RemoveUnused();
   ASSERT_TRUE(code.ok()) << code.status().ToString();
@@ -218,21 +222,34 @@ TEST_F(ExeCacheRetentionTest, FilesUnusedForLongerThanKeepAreRemovedAndTheRestSt
   EXPECT_TRUE(Exists("new/.c.complete"));
   EXPECT_FALSE(Exists("cut/d")) << "an upload cut short long ago";
   EXPECT_TRUE(Exists("writing/e")) << "an upload under way keeps its file";
+  EXPECT_TRUE(Exists("busy/f")) << "a directory something just landed in is left alone";
+  EXPECT_TRUE(Exists("busy/.f.complete"));
+
+  // No tool image set: the sandboxes' image does it, and with none seen
+  // nothing is tried (nothing is pulled).
+  Write({File("old/a"), File("old/.a.complete", 90), Directory("old", 90)});
+  docker::ExeCache untooled(client_, volume_, {}, {std::chrono::hours(1), ""});
+  EXPECT_EQ(untooled.RemoveUnused().status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_TRUE(Exists("old/a"));
+  untooled.NoteSandboxImage(docker::testing::kBusybox);
+  auto by_sandbox_image = untooled.RemoveUnused();
+  ASSERT_TRUE(by_sandbox_image.ok()) << by_sandbox_image.status().ToString();
+  EXPECT_FALSE(Exists("old/a"));
 
   // keep 0: nothing ever goes.
-  Write({File("old/a"), File("old/.a.complete", 90)});
+  Write({File("old/a"), File("old/.a.complete", 90), Directory("old", 90)});
   docker::ExeCache forever(client_, volume_, {}, {std::chrono::seconds(0), docker::testing::kBusybox});
   ASSERT_TRUE(forever.RemoveUnused().ok());
   EXPECT_TRUE(Exists("old/a"));
 }
 
-TEST_F(ExeCacheRetentionTest, UseKeepsAFileAndAFileCloseToRemovalIsSentAgain) {
+TEST_F(ExeCacheRetentionTest, UseWritesTheMarkerAgainAndAFileARemovalTookIsSentAgain) {
   sandrun::testing::TempDir dir;
   fs::path exe = sandrun::testing::BuildHelloProgram(dir.path());
   ASSERT_FALSE(exe.empty());
   auto plan = PlanPortableExecutable(exe);
   ASSERT_TRUE(plan.ok()) << plan.status().ToString();
-  ASSERT_GE(plan->files.size(), 2u);
+  ASSERT_GE(plan->files.size(), 3u);
   auto rel = [](const PortableFile& f) { return f.sandbox_path.substr(std::string(kPortableExeRoot).size() + 1); };
   auto marker = [&](const PortableFile& f) {
     std::string r = rel(f);
@@ -243,18 +260,25 @@ TEST_F(ExeCacheRetentionTest, UseKeepsAFileAndAFileCloseToRemovalIsSentAgain) {
     docker::ExeCache first(client_, volume_, {}, Hour());
     ASSERT_TRUE(first.Ensure(*plan).ok());
   }
-  // One file last used 20 minutes ago (a third of keep), another 40 (two thirds).
-  const PortableFile& used = plan->files[0];
-  const PortableFile& nearly_gone = plan->files[1];
-  Write({File(marker(used), 20), File(marker(nearly_gone), 40)});
+  // One file last used 10 minutes ago, one 20, and one whose file a removal
+  // took from under a marker written meanwhile.
+  const PortableFile& recent = plan->files[0];
+  const PortableFile& used = plan->files[1];
+  const PortableFile& taken = plan->files[2];
+  Write({File(marker(recent), 10), File(marker(used), 20), File(marker(taken), 20)});
+  auto removed = docker::RunToolContainer(*client_, docker::testing::kBusybox, volume_,
+                                          {"rm", "-f", taken.sandbox_path}, kPortableExeRoot);
+  ASSERT_TRUE(removed.ok() && *removed == 0);
+  ASSERT_FALSE(Exists(rel(taken)));
   ASSERT_EQ(MinutesOld(marker(used)).value_or(-1), 20);
 
   docker::ExeCache next_process(client_, volume_, {}, Hour());
   auto sent = next_process.Ensure(*plan);
   ASSERT_TRUE(sent.ok()) << sent.status().ToString();
-  EXPECT_EQ(*sent, fs::file_size(nearly_gone.host_path)) << "only the file close to removal goes again";
+  EXPECT_EQ(*sent, fs::file_size(taken.host_path)) << "only the file a removal took goes again";
+  EXPECT_EQ(MinutesOld(marker(recent)).value_or(-1), 10) << "a recent use needs no writing";
   EXPECT_EQ(MinutesOld(marker(used)).value_or(-1), 0) << "its use was written down";
-  EXPECT_EQ(MinutesOld(marker(nearly_gone)).value_or(-1), 0);
+  EXPECT_EQ(MinutesOld(marker(taken)).value_or(-1), 0);
   for (const PortableFile& f : plan->files) EXPECT_TRUE(Exists(rel(f))) << f.sandbox_path;
 }
 
@@ -264,7 +288,7 @@ TEST_F(ExeCacheRetentionTest, AnUploadRemovesUnusedFilesAtMostOnceADay) {
   ASSERT_FALSE(exe.empty());
   auto plan = PlanPortableExecutable(exe);
   ASSERT_TRUE(plan.ok()) << plan.status().ToString();
-  Write({File("old/a"), File("old/.a.complete", 90)});
+  Write({File("old/a"), File("old/.a.complete", 90), Directory("old", 90)});
   {
     docker::ExeCache cache(client_, volume_, {}, Hour());
     auto sent = cache.Ensure(*plan);
@@ -275,7 +299,7 @@ TEST_F(ExeCacheRetentionTest, AnUploadRemovesUnusedFilesAtMostOnceADay) {
   EXPECT_EQ(MinutesOld(".sandrun-evicted").value_or(-1), 0);
 
   // Within the day, another process's upload leaves the removal alone.
-  Write({File("old/a"), File("old/.a.complete", 90)});
+  Write({File("old/a"), File("old/.a.complete", 90), Directory("old", 90)});
   fs::path copy = dir.path() / "hello-copy";
   fs::copy_file(exe, copy);
   auto copy_plan = PlanPortableExecutable(copy);
