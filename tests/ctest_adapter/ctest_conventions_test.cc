@@ -209,7 +209,8 @@ TEST(CTestConventions, TimeoutIsTheCommandsTimeAndACrashIsACrash) {
 }
 
 // sandrun_add_test passes a command's arguments as add_test does: one that
-// holds ';' (a shell script), an empty one, a quote, a backslash. (It once
+// holds ';' (a shell script), an empty one, a quote, a backslash, square
+// brackets (which a CMake list would run together). (It once
 // cut `sh -c "echo start; exit 7"` in two, and the test passed.)
 TEST(CTestConventions, SandrunAddTestPassesArgumentsAsAddTestDoes) {
   Home home;
@@ -240,7 +241,7 @@ TEST(CTestConventions, SandrunAddTestPassesArgumentsAsAddTestDoes) {
   }
   ASSERT_EQ(printed.size(), 3u) << out.out;
   std::sort(printed.begin(), printed.end());
-  EXPECT_EQ(printed[0], "<a; b><><q\"uote><c\\;d><$x>") << out.out;
+  EXPECT_EQ(printed[0], "<a; b><><q\"uote><c\\;d><$x><[><x]y><]>") << out.out;
   EXPECT_EQ(printed[1], printed[0]) << out.out;
   EXPECT_EQ(printed[2], "<x; y>") << out.out;  // ENV "SEMI=x; y"
 }
