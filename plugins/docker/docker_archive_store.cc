@@ -186,14 +186,7 @@ class VolumeArchiveStore : public ArchiveStore {
   }
 
   Status Upload(std::string tar) {
-    SANDRUN_ASSIGN_OR_RETURN(HttpResponse res, Call([&](const std::string& helper) {
-      return client_->Request("PUT",
-                              "/containers/" + helper + "/archive?path=" +
-                                  UrlEncode(std::string(kResultsMount)),
-                              tar, "application/x-tar");
-    }));
-    if (res.status != 200) return ApiError(res, "write to volume " + volume_);
-    return OkStatus();
+    return helper_.PutTar(std::move(tar), "write to volume " + volume_);
   }
 
   // The tar of `path`, to be read as it streams in.
@@ -216,13 +209,8 @@ class VolumeArchiveStore : public ArchiveStore {
   }
 
   Result<bool> Exists(const std::string& path) {
-    SANDRUN_ASSIGN_OR_RETURN(HttpResponse res, Call([&](const std::string& helper) {
-      return client_->Request("HEAD", "/containers/" + helper + "/archive?path=" +
-                                          UrlEncode(VolumePath(path)));
-    }));
-    if (res.status == 200) return true;
-    if (res.status == 404) return false;
-    return ApiError(res, "stat in volume " + volume_);
+    SANDRUN_ASSIGN_OR_RETURN(HttpResponse res, helper_.Stat(path, "stat in volume " + volume_));
+    return res.status == 200;
   }
 
   std::shared_ptr<DockerClient> client_;

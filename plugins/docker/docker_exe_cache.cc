@@ -52,6 +52,11 @@ std::string MarkerOf(const std::string& sandbox_path) {
   return sandbox_path.substr(0, slash + 1) + "." + sandbox_path.substr(slash + 1) + ".complete";
 }
 
+// "/sandrun/exe/<sha>/<name>" as a path in the volume: "<sha>/<name>".
+std::string InVolume(const std::string& sandbox_path) {
+  return sandbox_path.substr(std::string_view(kPortableExeRoot).size() + 1);
+}
+
 // The mtime in the engine's X-Docker-Container-Path-Stat answer header
 // (base64 of {"name", "size", "mode", "mtime", "linkTarget"}).
 std::optional<std::int64_t> MtimeMsOf(const HttpResponse& res) {
@@ -75,12 +80,9 @@ ExeCache::ExeCache(std::shared_ptr<DockerClient> client, std::string volume,
       retention_(std::move(retention)) {}
 
 Result<std::optional<std::chrono::seconds>> ExeCache::AgeInVolume(const std::string& path) {
-  SANDRUN_ASSIGN_OR_RETURN(HttpResponse res, helper_.Call([&](const std::string& helper) {
-    return helper_.client().Request("HEAD",
-                                    "/containers/" + helper + "/archive?path=" + UrlEncode(path));
-  }));
+  SANDRUN_ASSIGN_OR_RETURN(HttpResponse res,
+                           helper_.Stat(InVolume(path), "stat " + path + " in volume " + volume()));
   if (res.status == 404) return std::optional<std::chrono::seconds>();
-  if (res.status != 200) return VolumeApiError(res, "stat " + path + " in volume " + volume());
   // An answer without a readable time counts as old enough to be written
   // again: the removal goes by the real mtime, which then is now.
   std::optional<std::int64_t> mtime_ms = MtimeMsOf(res);
@@ -143,8 +145,7 @@ Result<std::uintmax_t> ExeCache::UploadMissing(const std::vector<const PortableF
   TarBuilder tar;
   std::uintmax_t bytes = 0;
   for (const PortableFile* file : to_send) {
-    // Entries relative to "/": the helper mounts the volume at /sandrun/exe.
-    SANDRUN_RETURN_IF_ERROR(tar.AddHostPath(file->host_path, file->sandbox_path.substr(1)));
+    SANDRUN_RETURN_IF_ERROR(tar.AddHostPath(file->host_path, InVolume(file->sandbox_path)));
     std::error_code ec;
     bytes += std::filesystem::file_size(file->host_path, ec);
   }
@@ -152,26 +153,17 @@ Result<std::uintmax_t> ExeCache::UploadMissing(const std::vector<const PortableF
   for (const auto* group : {&to_send, &to_touch}) {
     for (const PortableFile* file : *group) {
       TarEntry marker;
-      marker.name = MarkerOf(file->sandbox_path).substr(1);
+      marker.name = InVolume(MarkerOf(file->sandbox_path));
       SANDRUN_RETURN_IF_ERROR(tar.AddEntry(marker));
     }
   }
   SANDRUN_ASSIGN_OR_RETURN(std::string body, tar.Finish());
-  SANDRUN_RETURN_IF_ERROR(Put(body, "upload to volume " + volume()));
+  SANDRUN_RETURN_IF_ERROR(helper_.PutTar(std::move(body), "upload to volume " + volume()));
   std::lock_guard<std::mutex> lock(known_mu_);
   for (const auto* group : {&to_send, &to_touch}) {
     for (const PortableFile* file : *group) known_present_.insert(file->sandbox_path);
   }
   return bytes;
-}
-
-Status ExeCache::Put(const std::string& tar, const std::string& what) {
-  SANDRUN_ASSIGN_OR_RETURN(HttpResponse res, helper_.Call([&](const std::string& helper) {
-    return helper_.client().Request("PUT", "/containers/" + helper + "/archive?path=%2F", tar,
-                                    "application/x-tar");
-  }));
-  if (res.status != 200) return VolumeApiError(res, what);
-  return OkStatus();
 }
 
 void ExeCache::RemoveUnusedWhenDue() {
@@ -181,9 +173,9 @@ void ExeCache::RemoveUnusedWhenDue() {
   if (!removed.ok() || *removed != 0) return;  // Tried again by the next process.
   // Done for the day: the other processes with new files leave it alone.
   TarEntry stamp;
-  stamp.name = std::string(kPortableExeRoot).substr(1) + "/" + kRemovalStamp;
+  stamp.name = kRemovalStamp;
   auto body = TarOfEntries({stamp});
-  if (body.ok()) Put(*body, "stamp volume " + volume()).IgnoreError();
+  if (body.ok()) helper_.PutTar(std::move(*body), "stamp volume " + volume()).IgnoreError();
 }
 
 void ExeCache::NoteSandboxImage(const std::string& image) {

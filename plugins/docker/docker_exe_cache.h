@@ -70,15 +70,13 @@ class ExeCache {
   void NoteSandboxImage(const std::string& image);
 
  private:
-  /// How long ago `path`'s marker (or any file) in the volume was written:
-  /// nullopt when it is not there.
+  /// How long ago the file at sandbox path `path` (under /sandrun/exe) was
+  /// written in the volume: nullopt when it is not there.
   Result<std::optional<std::chrono::seconds>> AgeInVolume(const std::string& path);
   /// Sends what `files` lack in the volume, with their markers, and writes
   /// the markers of the ones getting old; the caller holds upload_mu_.
   Result<std::uintmax_t> UploadMissing(const std::vector<const PortableFile*>& files,
                                        bool* sent_new_files);
-  /// PUTs `tar` into the volume (entries relative to "/").
-  Status Put(const std::string& tar, const std::string& what);
   /// RemoveUnused() when the stamp is missing or a day old; errors are
   /// dropped (housekeeping never fails a run).
   void RemoveUnusedWhenDue();

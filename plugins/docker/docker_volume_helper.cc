@@ -121,4 +121,22 @@ Result<HttpResponse> VolumeHelper::Call(
   }
 }
 
+Status VolumeHelper::PutTar(std::string tar, const std::string& what) {
+  SANDRUN_ASSIGN_OR_RETURN(HttpResponse res, Call([&](const std::string& helper) {
+    return client_->Request("PUT", "/containers/" + helper + "/archive?path=" + UrlEncode(mount_target_),
+                            tar, "application/x-tar");
+  }));
+  if (res.status != 200) return VolumeApiError(res, what);
+  return OkStatus();
+}
+
+Result<HttpResponse> VolumeHelper::Stat(const std::string& path, const std::string& what) {
+  const std::string target = path.empty() ? mount_target_ : mount_target_ + "/" + path;
+  SANDRUN_ASSIGN_OR_RETURN(HttpResponse res, Call([&](const std::string& helper) {
+    return client_->Request("HEAD", "/containers/" + helper + "/archive?path=" + UrlEncode(target));
+  }));
+  if (res.status != 200 && res.status != 404) return VolumeApiError(res, what);
+  return res;
+}
+
 }  // namespace sandrun::docker

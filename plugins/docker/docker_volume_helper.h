@@ -43,6 +43,14 @@ class VolumeHelper {
   /// first use, and once more when the request finds it gone.
   Result<HttpResponse> Call(const std::function<Result<HttpResponse>(const std::string&)>& request);
 
+  /// Writes `tar` (entries relative to the mount target) into the volume;
+  /// an error says `what` failed.
+  Status PutTar(std::string tar, const std::string& what);
+  /// HEAD of `path` (relative to the mount target; "" is the target): the
+  /// answer when it is 200 (with the X-Docker-Container-Path-Stat header) or
+  /// 404 (not there); any other is an error saying `what` failed.
+  Result<HttpResponse> Stat(const std::string& path, const std::string& what);
+
   DockerClient& client() { return *client_; }
   const std::string& volume() const { return volume_; }
   const std::string& mount_target() const { return mount_target_; }
