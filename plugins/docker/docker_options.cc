@@ -61,8 +61,8 @@ Result<DockerOptions> ParseDockerOptions(std::string_view section_json,
     return InvalidArgumentError(std::string("docker: bad config section: ") + e.what());
   }
   if (!j.is_object()) return InvalidArgumentError("docker: config section must be an object");
-  try {
-    for (const auto& [key, value] : j.items()) {
+  for (const auto& [key, value] : j.items()) {
+    try {
       if (key == "host") o.host = value.get<std::string>();
       else if (key == "volume") o.volume = value.get<std::string>();
       else if (key == "exe_cache_volume") o.exe_cache_volume = value.get<std::string>();
@@ -75,9 +75,10 @@ Result<DockerOptions> ParseDockerOptions(std::string_view section_json,
       else if (key == "mounts") o.mounts = value.get<std::vector<std::string>>();
       else if (key == "agent") o.agent = value.get<bool>();
       else return InvalidArgumentError("docker: unknown config key '" + key + "'");
+    } catch (const std::exception& e) {
+      // Name the key: a type error alone ("must be number") does not.
+      return InvalidArgumentError("docker: bad value for '" + key + "': " + e.what());
     }
-  } catch (const std::exception& e) {
-    return InvalidArgumentError(std::string("docker: bad config value: ") + e.what());
   }
   if (auto it = env.find("DOCKER_HOST"); it != env.end() && !it->second.empty()) {
     o.host = it->second;

@@ -128,6 +128,12 @@ TEST(DockerOptionsTest, ExeCacheKeepDaysAndTheToolImage) {
   ASSERT_FALSE(o.ok());
   EXPECT_EQ(o.status().code(), StatusCode::kInvalidArgument);
   EXPECT_NE(o.status().message().find("exe_cache_keep_days"), std::string::npos);
+  // A value of the wrong type names its key.
+  o = ParseDockerOptions(R"({"exe_cache_keep_days": "seven"})", {});
+  ASSERT_FALSE(o.ok());
+  EXPECT_EQ(o.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(o.status().message().find("'exe_cache_keep_days'"), std::string::npos)
+      << o.status().message();
 }
 
 TEST(DockerOptionsTest, BadVolumeNamesAndMountsAreRefusedWhenParsed) {
