@@ -231,7 +231,7 @@ TEST(CTestAdapter, DockerBackendBySandrunBackendWithoutReconfiguring) {
   auto cache_time = fs::last_write_time(kConsumerBuild / "CMakeCache.txt");
   JUnitReport report =
       RunConsumerCTest(home, "docker", {"-j4", "-LE", "ctest_kill"}, "docker.xml", nullptr,
-                       {{"SANDRUN_CONFIG", (home.dir() / "sandrun.json").string()}});
+                       {{"SANDRUN_CONFIG", volume.config().string()}});
   CheckSuite(report);
   // They ran in containers (the Docker backend's working directory).
   for (const char* name : {"tool.pass", "tool data", "plain.pass", "tool.hang"}) {
@@ -294,7 +294,7 @@ TEST(CTestAdapter, CTestTimeoutKillsSandrunAndCleanupRemovesTheContainer) {
   // outside one: the killed sandrun's container is left for `cleanup`.
   JUnitReport report =
       RunConsumerCTest(home, "", {"-L", "ctest_kill", "-FA", "sandrun_service"}, "kill.xml", &ctest,
-                       {{"SANDRUN_CONFIG", (home.dir() / "sandrun.json").string()}});
+                       {{"SANDRUN_CONFIG", volume.config().string()}});
   EXPECT_LT(SecondsSince(start), 30.0) << "CTest's TIMEOUT is 5 s";
   ASSERT_EQ(report.cases.size(), 1u) << ctest.out << ctest.err;
   std::string name = report.cases.begin()->first;

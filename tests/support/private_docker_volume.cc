@@ -12,12 +12,8 @@ namespace sandrun::testing {
 
 PrivateDockerVolume::PrivateDockerVolume(const std::filesystem::path& dir,
                                          const std::string& purpose)
-    : name_("sandrun-test-" + purpose + "-" + RandomHex(8)) {
-  std::ofstream(dir / "sandrun.json") << R"({"backends": {"docker": )" << DockerSection() << "}}";
-}
-
-std::string PrivateDockerVolume::DockerSection() const {
-  return R"({"volume": ")" + name_ + R"("})";
+    : name_("sandrun-test-" + purpose + "-" + RandomHex(8)), config_(dir / "sandrun.json") {
+  std::ofstream(config_) << R"({"backends": {"docker": {"volume": ")" << name_ << R"("}}})";
 }
 
 PrivateDockerVolume::~PrivateDockerVolume() {

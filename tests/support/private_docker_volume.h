@@ -23,11 +23,13 @@ class PrivateDockerVolume {
   PrivateDockerVolume& operator=(const PrivateDockerVolume&) = delete;
 
   const std::string& name() const { return name_; }
-  /// `{"volume": "<name>"}`, for a test that writes its own docker section.
-  std::string DockerSection() const;
+  /// The sandrun.json naming it, for SANDRUN_CONFIG where the walk up from
+  /// the working directory would not find it.
+  const std::filesystem::path& config() const { return config_; }
 
  private:
   std::string name_;
+  std::filesystem::path config_;
 };
 
 }  // namespace sandrun::testing
